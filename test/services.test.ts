@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+
+/** Counts running processes whose command line matches a regular expression (pgrep -f). */
+function count(pattern: string): number {
+  const r = spawnSync('pgrep', ['-c', '-f', pattern], { encoding: 'utf8' });
+  return Number(r.stdout.trim() || 0);
+}
+
+describe('scripts/services.sh', () => {
+  it('run twice in a row leaves one Redis, one Temporal dev server and one dockerd, all answering', () => {
+    for (let i = 0; i < 2; i++) {
+      const out = execFileSync('bash', ['scripts/services.sh'], { encoding: 'utf8', timeout: 300_000 });
+      assert.match(out, /ready/);
+      if (i === 1) {
+        assert.match(out, /redis already running/);
+        assert.match(out, /temporal already running/);
+        assert.match(out, /dockerd already running/);
+      }
+    }
+    assert.equal(count('^redis-server 127\\.0\\.0\\.1:6379'), 1, 'one redis-server');
+    assert.equal(count('temporal server start-dev'), 1, 'one temporal dev server');
+    assert.equal(count('^dockerd'), 1, 'one dockerd');
+    assert.match(execFileSync('redis-cli', ['ping'], { encoding: 'utf8' }), /PONG/);
+    assert.match(execFileSync('redis-cli', ['config', 'get', 'appendonly'], { encoding: 'utf8' }), /yes/);
+    assert.match(execFileSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8' }), /\d+\.\d+/);
+  });
+});
