@@ -31,25 +31,34 @@ const url = (def: string, protocols: string[]) =>
   z
     .string()
     .default(def)
-    .refine((s) => {
-      try {
-        return protocols.includes(new URL(s).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL (${protocols.join(' or ')})`);
+    .refine(
+      (s) => {
+        try {
+          return protocols.includes(new URL(s).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL (${protocols.join(' or ')})`,
+    );
 
 const tenantKeys = z
   .string()
   .default('')
   .transform((s, ctx) => {
     const out: Array<{ tenant: string; key: string }> = [];
-    for (const entry of s.split(',').map((e) => e.trim()).filter(Boolean)) {
+    for (const entry of s
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)) {
       const sep = entry.indexOf(':');
       const tenant = entry.slice(0, sep);
       const key = entry.slice(sep + 1);
       if (sep <= 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(tenant) || key.length < 16) {
-        ctx.addIssue({ code: 'custom', message: 'entries must be tenant:key with a safe tenant name and a key of 16+ chars' });
+        ctx.addIssue({
+          code: 'custom',
+          message: 'entries must be tenant:key with a safe tenant name and a key of 16+ chars',
+        });
         return z.NEVER;
       }
       out.push({ tenant, key });

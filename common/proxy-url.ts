@@ -27,7 +27,8 @@ export interface ParsedProxy {
 const MAX_URL_LENGTH = 2048;
 const MAX_CREDENTIAL_LENGTH = 255; // RFC 1929: username and password are at most 255 bytes each
 // Letters, digits, dots and dashes: a DNS name or an IPv4 address. No underscores, no unicode look-alikes.
-const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const IPV6_LITERAL = /^\[[0-9A-Fa-f:.]+\]$/;
 // Printable ASCII without the characters that would break the URL's structure when not percent-encoded.
 const SAFE_CREDENTIAL = /^[\x21-\x7e]+$/;
@@ -36,7 +37,8 @@ const SAFE_CREDENTIAL = /^[\x21-\x7e]+$/;
 export function parseProxyUrl(raw: unknown): ParsedProxy {
   if (typeof raw !== 'string') throw new ProxyUrlError('proxy URL must be a string');
   if (raw.length === 0) throw new ProxyUrlError('proxy URL is empty');
-  if (raw.length > MAX_URL_LENGTH) throw new ProxyUrlError(`proxy URL is too long (${raw.length} > ${MAX_URL_LENGTH} characters)`);
+  if (raw.length > MAX_URL_LENGTH)
+    throw new ProxyUrlError(`proxy URL is too long (${raw.length} > ${MAX_URL_LENGTH} characters)`);
   if (/\s/.test(raw)) throw new ProxyUrlError('proxy URL must not contain spaces or other whitespace');
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(raw)) throw new ProxyUrlError('proxy URL contains control characters');
@@ -57,7 +59,8 @@ export function parseProxyUrl(raw: unknown): ParsedProxy {
   if (at < 0) throw new ProxyUrlError('proxy URL needs credentials: socks5h://user:pass@host:port');
   const userInfo = rest.slice(0, at);
   const hostPart = rest.slice(at + 1);
-  if (/[/?#]/.test(hostPart)) throw new ProxyUrlError('proxy URL must not have a path, query or fragment after host:port');
+  if (/[/?#]/.test(hostPart))
+    throw new ProxyUrlError('proxy URL must not have a path, query or fragment after host:port');
 
   const colon = userInfo.indexOf(':');
   if (colon < 0) throw new ProxyUrlError('proxy URL needs both a username and a password (user:pass@)');

@@ -31,6 +31,12 @@ export function redisKeys(prefix = '') {
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
     sessionEvents: (sessionId: string) => `${p}session:events:${sessionId}`,
     sessionOutbox: (sessionId: string) => `${p}session:outbox:${sessionId}`,
+    /** phone → the session id that owns it (at most one live session per phone). */
+    phoneSession: (phone: string) => `${p}phone:session:${phone}`,
+    /** SET of a tenant's session ids. */
+    tenantSessions: (tenant: string) => `${p}tenant:sessions:${tenant}`,
+    /** Marker of a webhook event already turned into a signal (de-duplication by eventId). */
+    webhookEventSeen: (eventId: string) => `${p}webhook:seen:${eventId}`,
     phoneQueue: (phone: string) => `${p}queue:session:${phone}`,
     gatewayJobs: () => `${p}gateway:jobs`,
   };

@@ -123,3 +123,9 @@ redis.call('SREM', p .. 'proxies:available', u)
 redis.call('DEL', p .. 'counter:proxy:' .. u, p .. 'proxy:status:' .. u, p .. 'proxy:bad_at:' .. u, p .. 'proxy:sessions:' .. u)
 return 1
 `;
+
+/** Delete KEYS[1] only while it still holds ARGV[1] (an owner releasing what it owns). Returns 1 when deleted. */
+export const DELETE_IF_VALUE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;

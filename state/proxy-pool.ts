@@ -75,7 +75,12 @@ export class ProxyPool {
    * Reserves a slot for `sessionId`: override → sticky proxy of `phone` → least-loaded healthy proxy.
    * Idempotent per session (a retry returns the slot already held). Throws NoProxyCapacityError.
    */
-  async reserve(req: { sessionId: string; phone?: string; override?: string; exclude?: string[] }): Promise<Reservation> {
+  async reserve(req: {
+    sessionId: string;
+    phone?: string;
+    override?: string;
+    exclude?: string[];
+  }): Promise<Reservation> {
     const override = req.override ? parseProxyUrl(req.override).url : '';
     const [proxyUrl, source, load] = (await this.redis.eval(
       RESERVE_PROXY_LUA,

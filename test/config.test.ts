@@ -27,7 +27,12 @@ describe('configuration schema', () => {
       PROXY_URL_2: 'socks5h://u:p@H2:1',
       PROXY_URLS: 'socks5h://u:p@h3:1, socks5h://u:p@h2:1\nsocks5h://u:p@h4:1',
     });
-    assert.deepEqual(c.proxyPool, ['socks5h://u:p@h2:1', 'socks5h://u:p@h10:1', 'socks5h://u:p@h3:1', 'socks5h://u:p@h4:1']);
+    assert.deepEqual(c.proxyPool, [
+      'socks5h://u:p@h2:1',
+      'socks5h://u:p@h10:1',
+      'socks5h://u:p@h3:1',
+      'socks5h://u:p@h4:1',
+    ]);
   });
 
   it('names every bad variable and why in one error, without leaking secrets', () => {

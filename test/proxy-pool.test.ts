@@ -24,7 +24,10 @@ describe('proxy pool on real Redis', () => {
 
     // Another thread samples every counter while the reservations run (not only at the end).
     const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-    const monitor = startCounterMonitor(redisUrl, urls.map((u) => pool.keys.proxyCounter(u)));
+    const monitor = startCounterMonitor(
+      redisUrl,
+      urls.map((u) => pool.keys.proxyCounter(u)),
+    );
     await monitor.waitForSamples(3);
     const before = monitor.samples;
 

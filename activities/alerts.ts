@@ -1,0 +1,96 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { redactText } from '../common/redact.js';
+
+export const ALERT_KINDS = [
+  'session_connected',
+  'session_unhealthy',
+  'session_failed',
+  'session_logged_out',
+  'proxy_burned',
+  'low_proxy_inventory',
+  'backup_done',
+  'backup_failed',
+  'restore_done',
+  'restore_failed',
+] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+export interface AlertOptions {
+  botToken?: string;
+  chatId?: string;
+  apiBaseUrl: string;
+  /** The same dedupe key is sent at most once per window (a flapping session cannot flood the chat). */
+  dedupeWindowMs?: number;
+  /** At most this many alerts per minute in total; the rest are counted and logged. */
+  maxPerMinute?: number;
+  keyPrefix?: string;
+}
+
+/**
+ * Telegram alerts (SPEC §11): real Bot API `sendMessage` calls to a configurable base URL, retried with backoff,
+ * de-duplicated and rate-limited in Redis so that several orchestrators share the limits. Without a bot token,
+ * alerts are only logged.
+ */
+export class Alerts {
+  constructor(
+    private readonly redis: Redis,
+    private readonly logger: Logger,
+    private readonly opts: AlertOptions,
+  ) {}
+
+  async send(
+    kind: AlertKind,
+    text: string,
+    dedupeKey = `${kind}:${text}`,
+  ): Promise<'sent' | 'logged' | 'deduped' | 'rate_limited'> {
+    const safeText = redactText(text);
+    const p = this.opts.keyPrefix ?? '';
+    const fresh = await this.redis.set(
+      `${p}alert:dedupe:${dedupeKey}`,
+      '1',
+      'PX',
+      this.opts.dedupeWindowMs ?? 300_000,
+      'NX',
+    );
+    if (fresh !== 'OK') return 'deduped';
+    const minuteKey = `${p}alert:rate:${Math.floor(Date.now() / 60_000)}`;
+    const count = await this.redis.incr(minuteKey);
+    if (count === 1) await this.redis.pexpire(minuteKey, 120_000);
+    if (count > (this.opts.maxPerMinute ?? 20)) {
+      this.logger.warn({ kind }, 'alert rate limit reached; alert logged only');
+      return 'rate_limited';
+    }
+    this.logger.info({ alert: kind, text: safeText }, 'alert');
+    if (!this.opts.botToken || !this.opts.chatId) return 'logged';
+    await this.postWithRetry(`${kind.replace(/_/g, ' ')}: ${safeText}`);
+    return 'sent';
+  }
+
+  private async postWithRetry(text: string, attempts = 4): Promise<void> {
+    const url = `${this.opts.apiBaseUrl.replace(/\/$/, '')}/bot${this.opts.botToken}/sendMessage`;
+    let delay = 250;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ chat_id: this.opts.chatId, text, disable_web_page_preview: true }),
+          signal: AbortSignal.timeout(5000),
+        });
+        if (res.ok) return;
+        const retryAfter = Number(res.headers.get('retry-after') ?? 0) * 1000;
+        if (res.status < 500 && res.status !== 429) throw new Error(`Telegram answered ${res.status}`);
+        delay = Math.max(delay, retryAfter);
+        if (attempt >= attempts) throw new Error(`Telegram answered ${res.status}`);
+      } catch (err) {
+        if (attempt >= attempts) {
+          this.logger.error({ err: redactText(String(err)) }, 'alert delivery failed');
+          throw err;
+        }
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay *= 2;
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import type { Logger } from 'pino';
+import { LIVE_STATUSES } from '../common/session.js';
+import type { SessionStore } from '../state/sessions.js';
+import type { SessionActivities } from './session-activities.js';
+import type { WorkerRunner } from './runner/types.js';
+
+/**
+ * At orchestrator start: workers without a live session are removed; live sessions whose worker vanished get
+ * it back (same proxy, same auth folder). Returns what it did, for the log and for tests.
+ */
+export async function reconcileWorkers(deps: {
+  runner: WorkerRunner;
+  sessions: SessionStore;
+  activities: Pick<SessionActivities, 'startWorker'>;
+  logger: Logger;
+}): Promise<{ removed: string[]; started: string[] }> {
+  const { runner, sessions, activities, logger } = deps;
+  const removed: string[] = [];
+  const started: string[] = [];
+  const records = new Map((await sessions.list()).map((s) => [s.sessionId, s]));
+  const workers = await runner.list();
+
+  for (const worker of workers) {
+    const session = records.get(worker.sessionId);
+    if (!session || !LIVE_STATUSES.includes(session.status) || !session.proxy) {
+      await runner.stop(worker.sessionId, { remove: true });
+      removed.push(worker.sessionId);
+    }
+  }
+  const known = new Map(workers.map((w) => [w.sessionId, w]));
+  for (const session of records.values()) {
+    if (!LIVE_STATUSES.includes(session.status) || session.status === 'failing_over' || !session.proxy) continue;
+    const worker = known.get(session.sessionId);
+    if (worker?.running) continue;
+    await activities.startWorker({ sessionId: session.sessionId, proxyUrl: session.proxy });
+    started.push(session.sessionId);
+  }
+  if (removed.length || started.length) logger.info({ removed, started }, 'reconciled workers');
+  return { removed, started };
+}

@@ -1,0 +1,198 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { proxyEndpoint, proxyFingerprint, sleep } from './common.js';
+import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
+
+interface PidRecord {
+  sessionId: string;
+  pid: number;
+  proxyHash: string;
+  proxyEndpoint: string;
+  startedAt: number;
+  /** The spec it was started with, so a restart after an orchestrator crash can start it again. */
+  env: Record<string, string>;
+}
+
+/**
+ * Runs each wa-worker as a detached child process with the same contract as a container: same environment, same
+ * auth folder. Pid files in `runDir` let a restarted orchestrator find (and never duplicate) workers it started
+ * before it crashed. Crashed workers are restarted with backoff, like Docker's `unless-stopped`.
+ */
+export class ProcessRunner implements WorkerRunner {
+  readonly kind = 'process' as const;
+  private readonly stopping = new Set<string>();
+  private readonly watchers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly opts: {
+      runDir: string;
+      logDir: string;
+      /** Command that runs the worker, e.g. [process.execPath, '--import', 'tsx', 'wa-worker/main.ts']. */
+      command: string[];
+      cwd: string;
+      stopGraceMs?: number;
+    },
+  ) {
+    mkdirSync(opts.runDir, { recursive: true });
+    mkdirSync(opts.logDir, { recursive: true });
+  }
+
+  private pidFile(sessionId: string) {
+    return path.join(this.opts.runDir, `${sessionId}.json`);
+  }
+
+  private readRecord(sessionId: string): PidRecord | null {
+    try {
+      return JSON.parse(readFileSync(this.pidFile(sessionId), 'utf8')) as PidRecord;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Alive and really this session's worker (guards against a recycled pid). */
+  private isAlive(record: PidRecord): boolean {
+    try {
+      process.kill(record.pid, 0);
+    } catch {
+      return false;
+    }
+    try {
+      const environ = readFileSync(`/proc/${record.pid}/environ`, 'utf8').split('\0');
+      if (environ.includes(`SESSION_ID=${record.sessionId}`)) {
+        const stat = readFileSync(`/proc/${record.pid}/stat`, 'utf8');
+        return !/\) Z /.test(stat); // a zombie is dead
+      }
+      return false;
+    } catch {
+      return false;
+    }
+  }
+
+  private info(record: PidRecord): WorkerInfo {
+    return {
+      sessionId: record.sessionId,
+      running: this.isAlive(record),
+      proxyEndpoint: record.proxyEndpoint,
+      proxyHash: record.proxyHash,
+      pid: record.pid,
+      startedAt: record.startedAt,
+    };
+  }
+
+  async start(spec: WorkerSpec): Promise<WorkerInfo> {
+    const existing = this.readRecord(spec.sessionId);
+    const hash = proxyFingerprint(spec.proxyUrl);
+    if (existing && this.isAlive(existing)) {
+      if (existing.proxyHash === hash) return this.info(existing);
+      await this.stop(spec.sessionId);
+    }
+    return this.spawnWorker({
+      sessionId: spec.sessionId,
+      pid: 0,
+      proxyHash: hash,
+      proxyEndpoint: proxyEndpoint(spec.proxyUrl),
+      startedAt: Date.now(),
+      env: spec.env,
+    });
+  }
+
+  private spawnWorker(record: PidRecord): WorkerInfo {
+    const log = openSync(path.join(this.opts.logDir, `${record.sessionId}.log`), 'a');
+    const [cmd, ...args] = this.opts.command;
+    const child = spawn(cmd!, args, {
+      cwd: this.opts.cwd,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...record.env },
+      detached: true,
+      stdio: ['ignore', log, log],
+    });
+    closeSync(log);
+    child.unref();
+    const saved: PidRecord = { ...record, pid: child.pid!, startedAt: Date.now() };
+    writeFileSync(this.pidFile(record.sessionId), JSON.stringify(saved), { mode: 0o600 });
+    this.superviseExit(saved, child);
+    return this.info(saved);
+  }
+
+  /** `unless-stopped`: a worker that dies on its own is started again, with backoff; a clean exit is respected. */
+  private superviseExit(record: PidRecord, child: ReturnType<typeof spawn>, attempt = 0) {
+    child.once('exit', (code, signal) => {
+      if (this.stopping.has(record.sessionId)) return;
+      const current = this.readRecord(record.sessionId);
+      if (!current || current.pid !== record.pid) return; // replaced meanwhile
+      if (code === 0 || code === 2) return; // finished on purpose (logged out, replaced) or bad config
+      const delay = Math.min(500 * 2 ** attempt, 30_000);
+      const timer = setTimeout(() => {
+        this.watchers.delete(record.sessionId);
+        if (this.stopping.has(record.sessionId)) return;
+        const again = this.readRecord(record.sessionId);
+        if (!again || again.pid !== record.pid) return;
+        this.spawnWorker({ ...record, pid: 0 });
+      }, delay);
+      timer.unref();
+      this.watchers.set(record.sessionId, timer);
+      void signal;
+    });
+  }
+
+  async stop(sessionId: string, opts: { remove?: boolean } = {}): Promise<void> {
+    const record = this.readRecord(sessionId);
+    this.stopping.add(sessionId);
+    try {
+      const timer = this.watchers.get(sessionId);
+      if (timer) clearTimeout(timer);
+      if (record && this.isAlive(record)) {
+        const grace = this.opts.stopGraceMs ?? 10_000;
+        signalGroup(record.pid, 'SIGTERM');
+        signalGroup(record.pid, 'SIGCONT'); // a stopped (SIGSTOP) worker must wake up to handle SIGTERM
+        const deadline = Date.now() + grace;
+        while (Date.now() < deadline && this.isAlive(record)) await sleep(50);
+        if (this.isAlive(record)) {
+          signalGroup(record.pid, 'SIGKILL');
+          while (this.isAlive(record)) await sleep(20);
+        }
+      }
+      if (opts.remove) rmSync(this.pidFile(sessionId), { force: true });
+    } finally {
+      this.stopping.delete(sessionId);
+    }
+  }
+
+  async restart(sessionId: string): Promise<WorkerInfo | null> {
+    const record = this.readRecord(sessionId);
+    if (!record) return null;
+    await this.stop(sessionId);
+    return this.spawnWorker({ ...record, pid: 0 });
+  }
+
+  async inspect(sessionId: string): Promise<WorkerInfo | null> {
+    const record = this.readRecord(sessionId);
+    return record ? this.info(record) : null;
+  }
+
+  async list(): Promise<WorkerInfo[]> {
+    if (!existsSync(this.opts.runDir)) return [];
+    return readdirSync(this.opts.runDir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => this.readRecord(f.slice(0, -5)))
+      .filter((r): r is PidRecord => r !== null)
+      .map((r) => this.info(r));
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.watchers.values()) clearTimeout(timer);
+    this.watchers.clear();
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals) {
+  try {
+    process.kill(-pid, signal); // the worker is a process-group leader (detached)
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}

@@ -1,0 +1,238 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../common/config.js';
+import { proxyEndpoint } from '../common/proxy-url.js';
+import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
+import { NoProxyCapacityError, type ProxyPool, type Reservation } from '../state/proxy-pool.js';
+import type { SessionRecord, SessionStore } from '../state/sessions.js';
+import type { AlertKind, Alerts } from './alerts.js';
+import { probeSocks5, type ProbeResult } from './proxy-probe.js';
+import type { WorkerInfo, WorkerRunner } from './runner/types.js';
+
+export interface ActivityDeps {
+  config: Config;
+  redis: Redis;
+  pool: ProxyPool;
+  sessions: SessionStore;
+  runner: WorkerRunner;
+  alerts: Alerts;
+  logger: Logger;
+  /** Used by the watchdog to signal stale sessions. */
+  temporal?: Client;
+  /** Extra environment for every worker (tests shrink the worker's intervals with it). */
+  workerEnv?: Record<string, string>;
+}
+
+/** Error types the workflows branch on (ApplicationFailure.type). */
+export const NO_PROXY_CAPACITY = 'NoProxyCapacity';
+export const PHONE_CONFLICT = 'PhoneConflict';
+
+/**
+ * Every side effect of the session lifecycle. Each activity is idempotent, because Temporal retries activities
+ * and an orchestrator may die between an effect and its acknowledgement.
+ */
+export function createSessionActivities(deps: ActivityDeps) {
+  const { config, pool, sessions, runner, alerts, logger } = deps;
+  const sessionsDir = path.resolve(config.SESSIONS_DIR);
+  const apiOrigin = new URL(config.WEBHOOK_URL).origin;
+
+  function workerEnv(sessionId: string, proxyUrl: string): Record<string, string> {
+    const env: Record<string, string> = {
+      SESSION_ID: sessionId,
+      PROXY_URL: proxyUrl,
+      WEBHOOK_URL: config.WEBHOOK_URL,
+      WEBHOOK_SECRET: sessionWebhookSecret(config.WEBHOOK_SECRET, sessionId),
+      ENABLE_KEEP_ALIVE: String(config.ENABLE_KEEP_ALIVE),
+      SESSIONS_DIR: sessionsDir,
+      OUTBOX_URL: `${apiOrigin}/api/worker/sessions/${sessionId}/outbox`,
+      LOG_LEVEL: config.LOG_LEVEL === 'silent' ? 'silent' : 'info',
+      ...deps.workerEnv,
+    };
+    if (config.WA_WEBSOCKET_URL) env.WA_WEBSOCKET_URL = config.WA_WEBSOCKET_URL;
+    return env;
+  }
+
+  return {
+    async registerSession(input: { sessionId: string; tenant: string; phone: string | null }): Promise<void> {
+      const existing = await sessions.get(input.sessionId);
+      if (!existing || existing.status === 'deleted') await sessions.create(input.sessionId, input.tenant);
+      if (input.phone) {
+        const owner = await sessions.claimPhone(input.phone, input.sessionId);
+        if (owner) {
+          throw ApplicationFailure.nonRetryable(
+            `phone ${input.phone} is already bound to session ${owner}`,
+            PHONE_CONFLICT,
+          );
+        }
+        await sessions.update(input.sessionId, { phone: input.phone });
+      }
+    },
+
+    async reserveProxy(input: {
+      sessionId: string;
+      phone: string | null;
+      override: string | null;
+      exclude: string[];
+    }): Promise<Reservation & { endpoint: string }> {
+      try {
+        const r = await pool.reserve({
+          sessionId: input.sessionId,
+          phone: input.phone ?? undefined,
+          override: input.override ?? undefined,
+          exclude: input.exclude,
+        });
+        await sessions.update(input.sessionId, { proxy: r.proxyUrl });
+        return { ...r, endpoint: proxyEndpoint(r.proxyUrl) };
+      } catch (err) {
+        if (err instanceof NoProxyCapacityError) throw ApplicationFailure.nonRetryable(err.message, NO_PROXY_CAPACITY);
+        throw err;
+      }
+    },
+
+    async releaseProxy(sessionId: string): Promise<string | null> {
+      return pool.release(sessionId);
+    },
+
+    async markProxyBad(proxyUrl: string): Promise<void> {
+      await pool.markBad(proxyUrl);
+    },
+
+    async probeProxy(input: { proxyUrl: string; timeoutMs: number }): Promise<ProbeResult> {
+      return probeSocks5(input.proxyUrl, input.timeoutMs);
+    },
+
+    async setStickyProxy(input: { phone: string; proxyUrl: string | null }): Promise<void> {
+      if (input.proxyUrl) await pool.setSticky(input.phone, input.proxyUrl);
+      else await pool.clearSticky(input.phone);
+    },
+
+    async getStickyProxy(phone: string): Promise<string | null> {
+      return pool.getSticky(phone);
+    },
+
+    async updateSession(input: {
+      sessionId: string;
+      fields: Partial<Omit<SessionRecord, 'sessionId'>>;
+      increment?: 'restarts' | 'watchdogRestarts' | 'failovers';
+    }): Promise<void> {
+      await sessions.update(input.sessionId, input.fields);
+      if (input.increment) await sessions.increment(input.sessionId, input.increment);
+    },
+
+    /** CONNECTED: lock the sticky binding, drop the temporary one, mark the session connected and active. */
+    async sessionConnected(input: {
+      sessionId: string;
+      phone: string;
+      jid: string;
+      proxyUrl: string;
+    }): Promise<{ conflictWith: string | null }> {
+      const owner = await sessions.claimPhone(input.phone, input.sessionId);
+      if (owner) return { conflictWith: owner };
+      await pool.setSticky(input.phone, input.proxyUrl);
+      await pool.clearTemp(input.sessionId);
+      await sessions.clearQr(input.sessionId);
+      const now = Date.now();
+      await sessions.update(input.sessionId, {
+        status: 'connected',
+        phone: input.phone,
+        jid: input.jid,
+        proxy: input.proxyUrl,
+        connectedAt: now,
+        lastPing: now,
+        lastError: null,
+      });
+      return { conflictWith: null };
+    },
+
+    async startWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+      heartbeat('starting');
+      return runner.start({
+        sessionId: input.sessionId,
+        proxyUrl: input.proxyUrl,
+        env: workerEnv(input.sessionId, input.proxyUrl),
+      });
+    },
+
+    async stopWorker(input: { sessionId: string; remove: boolean }): Promise<void> {
+      const beat = setInterval(() => heartbeat('stopping'), 1000);
+      try {
+        await runner.stop(input.sessionId, { remove: input.remove });
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    /** Restarts a (possibly hung) worker with its current proxy; gives it a fresh ping grace period. */
+    async restartWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+      const beat = setInterval(() => heartbeat('restarting'), 1000);
+      try {
+        await sessions.recordPing(input.sessionId, Date.now());
+        await runner.stop(input.sessionId);
+        return await runner.start({
+          sessionId: input.sessionId,
+          proxyUrl: input.proxyUrl,
+          env: workerEnv(input.sessionId, input.proxyUrl),
+        });
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    async deleteAuthFiles(sessionId: string): Promise<void> {
+      await rm(path.join(sessionsDir, sessionId), { recursive: true, force: true });
+    },
+
+    /** Last step of a delete or logout: the phone is free again; keys go (the sticky binding stays with the phone). */
+    async finishSession(input: {
+      sessionId: string;
+      tenant: string;
+      phone: string | null;
+      status: SessionStatus;
+      purge: boolean;
+      lastError?: string | null;
+    }): Promise<void> {
+      if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
+      await pool.clearTemp(input.sessionId);
+      await sessions.clearQr(input.sessionId);
+      if (input.purge) await sessions.remove(input.sessionId, input.tenant);
+      else await sessions.update(input.sessionId, { status: input.status, lastError: input.lastError ?? null });
+    },
+
+    async sendAlert(input: { kind: AlertKind; text: string; dedupeKey?: string }): Promise<void> {
+      await alerts.send(input.kind, input.text, input.dedupeKey);
+    },
+
+    /** Below the threshold of free healthy proxies, alert "low proxy inventory". */
+    async checkProxyInventory(): Promise<number> {
+      const free = await pool.freeHealthyProxies();
+      if (free < config.LOW_PROXY_INVENTORY_THRESHOLD) {
+        await alerts.send(
+          'low_proxy_inventory',
+          `only ${free} healthy proxies with free slots left (threshold ${config.LOW_PROXY_INVENTORY_THRESHOLD})`,
+          `low_proxy_inventory:${free}`,
+        );
+      }
+      return free;
+    },
+
+    /** Watchdog sweep: signal every connected session whose last ping is too old. */
+    async signalStaleSessions(input: { pingTimeoutMs: number; signalName: string }): Promise<string[]> {
+      const stale = await sessions.staleSessions(input.pingTimeoutMs);
+      if (!deps.temporal) return stale;
+      for (const sessionId of stale) {
+        try {
+          await deps.temporal.workflow.getHandle(workflowIdFor(sessionId)).signal(input.signalName, { at: Date.now() });
+        } catch (err) {
+          logger.warn({ sessionId, err: String(err) }, 'watchdog could not signal a stale session');
+        }
+      }
+      return stale;
+    },
+  };
+}
+
+export type SessionActivities = ReturnType<typeof createSessionActivities>;

@@ -1,0 +1,40 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { sessionWebhookSecret } from '../common/session.js';
+import { OutboxStore } from '../state/outbox.js';
+import { installApiKeyAuth } from './auth.js';
+import type { ApiContext } from './context.js';
+import { installErrorHandler } from './errors.js';
+import { openApiRoutes } from './openapi.js';
+import { dashboardRoutes } from './routes/dashboard.js';
+import { healthRoutes } from './routes/health.js';
+import { proxyRoutes } from './routes/proxies.js';
+import { sessionRoutes } from './routes/sessions.js';
+import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
+import { workerOutboxRoutes } from './routes/worker-outbox.js';
+
+/** Builds the Fastify API: one plugin per route group, zod validation, one error handler, API-key auth. */
+export async function buildApi(
+  ctx: ApiContext,
+  opts: { logger: Logger; hooks?: WebhookHooks },
+): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 1024 * 1024,
+  });
+  installErrorHandler(app);
+  installApiKeyAuth(app, ctx.config);
+  await app.register(healthRoutes(ctx));
+  await app.register(sessionRoutes(ctx));
+  await app.register(dashboardRoutes(ctx));
+  await app.register(proxyRoutes(ctx));
+  await app.register(webhookRoutes(ctx, opts.hooks));
+  await app.register(workerOutboxRoutes, {
+    store: new OutboxStore(ctx.redis, { prefix: ctx.config.REDIS_KEY_PREFIX }),
+    secretFor: async (sessionId) =>
+      (await ctx.sessions.get(sessionId)) ? sessionWebhookSecret(ctx.config.WEBHOOK_SECRET, sessionId) : undefined,
+  });
+  await app.register(openApiRoutes());
+  return app;
+}

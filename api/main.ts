@@ -1,0 +1,41 @@
+/**
+ * API entry: `node --import tsx api/main.ts`. Serves REST, the webhook bridge, the worker outbox, health and
+ * OpenAPI. Graceful shutdown on SIGTERM/SIGINT.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { loadConfigOrExit } from '../common/config.js';
+import { createLogger } from '../common/logger.js';
+import { ProxyPool } from '../state/proxy-pool.js';
+import { createRedis } from '../state/redis.js';
+import { SessionStore } from '../state/sessions.js';
+import { buildApi } from './app.js';
+
+const config = loadConfigOrExit();
+const logger = createLogger('api', config.LOG_LEVEL);
+
+async function main() {
+  const redis = createRedis(config.REDIS_URL);
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
+  if (config.proxyPool.length) await pool.register(...config.proxyPool);
+  const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
+  const app = await buildApi({ config, redis, pool, sessions, temporal }, { logger });
+  await app.listen({ host: config.API_HOST, port: config.API_PORT });
+  logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'shutting down');
+      void app
+        .close()
+        .then(() => connection.close())
+        .then(() => redis.quit())
+        .finally(() => process.exit(0));
+    });
+  }
+}
+
+main().catch((err: unknown) => {
+  logger.fatal({ err: String(err), stack: (err as Error).stack }, 'api failed');
+  process.exit(1);
+});

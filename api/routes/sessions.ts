@@ -1,0 +1,264 @@
+import {
+  WithStartWorkflowOperation,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import { setTimeout as sleep } from 'node:timers/promises';
+import QRCode from 'qrcode';
+import { z } from 'zod';
+import { proxyEndpoint } from '../../common/proxy-url.js';
+import { LIVE_STATUSES, ProvisionBodySchema, SessionIdSchema, workflowIdFor } from '../../common/session.js';
+import type { SessionRecord } from '../../state/sessions.js';
+import {
+  DEFAULT_TIMINGS,
+  deleteUpdate,
+  failoverUpdate,
+  logoutUpdate,
+  provisionedUpdate,
+  restartUpdate,
+  sessionWorkflow,
+  stateQuery,
+  type PublicSessionState,
+} from '../../workflows/session.js';
+import { assertSessionAccess, tenantOf } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import { ApiError, parseInput } from '../errors.js';
+
+const IdParams = z.object({ id: SessionIdSchema });
+const DeleteQuery = z.object({ keepAuth: z.enum(['true', 'false']).default('false') });
+const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
+
+/** What the API shows of a session: never the proxy credentials. */
+export function sessionView(
+  record: SessionRecord,
+  live: PublicSessionState | null,
+  temporalUiUrl: string,
+  namespace: string,
+) {
+  const workflowId = workflowIdFor(record.sessionId);
+  return {
+    sessionId: record.sessionId,
+    tenant: record.tenant,
+    status: live?.status ?? record.status,
+    phone: live?.phone ?? record.phone,
+    jid: live?.jid ?? record.jid,
+    proxy: live?.proxyEndpoint ?? (record.proxy ? proxyEndpoint(record.proxy) : null),
+    createdAt: record.createdAt,
+    connectedAt: live?.connectedAt ?? record.connectedAt,
+    lastPing: record.lastPing,
+    lastPingAgeMs: record.lastPing ? Date.now() - record.lastPing : null,
+    restarts: record.restarts,
+    watchdogRestarts: record.watchdogRestarts,
+    failovers: record.failovers,
+    lastError: live?.lastError ?? record.lastError,
+    workflowId,
+    temporalUrl: `${temporalUiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}`,
+  };
+}
+
+/** Maps Temporal errors of an update or query to API errors. */
+function mapTemporalError(err: unknown, sessionId: string): never {
+  if (err instanceof WorkflowNotFoundError)
+    throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${sessionId} is not running`);
+  if (err instanceof WorkflowUpdateFailedError) {
+    const cause = err.cause as { type?: string; message?: string } | undefined;
+    if (cause?.type === 'NoProxyCapacity')
+      throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message ?? 'no proxy capacity');
+    if (cause?.type === 'PhoneConflict')
+      throw new ApiError(409, 'PHONE_ALREADY_REGISTERED', cause.message ?? 'phone taken');
+    throw new ApiError(409, 'COMMAND_REJECTED', cause?.message ?? err.message);
+  }
+  const message = (err as Error).message ?? String(err);
+  if (/rejected|validat/i.test(message)) throw new ApiError(409, 'COMMAND_REJECTED', message);
+  throw err;
+}
+
+export function sessionRoutes(ctx: ApiContext) {
+  const { config, sessions, temporal, redis } = ctx;
+  const handleOf = (sessionId: string) => temporal.workflow.getHandle(workflowIdFor(sessionId));
+
+  async function loadRecord(sessionId: string, principal: Parameters<typeof assertSessionAccess>[0]) {
+    const record = await sessions.get(sessionId);
+    if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${sessionId} not found`);
+    assertSessionAccess(principal, record.tenant);
+    return record;
+  }
+
+  async function liveState(sessionId: string): Promise<PublicSessionState | null> {
+    try {
+      return await handleOf(sessionId).query(stateQuery);
+    } catch {
+      return null; // finished or unreachable: Redis still tells the last known state
+    }
+  }
+
+  return async function plugin(app: FastifyInstance) {
+    app.post('/api/sessions/provision', async (request, reply) => {
+      const body = parseInput(ProvisionBodySchema, request.body, 'body');
+      const tenant = tenantOf(request.principal);
+      const sessionId = body.sessionId ?? `worker_${await redis.incr(`${config.REDIS_KEY_PREFIX}session:seq`)}`;
+      const override = body.proxyOverride ?? body.proxy ?? null;
+
+      const existing = await sessions.get(sessionId);
+      if (existing) {
+        assertSessionAccess(request.principal, existing.tenant);
+        if (LIVE_STATUSES.includes(existing.status) || existing.status === 'failed') {
+          throw new ApiError(
+            409,
+            'SESSION_EXISTS',
+            `session ${sessionId} already exists (${existing.status})`,
+            'sessionId',
+          );
+        }
+        // A logged-out session's run may still be finishing its last steps: let it end before starting anew.
+        await Promise.race([
+          handleOf(sessionId)
+            .result()
+            .catch(() => undefined),
+          sleep(15_000),
+        ]);
+      }
+      if (!request.principal.admin && config.ONE_SESSION_PER_TENANT) {
+        const mine = await sessions.list(tenant);
+        const active = mine.find(
+          (s) => s.sessionId !== sessionId && (LIVE_STATUSES.includes(s.status) || s.status === 'failed'),
+        );
+        if (active) {
+          throw new ApiError(409, 'TENANT_SESSION_LIMIT', `tenant ${tenant} already has session ${active.sessionId}`);
+        }
+      }
+      if (body.phone) {
+        const owner = await sessions.phoneOwner(body.phone);
+        if (owner && owner !== sessionId) {
+          throw new ApiError(
+            409,
+            'PHONE_ALREADY_REGISTERED',
+            `phone ${body.phone} is already bound to a session`,
+            'phone',
+          );
+        }
+      }
+
+      const startWorkflowOperation = new WithStartWorkflowOperation(sessionWorkflow, {
+        workflowId: workflowIdFor(sessionId),
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        workflowIdConflictPolicy: 'FAIL',
+        args: [
+          {
+            sessionId,
+            tenant,
+            phone: body.phone ?? null,
+            proxyOverride: override,
+            timings: { ...DEFAULT_TIMINGS, pingTimeoutMs: config.PING_TIMEOUT_MS },
+          },
+        ],
+      });
+      let result: { status: string; proxyEndpoint: string | null };
+      try {
+        result = await temporal.workflow.executeUpdateWithStart(provisionedUpdate, { startWorkflowOperation });
+      } catch (err) {
+        if (
+          err instanceof WorkflowExecutionAlreadyStartedError ||
+          (err as Error).name === 'WorkflowExecutionAlreadyStartedError'
+        ) {
+          throw new ApiError(409, 'SESSION_EXISTS', `session ${sessionId} already exists`, 'sessionId');
+        }
+        mapTemporalError(err, sessionId);
+      }
+      return reply
+        .status(201)
+        .send({ sessionId, status: result.status, proxy: result.proxyEndpoint, workflowId: workflowIdFor(sessionId) });
+    });
+
+    app.get('/api/sessions/:id/qr', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const record = await loadRecord(id, request.principal);
+      const qr = await sessions.getQr(id);
+      if (!qr) {
+        throw new ApiError(404, 'QR_NOT_AVAILABLE', `no QR code for session ${id} (status ${record.status})`);
+      }
+      return {
+        sessionId: id,
+        status: record.status,
+        qr: qr.qr,
+        dataUrl: await QRCode.toDataURL(qr.qr, { margin: 1, width: 320 }),
+        terminal: await QRCode.toString(qr.qr, { type: 'terminal', small: true }),
+        count: qr.count,
+        generatedAt: qr.at,
+      };
+    });
+
+    app.get('/api/sessions/:id/status', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const record = await loadRecord(id, request.principal);
+      return sessionView(record, await liveState(id), config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
+    });
+
+    app.get('/api/sessions/:id/health', async (request, reply) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const record = await loadRecord(id, request.principal);
+      const age = record.lastPing ? Date.now() - record.lastPing : null;
+      let reason: string | null = null;
+      if (record.status !== 'connected') reason = `status is ${record.status}`;
+      else if (age === null || age > config.PING_TIMEOUT_MS) reason = `no ping for ${age ?? '∞'} ms`;
+      return reply
+        .status(reason ? 503 : 200)
+        .send({ sessionId: id, healthy: !reason, status: record.status, lastPingAgeMs: age, reason });
+    });
+
+    app.post('/api/sessions/:id/restart', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      await loadRecord(id, request.principal);
+      try {
+        return { sessionId: id, ...(await handleOf(id).executeUpdate(restartUpdate)) };
+      } catch (err) {
+        return mapTemporalError(err, id);
+      }
+    });
+
+    app.post('/api/sessions/:id/failover', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const body = parseInput(FailoverBody, request.body, 'body');
+      await loadRecord(id, request.principal);
+      try {
+        return {
+          sessionId: id,
+          ...(await handleOf(id).executeUpdate(failoverUpdate, { args: [{ reason: body.reason }] })),
+        };
+      } catch (err) {
+        return mapTemporalError(err, id);
+      }
+    });
+
+    app.post('/api/sessions/:id/logout', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      await loadRecord(id, request.principal);
+      try {
+        return { sessionId: id, ...(await handleOf(id).executeUpdate(logoutUpdate)) };
+      } catch (err) {
+        return mapTemporalError(err, id);
+      }
+    });
+
+    app.delete('/api/sessions/:id', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const { keepAuth } = parseInput(DeleteQuery, request.query, 'query');
+      const record = await loadRecord(id, request.principal);
+      try {
+        return {
+          sessionId: id,
+          ...(await handleOf(id).executeUpdate(deleteUpdate, { args: [{ keepAuth: keepAuth === 'true' }] })),
+        };
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError || /not found|already completed/i.test(String(err))) {
+          // The workflow ended (logged out / failed provision): only keys are left to clean.
+          await sessions.remove(id, record.tenant);
+          return { sessionId: id, status: 'deleted' };
+        }
+        return mapTemporalError(err, id);
+      }
+    });
+  };
+}

@@ -1,0 +1,134 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import type { Redis } from 'ioredis';
+import { Alerts } from '../activities/alerts.js';
+import { reconcileWorkers } from '../activities/reconcile.js';
+import { DockerRunner } from '../activities/runner/docker-runner.js';
+import { ProcessRunner } from '../activities/runner/process-runner.js';
+import type { WorkerRunner } from '../activities/runner/types.js';
+import { createSessionActivities } from '../activities/session-activities.js';
+import type { Config } from '../common/config.js';
+import type { Logger } from '../common/logger.js';
+import { ProxyPool } from '../state/proxy-pool.js';
+import { createRedis } from '../state/redis.js';
+import { SessionStore } from '../state/sessions.js';
+import { WATCHDOG_WORKFLOW_ID } from '../workflows/watchdog.js';
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** How the process runner starts a worker: the bundled worker when built, else the TypeScript source via tsx. */
+export function defaultWorkerCommand(): string[] {
+  const bundle = path.join(PROJECT_ROOT, 'dist', 'wa-worker', 'main.mjs');
+  if (existsSync(bundle)) return [process.execPath, bundle];
+  return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'wa-worker', 'main.ts')];
+}
+
+export function createRunner(config: Config): WorkerRunner {
+  const dataDir = path.resolve(process.env.WA_DATA_DIR ?? path.join(PROJECT_ROOT, 'data'));
+  if (config.RUNNER === 'docker') {
+    return new DockerRunner({
+      image: config.WORKER_IMAGE,
+      network: config.DOCKER_NETWORK,
+      memoryMb: config.WORKER_MEMORY_MB,
+      sessionsDir: path.resolve(config.SESSIONS_DIR),
+      workerUid: Number(process.env.WORKER_UID ?? 10001),
+      workerGid: Number(process.env.WORKER_GID ?? 10001),
+    });
+  }
+  return new ProcessRunner({
+    runDir: path.join(dataDir, 'run', config.TEMPORAL_TASK_QUEUE),
+    logDir: path.join(dataDir, 'logs', 'workers'),
+    command: process.env.WORKER_COMMAND ? (JSON.parse(process.env.WORKER_COMMAND) as string[]) : defaultWorkerCommand(),
+    cwd: PROJECT_ROOT,
+  });
+}
+
+/** Environment variables `WORKER_ENV_<NAME>` of the orchestrator are passed to every worker as `<NAME>`. */
+export function workerEnvFromProcess(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env)
+      .filter(([k, v]) => k.startsWith('WORKER_ENV_') && v !== undefined)
+      .map(([k, v]) => [k.slice('WORKER_ENV_'.length), v!]),
+  );
+}
+
+export interface Orchestrator {
+  worker: Worker;
+  redis: Redis;
+  runner: WorkerRunner;
+  run(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The orchestrator process: a Temporal Worker hosting the workflows and activities, plus the start-up duties
+ * (register the configured proxy pool, ensure the watchdog runs, reconcile workers).
+ */
+export async function createOrchestrator(config: Config, logger: Logger): Promise<Orchestrator> {
+  const redis = createRedis(config.REDIS_URL);
+  const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
+  const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
+  if (config.proxyPool.length) await pool.register(...config.proxyPool);
+
+  const runner = createRunner(config);
+  const alerts = new Alerts(redis, logger.child({ component: 'alerts' }), {
+    botToken: config.TELEGRAM_BOT_TOKEN,
+    chatId: config.TELEGRAM_CHAT_ID,
+    apiBaseUrl: config.TELEGRAM_API_BASE_URL,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+  });
+  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  const activities = createSessionActivities({
+    config,
+    redis,
+    pool,
+    sessions,
+    runner,
+    alerts,
+    logger: logger.child({ component: 'activities' }),
+    temporal: client,
+    workerEnv: workerEnvFromProcess(),
+  });
+
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    workflowsPath: path.join(PROJECT_ROOT, 'workflows', 'index.ts'),
+    activities,
+    maxCachedWorkflows: 2000,
+    shutdownGraceTime: '10s',
+  });
+
+  try {
+    await client.workflow.start('watchdogWorkflow', {
+      workflowId: `${WATCHDOG_WORKFLOW_ID}:${config.TEMPORAL_TASK_QUEUE}`,
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      args: [{ intervalMs: config.WATCHDOG_INTERVAL_MS, pingTimeoutMs: config.PING_TIMEOUT_MS }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+
+  const reconciled = await reconcileWorkers({ runner, sessions, activities, logger });
+  logger.info({ ...reconciled, runner: runner.kind, taskQueue: config.TEMPORAL_TASK_QUEUE }, 'orchestrator ready');
+
+  let closed = false;
+  return {
+    worker,
+    redis,
+    runner,
+    run: () => worker.run(),
+    async shutdown() {
+      if (closed) return;
+      closed = true;
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+    },
+  };
+}

@@ -1,0 +1,195 @@
+import type { Redis } from 'ioredis';
+import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import { DELETE_IF_VALUE_LUA } from '../common/redis-scripts.js';
+import { LIVE_STATUSES, type SessionStatus } from '../common/session.js';
+
+/** The session hash (SPEC §9 `session:<id>`), as the API and dashboard read it. */
+export interface SessionRecord {
+  sessionId: string;
+  tenant: string;
+  status: SessionStatus;
+  phone: string | null;
+  /** Canonical proxy URL (internal: redact before it leaves the process). */
+  proxy: string | null;
+  jid: string | null;
+  createdAt: number;
+  connectedAt: number | null;
+  lastPing: number | null;
+  restarts: number;
+  watchdogRestarts: number;
+  failovers: number;
+  lastError: string | null;
+  updatedAt: number;
+}
+
+const NUMERIC = new Set([
+  'createdAt',
+  'connectedAt',
+  'lastPing',
+  'restarts',
+  'watchdogRestarts',
+  'failovers',
+  'updatedAt',
+]);
+
+export interface QrRecord {
+  qr: string;
+  at: number;
+  count: number;
+}
+
+/**
+ * Queryable session state in Redis. The workflow owns the lifecycle; this mirror exists so lists, stats, QR codes
+ * and last pings are cheap to read without asking Temporal for every session.
+ */
+export class SessionStore {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix = '',
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  async create(sessionId: string, tenant: string, now = Date.now()): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.session(sessionId), {
+        sessionId,
+        tenant,
+        status: 'pending',
+        createdAt: now,
+        updatedAt: now,
+        restarts: 0,
+        watchdogRestarts: 0,
+        failovers: 0,
+      })
+      .sadd(this.keys.sessionsAll(), sessionId)
+      .sadd(this.keys.tenantSessions(tenant), sessionId)
+      .exec();
+  }
+
+  /** Writes fields of the session hash; `null` deletes a field. Keeps sessions:active in step with the status. */
+  async update(sessionId: string, fields: Partial<Omit<SessionRecord, 'sessionId'>>, now = Date.now()): Promise<void> {
+    const set: Record<string, string | number> = { updatedAt: now };
+    const del: string[] = [];
+    for (const [k, v] of Object.entries(fields)) {
+      if (v === null || v === undefined) del.push(k);
+      else set[k] = v as string | number;
+    }
+    const tx = this.redis.multi().hset(this.keys.session(sessionId), set);
+    if (del.length) tx.hdel(this.keys.session(sessionId), ...del);
+    if (fields.status === 'connected') tx.sadd(this.keys.sessionsActive(), sessionId);
+    else if (fields.status && !LIVE_STATUSES.includes(fields.status)) tx.srem(this.keys.sessionsActive(), sessionId);
+    await tx.exec();
+  }
+
+  async increment(sessionId: string, field: 'restarts' | 'watchdogRestarts' | 'failovers'): Promise<number> {
+    return this.redis.hincrby(this.keys.session(sessionId), field, 1);
+  }
+
+  async get(sessionId: string): Promise<SessionRecord | null> {
+    const raw = await this.redis.hgetall(this.keys.session(sessionId));
+    return raw.sessionId ? toRecord(raw) : null;
+  }
+
+  async list(tenant?: string): Promise<SessionRecord[]> {
+    const ids = await this.redis.smembers(tenant ? this.keys.tenantSessions(tenant) : this.keys.sessionsAll());
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.keys.session(id));
+    const rows = (await pipeline.exec()) ?? [];
+    return rows
+      .map(([, raw]) => raw as Record<string, string>)
+      .filter((raw) => raw && raw.sessionId)
+      .map(toRecord)
+      .sort((a, b) => a.createdAt - b.createdAt || a.sessionId.localeCompare(b.sessionId));
+  }
+
+  /** Removes every key of a deleted session (its hash stays, with status `deleted`, until purged). */
+  async remove(sessionId: string, tenant: string | null): Promise<void> {
+    const tx = this.redis
+      .multi()
+      .srem(this.keys.sessionsAll(), sessionId)
+      .srem(this.keys.sessionsActive(), sessionId)
+      .del(this.keys.session(sessionId), this.keys.sessionQr(sessionId), this.keys.sessionTemp(sessionId));
+    if (tenant) tx.srem(this.keys.tenantSessions(tenant), sessionId);
+    await tx.exec();
+  }
+
+  async setQr(sessionId: string, qr: string, ttlMs = 120_000, now = Date.now()): Promise<QrRecord> {
+    const count = await this.redis.hincrby(this.keys.session(sessionId), 'qrCount', 1);
+    const record: QrRecord = { qr, at: now, count };
+    await this.redis.set(this.keys.sessionQr(sessionId), JSON.stringify(record), 'PX', ttlMs);
+    return record;
+  }
+
+  async getQr(sessionId: string): Promise<QrRecord | null> {
+    const raw = await this.redis.get(this.keys.sessionQr(sessionId));
+    return raw ? (JSON.parse(raw) as QrRecord) : null;
+  }
+
+  async clearQr(sessionId: string): Promise<void> {
+    await this.redis.del(this.keys.sessionQr(sessionId));
+  }
+
+  async recordPing(sessionId: string, at: number): Promise<void> {
+    await this.redis.hset(this.keys.session(sessionId), 'lastPing', at);
+  }
+
+  /** Connected sessions whose last ping is older than `timeoutMs` (the watchdog's question). */
+  async staleSessions(timeoutMs: number, now = Date.now()): Promise<string[]> {
+    const ids = await this.redis.smembers(this.keys.sessionsActive());
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hmget(this.keys.session(id), 'lastPing', 'connectedAt', 'status');
+    const rows = (await pipeline.exec()) ?? [];
+    return ids.filter((_, i) => {
+      const [lastPing, connectedAt, status] = (rows[i]?.[1] ?? []) as Array<string | null>;
+      if (status !== 'connected' && status !== 'unhealthy') return false;
+      const last = Math.max(Number(lastPing ?? 0), Number(connectedAt ?? 0));
+      return now - last > timeoutMs;
+    });
+  }
+
+  /** Claims `phone` for `sessionId`; returns the current owner when another session holds it. */
+  async claimPhone(phone: string, sessionId: string): Promise<string | null> {
+    const ok = await this.redis.set(this.keys.phoneSession(phone), sessionId, 'NX');
+    if (ok) return null;
+    const owner = await this.redis.get(this.keys.phoneSession(phone));
+    return owner === sessionId ? null : owner;
+  }
+
+  async phoneOwner(phone: string): Promise<string | null> {
+    return this.redis.get(this.keys.phoneSession(phone));
+  }
+
+  /** Releases the phone only if `sessionId` still owns it. */
+  async releasePhone(phone: string, sessionId: string): Promise<void> {
+    await this.redis.eval(DELETE_IF_VALUE_LUA, 1, this.keys.phoneSession(phone), sessionId);
+  }
+
+  /** True the first time an event id is seen (webhook de-duplication, kept for a day). */
+  async firstSighting(eventId: string, ttlMs = 24 * 3600_000): Promise<boolean> {
+    return (await this.redis.set(this.keys.webhookEventSeen(eventId), '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async forgetSighting(eventId: string): Promise<void> {
+    await this.redis.del(this.keys.webhookEventSeen(eventId));
+  }
+}
+
+function toRecord(raw: Record<string, string>): SessionRecord {
+  const out: Record<string, unknown> = {
+    phone: null,
+    proxy: null,
+    jid: null,
+    connectedAt: null,
+    lastPing: null,
+    lastError: null,
+    restarts: 0,
+    watchdogRestarts: 0,
+    failovers: 0,
+  };
+  for (const [k, v] of Object.entries(raw)) out[k] = NUMERIC.has(k) ? Number(v) : v;
+  return out as unknown as SessionRecord;
+}

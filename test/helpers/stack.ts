@@ -1,0 +1,311 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { Socks5Proxy, WhatsAppSimulator } from '../../simulator/index.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const API_KEY = 'test-admin-key-0123456789abcdef';
+export const TENANT_KEY = 'test-tenant-key-0123456789abcdef';
+export const WEBHOOK_SECRET = 'test-webhook-secret-0123456789abcdef';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value (or throws after `timeoutMs`, naming what it waited for). */
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T> | T,
+  timeoutMs = 30_000,
+  everyMs = 100,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+export interface StackOptions {
+  proxies?: number;
+  maxSessionsPerProxy?: number;
+  runner?: 'process' | 'docker';
+  watchdogIntervalMs?: number;
+  pingTimeoutMs?: number;
+  extraEnv?: Record<string, string>;
+}
+
+/**
+ * A real stack for end-to-end tests: the simulator and SOCKS5 proxies (in this process), the orchestrator and the
+ * API as child processes (so tests can kill -9 them), the real Temporal dev server and Redis from
+ * scripts/services.sh. Each stack has its own task queue, Redis prefix and sessions folder.
+ */
+export class Stack {
+  sim!: WhatsAppSimulator;
+  proxies: Socks5Proxy[] = [];
+  redis!: Redis;
+  temporal!: Client;
+  apiUrl = '';
+  readonly id = randomBytes(4).toString('hex');
+  readonly prefix = `e2e:${this.id}:`;
+  readonly taskQueue = `e2e-${this.id}`;
+  readonly sessionsDir = mkdtempSync(path.join(os.tmpdir(), 'wa-sessions-'));
+  readonly dataDir = mkdtempSync(path.join(os.tmpdir(), 'wa-data-'));
+  orchestrator: ChildProcess | null = null;
+  api: ChildProcess | null = null;
+  env: Record<string, string> = {};
+  private connection!: Connection;
+
+  constructor(readonly opts: StackOptions = {}) {}
+
+  async start(): Promise<this> {
+    this.sim = await WhatsAppSimulator.start({});
+    const n = this.opts.proxies ?? 3;
+    for (let i = 0; i < n; i++) {
+      this.proxies.push(
+        await Socks5Proxy.start({
+          username: `user${i}`,
+          password: `pw-${this.id}-${i}`,
+          bindAddress: `127.0.0.${20 + i}`,
+        }),
+      );
+    }
+    const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    this.redis = new Redis(redisUrl);
+    await this.redis.ping();
+    const temporalAddress = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+    this.connection = await Connection.connect({ address: temporalAddress });
+    this.temporal = new Client({ connection: this.connection });
+    const apiPort = await freePort();
+    this.apiUrl = `http://127.0.0.1:${apiPort}`;
+    this.env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: process.env.HOME ?? '/root',
+      LOG_LEVEL: 'info',
+      API_KEY,
+      TENANT_API_KEYS: `acme:${TENANT_KEY}`,
+      WEBHOOK_SECRET,
+      API_HOST: '127.0.0.1',
+      API_PORT: String(apiPort),
+      WEBHOOK_URL: `${this.apiUrl}/api/webhook`,
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: this.prefix,
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_TASK_QUEUE: this.taskQueue,
+      MAX_SESSIONS_PER_PROXY: String(this.opts.maxSessionsPerProxy ?? 4),
+      WATCHDOG_INTERVAL_MS: String(this.opts.watchdogIntervalMs ?? 1000),
+      PING_TIMEOUT_MS: String(this.opts.pingTimeoutMs ?? 6000),
+      PROXY_URLS: this.proxies.map((p) => p.url).join(','),
+      SESSIONS_DIR: this.sessionsDir,
+      WA_DATA_DIR: this.dataDir,
+      RUNNER: this.opts.runner ?? 'process',
+      WA_WEBSOCKET_URL: this.sim.url,
+      LOW_PROXY_INVENTORY_THRESHOLD: '1',
+      // Worker intervals shrunk for tests (passed through by the orchestrator).
+      WORKER_ENV_PRESENCE_INTERVAL_MS: '1000',
+      WORKER_ENV_WA_KEEPALIVE_INTERVAL_MS: '2000',
+      WORKER_ENV_WA_CONNECT_TIMEOUT_MS: '5000',
+      WORKER_ENV_WA_QUERY_TIMEOUT_MS: '5000',
+      WORKER_ENV_RECONNECT_BASE_MS: '200',
+      WORKER_ENV_RECONNECT_MAX_MS: '2000',
+      WORKER_ENV_PROXY_RECONNECT_MAX_MS: '2000',
+      WORKER_ENV_PROXY_TIMEOUT_MS: '3000',
+      WORKER_ENV_WEBHOOK_RETRY_BASE_MS: '100',
+      WORKER_ENV_WEBHOOK_RETRY_MAX_MS: '1000',
+      WORKER_ENV_OUTBOX_POLL_MS: '200',
+      ...this.opts.extraEnv,
+    };
+    await this.startOrchestrator();
+    await this.startApi();
+    return this;
+  }
+
+  private spawnService(name: string, entry: string): ChildProcess {
+    const log = openSync(path.join(this.dataDir, `${name}.log`), 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
+      cwd: ROOT,
+      env: this.env,
+      stdio: ['ignore', log, log],
+    });
+    return child;
+  }
+
+  logPath(name: 'orchestrator' | 'api') {
+    return path.join(this.dataDir, `${name}.log`);
+  }
+
+  async startOrchestrator(): Promise<void> {
+    this.orchestrator = this.spawnService('orchestrator', 'orchestrator/main.ts');
+    const child = this.orchestrator;
+    await waitFor(
+      'the orchestrator to poll its task queue',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`orchestrator exited with ${child.exitCode}`);
+        return /orchestrator ready/.test(readFileSync(this.logPath('orchestrator'), 'utf8'));
+      },
+      60_000,
+      200,
+    );
+  }
+
+  async startApi(): Promise<void> {
+    this.api = this.spawnService('api', 'api/main.ts');
+    const child = this.api;
+    await waitFor(
+      'the API to answer /readyz',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`api exited with ${child.exitCode}`);
+        const res = await fetch(`${this.apiUrl}/readyz`).catch(() => null);
+        return res?.status === 200;
+      },
+      60_000,
+      200,
+    );
+  }
+
+  async killOrchestrator(signal: NodeJS.Signals = 'SIGKILL') {
+    const child = this.orchestrator;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await exited;
+  }
+
+  async killApi(signal: NodeJS.Signals = 'SIGKILL') {
+    const child = this.api;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await exited;
+  }
+
+  /** Calls the API with the admin key (or the given one); returns status and parsed JSON. */
+  async call(method: string, url: string, body?: unknown, apiKey: string | null = API_KEY) {
+    const headers: Record<string, string> = {};
+    if (apiKey) headers['x-api-key'] = apiKey;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(`${this.apiUrl}${url}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json: any;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = text;
+    }
+    return { status: res.status, body: json };
+  }
+
+  async status(sessionId: string): Promise<any> {
+    return (await this.call('GET', `/api/sessions/${sessionId}/status`)).body;
+  }
+
+  async waitForStatus(sessionId: string, status: string | string[], timeoutMs = 30_000): Promise<any> {
+    const wanted = Array.isArray(status) ? status : [status];
+    let last: any;
+    try {
+      return await waitFor(
+        `session ${sessionId} to be ${wanted.join('|')}`,
+        async () => {
+          last = await this.status(sessionId);
+          return wanted.includes(last?.status) ? last : null;
+        },
+        timeoutMs,
+        150,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (last: ${JSON.stringify(last)})`, { cause: err });
+    }
+  }
+
+  /** Waits for the session's QR in the API and lets the simulator's phone scan it. */
+  async scan(sessionId: string, phone: string, timeoutMs = 30_000): Promise<string> {
+    const qr = await waitFor(
+      `a QR for ${sessionId}`,
+      async () => {
+        const r = await this.call('GET', `/api/sessions/${sessionId}/qr`);
+        return r.status === 200 ? (r.body.qr as string) : null;
+      },
+      timeoutMs,
+      100,
+    );
+    await this.sim.scan(qr, phone);
+    return qr;
+  }
+
+  async proxyLoads(): Promise<Record<string, number>> {
+    const r = await this.call('GET', '/api/v1/proxies');
+    return Object.fromEntries(
+      (r.body.proxies as Array<{ endpoint: string; load: number }>).map((p) => [p.endpoint, p.load]),
+    );
+  }
+
+  async stop(): Promise<void> {
+    // Delete every session still known, so no worker outlives the test.
+    try {
+      const list = await this.call('GET', '/api/v1/dashboard/sessions');
+      for (const s of (list.body?.sessions ?? []) as Array<{ sessionId: string }>) {
+        await this.call('DELETE', `/api/sessions/${s.sessionId}`).catch(() => undefined);
+      }
+    } catch {
+      /* API already gone */
+    }
+    await this.killApi('SIGTERM').catch(() => undefined);
+    await this.killOrchestrator('SIGTERM').catch(() => undefined);
+    // Any worker process left behind (e.g. after a kill -9 test) is stopped through its pid file.
+    const { ProcessRunner } = await import('../../activities/runner/process-runner.js');
+    const runner = new ProcessRunner({
+      runDir: path.join(this.dataDir, 'run', this.taskQueue),
+      logDir: path.join(this.dataDir, 'logs', 'workers'),
+      command: ['true'],
+      cwd: ROOT,
+      stopGraceMs: 3000,
+    });
+    for (const w of await runner.list()) await runner.stop(w.sessionId, { remove: true });
+    await runner.close();
+    for (const p of this.proxies) await p.close().catch(() => undefined);
+    await this.sim.close().catch(() => undefined);
+    await this.cleanRedis();
+    this.redis.disconnect();
+    await this.connection.close();
+    if (!process.env.KEEP_TEST_DATA) {
+      rmSync(this.sessionsDir, { recursive: true, force: true });
+      rmSync(this.dataDir, { recursive: true, force: true });
+    }
+  }
+
+  private async cleanRedis() {
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await this.redis.del(...keys);
+    } while (cursor !== '0');
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Proxy failover as a compensating child workflow (SPEC §3.5). Steps: mark the old proxy BAD, release its slot,
+ * reserve a new one, probe it, move the sticky binding, replace the worker (the auth folder stays: no new scan).
+ * Each step after the reservation registers its compensation; if a later step fails, the compensations run in
+ * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
+ */
+import { ApplicationFailure, log, proxyActivities } from '@temporalio/workflow';
+import type { SessionActivities } from '../activities/session-activities.js';
+
+export interface FailoverInput {
+  sessionId: string;
+  phone: string | null;
+  oldProxy: string;
+  reason: string;
+  maxAttempts: number;
+  probeTimeoutMs: number;
+}
+
+export type FailoverResult =
+  | { ok: true; proxyUrl: string; proxyEndpoint: string; attempts: number }
+  | { ok: false; reason: string; attempts: number };
+
+const quick = proxyActivities<SessionActivities>({
+  startToCloseTimeout: '20s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+});
+const workers = proxyActivities<SessionActivities>({
+  startToCloseTimeout: '90s',
+  heartbeatTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
+});
+
+export async function failoverWorkflow(input: FailoverInput): Promise<FailoverResult> {
+  const { sessionId, phone, oldProxy } = input;
+  await quick.markProxyBad(oldProxy);
+  await quick.sendAlert({
+    kind: 'proxy_burned',
+    text: `proxy burned for session ${sessionId}: ${input.reason}`,
+    dedupeKey: `proxy_burned:${oldProxy}`,
+  });
+  await quick.releaseProxy(sessionId);
+  const previousSticky = phone ? await quick.getStickyProxy(phone) : null;
+  const exclude = [oldProxy];
+
+  for (let attempt = 1; attempt <= input.maxAttempts; attempt++) {
+    const compensations: Array<() => Promise<unknown>> = [];
+    let candidate: string | null = null;
+    try {
+      const reservation = await quick.reserveProxy({ sessionId, phone: null, override: null, exclude });
+      candidate = reservation.proxyUrl;
+      compensations.unshift(() => quick.releaseProxy(sessionId));
+
+      const probe = await quick.probeProxy({ proxyUrl: candidate, timeoutMs: input.probeTimeoutMs });
+      if (!probe.ok) {
+        await quick.markProxyBad(candidate);
+        throw ApplicationFailure.nonRetryable(
+          `new proxy ${reservation.endpoint} is dead too: ${probe.error}`,
+          'ProxyDead',
+        );
+      }
+
+      if (phone) {
+        await quick.setStickyProxy({ phone, proxyUrl: candidate });
+        compensations.unshift(() => quick.setStickyProxy({ phone, proxyUrl: previousSticky }));
+      }
+      await quick.updateSession({ sessionId, fields: { proxy: candidate } });
+      compensations.unshift(() => quick.updateSession({ sessionId, fields: { proxy: null } }));
+
+      await workers.stopWorker({ sessionId, remove: true });
+      await workers.startWorker({ sessionId, proxyUrl: candidate });
+      await quick.checkProxyInventory();
+      return { ok: true, proxyUrl: candidate, proxyEndpoint: reservation.endpoint, attempts: attempt };
+    } catch (err) {
+      const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+      if (cause?.type === 'NoProxyCapacity') {
+        await quick.checkProxyInventory();
+        return { ok: false, reason: 'no proxy left with capacity', attempts: attempt };
+      }
+      log.warn('failover attempt failed; compensating', { attempt, error: cause?.message ?? String(err) });
+      for (const undo of compensations) await undo();
+      if (candidate) exclude.push(candidate);
+    }
+  }
+  return { ok: false, reason: `no working proxy after ${input.maxAttempts} attempts`, attempts: input.maxAttempts };
+}

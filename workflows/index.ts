@@ -1,0 +1,4 @@
+// The workflow bundle's entry: every workflow type the orchestrator hosts.
+export { sessionWorkflow } from './session.js';
+export { failoverWorkflow } from './failover.js';
+export { watchdogWorkflow } from './watchdog.js';

@@ -1,0 +1,521 @@
+/**
+ * The session entity workflow (SPEC §3): one run per session id, alive for the whole life of the session.
+ * It owns the lifecycle; Redis mirrors its state for cheap reads; the worker only reports (signals) and obeys.
+ *
+ * History stays bounded: PINGs never reach the workflow (the webhook bridge writes them to Redis and one shared
+ * watchdog workflow signals only stale sessions), and the run continues-as-new with its plain-JSON state.
+ */
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  executeChild,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { SessionActivities } from '../activities/session-activities.js';
+import type { SessionStatus } from '../common/session.js';
+import { failoverWorkflow, type FailoverResult } from './failover.js';
+
+// ------------------------------------------------------------------------------------------ definitions
+export interface SessionTimings {
+  /** How long without a PING before the watchdog restarts the worker (the watchdog itself runs elsewhere). */
+  pingTimeoutMs: number;
+  /** Consecutive watchdog restarts without a CONNECTED in between before the session is declared failed. */
+  maxWatchdogRestarts: number;
+  /** Timeout of the SOCKS5 liveness probe that confirms a proxy is dead before a failover. */
+  proxyProbeTimeoutMs: number;
+  /** Proxy errors in a row, with the proxy still answering probes, that still justify a failover. */
+  maxProxyErrorsWhileAlive: number;
+  /** Failover: how many new proxies to try before giving up. */
+  maxFailoverAttempts: number;
+  /** Continue-as-new after this many history events (or when Temporal suggests it). */
+  maxHistoryEvents: number;
+}
+
+export const DEFAULT_TIMINGS: SessionTimings = {
+  pingTimeoutMs: 180_000,
+  maxWatchdogRestarts: 3,
+  proxyProbeTimeoutMs: 3000,
+  maxProxyErrorsWhileAlive: 3,
+  maxFailoverAttempts: 3,
+  maxHistoryEvents: 2000,
+};
+
+export interface SessionState {
+  sessionId: string;
+  tenant: string;
+  status: SessionStatus;
+  phone: string | null;
+  jid: string | null;
+  /** Canonical proxy URL, credentials included: never returned by the status query. */
+  proxyUrl: string | null;
+  proxyEndpoint: string | null;
+  createdAt: number;
+  connectedAt: number | null;
+  qrCount: number;
+  restarts: number;
+  watchdogRestarts: number;
+  consecutiveWatchdogRestarts: number;
+  proxyErrorsWhileAlive: number;
+  failovers: number;
+  /** Events older than this came from a worker that has been replaced (failover): ignore them. */
+  workerGeneration: number;
+  workerStartedAt: number;
+  lastError: string | null;
+  seenEventIds: string[];
+}
+
+export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'seenEventIds'>;
+
+export interface SessionInput {
+  sessionId: string;
+  tenant: string;
+  phone: string | null;
+  proxyOverride: string | null;
+  timings: SessionTimings;
+  /** Set by continue-as-new. */
+  carried?: SessionState;
+}
+
+export interface WorkerEvent {
+  eventId: string;
+  type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE';
+  timestamp: number;
+  data: Record<string, unknown>;
+}
+
+export const workerEventSignal = defineSignal<[WorkerEvent]>('workerEvent');
+export const watchdogAlarmSignal = defineSignal<[{ at: number }]>('watchdogAlarm');
+export const stateQuery = defineQuery<PublicSessionState>('state');
+export const provisionedUpdate = defineUpdate<{ status: SessionStatus; proxyEndpoint: string | null }>('provisioned');
+export const restartUpdate = defineUpdate<{ status: SessionStatus }>('restart');
+export const deleteUpdate = defineUpdate<{ status: SessionStatus }, [{ keepAuth: boolean }]>('delete');
+export const failoverUpdate = defineUpdate<{ proxyEndpoint: string | null }, [{ reason: string }]>('failover');
+export const logoutUpdate = defineUpdate<{ status: SessionStatus }>('logout');
+
+// ------------------------------------------------------------------------------------------ activities
+const quick = proxyActivities<SessionActivities>({
+  startToCloseTimeout: '20s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+});
+const workers = proxyActivities<SessionActivities>({
+  startToCloseTimeout: '90s',
+  heartbeatTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts: 5 },
+});
+
+const TERMINAL: SessionStatus[] = ['logged_out', 'deleted'];
+const HOLDS_SLOT: SessionStatus[] = ['pending', 'qr_ready', 'connected', 'reconnecting', 'unhealthy', 'failing_over'];
+
+type Command =
+  | { kind: 'restart' }
+  | { kind: 'delete'; keepAuth: boolean }
+  | { kind: 'failover'; reason: string }
+  | { kind: 'logout' };
+type Job =
+  { kind: 'event'; event: WorkerEvent } | { kind: 'alarm' } | { kind: 'command'; id: number; command: Command };
+
+function initialState(input: SessionInput): SessionState {
+  return {
+    sessionId: input.sessionId,
+    tenant: input.tenant,
+    status: 'pending',
+    phone: input.phone,
+    jid: null,
+    proxyUrl: null,
+    proxyEndpoint: null,
+    createdAt: Date.now(),
+    connectedAt: null,
+    qrCount: 0,
+    restarts: 0,
+    watchdogRestarts: 0,
+    consecutiveWatchdogRestarts: 0,
+    proxyErrorsWhileAlive: 0,
+    failovers: 0,
+    workerGeneration: 0,
+    workerStartedAt: 0,
+    lastError: null,
+    seenEventIds: [],
+  };
+}
+
+function errorType(err: unknown): string | undefined {
+  const cause = (err as { cause?: { type?: string } }).cause;
+  return cause?.type ?? (err as { type?: string }).type;
+}
+
+function errorMessage(err: unknown): string {
+  const cause = (err as { cause?: { message?: string } }).cause;
+  return cause?.message ?? (err as Error).message ?? String(err);
+}
+
+// ------------------------------------------------------------------------------------------ workflow
+export async function sessionWorkflow(input: SessionInput): Promise<PublicSessionState> {
+  const timings = { ...DEFAULT_TIMINGS, ...input.timings };
+  const state: SessionState = input.carried ?? initialState(input);
+  const queue: Job[] = [];
+  const results = new Map<number, { ok: true; value: unknown } | { ok: false; error: string }>();
+  let nextCommandId = 1;
+  let provisionDone = input.carried !== undefined;
+  let provisionFailure: { message: string; type: string } | null = null;
+
+  const publicState = (): PublicSessionState => {
+    const { proxyUrl: _secret, seenEventIds: _ids, ...rest } = state;
+    return rest;
+  };
+
+  const runCommand = async (command: Command): Promise<unknown> => {
+    const id = nextCommandId++;
+    queue.push({ kind: 'command', id, command });
+    await condition(() => results.has(id));
+    const result = results.get(id)!;
+    results.delete(id);
+    if (!result.ok) throw ApplicationFailure.nonRetryable(result.error, 'CommandFailed');
+    return result.value;
+  };
+  const notGone = () => {
+    if (TERMINAL.includes(state.status)) throw new Error(`session is ${state.status}`);
+  };
+
+  // Handlers first, before any await (SDK rule: buffered signals/updates are delivered once a handler exists).
+  setHandler(stateQuery, publicState);
+  setHandler(workerEventSignal, (event) => {
+    if (state.seenEventIds.includes(event.eventId)) return; // a retried webhook
+    state.seenEventIds.push(event.eventId);
+    if (state.seenEventIds.length > 64) state.seenEventIds.shift();
+    queue.push({ kind: 'event', event });
+  });
+  setHandler(watchdogAlarmSignal, () => {
+    if (!queue.some((j) => j.kind === 'alarm')) queue.push({ kind: 'alarm' });
+  });
+  setHandler(provisionedUpdate, async () => {
+    await condition(() => provisionDone);
+    if (provisionFailure) throw ApplicationFailure.nonRetryable(provisionFailure.message, provisionFailure.type);
+    return { status: state.status, proxyEndpoint: state.proxyEndpoint };
+  });
+  setHandler(restartUpdate, async () => (await runCommand({ kind: 'restart' })) as { status: SessionStatus }, {
+    validator: notGone,
+  });
+  setHandler(
+    deleteUpdate,
+    async (req) => (await runCommand({ kind: 'delete', keepAuth: req.keepAuth })) as { status: SessionStatus },
+    { validator: (req) => (notGone(), void req) },
+  );
+  setHandler(
+    failoverUpdate,
+    async (req) => (await runCommand({ kind: 'failover', reason: req.reason })) as { proxyEndpoint: string | null },
+    {
+      validator: (req) => {
+        notGone();
+        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status))
+          throw new Error(`cannot fail over a ${state.status} session`);
+        void req;
+      },
+    },
+  );
+  setHandler(logoutUpdate, async () => (await runCommand({ kind: 'logout' })) as { status: SessionStatus }, {
+    validator: notGone,
+  });
+
+  const save = (
+    fields: Parameters<SessionActivities['updateSession']>[0]['fields'],
+    increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
+  ) => quick.updateSession({ sessionId: state.sessionId, fields, increment });
+
+  const setStatus = async (status: SessionStatus, lastError: string | null = state.lastError) => {
+    state.status = status;
+    state.lastError = lastError;
+    await save({ status, lastError });
+  };
+
+  const startWorker = async () => {
+    state.workerGeneration++;
+    state.workerStartedAt = Date.now();
+    await workers.startWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+  };
+
+  /** Stops the worker and gives the slot back (failed / stopped sessions hold no proxy). */
+  const park = async (status: SessionStatus, reason: string, alert: 'session_failed' | null) => {
+    await workers.stopWorker({ sessionId: state.sessionId, remove: false });
+    await quick.releaseProxy(state.sessionId);
+    await setStatus(status, reason);
+    if (alert)
+      await quick.sendAlert({
+        kind: alert,
+        text: `session ${state.sessionId}: ${reason}`,
+        dedupeKey: `${alert}:${state.sessionId}`,
+      });
+  };
+
+  const reserve = async (exclude: string[] = []) => {
+    const r = await quick.reserveProxy({
+      sessionId: state.sessionId,
+      phone: state.phone,
+      override: input.proxyOverride,
+      exclude,
+    });
+    state.proxyUrl = r.proxyUrl;
+    state.proxyEndpoint = r.endpoint;
+  };
+
+  // ---------------------------------------------------------------------------------------- provision
+  if (!input.carried) {
+    try {
+      await quick.registerSession({ sessionId: state.sessionId, tenant: state.tenant, phone: state.phone });
+      await reserve();
+      await save({ status: 'pending' });
+    } catch (err) {
+      provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
+      provisionDone = true;
+      await quick.finishSession({
+        sessionId: state.sessionId,
+        tenant: state.tenant,
+        phone: state.phone,
+        status: 'failed',
+        purge: true,
+      });
+      state.status = 'failed';
+      state.lastError = provisionFailure.message;
+      await condition(allHandlersFinished);
+      return publicState();
+    }
+    provisionDone = true;
+    try {
+      await startWorker();
+    } catch (err) {
+      await park('failed', `worker did not start: ${errorMessage(err)}`, 'session_failed');
+    }
+    await quick.checkProxyInventory();
+  }
+
+  // ---------------------------------------------------------------------------------------- handlers
+  const failover = async (reason: string): Promise<void> => {
+    const oldProxy = state.proxyUrl!;
+    await setStatus('failing_over', reason);
+    const result: FailoverResult = await executeChild(failoverWorkflow, {
+      workflowId: `${workflowInfo().workflowId}:failover:${state.failovers + 1}:${workflowInfo().runId.slice(0, 8)}`,
+      args: [
+        {
+          sessionId: state.sessionId,
+          phone: state.phone,
+          oldProxy,
+          reason,
+          maxAttempts: timings.maxFailoverAttempts,
+          probeTimeoutMs: timings.proxyProbeTimeoutMs,
+        },
+      ],
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+    });
+    state.failovers++;
+    state.proxyErrorsWhileAlive = 0;
+    if (result.ok) {
+      state.proxyUrl = result.proxyUrl;
+      state.proxyEndpoint = result.proxyEndpoint;
+      state.workerGeneration++;
+      state.workerStartedAt = Date.now();
+      await save({ status: 'reconnecting', lastError: reason }, 'failovers');
+      state.status = 'reconnecting';
+    } else {
+      state.proxyUrl = null;
+      state.proxyEndpoint = null;
+      await save({ status: 'failed', lastError: result.reason }, 'failovers');
+      state.status = 'failed';
+      state.lastError = result.reason;
+      await quick.sendAlert({
+        kind: 'session_failed',
+        text: `session ${state.sessionId}: failover impossible (${result.reason})`,
+        dedupeKey: `session_failed:${state.sessionId}`,
+      });
+    }
+  };
+
+  const onProxyError = async (event: WorkerEvent) => {
+    if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || state.status === 'failing_over') return;
+    if (event.timestamp < state.workerStartedAt) return; // from a worker that has been replaced
+    const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl, timeoutMs: timings.proxyProbeTimeoutMs });
+    if (!probe.ok) return failover(`proxy ${state.proxyEndpoint} failed: ${probe.error}`);
+    // The proxy answers: the worker retries through it. Fail over only if errors keep coming.
+    state.proxyErrorsWhileAlive++;
+    if (state.proxyErrorsWhileAlive >= timings.maxProxyErrorsWhileAlive) {
+      return failover(`proxy ${state.proxyEndpoint} keeps failing (${state.proxyErrorsWhileAlive} errors in a row)`);
+    }
+    if (state.status === 'connected') await setStatus('reconnecting', 'proxy error; worker retrying');
+  };
+
+  const logout = async (reason: string) => {
+    await workers.stopWorker({ sessionId: state.sessionId, remove: true });
+    await quick.deleteAuthFiles(state.sessionId);
+    await quick.releaseProxy(state.sessionId);
+    await quick.finishSession({
+      sessionId: state.sessionId,
+      tenant: state.tenant,
+      phone: state.phone,
+      status: 'logged_out',
+      purge: false,
+      lastError: reason,
+    });
+    state.status = 'logged_out';
+    state.lastError = reason;
+    await quick.sendAlert({ kind: 'session_logged_out', text: `session ${state.sessionId}: ${reason}` });
+  };
+
+  const onEvent = async (event: WorkerEvent) => {
+    if (TERMINAL.includes(state.status)) return;
+    switch (event.type) {
+      case 'QR_CODE':
+        if (state.status === 'pending' || state.status === 'qr_ready' || state.status === 'reconnecting') {
+          state.qrCount++;
+          if (state.status !== 'qr_ready') await setStatus('qr_ready', null);
+        }
+        return;
+      case 'CONNECTED': {
+        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || event.timestamp < state.workerStartedAt) return;
+        const phone = String(event.data.phoneNumber);
+        const jid = String(event.data.jid);
+        const wasConnectedBefore = state.connectedAt !== null;
+        const { conflictWith } = await quick.sessionConnected({
+          sessionId: state.sessionId,
+          phone,
+          jid,
+          proxyUrl: state.proxyUrl,
+        });
+        if (conflictWith) {
+          await park('failed', `phone ${phone} is already bound to session ${conflictWith}`, 'session_failed');
+          return;
+        }
+        state.phone = phone;
+        state.jid = jid;
+        state.status = 'connected';
+        state.connectedAt = Date.now();
+        state.lastError = null;
+        state.consecutiveWatchdogRestarts = 0;
+        state.proxyErrorsWhileAlive = 0;
+        if (!wasConnectedBefore) {
+          await quick.sendAlert({
+            kind: 'session_connected',
+            text: `session ${state.sessionId} connected as +${phone} via ${state.proxyEndpoint}`,
+          });
+        }
+        return;
+      }
+      case 'PROXY_ERROR':
+        return onProxyError(event);
+      case 'AUTH_FAILURE':
+        return logout(`logged out: ${String(event.data.reason ?? 'device removed')}`);
+      case 'DISCONNECTED': {
+        const code = typeof event.data.code === 'number' ? event.data.code : null;
+        if (event.data.isProxyError === true) return onProxyError(event);
+        if (event.timestamp < state.workerStartedAt) return;
+        if (code === 401) return logout('logged out (401)');
+        if (code === 440) return park('failed', 'replaced by another client (440)', 'session_failed');
+        if (code === 403) return park('failed', 'number refused by WhatsApp (403, banned?)', 'session_failed');
+        if (HOLDS_SLOT.includes(state.status) && state.status !== 'failing_over') {
+          await setStatus('reconnecting', `connection lost (${code ?? 'no code'}): ${String(event.data.reason ?? '')}`);
+        }
+        return;
+      }
+    }
+  };
+
+  const onAlarm = async () => {
+    if (state.status !== 'connected' && state.status !== 'unhealthy') return;
+    state.watchdogRestarts++;
+    state.consecutiveWatchdogRestarts++;
+    if (state.consecutiveWatchdogRestarts > timings.maxWatchdogRestarts) {
+      await park(
+        'failed',
+        `no ping for ${timings.pingTimeoutMs} ms after ${timings.maxWatchdogRestarts} restarts`,
+        'session_failed',
+      );
+      return;
+    }
+    state.status = 'unhealthy';
+    await save({ status: 'unhealthy', lastError: 'no ping: restarting the worker' }, 'watchdogRestarts');
+    await quick.sendAlert({
+      kind: 'session_unhealthy',
+      text: `session ${state.sessionId}: no ping for ${timings.pingTimeoutMs} ms, restarting its worker`,
+      dedupeKey: `session_unhealthy:${state.sessionId}`,
+    });
+    state.workerStartedAt = Date.now();
+    await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+  };
+
+  const onCommand = async (command: Command): Promise<unknown> => {
+    switch (command.kind) {
+      case 'restart': {
+        state.restarts++;
+        if (state.proxyUrl && HOLDS_SLOT.includes(state.status)) {
+          state.workerStartedAt = Date.now();
+          await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl });
+          await save({ status: 'reconnecting' }, 'restarts');
+          state.status = 'reconnecting';
+        } else {
+          // failed / stopped: take a slot again (the sticky proxy first) and start over.
+          await reserve();
+          await startWorker();
+          await save({ status: 'pending', lastError: null }, 'restarts');
+          state.status = 'pending';
+          state.lastError = null;
+          state.consecutiveWatchdogRestarts = 0;
+        }
+        return { status: state.status };
+      }
+      case 'failover':
+        await failover(`manual failover: ${command.reason}`);
+        return { proxyEndpoint: state.proxyEndpoint };
+      case 'logout':
+        await logout('logged out by the operator');
+        return { status: state.status };
+      case 'delete':
+        await workers.stopWorker({ sessionId: state.sessionId, remove: true });
+        await quick.releaseProxy(state.sessionId);
+        if (!command.keepAuth) await quick.deleteAuthFiles(state.sessionId);
+        await quick.finishSession({
+          sessionId: state.sessionId,
+          tenant: state.tenant,
+          phone: state.phone,
+          status: 'deleted',
+          purge: true,
+        });
+        state.status = 'deleted';
+        return { status: state.status };
+    }
+  };
+
+  // ---------------------------------------------------------------------------------------- main loop
+  const historyTooLong = () =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > timings.maxHistoryEvents;
+
+  while (!TERMINAL.includes(state.status)) {
+    await condition(() => queue.length > 0 || historyTooLong());
+    const job = queue.shift();
+    if (!job) {
+      await condition(allHandlersFinished);
+      if (queue.length > 0) continue;
+      log.info('continuing as new', { historyLength: workflowInfo().historyLength });
+      return continueAsNew<typeof sessionWorkflow>({ ...input, carried: state });
+    }
+    try {
+      if (job.kind === 'event') await onEvent(job.event);
+      else if (job.kind === 'alarm') await onAlarm();
+      else results.set(job.id, { ok: true, value: await onCommand(job.command) });
+    } catch (err) {
+      log.error('session step failed', { error: errorMessage(err) });
+      state.lastError = errorMessage(err);
+      if (job.kind === 'command') results.set(job.id, { ok: false, error: errorMessage(err) });
+    }
+  }
+  // Answer commands that raced with the end of the session.
+  for (const job of queue)
+    if (job.kind === 'command') results.set(job.id, { ok: false, error: `session is ${state.status}` });
+  await condition(allHandlersFinished);
+  return publicState();
+}

@@ -1,0 +1,31 @@
+/**
+ * One watchdog for every session (SPEC §3.3): on a durable timer, find connected sessions whose last PING (kept
+ * in Redis by the webhook bridge) is older than the timeout, and signal them. Keeping this sweep out of the
+ * session workflows is what keeps their histories small: a healthy connected session records nothing.
+ */
+import { continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import type { SessionActivities } from '../activities/session-activities.js';
+
+export interface WatchdogInput {
+  intervalMs: number;
+  pingTimeoutMs: number;
+  /** Sweeps per run before continue-as-new. */
+  sweepsPerRun?: number;
+}
+
+const { signalStaleSessions } = proxyActivities<SessionActivities>({
+  startToCloseTimeout: '30s',
+  retry: { maximumAttempts: 3 },
+});
+
+export const WATCHDOG_WORKFLOW_ID = 'wa-watchdog';
+
+export async function watchdogWorkflow(input: WatchdogInput): Promise<void> {
+  const sweeps = input.sweepsPerRun ?? 200;
+  for (let i = 0; i < sweeps; i++) {
+    await sleep(input.intervalMs);
+    await signalStaleSessions({ pingTimeoutMs: input.pingTimeoutMs, signalName: 'watchdogAlarm' });
+    if (workflowInfo().continueAsNewSuggested) break;
+  }
+  await continueAsNew<typeof watchdogWorkflow>(input);
+}
