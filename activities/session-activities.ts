@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, heartbeat as activityHeartbeat } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -25,6 +25,15 @@ export interface ActivityDeps {
   temporal?: Client;
   /** Extra environment for every worker (tests shrink the worker's intervals with it). */
   workerEnv?: Record<string, string>;
+}
+
+/** Heartbeats when running as an activity; a no-op when called directly (reconcile at orchestrator start). */
+function heartbeat(details: string) {
+  try {
+    activityHeartbeat(details);
+  } catch {
+    /* not in an activity context */
+  }
 }
 
 /** Error types the workflows branch on (ApplicationFailure.type). */
@@ -225,7 +234,9 @@ export function createSessionActivities(deps: ActivityDeps) {
       if (!deps.temporal) return stale;
       for (const sessionId of stale) {
         try {
-          await deps.temporal.workflow.getHandle(workflowIdFor(sessionId)).signal(input.signalName, { at: Date.now() });
+          await deps.temporal.workflow
+            .getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId))
+            .signal(input.signalName, { at: Date.now() });
         } catch (err) {
           logger.warn({ sessionId, err: String(err) }, 'watchdog could not signal a stale session');
         }

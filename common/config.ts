@@ -86,6 +86,11 @@ export const configSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(3).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('wa-sessions'),
+  /** Prefix of every workflow id: one per deployment sharing a Temporal namespace. */
+  WORKFLOW_ID_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,32}$/, 'must be 1-32 letters, digits, "_" or "-"')
+    .default('wa'),
   TEMPORAL_UI_URL: url('http://127.0.0.1:8233', ['http:', 'https:']),
   MAX_SESSIONS_PER_PROXY: int(4, 1, 1000),
   WATCHDOG_INTERVAL_MS: int(60_000, 100),

@@ -57,7 +57,11 @@ export const ProvisionBodySchema = z
   .strict();
 export type ProvisionBody = z.infer<typeof ProvisionBodySchema>;
 
-export const workflowIdFor = (sessionId: string) => `wa-session:${sessionId}`;
+/**
+ * Workflow ids are unique per Temporal namespace, so they carry the deployment's prefix (WORKFLOW_ID_PREFIX):
+ * two deployments, or two test runs, on one Temporal server never collide.
+ */
+export const workflowIdFor = (prefix: string, sessionId: string) => `${prefix}:session:${sessionId}`;
 export const containerNameFor = (sessionId: string) => `wa_session_${sessionId}`;
 
 /**

@@ -19,9 +19,12 @@ import { WATCHDOG_WORKFLOW_ID } from '../workflows/watchdog.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** How the process runner starts a worker: the bundled worker when built, else the TypeScript source via tsx. */
+/**
+ * How the process runner starts a worker: the esbuild bundle staged by scripts/build-images.sh when present
+ * (starts faster and uses less memory), else the TypeScript source via tsx.
+ */
 export function defaultWorkerCommand(): string[] {
-  const bundle = path.join(PROJECT_ROOT, 'dist', 'wa-worker', 'main.mjs');
+  const bundle = path.join(PROJECT_ROOT, 'node_modules', '.cache', 'wa-worker-image', 'app', 'main.mjs');
   if (existsSync(bundle)) return [process.execPath, bundle];
   return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'wa-worker', 'main.ts')];
 }
@@ -34,8 +37,8 @@ export function createRunner(config: Config): WorkerRunner {
       network: config.DOCKER_NETWORK,
       memoryMb: config.WORKER_MEMORY_MB,
       sessionsDir: path.resolve(config.SESSIONS_DIR),
-      workerUid: Number(process.env.WORKER_UID ?? 10001),
-      workerGid: Number(process.env.WORKER_GID ?? 10001),
+      workerUid: Number(process.env.WORKER_UID ?? 1000),
+      workerGid: Number(process.env.WORKER_GID ?? 1000),
     });
   }
   return new ProcessRunner({
@@ -107,7 +110,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
 
   try {
     await client.workflow.start('watchdogWorkflow', {
-      workflowId: `${WATCHDOG_WORKFLOW_ID}:${config.TEMPORAL_TASK_QUEUE}`,
+      workflowId: `${config.WORKFLOW_ID_PREFIX}:${WATCHDOG_WORKFLOW_ID}:${config.TEMPORAL_TASK_QUEUE}`,
       taskQueue: config.TEMPORAL_TASK_QUEUE,
       args: [{ intervalMs: config.WATCHDOG_INTERVAL_MS, pingTimeoutMs: config.PING_TIMEOUT_MS }],
       workflowIdConflictPolicy: 'USE_EXISTING',

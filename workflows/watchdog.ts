@@ -18,7 +18,7 @@ const { signalStaleSessions } = proxyActivities<SessionActivities>({
   retry: { maximumAttempts: 3 },
 });
 
-export const WATCHDOG_WORKFLOW_ID = 'wa-watchdog';
+export const WATCHDOG_WORKFLOW_ID = 'watchdog';
 
 export async function watchdogWorkflow(input: WatchdogInput): Promise<void> {
   const sweeps = input.sweepsPerRun ?? 200;

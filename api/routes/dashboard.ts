@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { SESSION_STATUSES } from '../../common/session.js';
 import type { ApiContext } from '../context.js';
 import { parseInput } from '../errors.js';
-import { sessionView } from './sessions.js';
+import { sessionView, temporalLinks } from './sessions.js';
 
 const ListQuery = z.object({
   status: z.enum(SESSION_STATUSES).optional(),
@@ -23,7 +23,7 @@ export function dashboardRoutes(ctx: ApiContext) {
       const rows = (await sessions.list(tenant))
         .filter((s) => !q.status || s.status === q.status)
         .filter((s) => !q.search || s.sessionId.includes(q.search) || (s.phone ?? '').includes(q.search));
-      return { sessions: rows.map((r) => sessionView(r, null, config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE)) };
+      return { sessions: rows.map((r) => sessionView(r, null, temporalLinks(config))) };
     });
 
     app.get('/api/v1/dashboard/stats', async (request) => {

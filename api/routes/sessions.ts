@@ -34,10 +34,9 @@ const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requ
 export function sessionView(
   record: SessionRecord,
   live: PublicSessionState | null,
-  temporalUiUrl: string,
-  namespace: string,
+  temporal: { uiUrl: string; namespace: string; prefix: string },
 ) {
-  const workflowId = workflowIdFor(record.sessionId);
+  const workflowId = workflowIdFor(temporal.prefix, record.sessionId);
   return {
     sessionId: record.sessionId,
     tenant: record.tenant,
@@ -54,9 +53,15 @@ export function sessionView(
     failovers: record.failovers,
     lastError: live?.lastError ?? record.lastError,
     workflowId,
-    temporalUrl: `${temporalUiUrl}/namespaces/${namespace}/workflows/${encodeURIComponent(workflowId)}`,
+    temporalUrl: `${temporal.uiUrl}/namespaces/${temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`,
   };
 }
+
+export const temporalLinks = (config: ApiContext['config']) => ({
+  uiUrl: config.TEMPORAL_UI_URL,
+  namespace: config.TEMPORAL_NAMESPACE,
+  prefix: config.WORKFLOW_ID_PREFIX,
+});
 
 /** Maps Temporal errors of an update or query to API errors. */
 function mapTemporalError(err: unknown, sessionId: string): never {
@@ -77,7 +82,8 @@ function mapTemporalError(err: unknown, sessionId: string): never {
 
 export function sessionRoutes(ctx: ApiContext) {
   const { config, sessions, temporal, redis } = ctx;
-  const handleOf = (sessionId: string) => temporal.workflow.getHandle(workflowIdFor(sessionId));
+  const handleOf = (sessionId: string) =>
+    temporal.workflow.getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId));
 
   async function loadRecord(sessionId: string, principal: Parameters<typeof assertSessionAccess>[0]) {
     const record = await sessions.get(sessionId);
@@ -142,7 +148,7 @@ export function sessionRoutes(ctx: ApiContext) {
       }
 
       const startWorkflowOperation = new WithStartWorkflowOperation(sessionWorkflow, {
-        workflowId: workflowIdFor(sessionId),
+        workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
         taskQueue: config.TEMPORAL_TASK_QUEUE,
         workflowIdConflictPolicy: 'FAIL',
         args: [
@@ -169,7 +175,12 @@ export function sessionRoutes(ctx: ApiContext) {
       }
       return reply
         .status(201)
-        .send({ sessionId, status: result.status, proxy: result.proxyEndpoint, workflowId: workflowIdFor(sessionId) });
+        .send({
+          sessionId,
+          status: result.status,
+          proxy: result.proxyEndpoint,
+          workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
+        });
     });
 
     app.get('/api/sessions/:id/qr', async (request) => {
@@ -193,7 +204,7 @@ export function sessionRoutes(ctx: ApiContext) {
     app.get('/api/sessions/:id/status', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const record = await loadRecord(id, request.principal);
-      return sessionView(record, await liveState(id), config.TEMPORAL_UI_URL, config.TEMPORAL_NAMESPACE);
+      return sessionView(record, await liveState(id), temporalLinks(config));
     });
 
     app.get('/api/sessions/:id/health', async (request, reply) => {

@@ -71,7 +71,9 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
             timestamp: event.timestamp,
             data: event.data as Record<string, unknown>,
           };
-          await temporal.workflow.getHandle(workflowIdFor(event.sessionId)).signal(workerEventSignal, signal);
+          await temporal.workflow
+            .getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, event.sessionId))
+            .signal(workerEventSignal, signal);
         }
       } catch (err) {
         await sessions.forgetSighting(event.eventId); // let the worker's retry through

@@ -115,6 +115,7 @@ export class Stack {
       REDIS_KEY_PREFIX: this.prefix,
       TEMPORAL_ADDRESS: temporalAddress,
       TEMPORAL_TASK_QUEUE: this.taskQueue,
+      WORKFLOW_ID_PREFIX: `e2e-${this.id}`,
       MAX_SESSIONS_PER_PROXY: String(this.opts.maxSessionsPerProxy ?? 4),
       WATCHDOG_INTERVAL_MS: String(this.opts.watchdogIntervalMs ?? 1000),
       PING_TIMEOUT_MS: String(this.opts.pingTimeoutMs ?? 6000),

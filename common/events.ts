@@ -1,0 +1,140 @@
+/**
+ * The ONE schema of the wa-worker webhook envelope and of every event's data, plus the HMAC helpers used by the
+ * worker (signing) and by the API's webhook bridge (verification).
+ *
+ * Signature: HMAC-SHA256(secret, `${timestamp}.${body}`) as lower-case hex, sent in `x-wa-signature` (prefixed with
+ * `sha256=`), with the millisecond timestamp in `x-wa-timestamp`.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+
+export const WEBHOOK_TIMESTAMP_HEADER = 'x-wa-timestamp';
+export const WEBHOOK_SIGNATURE_HEADER = 'x-wa-signature';
+
+export const EVENT_TYPES = [
+  'QR_CODE',
+  'CONNECTED',
+  'DISCONNECTED',
+  'PING',
+  'PROXY_ERROR',
+  'AUTH_FAILURE',
+  'MESSAGE_RECEIVED',
+  'MESSAGE_STATUS',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export const SessionIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match ^[A-Za-z0-9_-]{1,64}$');
+
+export const QrCodeData = z.object({ qr: z.string().min(1) });
+export const ConnectedData = z.object({
+  phoneNumber: z.string().regex(/^\d{5,20}$/),
+  jid: z.string().min(1),
+  fingerprint: z.string().min(1),
+});
+export const DisconnectedData = z.object({
+  reason: z.string(),
+  code: z.number().int().nullable(),
+  isProxyError: z.boolean(),
+});
+export const PingData = z.object({ timestamp: z.number().int() });
+export const ProxyErrorData = z.object({ error: z.string() });
+export const AuthFailureData = z.object({ reason: z.string() });
+export const MessageReceivedData = z.object({
+  messageId: z.string().min(1),
+  from: z.string().min(1),
+  text: z.string(),
+  timestamp: z.number().int(),
+});
+export const MESSAGE_STATUSES = ['sent', 'delivered', 'read', 'failed'] as const;
+export const MessageStatusData = z.object({
+  messageId: z.string().min(1),
+  waMessageId: z.string().nullable(),
+  status: z.enum(MESSAGE_STATUSES),
+  reason: z.string().optional(),
+});
+
+export const EventDataSchemas = {
+  QR_CODE: QrCodeData,
+  CONNECTED: ConnectedData,
+  DISCONNECTED: DisconnectedData,
+  PING: PingData,
+  PROXY_ERROR: ProxyErrorData,
+  AUTH_FAILURE: AuthFailureData,
+  MESSAGE_RECEIVED: MessageReceivedData,
+  MESSAGE_STATUS: MessageStatusData,
+} as const satisfies Record<EventType, z.ZodTypeAny>;
+
+export type EventData<T extends EventType> = z.infer<(typeof EventDataSchemas)[T]>;
+
+const base = {
+  sessionId: SessionIdSchema,
+  /** Milliseconds since the epoch, when the worker produced the event. */
+  timestamp: z.number().int().nonnegative(),
+  /** Unique per event; a redelivered event keeps its id (dedupe on it). */
+  eventId: z.string().min(1).max(128),
+};
+
+export const WebhookEnvelopeSchema = z.discriminatedUnion('type', [
+  z.object({ ...base, type: z.literal('QR_CODE'), data: QrCodeData }),
+  z.object({ ...base, type: z.literal('CONNECTED'), data: ConnectedData }),
+  z.object({ ...base, type: z.literal('DISCONNECTED'), data: DisconnectedData }),
+  z.object({ ...base, type: z.literal('PING'), data: PingData }),
+  z.object({ ...base, type: z.literal('PROXY_ERROR'), data: ProxyErrorData }),
+  z.object({ ...base, type: z.literal('AUTH_FAILURE'), data: AuthFailureData }),
+  z.object({ ...base, type: z.literal('MESSAGE_RECEIVED'), data: MessageReceivedData }),
+  z.object({ ...base, type: z.literal('MESSAGE_STATUS'), data: MessageStatusData }),
+]);
+export type WebhookEnvelope = z.infer<typeof WebhookEnvelopeSchema>;
+export type WebhookEnvelopeOf<T extends EventType> = Extract<WebhookEnvelope, { type: T }>;
+
+/** Hex HMAC-SHA256 over `${timestamp}.${body}`, returned as `sha256=<hex>`. */
+export function signWebhook(secret: string, timestamp: number | string, body: string | Buffer): string {
+  const mac = createHmac('sha256', secret);
+  mac.update(`${timestamp}.`);
+  mac.update(body);
+  return `sha256=${mac.digest('hex')}`;
+}
+
+/** Headers for a signed request (webhook or outbox call). */
+export function signedHeaders(secret: string, body: string, now: number = Date.now()): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    [WEBHOOK_TIMESTAMP_HEADER]: String(now),
+    [WEBHOOK_SIGNATURE_HEADER]: signWebhook(secret, now, body),
+  };
+}
+
+export type VerifyResult = { ok: true } | { ok: false; reason: 'missing' | 'stale' | 'bad-signature' };
+
+type HeaderBag = Record<string, string | string[] | undefined> | { get(name: string): string | null };
+
+function header(headers: HeaderBag, name: string): string | undefined {
+  if (typeof (headers as { get?: unknown }).get === 'function') {
+    return (headers as { get(name: string): string | null }).get(name) ?? undefined;
+  }
+  const v = (headers as Record<string, string | string[] | undefined>)[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * Verify a signed request: the timestamp must be within `toleranceMs` of `now` and the signature must match
+ * (constant-time comparison). `body` must be the raw request body exactly as received.
+ */
+export function verifyWebhook(
+  secret: string,
+  headers: HeaderBag,
+  body: string | Buffer,
+  opts: { toleranceMs?: number; now?: number } = {},
+): VerifyResult {
+  const ts = header(headers, WEBHOOK_TIMESTAMP_HEADER);
+  const sig = header(headers, WEBHOOK_SIGNATURE_HEADER);
+  if (!ts || !sig || !/^\d{1,16}$/.test(ts)) return { ok: false, reason: 'missing' };
+  const tolerance = opts.toleranceMs ?? 5 * 60_000;
+  const now = opts.now ?? Date.now();
+  if (Math.abs(now - Number(ts)) > tolerance) return { ok: false, reason: 'stale' };
+  const expected = Buffer.from(signWebhook(secret, ts, body));
+  const given = Buffer.from(sig);
+  if (expected.length !== given.length || !timingSafeEqual(expected, given))
+    return { ok: false, reason: 'bad-signature' };
+  return { ok: true };
+}

@@ -1,0 +1,46 @@
+/**
+ * The worker ↔ orchestrator outbox HTTP contract (served under OUTBOX_URL =
+ * `http://host/api/worker/sessions/<id>/outbox`). Every request is signed like a webhook (common/events.ts
+ * `signedHeaders`) with the session's WEBHOOK_SECRET.
+ *
+ *   POST {OUTBOX_URL}/claim  {}                                     → 200 {item} | 204 (empty)
+ *   POST {OUTBOX_URL}/ack    {messageId, waMessageId}               → 200 {ok, duplicate}
+ *   POST {OUTBOX_URL}/nack   {messageId, reason, permanent}         → 200 {ok, requeued}
+ */
+import { z } from 'zod';
+
+export const OutboxMessageIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must match ^[A-Za-z0-9_.:-]{1,128}$');
+
+export const OutboxItemSchema = z.object({
+  messageId: OutboxMessageIdSchema,
+  /** Digits only (E.164 without '+') or a full JID. */
+  to: z.string().regex(/^(\d{5,20}|[^\s@]+@[a-z.]+)$/, 'must be a phone number (digits) or a JID'),
+  text: z.string().min(1).max(4096),
+  /** 1 on the first delivery, +1 on each re-delivery. */
+  attempt: z.number().int().positive(),
+});
+export type OutboxItem = z.infer<typeof OutboxItemSchema>;
+
+export const ClaimRequestSchema = z.object({}).strict();
+export const ClaimResponseSchema = z.object({ item: OutboxItemSchema });
+
+export const AckRequestSchema = z.object({
+  messageId: OutboxMessageIdSchema,
+  waMessageId: z.string().min(1).max(256),
+});
+export type AckRequest = z.infer<typeof AckRequestSchema>;
+export const AckResponseSchema = z.object({ ok: z.literal(true), duplicate: z.boolean() });
+
+export const NackRequestSchema = z.object({
+  messageId: OutboxMessageIdSchema,
+  reason: z.string().min(1).max(1000),
+  permanent: z.boolean(),
+});
+export type NackRequest = z.infer<typeof NackRequestSchema>;
+export const NackResponseSchema = z.object({ ok: z.literal(true), requeued: z.boolean() });
+
+export const OutboxErrorSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});

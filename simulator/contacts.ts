@@ -1,0 +1,147 @@
+import { randomInt } from 'node:crypto';
+import {
+  Curve,
+  encodeBigEndian,
+  encodeWAMessage,
+  generateSignalPubKey,
+  initAuthCreds,
+  proto,
+  unpadRandomMax16,
+  type AuthenticationCreds,
+  type BinaryNode,
+  type SignalDataSet,
+  type SignalDataTypeMap,
+  type SignalKeyStore,
+} from '@whiskeysockets/baileys';
+import { makeLibSignalRepository } from '@whiskeysockets/baileys/lib/Signal/libsignal.js';
+
+type SignalRepository = ReturnType<typeof makeLibSignalRepository>;
+
+/** What a linked companion uploaded with `<iq xmlns="encrypt" type="set">`: enough to start a session to it. */
+export interface CompanionBundle {
+  registrationId: number;
+  identity: Buffer;
+  signedPreKey: { id: number; value: Buffer; signature: Buffer };
+  preKeys: Array<{ id: number; value: Buffer }>;
+}
+
+/** In-memory Signal key store: all a fake contact needs (pre-keys, sessions). */
+function memoryKeyStore(): SignalKeyStore {
+  const data = new Map<string, Map<string, unknown>>();
+  return {
+    get<T extends keyof SignalDataTypeMap>(type: T, ids: string[]) {
+      const bucket = data.get(type);
+      const result: { [id: string]: SignalDataTypeMap[T] } = {};
+      for (const id of ids) {
+        const value = bucket?.get(id);
+        if (value !== undefined) result[id] = value as SignalDataTypeMap[T];
+      }
+      return result;
+    },
+    set(changes: SignalDataSet) {
+      for (const [type, entries] of Object.entries(changes)) {
+        let bucket = data.get(type);
+        if (!bucket) data.set(type, (bucket = new Map()));
+        for (const [id, value] of Object.entries(entries ?? {})) {
+          if (value === null || value === undefined) bucket.delete(id);
+          else bucket.set(id, value);
+        }
+      }
+    },
+  };
+}
+
+/**
+ * A remote WhatsApp user (or the account's own primary phone, device 0) with a full Signal identity,
+ * so the simulator can hand out its pre-key bundle, decrypt what a companion sends to it and
+ * encrypt messages from it to a companion.
+ */
+export class FakeContact {
+  private readonly creds: AuthenticationCreds = initAuthCreds();
+  private readonly keys = memoryKeyStore();
+  private readonly repository: SignalRepository;
+  /** companion device jids this contact already has a Signal session with */
+  private readonly sessionsWith = new Set<string>();
+
+  constructor(readonly jid: string) {
+    this.repository = makeLibSignalRepository({ creds: this.creds, keys: this.keys });
+  }
+
+  /**
+   * `<user>` node for an `encrypt/get key` answer. Every bundle carries a fresh one-time pre-key,
+   * because libsignal deletes a pre-key once a session was built from it and several companions
+   * (of different simulated phones) may fetch this contact's bundle.
+   */
+  async bundleNode(requestedJid: string): Promise<BinaryNode> {
+    const preKeyId = randomInt(1, 0xffffff);
+    const preKey = Curve.generateKeyPair();
+    await this.keys.set({ 'pre-key': { [String(preKeyId)]: preKey } });
+    const { signedIdentityKey, signedPreKey, registrationId } = this.creds;
+    return {
+      tag: 'user',
+      attrs: { jid: requestedJid },
+      content: [
+        { tag: 'registration', attrs: {}, content: encodeBigEndian(registrationId, 4) },
+        { tag: 'type', attrs: {}, content: Buffer.from([5]) },
+        { tag: 'identity', attrs: {}, content: signedIdentityKey.public },
+        {
+          tag: 'skey',
+          attrs: {},
+          content: [
+            { tag: 'id', attrs: {}, content: encodeBigEndian(signedPreKey.keyId, 3) },
+            { tag: 'value', attrs: {}, content: signedPreKey.keyPair.public },
+            { tag: 'signature', attrs: {}, content: signedPreKey.signature as Uint8Array },
+          ],
+        },
+        {
+          tag: 'key',
+          attrs: {},
+          content: [
+            { tag: 'id', attrs: {}, content: encodeBigEndian(preKeyId, 3) },
+            { tag: 'value', attrs: {}, content: preKey.public },
+          ],
+        },
+      ],
+    };
+  }
+
+  /** Decrypts a Signal message a companion (`fromJid`, with device) sent to this contact. */
+  async decrypt(fromJid: string, type: 'pkmsg' | 'msg', ciphertext: Uint8Array): Promise<proto.IMessage> {
+    const plaintext = await this.repository.decryptMessage({ jid: fromJid, type, ciphertext });
+    this.sessionsWith.add(fromJid);
+    return proto.Message.decode(unpadRandomMax16(plaintext));
+  }
+
+  /** Encrypts a message from this contact to a companion, building a session from its uploaded bundle if needed. */
+  async encryptTo(
+    companionJid: string,
+    bundle: CompanionBundle,
+    message: proto.IMessage,
+  ): Promise<{ type: 'pkmsg' | 'msg'; ciphertext: Uint8Array }> {
+    if (!this.sessionsWith.has(companionJid)) {
+      const preKey = bundle.preKeys.shift();
+      if (!preKey) throw new Error(`companion ${companionJid} has no pre-keys left`);
+      await this.repository.injectE2ESession({
+        jid: companionJid,
+        session: {
+          registrationId: bundle.registrationId,
+          identityKey: generateSignalPubKey(bundle.identity),
+          signedPreKey: {
+            keyId: bundle.signedPreKey.id,
+            publicKey: generateSignalPubKey(bundle.signedPreKey.value),
+            signature: bundle.signedPreKey.signature,
+          },
+          preKey: { keyId: preKey.id, publicKey: generateSignalPubKey(preKey.value) },
+        },
+      });
+      this.sessionsWith.add(companionJid);
+    }
+    return this.repository.encryptMessage({ jid: companionJid, data: encodeWAMessage(message) });
+  }
+}
+
+/** The text of a decrypted message, looking through the wrapper used for the sender's own devices. */
+export function messageText(message: proto.IMessage): string | undefined {
+  const inner = message.deviceSentMessage?.message ?? message;
+  return inner.conversation ?? inner.extendedTextMessage?.text ?? undefined;
+}

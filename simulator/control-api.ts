@@ -1,0 +1,240 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import type { Socks5Proxy } from './socks5.js';
+import { FAULT_KINDS, isLoopbackHost, type WhatsAppSimulator } from './wa-server.js';
+
+export interface ControlApiOptions {
+  host?: string;
+  port?: number;
+  proxies?: Socks5Proxy[];
+}
+
+export interface ControlApi {
+  url: string;
+  close(): Promise<void>;
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+const phoneParam = z.string().regex(/^\d{6,15}$/, 'phone must be 6-15 digits');
+const scanBody = z.object({ qr: z.string().min(1).max(4096), phone: phoneParam });
+const faultBody = z.object({ kind: z.enum(FAULT_KINDS) });
+const inboundBody = z.object({
+  from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
+  text: z.string().min(1).max(65_536),
+});
+const readBody = z.object({ messageId: z.string().min(1).max(128) });
+const proxyFaultBody = z.object({ kind: z.enum(['none', 'refuse', 'hang', 'wrong-credentials', 'kill']) });
+const messagesQuery = z.object({ phone: phoneParam.optional() });
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+type Handler = (params: string[], body: unknown, query: URLSearchParams) => unknown;
+
+interface Route {
+  method: 'GET' | 'POST';
+  pattern: RegExp;
+  handler: Handler;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, field?: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = issue?.path.join('.') || field;
+  throw new ApiError(400, 'invalid_request', issue?.message ?? 'invalid request', path);
+}
+
+/** Turns simulator exceptions (unknown phone, no live session, stale QR) into a 409/404 with their message. */
+function guard<T>(action: () => T): T {
+  try {
+    return action();
+  } catch (error) {
+    throw new ApiError(409, 'conflict', error instanceof Error ? error.message : String(error));
+  }
+}
+
+async function guardAsync<T>(action: () => Promise<T>): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    throw new ApiError(409, 'conflict', error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * JSON control and inspection API for tests, benchmarks and the demo dashboard. Loopback only; proxy
+ * passwords are never returned.
+ */
+export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOptions = {}): Promise<ControlApi> {
+  const host = opts.host ?? '127.0.0.1';
+  if (!isLoopbackHost(host)) throw new Error(`control API must listen on loopback, not ${host}`);
+  const proxies = opts.proxies ?? [];
+  const proxyAt = (index: string): Socks5Proxy => {
+    const proxy = proxies[Number(index)];
+    if (!proxy) throw new ApiError(404, 'not_found', `no proxy ${index}`, 'index');
+    return proxy;
+  };
+  const phoneFrom = (raw: string | undefined): string => parse(phoneParam, raw, 'phone');
+
+  const routes: Route[] = [
+    { method: 'GET', pattern: /^\/healthz$/, handler: () => ({ ok: true, url: sim.url }) },
+    {
+      method: 'POST',
+      pattern: /^\/scan$/,
+      handler: (_p, body) => {
+        const { qr, phone } = parse(scanBody, body);
+        return guardAsync(() => sim.scan(qr, phone));
+      },
+    },
+    { method: 'GET', pattern: /^\/phones$/, handler: () => ({ phones: sim.phones() }) },
+    {
+      method: 'GET',
+      pattern: /^\/phones\/([^/]+)\/connections$/,
+      handler: ([phone]) => {
+        const number = phoneFrom(phone);
+        return { connections: sim.connections(number), sourceAddresses: sim.sourceAddresses(number) };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/phones\/([^/]+)\/faults$/,
+      handler: ([phone], body) => {
+        const number = phoneFrom(phone);
+        const { kind } = parse(faultBody, body);
+        guard(() => sim.fault(number, kind));
+        return { ok: true, phone: number, kind };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/phones\/([^/]+)\/inbound$/,
+      handler: async ([phone], body) => {
+        const number = phoneFrom(phone);
+        const { from, text } = parse(inboundBody, body);
+        return { id: await guardAsync(() => sim.sendInbound(number, from, text)) };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/phones\/([^/]+)\/read$/,
+      handler: ([phone], body) => {
+        const number = phoneFrom(phone);
+        const { messageId } = parse(readBody, body);
+        guard(() => sim.markRead(number, messageId));
+        return { ok: true };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/messages$/,
+      handler: (_p, _b, query) => {
+        const { phone } = parse(messagesQuery, { phone: query.get('phone') ?? undefined });
+        return { messages: sim.messages(phone) };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/proxies$/,
+      handler: () => ({
+        proxies: proxies.map((proxy, index) => ({
+          index,
+          url: proxy.redactedUrl,
+          host: proxy.host,
+          port: proxy.port,
+          username: proxy.username,
+          bindAddress: proxy.bindAddress ?? null,
+          fault: proxy.fault,
+          ...proxy.stats,
+        })),
+      }),
+    },
+    {
+      method: 'POST',
+      pattern: /^\/proxies\/(\d+)\/faults$/,
+      handler: ([index], body) => {
+        const proxy = proxyAt(index ?? '');
+        const { kind } = parse(proxyFaultBody, body);
+        if (kind === 'kill') proxy.killConnections();
+        else proxy.setFault(kind);
+        return { ok: true, index: Number(index), kind, fault: proxy.fault };
+      },
+    },
+  ];
+
+  const server = http.createServer((req, res) => {
+    void handle(routes, req, res);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function handle(routes: Route[], req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  try {
+    const url = new URL(req.url ?? '/', 'http://control.local');
+    const candidates = routes.filter((route) => route.pattern.test(url.pathname));
+    if (candidates.length === 0) throw new ApiError(404, 'not_found', `no route for ${url.pathname}`);
+    const route = candidates.find((r) => r.method === req.method);
+    if (!route) throw new ApiError(405, 'method_not_allowed', `${req.method ?? '?'} not allowed on ${url.pathname}`);
+    const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map((p) => decodeURIComponent(p));
+    const body = req.method === 'POST' ? await readJson(req) : undefined;
+    send(res, 200, await route.handler(params, body, url.searchParams));
+  } catch (error) {
+    if (error instanceof ApiError) {
+      send(res, error.status, { error: { code: error.code, message: error.message, field: error.field } });
+    } else {
+      send(res, 500, {
+        error: { code: 'internal', message: error instanceof Error ? error.message : 'internal error' },
+      });
+    }
+  }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new ApiError(413, 'payload_too_large', `body larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ApiError(400, 'invalid_json', 'body is not valid JSON');
+  }
+}
+
+function send(res: http.ServerResponse, status: number, payload: unknown): void {
+  const body = JSON.stringify(payload);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}

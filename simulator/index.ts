@@ -1,0 +1,13 @@
+export {
+  WhatsAppSimulator,
+  FAULT_KINDS,
+  isLoopbackHost,
+  type AntiSpamOptions,
+  type ConnectionRecord,
+  type FaultKind,
+  type PhoneSummary,
+  type RecordedMessage,
+  type SimulatorOptions,
+} from './wa-server.js';
+export { Socks5Proxy, type ProxyFault, type Socks5ProxyOptions, type Socks5ProxyStats } from './socks5.js';
+export { startControlApi, type ControlApi, type ControlApiOptions } from './control-api.js';

@@ -1,0 +1,967 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  Curve,
+  decodeBinaryNode,
+  encodeBinaryNode,
+  getBinaryNodeChild,
+  getBinaryNodeChildren,
+  hmacSign,
+  jidDecode,
+  NOISE_WA_HEADER,
+  proto,
+  type BinaryNode,
+  type KeyPair,
+} from '@whiskeysockets/baileys';
+import pino from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { FakeContact, messageText, type CompanionBundle } from './contacts.js';
+import { encodeFrame, FrameReader, ServerNoise } from './noise.js';
+
+export const FAULT_KINDS = [
+  'unlink',
+  'replaced',
+  'restart',
+  'close',
+  'stop-pings',
+  'resume-pings',
+  'ban',
+  'unban',
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface AntiSpamOptions {
+  /** more messages than this from one phone within a rolling minute → ban (default 20) */
+  maxPerMinute?: number;
+  /** more distinct new recipients than this within an hour from a young phone → ban (default 10) */
+  maxNewContactsPerHourYoung?: number;
+  /** a phone counts as young for this long after it was first linked (default 7 days) */
+  youngForMs?: number;
+}
+
+export interface SimulatorOptions {
+  host?: string;
+  port?: number;
+  /** refs per pair-device, i.e. how many QR codes Baileys shows before closing with 408 (default 6) */
+  qrRefs?: number;
+  /** automatic receipts after a message from a session (default 'delivery') */
+  receipts?: 'delivery' | 'read' | 'none';
+  /** how long the recipient's phone takes to send the automatic receipts (default 100 ms, after a 50 ms server notification) */
+  receiptDelayMs?: number;
+  antiSpam?: AntiSpamOptions | null;
+  logger?: pino.Logger;
+}
+
+export interface RecordedMessage {
+  id: string;
+  phone: string;
+  to: string;
+  text: string;
+  at: number;
+  sourceAddress: string;
+}
+
+export interface ConnectionRecord {
+  phone: string | null;
+  address: string;
+  at: number;
+  kind: 'registration' | 'login' | 'rejected';
+}
+
+export interface PhoneSummary {
+  phone: string;
+  linked: boolean;
+  banned: boolean;
+  online: boolean;
+  messagesSent: number;
+}
+
+/** A companion device (a Baileys session) linked to a phone. */
+interface LinkedDevice {
+  phone: string;
+  deviceId: number;
+  jid: string;
+  lid: string;
+  noiseKey: string;
+  identity: Buffer;
+  /** set once the device uploaded its pre-keys; needed to encrypt inbound messages to it */
+  bundle: CompanionBundle | null;
+  appStateKeyShared: boolean;
+}
+
+interface PhoneState {
+  phone: string;
+  /** the primary phone's ADV account key pair, signs the device identity at pairing */
+  account: KeyPair;
+  devices: Map<string, LinkedDevice>;
+  nextDeviceId: number;
+  banned: boolean;
+  pingsStopped: boolean;
+  firstLinkedAt: number | null;
+  messagesSent: number;
+  recentSends: number[];
+  /** recipient jid → time of the first message to it */
+  recipientsFirstSeen: Map<string, number>;
+}
+
+type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
+
+interface PendingPairing {
+  phone: PhoneState;
+  device: LinkedDevice;
+  iqId: string;
+  resolve: (value: { phone: string; jid: string }) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface Connection {
+  ws: WebSocket;
+  address: string;
+  noise: ServerNoise;
+  reader: FrameReader;
+  stage: ConnectionStage;
+  record: ConnectionRecord;
+  ephemeral: KeyPair | null;
+  clientNoiseKey: string | null;
+  pairDeviceIqId: string | null;
+  pairing: PendingPairing | null;
+  device: LinkedDevice | null;
+  /** stanzas are handled strictly in order (decryption counters, Signal state) */
+  queue: Promise<void>;
+  /** message id → callback, for stanzas the simulator waits on */
+  receiptWaiters: Map<string, () => void>;
+}
+
+const SERVER_JID = 's.whatsapp.net';
+const FIRST_DEVICE_ID = 7;
+const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
+const PAIRING_TIMEOUT_MS = 10_000;
+const PREKEY_NOTIFICATION_DELAY_MS = 50;
+const RECEIPT_WAIT_MS = 3_000;
+
+/** Strips the IPv4-mapped IPv6 prefix so proxies bound to 127.0.0.x show up as such. */
+function normaliseAddress(address: string | undefined): string {
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+const unixSeconds = (): string => String(Math.floor(Date.now() / 1000));
+const stanzaId = (): string => randomBytes(8).toString('hex').toUpperCase();
+
+/**
+ * Protocol-level fake WhatsApp server for the real Baileys client (6.7.24): Noise handshake, QR pairing,
+ * login, pre-key bundles, Signal-encrypted messages both ways, receipts, fault injection, a ban model,
+ * and a record of every connection's source address per phone. Loopback only.
+ */
+export class WhatsAppSimulator {
+  readonly events = new EventEmitter();
+  readonly url: string;
+  /**
+   * Public key of the simulator's own certificate root. Baileys 6.x does not check it; a client that verifies
+   * the chain (7.x with a fixed Curve.verify) must be pointed at it (`WA_CERT_DETAILS.PUBLIC_KEY`).
+   */
+  readonly certificateRootPublicKey: Uint8Array;
+
+  private readonly phoneStates = new Map<string, PhoneState>();
+  private readonly devicesByNoiseKey = new Map<string, LinkedDevice>();
+  private readonly contacts = new Map<string, FakeContact>();
+  private readonly connectionsOpen = new Set<Connection>();
+  private readonly connectionLog: ConnectionRecord[] = [];
+  private readonly messageLog: RecordedMessage[] = [];
+  private readonly serverStatic = Curve.generateKeyPair();
+  private readonly certificateChain: Uint8Array;
+  private readonly logger: pino.Logger;
+  private readonly qrRefs: number;
+  private readonly receipts: 'delivery' | 'read' | 'none';
+  private readonly antiSpam: Required<AntiSpamOptions> | null;
+  private readonly receiptDelayMs: number;
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  private constructor(
+    private readonly wss: WebSocketServer,
+    opts: SimulatorOptions,
+  ) {
+    const address = wss.address() as AddressInfo;
+    this.url = `ws://${opts.host ?? '127.0.0.1'}:${address.port}/ws/chat`;
+    this.logger = opts.logger ?? pino({ level: 'silent' });
+    this.qrRefs = opts.qrRefs ?? 6;
+    this.receipts = opts.receipts ?? 'delivery';
+    this.receiptDelayMs = opts.receiptDelayMs ?? 100;
+    this.antiSpam = opts.antiSpam
+      ? {
+          maxPerMinute: opts.antiSpam.maxPerMinute ?? 20,
+          maxNewContactsPerHourYoung: opts.antiSpam.maxNewContactsPerHourYoung ?? 10,
+          youngForMs: opts.antiSpam.youngForMs ?? 7 * 24 * HOUR_MS,
+        }
+      : null;
+    const root = Curve.generateKeyPair();
+    this.certificateRootPublicKey = root.public;
+    this.certificateChain = buildCertificateChain(root, this.serverStatic.public);
+    wss.on('connection', (ws, req) => this.onConnection(ws, req));
+  }
+
+  static async start(opts: SimulatorOptions = {}): Promise<WhatsAppSimulator> {
+    const host = opts.host ?? '127.0.0.1';
+    if (!isLoopbackHost(host)) throw new Error(`simulator must listen on loopback, not ${host}`);
+    const wss = new WebSocketServer({ host, port: opts.port ?? 0 });
+    await new Promise<void>((resolve, reject) => {
+      wss.once('listening', resolve);
+      wss.once('error', reject);
+    });
+    return new WhatsAppSimulator(wss, opts);
+  }
+
+  // ------------------------------------------------------------------ public control surface
+
+  /** "Phone `phone` scans this QR": pair-success, verify pair-device-sign, then force the 515 restart. */
+  scan(qr: string, phone: string): Promise<{ phone: string; jid: string }> {
+    if (!/^\d{6,15}$/.test(phone)) return Promise.reject(new Error(`invalid phone number ${phone}`));
+    const [ref, noiseKeyB64, identityB64, advSecretB64] = qr.split(',');
+    if (!ref || !noiseKeyB64 || !identityB64 || !advSecretB64) return Promise.reject(new Error('malformed QR'));
+    const connection = [...this.connectionsOpen].find(
+      (c) => c.stage === 'pairing' && c.clientNoiseKey === noiseKeyB64 && !c.pairing,
+    );
+    if (!connection) return Promise.reject(new Error('no session is showing this QR'));
+    const state = this.phoneState(phone);
+    if (state.banned) return Promise.reject(new Error(`phone ${phone} is banned`));
+
+    const identity = Buffer.from(identityB64, 'base64');
+    const deviceId = state.nextDeviceId++;
+    const device: LinkedDevice = {
+      phone,
+      deviceId,
+      jid: `${phone}:${deviceId}@${SERVER_JID}`,
+      lid: `${lidUserFor(phone)}:${deviceId}@lid`,
+      noiseKey: noiseKeyB64,
+      identity,
+      bundle: null,
+      appStateKeyShared: false,
+    };
+    const details = proto.ADVDeviceIdentity.encode({
+      rawId: 1 + (Number.parseInt(phone.slice(-6), 10) % 100_000),
+      timestamp: Math.floor(Date.now() / 1000),
+      keyIndex: 1,
+    }).finish();
+    const accountSignature = Curve.sign(
+      state.account.private,
+      Buffer.concat([Buffer.from([6, 0]), details, identity]),
+    ) as Uint8Array;
+    const account = proto.ADVSignedDeviceIdentity.encode({
+      details,
+      accountSignatureKey: state.account.public,
+      accountSignature,
+    }).finish();
+    // Baileys really checks this HMAC with its advSecretKey, so a wrong QR cannot pair.
+    const hmac = hmacSign(account, Buffer.from(advSecretB64, 'base64'));
+    const deviceIdentity = proto.ADVSignedDeviceIdentityHMAC.encode({ details: account, hmac }).finish();
+    const iqId = stanzaId();
+    connection.record.phone = phone;
+
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        connection.pairing = null;
+        reject(new Error('the session did not answer pair-success'));
+      }, PAIRING_TIMEOUT_MS);
+      connection.pairing = { phone: state, device, iqId, resolve, reject, timer };
+      this.send(connection, {
+        tag: 'iq',
+        attrs: { from: SERVER_JID, type: 'set', id: iqId, xmlns: 'md' },
+        content: [
+          {
+            tag: 'pair-success',
+            attrs: {},
+            content: [
+              { tag: 'device-identity', attrs: {}, content: deviceIdentity },
+              { tag: 'platform', attrs: { name: 'android' } },
+              { tag: 'device', attrs: { jid: device.jid, lid: device.lid } },
+            ],
+          },
+        ],
+      });
+    });
+  }
+
+  fault(phone: string, kind: FaultKind): void {
+    const state = this.phoneStates.get(phone);
+    if (!state) throw new Error(`unknown phone ${phone}`);
+    this.logger.info({ phone, kind }, 'fault injected');
+    this.events.emit('fault', { phone, kind });
+    switch (kind) {
+      case 'unlink':
+        for (const c of this.liveConnections(phone)) {
+          this.closeWith(c, {
+            tag: 'stream:error',
+            attrs: { code: '401' },
+            content: [{ tag: 'conflict', attrs: { type: 'device_removed' } }],
+          });
+        }
+        for (const device of state.devices.values()) this.devicesByNoiseKey.delete(device.noiseKey);
+        state.devices.clear();
+        return;
+      case 'replaced':
+        for (const c of this.liveConnections(phone)) {
+          this.closeWith(c, {
+            tag: 'stream:error',
+            attrs: {},
+            content: [{ tag: 'conflict', attrs: { type: 'replaced' } }],
+          });
+        }
+        return;
+      case 'restart':
+        for (const c of this.liveConnections(phone)) this.closeWith(c, { tag: 'stream:error', attrs: { code: '515' } });
+        return;
+      case 'close':
+        for (const c of this.liveConnections(phone)) this.closeWith(c, { tag: 'xmlstreamend', attrs: {} });
+        return;
+      case 'stop-pings':
+        state.pingsStopped = true;
+        return;
+      case 'resume-pings':
+        state.pingsStopped = false;
+        return;
+      case 'ban':
+        this.ban(state, 'manual');
+        return;
+      case 'unban':
+        state.banned = false;
+        state.recentSends = [];
+        return;
+    }
+  }
+
+  /** A contact (`from`: phone number or jid) sends `text` to the session linked to `phone`. */
+  async sendInbound(phone: string, from: string, text: string): Promise<string> {
+    const connection = this.liveConnections(phone)[0];
+    if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
+    const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
+    const id = await this.deliverFrom(connection, fromJid, { conversation: text }, { notify: 'Simulated contact' });
+    this.events.emit('inbound', { phone, from: fromJid, id, text });
+    return id;
+  }
+
+  /** The recipient read a message the session sent: push a read receipt to the session. */
+  markRead(phone: string, messageId: string): void {
+    const message = this.messageLog.find((m) => m.phone === phone && m.id === messageId);
+    if (!message) throw new Error(`no message ${messageId} from ${phone}`);
+    const connection = this.liveConnections(phone)[0];
+    if (!connection) throw new Error(`phone ${phone} has no connected session`);
+    this.send(connection, {
+      tag: 'receipt',
+      attrs: { id: messageId, from: message.to, type: 'read', t: unixSeconds() },
+    });
+  }
+
+  messages(phone?: string): RecordedMessage[] {
+    return this.messageLog.filter((m) => phone === undefined || m.phone === phone).map((m) => ({ ...m }));
+  }
+
+  connections(phone?: string): ConnectionRecord[] {
+    return this.connectionLog.filter((c) => phone === undefined || c.phone === phone).map((c) => ({ ...c }));
+  }
+
+  sourceAddresses(phone: string): string[] {
+    return [...new Set(this.connectionLog.filter((c) => c.phone === phone).map((c) => c.address))];
+  }
+
+  phones(): PhoneSummary[] {
+    return [...this.phoneStates.values()].map((s) => ({
+      phone: s.phone,
+      linked: s.devices.size > 0,
+      banned: s.banned,
+      online: this.liveConnections(s.phone).length > 0,
+      messagesSent: s.messagesSent,
+    }));
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    for (const c of this.connectionsOpen) {
+      if (c.pairing) {
+        clearTimeout(c.pairing.timer);
+        c.pairing.reject(new Error('simulator closed'));
+        c.pairing = null;
+      }
+      c.ws.terminate();
+    }
+    this.connectionsOpen.clear();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  // ------------------------------------------------------------------ connection handling
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const address = normaliseAddress(req.socket.remoteAddress);
+    const record: ConnectionRecord = { phone: null, address, at: Date.now(), kind: 'registration' };
+    const connection: Connection = {
+      ws,
+      address,
+      noise: new ServerNoise(),
+      reader: new FrameReader(NOISE_WA_HEADER),
+      stage: 'hello',
+      record,
+      ephemeral: null,
+      clientNoiseKey: null,
+      pairDeviceIqId: null,
+      pairing: null,
+      device: null,
+      queue: Promise.resolve(),
+      receiptWaiters: new Map(),
+    };
+    this.connectionsOpen.add(connection);
+    this.logger.debug({ address, url: req.url }, 'websocket connected');
+    ws.on('message', (data: Buffer) => {
+      connection.queue = connection.queue
+        .then(() => this.onData(connection, data))
+        .catch((error: unknown) => {
+          this.logger.warn({ err: error, address }, 'protocol error, closing connection');
+          ws.terminate();
+        });
+    });
+    ws.on('error', (error) => this.logger.debug({ err: error }, 'websocket error'));
+    ws.on('close', () => {
+      connection.stage = 'closed';
+      this.connectionsOpen.delete(connection);
+      for (const release of [...connection.receiptWaiters.values()]) release();
+      if (connection.pairing) {
+        clearTimeout(connection.pairing.timer);
+        connection.pairing.reject(new Error('the session disconnected during pairing'));
+        connection.pairing = null;
+      }
+    });
+  }
+
+  private async onData(c: Connection, data: Buffer): Promise<void> {
+    const { header, frames } = c.reader.push(data);
+    if (header) c.noise.authenticate(header);
+    for (const frame of frames) {
+      if (c.stage === 'closed') return;
+      await this.onFrame(c, frame);
+    }
+  }
+
+  private async onFrame(c: Connection, frame: Buffer): Promise<void> {
+    const noise = c.noise;
+    if (c.stage === 'hello') {
+      const clientEphemeral = proto.HandshakeMessage.decode(frame).clientHello?.ephemeral;
+      if (!clientEphemeral || clientEphemeral.length !== 32) throw new Error('client hello without ephemeral key');
+      noise.authenticate(clientEphemeral);
+      const ephemeral = Curve.generateKeyPair();
+      c.ephemeral = ephemeral;
+      noise.authenticate(ephemeral.public);
+      await noise.mixIntoKey(Curve.sharedKey(ephemeral.private, clientEphemeral));
+      const encryptedStatic = noise.handshakeEncrypt(this.serverStatic.public);
+      await noise.mixIntoKey(Curve.sharedKey(this.serverStatic.private, clientEphemeral));
+      const encryptedCertificate = noise.handshakeEncrypt(this.certificateChain);
+      const serverHello = proto.HandshakeMessage.encode({
+        serverHello: { ephemeral: ephemeral.public, static: encryptedStatic, payload: encryptedCertificate },
+      }).finish();
+      c.ws.send(encodeFrame(serverHello));
+      c.stage = 'finish';
+      return;
+    }
+    if (c.stage === 'finish') {
+      const clientFinish = proto.HandshakeMessage.decode(frame).clientFinish;
+      if (!clientFinish?.static || !clientFinish.payload || !c.ephemeral) throw new Error('bad client finish');
+      const clientStatic = noise.handshakeDecrypt(clientFinish.static);
+      await noise.mixIntoKey(Curve.sharedKey(c.ephemeral.private, clientStatic));
+      const payload = proto.ClientPayload.decode(noise.handshakeDecrypt(clientFinish.payload));
+      await noise.finish();
+      c.clientNoiseKey = clientStatic.toString('base64');
+      if (payload.devicePairingData) this.startPairing(c);
+      else this.login(c, payload);
+      return;
+    }
+    const node = await decodeBinaryNode(noise.decrypt(frame));
+    await this.onNode(c, node);
+  }
+
+  private send(c: Connection, node: BinaryNode): void {
+    if (c.stage === 'closed') return;
+    c.ws.send(encodeFrame(c.noise.encrypt(encodeBinaryNode(node))));
+  }
+
+  /** Sends a terminal stanza, then closes; ws flushes queued frames before the close frame. */
+  private closeWith(c: Connection, node: BinaryNode): void {
+    this.send(c, node);
+    c.stage = 'closed';
+    c.ws.close();
+  }
+
+  private later(delayMs: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      action();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  private liveConnections(phone: string): Connection[] {
+    return [...this.connectionsOpen].filter((c) => c.stage === 'ready' && c.device?.phone === phone);
+  }
+
+  private phoneState(phone: string): PhoneState {
+    let state = this.phoneStates.get(phone);
+    if (!state) {
+      state = {
+        phone,
+        account: Curve.generateKeyPair(),
+        devices: new Map(),
+        nextDeviceId: FIRST_DEVICE_ID,
+        banned: false,
+        pingsStopped: false,
+        firstLinkedAt: null,
+        messagesSent: 0,
+        recentSends: [],
+        recipientsFirstSeen: new Map(),
+      };
+      this.phoneStates.set(phone, state);
+    }
+    return state;
+  }
+
+  private contact(jid: string): FakeContact {
+    let contact = this.contacts.get(jid);
+    if (!contact) this.contacts.set(jid, (contact = new FakeContact(jid)));
+    return contact;
+  }
+
+  // ------------------------------------------------------------------ pairing and login
+
+  private startPairing(c: Connection): void {
+    this.connectionLog.push(c.record);
+    const refs: BinaryNode[] = Array.from({ length: this.qrRefs }, (_, i) => ({
+      tag: 'ref',
+      attrs: {},
+      content: Buffer.from(`2@sim${i}${randomBytes(18).toString('base64')}`),
+    }));
+    c.pairDeviceIqId = stanzaId();
+    c.stage = 'pairing';
+    this.send(c, {
+      tag: 'iq',
+      attrs: { from: SERVER_JID, type: 'set', id: c.pairDeviceIqId, xmlns: 'md' },
+      content: [{ tag: 'pair-device', attrs: {}, content: refs }],
+    });
+    this.events.emit('qr-shown', { refs: this.qrRefs, address: c.address });
+  }
+
+  private onPairDeviceSign(c: Connection, pairing: PendingPairing, node: BinaryNode): void {
+    clearTimeout(pairing.timer);
+    c.pairing = null;
+    const signed = getBinaryNodeChild(getBinaryNodeChild(node, 'pair-device-sign'), 'device-identity');
+    if (!(signed?.content instanceof Uint8Array)) {
+      pairing.reject(new Error('pair-device-sign without device identity'));
+      return;
+    }
+    const identity = proto.ADVSignedDeviceIdentity.decode(signed.content);
+    const { device, phone: state } = pairing;
+    const signatureValid =
+      !!identity.details &&
+      !!identity.deviceSignature &&
+      Curve.verify(
+        device.identity,
+        Buffer.concat([Buffer.from([6, 1]), identity.details, device.identity, state.account.public]),
+        identity.deviceSignature,
+      );
+    if (!signatureValid) {
+      pairing.reject(new Error('invalid device signature in pair-device-sign'));
+      this.closeWith(c, { tag: 'failure', attrs: { reason: '401' } });
+      return;
+    }
+    state.devices.set(device.noiseKey, device);
+    this.devicesByNoiseKey.set(device.noiseKey, device);
+    state.firstLinkedAt ??= Date.now();
+    this.events.emit('paired', { phone: state.phone, jid: device.jid, address: c.address });
+    pairing.resolve({ phone: state.phone, jid: device.jid });
+    // like the real server: the freshly paired client must reconnect and log in
+    this.closeWith(c, { tag: 'stream:error', attrs: { code: '515' } });
+  }
+
+  private login(c: Connection, payload: proto.ClientPayload): void {
+    const device = c.clientNoiseKey ? this.devicesByNoiseKey.get(c.clientNoiseKey) : undefined;
+    const username = payload.username?.toString();
+    const state = device ? this.phoneStates.get(device.phone) : undefined;
+    c.record.phone = device?.phone ?? (username && this.phoneStates.has(username) ? username : null);
+    this.connectionLog.push(c.record);
+    if (!device || !state || username !== device.phone || payload.device !== device.deviceId) {
+      c.record.kind = 'rejected';
+      this.logger.info({ username, device: payload.device }, 'login with unknown credentials');
+      this.closeWith(c, { tag: 'failure', attrs: { reason: '401', location: 'sim' } });
+      return;
+    }
+    if (state.banned) {
+      c.record.kind = 'rejected';
+      this.closeWith(c, { tag: 'failure', attrs: { reason: '403', location: 'sim' } });
+      return;
+    }
+    c.record.kind = 'login';
+    c.device = device;
+    c.stage = 'ready';
+    this.send(c, {
+      tag: 'success',
+      attrs: { t: unixSeconds(), props: '1', abprops: '1', location: 'sim', lid: device.lid, creation: '1' },
+    });
+    this.events.emit('login', { phone: device.phone, jid: device.jid, address: c.address });
+  }
+
+  /**
+   * Answers `passive/set/active`, after which Baileys emits `open`. Like the real primary phone, first share
+   * an app-state sync key (once per device) and hold the answer until the client confirmed it with a receipt:
+   * the client then already has a Signal session with its own phone when the application starts sending
+   * (otherwise it races, fetches a second bundle and libsignal replaces the session). Then the offline marker
+   * and a history sync notification let Baileys leave its initial-sync state and flush events (baileys.md §7).
+   * Runs outside the connection's stanza queue, because it waits for a stanza from the client.
+   */
+  private async completeLogin(c: Connection, passiveIq: BinaryNode): Promise<void> {
+    const device = c.device;
+    if (!device) return;
+    const ownPhoneJid = `${device.phone}@${SERVER_JID}`;
+    if (!device.appStateKeyShared && device.bundle) {
+      const keyShare: proto.IMessage = {
+        protocolMessage: {
+          type: proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_SHARE,
+          appStateSyncKeyShare: {
+            keys: [
+              {
+                keyId: { keyId: randomBytes(6) },
+                keyData: {
+                  keyData: randomBytes(32),
+                  fingerprint: { rawId: 1, currentIndex: 0, deviceIndexes: [0] },
+                  timestamp: Date.now(),
+                },
+              },
+            ],
+          },
+        },
+      };
+      const receipt = this.receiptFor(c, await this.deliverFrom(c, ownPhoneJid, keyShare, {}));
+      device.appStateKeyShared = true;
+      await receipt;
+    }
+    this.result(c, passiveIq);
+    this.send(c, { tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: '0' } }] });
+    // Baileys 6.7.24 buffers events after the offline marker until a history sync notification arrives
+    // (or 20 s pass); a NO_HISTORY notification is not downloadable, so it goes online and flushes at once.
+    const noHistory: proto.IMessage = {
+      protocolMessage: {
+        type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
+        historySyncNotification: { syncType: proto.Message.HistorySyncNotification.HistorySyncType.NO_HISTORY },
+      },
+    };
+    await this.deliverFrom(c, ownPhoneJid, noHistory, {});
+  }
+
+  /** Resolves when the client sends a receipt for `messageId`, the connection closes, or after a timeout. */
+  private receiptFor(c: Connection, messageId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        c.receiptWaiters.delete(messageId);
+        resolve();
+      };
+      const timer = setTimeout(done, RECEIPT_WAIT_MS);
+      c.receiptWaiters.set(messageId, done);
+    });
+  }
+
+  // ------------------------------------------------------------------ stanzas from the client
+
+  private async onNode(c: Connection, node: BinaryNode): Promise<void> {
+    const { tag, attrs } = node;
+    if (tag === 'iq') {
+      if (attrs.type === 'result' && attrs.id === c.pairDeviceIqId) return;
+      if (c.pairing && attrs.id === c.pairing.iqId) {
+        if (attrs.type === 'result') this.onPairDeviceSign(c, c.pairing, node);
+        else c.pairing.reject(new Error(`session refused pair-success (${attrs.type})`));
+        return;
+      }
+      await this.onIq(c, node);
+      return;
+    }
+    if (tag === 'message') {
+      await this.onMessage(c, node);
+      return;
+    }
+    if (tag === 'receipt' && attrs.id) c.receiptWaiters.get(attrs.id)?.();
+    if (tag === 'receipt' || tag === 'ack') {
+      this.events.emit(`client-${tag}`, { phone: c.device?.phone, attrs });
+      return;
+    }
+    // presence, chatstate, ib and the like need no answer
+  }
+
+  private result(c: Connection, request: BinaryNode, content?: BinaryNode[]): void {
+    const id = request.attrs.id;
+    if (!id) return;
+    this.send(c, { tag: 'iq', attrs: { from: SERVER_JID, type: 'result', id }, content });
+  }
+
+  private async onIq(c: Connection, node: BinaryNode): Promise<void> {
+    const first = Array.isArray(node.content) ? node.content[0] : undefined;
+    const key = `${node.attrs.xmlns}/${node.attrs.type}/${first?.tag}`;
+    const device = c.device;
+    switch (key) {
+      case 'w:p/get/ping':
+        if (device && this.phoneStates.get(device.phone)?.pingsStopped) return;
+        this.result(c, node);
+        return;
+      case 'encrypt/get/count':
+        this.result(c, node, [{ tag: 'count', attrs: { value: String(device?.bundle?.preKeys.length ?? 0) } }]);
+        return;
+      case 'encrypt/set/registration':
+        if (device) device.bundle = parseUploadedBundle(node);
+        this.result(c, node);
+        return;
+      case 'passive/set/active':
+        this.completeLogin(c, node).catch((error: unknown) => {
+          this.logger.warn({ err: error }, 'could not complete the login');
+          c.ws.terminate();
+        });
+        return;
+      case 'w/get/props':
+        this.result(c, node, [{ tag: 'props', attrs: { protocol: '2', hash: 'sim' }, content: [] }]);
+        return;
+      case 'blocklist/get/undefined':
+        this.result(c, node, [{ tag: 'list', attrs: {}, content: [] }]);
+        return;
+      case 'privacy/get/privacy':
+        this.result(c, node, [
+          { tag: 'privacy', attrs: {}, content: [{ tag: 'category', attrs: { name: 'readreceipts', value: 'all' } }] },
+        ]);
+        return;
+      case 'usync/get/usync':
+        this.onUsync(c, node);
+        return;
+      case 'encrypt/get/key':
+        await this.onKeyFetch(c, node);
+        return;
+      case 'md/set/remove-companion-device':
+        // the session logged out itself
+        if (device) {
+          this.phoneStates.get(device.phone)?.devices.delete(device.noiseKey);
+          this.devicesByNoiseKey.delete(device.noiseKey);
+        }
+        this.result(c, node);
+        return;
+      default:
+        // an empty result keeps Baileys happy for every query the simulator does not model
+        this.logger.debug({ key }, 'unmodelled iq answered with an empty result');
+        this.result(c, node);
+    }
+  }
+
+  private onUsync(c: Connection, node: BinaryNode): void {
+    const usync = getBinaryNodeChild(node, 'usync');
+    const users = getBinaryNodeChildren(getBinaryNodeChild(usync, 'list'), 'user');
+    const list: BinaryNode[] = [];
+    for (const user of users) {
+      const decoded = jidDecode(user.attrs.jid);
+      if (!decoded?.user) continue;
+      const devices: BinaryNode[] = [{ tag: 'device', attrs: { id: '0' } }];
+      for (const linked of this.phoneStates.get(decoded.user)?.devices.values() ?? []) {
+        devices.push({ tag: 'device', attrs: { id: String(linked.deviceId), 'key-index': '1' } });
+      }
+      list.push({
+        tag: 'user',
+        attrs: { jid: `${decoded.user}@${SERVER_JID}` },
+        content: [{ tag: 'devices', attrs: {}, content: [{ tag: 'device-list', attrs: {}, content: devices }] }],
+      });
+    }
+    const usyncAttrs = usync?.attrs ?? {};
+    this.result(c, node, [
+      {
+        tag: 'usync',
+        attrs: {
+          sid: usyncAttrs.sid ?? '',
+          index: '0',
+          last: 'true',
+          mode: usyncAttrs.mode ?? 'query',
+          context: usyncAttrs.context ?? '',
+        },
+        content: [
+          { tag: 'result', attrs: {} },
+          { tag: 'list', attrs: {}, content: list },
+        ],
+      },
+    ]);
+  }
+
+  private async onKeyFetch(c: Connection, node: BinaryNode): Promise<void> {
+    const users = getBinaryNodeChildren(getBinaryNodeChild(node, 'key'), 'user');
+    const bundles: BinaryNode[] = [];
+    for (const user of users) {
+      const jid = user.attrs.jid;
+      if (!jid) continue;
+      // every (user, device) is a fake contact with its own identity, the own primary phone included
+      bundles.push(await this.contact(jid).bundleNode(jid));
+    }
+    this.result(c, node, [{ tag: 'list', attrs: {}, content: bundles }]);
+  }
+
+  private async onMessage(c: Connection, node: BinaryNode): Promise<void> {
+    const device = c.device;
+    const id = node.attrs.id;
+    const to = node.attrs.to;
+    if (!device || !id || !to) return;
+    const state = this.phoneStates.get(device.phone);
+    if (!state) return;
+    let text: string | undefined;
+    for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
+      const enc = getBinaryNodeChild(participant, 'enc');
+      const participantJid = participant.attrs.jid;
+      const type = enc?.attrs.type;
+      if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
+      try {
+        const message = await this.contact(participantJid).decrypt(device.jid, type, enc.content);
+        // the recipient's own copy is the message as sent; the sender's other devices get a wrapper
+        if (jidDecode(participantJid)?.user === jidDecode(to)?.user) text ??= messageText(message);
+      } catch (error) {
+        this.logger.warn({ err: error, participantJid }, 'could not decrypt a message from the session');
+      }
+    }
+    const at = Date.now();
+    const recorded: RecordedMessage = { id, phone: device.phone, to, text: text ?? '', at, sourceAddress: c.address };
+    this.messageLog.push(recorded);
+    state.messagesSent++;
+    this.events.emit('message', { ...recorded });
+
+    this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds() } });
+    this.applyAntiSpam(state, to, at);
+    if (c.stage !== 'ready') return;
+    // Baileys 6.7.24 emits its own `messages.upsert` through a buffered function that never flushes; the next
+    // stanza it processes does. Without a stanza in between, the delivery receipt would be merged into that
+    // upsert instead of surfacing as `messages.update`. The server's pre-key count notification (real
+    // traffic; Baileys uploads more pre-keys when it is low) is that stanza; the recipient answers later.
+    // It is still a race: if the client is slow to queue its upsert (busy saving keys), the receipt status
+    // can end up inside the upsert; clients must accept both shapes.
+    this.later(PREKEY_NOTIFICATION_DELAY_MS, () => {
+      this.send(c, {
+        tag: 'notification',
+        attrs: { from: SERVER_JID, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
+        content: [{ tag: 'count', attrs: { value: String(device.bundle?.preKeys.length ?? 0) } }],
+      });
+    });
+    if (this.receipts === 'none') return;
+    this.later(PREKEY_NOTIFICATION_DELAY_MS + this.receiptDelayMs, () => {
+      this.send(c, { tag: 'receipt', attrs: { id, from: to, t: unixSeconds() } });
+      if (this.receipts === 'read')
+        this.send(c, { tag: 'receipt', attrs: { id, from: to, type: 'read', t: unixSeconds() } });
+    });
+  }
+
+  // ------------------------------------------------------------------ inbound, bans
+
+  /** Encrypts `message` from `fromJid` to the connection's device and pushes it as a `<message>`. */
+  private async deliverFrom(
+    c: Connection,
+    fromJid: string,
+    message: proto.IMessage,
+    extraAttrs: Record<string, string>,
+  ): Promise<string> {
+    const device = c.device;
+    if (!device?.bundle) throw new Error('the session has not uploaded its pre-keys yet');
+    const { type, ciphertext } = await this.contact(fromJid).encryptTo(device.jid, device.bundle, message);
+    const id = stanzaId();
+    this.send(c, {
+      tag: 'message',
+      attrs: { from: fromJid, type: 'text', id, t: unixSeconds(), ...extraAttrs },
+      content: [{ tag: 'enc', attrs: { v: '2', type }, content: ciphertext }],
+    });
+    return id;
+  }
+
+  private applyAntiSpam(state: PhoneState, to: string, at: number): void {
+    const rules = this.antiSpam;
+    if (!rules || state.banned) return;
+    state.recentSends = state.recentSends.filter((t) => at - t < MINUTE_MS);
+    state.recentSends.push(at);
+    if (!state.recipientsFirstSeen.has(to)) state.recipientsFirstSeen.set(to, at);
+    if (state.recentSends.length > rules.maxPerMinute) {
+      this.ban(state, `more than ${rules.maxPerMinute} messages in a minute`);
+      return;
+    }
+    const young = state.firstLinkedAt !== null && at - state.firstLinkedAt < rules.youngForMs;
+    if (young) {
+      const newRecipients = [...state.recipientsFirstSeen.values()].filter((t) => at - t < HOUR_MS).length;
+      if (newRecipients > rules.maxNewContactsPerHourYoung) {
+        this.ban(state, `more than ${rules.maxNewContactsPerHourYoung} new contacts in an hour from a young number`);
+      }
+    }
+  }
+
+  private ban(state: PhoneState, reason: string): void {
+    if (state.banned) return;
+    state.banned = true;
+    this.logger.info({ phone: state.phone, reason }, 'phone banned');
+    for (const c of this.liveConnections(state.phone))
+      this.closeWith(c, { tag: 'stream:error', attrs: { code: '403' } });
+    this.events.emit('banned', { phone: state.phone, reason });
+  }
+}
+
+/** Parses `<iq xmlns="encrypt" type="set">`: registration id, identity, signed pre-key and one-time pre-keys. */
+function parseUploadedBundle(node: BinaryNode): CompanionBundle {
+  const bytes = (parent: BinaryNode | undefined, tag: string): Buffer => {
+    const content = getBinaryNodeChild(parent, tag)?.content;
+    if (!(content instanceof Uint8Array)) throw new Error(`pre-key upload without <${tag}>`);
+    return Buffer.from(content);
+  };
+  const signedPreKey = getBinaryNodeChild(node, 'skey');
+  return {
+    registrationId: bytes(node, 'registration').readUInt32BE(0),
+    identity: bytes(node, 'identity'),
+    signedPreKey: {
+      id: bytes(signedPreKey, 'id').readUIntBE(0, 3),
+      value: bytes(signedPreKey, 'value'),
+      signature: bytes(signedPreKey, 'signature'),
+    },
+    preKeys: getBinaryNodeChildren(getBinaryNodeChild(node, 'list'), 'key').map((key) => ({
+      id: bytes(key, 'id').readUIntBE(0, 3),
+      value: bytes(key, 'value'),
+    })),
+  };
+}
+
+/**
+ * A certificate chain under the simulator's own root: intermediate signed by the root, leaf (the server's
+ * static key) signed by the intermediate. Baileys 6.x only checks `intermediate.details.issuerSerial === 0`,
+ * but a properly signed chain keeps working if the client ever verifies it against a patched root key.
+ */
+function buildCertificateChain(root: KeyPair, serverStaticPublic: Uint8Array): Uint8Array {
+  const intermediate = Curve.generateKeyPair();
+  const Details = proto.CertChain.NoiseCertificate.Details;
+  const intermediateDetails = Details.encode({
+    serial: 1,
+    issuerSerial: 0,
+    key: intermediate.public,
+    notBefore: 0,
+    notAfter: 0,
+  }).finish();
+  const leafDetails = Details.encode({
+    serial: 2,
+    issuerSerial: 1,
+    key: serverStaticPublic,
+    notBefore: 0,
+    notAfter: 0,
+  }).finish();
+  return proto.CertChain.encode({
+    leaf: { details: leafDetails, signature: Curve.sign(intermediate.private, leafDetails) as Uint8Array },
+    intermediate: {
+      details: intermediateDetails,
+      signature: Curve.sign(root.private, intermediateDetails) as Uint8Array,
+    },
+  }).finish();
+}
+
+/** A stable fake LID user per phone number. */
+function lidUserFor(phone: string): string {
+  return `9${phone.padStart(14, '0')}`;
+}

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { startCounterMonitor } from './helpers/counter-monitor.js';
+import { Stack, waitFor } from './helpers/stack.js';
+
+/** Worker processes running for a session, found by their environment (not by our own bookkeeping). */
+function workerProcesses(sessionId: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (environ.includes(`SESSION_ID=${sessionId}`) && /wa-worker/.test(cmdline)) pids.push(Number(entry));
+    } catch {
+      /* gone or not ours */
+    }
+  }
+  return pids;
+}
+
+describe('orchestrator crash and concurrent provisioning', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await new Stack({ proxies: 10, maxSessionsPerProxy: 4 }).start();
+  });
+  after(async () => stack?.stop());
+
+  it('kill -9 the orchestrator in the middle of a provision: the session completes, no duplicate worker, no leaked slot', async () => {
+    const provision = stack.call('POST', '/api/sessions/provision', { sessionId: 'crash1', phone: '15550002001' });
+    // Kill as soon as the workflow has reserved its slot, before the worker is confirmed running.
+    await waitFor(
+      'the reservation',
+      async () => (await stack.redis.get(`${stack.prefix}session:slot:crash1`)) !== null,
+      20_000,
+      5,
+    );
+    await stack.killOrchestrator('SIGKILL');
+    // The API call waits for the workflow; it completes once an orchestrator polls the task queue again.
+    await stack.startOrchestrator();
+    const res = await provision;
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    await stack.scan('crash1', '15550002001', 60_000);
+    await stack.waitForStatus('crash1', 'connected', 60_000);
+    assert.equal(workerProcesses('crash1').length, 1, 'exactly one worker process');
+    const loads = Object.values(await stack.proxyLoads());
+    assert.equal(
+      loads.reduce((a, b) => a + b, 0),
+      1,
+      `one slot in use: ${JSON.stringify(loads)}`,
+    );
+    assert.equal((await stack.call('DELETE', '/api/sessions/crash1')).status, 200);
+    await waitFor('the worker to stop', () => workerProcesses('crash1').length === 0, 20_000);
+  });
+
+  it('60 concurrent provisions on 10 proxies: 40 sessions, 20 × 503, never more than 4 per proxy', async () => {
+    const proxies = (await stack.call('GET', '/api/v1/proxies')).body.proxies as Array<{ id: string }>;
+    assert.equal(proxies.length, 10);
+    const urls = await stack.redis.smembers(`${stack.prefix}proxies:all`);
+    const monitor = startCounterMonitor(
+      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      urls.map((u) => `${stack.prefix}counter:proxy:${u}`),
+    );
+    await monitor.waitForSamples(2);
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => stack.call('POST', '/api/sessions/provision', { sessionId: `bulk${i}` })),
+    );
+    const { maxSeen, samples } = await monitor.stop();
+    const created = results.filter((r) => r.status === 201);
+    const refused = results.filter((r) => r.status === 503);
+    assert.equal(created.length, 40, `statuses: ${JSON.stringify(results.map((r) => r.status))}`);
+    assert.equal(refused.length, 20);
+    for (const r of refused) {
+      assert.equal(r.body.error.code, 'NO_PROXY_CAPACITY');
+      assert.match(r.body.error.message, /no proxy capacity/);
+    }
+    assert.ok(maxSeen <= 4, `a proxy counter reached ${maxSeen} (${samples} samples)`);
+    const loads = Object.values(await stack.proxyLoads());
+    assert.deepEqual(loads, Array(10).fill(4));
+    // Refused sessions left nothing behind.
+    for (const r of results.filter((x) => x.status === 503)) void r;
+    const listed = (await stack.call('GET', '/api/v1/dashboard/sessions')).body.sessions as unknown[];
+    assert.equal(listed.length, 40);
+
+    // Deleting them all gives every slot back.
+    await Promise.all(created.map((r) => stack.call('DELETE', `/api/sessions/${r.body.sessionId}`)));
+    assert.deepEqual(Object.values(await stack.proxyLoads()), Array(10).fill(0));
+  });
+});

@@ -1,0 +1,213 @@
+/**
+ * The Redis outbox store (state/outbox.ts) and its worker-facing HTTP routes (api/routes/worker-outbox.ts), against
+ * the real Redis (REDIS_URL, default redis://127.0.0.1:6379) with a unique key prefix per run.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { signedHeaders } from '../common/events.js';
+import { AckResponseSchema, ClaimResponseSchema, NackResponseSchema, OutboxErrorSchema } from '../common/outbox.js';
+import { workerOutboxRoutes } from '../api/routes/worker-outbox.js';
+import { OutboxStore } from '../state/outbox.js';
+
+const prefix = `test:${randomBytes(6).toString('hex')}:`;
+const SECRET = 'outbox-secret-0123456789';
+let redis: Redis;
+let store: OutboxStore;
+
+before(async () => {
+  redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 2 });
+  await redis.connect();
+  store = new OutboxStore(redis, { prefix, leaseMs: 60_000, maxAttempts: 3 });
+});
+
+after(async () => {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
+
+const msg = (i: number) => ({ messageId: `m${i}`, to: '15559990000', text: `hello ${i}` });
+
+describe('OutboxStore', () => {
+  test('keys follow SPEC §9 with the prefix', () => {
+    assert.equal(store.keys('s1').queue, `${prefix}session:outbox:s1`);
+    assert.equal(store.keys('s1').inflight, `${prefix}session:outbox:s1:inflight`);
+  });
+
+  test('FIFO claim, idempotent enqueue, ack records the WhatsApp id idempotently', async () => {
+    const s = 'fifo';
+    for (let i = 1; i <= 3; i++) assert.equal(await store.enqueue(s, msg(i)), true);
+    assert.equal(await store.enqueue(s, msg(1)), false, 'same id twice is a no-op');
+    const c1 = await store.claim(s);
+    assert.equal(c1?.messageId, 'm1');
+    assert.equal(c1?.attempt, 1);
+    assert.equal(c1?.text, 'hello 1');
+    assert.deepEqual(await store.counts(s), { queued: 2, inflight: 1, acked: 0, failed: 0 });
+    assert.equal(await store.ack(s, 'm1', 'WA1'), 'acked');
+    assert.equal(await store.ack(s, 'm1', 'WA1'), 'duplicate');
+    assert.equal(await store.ack(s, 'm1', 'WA-other'), 'conflict');
+    assert.equal(await store.ackedId(s, 'm1'), 'WA1');
+    assert.equal(await store.enqueue(s, msg(1)), false, 'an acked id is never re-queued');
+    assert.equal(await store.ack(s, 'nope', 'x'), 'not_found');
+    assert.equal((await store.claim(s))?.messageId, 'm2');
+    assert.equal((await store.claim(s))?.messageId, 'm3');
+    assert.equal(await store.claim(s), null);
+  });
+
+  test('an expired lease is re-delivered with attempt+1 and keeps its place at the head', async () => {
+    const s = 'lease';
+    await store.enqueue(s, msg(1));
+    await store.enqueue(s, msg(2));
+    const c = await store.claim(s, 100);
+    assert.equal(c?.messageId, 'm1');
+    await new Promise((r) => setTimeout(r, 150));
+    const again = await store.claim(s, 60_000);
+    assert.equal(again?.messageId, 'm1');
+    assert.equal(again?.attempt, 2);
+    // a late ACK from the crashed claim is still accepted exactly once
+    assert.equal(await store.ack(s, 'm1', 'WA1'), 'acked');
+    assert.equal((await store.claim(s))?.messageId, 'm2');
+  });
+
+  test('reclaimExpired moves expired leases back', async () => {
+    const s = 'reclaim';
+    await store.enqueue(s, msg(1));
+    await store.claim(s, 50);
+    assert.equal(await store.reclaimExpired(s), 0, 'lease still valid');
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(await store.reclaimExpired(s), 1);
+    assert.equal(await store.reclaimExpired(s), 0);
+    const counts = await store.counts(s);
+    assert.equal(counts.queued, 1);
+    assert.equal(counts.inflight, 0);
+  });
+
+  test('nack: retryable re-queues at the head until maxAttempts, permanent fails at once', async () => {
+    const s = 'nack';
+    await store.enqueue(s, msg(1));
+    await store.enqueue(s, msg(2));
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const c = await store.claim(s);
+      assert.equal(c?.messageId, 'm1');
+      assert.equal(c?.attempt, attempt);
+      assert.equal(await store.nack(s, 'm1', 'not connected', false), 'requeued');
+    }
+    await store.claim(s);
+    assert.equal(await store.nack(s, 'm1', 'not connected', false), 'failed', 'third attempt = maxAttempts');
+    const failure = await store.failure(s, 'm1');
+    assert.deepEqual(failure, { reason: 'not connected', attempts: 3, at: failure?.at, permanent: false });
+    const c2 = await store.claim(s);
+    assert.equal(c2?.messageId, 'm2');
+    assert.equal(await store.nack(s, 'm2', 'invalid number', true), 'failed');
+    assert.equal(await store.nack(s, 'm2', 'invalid number', true), 'failed', 'idempotent');
+    assert.equal(await store.ack(s, 'm2', 'WA'), 'conflict');
+    assert.deepEqual(await store.counts(s), { queued: 0, inflight: 0, acked: 0, failed: 2 });
+  });
+
+  test('concurrent claims never hand out one message twice', async () => {
+    const s = 'race';
+    for (let i = 0; i < 50; i++) await store.enqueue(s, msg(i));
+    const clients = Array.from({ length: 5 }, () => new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
+    try {
+      const stores = clients.map((c) => new OutboxStore(c, { prefix }));
+      const got: string[] = [];
+      await Promise.all(
+        stores.map(async (st) => {
+          for (;;) {
+            const c = await st.claim(s);
+            if (!c) return;
+            got.push(c.messageId);
+          }
+        }),
+      );
+      assert.equal(got.length, 50);
+      assert.equal(new Set(got).size, 50);
+    } finally {
+      await Promise.all(clients.map((c) => c.quit()));
+    }
+  });
+});
+
+describe('worker outbox routes', () => {
+  let app: FastifyInstance;
+  const sid = 'route_s1';
+  before(async () => {
+    app = Fastify();
+    await app.register(workerOutboxRoutes, {
+      store,
+      secretFor: (id) => (id.startsWith('route_') ? SECRET : undefined),
+    });
+    await app.ready();
+  });
+  after(async () => {
+    await app.close();
+  });
+
+  const call = (
+    op: string,
+    payload: unknown,
+    opts: { secret?: string; id?: string; headers?: Record<string, string> } = {},
+  ) => {
+    const body = JSON.stringify(payload);
+    return app.inject({
+      method: 'POST',
+      url: `/api/worker/sessions/${opts.id ?? sid}/outbox/${op}`,
+      headers: { ...signedHeaders(opts.secret ?? SECRET, body), ...opts.headers },
+      payload: body,
+    });
+  };
+
+  test('claim → 200 item / 204 empty; ack; nack', async () => {
+    assert.equal((await call('claim', {})).statusCode, 204);
+    await store.enqueue(sid, { messageId: 'r1', to: '15559990000', text: 'hi' });
+    await store.enqueue(sid, { messageId: 'r2', to: '15559990000', text: 'there' });
+    const res = await call('claim', {});
+    assert.equal(res.statusCode, 200);
+    const { item } = ClaimResponseSchema.parse(res.json());
+    assert.deepEqual(item, { messageId: 'r1', to: '15559990000', text: 'hi', attempt: 1 });
+    const ack = await call('ack', { messageId: 'r1', waMessageId: '3EB0ABC' });
+    assert.equal(ack.statusCode, 200);
+    assert.deepEqual(AckResponseSchema.parse(ack.json()), { ok: true, duplicate: false });
+    assert.deepEqual((await call('ack', { messageId: 'r1', waMessageId: '3EB0ABC' })).json(), {
+      ok: true,
+      duplicate: true,
+    });
+    const c2 = ClaimResponseSchema.parse((await call('claim', {})).json());
+    const nack = await call('nack', { messageId: c2.item.messageId, reason: 'socket closed', permanent: false });
+    assert.deepEqual(NackResponseSchema.parse(nack.json()), { ok: true, requeued: true });
+    const c3 = ClaimResponseSchema.parse((await call('claim', {})).json());
+    assert.equal(c3.item.attempt, 2);
+    assert.deepEqual((await call('nack', { messageId: 'r2', reason: 'bad number', permanent: true })).json(), {
+      ok: true,
+      requeued: false,
+    });
+  });
+
+  test('signature, validation and unknown ids are JSON errors', async () => {
+    const bad = await call('claim', {}, { secret: 'wrong-secret-0123456789' });
+    assert.equal(bad.statusCode, 401);
+    assert.equal(OutboxErrorSchema.parse(bad.json()).error.code, 'signature_bad_signature');
+    const stale = await call('claim', {}, { headers: { 'x-wa-timestamp': String(Date.now() - 3_600_000) } });
+    assert.equal(stale.statusCode, 401);
+    const missing = await app.inject({
+      method: 'POST',
+      url: `/api/worker/sessions/${sid}/outbox/claim`,
+      headers: { 'content-type': 'application/json' },
+      payload: '{}',
+    });
+    assert.equal(missing.json<{ error: { code: string } }>().error.code, 'signature_missing');
+    const invalid = await call('ack', { messageId: 'r1' });
+    assert.equal(invalid.statusCode, 400);
+    assert.deepEqual(OutboxErrorSchema.parse(invalid.json()).error.field, 'waMessageId');
+    const perm = await call('nack', { messageId: 'r1', reason: 'x', permanent: 'yes' });
+    assert.equal(perm.json<{ error: { field: string } }>().error.field, 'permanent');
+    const unknown = await call('ack', { messageId: 'zzz', waMessageId: 'x' });
+    assert.equal(unknown.statusCode, 404);
+    assert.equal(unknown.json<{ error: { code: string } }>().error.code, 'unknown_message');
+    assert.equal((await call('claim', {}, { id: 'other' })).statusCode, 404);
+    assert.equal((await call('claim', {}, { id: 'bad.id' })).statusCode, 400);
+  });
+});

@@ -1,0 +1,210 @@
+/**
+ * Baileys auth state in the session folder, compatible with useMultiFileAuthState's file naming
+ * (`creds.json`, `${type}-${id}.json` with `/`→`__` and `:`→`-`, BufferJSON encoding) so backups and restores made
+ * with either stay interchangeable, but crash-safe and owner-only:
+ *  - folder mode 0700, files 0600 (existing ones are tightened on start);
+ *  - every write goes to a temp file in the same folder, is fsync'ed, renamed over the target, and the folder is
+ *    fsync'ed, so a kill -9 at any moment leaves either the old or the new complete file, never a torn one;
+ *  - writes to the same file are serialized; `flush()` waits for every pending write (used at shutdown).
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import {
+  BufferJSON,
+  initAuthCreds,
+  proto,
+  type AuthenticationCreds,
+  type AuthenticationState,
+  type SignalDataSet,
+  type SignalDataTypeMap,
+} from '@whiskeysockets/baileys';
+
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+const TEMP_MARKER = '.tmp-';
+
+export function authFileName(file: string): string {
+  return file.replace(/\//g, '__').replace(/:/g, '-');
+}
+
+/** Durable atomic write: temp file (0600) + fsync + rename + fsync(dir). */
+export async function writeFileAtomic(filePath: string, data: string | Buffer): Promise<void> {
+  const dir = path.dirname(filePath);
+  const tmp = path.join(
+    dir,
+    `${path.basename(filePath)}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+  const fh = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, FILE_MODE);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  try {
+    await fs.rename(tmp, filePath);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  let dh: fs.FileHandle | undefined;
+  try {
+    dh = await fs.open(dir, fsConstants.O_RDONLY);
+    await dh.sync();
+  } catch {
+    // Some filesystems refuse fsync on directories; the rename is still atomic.
+  } finally {
+    await dh?.close().catch(() => undefined);
+  }
+}
+
+/** Creates the folder 0700 (or tightens it), removes temp files left by a crash, tightens file modes to 0600. */
+export async function prepareSessionDir(dir: string): Promise<{ removedTemp: number }> {
+  await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+  const st = await fs.stat(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if ((st.mode & 0o777) !== DIR_MODE) await fs.chmod(dir, DIR_MODE);
+  let removedTemp = 0;
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (!entry.isFile()) continue;
+    if (entry.name.includes(TEMP_MARKER)) {
+      await fs.rm(p, { force: true });
+      removedTemp++;
+      continue;
+    }
+    const fst = await fs.stat(p);
+    if ((fst.mode & 0o777) !== FILE_MODE) await fs.chmod(p, FILE_MODE);
+  }
+  return { removedTemp };
+}
+
+export interface CrashSafeAuthState {
+  state: AuthenticationState;
+  saveCreds: () => Promise<void>;
+  /** Waits for every write queued so far. */
+  flush: () => Promise<void>;
+  /** True when creds.json existed and parsed (a registered device reconnects without QR). */
+  hadCreds: boolean;
+}
+
+export interface AuthStoreLogger {
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLogger): Promise<CrashSafeAuthState> {
+  await prepareSessionDir(folder);
+  const chains = new Map<string, Promise<void>>();
+  const pending = new Set<Promise<void>>();
+
+  // Per-file serialization: each operation on a path runs after the previous one on the same path.
+  const enqueue = (file: string, op: () => Promise<void>): Promise<void> => {
+    const prev = chains.get(file) ?? Promise.resolve();
+    const next = prev.then(op, op);
+    const tracked = next.finally(() => {
+      pending.delete(tracked);
+      if (chains.get(file) === next) chains.delete(file);
+    });
+    chains.set(file, next);
+    pending.add(tracked);
+    return next;
+  };
+
+  const writeData = (data: unknown, file: string) => {
+    const filePath = path.join(folder, authFileName(file));
+    const json = JSON.stringify(data, BufferJSON.replacer);
+    return enqueue(filePath, () => writeFileAtomic(filePath, json));
+  };
+  const removeData = (file: string) => {
+    const filePath = path.join(folder, authFileName(file));
+    return enqueue(filePath, async () => {
+      await fs.rm(filePath, { force: true });
+    });
+  };
+  const readData = async (file: string): Promise<unknown> => {
+    const filePath = path.join(folder, authFileName(file));
+    await chains.get(filePath)?.catch(() => undefined);
+    let text: string;
+    try {
+      text = await fs.readFile(filePath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    try {
+      return JSON.parse(text, BufferJSON.reviver) as unknown;
+    } catch (err) {
+      logger?.error({ file: authFileName(file), err: String(err) }, 'auth file does not parse; ignoring it');
+      return null;
+    }
+  };
+
+  let creds = (await readData('creds.json')) as AuthenticationCreds | null;
+  const hadCreds = creds !== null;
+  if (!creds) {
+    // Move a corrupt creds.json aside rather than silently overwriting it (it cannot happen with atomic writes,
+    // but a hand-copied folder may hold one).
+    const credsPath = path.join(folder, 'creds.json');
+    const exists = await fs
+      .stat(credsPath)
+      .then(() => true)
+      .catch(() => false);
+    if (exists) {
+      const aside = `${credsPath}.corrupt-${Date.now()}`;
+      await fs.rename(credsPath, aside);
+      logger?.warn({ aside: path.basename(aside) }, 'moved an unreadable creds.json aside; a new QR scan is needed');
+    }
+    creds = initAuthCreds();
+  }
+  const liveCreds = creds;
+
+  const state: AuthenticationState = {
+    creds: liveCreds,
+    keys: {
+      get: async <T extends keyof SignalDataTypeMap>(type: T, ids: string[]) => {
+        const data: { [id: string]: SignalDataTypeMap[T] } = {};
+        await Promise.all(
+          ids.map(async (id) => {
+            let value = (await readData(`${type}-${id}.json`)) as unknown;
+            if (type === 'app-state-sync-key' && value) {
+              value = proto.Message.AppStateSyncKeyData.fromObject(value as object);
+            }
+            if (value !== null && value !== undefined) data[id] = value as SignalDataTypeMap[T];
+          }),
+        );
+        return data;
+      },
+      set: async (data: SignalDataSet) => {
+        const tasks: Promise<void>[] = [];
+        for (const category of Object.keys(data) as (keyof SignalDataSet)[]) {
+          const entries = data[category];
+          if (!entries) continue;
+          for (const [id, value] of Object.entries(entries)) {
+            const file = `${category}-${id}.json`;
+            tasks.push(value ? writeData(value, file) : removeData(file));
+          }
+        }
+        await Promise.all(tasks);
+      },
+    },
+  };
+
+  return {
+    state,
+    hadCreds,
+    saveCreds: () => writeData(liveCreds, 'creds.json'),
+    flush: async () => {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+    },
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * wa-worker configuration, from the environment only (one container = one session). Invalid configuration is
+ * reported once, naming every bad variable, and the process exits with code 2 (see main.ts). No message built here
+ * ever contains the proxy password or the webhook secret.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { parseProxyUrl, ProxyUrlError, type ParsedProxy } from '../common/proxy-url.js';
+
+export const CONFIG_EXIT_CODE = 2;
+
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (def: number, min: number, max = 24 * 3600_000) =>
+  z.coerce
+    .number({ message: 'must be a number' })
+    .int('must be a whole number')
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`)
+    .default(def);
+
+const httpUrl = (what: string) =>
+  z
+    .string({ required_error: `is required (${what})` })
+    .url('must be an http(s) URL')
+    .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL');
+
+const EnvSchema = z.object({
+  SESSION_ID: z
+    .string({ required_error: 'is required (the session id)' })
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match ^[A-Za-z0-9_-]{1,64}$ (letters, digits, _ and -)'),
+  PROXY_URL: z.string({ required_error: 'is required (socks5h://user:pass@host:port)' }).transform((raw, ctx) => {
+    try {
+      return parseProxyUrl(raw);
+    } catch (err) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: err instanceof ProxyUrlError ? err.message : 'is invalid' });
+      return z.NEVER;
+    }
+  }),
+  WEBHOOK_URL: httpUrl('where events are posted'),
+  WEBHOOK_SECRET: z
+    .string({ required_error: 'is required (HMAC key for webhook signatures)' })
+    .min(16, 'must be at least 16 characters')
+    .refine((s) => !/\s/.test(s), 'must not contain whitespace'),
+  ENABLE_KEEP_ALIVE: bool(true),
+  SESSIONS_DIR: z.string().min(1).default('/app/sessions'),
+  /** Overrides `${SESSIONS_DIR}/${SESSION_ID}`. */
+  AUTH_DIR: z.string().min(1).optional(),
+  WA_WEBSOCKET_URL: z
+    .string()
+    .url('must be a ws:// or wss:// URL')
+    .refine((u) => /^wss?:\/\//i.test(u), 'must be a ws:// or wss:// URL')
+    .optional(),
+  OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
+  OUTBOX_POLL_MS: int(2000, 50),
+  PRESENCE_INTERVAL_MS: int(15_000, 100),
+  HIDDEN_MESSAGE_INTERVAL_MS: int(600_000, 100),
+  RECONNECT_BASE_MS: int(1000, 10),
+  RECONNECT_MAX_MS: int(60_000, 10),
+  PROXY_RECONNECT_MAX_MS: int(60_000, 10),
+  PROXY_TIMEOUT_MS: int(20_000, 100),
+  WA_CONNECT_TIMEOUT_MS: int(20_000, 100),
+  WA_KEEPALIVE_INTERVAL_MS: int(30_000, 500),
+  WA_QUERY_TIMEOUT_MS: int(60_000, 100),
+  /** A socket that neither shows a QR nor opens within this time is dropped and reconnected. */
+  WA_OPEN_TIMEOUT_MS: int(45_000, 500),
+  WEBHOOK_TIMEOUT_MS: int(10_000, 100),
+  WEBHOOK_RETRY_BASE_MS: int(500, 10),
+  WEBHOOK_RETRY_MAX_MS: int(30_000, 10),
+  SPOOL_MAX_BYTES: int(10 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
+  HEALTH_INTERVAL_MS: int(5000, 100),
+  SHUTDOWN_TIMEOUT_MS: int(8000, 100, 9500),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BAILEYS_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
+});
+
+export interface WorkerConfig {
+  sessionId: string;
+  proxy: ParsedProxy;
+  webhookUrl: string;
+  webhookSecret: string;
+  enableKeepAlive: boolean;
+  authDir: string;
+  waWebSocketUrl: string | undefined;
+  outboxUrl: string | undefined;
+  outboxPollMs: number;
+  presenceIntervalMs: number;
+  hiddenMessageIntervalMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  proxyReconnectMaxMs: number;
+  proxyTimeoutMs: number;
+  waConnectTimeoutMs: number;
+  waKeepAliveIntervalMs: number;
+  waQueryTimeoutMs: number;
+  waOpenTimeoutMs: number;
+  webhookTimeoutMs: number;
+  webhookRetryBaseMs: number;
+  webhookRetryMaxMs: number;
+  spoolMaxBytes: number;
+  healthIntervalMs: number;
+  shutdownTimeoutMs: number;
+  logLevel: string;
+  baileysLogLevel: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p.variable}: ${p.message}`).join('\n')}`);
+  }
+}
+
+/** Parses the environment. Throws {@link ConfigError} listing every bad variable (never echoing secret values). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  // Empty strings count as unset, so `FOO=` in an env file falls back to the default.
+  const clean = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(clean);
+  if (!parsed.success) {
+    const seen = new Set<string>();
+    const problems: { variable: string; message: string }[] = [];
+    for (const issue of parsed.error.issues) {
+      const variable = String(issue.path[0] ?? '(environment)');
+      if (seen.has(variable)) continue;
+      seen.add(variable);
+      problems.push({ variable, message: issue.message === 'Required' ? 'is required' : issue.message });
+    }
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const problems: { variable: string; message: string }[] = [];
+  if (e.RECONNECT_MAX_MS < e.RECONNECT_BASE_MS) {
+    problems.push({ variable: 'RECONNECT_MAX_MS', message: 'must be at least RECONNECT_BASE_MS' });
+  }
+  if (e.WEBHOOK_RETRY_MAX_MS < e.WEBHOOK_RETRY_BASE_MS) {
+    problems.push({ variable: 'WEBHOOK_RETRY_MAX_MS', message: 'must be at least WEBHOOK_RETRY_BASE_MS' });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    sessionId: e.SESSION_ID,
+    proxy: e.PROXY_URL,
+    webhookUrl: e.WEBHOOK_URL,
+    webhookSecret: e.WEBHOOK_SECRET,
+    enableKeepAlive: e.ENABLE_KEEP_ALIVE,
+    authDir: path.resolve(e.AUTH_DIR ?? path.join(e.SESSIONS_DIR, e.SESSION_ID)),
+    waWebSocketUrl: e.WA_WEBSOCKET_URL,
+    outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
+    outboxPollMs: e.OUTBOX_POLL_MS,
+    presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
+    hiddenMessageIntervalMs: e.HIDDEN_MESSAGE_INTERVAL_MS,
+    reconnectBaseMs: e.RECONNECT_BASE_MS,
+    reconnectMaxMs: e.RECONNECT_MAX_MS,
+    proxyReconnectMaxMs: e.PROXY_RECONNECT_MAX_MS,
+    proxyTimeoutMs: e.PROXY_TIMEOUT_MS,
+    waConnectTimeoutMs: e.WA_CONNECT_TIMEOUT_MS,
+    waKeepAliveIntervalMs: e.WA_KEEPALIVE_INTERVAL_MS,
+    waQueryTimeoutMs: e.WA_QUERY_TIMEOUT_MS,
+    waOpenTimeoutMs: e.WA_OPEN_TIMEOUT_MS,
+    webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
+    webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+    webhookRetryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+    spoolMaxBytes: e.SPOOL_MAX_BYTES,
+    healthIntervalMs: e.HEALTH_INTERVAL_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    logLevel: e.LOG_LEVEL,
+    baileysLogLevel: e.BAILEYS_LOG_LEVEL,
+  };
+}
+
+/** Backoff with full jitter: a random delay in [base/2, min(cap, base·2^attempt)]. */
+export function backoffDelay(
+  attempt: number,
+  baseMs: number,
+  capMs: number,
+  random: () => number = Math.random,
+): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
+  const floor = Math.min(ceiling, baseMs / 2);
+  return Math.round(floor + random() * (ceiling - floor));
+}

@@ -1,0 +1,358 @@
+/**
+ * The Baileys socket, always through the session's SOCKS5 proxy (WebSocket, fetch agent and axios agents: never a
+ * direct connection, never another proxy), and the disconnect policy:
+ *
+ *  - proxy error (classified from the error's data, not the status code) → PROXY_ERROR + DISCONNECTED
+ *    {isProxyError: true}; keep retrying the SAME proxy with capped backoff (the orchestrator replaces us);
+ *  - 401 logged out → AUTH_FAILURE + DISCONNECTED, stop (no reconnect);
+ *  - 440 replaced → DISCONNECTED, stop;  403 forbidden (banned) → DISCONNECTED, stop;
+ *  - QR refs exhausted before pairing → DISCONNECTED, stop (the orchestrator restarts the session);
+ *  - 515 right after pairing → reconnect immediately, silently;
+ *  - anything else (408, 428, 500, 515, …) → DISCONNECTED, reconnect with exponential backoff + jitter, capped.
+ */
+import { createHash } from 'node:crypto';
+import makeWASocket, {
+  Browsers,
+  jidDecode,
+  makeCacheableSignalKeyStore,
+  proto,
+  toNumber,
+  type WASocket,
+} from '@whiskeysockets/baileys';
+import { SocksProxyAgent } from 'socks-proxy-agent';
+import { disconnectStatusCode, isProxyError } from '../common/baileys-errors.js';
+import { redactProxyUrl } from '../common/proxy-url.js';
+import type { CrashSafeAuthState } from './auth-store.js';
+import { backoffDelay, type WorkerConfig } from './config.js';
+import type { Logger } from './logger.js';
+import type { WebhookReporter } from './webhooks.js';
+
+export type ConnectionState =
+  | 'idle'
+  | 'connecting'
+  | 'qr'
+  | 'open'
+  | 'reconnecting'
+  | 'logged_out'
+  | 'replaced'
+  | 'banned'
+  | 'qr_timeout'
+  | 'stopped';
+
+export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
+  'logged_out',
+  'replaced',
+  'banned',
+  'qr_timeout',
+]);
+
+export type DisconnectAction =
+  | { kind: 'proxy'; reconnect: true }
+  | { kind: 'logged_out'; reconnect: false }
+  | { kind: 'replaced'; reconnect: false }
+  | { kind: 'banned'; reconnect: false }
+  | { kind: 'qr_timeout'; reconnect: false }
+  | { kind: 'restart_after_pairing'; reconnect: true }
+  | { kind: 'lost'; reconnect: true };
+
+/** The disconnect policy as a pure function (unit-tested). */
+export function classifyDisconnect(err: unknown, ctx: { justPaired: boolean; registered: boolean }): DisconnectAction {
+  if (isProxyError(err)) return { kind: 'proxy', reconnect: true };
+  const code = disconnectStatusCode(err);
+  if (code === 401) return { kind: 'logged_out', reconnect: false };
+  if (code === 440) return { kind: 'replaced', reconnect: false };
+  if (code === 403) return { kind: 'banned', reconnect: false };
+  if (code === 515 && ctx.justPaired) return { kind: 'restart_after_pairing', reconnect: true };
+  const message = err instanceof Error ? err.message : '';
+  if (!ctx.registered && code === 408 && /QR refs attempts ended/i.test(message)) {
+    return { kind: 'qr_timeout', reconnect: false };
+  }
+  return { kind: 'lost', reconnect: true };
+}
+
+export function errorText(err: unknown): string {
+  if (err instanceof Error) return redactProxyUrl(err.message);
+  return redactProxyUrl(String(err ?? 'unknown'));
+}
+
+export interface OpenInfo {
+  phoneNumber: string;
+  jid: string;
+}
+
+export interface ConnectionHooks {
+  onOpen?: (sock: WASocket, info: OpenInfo) => void;
+  onClose?: () => void;
+  /** Maps the WhatsApp id of a message we sent to the outbox message id, for MESSAGE_STATUS events. */
+  outboxIdFor?: (waMessageId: string) => string | undefined;
+}
+
+export class Connection {
+  state: ConnectionState = 'idle';
+  private sock: WASocket | undefined;
+  private generation = 0;
+  private attempt = 0;
+  private justPaired = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private openTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly statusSent = new Map<string, Set<string>>();
+  readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
+
+  constructor(
+    private readonly cfg: WorkerConfig,
+    private readonly auth: CrashSafeAuthState,
+    private readonly reporter: WebhookReporter,
+    private readonly logger: Logger,
+    private readonly baileysLogger: Logger,
+    private readonly hooks: ConnectionHooks = {},
+  ) {}
+
+  /** The open socket, or undefined when not connected. */
+  get socket(): WASocket | undefined {
+    return this.state === 'open' ? this.sock : undefined;
+  }
+
+  get isTerminal(): boolean {
+    return TERMINAL_STATES.has(this.state);
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** Closes the socket WITHOUT logging out (the device stays linked) and stops reconnecting. */
+  stop(): void {
+    this.stopped = true;
+    this.clearOpenTimer();
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const sock = this.sock;
+    this.sock = undefined;
+    this.generation++;
+    if (this.state === 'open') this.hooks.onClose?.();
+    this.state = 'stopped';
+    if (sock) {
+      try {
+        sock.end(undefined);
+      } catch (err) {
+        this.logger.warn({ err: errorText(err) }, 'error while closing the socket');
+      }
+    }
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const gen = ++this.generation;
+    this.state = 'connecting';
+    const cfg = this.cfg;
+    // One agent per socket: every byte to WhatsApp goes through the session's proxy. socks5h: the proxy resolves DNS.
+    const agent = new SocksProxyAgent(cfg.proxy.url, { timeout: cfg.proxyTimeoutMs });
+    let sock: WASocket;
+    try {
+      sock = makeWASocket({
+        ...(cfg.waWebSocketUrl ? { waWebSocketUrl: cfg.waWebSocketUrl } : {}),
+        agent,
+        fetchAgent: agent,
+        options: { httpAgent: agent, httpsAgent: agent, proxy: false },
+        auth: {
+          creds: this.auth.state.creds,
+          keys: makeCacheableSignalKeyStore(this.auth.state.keys, this.baileysLogger),
+        },
+        logger: this.baileysLogger,
+        browser: Browsers.ubuntu('Chrome'),
+        printQRInTerminal: false,
+        markOnlineOnConnect: false,
+        syncFullHistory: false,
+        generateHighQualityLinkPreview: false,
+        connectTimeoutMs: cfg.waConnectTimeoutMs,
+        keepAliveIntervalMs: cfg.waKeepAliveIntervalMs,
+        defaultQueryTimeoutMs: cfg.waQueryTimeoutMs,
+        getMessage: async () => undefined,
+      });
+    } catch (err) {
+      this.logger.error({ err: errorText(err) }, 'could not create the WhatsApp socket');
+      this.scheduleReconnect(backoffDelay(this.attempt++, cfg.reconnectBaseMs, cfg.reconnectMaxMs));
+      return;
+    }
+    this.sock = sock;
+    this.stats.sockets++;
+    this.logger.info({ proxy: cfg.proxy.redacted, attempt: this.attempt }, 'connecting to WhatsApp');
+    // Baileys has no timeout between the login and `open` (a server that never answers leaves the socket hanging,
+    // its keep-alive pings still answered): drop such a socket and reconnect.
+    this.clearOpenTimer();
+    this.openTimer = setTimeout(() => {
+      if (gen !== this.generation || this.state !== 'connecting') return;
+      this.logger.warn({ timeoutMs: cfg.waOpenTimeoutMs }, 'the connection did not open in time; dropping it');
+      const err = Object.assign(new Error('Timed out waiting for the connection to open'), {
+        isBoom: true,
+        output: { statusCode: 408, payload: {} },
+      });
+      try {
+        sock.end(err);
+      } catch {
+        this.onClose(err);
+      }
+    }, cfg.waOpenTimeoutMs);
+
+    sock.ev.on('creds.update', () => {
+      this.auth.saveCreds().catch((err: unknown) => this.logger.error({ err: errorText(err) }, 'saving creds failed'));
+    });
+
+    sock.ev.on('connection.update', (update) => {
+      if (gen !== this.generation) return;
+      try {
+        if (update.qr) {
+          this.clearOpenTimer();
+          this.state = 'qr';
+          this.reporter.emit('QR_CODE', { qr: update.qr });
+          this.logger.info('QR code reported');
+        }
+        if (update.isNewLogin) {
+          this.justPaired = true;
+          this.logger.info('paired; waiting for the restart');
+        }
+        if (update.connection === 'open') this.onOpen(sock);
+        if (update.connection === 'close') this.onClose(update.lastDisconnect?.error);
+      } catch (err) {
+        this.logger.error({ err: errorText(err) }, 'connection.update handler failed');
+      }
+    });
+
+    sock.ev.on('messages.upsert', ({ messages, type }) => {
+      if (type !== 'notify') return;
+      for (const m of messages) {
+        try {
+          const jid = m.key.remoteJid;
+          if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
+          const msg = m.message;
+          const text =
+            msg?.conversation ??
+            msg?.extendedTextMessage?.text ??
+            msg?.ephemeralMessage?.message?.conversation ??
+            msg?.ephemeralMessage?.message?.extendedTextMessage?.text;
+          if (typeof text !== 'string') continue;
+          this.reporter.emit('MESSAGE_RECEIVED', {
+            messageId: m.key.id,
+            from: jidDecode(jid)?.user ?? jid,
+            text,
+            timestamp: m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now(),
+          });
+        } catch (err) {
+          this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
+        }
+      }
+    });
+
+    sock.ev.on('messages.update', (updates) => {
+      for (const { key, update } of updates) {
+        if (!key.fromMe || !key.id || update.status === undefined || update.status === null) continue;
+        const messageId = this.hooks.outboxIdFor?.(key.id);
+        if (!messageId) continue;
+        const S = proto.WebMessageInfo.Status;
+        const status =
+          update.status === S.DELIVERY_ACK
+            ? 'delivered'
+            : update.status === S.READ || update.status === S.PLAYED
+              ? 'read'
+              : update.status === S.ERROR
+                ? 'failed'
+                : undefined;
+        if (!status) continue;
+        const seen = this.statusSent.get(messageId) ?? new Set<string>();
+        if (seen.has(status)) continue;
+        seen.add(status);
+        this.statusSent.set(messageId, seen);
+        if (this.statusSent.size > 5000) this.statusSent.delete(this.statusSent.keys().next().value!);
+        this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: key.id, status });
+      }
+    });
+  }
+
+  private clearOpenTimer(): void {
+    if (this.openTimer) clearTimeout(this.openTimer);
+    this.openTimer = undefined;
+  }
+
+  private onOpen(sock: WASocket): void {
+    this.clearOpenTimer();
+    const jid = sock.user?.id ?? this.auth.state.creds.me?.id ?? '';
+    const phoneNumber = jidDecode(jid)?.user ?? '';
+    this.state = 'open';
+    this.attempt = 0;
+    this.justPaired = false;
+    this.stats.opens++;
+    const identity = this.auth.state.creds.signedIdentityKey.public;
+    const fingerprint = createHash('sha256').update(identity).digest('hex');
+    this.reporter.emit('CONNECTED', { phoneNumber, jid, fingerprint });
+    this.logger.info({ phoneNumber }, 'connected');
+    this.hooks.onOpen?.(sock, { phoneNumber, jid });
+  }
+
+  private onClose(err: unknown): void {
+    this.clearOpenTimer();
+    const wasOpen = this.state === 'open';
+    this.sock = undefined;
+    this.generation++;
+    if (wasOpen) this.hooks.onClose?.();
+    if (this.stopped) return;
+    const code = disconnectStatusCode(err) ?? null;
+    const reason = errorText(err);
+    const action = classifyDisconnect(err, {
+      justPaired: this.justPaired,
+      registered: Boolean(this.auth.state.creds.me),
+    });
+    const cfg = this.cfg;
+    this.logger.warn({ code, reason, action: action.kind }, 'disconnected');
+    switch (action.kind) {
+      case 'proxy':
+        this.stats.proxyErrors++;
+        this.reporter.emit('PROXY_ERROR', { error: reason });
+        this.reporter.emit('DISCONNECTED', { reason, code, isProxyError: true });
+        this.state = 'reconnecting';
+        this.scheduleReconnect(backoffDelay(this.attempt++, cfg.reconnectBaseMs, cfg.proxyReconnectMaxMs));
+        return;
+      case 'logged_out':
+        this.reporter.emit('AUTH_FAILURE', { reason: reason || 'logged out' });
+        this.reporter.emit('DISCONNECTED', { reason, code, isProxyError: false });
+        this.state = 'logged_out';
+        this.logger.error('logged out by WhatsApp: not reconnecting (a new QR scan is needed)');
+        return;
+      case 'replaced':
+        this.reporter.emit('DISCONNECTED', { reason: `replaced: ${reason}`, code, isProxyError: false });
+        this.state = 'replaced';
+        this.logger.error('connection replaced by another client: not reconnecting');
+        return;
+      case 'banned':
+        this.reporter.emit('DISCONNECTED', { reason: `banned: ${reason}`, code, isProxyError: false });
+        this.state = 'banned';
+        this.logger.error('account forbidden (banned): not reconnecting');
+        return;
+      case 'qr_timeout':
+        this.reporter.emit('DISCONNECTED', { reason: `qr_timeout: ${reason}`, code, isProxyError: false });
+        this.state = 'qr_timeout';
+        this.logger.error('no QR was scanned in time: not reconnecting (restart the session for new QRs)');
+        return;
+      case 'restart_after_pairing':
+        this.justPaired = false;
+        this.state = 'reconnecting';
+        this.scheduleReconnect(0);
+        return;
+      case 'lost':
+        this.reporter.emit('DISCONNECTED', { reason, code, isProxyError: false });
+        this.state = 'reconnecting';
+        this.scheduleReconnect(backoffDelay(this.attempt++, cfg.reconnectBaseMs, cfg.reconnectMaxMs));
+        return;
+    }
+  }
+
+  private scheduleReconnect(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.logger.info({ delayMs }, 'reconnecting');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delayMs);
+  }
+}

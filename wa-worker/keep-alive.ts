@@ -1,0 +1,71 @@
+/**
+ * Keep-alive while connected: presence `available` every PRESENCE_INTERVAL_MS (15 s) plus a PING webhook, and every
+ * HIDDEN_MESSAGE_INTERVAL_MS (10 min) a hidden message to the account's own number, disappearing after 24 h
+ * (`ephemeralExpiration: 86400`). Started on `open`, stopped on close; failures are logged, never thrown.
+ */
+import type { WASocket } from '@whiskeysockets/baileys';
+import { jidNormalizedUser } from '@whiskeysockets/baileys';
+import { errorText } from './connection.js';
+import type { Logger } from './logger.js';
+import type { WebhookReporter } from './webhooks.js';
+
+export const HIDDEN_MESSAGE_TEXT = '\u200b';
+export const HIDDEN_MESSAGE_EXPIRATION_S = 86_400;
+
+export class KeepAlive {
+  private presenceTimer: NodeJS.Timeout | undefined;
+  private hiddenTimer: NodeJS.Timeout | undefined;
+  readonly stats = { presences: 0, pings: 0, hiddenMessages: 0, failures: 0 };
+
+  constructor(
+    private readonly opts: { presenceIntervalMs: number; hiddenMessageIntervalMs: number },
+    private readonly reporter: WebhookReporter,
+    private readonly logger: Logger,
+  ) {}
+
+  start(sock: WASocket, ownJid: string): void {
+    this.stop();
+    let warnedNoName = false;
+    const tickPresence = async () => {
+      try {
+        // Baileys only sends presence once the account's push name is known (it arrives with the app-state sync);
+        // until then it would just log a warning every tick. The PING is reported either way.
+        if (sock.authState.creds.me?.name) {
+          await sock.sendPresenceUpdate('available');
+          this.stats.presences++;
+        } else if (!warnedNoName) {
+          warnedNoName = true;
+          this.logger.info('no push name known yet: presence updates wait for it');
+        }
+        this.reporter.emit('PING', { timestamp: Date.now() });
+        this.stats.pings++;
+      } catch (err) {
+        this.stats.failures++;
+        this.logger.warn({ err: errorText(err) }, 'presence update failed');
+      }
+    };
+    const tickHidden = async () => {
+      try {
+        await sock.sendMessage(
+          jidNormalizedUser(ownJid),
+          { text: HIDDEN_MESSAGE_TEXT, linkPreview: null },
+          { ephemeralExpiration: HIDDEN_MESSAGE_EXPIRATION_S },
+        );
+        this.stats.hiddenMessages++;
+      } catch (err) {
+        this.stats.failures++;
+        this.logger.warn({ err: errorText(err) }, 'hidden keep-alive message failed');
+      }
+    };
+    void tickPresence();
+    this.presenceTimer = setInterval(() => void tickPresence(), this.opts.presenceIntervalMs);
+    this.hiddenTimer = setInterval(() => void tickHidden(), this.opts.hiddenMessageIntervalMs);
+  }
+
+  stop(): void {
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    if (this.hiddenTimer) clearInterval(this.hiddenTimer);
+    this.presenceTimer = undefined;
+    this.hiddenTimer = undefined;
+  }
+}

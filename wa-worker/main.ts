@@ -1,0 +1,167 @@
+/**
+ * wa-worker entry: one process = one WhatsApp session. Reads its configuration from the environment (exit 2 when
+ * invalid), restores the auth state from the session folder, connects through the session's proxy, reports by
+ * signed webhooks, keeps the session alive and sends what the outbox gives it. SIGTERM/SIGINT: close the socket
+ * without logging out, flush auth and the event spool, exit 0 within SHUTDOWN_TIMEOUT_MS (≤ 9.5 s).
+ */
+import path from 'node:path';
+import { useCrashSafeAuthState, writeFileAtomic } from './auth-store.js';
+import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type WorkerConfig } from './config.js';
+import { Connection, errorText } from './connection.js';
+import { HEALTH_FILE, type HealthRecord } from './health.js';
+import { KeepAlive } from './keep-alive.js';
+import { createLogger, type Logger } from './logger.js';
+import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
+import { WebhookReporter } from './webhooks.js';
+
+async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
+  const baileysLogger = logger.child({ component: 'baileys' }, { level: cfg.baileysLogLevel });
+
+  // Nothing may kill the process: log, count and expose in the heartbeat file (read by the health check).
+  const errors = { count: 0, last: null as string | null };
+  process.on('unhandledRejection', (reason) => {
+    errors.count++;
+    errors.last = errorText(reason);
+    logger.error({ err: errors.last }, 'unhandled rejection (ignored, the worker keeps running)');
+  });
+  process.on('uncaughtException', (err) => {
+    errors.count++;
+    errors.last = errorText(err);
+    logger.error({ err: errors.last, stack: err.stack }, 'uncaught exception (ignored, the worker keeps running)');
+  });
+
+  const auth = await useCrashSafeAuthState(cfg.authDir, logger);
+  const reporter = new WebhookReporter({
+    sessionId: cfg.sessionId,
+    url: cfg.webhookUrl,
+    secret: cfg.webhookSecret,
+    dir: cfg.authDir,
+    maxBytes: cfg.spoolMaxBytes,
+    timeoutMs: cfg.webhookTimeoutMs,
+    retryBaseMs: cfg.webhookRetryBaseMs,
+    retryMaxMs: cfg.webhookRetryMaxMs,
+    logger: logger.child({ component: 'webhooks' }),
+  });
+  await reporter.open();
+
+  const keepAlive = new KeepAlive(
+    { presenceIntervalMs: cfg.presenceIntervalMs, hiddenMessageIntervalMs: cfg.hiddenMessageIntervalMs },
+    reporter,
+    logger.child({ component: 'keep-alive' }),
+  );
+  let outbox: OutboxWorker | undefined;
+  let ledger: OutboxLedger | undefined;
+  if (cfg.outboxUrl) {
+    ledger = new OutboxLedger(cfg.authDir);
+    await ledger.open();
+    outbox = new OutboxWorker(
+      cfg.sessionId,
+      new OutboxClient(cfg.outboxUrl, cfg.webhookSecret, cfg.webhookTimeoutMs),
+      ledger,
+      reporter,
+      logger.child({ component: 'outbox' }),
+      { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
+    );
+  }
+
+  const connection = new Connection(cfg, auth, reporter, logger, baileysLogger, {
+    onOpen: (sock, info) => {
+      if (cfg.enableKeepAlive) keepAlive.start(sock, info.jid);
+      outbox?.start(sock);
+    },
+    onClose: () => {
+      keepAlive.stop();
+      outbox?.pause();
+    },
+    outboxIdFor: (id) => outbox?.outboxIdFor(id),
+  });
+
+  const healthPath = path.join(cfg.authDir, HEALTH_FILE);
+  const writeHealth = async () => {
+    const record: HealthRecord = {
+      pid: process.pid,
+      at: Date.now(),
+      state: connection.state,
+      backlog: reporter.backlog,
+      rssBytes: process.memoryUsage.rss(),
+      unhandledErrors: errors.count,
+      lastError: errors.last,
+    };
+    await writeFileAtomic(healthPath, JSON.stringify(record)).catch((err: unknown) =>
+      logger.warn({ err: errorText(err) }, 'could not write the heartbeat file'),
+    );
+  };
+  await writeHealth();
+  const healthTimer = setInterval(() => void writeHealth(), cfg.healthIntervalMs);
+
+  logger.info(
+    {
+      proxy: cfg.proxy.redacted,
+      authDir: cfg.authDir,
+      webhook: cfg.webhookUrl,
+      outbox: cfg.outboxUrl ?? null,
+      keepAlive: cfg.enableKeepAlive,
+      hadCreds: auth.hadCreds,
+    },
+    'wa-worker starting',
+  );
+  connection.start();
+
+  let shuttingDown = false;
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    const started = Date.now();
+    logger.info({ signal }, 'shutting down (the device stays linked)');
+    const hardExit = setTimeout(() => {
+      logger.warn('shutdown timeout reached; exiting');
+      process.exit(0);
+    }, cfg.shutdownTimeoutMs);
+    hardExit.unref();
+    try {
+      clearInterval(healthTimer);
+      keepAlive.stop();
+      const budget = (fraction: number) => Math.max(0, (cfg.shutdownTimeoutMs - (Date.now() - started)) * fraction);
+      if (outbox) await Promise.race([outbox.stop(), sleep(budget(0.3))]);
+      connection.stop();
+      await auth.flush();
+      await ledger?.close();
+      const drained = await reporter.flush(budget(0.5));
+      await reporter.close();
+      logger.info({ drained, backlog: reporter.backlog, ms: Date.now() - started }, 'stopped');
+    } catch (err) {
+      logger.error({ err: errorText(err) }, 'error during shutdown');
+    }
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function main(): void {
+  let cfg: WorkerConfig;
+  try {
+    cfg = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`wa-worker: ${err.message}\n`);
+      process.exit(CONFIG_EXIT_CODE);
+    }
+    throw err;
+  }
+  const logger = createLogger({
+    level: cfg.logLevel,
+    sessionId: cfg.sessionId,
+    secrets: [cfg.proxy.password, cfg.webhookSecret],
+  });
+  run(cfg, logger).catch((err: unknown) => {
+    logger.fatal({ err: errorText(err) }, 'wa-worker failed to start');
+    process.exit(1);
+  });
+}
+
+main();

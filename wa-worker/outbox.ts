@@ -1,0 +1,331 @@
+/**
+ * Outbox claim loop (contract in common/outbox.ts). While connected: claim the next message, send it, ACK with the
+ * WhatsApp message id or NACK (retryable / permanent). At most once per message id, even when a claim or an ACK is
+ * retried: a durable ledger in the session folder (`.outbox-ledger.jsonl`) records "sending" before the send and
+ * "sent" (with the WhatsApp id) after it. A re-delivered message that the ledger shows as sent is only ACKed again;
+ * one that was being sent when the worker crashed (delivery unknown) is NACKed permanently, never resent.
+ */
+import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { WASocket } from '@whiskeysockets/baileys';
+import { signedHeaders } from '../common/events.js';
+import { ClaimResponseSchema, type OutboxItem } from '../common/outbox.js';
+import { FILE_MODE, writeFileAtomic } from './auth-store.js';
+import { backoffDelay } from './config.js';
+import { errorText } from './connection.js';
+import type { Logger } from './logger.js';
+import type { WebhookReporter } from './webhooks.js';
+
+export const LEDGER_FILE = '.outbox-ledger.jsonl';
+const LEDGER_MAX_ENTRIES = 20_000;
+
+export type LedgerState = 'sending' | 'sent' | 'aborted' | 'cleared';
+export interface LedgerEntry {
+  messageId: string;
+  state: LedgerState;
+  waMessageId?: string;
+  at: number;
+}
+
+/** Append-only, fsync'ed JSONL; the last line for a message id wins. Compacted when it grows. */
+export class OutboxLedger {
+  private readonly entries = new Map<string, LedgerEntry>();
+  private fh: fs.FileHandle | undefined;
+  private lines = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly file: string;
+
+  constructor(dir: string) {
+    this.file = path.join(dir, LEDGER_FILE);
+  }
+
+  async open(): Promise<void> {
+    let text = '';
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch {
+      // first start
+    }
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line) as LedgerEntry;
+        if (typeof e.messageId === 'string' && typeof e.state === 'string') this.entries.set(e.messageId, e);
+      } catch {
+        // torn last line from a crash: that record never completed
+      }
+    }
+    await this.rewrite();
+  }
+
+  get(messageId: string): LedgerEntry | undefined {
+    return this.entries.get(messageId);
+  }
+
+  /** Durably records a state (resolves after fsync). */
+  record(entry: Omit<LedgerEntry, 'at'>): Promise<void> {
+    const full: LedgerEntry = { ...entry, at: Date.now() };
+    this.entries.set(entry.messageId, full);
+    const op = async () => {
+      if (this.lines >= LEDGER_MAX_ENTRIES * 2) await this.rewrite();
+      await this.fh!.write(`${JSON.stringify(full)}\n`);
+      await this.fh!.datasync();
+      this.lines++;
+    };
+    const next = this.chain.then(op, op);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    await this.fh?.close().catch(() => undefined);
+    this.fh = undefined;
+  }
+
+  private async rewrite(): Promise<void> {
+    await this.fh?.close().catch(() => undefined);
+    const kept = [...this.entries.values()].filter((e) => e.state !== 'cleared').slice(-LEDGER_MAX_ENTRIES);
+    this.entries.clear();
+    for (const e of kept) this.entries.set(e.messageId, e);
+    await writeFileAtomic(this.file, kept.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    this.lines = kept.length;
+    this.fh = await fs.open(this.file, fsConstants.O_WRONLY | fsConstants.O_APPEND, FILE_MODE);
+  }
+}
+
+/** A stable WhatsApp message id for an outbox message id (same session + id → same WhatsApp id). */
+export function waMessageIdFor(sessionId: string, messageId: string): string {
+  return `3EB0${createHash('sha256').update(`${sessionId}:${messageId}`).digest('hex').slice(0, 18).toUpperCase()}`;
+}
+
+export function toJid(to: string): string {
+  return /^\d+$/.test(to) ? `${to}@s.whatsapp.net` : to;
+}
+
+export class OutboxHttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class OutboxClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly secret: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async claim(): Promise<OutboxItem | null> {
+    const res = await this.post('claim', {});
+    if (res.status === 204) return null;
+    return ClaimResponseSchema.parse(await res.json()).item;
+  }
+
+  async ack(messageId: string, waMessageId: string): Promise<void> {
+    await (await this.post('ack', { messageId, waMessageId })).body?.cancel();
+  }
+
+  async nack(messageId: string, reason: string, permanent: boolean): Promise<void> {
+    await (await this.post('nack', { messageId, reason: reason.slice(0, 1000), permanent })).body?.cancel();
+  }
+
+  private async post(op: string, payload: object): Promise<Response> {
+    const body = JSON.stringify(payload);
+    const res = await fetch(`${this.baseUrl}/${op}`, {
+      method: 'POST',
+      headers: signedHeaders(this.secret, body),
+      body,
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    if (res.status >= 300 && res.status !== 204) {
+      const text = await res.text().catch(() => '');
+      throw new OutboxHttpError(res.status, `outbox ${op} answered ${res.status}: ${text.slice(0, 200)}`);
+    }
+    return res;
+  }
+}
+
+export class OutboxWorker {
+  private sock: WASocket | undefined;
+  private loop: Promise<void> | undefined;
+  private wakeSleep: (() => void) | undefined;
+  private stopped = false;
+  /** waMessageId → outbox messageId (for delivery/read statuses). */
+  private readonly sent = new Map<string, string>();
+  readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0 };
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly client: OutboxClient,
+    private readonly ledger: OutboxLedger,
+    private readonly reporter: WebhookReporter,
+    private readonly logger: Logger,
+    private readonly opts: { pollMs: number; retryBaseMs: number; retryMaxMs: number },
+  ) {}
+
+  outboxIdFor(waMessageId: string): string | undefined {
+    return this.sent.get(waMessageId);
+  }
+
+  /** Starts (or resumes) the claim loop with this socket. */
+  start(sock: WASocket): void {
+    if (this.stopped) return;
+    this.sock = sock;
+    if (!this.loop) {
+      this.loop = this.run().finally(() => {
+        this.loop = undefined;
+      });
+    }
+  }
+
+  /** Pauses after the current item (socket closed). */
+  pause(): void {
+    this.sock = undefined;
+    this.wakeSleep?.();
+  }
+
+  /** Stops and waits for the item in progress to finish. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.pause();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.sock && !this.stopped) {
+      let item: OutboxItem | null;
+      try {
+        item = await this.client.claim();
+        failures = 0;
+      } catch (err) {
+        this.logger.warn({ err: errorText(err) }, 'outbox claim failed');
+        await this.sleep(backoffDelay(failures++, this.opts.retryBaseMs, this.opts.retryMaxMs));
+        continue;
+      }
+      if (!item) {
+        await this.sleep(this.opts.pollMs);
+        continue;
+      }
+      this.stats.claimed++;
+      await this.handle(item);
+    }
+  }
+
+  private async handle(item: OutboxItem): Promise<void> {
+    const { messageId } = item;
+    const prior = this.ledger.get(messageId);
+    if (prior?.state === 'sent' && prior.waMessageId) {
+      this.stats.duplicates++;
+      this.logger.info({ messageId }, 'outbox message already sent: ACKing again, not resending');
+      await this.ackWithRetry(messageId, prior.waMessageId);
+      return;
+    }
+    if (prior?.state === 'sending' || prior?.state === 'aborted') {
+      this.stats.duplicates++;
+      const reason = 'delivery state unknown after a worker crash during the send; not resent (at most once)';
+      this.logger.warn({ messageId }, reason);
+      if (prior.state === 'sending') await this.ledger.record({ messageId, state: 'aborted' });
+      await this.nackWithRetry(messageId, reason, true);
+      this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: null, status: 'failed', reason });
+      return;
+    }
+    const sock = this.sock;
+    if (!sock) {
+      await this.nackWithRetry(messageId, 'not connected', false);
+      return;
+    }
+    const waMessageId = waMessageIdFor(this.sessionId, messageId);
+    await this.ledger.record({ messageId, state: 'sending', waMessageId });
+    let sentId: string;
+    try {
+      const msg = await sock.sendMessage(
+        toJid(item.to),
+        { text: item.text, linkPreview: null },
+        { messageId: waMessageId },
+      );
+      sentId = msg?.key.id ?? waMessageId;
+    } catch (err) {
+      const reason = errorText(err);
+      // The send failed before the message left (Baileys rejects before writing the node): safe to retry.
+      await this.ledger.record({ messageId, state: 'cleared' });
+      this.logger.warn({ messageId, err: reason }, 'send failed; NACK (retryable)');
+      await this.nackWithRetry(messageId, reason, false);
+      return;
+    }
+    await this.ledger.record({ messageId, state: 'sent', waMessageId: sentId });
+    this.sent.set(sentId, messageId);
+    if (this.sent.size > 10_000) this.sent.delete(this.sent.keys().next().value!);
+    this.stats.sent++;
+    this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: sentId, status: 'sent' });
+    this.logger.info({ messageId, waMessageId: sentId, attempt: item.attempt }, 'outbox message sent');
+    await this.ackWithRetry(messageId, sentId);
+  }
+
+  private async ackWithRetry(messageId: string, waMessageId: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.ack(messageId, waMessageId);
+        this.stats.acked++;
+        return;
+      } catch (err) {
+        if (
+          err instanceof OutboxHttpError &&
+          err.status >= 400 &&
+          err.status < 500 &&
+          err.status !== 408 &&
+          err.status !== 429
+        ) {
+          this.logger.error({ messageId, err: err.message }, 'outbox refused the ACK');
+          return;
+        }
+        if (this.stopped || attempt >= 20) {
+          this.logger.warn({ messageId }, 'ACK not delivered; the ledger will answer the re-delivery');
+          return;
+        }
+        await this.sleep(backoffDelay(attempt, this.opts.retryBaseMs, this.opts.retryMaxMs), true);
+      }
+    }
+  }
+
+  private async nackWithRetry(messageId: string, reason: string, permanent: boolean): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.nack(messageId, reason, permanent);
+        this.stats.nacked++;
+        return;
+      } catch (err) {
+        if (
+          err instanceof OutboxHttpError &&
+          err.status >= 400 &&
+          err.status < 500 &&
+          err.status !== 408 &&
+          err.status !== 429
+        ) {
+          this.logger.error({ messageId, err: err.message }, 'outbox refused the NACK');
+          return;
+        }
+        if (this.stopped || attempt >= 20) return;
+        await this.sleep(backoffDelay(attempt, this.opts.retryBaseMs, this.opts.retryMaxMs), true);
+      }
+    }
+  }
+
+  private sleep(ms: number, evenIfPaused = false): Promise<void> {
+    if (!evenIfPaused && !this.sock) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeSleep = done;
+    });
+  }
+}
