@@ -173,14 +173,12 @@ export function sessionRoutes(ctx: ApiContext) {
         }
         mapTemporalError(err, sessionId);
       }
-      return reply
-        .status(201)
-        .send({
-          sessionId,
-          status: result.status,
-          proxy: result.proxyEndpoint,
-          workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
-        });
+      return reply.status(201).send({
+        sessionId,
+        status: result.status,
+        proxy: result.proxyEndpoint,
+        workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
+      });
     });
 
     app.get('/api/sessions/:id/qr', async (request) => {
