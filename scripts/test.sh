@@ -6,7 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/services.sh
-[ -d node_modules/@temporalio/worker ] || npm ci --no-audit --no-fund
+# npm install, not npm ci: see .ci/run (optional platform builds missing from the registry here).
+[ -d node_modules/@temporalio/worker ] || npm install --no-audit --no-fund
 set -a
 # shellcheck disable=SC1091
 . "${WA_DATA_DIR:-$ROOT/data}/services.env"

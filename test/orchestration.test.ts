@@ -3,6 +3,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseProxyUrl } from '../common/proxy-url.js';
+import { replayRecorded } from './helpers/replay.js';
 import { Stack, waitFor } from './helpers/stack.js';
 
 describe('session lifecycle on Temporal (process runner, real worker, simulator, SOCKS5)', () => {
@@ -114,5 +115,14 @@ describe('session lifecycle on Temporal (process runner, real worker, simulator,
     assert.ok(detected <= 6000 + 1000 + 2000, `restart within the bound (took ${detected} ms)`);
     const files = readdirSync(runDir);
     assert.ok(files.includes('hang.json'));
+  });
+
+  it('replays the recorded histories of these sessions with the current workflow code (determinism guard)', async () => {
+    const ids: string[] = [];
+    for await (const wf of stack.temporal.workflow.list({ query: `TaskQueue = '${stack.taskQueue}'` })) {
+      if (wf.type === 'sessionWorkflow' || wf.type === 'failoverWorkflow') ids.push(wf.workflowId);
+    }
+    assert.ok(ids.length >= 3, `histories to replay: ${ids.join(', ')}`);
+    assert.equal(await replayRecorded([...new Set(ids)]), new Set(ids).size);
   });
 });

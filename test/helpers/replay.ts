@@ -1,0 +1,55 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from '@temporalio/worker';
+import { ROOT } from './stack.js';
+
+export const WORKFLOWS_PATH = path.join(ROOT, 'workflows', 'index.ts');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'histories');
+
+/** A workflow's history in Temporal's canonical JSON, as `temporal workflow show --output json` prints it. */
+export function historyJson(workflowId: string): string {
+  const cli = process.env.TEMPORAL_CLI_PATH ?? path.join(ROOT, 'data', 'tools', 'py', 'bin', 'temporal');
+  return execFileSync(
+    cli,
+    [
+      'workflow',
+      'show',
+      '--workflow-id',
+      workflowId,
+      '--output',
+      'json',
+      '--address',
+      process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    ],
+    { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+  );
+}
+
+/** Replays histories with the current workflow code; any non-determinism fails. Returns how many replayed. */
+export async function replayHistories(histories: Array<{ workflowId: string; json: string }>): Promise<number> {
+  let replayed = 0;
+  // Raw JSON: the worker converts it itself (see Worker.validateHistory).
+  const parsed = histories.map((h) => ({ workflowId: h.workflowId, history: JSON.parse(h.json) as unknown }));
+  for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, parsed)) {
+    if (result.error)
+      throw new Error(`replay of ${result.workflowId} failed: ${String(result.error)}`, { cause: result.error });
+    replayed++;
+  }
+  return replayed;
+}
+
+/**
+ * Fetches the histories of workflows that ran against the real server and replays them. With RECORD_HISTORIES=1
+ * they are also saved as fixtures for the offline replay test (test/replay.test.ts).
+ */
+export async function replayRecorded(workflowIds: string[]): Promise<number> {
+  const histories = workflowIds.map((workflowId) => ({ workflowId, json: historyJson(workflowId) }));
+  if (process.env.RECORD_HISTORIES === '1') {
+    for (const h of histories) {
+      const name = h.workflowId.replace(/^[^:]+:/, '').replace(/[^A-Za-z0-9_-]/g, '_');
+      writeFileSync(path.join(FIXTURES, `${name}.json`), h.json);
+    }
+  }
+  return replayHistories(histories);
+}
