@@ -49,8 +49,19 @@ wait_for() {
   return 1
 }
 
+# Every missing Debian package in one apt-get call: Redis; Docker and docker-compose (validates
+# docker-compose.yml; the Compose v2 plugin is not packaged in Debian 12); Chromium for the dashboard's browser
+# test (test/dashboard.test.ts drives it with playwright-core).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${WA_SKIP_DOCKER:-0}" != 1 ]; then
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
 # ---------------------------------------------------------------------------------------------- Redis
-command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
   say "redis already running on 127.0.0.1:$REDIS_PORT"
 else
@@ -89,7 +100,6 @@ fi
 if [ "${WA_SKIP_DOCKER:-0}" = 1 ]; then
   say "WA_SKIP_DOCKER=1: Docker left out (the Docker runner and its tests will not work)"
 else
-  command -v dockerd >/dev/null 2>&1 || apt_install docker.io
   if docker info >/dev/null 2>&1; then
     say "dockerd already running"
   else
