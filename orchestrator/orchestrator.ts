@@ -10,6 +10,9 @@ import { DockerRunner } from '../activities/runner/docker-runner.js';
 import { ProcessRunner } from '../activities/runner/process-runner.js';
 import type { WorkerRunner } from '../activities/runner/types.js';
 import { createSessionActivities } from '../activities/session-activities.js';
+import { createBackupActivities } from '../activities/backup.js';
+import { createDispatchActivities, ensureDispatchers } from '../activities/dispatch-activities.js';
+import { ensureBackupSchedule } from './backup-schedule.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import { ProxyPool } from '../state/proxy-pool.js';
@@ -25,8 +28,10 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
  */
 export function defaultWorkerCommand(): string[] {
   const bundle = path.join(PROJECT_ROOT, 'node_modules', '.cache', 'wa-worker-image', 'app', 'main.mjs');
-  if (existsSync(bundle)) return [process.execPath, bundle];
-  return [process.execPath, '--import', 'tsx', path.join(PROJECT_ROOT, 'wa-worker', 'main.ts')];
+  // A 1 MB young generation: a worker allocates little, and this saves ~18 MB of RSS per session.
+  const v8 = '--max-semi-space-size=1';
+  if (existsSync(bundle)) return [process.execPath, v8, bundle];
+  return [process.execPath, v8, '--import', 'tsx', path.join(PROJECT_ROOT, 'wa-worker', 'main.ts')];
 }
 
 export function createRunner(config: Config): WorkerRunner {
@@ -85,7 +90,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   });
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
-  const activities = createSessionActivities({
+  const activityDeps = {
     config,
     redis,
     pool,
@@ -95,7 +100,8 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     logger: logger.child({ component: 'activities' }),
     temporal: client,
     workerEnv: workerEnvFromProcess(),
-  });
+  };
+  const activities = createSessionActivities(activityDeps);
 
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
@@ -103,7 +109,11 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     workflowsPath: path.join(PROJECT_ROOT, 'workflows', 'index.ts'),
-    activities,
+    activities: {
+      ...activities,
+      ...createBackupActivities(activityDeps, activities),
+      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }) }),
+    },
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',
   });
@@ -118,6 +128,11 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
   }
+
+  await ensureBackupSchedule(client, config, logger);
+
+  const dispatchers = await ensureDispatchers(client, config, redis, logger);
+  if (dispatchers) logger.info({ dispatchers }, 'dispatchers woken for sessions with pending messages');
 
   const reconciled = await reconcileWorkers({ runner, sessions, activities, logger });
   logger.info({ ...reconciled, runner: runner.kind, taskQueue: config.TEMPORAL_TASK_QUEUE }, 'orchestrator ready');
