@@ -13,6 +13,8 @@ export async function reconcileWorkers(deps: {
   sessions: SessionStore;
   activities: Pick<SessionActivities, 'startWorker'>;
   logger: Logger;
+  /** Only sessions placed on this host are this orchestrator's to restart (sessions without a host: 'local'). */
+  hostId: string;
 }): Promise<{ removed: string[]; started: string[] }> {
   const { runner, sessions, activities, logger } = deps;
   const removed: string[] = [];
@@ -22,7 +24,12 @@ export async function reconcileWorkers(deps: {
 
   for (const worker of workers) {
     const session = records.get(worker.sessionId);
-    if (!session || !LIVE_STATUSES.includes(session.status) || !session.proxy) {
+    if (
+      !session ||
+      !LIVE_STATUSES.includes(session.status) ||
+      !session.proxy ||
+      (session.host ?? 'local') !== deps.hostId
+    ) {
       await runner.stop(worker.sessionId, { remove: true });
       removed.push(worker.sessionId);
     }
@@ -30,6 +37,7 @@ export async function reconcileWorkers(deps: {
   const known = new Map(workers.map((w) => [w.sessionId, w]));
   for (const session of records.values()) {
     if (!LIVE_STATUSES.includes(session.status) || session.status === 'failing_over' || !session.proxy) continue;
+    if ((session.host ?? 'local') !== deps.hostId) continue;
     const worker = known.get(session.sessionId);
     if (worker?.running) continue;
     await activities.startWorker({ sessionId: session.sessionId, proxyUrl: session.proxy });

@@ -80,7 +80,7 @@ try {
   const rampSeconds = (Date.now() - started) / 1000;
 
   // Idle: every session connected, pings flowing; measure memory and the orchestrator's CPU.
-  const runDir = path.join(stack.dataDir, 'run', stack.taskQueue);
+  const runDir = stack.runDir();
   const pids = readdirSync(runDir).map(
     (f) => (JSON.parse(readFileSync(path.join(runDir, f), 'utf8')) as { pid: number }).pid,
   );

@@ -19,6 +19,8 @@ export interface SessionRecord {
   watchdogRestarts: number;
   failovers: number;
   lastError: string | null;
+  /** The Docker host the session is placed on (its auth volume lives there). */
+  host: string | null;
   updatedAt: number;
 }
 
@@ -186,6 +188,7 @@ function toRecord(raw: Record<string, string>): SessionRecord {
     connectedAt: null,
     lastPing: null,
     lastError: null,
+    host: null,
     restarts: 0,
     watchdogRestarts: 0,
     failovers: 0,

@@ -98,7 +98,7 @@ describe('session lifecycle on Temporal (process runner, real worker, simulator,
     assert.equal(res.status, 201, JSON.stringify(res.body));
     await stack.scan('hang', '15550001002');
     await stack.waitForStatus('hang', 'connected');
-    const runDir = path.join(stack.dataDir, 'run', stack.taskQueue);
+    const runDir = stack.runDir();
     const { pid } = JSON.parse((await import('node:fs')).readFileSync(path.join(runDir, 'hang.json'), 'utf8')) as {
       pid: number;
     };

@@ -14,6 +14,8 @@ export interface FailoverInput {
   reason: string;
   maxAttempts: number;
   probeTimeoutMs: number;
+  /** The session's host queue: the replacement worker starts on the host that holds its auth volume. */
+  hostQueue?: string;
 }
 
 export type FailoverResult =
@@ -24,14 +26,17 @@ const quick = proxyActivities<SessionActivities>({
   startToCloseTimeout: '20s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
 });
-const workers = proxyActivities<SessionActivities>({
-  startToCloseTimeout: '90s',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
-});
+const workersOn = (hostQueue: string | undefined) =>
+  proxyActivities<SessionActivities>({
+    taskQueue: hostQueue,
+    startToCloseTimeout: '90s',
+    heartbeatTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
+  });
 
 export async function failoverWorkflow(input: FailoverInput): Promise<FailoverResult> {
   const { sessionId, phone, oldProxy } = input;
+  const workers = workersOn(input.hostQueue);
   await quick.markProxyBad(oldProxy);
   await quick.sendAlert({
     kind: 'proxy_burned',

@@ -81,6 +81,9 @@ export interface SessionInput {
   phone: string | null;
   proxyOverride: string | null;
   timings: SessionTimings;
+  /** The Docker host the session is placed on, and its task queue (absent: the workflow's own queue). */
+  hostId?: string;
+  hostQueue?: string;
   /** Set by continue-as-new. */
   carried?: SessionState;
 }
@@ -106,11 +109,14 @@ const quick = proxyActivities<SessionActivities>({
   startToCloseTimeout: '20s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
 });
-const workers = proxyActivities<SessionActivities>({
-  startToCloseTimeout: '90s',
-  heartbeatTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts: 5 },
-});
+/** Container activities (start/stop/restart a worker, its auth files) run on the session's host queue. */
+const workersOn = (hostQueue: string | undefined) =>
+  proxyActivities<SessionActivities>({
+    taskQueue: hostQueue,
+    startToCloseTimeout: '90s',
+    heartbeatTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts: 5 },
+  });
 
 const TERMINAL: SessionStatus[] = ['logged_out', 'deleted'];
 const HOLDS_SLOT: SessionStatus[] = ['pending', 'qr_ready', 'connected', 'reconnecting', 'unhealthy', 'failing_over'];
@@ -161,6 +167,7 @@ function errorMessage(err: unknown): string {
 export async function sessionWorkflow(input: SessionInput): Promise<PublicSessionState> {
   const timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const state: SessionState = input.carried ?? initialState(input);
+  const workers = workersOn(input.hostQueue);
   const queue: Job[] = [];
   const results = new Map<number, { ok: true; value: unknown } | { ok: false; error: string }>();
   let nextCommandId = 1;
@@ -269,7 +276,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   // ---------------------------------------------------------------------------------------- provision
   if (!input.carried) {
     try {
-      await quick.registerSession({ sessionId: state.sessionId, tenant: state.tenant, phone: state.phone });
+      await quick.registerSession({
+        sessionId: state.sessionId,
+        tenant: state.tenant,
+        phone: state.phone,
+        hostId: input.hostId,
+      });
       await reserve();
       await save({ status: 'pending' });
     } catch (err) {
@@ -310,6 +322,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           reason,
           maxAttempts: timings.maxFailoverAttempts,
           probeTimeoutMs: timings.proxyProbeTimeoutMs,
+          hostQueue: input.hostQueue,
         },
       ],
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -352,7 +365,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   const logout = async (reason: string) => {
     await workers.stopWorker({ sessionId: state.sessionId, remove: true });
-    await quick.deleteAuthFiles(state.sessionId);
+    await workers.deleteAuthFiles(state.sessionId);
     await quick.releaseProxy(state.sessionId);
     await quick.finishSession({
       sessionId: state.sessionId,
@@ -477,7 +490,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       case 'delete':
         await workers.stopWorker({ sessionId: state.sessionId, remove: true });
         await quick.releaseProxy(state.sessionId);
-        if (!command.keepAuth) await quick.deleteAuthFiles(state.sessionId);
+        if (!command.keepAuth) await workers.deleteAuthFiles(state.sessionId);
         await quick.finishSession({
           sessionId: state.sessionId,
           tenant: state.tenant,

@@ -7,6 +7,7 @@ import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
 
 const LABEL_SESSION = 'wa.session';
 const LABEL_MANAGED = 'wa.managed-by';
+const LABEL_HOST = 'wa.host';
 const LABEL_PROXY_HASH = 'wa.proxy-hash';
 const LABEL_PROXY_ENDPOINT = 'wa.proxy-endpoint';
 const MANAGED_BY = 'wa-orchestrator';
@@ -29,6 +30,8 @@ export class DockerRunner implements WorkerRunner {
       /** uid:gid the image runs as; the auth folder is handed to it. */
       workerUid: number;
       workerGid: number;
+      /** The orchestrator host that owns these containers (label), so two hosts on one daemon never mix. */
+      hostId: string;
       socketPath?: string;
       stopGraceSeconds?: number;
     },
@@ -73,6 +76,7 @@ export class DockerRunner implements WorkerRunner {
         Labels: {
           [LABEL_SESSION]: spec.sessionId,
           [LABEL_MANAGED]: MANAGED_BY,
+          [LABEL_HOST]: this.opts.hostId,
           [LABEL_PROXY_HASH]: hash,
           [LABEL_PROXY_ENDPOINT]: proxyEndpoint(spec.proxyUrl),
         },
@@ -137,7 +141,7 @@ export class DockerRunner implements WorkerRunner {
   async list(): Promise<WorkerInfo[]> {
     const containers = await this.docker.listContainers({
       all: true,
-      filters: { label: [`${LABEL_MANAGED}=${MANAGED_BY}`] },
+      filters: { label: [`${LABEL_MANAGED}=${MANAGED_BY}`, `${LABEL_HOST}=${this.opts.hostId}`] },
     });
     return containers.map((c) => ({
       sessionId: c.Labels[LABEL_SESSION] ?? '',

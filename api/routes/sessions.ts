@@ -10,6 +10,7 @@ import QRCode from 'qrcode';
 import { z } from 'zod';
 import { proxyEndpoint } from '../../common/proxy-url.js';
 import { LIVE_STATUSES, ProvisionBodySchema, SessionIdSchema, workflowIdFor } from '../../common/session.js';
+import { HostRegistry } from '../../state/hosts.js';
 import type { SessionRecord } from '../../state/sessions.js';
 import {
   DEFAULT_TIMINGS,
@@ -52,6 +53,7 @@ export function sessionView(
     watchdogRestarts: record.watchdogRestarts,
     failovers: record.failovers,
     lastError: live?.lastError ?? record.lastError,
+    host: record.host,
     workflowId,
     temporalUrl: `${temporal.uiUrl}/namespaces/${temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`,
   };
@@ -82,6 +84,7 @@ function mapTemporalError(err: unknown, sessionId: string): never {
 
 export function sessionRoutes(ctx: ApiContext) {
   const { config, sessions, temporal, redis } = ctx;
+  const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);
   const handleOf = (sessionId: string) =>
     temporal.workflow.getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId));
 
@@ -147,6 +150,11 @@ export function sessionRoutes(ctx: ApiContext) {
         }
       }
 
+      // Placement: the live Docker host with the most free capacity (its auth volume will live there).
+      const host = await hosts.place(sessionId, config.HOST_HEARTBEAT_MS * 3);
+      if (!host) {
+        throw new ApiError(503, 'NO_HOST_CAPACITY', 'no orchestrator host is alive with free capacity; retry later');
+      }
       const startWorkflowOperation = new WithStartWorkflowOperation(sessionWorkflow, {
         workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
         taskQueue: config.TEMPORAL_TASK_QUEUE,
@@ -158,6 +166,8 @@ export function sessionRoutes(ctx: ApiContext) {
             phone: body.phone ?? null,
             proxyOverride: override,
             timings: { ...DEFAULT_TIMINGS, pingTimeoutMs: config.PING_TIMEOUT_MS },
+            hostId: host.hostId,
+            hostQueue: host.queue,
           },
         ],
       });
@@ -171,6 +181,7 @@ export function sessionRoutes(ctx: ApiContext) {
         ) {
           throw new ApiError(409, 'SESSION_EXISTS', `session ${sessionId} already exists`, 'sessionId');
         }
+        await hosts.release(host.hostId, sessionId); // not provisioned: the placement goes back
         mapTemporalError(err, sessionId);
       }
       return reply.status(201).send({

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,6 +56,8 @@ export interface StackOptions {
   watchdogIntervalMs?: number;
   pingTimeoutMs?: number;
   extraEnv?: Record<string, string>;
+  /** Options of the in-process WhatsApp simulator (e.g. `antiSpam`). */
+  simOptions?: Parameters<typeof WhatsAppSimulator.start>[0];
 }
 
 /**
@@ -75,6 +77,7 @@ export class Stack {
   readonly sessionsDir = mkdtempSync(path.join(os.tmpdir(), 'wa-sessions-'));
   readonly dataDir = mkdtempSync(path.join(os.tmpdir(), 'wa-data-'));
   orchestrator: ChildProcess | null = null;
+  extraHosts: ChildProcess[] = [];
   api: ChildProcess | null = null;
   env: Record<string, string> = {};
   private connection!: Connection;
@@ -82,7 +85,7 @@ export class Stack {
   constructor(readonly opts: StackOptions = {}) {}
 
   async start(): Promise<this> {
-    this.sim = await WhatsAppSimulator.start({});
+    this.sim = await WhatsAppSimulator.start(this.opts.simOptions ?? {});
     const n = this.opts.proxies ?? 3;
     for (let i = 0; i < n; i++) {
       this.proxies.push(
@@ -144,32 +147,48 @@ export class Stack {
     return this;
   }
 
-  private spawnService(name: string, entry: string): ChildProcess {
+  private spawnService(name: string, entry: string, env: Record<string, string> = {}): ChildProcess {
     const log = openSync(path.join(this.dataDir, `${name}.log`), 'a');
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
       cwd: ROOT,
-      env: this.env,
+      env: { ...this.env, ...env },
       stdio: ['ignore', log, log],
     });
     return child;
   }
 
-  logPath(name: 'orchestrator' | 'api') {
+  logPath(name: string) {
     return path.join(this.dataDir, `${name}.log`);
   }
 
+  /** Where the process runner of a host keeps its pid files. */
+  runDir(hostId = 'local') {
+    return path.join(this.dataDir, 'run', `${this.taskQueue}@${hostId}`);
+  }
+
   async startOrchestrator(): Promise<void> {
-    this.orchestrator = this.spawnService('orchestrator', 'orchestrator/main.ts');
-    const child = this.orchestrator;
+    this.orchestrator = await this.startHost('local');
+  }
+
+  /**
+   * Starts an orchestrator acting as Docker host `hostId` (its own HOST_ID, host task queue and, when given,
+   * its own SESSIONS_DIR — another machine's disk). Extra hosts are stopped by stop().
+   */
+  async startHost(hostId: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+    const name = hostId === 'local' ? 'orchestrator' : `orchestrator-${hostId}`;
+    const before = readFileSync(this.logPath(name), { flag: 'a+' }).length;
+    const child = this.spawnService(name, 'orchestrator/main.ts', { HOST_ID: hostId, ...env });
+    if (hostId !== 'local') this.extraHosts.push(child);
     await waitFor(
-      'the orchestrator to poll its task queue',
+      `orchestrator ${hostId} to poll its task queues`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`orchestrator exited with ${child.exitCode}`);
-        return /orchestrator ready/.test(readFileSync(this.logPath('orchestrator'), 'utf8'));
+        if (child.exitCode !== null) throw new Error(`orchestrator ${hostId} exited with ${child.exitCode}`);
+        return /orchestrator ready/.test(readFileSync(this.logPath(name), 'utf8').slice(before));
       },
       60_000,
       200,
     );
+    return child;
   }
 
   async startApi(): Promise<void> {
@@ -279,17 +298,27 @@ export class Stack {
     }
     await this.killApi('SIGTERM').catch(() => undefined);
     await this.killOrchestrator('SIGTERM').catch(() => undefined);
-    // Any worker process left behind (e.g. after a kill -9 test) is stopped through its pid file.
+    for (const child of this.extraHosts) {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+    }
+    // Any worker process left behind (e.g. after a kill -9 test) is stopped through its pid file, on every host.
     const { ProcessRunner } = await import('../../activities/runner/process-runner.js');
-    const runner = new ProcessRunner({
-      runDir: path.join(this.dataDir, 'run', this.taskQueue),
-      logDir: path.join(this.dataDir, 'logs', 'workers'),
-      command: ['true'],
-      cwd: ROOT,
-      stopGraceMs: 3000,
-    });
-    for (const w of await runner.list()) await runner.stop(w.sessionId, { remove: true });
-    await runner.close();
+    const runRoot = path.join(this.dataDir, 'run');
+    for (const dir of existsSync(runRoot) ? readdirSync(runRoot) : []) {
+      const runner = new ProcessRunner({
+        runDir: path.join(runRoot, dir),
+        logDir: path.join(this.dataDir, 'logs', 'workers'),
+        command: ['true'],
+        cwd: ROOT,
+        stopGraceMs: 3000,
+      });
+      for (const w of await runner.list()) await runner.stop(w.sessionId, { remove: true });
+      await runner.close();
+    }
     for (const p of this.proxies) await p.close().catch(() => undefined);
     await this.sim.close().catch(() => undefined);
     await this.cleanRedis();

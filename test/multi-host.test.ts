@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Stack, waitFor } from './helpers/stack.js';
+
+/**
+ * Beyond one host: two orchestrators act as two Docker hosts on this machine, each with its own host task queue
+ * and its own sessions folder (its own disk). Sessions are placed by free capacity and their container
+ * activities always run on the host that holds their auth volume — a failover included.
+ */
+describe('two hosts: placement by capacity and host-pinned activities', () => {
+  let stack: Stack;
+  const hostBSessions = mkdtempSync(path.join(os.tmpdir(), 'wa-host-b-'));
+  const dirOf = (host: string) => (host === 'host-b' ? hostBSessions : stack.sessionsDir);
+  before(async () => {
+    stack = await new Stack({ proxies: 5 }).start();
+    await stack.startHost('host-b', { SESSIONS_DIR: hostBSessions });
+  });
+  after(async () => {
+    await stack?.stop();
+    rmSync(hostBSessions, { recursive: true, force: true });
+  });
+
+  it('spreads sessions over both hosts; each worker and auth folder lives on its host', async () => {
+    const phones = ['15550004001', '15550004002', '15550004003', '15550004004'];
+    for (const [i, phone] of phones.entries()) {
+      const r = await stack.call('POST', '/api/sessions/provision', { sessionId: `mh${i}`, phone });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      await stack.scan(`mh${i}`, phone, 60_000);
+      await stack.waitForStatus(`mh${i}`, 'connected', 60_000);
+    }
+    const placed = await Promise.all(phones.map(async (_, i) => (await stack.status(`mh${i}`)).host as string));
+    assert.deepEqual([...new Set(placed)].sort(), ['host-b', 'local'], `placements: ${placed.join(', ')}`);
+    assert.equal(placed.filter((h) => h === 'host-b').length, 2, 'balanced by free capacity');
+    for (const [i, host] of placed.entries()) {
+      assert.ok(existsSync(path.join(stack.runDir(host), `mh${i}.json`)), `mh${i}'s worker runs on ${host}`);
+      assert.ok(existsSync(path.join(dirOf(host), `mh${i}`, 'creds.json')), `mh${i}'s auth folder is on ${host}`);
+      const other = host === 'local' ? 'host-b' : 'local';
+      assert.ok(!existsSync(path.join(stack.runDir(other), `mh${i}.json`)), `no worker for mh${i} on ${other}`);
+      assert.ok(!existsSync(path.join(dirOf(other), `mh${i}`)), `no auth folder for mh${i} on ${other}`);
+    }
+  });
+
+  it('a failover keeps the session on its host (new proxy, same auth volume, no scan)', async () => {
+    let id = '';
+    for (let i = 0; i < 4; i++) if ((await stack.status(`mh${i}`)).host === 'host-b') id = `mh${i}`;
+    const before = await stack.status(id);
+    const qrCount = await stack.redis.hget(`${stack.prefix}session:${id}`, 'qrCount');
+    await stack.proxies.find((p) => `${p.host}:${p.port}` === before.proxy)!.close();
+    const after = await waitFor(
+      'failover on host-b',
+      async () => {
+        const s = await stack.status(id);
+        return s.status === 'connected' && s.proxy !== before.proxy ? s : null;
+      },
+      60_000,
+      150,
+    );
+    assert.equal(after.host, 'host-b');
+    assert.ok(existsSync(path.join(stack.runDir('host-b'), `${id}.json`)), 'the new worker runs on host-b');
+    assert.ok(!existsSync(path.join(stack.runDir('local'), `${id}.json`)), 'nothing started on the other host');
+    assert.ok(existsSync(path.join(hostBSessions, id, 'creds.json')), 'auth volume kept on host-b');
+    assert.equal(await stack.redis.hget(`${stack.prefix}session:${id}`, 'qrCount'), qrCount, 'no new QR');
+  });
+});
