@@ -12,6 +12,8 @@ interface PidRecord {
   startedAt: number;
   /** The spec it was started with, so a restart after an orchestrator crash can start it again. */
   env: Record<string, string>;
+  /** Stopped on purpose (kept for a later start): the supervisor leaves it alone. */
+  stopped?: boolean;
 }
 
 /**
@@ -22,7 +24,10 @@ interface PidRecord {
 export class ProcessRunner implements WorkerRunner {
   readonly kind = 'process' as const;
   private readonly stopping = new Set<string>();
-  private readonly watchers = new Map<string, NodeJS.Timeout>();
+  /** Exit codes of the workers this process spawned, by `${sessionId}:${pid}`. */
+  private readonly exitCodes = new Map<string, number | null>();
+  private readonly restarts = new Map<string, { count: number; lastAt: number }>();
+  private supervisor: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly opts: {
@@ -108,39 +113,48 @@ export class ProcessRunner implements WorkerRunner {
     });
     closeSync(log);
     child.unref();
-    const saved: PidRecord = { ...record, pid: child.pid!, startedAt: Date.now() };
+    const saved: PidRecord = { ...record, pid: child.pid!, startedAt: Date.now(), stopped: false };
     writeFileSync(this.pidFile(record.sessionId), JSON.stringify(saved), { mode: 0o600 });
-    this.superviseExit(saved, child);
+    child.once('exit', (code) => this.exitCodes.set(`${saved.sessionId}:${saved.pid}`, code));
     return this.info(saved);
   }
 
-  /** `unless-stopped`: a worker that dies on its own is started again, with backoff; a clean exit is respected. */
-  private superviseExit(record: PidRecord, child: ReturnType<typeof spawn>, attempt = 0) {
-    child.once('exit', (code, signal) => {
-      if (this.stopping.has(record.sessionId)) return;
-      const current = this.readRecord(record.sessionId);
-      if (!current || current.pid !== record.pid) return; // replaced meanwhile
-      if (code === 0 || code === 2) return; // finished on purpose (logged out, replaced) or bad config
-      const delay = Math.min(500 * 2 ** attempt, 30_000);
-      const timer = setTimeout(() => {
-        this.watchers.delete(record.sessionId);
-        if (this.stopping.has(record.sessionId)) return;
-        const again = this.readRecord(record.sessionId);
-        if (!again || again.pid !== record.pid) return;
-        this.spawnWorker({ ...record, pid: 0 });
-      }, delay);
-      timer.unref();
-      this.watchers.set(record.sessionId, timer);
-      void signal;
-    });
+  /**
+   * `unless-stopped`, like Docker: every `intervalMs`, a worker that died on its own (crash, kill -9) is started
+   * again with exponential backoff — also workers started by an orchestrator that has since been replaced (found
+   * through their pid files). Workers stopped on purpose, and clean or bad-config exits (0, 2), are left alone.
+   */
+  startSupervisor(intervalMs = 2000): void {
+    if (this.supervisor) return;
+    this.supervisor = setInterval(() => this.superviseOnce(), intervalMs);
+    this.supervisor.unref();
+  }
+
+  private superviseOnce(): void {
+    if (!existsSync(this.opts.runDir)) return;
+    const now = Date.now();
+    for (const file of readdirSync(this.opts.runDir).filter((f) => f.endsWith('.json'))) {
+      const record = this.readRecord(file.slice(0, -5));
+      if (!record || record.stopped || this.stopping.has(record.sessionId) || this.isAlive(record)) continue;
+      const code = this.exitCodes.get(`${record.sessionId}:${record.pid}`);
+      if (code === 0 || code === 2) continue;
+      const history = this.restarts.get(record.sessionId) ?? { count: 0, lastAt: 0 };
+      if (now - history.lastAt < Math.min(500 * 2 ** history.count, 30_000)) continue;
+      // A worker that had run for a minute was healthy: its next crash starts the backoff from scratch.
+      history.count = now - record.startedAt > 60_000 ? 0 : history.count + 1;
+      history.lastAt = now;
+      this.restarts.set(record.sessionId, history);
+      this.spawnWorker({ ...record, pid: 0 });
+    }
   }
 
   async stop(sessionId: string, opts: { remove?: boolean } = {}): Promise<void> {
     const record = this.readRecord(sessionId);
     this.stopping.add(sessionId);
     try {
-      const timer = this.watchers.get(sessionId);
-      if (timer) clearTimeout(timer);
+      if (record && !opts.remove) {
+        writeFileSync(this.pidFile(sessionId), JSON.stringify({ ...record, stopped: true }), { mode: 0o600 });
+      }
       if (record && this.isAlive(record)) {
         const grace = this.opts.stopGraceMs ?? 10_000;
         signalGroup(record.pid, 'SIGTERM');
@@ -180,8 +194,8 @@ export class ProcessRunner implements WorkerRunner {
   }
 
   async close(): Promise<void> {
-    for (const timer of this.watchers.values()) clearTimeout(timer);
-    this.watchers.clear();
+    if (this.supervisor) clearInterval(this.supervisor);
+    this.supervisor = undefined;
   }
 }
 
