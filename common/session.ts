@@ -3,30 +3,7 @@ import { z } from 'zod';
 import { SessionIdSchema } from './events.js';
 import { parseProxyUrl, ProxyUrlError } from './proxy-url.js';
 
-/** Canonical session states (SPEC §3). */
-export const SESSION_STATUSES = [
-  'pending',
-  'qr_ready',
-  'connected',
-  'reconnecting',
-  'unhealthy',
-  'failing_over',
-  'logged_out',
-  'failed',
-  'stopped',
-  'deleted',
-] as const;
-export type SessionStatus = (typeof SESSION_STATUSES)[number];
-
-/** States in which a session holds (or is about to hold) a proxy slot and a running worker. */
-export const LIVE_STATUSES: readonly SessionStatus[] = [
-  'pending',
-  'qr_ready',
-  'connected',
-  'reconnecting',
-  'unhealthy',
-  'failing_over',
-];
+export { LIVE_STATUSES, SESSION_STATUSES, type SessionStatus } from './session-status.js';
 
 /** Safe as a file name, a container name and a workflow id part (one schema, shared with the webhook envelope). */
 export { SessionIdSchema };

@@ -5,23 +5,14 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { envBool, envInt, envSecret } from '../common/env-schema.js';
 import { parseProxyUrl, ProxyUrlError, type ParsedProxy } from '../common/proxy-url.js';
 
 export const CONFIG_EXIT_CODE = 2;
 
-const bool = (def: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-    .default(def ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-const int = (def: number, min: number, max = 24 * 3600_000) =>
-  z.coerce
-    .number({ message: 'must be a number' })
-    .int('must be a whole number')
-    .min(min, `must be at least ${min}`)
-    .max(max, `must be at most ${max}`)
-    .default(def);
+const bool = envBool;
+// Worker intervals and timeouts are at most a day unless a variable says otherwise.
+const int = (def: number, min: number, max = 24 * 3600_000) => envInt(def, min, max);
 
 const httpUrl = (what: string) =>
   z
@@ -42,10 +33,7 @@ const EnvSchema = z.object({
     }
   }),
   WEBHOOK_URL: httpUrl('where events are posted'),
-  WEBHOOK_SECRET: z
-    .string({ required_error: 'is required (HMAC key for webhook signatures)' })
-    .min(16, 'must be at least 16 characters')
-    .refine((s) => !/\s/.test(s), 'must not contain whitespace'),
+  WEBHOOK_SECRET: envSecret('HMAC key for webhook signatures'),
   ENABLE_KEEP_ALIVE: bool(true),
   SESSIONS_DIR: z.string().min(1).default('/app/sessions'),
   /** Overrides `${SESSIONS_DIR}/${SESSION_ID}`. */

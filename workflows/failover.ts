@@ -4,8 +4,8 @@
  * Each step after the reservation registers its compensation; if a later step fails, the compensations run in
  * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
  */
-import { ApplicationFailure, log, proxyActivities } from '@temporalio/workflow';
-import type { SessionActivities } from '../activities/session-activities.js';
+import { ApplicationFailure, log } from '@temporalio/workflow';
+import { containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 export interface FailoverInput {
   sessionId: string;
@@ -22,21 +22,11 @@ export type FailoverResult =
   | { ok: true; proxyUrl: string; proxyEndpoint: string; attempts: number }
   | { ok: false; reason: string; attempts: number };
 
-const quick = proxyActivities<SessionActivities>({
-  startToCloseTimeout: '20s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
-});
-const workersOn = (hostQueue: string | undefined) =>
-  proxyActivities<SessionActivities>({
-    taskQueue: hostQueue,
-    startToCloseTimeout: '90s',
-    heartbeatTimeout: '30s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
-  });
+const quick = quickActivities();
 
 export async function failoverWorkflow(input: FailoverInput): Promise<FailoverResult> {
   const { sessionId, phone, oldProxy } = input;
-  const workers = workersOn(input.hostQueue);
+  const workers = containerActivitiesOn(input.hostQueue, 3);
   await quick.markProxyBad(oldProxy);
   await quick.sendAlert({
     kind: 'proxy_burned',

@@ -16,13 +16,13 @@ import {
   defineUpdate,
   executeChild,
   log,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
-import type { SessionStatus } from '../common/session.js';
+import { LIVE_STATUSES, type SessionStatus } from '../common/session-status.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
+import { containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 // ------------------------------------------------------------------------------------------ definitions
 export interface SessionTimings {
@@ -105,21 +105,11 @@ export const failoverUpdate = defineUpdate<{ proxyEndpoint: string | null }, [{ 
 export const logoutUpdate = defineUpdate<{ status: SessionStatus }>('logout');
 
 // ------------------------------------------------------------------------------------------ activities
-const quick = proxyActivities<SessionActivities>({
-  startToCloseTimeout: '20s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
-});
-/** Container activities (start/stop/restart a worker, its auth files) run on the session's host queue. */
-const workersOn = (hostQueue: string | undefined) =>
-  proxyActivities<SessionActivities>({
-    taskQueue: hostQueue,
-    startToCloseTimeout: '90s',
-    heartbeatTimeout: '30s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts: 5 },
-  });
+const quick = quickActivities();
 
 const TERMINAL: SessionStatus[] = ['logged_out', 'deleted'];
-const HOLDS_SLOT: SessionStatus[] = ['pending', 'qr_ready', 'connected', 'reconnecting', 'unhealthy', 'failing_over'];
+/** States in which the session holds a proxy slot and a worker. */
+const HOLDS_SLOT = LIVE_STATUSES;
 
 type Command =
   | { kind: 'restart' }
@@ -167,7 +157,7 @@ function errorMessage(err: unknown): string {
 export async function sessionWorkflow(input: SessionInput): Promise<PublicSessionState> {
   const timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const state: SessionState = input.carried ?? initialState(input);
-  const workers = workersOn(input.hostQueue);
+  const workers = containerActivitiesOn(input.hostQueue);
   const queue: Job[] = [];
   const results = new Map<number, { ok: true; value: unknown } | { ok: false; error: string }>();
   let nextCommandId = 1;

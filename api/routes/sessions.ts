@@ -228,38 +228,32 @@ export function sessionRoutes(ctx: ApiContext) {
         .send({ sessionId: id, healthy: !reason, status: record.status, lastPingAgeMs: age, reason });
     });
 
+    /** A command is an update on the session's workflow; its errors map to 404 / 409 / 503. */
+    async function command<R extends object>(sessionId: string, run: (h: ReturnType<typeof handleOf>) => Promise<R>) {
+      try {
+        return { sessionId, ...(await run(handleOf(sessionId))) };
+      } catch (err) {
+        return mapTemporalError(err, sessionId);
+      }
+    }
+
     app.post('/api/sessions/:id/restart', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       await loadRecord(id, request.principal);
-      try {
-        return { sessionId: id, ...(await handleOf(id).executeUpdate(restartUpdate)) };
-      } catch (err) {
-        return mapTemporalError(err, id);
-      }
+      return command(id, (h) => h.executeUpdate(restartUpdate));
     });
 
     app.post('/api/sessions/:id/failover', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const body = parseInput(FailoverBody, request.body, 'body');
       await loadRecord(id, request.principal);
-      try {
-        return {
-          sessionId: id,
-          ...(await handleOf(id).executeUpdate(failoverUpdate, { args: [{ reason: body.reason }] })),
-        };
-      } catch (err) {
-        return mapTemporalError(err, id);
-      }
+      return command(id, (h) => h.executeUpdate(failoverUpdate, { args: [{ reason: body.reason }] }));
     });
 
     app.post('/api/sessions/:id/logout', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       await loadRecord(id, request.principal);
-      try {
-        return { sessionId: id, ...(await handleOf(id).executeUpdate(logoutUpdate)) };
-      } catch (err) {
-        return mapTemporalError(err, id);
-      }
+      return command(id, (h) => h.executeUpdate(logoutUpdate));
     });
 
     app.delete('/api/sessions/:id', async (request) => {

@@ -1,0 +1,22 @@
+/**
+ * The session activities as the session and failover workflows call them: quick Redis/alert steps on the
+ * workflow's queue, and container steps (start/stop/restart a worker, its auth files) on the session's host
+ * queue, with heartbeats. One definition, so both workflows retry the same way.
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import type { SessionActivities } from '../activities/session-activities.js';
+
+export const quickActivities = () =>
+  proxyActivities<SessionActivities>({
+    startToCloseTimeout: '20s',
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+  });
+
+/** `maximumAttempts`: a failover gives up on a candidate proxy sooner than a session on its own proxy. */
+export const containerActivitiesOn = (hostQueue: string | undefined, maximumAttempts = 5) =>
+  proxyActivities<SessionActivities>({
+    taskQueue: hostQueue,
+    startToCloseTimeout: '90s',
+    heartbeatTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts },
+  });
