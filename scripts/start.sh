@@ -34,7 +34,7 @@ cleanup() {
   wait 2>/dev/null || true
   if [ "$DEMO" = 1 ]; then
     # Demo workers are child processes (RUNNER=process): stop them too; their auth folders stay for next time.
-    for f in "$DATA"/run/demo-sessions/*.json; do
+    for f in "$DATA"/run/"$TEMPORAL_TASK_QUEUE"@*/*.json; do
       [ -f "$f" ] || continue
       pid="$(node -p "JSON.parse(require('fs').readFileSync('$f','utf8')).pid")"
       kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
@@ -63,9 +63,9 @@ if [ "$DEMO" = 1 ]; then
   WEBHOOK_URL="http://127.0.0.1:$API_PORT/api/webhook"
   SESSIONS_DIR="$DATA/demo/sessions"
   BACKUPS_DIR="$DATA/demo/backups"
-  REDIS_KEY_PREFIX="demo:"
-  WORKFLOW_ID_PREFIX="demo"
-  TEMPORAL_TASK_QUEUE="demo-sessions"
+  REDIS_KEY_PREFIX="${REDIS_KEY_PREFIX:-demo:}"
+  WORKFLOW_ID_PREFIX="${WORKFLOW_ID_PREFIX:-demo}"
+  TEMPORAL_TASK_QUEUE="${TEMPORAL_TASK_QUEUE:-demo-sessions}"
   DOCKER_NETWORK="host"
   set +a
   mkdir -p "$SESSIONS_DIR" "$BACKUPS_DIR"
@@ -84,19 +84,22 @@ fi
 # Fail fast, with the one configuration message, before starting anything long-lived.
 node --import tsx -e "import('./common/config.ts').then((m) => m.loadConfigOrExit())"
 
+orch_log_start=$(($(wc -c <"$DATA/logs/orchestrator.log" 2>/dev/null || echo 0) + 1))
 node --import tsx orchestrator/main.ts >>"$DATA/logs/orchestrator.log" 2>&1 &
 pids+=($!)
 node --import tsx api/main.ts >>"$DATA/logs/api.log" 2>&1 &
 pids+=($!)
 
+orchestrator_ready() { tail -c "+$orch_log_start" "$DATA/logs/orchestrator.log" 2>/dev/null | grep -q 'orchestrator ready'; }
 for _ in $(seq 1 240); do
-  if curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then break; fi
+  if curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && orchestrator_ready; then break; fi
   for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null || { echo "[start] a process exited early; see $DATA/logs/" >&2; exit 1; }
   done
   sleep 0.25
 done
 curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null || { echo "[start] API not ready; see $DATA/logs/api.log" >&2; exit 1; }
+orchestrator_ready || { echo "[start] orchestrator not ready; see $DATA/logs/orchestrator.log" >&2; exit 1; }
 
 cat <<EOF
 

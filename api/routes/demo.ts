@@ -15,6 +15,7 @@ const IdParams = z.object({ id: SessionIdSchema });
 export function demoRoutes(ctx: ApiContext) {
   const simulator = ctx.config.DEMO_SIMULATOR_URL!;
   return async function plugin(app: FastifyInstance) {
+    app.get('/api/demo', async () => ({ enabled: true }));
     app.post('/api/demo/sessions/:id/scan', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const { phone } = parseInput(ScanBody, request.body, 'body');
