@@ -16,6 +16,13 @@
  */
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../common/redis-keys.js';
+import {
+  OUTBOX_ACK_LUA,
+  OUTBOX_CLAIM_LUA,
+  OUTBOX_ENQUEUE_LUA,
+  OUTBOX_NACK_LUA,
+  OUTBOX_RECLAIM_LUA,
+} from '../common/redis-scripts.js';
 
 export interface OutboxMessage {
   messageId: string;
@@ -30,93 +37,6 @@ export interface ClaimedMessage extends OutboxMessage {
 
 export type AckResult = 'acked' | 'duplicate' | 'not_found' | 'conflict';
 export type NackResult = 'requeued' | 'failed' | 'not_found' | 'conflict';
-
-const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
-
-// Moves expired leases back to the head of the queue, oldest claim first. KEYS: queue, inflight. Uses `now`.
-const RECLAIM = `
-local function reclaim(queue, inflight, now)
-  local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', now)
-  for i = #expired, 1, -1 do
-    redis.call('ZREM', inflight, expired[i])
-    redis.call('LPUSH', queue, expired[i])
-  end
-  return #expired
-end
-`;
-
-// KEYS: queue, items, acked, failed. ARGV: messageId, json
-const ENQUEUE_LUA = `
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1
-  or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[1], ARGV[1])
-return 1
-`;
-
-// KEYS: queue, items, attempts, inflight. ARGV: leaseMs
-const CLAIM_LUA = `${NOW}
-${RECLAIM}
-reclaim(KEYS[1], KEYS[4], now)
-while true do
-  local id = redis.call('LPOP', KEYS[1])
-  if not id then return nil end
-  local item = redis.call('HGET', KEYS[2], id)
-  if item and redis.call('ZSCORE', KEYS[4], id) == false then
-    local attempt = redis.call('HINCRBY', KEYS[3], id, 1)
-    local deadline = now + tonumber(ARGV[1])
-    redis.call('ZADD', KEYS[4], deadline, id)
-    return {item, attempt, deadline}
-  end
-end
-`;
-
-// KEYS: queue, items, attempts, inflight, acked, failed. ARGV: messageId, waMessageId
-const ACK_LUA = `
-local id = ARGV[1]
-local prev = redis.call('HGET', KEYS[5], id)
-if prev then
-  if prev == ARGV[2] then return 'duplicate' end
-  return 'conflict'
-end
-if redis.call('HEXISTS', KEYS[2], id) == 0 then
-  if redis.call('HEXISTS', KEYS[6], id) == 1 then return 'conflict' end
-  return 'not_found'
-end
-redis.call('ZREM', KEYS[4], id)
-redis.call('LREM', KEYS[1], 0, id)
-redis.call('HDEL', KEYS[2], id)
-redis.call('HDEL', KEYS[3], id)
-redis.call('HSET', KEYS[5], id, ARGV[2])
-return 'acked'
-`;
-
-// KEYS: queue, items, attempts, inflight, acked, failed. ARGV: messageId, reason, permanent(0/1), maxAttempts
-const NACK_LUA = `${NOW}
-local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[5], id) == 1 then return 'conflict' end
-if redis.call('HEXISTS', KEYS[2], id) == 0 then
-  if redis.call('HEXISTS', KEYS[6], id) == 1 then return 'failed' end
-  return 'not_found'
-end
-redis.call('ZREM', KEYS[4], id)
-redis.call('LREM', KEYS[1], 0, id)
-local attempts = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-if ARGV[3] == '1' or attempts >= tonumber(ARGV[4]) then
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('HSET', KEYS[6], id, cjson.encode({reason = ARGV[2], attempts = attempts, at = now, permanent = ARGV[3] == '1'}))
-  return 'failed'
-end
-redis.call('LPUSH', KEYS[1], id)
-return 'requeued'
-`;
-
-// KEYS: queue, inflight
-const RECLAIM_LUA = `${NOW}
-${RECLAIM}
-return reclaim(KEYS[1], KEYS[2], now)
-`;
 
 export interface OutboxStoreOptions {
   prefix?: string;
@@ -156,15 +76,22 @@ export class OutboxStore {
   async enqueue(sessionId: string, msg: OutboxMessage): Promise<boolean> {
     const k = this.keys(sessionId);
     const json = JSON.stringify({ messageId: msg.messageId, to: msg.to, text: msg.text, enqueuedAt: Date.now() });
-    const r = await this.redis.eval(ENQUEUE_LUA, 4, k.queue, k.items, k.acked, k.failed, msg.messageId, json);
+    const r = await this.redis.eval(OUTBOX_ENQUEUE_LUA, 4, k.queue, k.items, k.acked, k.failed, msg.messageId, json);
     return r === 1;
   }
 
   /** Claims the next message (expired leases first), or null when the outbox is empty. */
   async claim(sessionId: string, leaseMs: number = this.leaseMs): Promise<ClaimedMessage | null> {
     const k = this.keys(sessionId);
-    const r = (await this.redis.eval(CLAIM_LUA, 4, k.queue, k.items, k.attempts, k.inflight, String(leaseMs))) as
-      [string, number, number] | null;
+    const r = (await this.redis.eval(
+      OUTBOX_CLAIM_LUA,
+      4,
+      k.queue,
+      k.items,
+      k.attempts,
+      k.inflight,
+      String(leaseMs),
+    )) as [string, number, number] | null;
     if (!r) return null;
     const item = JSON.parse(r[0]) as OutboxMessage;
     return { messageId: item.messageId, to: item.to, text: item.text, attempt: Number(r[1]), leaseUntil: Number(r[2]) };
@@ -174,7 +101,7 @@ export class OutboxStore {
   async ack(sessionId: string, messageId: string, waMessageId: string): Promise<AckResult> {
     const k = this.keys(sessionId);
     return (await this.redis.eval(
-      ACK_LUA,
+      OUTBOX_ACK_LUA,
       6,
       k.queue,
       k.items,
@@ -190,7 +117,7 @@ export class OutboxStore {
   async nack(sessionId: string, messageId: string, reason: string, permanent: boolean): Promise<NackResult> {
     const k = this.keys(sessionId);
     return (await this.redis.eval(
-      NACK_LUA,
+      OUTBOX_NACK_LUA,
       6,
       k.queue,
       k.items,
@@ -208,7 +135,7 @@ export class OutboxStore {
   /** Puts expired leases back at the head of the queue; returns how many. (claim does this too.) */
   async reclaimExpired(sessionId: string): Promise<number> {
     const k = this.keys(sessionId);
-    return Number(await this.redis.eval(RECLAIM_LUA, 2, k.queue, k.inflight));
+    return Number(await this.redis.eval(OUTBOX_RECLAIM_LUA, 2, k.queue, k.inflight));
   }
 
   async ackedId(sessionId: string, messageId: string): Promise<string | null> {
