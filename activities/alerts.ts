@@ -63,7 +63,13 @@ export class Alerts {
     }
     this.logger.info({ alert: kind, text: safeText }, 'alert');
     if (!this.opts.botToken || !this.opts.chatId) return 'logged';
-    await this.postWithRetry(`${kind.replace(/_/g, ' ')}: ${safeText}`);
+    try {
+      await this.postWithRetry(`${kind.replace(/_/g, ' ')}: ${safeText}`);
+    } catch (err) {
+      // Not delivered: forget the de-dupe marker so that a retry of the activity can send it.
+      await this.redis.del(`${p}alert:dedupe:${dedupeKey}`).catch(() => undefined);
+      throw err;
+    }
     return 'sent';
   }
 
@@ -79,8 +85,14 @@ export class Alerts {
           signal: AbortSignal.timeout(5000),
         });
         if (res.ok) return;
-        const retryAfter = Number(res.headers.get('retry-after') ?? 0) * 1000;
-        if (res.status < 500 && res.status !== 429) throw new Error(`Telegram answered ${res.status}`);
+        // Telegram tells how long to wait on 429 in the body (parameters.retry_after) and/or the header.
+        const body = (await res.json().catch(() => null)) as { parameters?: { retry_after?: number } } | null;
+        const retryAfter =
+          Math.max(Number(res.headers.get('retry-after') ?? 0), Number(body?.parameters?.retry_after ?? 0)) * 1000;
+        if (res.status < 500 && res.status !== 429) {
+          attempt = attempts; // a 4xx other than 429 (bad token, unknown chat): retrying cannot help
+          throw new Error(`Telegram answered ${res.status}`);
+        }
         delay = Math.max(delay, retryAfter);
         if (attempt >= attempts) throw new Error(`Telegram answered ${res.status}`);
       } catch (err) {

@@ -8,6 +8,8 @@ import type { Config } from '../common/config.js';
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
 import { NoProxyCapacityError, type ProxyPool, type Reservation } from '../state/proxy-pool.js';
+import { EventBus, type LiveEventType } from '../state/events-bus.js';
+import { HostRegistry } from '../state/hosts.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
@@ -25,6 +27,8 @@ export interface ActivityDeps {
   temporal?: Client;
   /** Extra environment for every worker (tests shrink the worker's intervals with it). */
   workerEnv?: Record<string, string>;
+  /** Live events (dashboard, /api/events, metrics counters); defaults to a bus on `redis`. */
+  events?: EventBus;
 }
 
 /** Heartbeats when running as an activity; a no-op when called directly (reconcile at orchestrator start). */
@@ -47,7 +51,32 @@ export const PHONE_CONFLICT = 'PhoneConflict';
 export function createSessionActivities(deps: ActivityDeps) {
   const { config, pool, sessions, runner, alerts, logger } = deps;
   const sessionsDir = path.resolve(config.SESSIONS_DIR);
+  const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
   const apiOrigin = new URL(config.WEBHOOK_URL).origin;
+  const events = deps.events ?? new EventBus(deps.redis, config.REDIS_KEY_PREFIX, logger);
+
+  /** Publishes the live event of a lifecycle change (best effort; never fails the activity). */
+  async function publishStatus(
+    sessionId: string,
+    fields: Partial<Omit<SessionRecord, 'sessionId'>>,
+    increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
+  ): Promise<void> {
+    if (!fields.status) return;
+    const record = await sessions.get(sessionId).catch(() => null);
+    let type: LiveEventType = 'status';
+    const data: Record<string, unknown> = { status: fields.status, lastError: fields.lastError ?? null };
+    if (increment === 'failovers' && fields.status === 'failed') type = 'reconnect_failed';
+    else if (increment === 'failovers' || fields.status === 'failing_over') {
+      type = 'failover';
+      data.phase = increment === 'failovers' ? 'completed' : 'started';
+    } else if (increment === 'watchdogRestarts') type = 'health_check_failed';
+    else if (fields.status === 'logged_out') type = 'logout';
+    else if (fields.status === 'failed') type = 'error';
+    if (increment) data.increment = increment;
+    const proxy = fields.proxy ?? record?.proxy;
+    if (proxy) data.proxy = proxyEndpoint(proxy);
+    await events.publishSafe({ type, sessionId, tenant: record?.tenant ?? null, data });
+  }
 
   function workerEnv(sessionId: string, proxyUrl: string): Record<string, string> {
     const env: Record<string, string> = {
@@ -66,9 +95,15 @@ export function createSessionActivities(deps: ActivityDeps) {
   }
 
   return {
-    async registerSession(input: { sessionId: string; tenant: string; phone: string | null }): Promise<void> {
+    async registerSession(input: {
+      sessionId: string;
+      tenant: string;
+      phone: string | null;
+      hostId?: string;
+    }): Promise<void> {
       const existing = await sessions.get(input.sessionId);
       if (!existing || existing.status === 'deleted') await sessions.create(input.sessionId, input.tenant);
+      if (input.hostId) await sessions.update(input.sessionId, { host: input.hostId });
       if (input.phone) {
         const owner = await sessions.claimPhone(input.phone, input.sessionId);
         if (owner) {
@@ -130,6 +165,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     }): Promise<void> {
       await sessions.update(input.sessionId, input.fields);
       if (input.increment) await sessions.increment(input.sessionId, input.increment);
+      await publishStatus(input.sessionId, input.fields, input.increment);
     },
 
     /** CONNECTED: lock the sticky binding, drop the temporary one, mark the session connected and active. */
@@ -153,6 +189,12 @@ export function createSessionActivities(deps: ActivityDeps) {
         connectedAt: now,
         lastPing: now,
         lastError: null,
+      });
+      await events.publishSafe({
+        type: 'connected',
+        sessionId: input.sessionId,
+        tenant: (await sessions.get(input.sessionId).catch(() => null))?.tenant ?? null,
+        data: { status: 'connected', phone: input.phone, proxy: proxyEndpoint(input.proxyUrl) },
       });
       return { conflictWith: null };
     },
@@ -207,8 +249,20 @@ export function createSessionActivities(deps: ActivityDeps) {
       if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
+      // A deleted or logged-out session no longer counts against its host's capacity.
+      const host = (await sessions.get(input.sessionId))?.host;
+      if (host && (input.purge || input.status === 'logged_out')) await hosts.release(host, input.sessionId);
       if (input.purge) await sessions.remove(input.sessionId, input.tenant);
       else await sessions.update(input.sessionId, { status: input.status, lastError: input.lastError ?? null });
+      await events.publishSafe({
+        type: input.status === 'logged_out' ? 'logout' : input.status === 'failed' ? 'error' : 'status',
+        sessionId: input.sessionId,
+        tenant: input.tenant,
+        data: {
+          status: input.purge && input.status !== 'failed' ? 'deleted' : input.status,
+          lastError: input.lastError ?? null,
+        },
+      });
     },
 
     async sendAlert(input: { kind: AlertKind; text: string; dedupeKey?: string }): Promise<void> {

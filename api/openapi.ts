@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { zodToJsonSchema } from 'zod-to-json-schema';
 import { WebhookEnvelopeSchema } from '../common/events.js';
 import { ProvisionBodySchema, ProxyUrlSchema } from '../common/session.js';
+import { LimitsOverrideSchema } from '../common/anti-ban.js';
+import { ClientWebhookConfigSchema } from '../state/client-webhooks.js';
+import { SendBodySchema } from './routes/send.js';
 
 const ErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
@@ -104,6 +107,72 @@ export function openApiDocument() {
       '/api/v1/proxies/{id}/ok': {
         post: { summary: 'Mark a proxy healthy again (admin)', parameters: idParam, responses: ok('marked') },
       },
+      '/api/v1/backups': {
+        get: { summary: 'Backups with size, date, sessions and verification status (admin)', responses: ok('backups') },
+      },
+      '/api/v1/backups/create': {
+        post: {
+          summary: 'Run a backup now (admin)',
+          responses: { '201': { description: 'written' }, ...errors(403, 409, 500) },
+        },
+      },
+      '/api/v1/backups/restore/{id}': {
+        post: {
+          summary:
+            'Restore a backup (admin): verified first, rolled back on failure; { sessionId } restores one session',
+          parameters: [
+            { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^backup_[0-9_-]+$' } },
+          ],
+          requestBody: { content: json(z.object({ sessionId: z.string().optional() })) },
+          responses: { ...ok('restored'), ...errors(400, 403, 404, 409, 422, 500) },
+        },
+      },
+      '/api/send': {
+        post: {
+          summary:
+            'Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher',
+          requestBody: { content: json(SendBodySchema) },
+          responses: {
+            '202': { description: '{messageId, sessionId, status: queued|scheduled, plannedAt?}' },
+            ...errors(400, 401, 403, 404, 409, 429),
+          },
+        },
+      },
+      '/api/messages/{id}': {
+        get: {
+          summary: 'A message and its status: queued, scheduled (plannedAt), sent, delivered, read, failed (reason)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { ...ok('message'), ...errors(400, 401, 403, 404) },
+        },
+      },
+      '/api/anti-ban/sessions/{id}/limits': {
+        get: {
+          summary: 'Effective pacing limits, window usage, burst state, promotion counters',
+          parameters: idParam,
+          responses: { ...ok('limits'), ...errors(401, 403, 404) },
+        },
+        put: {
+          summary: 'Replace the pacing overrides (admin key)',
+          parameters: idParam,
+          requestBody: { content: json(LimitsOverrideSchema) },
+          responses: { ...ok('limits'), ...errors(400, 401, 403, 404) },
+        },
+      },
+      '/api/v1/webhooks': {
+        get: {
+          summary: "The tenant's customer webhook (never the secret)",
+          responses: { ...ok('config'), ...errors(404) },
+        },
+        put: {
+          summary: 'Set the tenant customer webhook: url, secret (HMAC-SHA256), event types',
+          requestBody: { content: json(ClientWebhookConfigSchema) },
+          responses: { ...ok('config'), ...errors(400, 401, 403) },
+        },
+        delete: { summary: 'Remove the tenant customer webhook', responses: { ...ok('deleted'), ...errors(404) } },
+      },
+      '/api/v1/webhooks/dead-letters': {
+        get: { summary: 'Deliveries that exhausted their retries or were refused', responses: ok('dead letters') },
+      },
       '/api/webhook': {
         post: {
           summary: 'Worker events, signed with HMAC-SHA256 (x-wa-timestamp, x-wa-signature)',
@@ -111,6 +180,26 @@ export function openApiDocument() {
           requestBody: { content: json(WebhookEnvelopeSchema) },
           responses: { '202': { description: 'accepted' }, ...errors(400, 401, 404, 503) },
         },
+      },
+      '/api/events': {
+        get: {
+          summary:
+            'Live events (Server-Sent Events; WebSocket on the same path). Key as X-API-Key or ?apiKey= (EventSource). ' +
+            'Types: status, qr, connected, disconnected, message, error, logout, reconnect_failed, ' +
+            'health_check_failed, failover, backup. Tenant keys receive only their sessions.',
+          parameters: [
+            { name: 'apiKey', in: 'query', required: false, schema: { type: 'string' } },
+            { name: 'types', in: 'query', required: false, schema: { type: 'string' }, description: 'comma-separated' },
+            { name: 'sessionId', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          responses: { '200': { description: 'text/event-stream' }, ...errors(400, 401) },
+        },
+      },
+      '/metrics': {
+        get: { security: [], summary: 'Prometheus metrics (text format 0.0.4)', responses: ok('metrics') },
+      },
+      '/dashboard/': {
+        get: { security: [], summary: 'Operator dashboard (asks for an API key)', responses: ok('html') },
       },
       '/healthz': { get: { security: [], summary: 'Process alive', responses: ok('alive') } },
       '/readyz': {

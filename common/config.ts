@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { envBool, envInt, envSecret } from './env-schema.js';
 import { parseProxyUrl, ProxyUrlError } from './proxy-url.js';
 
 /**
@@ -7,25 +8,9 @@ import { parseProxyUrl, ProxyUrlError } from './proxy-url.js';
  * runs in its own container with its own environment.
  */
 
-const bool = (def: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-    .default(def ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce
-    .number({ message: 'must be a number' })
-    .int('must be a whole number')
-    .min(min, `must be at least ${min}`)
-    .max(max, `must be at most ${max}`)
-    .default(def);
-
-const secret = (what: string) =>
-  z
-    .string({ required_error: `is required (${what})` })
-    .min(16, 'must be at least 16 characters')
-    .refine((s) => !/\s/.test(s), 'must not contain whitespace');
+const bool = envBool;
+const int = envInt;
+const secret = envSecret;
 
 const url = (def: string, protocols: string[]) =>
   z
@@ -86,6 +71,14 @@ export const configSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(3).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('wa-sessions'),
+  /** This orchestrator's Docker host: container activities of the sessions placed here run on its own queue. */
+  HOST_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,32}$/, 'must be 1-32 letters, digits, "_" or "-"')
+    .default('local'),
+  /** Sessions this host may hold (placement picks the live host with the most free capacity). */
+  HOST_CAPACITY: int(500, 1),
+  HOST_HEARTBEAT_MS: int(5000, 100),
   /** Prefix of every workflow id: one per deployment sharing a Temporal namespace. */
   WORKFLOW_ID_PREFIX: z
     .string()
@@ -106,6 +99,12 @@ export const configSchema = z.object({
   MAX_BACKUPS: int(7, 1, 1000),
   BACKUP_CRON: z.string().min(9).default('0 3 * * *'),
   BACKUP_TIMEZONE: z.string().min(1).default('UTC'),
+  /** Restore refuses archives that expand beyond this (zip bombs), or compress an entry more than the ratio. */
+  BACKUP_MAX_UNCOMPRESSED_MB: int(512, 1),
+  BACKUP_MAX_RATIO: int(200, 2),
+  BACKUP_MAX_ENTRIES: int(100_000, 10),
+  /** How long a restore waits for the restored sessions to be connected before it rolls back. */
+  RESTORE_CONNECT_TIMEOUT_MS: int(90_000, 1000),
   ENABLE_KEEP_ALIVE: bool(true),
   /** How sessions run: `docker` (one container each, production) or `process` (child processes). */
   RUNNER: z.enum(['docker', 'process']).default('docker'),
@@ -114,8 +113,45 @@ export const configSchema = z.object({
   WORKER_MEMORY_MB: int(256, 64),
   /** Override of WhatsApp's WebSocket endpoint: the simulator, in tests and the demo. */
   WA_WEBSOCKET_URL: url('wss://web.whatsapp.com/ws/chat', ['ws:', 'wss:']).optional(),
+  /** Demo only: the simulator's control API, so the dashboard can "scan" a QR with a simulated phone. */
+  DEMO_SIMULATOR_URL: url('http://127.0.0.1:9401', ['http:']).optional(),
   RATE_LIMIT_MAX_REQUESTS: int(30, 1),
   RATE_LIMIT_WINDOW_MS: int(60_000, 1000),
+  // --- Outbound messages and anti-ban (issue 7; README "Outbound messages and anti-ban") ---
+  /** Accepted POST /api/send per window for the whole deployment (all tenants together). */
+  RATE_LIMIT_GLOBAL_MAX_REQUESTS: int(1000, 1),
+  /** How long an idempotency key maps to its first message and response. */
+  IDEMPOTENCY_TTL_MS: int(86_400_000, 1000),
+  /** The rolling "day" of the daily caps (shrink in tests). */
+  ANTIBAN_WINDOW_MS: int(86_400_000, 100),
+  ANTIBAN_COLD_DAILY: int(10, 1),
+  ANTIBAN_WARM_DAILY: int(50, 1),
+  ANTIBAN_HOT_DAILY: int(200, 1),
+  /** Mean gap between two sends per level (messages per minute = 60000 / gap). */
+  ANTIBAN_COLD_GAP_MS: int(60_000, 10),
+  ANTIBAN_WARM_GAP_MS: int(20_000, 10),
+  ANTIBAN_HOT_GAP_MS: int(6_000, 10),
+  /** Jitter on every gap, in percent of the mean (30 → ±30%). */
+  ANTIBAN_JITTER_PERCENT: int(30, 0, 90),
+  /** Burst: more than BURST_COUNT enqueues within BURST_WINDOW_MS slow the session by BURST_SLOWDOWN for BURST_PAUSE_MS. */
+  ANTIBAN_BURST_COUNT: int(50, 1),
+  ANTIBAN_BURST_WINDOW_MS: int(60_000, 10),
+  ANTIBAN_BURST_PAUSE_MS: int(600_000, 10),
+  ANTIBAN_BURST_SLOWDOWN: int(3, 1, 100),
+  /** How often an idle or disconnected session's dispatcher looks again without being woken. */
+  ANTIBAN_IDLE_POLL_MS: int(15_000, 50),
+  /** Automatic promotion cold → warm → hot: account age, messages handed off, delivery rate (percent). */
+  ANTIBAN_WARM_MIN_AGE_MS: int(3 * 86_400_000, 0),
+  ANTIBAN_WARM_MIN_SENT: int(20, 0),
+  ANTIBAN_HOT_MIN_AGE_MS: int(14 * 86_400_000, 0),
+  ANTIBAN_HOT_MIN_SENT: int(100, 0),
+  ANTIBAN_PROMOTE_MIN_DELIVERY_PERCENT: int(90, 0, 100),
+  /** Customer webhooks: retries with exponential backoff and full jitter, then the dead-letter list. */
+  CLIENT_WEBHOOK_RETRY_BASE_MS: int(1_000, 10),
+  CLIENT_WEBHOOK_RETRY_MAX_MS: int(300_000, 10),
+  CLIENT_WEBHOOK_MAX_ATTEMPTS: int(12, 1, 100),
+  CLIENT_WEBHOOK_TIMEOUT_MS: int(10_000, 100),
+  CLIENT_WEBHOOK_POLL_MS: int(500, 10),
 });
 
 export type Config = z.infer<typeof configSchema> & {

@@ -37,7 +37,46 @@ export function redisKeys(prefix = '') {
     tenantSessions: (tenant: string) => `${p}tenant:sessions:${tenant}`,
     /** Marker of a webhook event already turned into a signal (de-duplication by eventId). */
     webhookEventSeen: (eventId: string) => `${p}webhook:seen:${eventId}`,
+    /** HASH hostId → JSON {queue, capacity, heartbeatAt}: the Docker hosts (orchestrators) of the deployment. */
+    hosts: () => `${p}hosts`,
+    /** SET of the session ids placed on a host (its load). */
+    hostSessions: (hostId: string) => `${p}host:sessions:${hostId}`,
     phoneQueue: (phone: string) => `${p}queue:session:${phone}`,
     gatewayJobs: () => `${p}gateway:jobs`,
+    // --- outbound messages, anti-ban dispatcher, customer webhooks (issue 7) ---
+    /** HASH: one outbound message {id, sessionId, tenant, to, text, status, plannedAt, ...}. */
+    message: (messageId: string) => `${p}message:${messageId}`,
+    /** STRING JSON {messageId, fingerprint, response}: an idempotency key of a tenant (TTL). */
+    idempotency: (tenant: string, key: string) => `${p}idem:${tenant}:${key}`,
+    /** ZSETs messageId → accept time: sliding-window logs of accepted sends (TTL = window). */
+    rateLimitTenant: (tenant: string) => `${p}ratelimit:tenant:${tenant}`,
+    rateLimitGlobal: () => `${p}ratelimit:global`,
+    /** LIST: message ids waiting for the session's dispatcher, in order. */
+    dispatchPending: (sessionId: string) => `${p}dispatch:pending:${sessionId}`,
+    /** ZSET messageId → hand-off time: the rolling 24 h window of the daily cap. */
+    dispatchSent: (sessionId: string) => `${p}dispatch:sent:${sessionId}`,
+    /** ZSET messageId → hand-off time: handed off, final outcome not yet read back from the outbox. */
+    dispatchReleased: (sessionId: string) => `${p}dispatch:released:${sessionId}`,
+    /** ZSET messageId → enqueue time: recent enqueues (burst detection). */
+    dispatchEnqueued: (sessionId: string) => `${p}dispatch:enqueued:${sessionId}`,
+    /** HASH {step, result, burstUntil, lastReleaseAt}: dispatcher bookkeeping. */
+    dispatchState: (sessionId: string) => `${p}dispatch:state:${sessionId}`,
+    /** SET of session ids that ever had messages (restart sweep). */
+    dispatchSessions: () => `${p}dispatch:sessions`,
+    /** HASH: per-session pacing overrides {level, dailyCap, gapMs, burstCount, burstWindowMs, auto}. */
+    antibanLimits: (sessionId: string) => `${p}antiban:limits:${sessionId}`,
+    /** HASH: per-session counters {firstConnectedAt, released, delivered, failed} for promotion. */
+    antibanStats: (sessionId: string) => `${p}antiban:stats:${sessionId}`,
+    /** HASH {url, secret, events}: a tenant's customer webhook. */
+    clientWebhook: (tenant: string) => `${p}clienthook:config:${tenant}`,
+    /** ZSET deliveryId → due time; HASH deliveryId → JSON delivery. */
+    clientWebhookDue: () => `${p}clienthook:due`,
+    clientWebhookItems: () => `${p}clienthook:items`,
+    /** LIST of dead-lettered deliveries of a tenant (newest first, capped). */
+    clientWebhookDead: (tenant: string) => `${p}clienthook:dead:${tenant}`,
+    /** Pub/sub channel of live events (dashboard, /api/events): every API process subscribes. */
+    eventsChannel: () => `${p}events`,
+    /** HASH of system-wide event counters (HINCRBY by every process; read by /metrics at scrape time). */
+    eventCounters: () => `${p}metrics:events`,
   };
 }

@@ -15,6 +15,7 @@ import { createDispatchActivities, ensureDispatchers } from '../activities/dispa
 import { ensureBackupSchedule } from './backup-schedule.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
+import { HostRegistry, hostQueueFor } from '../state/hosts.js';
 import { ProxyPool } from '../state/proxy-pool.js';
 import { createRedis } from '../state/redis.js';
 import { SessionStore } from '../state/sessions.js';
@@ -44,10 +45,11 @@ export function createRunner(config: Config): WorkerRunner {
       sessionsDir: path.resolve(config.SESSIONS_DIR),
       workerUid: Number(process.env.WORKER_UID ?? 1000),
       workerGid: Number(process.env.WORKER_GID ?? 1000),
+      hostId: config.HOST_ID,
     });
   }
   return new ProcessRunner({
-    runDir: path.join(dataDir, 'run', config.TEMPORAL_TASK_QUEUE),
+    runDir: path.join(dataDir, 'run', hostQueueFor(config.TEMPORAL_TASK_QUEUE, config.HOST_ID)),
     logDir: path.join(dataDir, 'logs', 'workers'),
     command: process.env.WORKER_COMMAND ? (JSON.parse(process.env.WORKER_COMMAND) as string[]) : defaultWorkerCommand(),
     cwd: PROJECT_ROOT,
@@ -134,19 +136,43 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const dispatchers = await ensureDispatchers(client, config, redis, logger);
   if (dispatchers) logger.info({ dispatchers }, 'dispatchers woken for sessions with pending messages');
 
-  const reconciled = await reconcileWorkers({ runner, sessions, activities, logger });
-  logger.info({ ...reconciled, runner: runner.kind, taskQueue: config.TEMPORAL_TASK_QUEUE }, 'orchestrator ready');
+  // This host's own queue: container activities of the sessions placed here (their auth volumes are here).
+  const hostQueue = hostQueueFor(config.TEMPORAL_TASK_QUEUE, config.HOST_ID);
+  const hostWorker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: hostQueue,
+    activities,
+    shutdownGraceTime: '10s',
+  });
+  const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);
+  const host = { hostId: config.HOST_ID, queue: hostQueue, capacity: config.HOST_CAPACITY };
+  await hosts.heartbeat(host);
+  const heartbeat = setInterval(() => {
+    hosts.heartbeat(host).catch((err: unknown) => logger.warn({ err: String(err) }, 'host heartbeat failed'));
+  }, config.HOST_HEARTBEAT_MS);
+
+  const reconciled = await reconcileWorkers({ runner, sessions, activities, logger, hostId: config.HOST_ID });
+  if (runner instanceof ProcessRunner) runner.startSupervisor();
+  logger.info(
+    { ...reconciled, runner: runner.kind, taskQueue: config.TEMPORAL_TASK_QUEUE, hostQueue },
+    'orchestrator ready',
+  );
 
   let closed = false;
   return {
     worker,
     redis,
     runner,
-    run: () => worker.run(),
+    run: async () => {
+      await Promise.all([worker.run(), hostWorker.run()]);
+    },
     async shutdown() {
       if (closed) return;
       closed = true;
+      clearInterval(heartbeat);
       if (worker.getState() === 'RUNNING') worker.shutdown();
+      if (hostWorker.getState() === 'RUNNING') hostWorker.shutdown();
     },
   };
 }

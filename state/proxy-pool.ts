@@ -5,6 +5,7 @@ import {
   RELEASE_PROXY_LUA,
   REGISTER_PROXY_LUA,
   REMOVE_PROXY_LUA,
+  RECOMPUTE_PROXY_COUNTERS_LUA,
   RESERVE_PROXY_LUA,
   SET_PROXY_STATUS_LUA,
 } from '../common/redis-scripts.js';
@@ -174,6 +175,17 @@ export class ProxyPool {
         } satisfies ProxyInfo;
       }),
     );
+  }
+
+  /**
+   * Recomputes every proxy's session set and counter from the slots known sessions hold (one Lua step, used by
+   * the restore). Returns proxyUrl → count.
+   */
+  async recomputeCounters(): Promise<Record<string, number>> {
+    const flat = (await this.redis.eval(RECOMPUTE_PROXY_COUNTERS_LUA, 0, this.prefix)) as Array<string | number>;
+    const out: Record<string, number> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = Number(flat[i + 1]);
+    return out;
   }
 
   /** Healthy proxies with at least one free slot: the inventory that low-inventory alerts watch. */

@@ -17,6 +17,7 @@ import {
   executeChild,
   log,
   setHandler,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
@@ -303,7 +304,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     const oldProxy = state.proxyUrl!;
     await setStatus('failing_over', reason);
     const result: FailoverResult = await executeChild(failoverWorkflow, {
-      workflowId: `${workflowInfo().workflowId}:failover:${state.failovers + 1}:${workflowInfo().runId.slice(0, 8)}`,
+      // uuid4() is replay-safe in workflows; a run id's prefix is time-based and can repeat across runs.
+      workflowId: `${workflowInfo().workflowId}:failover:${state.failovers + 1}:${uuid4().slice(0, 8)}`,
       args: [
         {
           sessionId: state.sessionId,

@@ -321,6 +321,19 @@ export class Stack {
     }
     for (const p of this.proxies) await p.close().catch(() => undefined);
     await this.sim.close().catch(() => undefined);
+    // Workflows and schedules are per deployment prefix: remove what this stack left on the shared server.
+    await this.temporal.schedule
+      .getHandle(`${this.env.WORKFLOW_ID_PREFIX}-backups`)
+      .delete()
+      .catch(() => undefined);
+    for await (const wf of this.temporal.workflow.list({
+      query: `TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'`,
+    })) {
+      await this.temporal.workflow
+        .getHandle(wf.workflowId, wf.runId)
+        .terminate('test stack stopped')
+        .catch(() => undefined);
+    }
     await this.cleanRedis();
     this.redis.disconnect();
     await this.connection.close();

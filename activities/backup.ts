@@ -1,0 +1,372 @@
+/**
+ * Backup and restore activities (SPEC §4). Each one is idempotent: Temporal retries activities, and the
+ * orchestrator may die between an effect and its acknowledgement. The restore keeps its on-disk journal in
+ * `<SESSIONS_DIR>/.restore-<restoreId>/` (`new/<id>` = verified extraction, `old/<id>` = the folder it replaced),
+ * so every step can tell from the folders alone what was already done.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure, heartbeat as activityHeartbeat } from '@temporalio/activity';
+import { proxyEndpoint } from '../common/proxy-url.js';
+import { LIVE_STATUSES } from '../common/session.js';
+import {
+  backupIdFor,
+  buildManifest,
+  BackupInvalidError,
+  listArchives,
+  phoneFromCreds,
+  snapshotSessions,
+  verifyArchive,
+  writeArchive,
+  type ArchiveLimits,
+  type BackupManifest,
+} from './backup-archive.js';
+import type { ActivityDeps, SessionActivities } from './session-activities.js';
+
+export const BACKUP_INVALID = 'BackupInvalid';
+
+function heartbeat(details: string) {
+  try {
+    activityHeartbeat(details);
+  } catch {
+    /* not in an activity context */
+  }
+}
+
+/** Heartbeats every second while `fn` runs (steps that stop or start workers can take several seconds). */
+async function beating<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const beat = setInterval(() => heartbeat(what), 1000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+export function archiveLimits(config: ActivityDeps['config']): ArchiveLimits {
+  return {
+    maxTotalBytes: config.BACKUP_MAX_UNCOMPRESSED_MB * 1024 * 1024,
+    maxRatio: config.BACKUP_MAX_RATIO,
+    maxEntries: config.BACKUP_MAX_ENTRIES,
+  };
+}
+
+export interface BackupResult {
+  id: string;
+  file: string;
+  size: number;
+  durationMs: number;
+  sessions: BackupManifest['sessions'];
+  files: number;
+  totalBytes: number;
+  skipped: number;
+  verified: boolean;
+}
+
+export interface RestorePlan {
+  restoreId: string;
+  backupId: string;
+  /** Sessions whose folder the restore replaces (or creates). */
+  targets: string[];
+  /** Targets that had a folder before the restore (the rollback puts it back). */
+  hadFolder: string[];
+  /** Live sessions (in Redis) among the targets: their workers are stopped and restarted. */
+  live: string[];
+  phones: Record<string, string | null>;
+}
+
+export function createBackupActivities(deps: ActivityDeps, session: Pick<SessionActivities, 'startWorker'>) {
+  const { config, pool, sessions, runner, logger } = deps;
+  const sessionsDir = path.resolve(config.SESSIONS_DIR);
+  const backupsDir = path.resolve(config.BACKUPS_DIR);
+  const limits = archiveLimits(config);
+  const journal = (restoreId: string) => path.join(sessionsDir, `.restore-${restoreId}`);
+  const archivePath = (backupId: string) => path.join(backupsDir, `${backupId}.zip`);
+  const exists = (p: string) =>
+    fs.lstat(p).then(
+      () => true,
+      () => false,
+    );
+
+  const invalid = (err: unknown): never => {
+    if (err instanceof BackupInvalidError) throw ApplicationFailure.nonRetryable(err.message, BACKUP_INVALID);
+    throw err;
+  };
+
+  return {
+    /** Reads every session folder once (no worker paused) and writes a verified archive. */
+    async createBackup(input: { reason: string; only?: string[] }): Promise<BackupResult> {
+      const t0 = Date.now();
+      await fs.mkdir(backupsDir, { recursive: true, mode: 0o700 });
+      let id = backupIdFor(new Date(t0));
+      for (let n = 2; (await exists(archivePath(id))) || (await exists(`${archivePath(id)}.partial`)); n++)
+        id = `${backupIdFor(new Date(t0))}-${n}`;
+      heartbeat('snapshot');
+      const snap = await snapshotSessions(sessionsDir, input.only);
+      const manifest = buildManifest(id, input.reason, t0, snap);
+      heartbeat('archive');
+      const size = await writeArchive(archivePath(id), manifest, snap.entries);
+      heartbeat('verify');
+      // Never report a backup that would not restore.
+      await verifyArchive(archivePath(id), limits, undefined, () => heartbeat('verify'));
+      const result: BackupResult = {
+        id,
+        file: archivePath(id),
+        size,
+        durationMs: Date.now() - t0,
+        sessions: manifest.sessions,
+        files: manifest.files.length,
+        totalBytes: manifest.totalBytes,
+        skipped: manifest.skipped.length,
+        verified: true,
+      };
+      logger.info({ ...result, sessions: manifest.sessions }, 'backup written');
+      return result;
+    },
+
+    /** Keeps the newest MAX_BACKUPS archives (and any protected one); removes stale `.partial` files too. */
+    async pruneBackups(input: { protect?: string[] } = {}): Promise<string[]> {
+      const all = await listArchives(backupsDir);
+      const removed: string[] = [];
+      for (const b of all.slice(config.MAX_BACKUPS)) {
+        if (input.protect?.includes(b.id)) continue; // the archive a restore is reading right now
+        await fs.rm(b.file, { force: true });
+        removed.push(b.id);
+      }
+      for (const n of await fs.readdir(backupsDir).catch(() => [] as string[]))
+        if (n.endsWith('.zip.partial')) {
+          const st = await fs.stat(path.join(backupsDir, n)).catch(() => null);
+          if (st && Date.now() - st.mtimeMs > 3600_000) await fs.rm(path.join(backupsDir, n), { force: true });
+        }
+      return removed;
+    },
+
+    /** Restore step 1: verify the archive (nothing is touched yet). */
+    async restoreVerify(input: { backupId: string; sessionId: string | null }): Promise<{
+      sessions: Array<{ sessionId: string; phone: string | null }>;
+    }> {
+      const manifest = await verifyArchive(archivePath(input.backupId), limits, undefined, () =>
+        heartbeat('verify'),
+      ).catch(invalid);
+      const list = manifest.sessions.map((s) => ({ sessionId: s.sessionId, phone: s.phone }));
+      if (input.sessionId && !list.some((s) => s.sessionId === input.sessionId))
+        throw ApplicationFailure.nonRetryable(
+          `backup ${input.backupId} holds no session ${input.sessionId}`,
+          BACKUP_INVALID,
+        );
+      return { sessions: list };
+    },
+
+    /** Restore step 2: extract the verified archive into the journal folder (`new/`), beside the live folders. */
+    async restoreStage(input: { restoreId: string; backupId: string; sessionId: string | null }): Promise<RestorePlan> {
+      const j = journal(input.restoreId);
+      const staged = path.join(j, 'new');
+      await fs.mkdir(path.join(j, 'old'), { recursive: true, mode: 0o700 });
+      await fs.rm(path.join(j, 'extract'), { recursive: true, force: true });
+      heartbeat('extract');
+      let manifest: BackupManifest;
+      try {
+        manifest = await verifyArchive(archivePath(input.backupId), limits, path.join(j, 'extract'), () =>
+          heartbeat('extract'),
+        );
+      } catch (err) {
+        await fs.rm(j, { recursive: true, force: true });
+        return invalid(err);
+      }
+      const targets = manifest.sessions
+        .map((s) => s.sessionId)
+        .filter((id) => !input.sessionId || id === input.sessionId)
+        .sort();
+      await fs.mkdir(path.join(j, 'extract'), { recursive: true, mode: 0o700 });
+      for (const id of targets) await fs.mkdir(path.join(j, 'extract', id), { recursive: true, mode: 0o700 });
+      // Keep only the targets, then publish the extraction as `new/` in one rename.
+      for (const n of await fs.readdir(path.join(j, 'extract')))
+        if (!targets.includes(n)) await fs.rm(path.join(j, 'extract', n), { recursive: true, force: true });
+      await fs.rm(staged, { recursive: true, force: true });
+      await fs.rename(path.join(j, 'extract'), staged);
+      const hadFolder: string[] = [];
+      for (const id of targets) if (await exists(path.join(sessionsDir, id))) hadFolder.push(id);
+      const live: string[] = [];
+      for (const id of targets) {
+        const rec = await sessions.get(id);
+        if (rec && LIVE_STATUSES.includes(rec.status)) live.push(id);
+      }
+      const phones = Object.fromEntries(manifest.sessions.map((s) => [s.sessionId, s.phone]));
+      const plan: RestorePlan = {
+        restoreId: input.restoreId,
+        backupId: input.backupId,
+        targets,
+        hadFolder,
+        live,
+        phones,
+      };
+      await fs.writeFile(path.join(j, 'plan.json'), JSON.stringify(plan, null, 2), { mode: 0o600 });
+      return plan;
+    },
+
+    /**
+     * Stops the workers of these sessions (their folders are about to be replaced). The Redis mirror is set to
+     * `reconnecting` ("restore in progress") so the watchdog does not alarm on the missing pings and restart them;
+     * the session workflows keep their state and become `connected` again on the restarted worker's CONNECTED.
+     */
+    async restoreStopWorkers(input: { sessionIds: string[]; reason: string }): Promise<number> {
+      const beat = setInterval(() => heartbeat('stopping'), 1000);
+      try {
+        const t0 = Date.now();
+        for (const id of input.sessionIds) {
+          const rec = await sessions.get(id);
+          if (rec && LIVE_STATUSES.includes(rec.status))
+            await sessions.update(id, { status: 'reconnecting', lastError: input.reason });
+          await runner.stop(id, { remove: false });
+        }
+        return Date.now() - t0;
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    /**
+     * Swaps each target folder with its verified copy: `sessions/<id>` → `old/<id>`, `new/<id>` → `sessions/<id>`
+     * (renames within one file system: each folder is whole at every moment; a crash between the two renames is
+     * completed by the retry, which reads the state from the folders). Workers are stopped again first, in case a
+     * reconcile at orchestrator start brought one back.
+     */
+    async restoreSwap(input: { restoreId: string; targets: string[] }): Promise<number> {
+      return beating('restoreSwap', async () => {
+        const t0 = Date.now();
+        const j = journal(input.restoreId);
+        for (const id of input.targets) {
+          heartbeat(`swap ${id}`);
+          await runner.stop(id, { remove: false });
+          const cur = path.join(sessionsDir, id);
+          const next = path.join(j, 'new', id);
+          const old = path.join(j, 'old', id);
+          if (!(await exists(next))) continue; // already swapped
+          if (await exists(cur)) {
+            if (await exists(old))
+              await fs.rm(cur, { recursive: true, force: true }); // re-created by a stray start
+            else await fs.rename(cur, old);
+          }
+          await fs.rename(next, cur);
+        }
+        return Date.now() - t0;
+      });
+    },
+
+    /** Compensation of restoreSwap: puts back every folder the restore replaced (idempotent). */
+    async restoreRollbackFiles(input: { restoreId: string; targets: string[]; hadFolder: string[] }): Promise<void> {
+      return beating('restoreRollbackFiles', async () => {
+        const j = journal(input.restoreId);
+        await fs.mkdir(path.join(j, 'failed'), { recursive: true, mode: 0o700 });
+        for (const id of input.targets) {
+          heartbeat(`rollback ${id}`);
+          await runner.stop(id, { remove: false });
+          const cur = path.join(sessionsDir, id);
+          const old = path.join(j, 'old', id);
+          const failed = path.join(j, 'failed', id);
+          if (await exists(old)) {
+            if (await exists(cur)) {
+              await fs.rm(failed, { recursive: true, force: true });
+              await fs.rename(cur, failed);
+            }
+            await fs.rename(old, cur);
+          } else if (!input.hadFolder.includes(id) && (await exists(cur)) && !(await exists(path.join(j, 'new', id)))) {
+            // A folder the restore created (the session had none before): remove it.
+            await fs.rm(failed, { recursive: true, force: true });
+            await fs.rename(cur, failed);
+          }
+        }
+      });
+    },
+
+    /**
+     * Rebuilds the Redis state of these sessions from their folders: phone and jid from creds.json `me.id`, phone
+     * ownership, the sticky binding kept for a known phone (else bound to the slot the session holds), and every
+     * proxy counter recomputed from the slots. Returns what changed.
+     */
+    async restoreRebuildRedis(input: { sessionIds: string[] }): Promise<{
+      phones: Record<string, string | null>;
+      conflicts: string[];
+      unknown: string[];
+      counters: Record<string, number>;
+    }> {
+      const phones: Record<string, string | null> = {};
+      const conflicts: string[] = [];
+      const unknown: string[] = [];
+      for (const id of input.sessionIds) {
+        let me: { phone: string; jid: string } | null;
+        try {
+          me = phoneFromCreds(JSON.parse(await fs.readFile(path.join(sessionsDir, id, 'creds.json'), 'utf8')));
+        } catch {
+          me = null;
+        }
+        phones[id] = me?.phone ?? null;
+        const rec = await sessions.get(id);
+        if (!rec || rec.status === 'deleted') {
+          unknown.push(id); // files restored; no live session to attach them to
+          continue;
+        }
+        if (!me) continue;
+        if (rec.phone && rec.phone !== me.phone) await sessions.releasePhone(rec.phone, id);
+        const owner = await sessions.claimPhone(me.phone, id);
+        if (owner) {
+          conflicts.push(`${id}: phone ${me.phone} is owned by session ${owner}`);
+          continue;
+        }
+        await sessions.update(id, { phone: me.phone, jid: me.jid });
+        const slot = await pool.heldBy(id);
+        if (!(await pool.getSticky(me.phone)) && slot) await pool.setSticky(me.phone, slot);
+      }
+      // Keyed by host:port: activity results land in the workflow history, proxy credentials must not.
+      const counters = Object.fromEntries(
+        Object.entries(await pool.recomputeCounters()).map(([url, n]) => [proxyEndpoint(url), n]),
+      );
+      return { phones, conflicts, unknown, counters };
+    },
+
+    /** Starts the workers of live sessions again, with the proxy each holds (the session workflow's proxy). */
+    async restoreStartWorkers(input: { sessionIds: string[] }): Promise<string[]> {
+      return beating('restoreStartWorkers', async () => {
+        const started: string[] = [];
+        for (const id of input.sessionIds) {
+          heartbeat(`start ${id}`);
+          const rec = await sessions.get(id);
+          if (!rec || !LIVE_STATUSES.includes(rec.status)) continue;
+          const proxyUrl = (await pool.heldBy(id)) ?? rec.proxy;
+          if (!proxyUrl) continue;
+          await sessions.recordPing(id, Date.now());
+          await session.startWorker({ sessionId: id, proxyUrl });
+          started.push(id);
+        }
+        return started;
+      });
+    },
+
+    /** Waits until every session is connected again (a restored folder that cannot log in fails the restore). */
+    async restoreAwaitConnected(input: { sessionIds: string[]; since: number; timeoutMs: number }): Promise<number> {
+      const t0 = Date.now();
+      for (;;) {
+        const pending: string[] = [];
+        for (const id of input.sessionIds) {
+          const rec = await sessions.get(id);
+          if (!rec || rec.status !== 'connected' || (rec.connectedAt ?? 0) < input.since) pending.push(id);
+        }
+        if (pending.length === 0) return Date.now() - t0;
+        if (Date.now() - t0 > input.timeoutMs)
+          throw ApplicationFailure.nonRetryable(
+            `sessions not connected ${input.timeoutMs} ms after the restore: ${pending.join(', ')}`,
+            'RestoreNotConnected',
+          );
+        heartbeat(`waiting for ${pending.join(',')}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    },
+
+    /** Drops the journal folder (the pre-restore state is kept as its own backup archive). */
+    async restoreCleanup(input: { restoreId: string }): Promise<void> {
+      await fs.rm(journal(input.restoreId), { recursive: true, force: true });
+    },
+  };
+}
+
+export type BackupActivities = ReturnType<typeof createBackupActivities>;

@@ -1,0 +1,110 @@
+/**
+ * Activities of the anti-ban dispatcher (workflows/dispatcher.ts) and the orchestrator's start-up sweep.
+ */
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import type { Redis } from 'ioredis';
+import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
+import type { Config } from '../common/config.js';
+import type { Logger } from '../common/logger.js';
+import { ClientWebhookStore } from '../state/client-webhooks.js';
+import { MessageStore, type StatusChange } from '../state/messages.js';
+import { OutboxStore } from '../state/outbox.js';
+
+export type DispatchStepOutput =
+  | {
+      kind: 'released';
+      messageId: string;
+      releasedAt: number;
+      gapMs: number;
+      jitterPercent: number;
+      slowdown: number;
+      level: string;
+    }
+  | { kind: 'skipped'; messageId: string }
+  | { kind: 'idle' | 'offline'; idlePollMs: number }
+  | { kind: 'cap'; untilMs: number }
+  | { kind: 'gone' };
+
+export interface DispatchActivities {
+  /** notBefore: epoch ms before which nothing is handed off (the fine part of the gap is waited here). */
+  dispatchStep(input: { sessionId: string; stepId: string; notBefore?: number }): Promise<DispatchStepOutput>;
+}
+
+export function statusEventData(ch: StatusChange): Record<string, unknown> {
+  return {
+    messageId: ch.messageId,
+    sessionId: ch.sessionId,
+    status: ch.status,
+    previous: ch.previous,
+    waMessageId: ch.waMessageId,
+    ...(ch.reason ? { reason: ch.reason } : {}),
+  };
+}
+
+export function createDispatchActivities(deps: { config: Config; redis: Redis; logger: Logger }): DispatchActivities {
+  const { config, redis, logger } = deps;
+  const messages = new MessageStore(redis, config);
+  const outbox = new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX });
+  const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
+  return {
+    async dispatchStep({ sessionId, stepId, notBefore }): Promise<DispatchStepOutput> {
+      const wait = (notBefore ?? 0) - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 20_000)));
+      const status = await redis.hget(messages.keys.session(sessionId), 'status');
+      if (status === 'connected') await messages.markConnectedOnce(sessionId);
+      for (const ch of await messages.reconcile(sessionId, outbox)) {
+        await hooks.enqueue(ch.tenant, 'message.status', statusEventData(ch));
+      }
+      const promoted = await messages.maybePromote(sessionId);
+      if (promoted) logger.info({ sessionId, ...promoted }, 'session promoted to a higher trust level');
+      const limits = await messages.limits(sessionId);
+      const r = await messages.step(sessionId, stepId, limits.dailyCap, outbox);
+      if (r.kind === 'released') {
+        const slowdown = (await messages.burstUntil(sessionId)) > Date.now() ? config.ANTIBAN_BURST_SLOWDOWN : 1;
+        logger.debug({ sessionId, messageId: r.messageId, level: limits.level }, 'message handed to the worker');
+        return {
+          kind: 'released',
+          messageId: r.messageId,
+          releasedAt: r.releasedAt,
+          gapMs: limits.gapMs,
+          jitterPercent: limits.jitterPercent,
+          slowdown,
+          level: limits.level,
+        };
+      }
+      if (r.kind === 'skipped') return { kind: 'skipped', messageId: r.messageId };
+      if (r.kind === 'cap') {
+        logger.info({ sessionId, until: new Date(r.untilMs).toISOString(), cap: limits.dailyCap }, 'daily cap reached');
+        return r;
+      }
+      if (r.kind === 'gone') return { kind: 'gone' };
+      return { kind: r.kind, idlePollMs: config.ANTIBAN_IDLE_POLL_MS };
+    },
+  };
+}
+
+/** Start (or wake) the dispatcher of a session: signal-with-start, idempotent. */
+export async function wakeDispatcher(client: Client, config: Config, sessionId: string): Promise<void> {
+  await client.workflow.signalWithStart('dispatcherWorkflow', {
+    workflowId: dispatcherWorkflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    args: [{ sessionId }],
+    signal: 'wake',
+    signalArgs: [],
+  });
+}
+
+/** Orchestrator start-up: every session with pending messages gets its dispatcher (a lost wake loses nothing). */
+export async function ensureDispatchers(client: Client, config: Config, redis: Redis, logger: Logger) {
+  const messages = new MessageStore(redis, config);
+  const ids = await messages.sessionsWithPending();
+  for (const id of ids) {
+    try {
+      await wakeDispatcher(client, config, id);
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError))
+        logger.warn({ sessionId: id, err: String(err) }, 'could not wake a dispatcher');
+    }
+  }
+  return ids.length;
+}

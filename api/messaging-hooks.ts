@@ -1,0 +1,92 @@
+/**
+ * What the API does with accepted worker events for messaging (issue 7), plugged into the webhook bridge through
+ * WebhookHooks.onEvent: message statuses move the message record forward and go to the customer's webhook;
+ * inbound messages and session status changes go to the customer's webhook; CONNECTED wakes the dispatcher.
+ * Errors are logged, never thrown: the bridge has already recorded the event.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Logger } from 'pino';
+import { statusEventData } from '../activities/dispatch-activities.js';
+import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
+import type { Config } from '../common/config.js';
+import type { WebhookEnvelope } from '../common/events.js';
+import type { Redis } from 'ioredis';
+import { ClientWebhookStore } from '../state/client-webhooks.js';
+import { MessageStore } from '../state/messages.js';
+import type { SessionStore } from '../state/sessions.js';
+import { wakeSignal } from '../workflows/dispatcher.js';
+import type { WebhookHooks } from './routes/webhook.js';
+
+const SESSION_EVENTS = new Set(['CONNECTED', 'DISCONNECTED', 'AUTH_FAILURE', 'PROXY_ERROR']);
+
+export function createMessagingHooks(deps: {
+  config: Config;
+  redis: Redis;
+  sessions: SessionStore;
+  temporal: Client;
+  logger: Logger;
+}): Required<WebhookHooks> {
+  const { config, redis, sessions, temporal, logger } = deps;
+  const messages = new MessageStore(redis, config);
+  const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
+  return {
+    async onEvent(event: WebhookEnvelope) {
+      try {
+        if (event.type === 'MESSAGE_STATUS') {
+          const d = event.data;
+          const ch = await messages.setStatus(d.messageId, d.status, d.waMessageId, d.reason ?? null);
+          if (ch) await hooks.enqueue(ch.tenant, 'message.status', statusEventData(ch));
+          return;
+        }
+        if (event.type !== 'MESSAGE_RECEIVED' && !SESSION_EVENTS.has(event.type)) return;
+        const session = await sessions.get(event.sessionId);
+        if (!session) return;
+        if (event.type === 'MESSAGE_RECEIVED') {
+          await hooks.enqueue(session.tenant, 'message.received', {
+            sessionId: event.sessionId,
+            messageId: event.data.messageId,
+            from: event.data.from,
+            text: event.data.text,
+            timestamp: event.data.timestamp,
+          });
+          return;
+        }
+        const data = event.data as Record<string, unknown>;
+        await hooks.enqueue(session.tenant, 'session.status', {
+          sessionId: event.sessionId,
+          event: event.type,
+          status:
+            event.type === 'CONNECTED' ? 'connected' : event.type === 'AUTH_FAILURE' ? 'logged_out' : 'reconnecting',
+          ...(typeof data.reason === 'string' ? { reason: data.reason } : {}),
+          ...(typeof data.phoneNumber === 'string' ? { phone: data.phoneNumber } : {}),
+          timestamp: event.timestamp,
+        });
+        if (event.type === 'CONNECTED') {
+          await temporal.workflow
+            .getHandle(dispatcherWorkflowIdFor(config.WORKFLOW_ID_PREFIX, event.sessionId))
+            .signal(wakeSignal)
+            .catch((err: unknown) => {
+              if (!(err instanceof WorkflowNotFoundError)) throw err;
+            });
+        }
+      } catch (err) {
+        logger.warn({ sessionId: event.sessionId, type: event.type, err: String(err) }, 'messaging hook failed');
+      }
+    },
+  };
+}
+
+/** Chains the messaging hooks in front of `inner` (other features' hooks keep working unchanged). */
+export function withMessagingHooks(
+  ctx: { config: Config; redis: Redis; sessions: SessionStore; temporal: Client },
+  logger: Logger,
+  inner?: WebhookHooks,
+): WebhookHooks {
+  const mine = createMessagingHooks({ ...ctx, logger });
+  return {
+    async onEvent(event) {
+      await mine.onEvent(event);
+      await inner?.onEvent?.(event);
+    },
+  };
+}

@@ -1,0 +1,134 @@
+import path from 'node:path';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { archiveLimits } from '../../activities/backup.js';
+import { BACKUP_ID_RE, BackupInvalidError, listArchives, verifyArchive } from '../../activities/backup-archive.js';
+import { SessionIdSchema } from '../../common/session.js';
+import type { ApiContext } from '../context.js';
+import { ApiError, parseInput } from '../errors.js';
+
+const IdParams = z.object({ id: z.string().regex(BACKUP_ID_RE, 'must be a backup id from GET /api/v1/backups') });
+const CreateBody = z.object({}).strict();
+/** `wait=false`: answer 202 with the workflow id at once instead of waiting for the result. */
+const WaitQuery = z.object({ wait: z.enum(['true', 'false']).default('true') });
+const RestoreBody = z
+  .object({
+    /** Restore only this session's folder. */
+    sessionId: SessionIdSchema.optional(),
+  })
+  .strict();
+
+/** Backups and restore (SPEC §4): admin key only. Both operations run as Temporal workflows in the orchestrator. */
+export function backupRoutes(ctx: ApiContext) {
+  const { config, temporal } = ctx;
+  const backupsDir = path.resolve(config.BACKUPS_DIR);
+  const limits = archiveLimits(config);
+  const requireAdmin = (admin: boolean) => {
+    if (!admin) throw new ApiError(403, 'FORBIDDEN', 'backups need the admin API key');
+  };
+  const failureOf = (err: unknown) => {
+    const cause = (err as { cause?: { message?: string; type?: string; details?: unknown[] } }).cause;
+    return { message: cause?.message ?? (err as Error).message, type: cause?.type, details: cause?.details?.[0] };
+  };
+
+  return async function plugin(app: FastifyInstance) {
+    app.get('/api/v1/backups', async (request) => {
+      requireAdmin(request.principal.admin);
+      const out = [];
+      for (const b of await listArchives(backupsDir)) {
+        let verification: { ok: boolean; error: string | null } = { ok: true, error: null };
+        let sessions: Array<{ sessionId: string; phone: string | null; files: number; bytes: number }> = [];
+        let createdAt = b.createdAt;
+        let reason: string | null = null;
+        try {
+          const m = await verifyArchive(b.file, limits);
+          sessions = m.sessions.map((s) => ({
+            sessionId: s.sessionId,
+            phone: s.phone,
+            files: s.files,
+            bytes: s.bytes,
+          }));
+          createdAt = m.createdAt;
+          reason = m.reason;
+        } catch (err) {
+          verification = { ok: false, error: (err as Error).message };
+        }
+        out.push({
+          id: b.id,
+          size: b.size,
+          createdAt: new Date(createdAt).toISOString(),
+          reason,
+          sessions,
+          verified: verification.ok,
+          verificationError: verification.error,
+        });
+      }
+      return { backups: out, maxBackups: config.MAX_BACKUPS };
+    });
+
+    app.post('/api/v1/backups/create', async (request, reply) => {
+      requireAdmin(request.principal.admin);
+      parseInput(CreateBody, request.body ?? {}, 'body');
+      try {
+        const result = await temporal.workflow.execute('backupWorkflow', {
+          workflowId: `${config.WORKFLOW_ID_PREFIX}:backup:manual`,
+          taskQueue: config.TEMPORAL_TASK_QUEUE,
+          args: [{ reason: 'on demand' }],
+          workflowIdConflictPolicy: 'FAIL',
+          workflowExecutionTimeout: '1h',
+        });
+        return reply.code(201).send({ backup: result });
+      } catch (err) {
+        if (err instanceof WorkflowExecutionAlreadyStartedError)
+          throw new ApiError(409, 'BACKUP_IN_PROGRESS', 'a backup is already running');
+        if (err instanceof WorkflowFailedError)
+          throw new ApiError(500, 'BACKUP_FAILED', `backup failed: ${failureOf(err).message}`);
+        throw err;
+      }
+    });
+
+    app.post('/api/v1/backups/restore/:id', async (request, reply) => {
+      requireAdmin(request.principal.admin);
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const body = parseInput(RestoreBody, request.body ?? {}, 'body');
+      const { wait } = parseInput(WaitQuery, request.query, 'query');
+      const file = path.join(backupsDir, `${id}.zip`);
+      if (!(await listArchives(backupsDir)).some((b) => b.id === id))
+        throw new ApiError(404, 'BACKUP_NOT_FOUND', `backup ${id} not found`);
+      // Refused before any workflow starts (the workflow verifies again before touching anything).
+      try {
+        const m = await verifyArchive(file, limits);
+        if (body.sessionId && !m.sessions.some((s) => s.sessionId === body.sessionId))
+          throw new ApiError(404, 'SESSION_NOT_IN_BACKUP', `backup ${id} holds no session ${body.sessionId}`);
+      } catch (err) {
+        if (err instanceof BackupInvalidError) throw new ApiError(422, 'BACKUP_INVALID', err.message);
+        throw err;
+      }
+      try {
+        const workflowId = `${config.WORKFLOW_ID_PREFIX}:restore`;
+        const handle = await temporal.workflow.start('restoreWorkflow', {
+          workflowId,
+          taskQueue: config.TEMPORAL_TASK_QUEUE,
+          args: [
+            { backupId: id, sessionId: body.sessionId ?? null, connectTimeoutMs: config.RESTORE_CONNECT_TIMEOUT_MS },
+          ],
+          workflowIdConflictPolicy: 'FAIL',
+          workflowExecutionTimeout: '2h',
+        });
+        if (wait === 'false')
+          return reply.code(202).send({ restore: { workflowId, runId: handle.firstExecutionRunId } });
+        return { restore: await handle.result() };
+      } catch (err) {
+        if (err instanceof WorkflowExecutionAlreadyStartedError)
+          throw new ApiError(409, 'RESTORE_IN_PROGRESS', 'a restore is already running');
+        if (err instanceof WorkflowFailedError) {
+          const f = failureOf(err);
+          if (f.type === 'BackupInvalid') throw new ApiError(422, 'BACKUP_INVALID', f.message);
+          throw new ApiError(500, 'RESTORE_FAILED', f.message);
+        }
+        throw err;
+      }
+    });
+  };
+}

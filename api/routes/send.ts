@@ -1,0 +1,172 @@
+/**
+ * The send gateway (SPEC §6, issue 7):
+ *   POST /api/send {sessionId | from, to, text, idempotencyKey?}  → 202 {messageId, sessionId, status, plannedAt?}
+ *   GET  /api/messages/:id                                         → the message and its status
+ *   GET|PUT /api/anti-ban/sessions/:id/limits                      → pacing (PUT: admin key only)
+ * Accepting is one Lua script (idempotency replay, per-tenant + global rate limits, record, queue, plan, burst);
+ * then the session's dispatcher workflow is woken. The message is durable before the 202.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { LimitsOverrideSchema } from '../../common/anti-ban.js';
+import { PhoneSchema, SessionIdSchema } from '../../common/session.js';
+import { ClientWebhookStore } from '../../state/client-webhooks.js';
+import { MessageStore } from '../../state/messages.js';
+import { assertSessionAccess } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import type { DispatchWaker } from '../dispatch-waker.js';
+import { ApiError, parseInput } from '../errors.js';
+
+export const SendBodySchema = z
+  .object({
+    sessionId: SessionIdSchema.optional(),
+    /** The sending session's phone number (alternative to sessionId). */
+    from: PhoneSchema.optional(),
+    to: PhoneSchema,
+    text: z
+      .string({ required_error: 'text is required', invalid_type_error: 'must be a string' })
+      .min(1, 'must not be empty (1-4096 characters)')
+      .max(4096, 'must be at most 4096 characters'),
+    idempotencyKey: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", ":" or "-"')
+      .optional(),
+  })
+  .strict()
+  .refine((b) => b.sessionId !== undefined || b.from !== undefined, {
+    message: 'give sessionId or from (the sending phone number)',
+    path: ['sessionId'],
+  });
+
+const MessageIdParams = z.object({ id: z.string().regex(/^msg_[A-Za-z0-9]{1,64}$/, 'not a message id') });
+const SessionParams = z.object({ id: SessionIdSchema });
+
+export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
+  const { config, redis, sessions } = ctx;
+  const messages = new MessageStore(redis, config);
+  const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
+
+  async function sessionFor(principal: Parameters<typeof assertSessionAccess>[0], sessionId: string) {
+    const record = await sessions.get(sessionId);
+    if (!record || record.status === 'deleted')
+      throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${sessionId} not found`, 'sessionId');
+    assertSessionAccess(principal, record.tenant);
+    return record;
+  }
+
+  return async function plugin(app: FastifyInstance) {
+    app.post('/api/send', async (request, reply) => {
+      const body = parseInput(SendBodySchema, request.body, 'body');
+      const headerKey = request.headers['idempotency-key'];
+      const idempotencyKey =
+        body.idempotencyKey ?? (typeof headerKey === 'string' && headerKey !== '' ? headerKey : undefined);
+      if (idempotencyKey !== undefined && !/^[A-Za-z0-9_.:-]{1,128}$/.test(idempotencyKey))
+        throw new ApiError(400, 'VALIDATION_ERROR', 'Idempotency-Key: must be 1-128 safe characters', 'idempotencyKey');
+      let sessionId = body.sessionId;
+      if (!sessionId) {
+        sessionId = (await redis.get(sessions.keys.phoneSession(body.from!))) ?? undefined;
+        if (!sessionId) throw new ApiError(404, 'SESSION_NOT_FOUND', `no session owns the number ${body.from}`, 'from');
+      }
+      const session = await sessionFor(request.principal, sessionId);
+      if (body.sessionId && body.from && session.phone && session.phone !== body.from)
+        throw new ApiError(400, 'VALIDATION_ERROR', 'from: is not the phone number of that session', 'from');
+
+      const fingerprint = createHash('sha256').update(`${sessionId}\n${body.to}\n${body.text}`).digest('hex');
+      const result = await messages.accept({
+        tenant: session.tenant,
+        sessionId,
+        messageId: `msg_${randomBytes(12).toString('hex')}`,
+        to: body.to,
+        text: body.text,
+        idempotencyKey,
+        fingerprint,
+      });
+      if (result.kind === 'limited') {
+        const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+        throw new ApiError(
+          429,
+          'RATE_LIMITED',
+          result.scope === 'tenant'
+            ? `rate limit: at most ${config.RATE_LIMIT_MAX_REQUESTS} messages per ${config.RATE_LIMIT_WINDOW_MS / 1000} s for this tenant`
+            : `rate limit: the gateway accepts at most ${config.RATE_LIMIT_GLOBAL_MAX_REQUESTS} messages per ${config.RATE_LIMIT_WINDOW_MS / 1000} s`,
+          undefined,
+          { 'retry-after': String(seconds) },
+        );
+      }
+      if (result.kind === 'conflict') {
+        throw new ApiError(
+          409,
+          'IDEMPOTENCY_KEY_REUSED',
+          `idempotency key already used for a different message (${result.messageId})`,
+          'idempotencyKey',
+        );
+      }
+      if (result.kind === 'accepted') {
+        if (result.burst) {
+          request.log.warn({ sessionId }, 'burst of sends detected: the session is slowed down');
+          await hooks
+            .enqueue(session.tenant, 'session.burst', {
+              sessionId,
+              slowdown: config.ANTIBAN_BURST_SLOWDOWN,
+              forMs: config.ANTIBAN_BURST_PAUSE_MS,
+            })
+            .catch(() => undefined);
+        }
+        // Only an idle (or never started, or stuck) dispatcher is woken: a pacing one finds the message itself.
+        // The message is durable already; a failed wake is recovered by the next request / the orchestrator.
+        if (result.wake)
+          await waker.wake(sessionId).catch((err: unknown) => {
+            request.log.warn({ sessionId, err: String(err) }, 'could not wake the dispatcher (message kept)');
+          });
+      } else {
+        void reply.header('idempotent-replayed', 'true');
+      }
+      return reply.status(202).send(result.response);
+    });
+
+    app.get('/api/messages/:id', async (request) => {
+      const { id } = parseInput(MessageIdParams, request.params, 'params');
+      const m = await messages.get(id);
+      if (!m) throw new ApiError(404, 'MESSAGE_NOT_FOUND', `message ${id} not found`);
+      assertSessionAccess(request.principal, m.tenant);
+      return m;
+    });
+
+    async function limitsView(sessionId: string) {
+      const [limits, stats, sentInWindow, pending, burstUntil] = await Promise.all([
+        messages.limits(sessionId),
+        messages.stats(sessionId),
+        messages.sentInWindow(sessionId),
+        messages.pendingCount(sessionId),
+        messages.burstUntil(sessionId),
+      ]);
+      return {
+        sessionId,
+        limits,
+        windowMs: config.ANTIBAN_WINDOW_MS,
+        sentInWindow,
+        pending,
+        burstUntil: burstUntil > Date.now() ? burstUntil : null,
+        stats,
+      };
+    }
+
+    app.get('/api/anti-ban/sessions/:id/limits', async (request) => {
+      const { id } = parseInput(SessionParams, request.params, 'params');
+      await sessionFor(request.principal, id);
+      return limitsView(id);
+    });
+
+    app.put('/api/anti-ban/sessions/:id/limits', async (request) => {
+      const { id } = parseInput(SessionParams, request.params, 'params');
+      await sessionFor(request.principal, id);
+      if (!request.principal.admin) throw new ApiError(403, 'FORBIDDEN', 'only the admin key may change pacing limits');
+      const body = parseInput(LimitsOverrideSchema, request.body, 'body');
+      await messages.setOverrides(id, body);
+      request.log.info({ sessionId: id, overrides: body }, 'pacing limits changed');
+      await waker.wake(id).catch(() => undefined);
+      return limitsView(id);
+    });
+  };
+}

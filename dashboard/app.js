@@ -1,0 +1,739 @@
+// WA Orchestrator dashboard: plain ES module, no build step, no third-party code.
+// Talks to the API with the operator's key (sessionStorage) and listens to /api/events (SSE) for live changes.
+
+const KEY_STORAGE = 'wa-dashboard-api-key';
+const STATUSES = [
+  'pending',
+  'qr_ready',
+  'connected',
+  'reconnecting',
+  'unhealthy',
+  'failing_over',
+  'logged_out',
+  'failed',
+  'stopped',
+];
+const LIVE_TYPES = [
+  'status',
+  'qr',
+  'connected',
+  'disconnected',
+  'message',
+  'error',
+  'logout',
+  'reconnect_failed',
+  'health_check_failed',
+  'failover',
+  'backup',
+];
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+const state = {
+  key: sessionStorage.getItem(KEY_STORAGE),
+  admin: false,
+  view: 'sessions',
+  sessions: [],
+  fetchedAt: 0,
+  events: null,
+  live: false,
+  newSession: null, // { id, connected }
+  reloadTimer: null,
+};
+
+// ---------------------------------------------------------------------------------------------- helpers
+
+export class ApiFailure extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+  toString() {
+    return `${this.message} (HTTP ${this.status}${this.code ? ` ${this.code}` : ''}${this.field ? `, field ${this.field}` : ''})`;
+  }
+}
+
+async function api(method, path, body, key = state.key) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: {
+        'x-api-key': key ?? '',
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch (err) {
+    throw new ApiFailure(0, 'NETWORK', `cannot reach the API: ${err.message}`);
+  }
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!res.ok) {
+    const e = json && json.error;
+    throw new ApiFailure(res.status, e?.code ?? '', e?.message ?? (text.slice(0, 200) || res.statusText), e?.field);
+  }
+  return json;
+}
+
+const esc = (v) =>
+  String(v ?? '').replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
+  );
+const dash = '—';
+
+function ago(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return dash;
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+const fmtTime = (t) => (t ? new Date(t).toLocaleString() : dash);
+function fmtBytes(n) {
+  if (typeof n !== 'number') return dash;
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+const badge = (status) => `<span class="badge badge-${esc(status)}"><span class="dot"></span>${esc(status)}</span>`;
+
+function toast(text, kind = 'info') {
+  const el = document.createElement('div');
+  el.className = `toast toast-${kind}`;
+  el.textContent = text;
+  $('#toasts').append(el);
+  setTimeout(() => el.remove(), kind === 'error' ? 9000 : 4000);
+}
+
+function showError(el, err) {
+  if (!err) {
+    el.hidden = true;
+    el.textContent = '';
+    return;
+  }
+  el.hidden = false;
+  el.textContent = String(err);
+}
+
+function confirmDialog(title, text, okLabel = 'Confirm') {
+  const dlg = $('#confirm-dialog');
+  $('#confirm-title').textContent = title;
+  $('#confirm-text').textContent = text;
+  $('#confirm-ok').textContent = okLabel;
+  dlg.returnValue = '';
+  dlg.showModal();
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- sign-in
+
+async function signIn(key) {
+  // Any authenticated read tells whether the key is valid and whether it is the admin's.
+  const stats = await api('GET', '/api/v1/dashboard/stats', undefined, key);
+  state.key = key;
+  state.admin = stats.proxies !== null;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  // Demo mode (the simulator instead of WhatsApp): a button lets a simulated phone scan the QR.
+  state.demo = await api('GET', '/api/demo', undefined, key).then(
+    () => true,
+    () => false,
+  );
+  return stats;
+}
+
+function signOut() {
+  sessionStorage.removeItem(KEY_STORAGE);
+  state.key = null;
+  state.events?.close();
+  state.events = null;
+  $('#app').hidden = true;
+  $('#signin').hidden = false;
+  $('#api-key').value = '';
+}
+
+$('#signin-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const key = $('#api-key').value.trim();
+  const btn = $('#signin-submit');
+  btn.disabled = true;
+  showError($('#signin-error'), null);
+  try {
+    await signIn(key);
+    start();
+  } catch (err) {
+    const msg =
+      err.status === 401 ? `Invalid API key: the API refused it (${err.message}).` : `Sign-in failed: ${String(err)}`;
+    showError($('#signin-error'), msg);
+  } finally {
+    btn.disabled = false;
+  }
+});
+$('#signout').addEventListener('click', signOut);
+
+// ---------------------------------------------------------------------------------------------- live events
+
+function setLive(on) {
+  state.live = on;
+  const el = $('#live');
+  el.className = `live ${on ? 'live-on' : 'live-off'}`;
+  el.textContent = on ? '● live' : '○ offline';
+}
+
+function connectEvents() {
+  state.events?.close();
+  const es = new EventSource(`/api/events?apiKey=${encodeURIComponent(state.key)}`);
+  state.events = es;
+  es.addEventListener('ready', () => {
+    setLive(true);
+    scheduleReload(); // catch up on anything missed while disconnected
+  });
+  es.addEventListener('error', () => setLive(false));
+  for (const type of LIVE_TYPES) {
+    es.addEventListener(type, (msg) => {
+      let e;
+      try {
+        e = JSON.parse(msg.data);
+      } catch {
+        return;
+      }
+      onLiveEvent(e);
+    });
+  }
+}
+
+function onLiveEvent(e) {
+  const ns = state.newSession;
+  if (ns && e.sessionId === ns.id) {
+    if (e.type === 'qr') void loadQr(ns.id);
+    if (e.data?.status) setQrStatus(e.data.status);
+    if (e.type === 'connected') markConnected();
+  }
+  if (e.type === 'error' || e.type === 'reconnect_failed' || e.type === 'health_check_failed') {
+    const what = e.data?.error ?? e.data?.lastError ?? e.type;
+    toast(`${e.sessionId ?? 'system'}: ${e.type.replace(/_/g, ' ')} — ${what}`, 'error');
+  }
+  if (e.type === 'failover' && e.data?.phase === 'completed') toast(`${e.sessionId}: failed over to ${e.data.proxy}`);
+  if (e.type === 'backup' && state.view === 'backups') void loadBackups();
+  if (e.type !== 'message') scheduleReload();
+}
+
+function scheduleReload() {
+  clearTimeout(state.reloadTimer);
+  state.reloadTimer = setTimeout(() => {
+    if (state.view === 'sessions') void loadSessions();
+    if (state.view === 'proxies') void loadProxies();
+  }, 150);
+}
+
+// ---------------------------------------------------------------------------------------------- sessions
+
+function sessionQuery() {
+  const p = new URLSearchParams();
+  const status = $('#f-status').value;
+  const search = $('#f-search').value.trim();
+  const tenant = $('#f-tenant').value.trim();
+  if (status) p.set('status', status);
+  if (search) p.set('search', search);
+  if (tenant && state.admin) p.set('tenant', tenant);
+  const q = p.toString();
+  return q ? `?${q}` : '';
+}
+
+async function loadStats() {
+  try {
+    const s = await api('GET', '/api/v1/dashboard/stats');
+    const by = s.sessions.byStatus;
+    const cards = [
+      ['Sessions', s.sessions.total],
+      ['Connected', by.connected ?? 0],
+      ['Waiting QR', (by.qr_ready ?? 0) + (by.pending ?? 0)],
+      ['Degraded', (by.reconnecting ?? 0) + (by.unhealthy ?? 0) + (by.failing_over ?? 0)],
+      ['Failed', (by.failed ?? 0) + (by.logged_out ?? 0)],
+    ];
+    if (s.proxies)
+      cards.push(
+        ['Proxy slots free', `${s.proxies.slotsFree}`],
+        ['Healthy proxies', `${s.proxies.healthy}/${s.proxies.total}`],
+      );
+    $('#stats').innerHTML = cards
+      .map(
+        ([label, value]) =>
+          `<div class="card stat"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div></div>`,
+      )
+      .join('');
+  } catch (err) {
+    showError($('#sessions-error'), err);
+  }
+}
+
+async function loadSessions() {
+  const err = $('#sessions-error');
+  try {
+    const body = await api('GET', `/api/v1/dashboard/sessions${sessionQuery()}`);
+    const prev = new Map(state.sessions.map((s) => [s.sessionId, s.status]));
+    state.sessions = body.sessions;
+    state.fetchedAt = Date.now();
+    showError(err, null);
+    renderSessions(prev);
+    fillAntiBanSessions();
+    void loadPacing();
+  } catch (e) {
+    showError(err, e);
+  }
+  void loadStats();
+}
+
+// Anti-ban pacing per session (trust level, sent in the rolling window / cap), from the anti-ban API when it
+// exists; refreshed at most every 10 s. A session without it (or an API without the route) shows '—'.
+const pacing = new Map(); // sessionId -> { at, view | null }
+async function loadPacing() {
+  const now = Date.now();
+  const due = state.sessions
+    .filter((s) => !['deleted'].includes(s.status))
+    .filter((s) => !pacing.has(s.sessionId) || now - pacing.get(s.sessionId).at > 10_000)
+    .slice(0, 100);
+  if (!due.length) return;
+  let changed = false;
+  await Promise.all(
+    due.map(async (s) => {
+      let view = null;
+      try {
+        view = await api('GET', `/api/anti-ban/sessions/${encodeURIComponent(s.sessionId)}/limits`);
+      } catch {
+        view = null; // no pacing for this session: the cells show '—'
+      }
+      pacing.set(s.sessionId, { at: now, view });
+      changed = true;
+    }),
+  );
+  if (changed) renderSessions();
+}
+function trustOf(s) {
+  return s.trustLevel ?? pacing.get(s.sessionId)?.view?.limits?.level ?? null;
+}
+function todayOf(s) {
+  const v = pacing.get(s.sessionId)?.view;
+  const sent = s.messagesToday ?? v?.sentInWindow ?? null;
+  const cap = s.dailyCap ?? v?.limits?.dailyCap ?? null;
+  if (sent === null && cap === null) return dash;
+  return `${sent ?? dash} / ${cap ?? dash}`;
+}
+
+function renderSessions(prev = new Map()) {
+  const body = $('#sessions-body');
+  $('#sessions-empty').hidden = state.sessions.length > 0;
+  body.innerHTML = state.sessions
+    .map((s) => {
+      const changed = prev.has(s.sessionId) && prev.get(s.sessionId) !== s.status;
+      const live = !['logged_out', 'failed', 'stopped', 'deleted'].includes(s.status);
+      return `<tr data-session="${esc(s.sessionId)}" data-status="${esc(s.status)}" class="${changed ? 'flash' : ''}">
+        <td><b class="mono">${esc(s.sessionId)}</b>${state.admin ? `<span class="sub">tenant ${esc(s.tenant)}</span>` : ''}</td>
+        <td class="mono">${s.phone ? `+${esc(s.phone)}` : dash}</td>
+        <td class="status-cell">${badge(s.status)}${s.lastError ? `<span class="sub" title="${esc(s.lastError)}">${esc(s.lastError.slice(0, 60))}</span>` : ''}</td>
+        <td class="mono">${esc(s.proxy ?? dash)}</td>
+        <td class="ping-age" data-age="${s.lastPingAgeMs ?? ''}">${ago(s.lastPingAgeMs)}</td>
+        <td class="num">${esc(s.restarts ?? 0)}${s.watchdogRestarts ? `<span class="sub">${esc(s.watchdogRestarts)} watchdog</span>` : ''}</td>
+        <td>${esc(trustOf(s) ?? dash)}</td>
+        <td class="num">${esc(todayOf(s))}</td>
+        <td><div class="actions">
+          ${live ? `<button class="btn btn-sm" data-action="restart" data-id="${esc(s.sessionId)}">Restart</button>` : ''}
+          ${live ? `<button class="btn btn-sm" data-action="failover" data-id="${esc(s.sessionId)}">Failover</button>` : ''}
+          <button class="btn btn-sm" data-action="delete" data-id="${esc(s.sessionId)}">Delete</button>
+          ${s.temporalUrl ? `<a class="btn btn-sm btn-ghost" href="${esc(s.temporalUrl)}" target="_blank" rel="noopener noreferrer" title="Workflow ${esc(s.workflowId)} in the Temporal Web UI">Temporal ↗</a>` : ''}
+        </div></td>
+      </tr>`;
+    })
+    .join('');
+}
+
+// Last ping ages tick every second without refetching.
+setInterval(() => {
+  const elapsed = Date.now() - state.fetchedAt;
+  for (const td of $$('#sessions-body .ping-age')) {
+    const age = td.dataset.age;
+    if (age !== '') td.textContent = ago(Number(age) + elapsed);
+  }
+}, 1000);
+
+const ACTIONS = {
+  restart: {
+    title: 'Restart session?',
+    text: (id) => `The worker of ${id} is restarted with the same proxy; it reconnects without a new QR.`,
+    run: (id) => api('POST', `/api/sessions/${encodeURIComponent(id)}/restart`),
+    done: (id) => `Restart of ${id} requested`,
+  },
+  failover: {
+    title: 'Fail over to another proxy?',
+    text: (id) => `${id} moves to another healthy proxy (one IP change for this number).`,
+    run: (id) =>
+      api('POST', `/api/sessions/${encodeURIComponent(id)}/failover`, { reason: 'requested from the dashboard' }),
+    done: (id) => `Failover of ${id} requested`,
+  },
+  delete: {
+    title: 'Delete session?',
+    text: (id) =>
+      `${id} is stopped, its proxy slot released and its WhatsApp auth files deleted. This cannot be undone.`,
+    run: (id) => api('DELETE', `/api/sessions/${encodeURIComponent(id)}`),
+    done: (id) => `${id} deleted`,
+  },
+};
+
+$('#sessions-body').addEventListener('click', async (ev) => {
+  const btn = ev.target.closest('button[data-action]');
+  if (!btn) return;
+  const { action, id } = btn.dataset;
+  const a = ACTIONS[action];
+  if (!(await confirmDialog(a.title, a.text(id), action === 'delete' ? 'Delete' : 'Confirm'))) return;
+  btn.disabled = true;
+  try {
+    await a.run(id);
+    toast(a.done(id));
+  } catch (err) {
+    toast(`${action} ${id} failed: ${String(err)}`, 'error');
+  } finally {
+    btn.disabled = false;
+    scheduleReload();
+  }
+});
+
+let filterTimer;
+for (const el of [$('#f-search'), $('#f-tenant')])
+  el.addEventListener('input', () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(loadSessions, 250);
+  });
+$('#f-status').addEventListener('change', loadSessions);
+$('#refresh').addEventListener('click', loadSessions);
+
+// ---------------------------------------------------------------------------------------------- new session + QR
+
+function openNewSession() {
+  state.newSession = null;
+  $('#new-form').reset();
+  $('#new-fields').hidden = false;
+  $('#qr-panel').hidden = true;
+  $('#new-submit').hidden = false;
+  $('#new-submit').disabled = false;
+  showError($('#new-error'), null);
+  $('#new-dialog').showModal();
+}
+
+function setQrStatus(status) {
+  const el = $('#qr-status');
+  el.className = `badge badge-${status}`;
+  el.textContent = status;
+}
+
+function markConnected() {
+  if (!state.newSession) return;
+  state.newSession.connected = true;
+  setQrStatus('connected');
+  $('#qr-img').hidden = true;
+  $('#qr-wait').hidden = true;
+  $('#qr-done').hidden = false;
+  $('#qr-demo-scan').hidden = true;
+  $('#qr-hint').textContent = 'The session is connected.';
+}
+
+$('#qr-demo-scan').addEventListener('click', async () => {
+  if (!state.newSession) return;
+  const btn = $('#qr-demo-scan');
+  btn.disabled = true;
+  try {
+    const body = state.newSession.phone ? { phone: state.newSession.phone } : {};
+    const res = await api('POST', `/api/demo/sessions/${encodeURIComponent(state.newSession.id)}/scan`, body);
+    toast(`Simulated phone +${res.phone} scanned the QR`);
+  } catch (err) {
+    showError($('#new-error'), err);
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+async function loadQr(id) {
+  if (!state.newSession || state.newSession.id !== id || state.newSession.connected) return;
+  try {
+    const qr = await api('GET', `/api/sessions/${encodeURIComponent(id)}/qr`);
+    if (!state.newSession || state.newSession.id !== id || state.newSession.connected) return;
+    const img = $('#qr-img');
+    img.src = qr.dataUrl;
+    img.dataset.count = String(qr.count);
+    img.hidden = false;
+    $('#qr-demo-scan').hidden = !state.demo;
+    $('#qr-wait').hidden = true;
+    setQrStatus(qr.status === 'pending' ? 'qr_ready' : qr.status);
+    $('#qr-hint').textContent =
+      `Scan with WhatsApp → Linked devices. QR #${qr.count}, generated ${new Date(qr.generatedAt).toLocaleTimeString()}; refreshes as it rotates.`;
+  } catch (err) {
+    if (err.code === 'QR_NOT_AVAILABLE') return; // not yet, or already connected: events will tell
+    showError($('#new-error'), err);
+  }
+}
+
+$('#new-session').addEventListener('click', openNewSession);
+$('#new-cancel').addEventListener('click', () => {
+  state.newSession = null;
+  $('#new-dialog').close();
+});
+$('#new-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const body = {};
+  const id = $('#n-id').value.trim();
+  const phone = $('#n-phone').value.trim();
+  const proxy = $('#n-proxy').value.trim();
+  if (id) body.sessionId = id;
+  if (phone) body.phone = phone;
+  if (proxy) body.proxyOverride = proxy;
+  const btn = $('#new-submit');
+  btn.disabled = true;
+  showError($('#new-error'), null);
+  try {
+    const res = await api('POST', '/api/sessions/provision', body);
+    state.newSession = { id: res.sessionId, connected: false, phone: body.phone ?? null };
+    $('#n-proxy').value = ''; // never keep a proxy password on screen
+    $('#new-fields').hidden = true;
+    btn.hidden = true;
+    $('#qr-panel').hidden = false;
+    $('#qr-session').textContent = res.sessionId;
+    $('#qr-img').hidden = true;
+    $('#qr-img').removeAttribute('src');
+    $('#qr-done').hidden = true;
+    $('#qr-demo-scan').hidden = true;
+    $('#qr-wait').hidden = false;
+    setQrStatus(res.status);
+    if (res.status === 'connected') markConnected();
+    else void loadQr(res.sessionId);
+    scheduleReload();
+  } catch (err) {
+    showError($('#new-error'), err);
+  } finally {
+    btn.disabled = false;
+  }
+});
+// Only when the live stream is down: poll the QR so the operator is never stuck on a stale code.
+setInterval(() => {
+  if (!state.live && state.newSession && !state.newSession.connected) void loadQr(state.newSession.id);
+}, 3000);
+
+// ---------------------------------------------------------------------------------------------- proxies
+
+async function loadProxies() {
+  const err = $('#proxies-error');
+  try {
+    const body = await api('GET', '/api/v1/proxies');
+    showError(err, null);
+    $('#proxies-empty').hidden = body.proxies.length > 0;
+    $('#proxies-body').innerHTML = body.proxies
+      .map((p) => {
+        const bars = Array.from(
+          { length: p.limit },
+          (_, i) => `<span class="bar ${i < p.load ? 'on' : ''} ${p.load >= p.limit ? 'full' : ''}"></span>`,
+        ).join('');
+        return `<tr data-proxy="${esc(p.id)}">
+          <td class="mono">${esc(p.endpoint)}</td>
+          <td>${badge(p.status)}</td>
+          <td><span class="bars" title="${p.load} of ${p.limit} slots">${bars}</span><b>${p.load}/${p.limit}</b></td>
+          <td class="mono small">${p.sessions.length ? p.sessions.map(esc).join(', ') : dash}</td>
+          <td>${p.badAt ? `${fmtTime(p.badAt)} <span class="sub">${ago(Date.now() - p.badAt)}</span>` : dash}</td>
+        </tr>`;
+      })
+      .join('');
+  } catch (e) {
+    showError(err, e);
+    $('#proxies-body').innerHTML = '';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- backups
+
+async function loadBackups() {
+  const err = $('#backups-error');
+  try {
+    const body = await api('GET', '/api/v1/backups');
+    const list = Array.isArray(body) ? body : (body.backups ?? []);
+    showError(err, null);
+    $('#backups-empty').hidden = list.length > 0;
+    $('#backups-body').innerHTML = list
+      .map((b) => {
+        const id = b.id ?? b.name ?? b.file;
+        const sessions = b.sessions ?? [];
+        const names = Array.isArray(sessions) ? sessions.map((s) => (typeof s === 'string' ? s : s.sessionId)) : [];
+        const verified =
+          b.verified === true
+            ? badge('verified').replace('badge-verified', 'badge-OK')
+            : b.verified === false
+              ? `${badge('invalid').replace('badge-invalid', 'badge-BAD')}<span class="sub">${esc(b.verificationError ?? '')}</span>`
+              : dash;
+        return `<tr data-backup="${esc(id)}">
+          <td class="mono">${esc(id)}</td>
+          <td>${fmtTime(b.createdAt ?? b.date)}</td>
+          <td class="num">${fmtBytes(b.size ?? b.sizeBytes)}</td>
+          <td class="small">${names.length ? esc(names.join(', ')) : dash}</td>
+          <td>${verified}</td>
+          <td><div class="actions"><button class="btn btn-sm" data-restore="${esc(id)}">Restore</button></div></td>
+        </tr>`;
+      })
+      .join('');
+  } catch (e) {
+    showError(err, `Backups unavailable: ${String(e)}`);
+    $('#backups-body').innerHTML = '';
+  }
+}
+
+$('#backup-create').addEventListener('click', async () => {
+  if (!(await confirmDialog('Create a backup now?', 'Archives every session’s auth files.', 'Create'))) return;
+  try {
+    toast('Backup running…');
+    const r = await api('POST', '/api/v1/backups/create', {});
+    toast(`Backup created${r?.backup?.id ? `: ${r.backup.id}` : ''}`);
+    await loadBackups();
+  } catch (err) {
+    showError($('#backups-error'), `Create backup failed: ${String(err)}`);
+  }
+});
+
+$('#backups-body').addEventListener('click', async (ev) => {
+  const btn = ev.target.closest('button[data-restore]');
+  if (!btn) return;
+  const id = btn.dataset.restore;
+  if (
+    !(await confirmDialog(
+      'Restore this backup?',
+      `Sessions are restored from ${id}; their current auth files are replaced.`,
+      'Restore',
+    ))
+  )
+    return;
+  try {
+    await api('POST', `/api/v1/backups/restore/${encodeURIComponent(id)}`, {});
+    toast(`Restore of ${id} started`);
+  } catch (err) {
+    showError($('#backups-error'), `Restore failed: ${String(err)}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------- anti-ban
+
+function fillAntiBanSessions() {
+  const sel = $('#ab-session');
+  const current = sel.value;
+  sel.innerHTML = state.sessions
+    .map((s) => `<option value="${esc(s.sessionId)}">${esc(s.sessionId)}</option>`)
+    .join('');
+  if (current && state.sessions.some((s) => s.sessionId === current)) sel.value = current;
+}
+
+async function loadLimits() {
+  const id = $('#ab-session').value;
+  const err = $('#ab-error');
+  if (!id) return showError(err, 'No session selected.');
+  try {
+    const v = await api('GET', `/api/anti-ban/sessions/${encodeURIComponent(id)}/limits`);
+    showError(err, null);
+    const l = v.limits ?? {};
+    const overridden = (k) => (l.overrides && k in l.overrides ? ' (override)' : '');
+    const rows = [
+      ['Trust level', `${l.level ?? dash}${overridden('level')}`],
+      ['Sent / cap (rolling window)', `${v.sentInWindow ?? dash} / ${l.dailyCap ?? dash}${overridden('dailyCap')}`],
+      ['Mean gap', l.gapMs !== undefined ? `${l.gapMs} ms (≈${l.perMinute}/min)${overridden('gapMs')}` : dash],
+      ['Jitter', l.jitterPercent !== undefined ? `±${l.jitterPercent}%` : dash],
+      ['Burst threshold', `${l.burstCount ?? dash}${overridden('burstCount')}`],
+      ['Automatic promotion', l.autoPromote === undefined ? dash : l.autoPromote ? 'on' : 'off'],
+      ['Queued', v.pending ?? dash],
+      ['Slowed by burst until', v.burstUntil ? fmtTime(v.burstUntil) : dash],
+    ];
+    $('#ab-current').innerHTML = rows.map(([k, val]) => `<dt>${esc(k)}</dt><dd>${esc(val)}</dd>`).join('');
+  } catch (e) {
+    $('#ab-current').innerHTML = '';
+    showError(err, `Limits unavailable: ${String(e)}`);
+  }
+}
+$('#ab-load').addEventListener('click', loadLimits);
+$('#ab-session').addEventListener('change', loadLimits);
+$('#ab-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const id = $('#ab-session').value;
+  const err = $('#ab-form-error');
+  if (!id) return showError(err, 'No session selected.');
+  const body = {};
+  if ($('#ab-level').value) body.level = $('#ab-level').value;
+  for (const k of ['dailyCap', 'gapMs', 'burstCount']) {
+    const raw = $(`#ab-${k}`).value.trim();
+    if (raw !== '') body[k] = Number(raw);
+  }
+  if ($('#ab-autoPromote').value) body.autoPromote = $('#ab-autoPromote').value === 'true';
+  if (!Object.keys(body).length) return showError(err, 'Nothing to change: fill at least one field.');
+  if (!(await confirmDialog('Override limits?', `New anti-ban limits for ${id}: ${JSON.stringify(body)}`, 'Save')))
+    return;
+  try {
+    await api('PUT', `/api/anti-ban/sessions/${encodeURIComponent(id)}/limits`, body);
+    showError(err, null);
+    pacing.delete(id);
+    toast(`Limits of ${id} saved`);
+    await loadLimits();
+  } catch (e) {
+    showError(err, `Override failed: ${String(e)}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------- views
+
+function showView(view) {
+  state.view = view;
+  for (const t of $$('.tab')) t.classList.toggle('active', t.dataset.view === view);
+  for (const v of ['sessions', 'proxies', 'backups', 'antiban']) $(`#view-${v}`).hidden = v !== view;
+  if (view === 'sessions') void loadSessions();
+  if (view === 'proxies') void loadProxies();
+  if (view === 'backups') void loadBackups();
+  if (view === 'antiban') {
+    fillAntiBanSessions();
+    if ($('#ab-session').value) void loadLimits();
+  }
+}
+for (const t of $$('.tab')) t.addEventListener('click', () => showView(t.dataset.view));
+for (const b of $$('[data-reload]'))
+  b.addEventListener('click', () => (b.dataset.reload === 'proxies' ? loadProxies() : loadBackups()));
+
+function start() {
+  $('#signin').hidden = true;
+  $('#app').hidden = false;
+  $('#whoami').textContent = state.admin ? 'admin' : 'tenant key';
+  for (const el of $$('.admin-only')) el.hidden = !state.admin;
+  const sel = $('#f-status');
+  if (sel.options.length === 1)
+    for (const s of STATUSES) sel.insertAdjacentHTML('beforeend', `<option value="${s}">${s}</option>`);
+  connectEvents();
+  showView('sessions');
+}
+
+// Fallback refresh, so the page stays honest even if an event was missed.
+setInterval(() => {
+  if (state.key && !$('#app').hidden && state.view === 'sessions') void loadSessions();
+}, 15_000);
+
+(async function boot() {
+  if (state.key) {
+    try {
+      await signIn(state.key);
+      return start();
+    } catch (err) {
+      showError($('#signin-error'), err.status === 401 ? 'Your saved API key is no longer valid.' : String(err));
+      sessionStorage.removeItem(KEY_STORAGE);
+      state.key = null;
+    }
+  }
+  $('#signin').hidden = false;
+})();

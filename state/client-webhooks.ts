@@ -1,0 +1,134 @@
+/**
+ * Customer webhooks (issue 7): a tenant's endpoint config and the durable delivery queue. A delivery is a JSON
+ * item in a HASH plus its due time in a ZSET; the deliverer claims due items with a lease (CLIENT_WEBHOOK_CLAIM_LUA),
+ * so a process killed mid-delivery loses nothing: the item simply comes due again.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import { CLIENT_WEBHOOK_CLAIM_LUA } from '../common/redis-scripts.js';
+
+export const CLIENT_EVENT_TYPES = ['message.received', 'message.status', 'session.status', 'session.burst'] as const;
+export type ClientEventType = (typeof CLIENT_EVENT_TYPES)[number];
+
+export const ClientWebhookConfigSchema = z
+  .object({
+    url: z
+      .string({ required_error: 'url is required' })
+      .url('must be an http(s) URL')
+      .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL'),
+    secret: z.string({ required_error: 'secret is required' }).min(16, 'must be at least 16 characters').max(256),
+    events: z
+      .array(z.enum(CLIENT_EVENT_TYPES, { message: `must be one of ${CLIENT_EVENT_TYPES.join(', ')}` }))
+      .min(1)
+      .default([...CLIENT_EVENT_TYPES]),
+  })
+  .strict();
+export type ClientWebhookConfig = z.infer<typeof ClientWebhookConfigSchema>;
+
+export interface ClientDelivery {
+  id: string;
+  tenant: string;
+  event: ClientEventType;
+  /** The exact body to POST (signed as is). */
+  body: string;
+  attempt: number;
+  createdAt: number;
+  lastError?: string;
+}
+
+export interface DeadLetter extends ClientDelivery {
+  deadAt: number;
+}
+
+export class ClientWebhookStore {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix = '',
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  async setConfig(tenant: string, cfg: ClientWebhookConfig): Promise<void> {
+    const key = this.keys.clientWebhook(tenant);
+    await this.redis
+      .multi()
+      .del(key)
+      .hset(key, { url: cfg.url, secret: cfg.secret, events: cfg.events.join(',') })
+      .exec();
+  }
+
+  async getConfig(tenant: string): Promise<ClientWebhookConfig | null> {
+    const h = await this.redis.hgetall(this.keys.clientWebhook(tenant));
+    if (!h.url || !h.secret) return null;
+    return { url: h.url, secret: h.secret, events: (h.events ?? '').split(',').filter(Boolean) as ClientEventType[] };
+  }
+
+  async deleteConfig(tenant: string): Promise<boolean> {
+    return (await this.redis.del(this.keys.clientWebhook(tenant))) === 1;
+  }
+
+  /** Queues an event for the tenant if it has a webhook subscribed to this event type. Returns the delivery id. */
+  async enqueue(
+    tenant: string,
+    event: ClientEventType,
+    data: Record<string, unknown>,
+    now = Date.now(),
+  ): Promise<string | null> {
+    const cfg = await this.getConfig(tenant);
+    if (!cfg || !cfg.events.includes(event)) return null;
+    const id = `whd_${randomBytes(12).toString('hex')}`;
+    const body = JSON.stringify({ id, event, tenant, timestamp: now, data });
+    const item: ClientDelivery = { id, tenant, event, body, attempt: 0, createdAt: now };
+    await this.redis
+      .multi()
+      .hset(this.keys.clientWebhookItems(), id, JSON.stringify(item))
+      .zadd(this.keys.clientWebhookDue(), now, id)
+      .exec();
+    return id;
+  }
+
+  async claim(limit: number, leaseMs: number): Promise<ClientDelivery[]> {
+    const flat = (await this.redis.eval(CLIENT_WEBHOOK_CLAIM_LUA, 0, this.prefix, limit, leaseMs)) as string[];
+    const out: ClientDelivery[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push(JSON.parse(flat[i + 1]!) as ClientDelivery);
+    return out;
+  }
+
+  async complete(id: string): Promise<void> {
+    await this.redis.multi().zrem(this.keys.clientWebhookDue(), id).hdel(this.keys.clientWebhookItems(), id).exec();
+  }
+
+  async retryLater(item: ClientDelivery, dueAt: number): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.clientWebhookItems(), item.id, JSON.stringify(item))
+      .zadd(this.keys.clientWebhookDue(), dueAt, item.id)
+      .exec();
+  }
+
+  async deadLetter(item: ClientDelivery, now = Date.now()): Promise<void> {
+    const dead: DeadLetter = { ...item, deadAt: now };
+    await this.redis
+      .multi()
+      .lpush(this.keys.clientWebhookDead(item.tenant), JSON.stringify(dead))
+      .ltrim(this.keys.clientWebhookDead(item.tenant), 0, 9_999)
+      .zrem(this.keys.clientWebhookDue(), item.id)
+      .hdel(this.keys.clientWebhookItems(), item.id)
+      .exec();
+  }
+
+  async deadLetters(tenant: string, limit = 100): Promise<DeadLetter[]> {
+    const rows = await this.redis.lrange(this.keys.clientWebhookDead(tenant), 0, limit - 1);
+    return rows.map((r) => JSON.parse(r) as DeadLetter);
+  }
+
+  async pending(tenant?: string): Promise<number> {
+    if (!tenant) return this.redis.zcard(this.keys.clientWebhookDue());
+    const all = await this.redis.hvals(this.keys.clientWebhookItems());
+    return all.filter((r) => (JSON.parse(r) as ClientDelivery).tenant === tenant).length;
+  }
+}

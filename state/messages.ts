@@ -1,0 +1,276 @@
+/**
+ * Outbound messages in Redis (issue 7): the gateway's atomic accept (idempotency, rate limits, plan, burst), the
+ * dispatcher's atomic step (pending queue → worker outbox), forward-only status updates, pacing overrides and
+ * the per-session counters that drive promotion. Every multi-key change is one Lua script
+ * (common/redis-scripts.ts); keys are in common/redis-keys.ts.
+ */
+import type { Redis } from 'ioredis';
+import {
+  effectiveLimits,
+  overridesFromHash,
+  promotion,
+  type EffectiveLimits,
+  type LimitsOverride,
+  type SessionSendStats,
+} from '../common/anti-ban.js';
+import type { Config } from '../common/config.js';
+import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import { DISPATCH_STEP_LUA, MESSAGE_STATUS_LUA, PROMOTE_LEVEL_LUA, SEND_ACCEPT_LUA } from '../common/redis-scripts.js';
+import type { OutboxStore } from './outbox.js';
+
+export const MESSAGE_STATUSES = ['queued', 'scheduled', 'sent', 'delivered', 'read', 'failed'] as const;
+export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
+
+export interface MessageRecord {
+  messageId: string;
+  sessionId: string;
+  tenant: string;
+  to: string;
+  text: string;
+  status: MessageStatus;
+  plannedAt: number | null;
+  createdAt: number;
+  dispatchedAt: number | null;
+  sentAt: number | null;
+  deliveredAt: number | null;
+  readAt: number | null;
+  failedAt: number | null;
+  waMessageId: string | null;
+  reason: string | null;
+  idempotencyKey: string | null;
+}
+
+export type AcceptResult =
+  | { kind: 'accepted' | 'replay'; response: Record<string, unknown>; burst: boolean; wake: boolean }
+  | { kind: 'conflict'; messageId: string }
+  | { kind: 'limited'; scope: 'tenant' | 'global'; retryAfterMs: number };
+
+export type StepResult =
+  | { kind: 'released'; messageId: string; releasedAt: number }
+  | { kind: 'skipped'; messageId: string }
+  | { kind: 'idle' | 'offline' | 'gone' }
+  | { kind: 'cap'; untilMs: number };
+
+export interface StatusChange {
+  messageId: string;
+  sessionId: string;
+  tenant: string;
+  status: MessageStatus;
+  previous: string;
+  waMessageId: string | null;
+  reason: string | null;
+}
+
+const num = (s: string | undefined) => (s === undefined || s === '' ? null : Number(s));
+
+export class MessageStore {
+  readonly keys: RedisKeys;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly config: Config,
+  ) {
+    this.prefix = config.REDIS_KEY_PREFIX;
+    this.keys = redisKeys(this.prefix);
+  }
+
+  async accept(a: {
+    tenant: string;
+    sessionId: string;
+    messageId: string;
+    to: string;
+    text: string;
+    idempotencyKey?: string;
+    fingerprint: string;
+  }): Promise<AcceptResult> {
+    const c = this.config;
+    const r = (await this.redis.eval(
+      SEND_ACCEPT_LUA,
+      0,
+      this.prefix,
+      a.tenant,
+      a.idempotencyKey ?? '',
+      a.fingerprint,
+      a.messageId,
+      a.sessionId,
+      a.to,
+      a.text,
+      c.RATE_LIMIT_MAX_REQUESTS,
+      c.RATE_LIMIT_GLOBAL_MAX_REQUESTS,
+      c.RATE_LIMIT_WINDOW_MS,
+      c.IDEMPOTENCY_TTL_MS,
+      c.ANTIBAN_COLD_DAILY,
+      c.ANTIBAN_WARM_DAILY,
+      c.ANTIBAN_HOT_DAILY,
+      c.ANTIBAN_WINDOW_MS,
+      c.ANTIBAN_BURST_COUNT,
+      c.ANTIBAN_BURST_WINDOW_MS,
+      c.ANTIBAN_BURST_PAUSE_MS,
+      3 * c.ANTIBAN_IDLE_POLL_MS + 5_000,
+      Math.max(c.ANTIBAN_COLD_GAP_MS, c.ANTIBAN_WARM_GAP_MS, c.ANTIBAN_HOT_GAP_MS),
+      ((100 + c.ANTIBAN_JITTER_PERCENT) / 100) * c.ANTIBAN_BURST_SLOWDOWN,
+    )) as [string, string, number, number, number?];
+    const [kind, payload, retry, burst, wake] = r;
+    if (kind === 'conflict') return { kind, messageId: payload };
+    if (kind === 'limited') return { kind, scope: payload as 'tenant' | 'global', retryAfterMs: Number(retry) };
+    return {
+      kind: kind as 'accepted' | 'replay',
+      response: JSON.parse(payload) as Record<string, unknown>,
+      burst: Number(burst) === 1,
+      wake: Number(wake) === 1,
+    };
+  }
+
+  async get(messageId: string): Promise<MessageRecord | null> {
+    const h = await this.redis.hgetall(this.keys.message(messageId));
+    if (!h.id) return null;
+    return {
+      messageId: h.id,
+      sessionId: h.sessionId ?? '',
+      tenant: h.tenant ?? '',
+      to: h.to ?? '',
+      text: h.text ?? '',
+      status: (h.status ?? 'queued') as MessageStatus,
+      plannedAt: num(h.plannedAt),
+      createdAt: Number(h.createdAt),
+      dispatchedAt: num(h.dispatchedAt),
+      sentAt: num(h.sentAt),
+      deliveredAt: num(h.deliveredAt),
+      readAt: num(h.readAt),
+      failedAt: num(h.failedAt),
+      waMessageId: h.waMessageId ?? null,
+      reason: h.reason ?? null,
+      idempotencyKey: h.idempotencyKey ?? null,
+    };
+  }
+
+  /** Forward-only status change; returns the change when it applied. */
+  async setStatus(
+    messageId: string,
+    status: Exclude<MessageStatus, 'queued' | 'scheduled'>,
+    waMessageId: string | null,
+    reason: string | null,
+  ): Promise<StatusChange | null> {
+    const [applied, previous, sessionId, tenant] = (await this.redis.eval(
+      MESSAGE_STATUS_LUA,
+      0,
+      this.prefix,
+      messageId,
+      status,
+      waMessageId ?? '',
+      reason ?? '',
+    )) as [number, string, string, string];
+    if (Number(applied) !== 1) return null;
+    return { messageId, sessionId, tenant, status, previous, waMessageId, reason };
+  }
+
+  async step(sessionId: string, stepId: string, cap: number, outbox: OutboxStore): Promise<StepResult> {
+    const ok = outbox.keys(sessionId);
+    const [kind, messageId, until] = (await this.redis.eval(
+      DISPATCH_STEP_LUA,
+      0,
+      this.prefix,
+      sessionId,
+      stepId,
+      this.config.ANTIBAN_WINDOW_MS,
+      cap,
+      ok.queue,
+      ok.items,
+      ok.acked,
+      ok.failed,
+    )) as [string, string, number];
+    if (kind === 'released') return { kind, messageId, releasedAt: Number(until) };
+    if (kind === 'skipped') return { kind, messageId };
+    if (kind === 'cap') return { kind, untilMs: Number(until) };
+    return { kind: kind as 'idle' | 'offline' | 'gone' };
+  }
+
+  /**
+   * Reads back the outcome of handed-off messages from the outbox (ACK → sent, failed → failed), so a status is
+   * right even when the worker's MESSAGE_STATUS webhook was lost. Returns the changes that applied.
+   */
+  async reconcile(sessionId: string, outbox: OutboxStore, limit = 100): Promise<StatusChange[]> {
+    const ids = await this.redis.zrange(this.keys.dispatchReleased(sessionId), 0, limit - 1);
+    const changes: StatusChange[] = [];
+    for (const id of ids) {
+      const wa = await outbox.ackedId(sessionId, id);
+      if (wa) {
+        const ch = await this.setStatus(id, 'sent', wa, null);
+        if (ch) changes.push(ch);
+        await this.redis.zrem(this.keys.dispatchReleased(sessionId), id);
+        continue;
+      }
+      const failure = await outbox.failure(sessionId, id);
+      if (failure) {
+        const ch = await this.setStatus(id, 'failed', null, failure.reason);
+        if (ch) changes.push(ch);
+        await this.redis.zrem(this.keys.dispatchReleased(sessionId), id);
+      }
+    }
+    return changes;
+  }
+
+  async overrides(sessionId: string): Promise<LimitsOverride> {
+    return overridesFromHash(await this.redis.hgetall(this.keys.antibanLimits(sessionId)));
+  }
+
+  async limits(sessionId: string): Promise<EffectiveLimits> {
+    return effectiveLimits(this.config, await this.overrides(sessionId));
+  }
+
+  /** Replaces the overrides (fields absent from `o` are removed), in one transaction. */
+  async setOverrides(sessionId: string, o: LimitsOverride): Promise<EffectiveLimits> {
+    const key = this.keys.antibanLimits(sessionId);
+    const fields = Object.fromEntries(Object.entries(o).map(([k, v]) => [k, String(v)]));
+    const tx = this.redis.multi().del(key);
+    if (Object.keys(fields).length) tx.hset(key, fields);
+    await tx.exec();
+    return effectiveLimits(this.config, o);
+  }
+
+  async stats(sessionId: string): Promise<SessionSendStats> {
+    const h = await this.redis.hgetall(this.keys.antibanStats(sessionId));
+    return {
+      firstConnectedAt: num(h.firstConnectedAt),
+      released: Number(h.released ?? 0),
+      delivered: Number(h.delivered ?? 0),
+      failed: Number(h.failed ?? 0),
+    };
+  }
+
+  async markConnectedOnce(sessionId: string, now = Date.now()): Promise<void> {
+    await this.redis.hsetnx(this.keys.antibanStats(sessionId), 'firstConnectedAt', now);
+  }
+
+  /** Applies the automatic promotion rules (unless pinned); returns the promotion when one happened. */
+  async maybePromote(sessionId: string, now = Date.now()) {
+    const o = await this.overrides(sessionId);
+    if (o.autoPromote === false) return null;
+    const lim = effectiveLimits(this.config, o);
+    const p = promotion(this.config, lim.level, await this.stats(sessionId), now);
+    if (!p) return null;
+    // A compare-and-set on the level: a concurrent manual PUT wins.
+    const ok = await this.redis.eval(PROMOTE_LEVEL_LUA, 1, this.keys.antibanLimits(sessionId), lim.level, p.to);
+    return Number(ok) === 1 ? { from: lim.level, ...p } : null;
+  }
+
+  async pendingCount(sessionId: string): Promise<number> {
+    return this.redis.llen(this.keys.dispatchPending(sessionId));
+  }
+
+  async burstUntil(sessionId: string): Promise<number> {
+    return Number((await this.redis.hget(this.keys.dispatchState(sessionId), 'burstUntil')) ?? 0);
+  }
+
+  async sentInWindow(sessionId: string, now = Date.now()): Promise<number> {
+    return this.redis.zcount(this.keys.dispatchSent(sessionId), now - this.config.ANTIBAN_WINDOW_MS, '+inf');
+  }
+
+  async sessionsWithPending(): Promise<string[]> {
+    const ids = await this.redis.smembers(this.keys.dispatchSessions());
+    const out: string[] = [];
+    for (const id of ids) if ((await this.pendingCount(id)) > 0) out.push(id);
+    return out;
+  }
+}

@@ -1,0 +1,44 @@
+/** Helpers for the messaging tests (issue 7): provisioning a connected session and gap statistics. */
+import type { Stack } from './stack.js';
+import { API_KEY } from './stack.js';
+
+export async function connectedSession(stack: Stack, sessionId: string, phone: string, apiKey = API_KEY) {
+  const r = await stack.call('POST', '/api/sessions/provision', { sessionId, phone }, apiKey);
+  if (r.status !== 201) throw new Error(`provision ${sessionId}: ${r.status} ${JSON.stringify(r.body)}`);
+  await stack.scan(sessionId, phone);
+  await stack.waitForStatus(sessionId, 'connected', 40_000);
+}
+
+export function gaps(times: number[]): number[] {
+  const sorted = [...times].sort((a, b) => a - b);
+  return sorted.slice(1).map((t, i) => t - sorted[i]!);
+}
+
+export function describeGaps(label: string, values: number[], meanMs: number): string {
+  const min = Math.min(...values);
+  const max = Math.max(...values);
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const lines = [
+    `${label}: n=${values.length} min=${min} mean=${mean.toFixed(0)} max=${max} ms (configured mean ${meanMs}, ±30% → ${Math.round(meanMs * 0.7)}..${Math.round(meanMs * 1.3)})`,
+  ];
+  const lo = Math.floor(Math.min(min, meanMs * 0.7) / 100) * 100;
+  const hi = Math.ceil(Math.max(max, meanMs * 1.3) / 100) * 100;
+  for (let b = lo; b < hi; b += 100) {
+    const n = values.filter((v) => v >= b && v < b + 100).length;
+    lines.push(`  ${String(b).padStart(5)}-${String(b + 99).padEnd(5)} ${'#'.repeat(n)} ${n || ''}`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Ends the dispatcher workflows of a test's sessions. Stack.stop() deletes sessions and stops the orchestrator at
+ * once, before an idle dispatcher has stepped again to notice; without this they would linger on the dev server.
+ */
+export async function terminateDispatchers(stack: Stack, sessionIds: string[]): Promise<void> {
+  for (const id of sessionIds) {
+    await stack.temporal.workflow
+      .getHandle(`e2e-${stack.id}:dispatch:${id}`)
+      .terminate('test finished')
+      .catch(() => undefined);
+  }
+}

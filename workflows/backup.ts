@@ -1,0 +1,59 @@
+/**
+ * The backup workflow (SPEC §4): run by a Temporal Schedule (nightly cron, overlap SKIP) and on demand
+ * (POST /api/v1/backups/create). Archive the session folders with a verified manifest, keep the newest
+ * MAX_BACKUPS, alert done / failed.
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import type { BackupActivities, BackupResult } from '../activities/backup.js';
+import type { SessionActivities } from '../activities/session-activities.js';
+
+export interface BackupInput {
+  reason: string;
+  /** Only these sessions (default: every session folder). */
+  only?: string[];
+  /** Send the done alert (the restore's automatic pre-restore backup alerts through the restore instead). */
+  alert?: boolean;
+  /** Archives retention must not remove now (the one a restore is about to read). */
+  protect?: string[];
+}
+
+export type BackupWorkflowResult = BackupResult & { pruned: string[] };
+
+const archive = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '15s',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3 },
+});
+const quick = proxyActivities<SessionActivities & BackupActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
+});
+
+function message(err: unknown): string {
+  const cause = (err as { cause?: { message?: string } }).cause;
+  return cause?.message ?? (err as Error).message ?? String(err);
+}
+
+export async function backupWorkflow(input: BackupInput): Promise<BackupWorkflowResult> {
+  let result: BackupResult;
+  try {
+    result = await archive.createBackup({ reason: input.reason, only: input.only });
+  } catch (err) {
+    await quick
+      .sendAlert({ kind: 'backup_failed', text: `backup (${input.reason}) failed: ${message(err)}` })
+      .catch(() => undefined);
+    throw err;
+  }
+  const pruned = await quick.pruneBackups({ protect: input.protect });
+  if (input.alert !== false) {
+    const kb = Math.round(result.size / 1024);
+    await quick
+      .sendAlert({
+        kind: 'backup_done',
+        text: `backup ${result.id} (${input.reason}): ${result.sessions.length} sessions, ${result.files} files, ${kb} KiB in ${result.durationMs} ms`,
+        dedupeKey: `backup_done:${result.id}`,
+      })
+      .catch(() => undefined);
+  }
+  return { ...result, pruned };
+}

@@ -1,0 +1,187 @@
+/**
+ * Restore of a backup archive as a compensating workflow (SPEC §4). Steps, each with its compensation registered
+ * before it runs:
+ *  1. verify the archive (manifest, checksums, safe paths, no symlinks, zip-bomb limits): nothing touched yet;
+ *  2. automatic backup of the current state (a child backup workflow);
+ *  3. extract the archive beside the live folders (`sessions/.restore-<id>/new`);
+ *  4. stop the workers of the restored sessions          ↺ start them again;
+ *  5. swap each session folder (rename in, old one kept)  ↺ put the old folders back;
+ *  6. rebuild Redis from the folders (phone, bindings, counters) ↺ rebuild again from the old folders;
+ *  7. start the workers and wait until every session is connected;
+ *  8. drop the journal folder.
+ * Any failure after step 3 runs the compensations in reverse and the workflow fails with a report. Every activity
+ * is idempotent and reads its progress from the folders, so a crash of the orchestrator at any point is completed
+ * (or rolled back) by the retry after restart.
+ */
+import { ApplicationFailure, executeChild, log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { BackupActivities, RestorePlan } from '../activities/backup.js';
+import type { SessionActivities } from '../activities/session-activities.js';
+import { backupWorkflow, type BackupWorkflowResult } from './backup.js';
+
+export interface RestoreInput {
+  backupId: string;
+  /** Restore only this session's folder (default: every session of the archive). */
+  sessionId: string | null;
+  connectTimeoutMs: number;
+}
+
+export interface RestoreReport {
+  ok: boolean;
+  backupId: string;
+  restoreId: string;
+  sessionId: string | null;
+  preRestoreBackup: string | null;
+  restored: string[];
+  phones: Record<string, string | null>;
+  conflicts: string[];
+  unknownSessions: string[];
+  rolledBack: boolean;
+  error: string | null;
+  timings: Record<string, number>;
+  durationMs: number;
+}
+
+const quick = proxyActivities<BackupActivities & SessionActivities>({
+  startToCloseTimeout: '60s',
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+});
+const files = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '10s',
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '10s',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: ['BackupInvalid'],
+  },
+});
+/** Compensations must not give up: retried until they succeed (they are idempotent). */
+const undo = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '5m',
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+});
+
+function message(err: unknown): string {
+  const cause = (err as { cause?: { message?: string } }).cause;
+  return cause?.message ?? (err as Error).message ?? String(err);
+}
+
+export async function restoreWorkflow(input: RestoreInput): Promise<RestoreReport> {
+  const t0 = Date.now();
+  // The random tail of the run id (run ids may be UUIDv7: their head is a timestamp shared by close runs).
+  const restoreId = workflowInfo().runId.replace(/-/g, '').slice(-12);
+  const timings: Record<string, number> = {};
+  const report: RestoreReport = {
+    ok: false,
+    backupId: input.backupId,
+    restoreId,
+    sessionId: input.sessionId,
+    preRestoreBackup: null,
+    restored: [],
+    phones: {},
+    conflicts: [],
+    unknownSessions: [],
+    rolledBack: false,
+    error: null,
+    timings,
+    durationMs: 0,
+  };
+  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const s = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = Date.now() - s;
+    }
+  };
+  const fail = async (error: string, type: string): Promise<never> => {
+    report.error = error;
+    report.durationMs = Date.now() - t0;
+    await quick
+      .sendAlert({
+        kind: 'restore_failed',
+        text: `restore of ${input.backupId} failed${report.rolledBack ? ' and was rolled back' : ''}: ${error}`,
+        dedupeKey: `restore_failed:${restoreId}`,
+      })
+      .catch(() => undefined);
+    throw ApplicationFailure.nonRetryable(error, type, report);
+  };
+
+  // 1 + 2: nothing has been touched if these fail.
+  try {
+    await step('verify', () => files.restoreVerify({ backupId: input.backupId, sessionId: input.sessionId }));
+  } catch (err) {
+    return fail(`archive refused: ${message(err)}`, 'BackupInvalid');
+  }
+  let pre: BackupWorkflowResult;
+  try {
+    pre = await step('preRestoreBackup', () =>
+      executeChild(backupWorkflow, {
+        workflowId: `${workflowInfo().workflowId}:pre-backup:${restoreId}`,
+        args: [{ reason: `before restore of ${input.backupId}`, alert: false, protect: [input.backupId] }],
+      }),
+    );
+  } catch (err) {
+    return fail(`automatic pre-restore backup failed: ${message(err)}`, 'PreRestoreBackupFailed');
+  }
+  report.preRestoreBackup = pre.id;
+
+  let plan: RestorePlan;
+  try {
+    plan = await step('stage', () =>
+      files.restoreStage({ restoreId, backupId: input.backupId, sessionId: input.sessionId }),
+    );
+  } catch (err) {
+    await undo.restoreCleanup({ restoreId });
+    return fail(`extraction failed: ${message(err)}`, 'RestoreFailed');
+  }
+
+  // Compensations, run in reverse order of registration: files back, Redis rebuilt from them, workers started.
+  const compensations: Array<() => Promise<unknown>> = [];
+  try {
+    compensations.push(() => undo.restoreStartWorkers({ sessionIds: plan.live }));
+    await step('stopWorkers', () => quick.restoreStopWorkers({ sessionIds: plan.live, reason: 'restore in progress' }));
+
+    compensations.push(() => undo.restoreRebuildRedis({ sessionIds: plan.targets }));
+    compensations.push(() =>
+      undo.restoreRollbackFiles({ restoreId, targets: plan.targets, hadFolder: plan.hadFolder }),
+    );
+    await step('swap', () => files.restoreSwap({ restoreId, targets: plan.targets }));
+
+    const rebuilt = await step('rebuildRedis', () => quick.restoreRebuildRedis({ sessionIds: plan.targets }));
+    report.phones = rebuilt.phones;
+    report.conflicts = rebuilt.conflicts;
+    report.unknownSessions = rebuilt.unknown;
+    if (rebuilt.conflicts.length) throw new Error(`phone conflicts: ${rebuilt.conflicts.join('; ')}`);
+
+    const since = Date.now();
+    await step('startWorkers', () => quick.restoreStartWorkers({ sessionIds: plan.live }));
+    await step('awaitConnected', () =>
+      files.restoreAwaitConnected({ sessionIds: plan.live, since, timeoutMs: input.connectTimeoutMs }),
+    );
+  } catch (err) {
+    const error = message(err);
+    log.error('restore failed: rolling back', { error });
+    // Stop the workers of the restored folders before putting the old folders back, then run the compensations.
+    await undo.restoreStopWorkers({ sessionIds: plan.live, reason: 'restore rollback' });
+    for (const c of compensations.reverse()) await c();
+    await undo.restoreCleanup({ restoreId });
+    report.rolledBack = true;
+    return fail(`${error} (rolled back to the pre-restore state)`, 'RestoreFailed');
+  }
+  await quick.restoreCleanup({ restoreId });
+  report.ok = true;
+  report.restored = plan.targets;
+  report.durationMs = Date.now() - t0;
+  await quick
+    .sendAlert({
+      kind: 'restore_done',
+      text: `restore of ${input.backupId} done: ${plan.targets.length} sessions in ${report.durationMs} ms (pre-restore backup ${pre.id})`,
+      dedupeKey: `restore_done:${restoreId}`,
+    })
+    .catch(() => undefined);
+  return report;
+}
