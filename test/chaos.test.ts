@@ -5,11 +5,11 @@
  * or sent twice, and no proxy counter is wrong.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT, Stack, sleep, waitFor } from './helpers/stack.js';
+import { Stack, sleep, waitFor } from './helpers/stack.js';
 
 const SESSIONS = [
   { id: 'chaos1', phone: '15550009001' },
@@ -27,8 +27,23 @@ function kill9(pid: number) {
   process.kill(pid, 'SIGKILL');
 }
 
-function restartServices() {
-  execFileSync('bash', [path.join(ROOT, 'scripts', 'services.sh')], { encoding: 'utf8', timeout: 180_000 });
+/**
+ * Restarts a killed service exactly as it ran before (same data files), whoever started it: Redis from its own
+ * CONFIG (dir, AOF), the Temporal dev server from its command line (same SQLite file).
+ */
+async function redisConfig(redis: Stack['redis']): Promise<string[]> {
+  const get = async (name: string) => ((await redis.config('GET', name)) as string[])[1] ?? '';
+  const args = ['--port', await get('port'), '--bind', await get('bind'), '--dir', await get('dir')];
+  args.push('--appendonly', await get('appendonly'), '--appendfsync', await get('appendfsync'));
+  const appendDir = await get('appenddirname');
+  if (appendDir) args.push('--appenddirname', appendDir);
+  args.push('--appendfilename', await get('appendfilename'), '--save', '', '--daemonize', 'yes');
+  return args;
+}
+
+function respawnDetached(argv: string[], env: NodeJS.ProcessEnv = process.env) {
+  const [cmd, ...args] = argv;
+  spawn(cmd!, args, { detached: true, stdio: 'ignore', env }).unref();
 }
 
 describe('chaos: kill -9 every component in turn', () => {
@@ -126,9 +141,10 @@ describe('chaos: kill -9 every component in turn', () => {
     const before = await stack.redis.hgetall(`${stack.prefix}session:chaos1`);
     const pid = pidOf('^redis-server 127\\.0\\.0\\.1:6379');
     assert.ok(pid, 'redis-server is running');
+    const args = await redisConfig(stack.redis);
     kill9(pid);
     await sleep(1000);
-    restartServices();
+    execFileSync('redis-server', args);
     await waitFor('redis back', async () => (await stack.redis.ping().catch(() => null)) === 'PONG', 30_000);
     const after = await stack.redis.hgetall(`${stack.prefix}session:chaos1`);
     assert.equal(after.phone, before.phone, 'session hash survived (AOF)');
@@ -138,9 +154,11 @@ describe('chaos: kill -9 every component in turn', () => {
   it('the Temporal dev server (kill -9, restart on its SQLite file)', async () => {
     const pid = pidOf('temporal server start-dev');
     assert.ok(pid, 'temporal dev server is running');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    assert.ok(argv.includes('--db-filename'), 'the dev server persists to a SQLite file');
     kill9(pid);
     await sleep(1000);
-    restartServices();
+    respawnDetached(argv, { ...process.env, TEMPORAL_VERSION_CHECK_DISABLED: '1' });
     await allConnected(120_000);
     // The workflows are still there and answer queries.
     const r = await stack.call('POST', '/api/sessions/chaos1/restart');

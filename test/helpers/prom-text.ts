@@ -49,8 +49,18 @@ export function parsePrometheusText(text: string): PromText {
       if (consumed !== m[3].length) throw new Error(`bad labels in ${where}`);
     }
     const raw = m[4]!;
-    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : raw === 'NaN' ? NaN : Number(raw);
-    if (Number.isNaN(value) && raw !== 'NaN') throw new Error(`bad value in ${where}`);
+    // Prometheus parses special values case-insensitively (Go's ParseFloat); prom-client writes NaN as "Nan".
+    const special = raw.toLowerCase();
+    const isNaNText = special === 'nan';
+    const value =
+      special === '+inf' || special === 'inf'
+        ? Infinity
+        : special === '-inf'
+          ? -Infinity
+          : isNaNText
+            ? NaN
+            : Number(raw);
+    if (Number.isNaN(value) && !isNaNText) throw new Error(`bad value in ${where}`);
     const name = m[1]!;
     const family = [name, name.replace(/_(bucket|sum|count|total|created)$/, '')].find((n) => types.has(n));
     if (!family) throw new Error(`sample without a # TYPE in ${where}`);
