@@ -41,7 +41,6 @@ const stack = await new Stack({
   watchdogIntervalMs: 60_000,
   pingTimeoutMs: 180_000,
   extraEnv: {
-    LOG_LEVEL: 'warn',
     // Production keep-alive cadence, so the idle measurement is realistic.
     WORKER_ENV_PRESENCE_INTERVAL_MS: '15000',
     WORKER_ENV_WA_KEEPALIVE_INTERVAL_MS: '30000',
