@@ -38,6 +38,11 @@ export interface ClaimedMessage extends OutboxMessage {
 export type AckResult = 'acked' | 'duplicate' | 'not_found' | 'conflict';
 export type NackResult = 'requeued' | 'failed' | 'not_found' | 'conflict';
 
+/** KEYS of the ACK and NACK scripts, in their order. */
+function settleKeys(k: ReturnType<OutboxStore['keys']>): string[] {
+  return [k.queue, k.items, k.attempts, k.inflight, k.acked, k.failed];
+}
+
 export interface OutboxStoreOptions {
   prefix?: string;
   /** How long a claim is leased before it is re-delivered (default 60 s). */
@@ -100,18 +105,7 @@ export class OutboxStore {
   /** Records the WhatsApp id. Same id again → 'duplicate'; a different id for an acked message → 'conflict'. */
   async ack(sessionId: string, messageId: string, waMessageId: string): Promise<AckResult> {
     const k = this.keys(sessionId);
-    return (await this.redis.eval(
-      OUTBOX_ACK_LUA,
-      6,
-      k.queue,
-      k.items,
-      k.attempts,
-      k.inflight,
-      k.acked,
-      k.failed,
-      messageId,
-      waMessageId,
-    )) as AckResult;
+    return (await this.redis.eval(OUTBOX_ACK_LUA, 6, ...settleKeys(k), messageId, waMessageId)) as AckResult;
   }
 
   async nack(sessionId: string, messageId: string, reason: string, permanent: boolean): Promise<NackResult> {
@@ -119,12 +113,7 @@ export class OutboxStore {
     return (await this.redis.eval(
       OUTBOX_NACK_LUA,
       6,
-      k.queue,
-      k.items,
-      k.attempts,
-      k.inflight,
-      k.acked,
-      k.failed,
+      ...settleKeys(k),
       messageId,
       reason,
       permanent ? '1' : '0',

@@ -269,37 +269,30 @@ export class OutboxWorker {
   }
 
   private async ackWithRetry(messageId: string, waMessageId: string): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.client.ack(messageId, waMessageId);
-        this.stats.acked++;
-        return;
-      } catch (err) {
-        if (
-          err instanceof OutboxHttpError &&
-          err.status >= 400 &&
-          err.status < 500 &&
-          err.status !== 408 &&
-          err.status !== 429
-        ) {
-          this.logger.error({ messageId, err: err.message }, 'outbox refused the ACK');
-          return;
-        }
-        if (this.stopped || attempt >= 20) {
-          this.logger.warn({ messageId }, 'ACK not delivered; the ledger will answer the re-delivery');
-          return;
-        }
-        await this.sleep(backoffDelay(attempt, this.opts.retryBaseMs, this.opts.retryMaxMs), true);
-      }
-    }
+    const outcome = await this.callWithRetry('ACK', messageId, () => this.client.ack(messageId, waMessageId));
+    if (outcome === 'done') this.stats.acked++;
+    if (outcome === 'gave-up')
+      this.logger.warn({ messageId }, 'ACK not delivered; the ledger will answer the re-delivery');
   }
 
   private async nackWithRetry(messageId: string, reason: string, permanent: boolean): Promise<void> {
+    const outcome = await this.callWithRetry('NACK', messageId, () => this.client.nack(messageId, reason, permanent));
+    if (outcome === 'done') this.stats.nacked++;
+  }
+
+  /**
+   * Retries an outbox call with backoff until it succeeds, the outbox refuses it for good (a 4xx other than
+   * 408/429, logged) or the worker stops / 20 attempts pass.
+   */
+  private async callWithRetry(
+    what: 'ACK' | 'NACK',
+    messageId: string,
+    call: () => Promise<unknown>,
+  ): Promise<'done' | 'refused' | 'gave-up'> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.client.nack(messageId, reason, permanent);
-        this.stats.nacked++;
-        return;
+        await call();
+        return 'done';
       } catch (err) {
         if (
           err instanceof OutboxHttpError &&
@@ -308,10 +301,10 @@ export class OutboxWorker {
           err.status !== 408 &&
           err.status !== 429
         ) {
-          this.logger.error({ messageId, err: err.message }, 'outbox refused the NACK');
-          return;
+          this.logger.error({ messageId, err: err.message }, `outbox refused the ${what}`);
+          return 'refused';
         }
-        if (this.stopped || attempt >= 20) return;
+        if (this.stopped || attempt >= 20) return 'gave-up';
         await this.sleep(backoffDelay(attempt, this.opts.retryBaseMs, this.opts.retryMaxMs), true);
       }
     }
