@@ -1,6 +1,6 @@
 /**
  * Customer webhooks (issue 7): an inbound message from a simulator contact reaches the tenant's webhook, signed
- * (HMAC-SHA256 over `${timestamp}.${body}`); with the receiver down for 15 s — and the API killed with -9 and
+ * (HMAC-SHA256 over `${timestamp}.${body}`); with the receiver down for a minute — and the API killed with -9 and
  * restarted in the middle — it is delivered once the receiver returns (retries come from Redis, not memory).
  * Message status and session status events, a dead-letter list, tenant isolation and validation too.
  */
@@ -14,7 +14,8 @@ import { terminateDispatchers, connectedSession } from './helpers/messaging.js';
 import { Stack, TENANT_KEY, sleep, waitFor } from './helpers/stack.js';
 
 const SECRET = 'client-webhook-secret-0123456789';
-const DOWN_MS = 15_000;
+// The issue's acceptance: the receiver is down for a minute.
+const DOWN_MS = 60_000;
 
 interface Delivery {
   headers: http.IncomingHttpHeaders;
@@ -92,8 +93,8 @@ describe('customer webhooks: signed, retried from Redis, dead letters', () => {
       proxies: 1,
       extraEnv: {
         CLIENT_WEBHOOK_RETRY_BASE_MS: '500',
-        CLIENT_WEBHOOK_RETRY_MAX_MS: '2000',
-        CLIENT_WEBHOOK_MAX_ATTEMPTS: '30',
+        CLIENT_WEBHOOK_RETRY_MAX_MS: '4000',
+        CLIENT_WEBHOOK_MAX_ATTEMPTS: '60',
         CLIENT_WEBHOOK_POLL_MS: '100',
         ANTIBAN_COLD_GAP_MS: '300',
         ANTIBAN_IDLE_POLL_MS: '500',
