@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { EventBus, type LiveEvent } from '../state/events-bus.js';
 import { parsePrometheusText } from './helpers/prom-text.js';
-import { API_KEY, freePort, ROOT, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
+import { API_KEY, freePort, ROOT, serviceEnv, TENANT_KEY, waitFor } from './helpers/stack.js';
 
 /**
  * An API process on its OWN redis-server (never the shared one on 6379, which other tests use): readiness when
@@ -107,20 +107,14 @@ describe('health, live events and metrics on an API with its own Redis', () => {
     api = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'api/main.ts')], {
       cwd: ROOT,
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? '/root',
-        LOG_LEVEL: 'info',
-        API_KEY,
-        TENANT_API_KEYS: `acme:${TENANT_KEY}`,
-        WEBHOOK_SECRET,
-        API_HOST: '127.0.0.1',
-        API_PORT: String(apiPort),
-        WEBHOOK_URL: `${apiUrl}/api/webhook`,
-        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-        REDIS_KEY_PREFIX: prefix,
-        TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
-        TEMPORAL_TASK_QUEUE: `obs-${prefix}`,
-        WORKFLOW_ID_PREFIX: 'obs',
+        ...serviceEnv({
+          apiPort,
+          redisUrl: `redis://127.0.0.1:${redisPort}`,
+          prefix,
+          temporalAddress: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+          taskQueue: `obs-${prefix}`,
+          workflowIdPrefix: 'obs',
+        }),
         SESSIONS_DIR: dir,
         BACKUPS_DIR: dir,
         RUNNER: 'process',

@@ -25,6 +25,33 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The environment an API or orchestrator child process of a test gets: test keys, loopback, its own prefixes. */
+export function serviceEnv(o: {
+  apiPort: number;
+  redisUrl: string;
+  prefix: string;
+  temporalAddress: string;
+  taskQueue: string;
+  workflowIdPrefix: string;
+}): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    LOG_LEVEL: 'info',
+    API_KEY,
+    TENANT_API_KEYS: `acme:${TENANT_KEY}`,
+    WEBHOOK_SECRET,
+    API_HOST: '127.0.0.1',
+    API_PORT: String(o.apiPort),
+    WEBHOOK_URL: `http://127.0.0.1:${o.apiPort}/api/webhook`,
+    REDIS_URL: o.redisUrl,
+    REDIS_KEY_PREFIX: o.prefix,
+    TEMPORAL_ADDRESS: o.temporalAddress,
+    TEMPORAL_TASK_QUEUE: o.taskQueue,
+    WORKFLOW_ID_PREFIX: o.workflowIdPrefix,
+  };
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` until it returns a truthy value (or throws after `timeoutMs`, naming what it waited for). */
@@ -105,20 +132,14 @@ export class Stack {
     const apiPort = await freePort();
     this.apiUrl = `http://127.0.0.1:${apiPort}`;
     this.env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? '/root',
-      LOG_LEVEL: 'info',
-      API_KEY,
-      TENANT_API_KEYS: `acme:${TENANT_KEY}`,
-      WEBHOOK_SECRET,
-      API_HOST: '127.0.0.1',
-      API_PORT: String(apiPort),
-      WEBHOOK_URL: `${this.apiUrl}/api/webhook`,
-      REDIS_URL: redisUrl,
-      REDIS_KEY_PREFIX: this.prefix,
-      TEMPORAL_ADDRESS: temporalAddress,
-      TEMPORAL_TASK_QUEUE: this.taskQueue,
-      WORKFLOW_ID_PREFIX: `e2e-${this.id}`,
+      ...serviceEnv({
+        apiPort,
+        redisUrl,
+        prefix: this.prefix,
+        temporalAddress,
+        taskQueue: this.taskQueue,
+        workflowIdPrefix: `e2e-${this.id}`,
+      }),
       MAX_SESSIONS_PER_PROXY: String(this.opts.maxSessionsPerProxy ?? 4),
       WATCHDOG_INTERVAL_MS: String(this.opts.watchdogIntervalMs ?? 1000),
       PING_TIMEOUT_MS: String(this.opts.pingTimeoutMs ?? 6000),
