@@ -1,6 +1,6 @@
 # API and orchestrator image (one image, two commands). Production hosts have registry access, so this builds
 # with npm from the lock file; workflows are bundled by the orchestrator at start.
-ARG BASE_IMAGE=node:20-bookworm-slim
+ARG BASE_IMAGE=node:24-bookworm-slim
 FROM ${BASE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app

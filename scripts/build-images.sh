@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Builds the wa-worker container image OFFLINE (no registry needed):
-#   1. wa-node-base:20 — a minimal base image made with `docker import` from a root filesystem holding this machine's
-#      own `node` binary, the shared libraries `ldd` lists, and /etc/passwd with a non-root user (uid 1000, "node").
+#   1. wa-node-base:24 — a minimal base image made with `docker import` from a root filesystem holding the project's
+#      Node 24 binary (data/tools/node, installed by scripts/services.sh), the shared libraries `ldd` lists, and
+#      /etc/passwd with a non-root user (uid 1000, "node").
 #   2. whatsapp-worker-image:<version from package.json> — wa-worker/Dockerfile built with
-#      --build-arg BASE_IMAGE=wa-node-base:20 from a staged context: the worker bundled with esbuild (packages external)
+#      --build-arg BASE_IMAGE=wa-node-base:24 from a staged context: the worker bundled with esbuild (packages external)
 #      plus only the production node_modules it imports (their dependency closure, copied from the host's install).
 # Idempotent and fast when up to date: each image carries a label with the hash of its inputs and is only rebuilt
-# when that hash changes. For a real deployment, pass BASE_IMAGE=node:20-bookworm-slim (skips step 1).
+# when that hash changes. For a real deployment, pass BASE_IMAGE=node:24-bookworm-slim (skips step 1).
 #
-# Env: BASE_IMAGE (default: build wa-node-base:20), IMAGE_NAME (whatsapp-worker-image), STAGE_DIR, FORCE=1.
+# Env: BASE_IMAGE (default: build wa-node-base:24), IMAGE_NAME (whatsapp-worker-image), STAGE_DIR, FORCE=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# The project's Node 24 when scripts/services.sh installed it (a production host may bring its own node and a
+# BASE_IMAGE instead).
+if [ -x "${WA_DATA_DIR:-$ROOT/data}/tools/node/bin/node" ]; then
+  # shellcheck source=scripts/node-env.sh
+  . scripts/node-env.sh
+fi
 
 VERSION="$(node -p "require('./package.json').version")"
 IMAGE_NAME="${IMAGE_NAME:-whatsapp-worker-image}"
 IMAGE="${IMAGE_NAME}:${VERSION}"
-LOCAL_BASE="wa-node-base:20"
+NODE_MAJOR=24
+LOCAL_BASE="wa-node-base:$NODE_MAJOR"
 BASE_IMAGE="${BASE_IMAGE:-}"
 STAGE_DIR="${STAGE_DIR:-$ROOT/node_modules/.cache/wa-worker-image}"
 FORCE="${FORCE:-0}"
@@ -32,6 +40,8 @@ docker info >/dev/null 2>&1 || { log "the docker daemon is not reachable"; exit 
 build_local_base() {
   local node_bin libs fingerprint rootfs
   node_bin="$(readlink -f "$(command -v node)")"
+  [[ "$("$node_bin" --version)" == "v$NODE_MAJOR."* ]] ||
+    { log "$LOCAL_BASE needs Node $NODE_MAJOR, found $node_bin $("$node_bin" --version): run bash scripts/services.sh or pass BASE_IMAGE=node:24-bookworm-slim"; exit 1; }
   libs="$(ldd "$node_bin" | awk '/=>/ { print $3 } !/=>/ && $1 ~ /^\// { print $1 }' | sort -u)"
   fingerprint="$(
     {
@@ -88,7 +98,7 @@ mkdir -p "$APP"
 
 # Bundle the worker and the health check (our TypeScript only; npm packages stay external).
 "$ROOT/node_modules/esbuild/bin/esbuild" wa-worker/main.ts wa-worker/healthcheck.ts \
-  --bundle --platform=node --format=esm --target=node20 --packages=external \
+  --bundle --platform=node --format=esm --target=node24 --packages=external \
   --outdir="$STAGE_DIR/bundle" --out-extension:.js=.mjs --metafile="$STAGE_DIR/meta.json" --log-level=warning
 for f in main healthcheck; do
   cmp -s "$STAGE_DIR/bundle/$f.mjs" "$APP/$f.mjs" 2>/dev/null || cp "$STAGE_DIR/bundle/$f.mjs" "$APP/$f.mjs"

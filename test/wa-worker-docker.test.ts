@@ -64,7 +64,7 @@ after(async () => {
 });
 
 describe('wa-worker (docker container)', { concurrency: 1 }, () => {
-  test('image: non-root, health check, entrypoint on compiled JS', async (t) => {
+  test('image: Node 24, non-root, health check, entrypoint on compiled JS', async (t) => {
     const cfg = JSON.parse(await docker('image', 'inspect', '--format', '{{json .Config}}', image)) as {
       User: string;
       Healthcheck?: { Test: string[] };
@@ -75,6 +75,11 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
     assert.deepEqual(cfg.Entrypoint, ['node', '--max-semi-space-size=1', '/app/main.mjs']);
     assert.deepEqual(cfg.Healthcheck?.Test, ['CMD', 'node', '/app/healthcheck.mjs']);
     assert.ok('/app/sessions' in cfg.Volumes);
+    // The image runs the supported runtime, Node 24 LTS (the local base is a docker import of data/tools/node).
+    assert.match(
+      await docker('run', '--rm', '--network', 'none', '--entrypoint', 'node', image, '--version'),
+      /^v24\./,
+    );
     const size = Number(await docker('image', 'inspect', '--format', '{{.Size}}', image));
     t.diagnostic(`image ${image}: ${(size / 1e6).toFixed(1)} MB (${(size / 1024 / 1024).toFixed(1)} MiB)`);
     // Invalid configuration: exit 2 with the message, even in the container.
