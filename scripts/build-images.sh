@@ -187,11 +187,17 @@ if [[ "$FORCE" != 1 && "$(label_of "$IMAGE" wa.worker.inputs)" == "$INPUTS" ]]; 
   log "$IMAGE is up to date"
 else
   log "building $IMAGE on $BASE_IMAGE"
-  docker build --quiet \
+  # Its output is kept for a failure only: a successful build prints nothing (not even the notice that the
+  # legacy builder is deprecated, which Debian's docker.io prints on every build without buildx).
+  if ! build_out="$(docker build --quiet \
     --build-arg BASE_IMAGE="$BASE_IMAGE" \
     --label wa.worker.inputs="$INPUTS" \
     --label org.opencontainers.image.version="$VERSION" \
-    -t "$IMAGE" -f wa-worker/Dockerfile "$STAGE_DIR" >/dev/null
+    -t "$IMAGE" -f wa-worker/Dockerfile "$STAGE_DIR" 2>&1 >/dev/null)"; then
+    printf '%s\n' "$build_out" >&2
+    log "docker build of $IMAGE failed"
+    exit 1
+  fi
   # Drop the build stage and superseded worker images (only images this script labelled).
   docker image prune --all --force --filter "label=wa.stage=wa-worker-build" >/dev/null 2>&1 || true
   docker image prune --force --filter "label=wa.worker.inputs" >/dev/null 2>&1 || true

@@ -4,18 +4,33 @@
 #
 #   bash scripts/start.sh --demo   embedded defaults + the WhatsApp simulator and 4 local SOCKS5 proxies:
 #                                  provision, "scan" with a simulated phone, send messages, all on this machine.
+#                                  One Docker container per session when Docker is available (the worker image is
+#                                  built on first run), else one child process per session.
+#   --runner docker|process        demo only: choose how sessions run (process: for machines without Docker).
 #   bash scripts/start.sh          real WhatsApp: configuration from the environment and ./.env (see .env.example).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DEMO=0
-for arg in "$@"; do
-  case "$arg" in
+RUNNER_ARG=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --demo) DEMO=1 ;;
-    -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $arg (use --demo or nothing)" >&2; exit 2 ;;
+    --runner)
+      RUNNER_ARG="${2:-}"
+      shift
+      ;;
+    --runner=*) RUNNER_ARG="${1#--runner=}" ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (use --demo [--runner docker|process] or nothing)" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$RUNNER_ARG" in
+  "" | docker | process) ;;
+  *) echo "--runner must be docker or process, not '$RUNNER_ARG'" >&2; exit 2 ;;
+esac
+[ -z "$RUNNER_ARG" ] || [ "$DEMO" = 1 ] || { echo "--runner is for --demo; otherwise set RUNNER in .env" >&2; exit 2; }
 
 bash scripts/services.sh
 # shellcheck source=scripts/node-env.sh
@@ -27,6 +42,7 @@ set -a
 . "$DATA/services.env"
 set +a
 mkdir -p "$DATA/logs"
+touch "$DATA/logs/orchestrator.log" "$DATA/logs/api.log"
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -34,16 +50,28 @@ cleanup() {
   echo "[start] stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ "$DEMO" = 1 ]; then
-    # Demo workers are child processes (RUNNER=process): stop them too; their auth folders stay for next time.
-    for f in "$DATA"/run/"$TEMPORAL_TASK_QUEUE"@*/*.json; do
+  if [ "$DEMO" = 1 ] && [ "${RUNNER:-process}" = process ]; then
+    # Demo workers are child processes: stop them too; their auth folders stay for next time.
+    for f in "$DATA"/run/"${TEMPORAL_TASK_QUEUE:-demo-sessions}"@*/*.json; do
       [ -f "$f" ] || continue
       pid="$(node -p "JSON.parse(require('fs').readFileSync('$f','utf8')).pid")"
       kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     done
+  elif [ "$DEMO" = 1 ]; then
+    # Demo containers (this demo's host label only): stopped and removed; their auth folders stay on the host, and
+    # the next start recreates the containers of connected sessions without a new scan.
+    mapfile -t ids < <(docker ps -aq --filter label=wa.managed-by=wa-orchestrator --filter "label=wa.host=${HOST_ID:-demo}")
+    if [ ${#ids[@]} -gt 0 ]; then
+      docker stop -t 10 "${ids[@]}" >/dev/null 2>&1 || true
+      docker rm -f "${ids[@]}" >/dev/null 2>&1 || true
+    fi
   fi
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C / SIGTERM: stop everything and exit at once (not back into `wait -n`, which would then report a process
+# exit that was our own doing).
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
 if [ "$DEMO" = 1 ]; then
   # Secrets are generated once and kept in data/demo.env, so a restart keeps the same key.
@@ -58,7 +86,19 @@ if [ "$DEMO" = 1 ]; then
   # shellcheck disable=SC1091
   . "$DATA/demo.env"
   API_PORT="${API_PORT:-3000}"
-  RUNNER="${RUNNER:-process}"
+  # One container per session when Docker answers; --runner (or RUNNER) chooses explicitly.
+  RUNNER="${RUNNER_ARG:-${RUNNER:-}}"
+  if [ -z "$RUNNER" ]; then
+    if [ "${WA_SKIP_DOCKER:-0}" != 1 ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+      RUNNER=docker
+    else
+      RUNNER=process
+      echo "[start] Docker is not available: sessions run as child processes (--runner process)"
+    fi
+  fi
+  # Its own host label, so the demo's orchestrator never adopts or removes containers of another deployment on the
+  # same Docker daemon (and its Ctrl-C removes only its own).
+  HOST_ID="${HOST_ID:-demo}"
   PROXY_URLS="socks5h://demo:demo-secret@127.0.0.1:1080,socks5h://demo:demo-secret@127.0.0.1:1081,socks5h://demo:demo-secret@127.0.0.1:1082,socks5h://demo:demo-secret@127.0.0.1:1083"
   WA_WEBSOCKET_URL="ws://127.0.0.1:9400/ws/chat"
   DEMO_SIMULATOR_URL="http://127.0.0.1:9401"
@@ -71,6 +111,12 @@ if [ "$DEMO" = 1 ]; then
   DOCKER_NETWORK="host"
   set +a
   mkdir -p "$SESSIONS_DIR" "$BACKUPS_DIR"
+  if [ "$RUNNER" = docker ]; then
+    echo "[start] preparing the worker image (one container per session; the first build takes a few seconds)..."
+    WORKER_IMAGE="$(bash scripts/build-images.sh 2> >(sed 's/^\[build-images\]/[start] image:/' >&2))" ||
+      { echo "[start] the worker image did not build; try --runner process" >&2; exit 1; }
+    export WORKER_IMAGE
+  fi
   node --import tsx simulator/main.ts >"$DATA/logs/simulator.out" 2>"$DATA/logs/simulator.log" &
   pids+=($!)
 else
@@ -86,7 +132,7 @@ fi
 # Fail fast, with the one configuration message, before starting anything long-lived.
 node --import tsx -e "import('./common/config.ts').then((m) => m.loadConfigOrExit())"
 
-orch_log_start=$(($(wc -c <"$DATA/logs/orchestrator.log" 2>/dev/null || echo 0) + 1))
+orch_log_start=$(($(wc -c <"$DATA/logs/orchestrator.log") + 1))
 node --import tsx orchestrator/main.ts >>"$DATA/logs/orchestrator.log" 2>&1 &
 pids+=($!)
 node --import tsx api/main.ts >>"$DATA/logs/api.log" 2>&1 &
@@ -106,6 +152,7 @@ orchestrator_ready || { echo "[start] orchestrator not ready; see $DATA/logs/orc
 cat <<EOF
 
   WhatsApp session orchestrator is running$([ "$DEMO" = 1 ] && echo " (demo: simulated WhatsApp, 4 local SOCKS5 proxies)")
+  Runner:         ${RUNNER:-docker}$([ "${RUNNER:-docker}" = docker ] && echo " — one container per session (docker ps --filter name=wa_session_)" || echo " — one child process per session")
   Dashboard:      http://127.0.0.1:$API_PORT/
   API key:        $API_KEY
   API docs:       http://127.0.0.1:$API_PORT/api/openapi.json
