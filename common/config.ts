@@ -171,11 +171,14 @@ export const configSchema = z.object({
   CLIENT_WEBHOOK_MAX_RESPONSE_BYTES: int(16_384, 0),
   // --- Tenant isolation (README "Security") ---
   /** Bearer token of GET /metrics; unset = /metrics answers 401 to everyone. */
-  METRICS_TOKEN: z
-    .string()
-    .min(16, 'must be at least 16 characters')
-    .refine((s) => !/\s/.test(s), 'must not contain whitespace')
-    .optional(),
+  METRICS_TOKEN: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .min(16, 'must be at least 16 characters')
+      .refine((s) => !/\s/.test(s), 'must not contain whitespace')
+      .optional(),
+  ),
   /** Live sessions (any status but deleted/logged out) one tenant key may hold. */
   TENANT_MAX_SESSIONS: int(20, 1),
   /** Provisions one tenant may start per window. */
