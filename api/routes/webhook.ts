@@ -30,7 +30,9 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
 
       const record = await sessions.get(event.sessionId);
       if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${event.sessionId} not found`);
-      if (!(await sessions.firstSighting(event.eventId))) return reply.status(200).send({ ok: true, duplicate: true });
+      // De-duplication per session: one worker cannot mark another session's event ids as already seen.
+      const seenId = `${event.sessionId}:${event.eventId}`;
+      if (!(await sessions.firstSighting(seenId))) return reply.status(200).send({ ok: true, duplicate: true });
 
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
@@ -47,7 +49,7 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
             .signal(workerEventSignal, signal);
         }
       } catch (err) {
-        await sessions.forgetSighting(event.eventId); // let the worker's retry through
+        await sessions.forgetSighting(seenId); // let the worker's retry through
         if (err instanceof WorkflowNotFoundError) {
           throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${event.sessionId} has no running workflow`);
         }

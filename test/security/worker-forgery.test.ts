@@ -1,8 +1,9 @@
 /**
  * Attack: a compromised worker container (it holds its own session's key) reaches beyond its session — it
- * reports MESSAGE_STATUS for another session's (another tenant's) message, replays a captured outbox call, or
- * re-points a signed call at another operation or session. A worker's status reports now touch only its own
- * session's messages; outbox signatures cover method and path and carry a single-use nonce.
+ * reports MESSAGE_STATUS for another session's (another tenant's) message, replays a captured outbox call,
+ * re-points a signed call at another operation or session, or burns another session's event ids. A worker's status
+ * reports now touch only its own session's messages; event de-duplication is per session; outbox signatures cover
+ * method and path and carry a single-use nonce.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -62,6 +63,30 @@ describe('a worker forging beyond its own session', () => {
     assert.equal((await webhook('sec_worker_b', id, 'sent')).status, 202);
     m = await api.call('GET', `/api/messages/${id}`, undefined, TENANT_KEY);
     assert.equal(m.body.status, 'sent');
+  });
+
+  it("one session's worker cannot pre-empt another session's event ids", async () => {
+    const ping = (sessionId: string, at: number) => {
+      const body = JSON.stringify({
+        sessionId,
+        type: 'PING',
+        timestamp: Date.now(),
+        eventId: 'ev-guessed-id',
+        data: { timestamp: at },
+      });
+      return api.call(
+        'POST',
+        '/api/webhook',
+        body,
+        null,
+        signedHeaders(sessionWebhookSecret(WEBHOOK_SECRET, sessionId), body),
+      );
+    };
+    assert.equal((await ping('sec_worker_a', 1111)).status, 202);
+    const b = await ping('sec_worker_b', 2222);
+    assert.equal(b.status, 202, `B's event is not a duplicate of A's: ${b.text}`);
+    assert.equal((await api.sessions.get('sec_worker_b'))?.lastPing, 2222);
+    assert.equal((await ping('sec_worker_b', 3333)).body.duplicate, true, "B's own replay still is");
   });
 
   it('outbox calls are bound to method and path and cannot be replayed', async () => {
