@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import { sessionWebhookSecret } from '../common/session.js';
 import { EventBus } from '../state/events-bus.js';
 import { OutboxStore } from '../state/outbox.js';
-import { installApiKeyAuth } from './auth.js';
+import { redisKeys } from '../common/redis-keys.js';
+import { adminScope, apiKeyScope, ApiKeys, installAuthGuard, publicScope } from './auth.js';
+import { signedScope } from './signed.js';
 import type { ApiContext } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { DispatchWaker } from './dispatch-waker.js';
@@ -23,7 +25,11 @@ import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
 
-/** Builds the Fastify API: one plugin per route group, zod validation, one error handler, API-key auth. */
+/**
+ * Builds the Fastify API: one plugin per route group, zod validation, one error handler, and authentication by
+ * encapsulation (api/auth.ts): public, api-key (with an admin sub-scope) and signed scopes, plus the metrics
+ * scope; a root guard refuses any route reached without its scope's proof.
+ */
 export async function buildApi(
   ctx: ApiContext,
   opts: { logger: Logger; hooks?: WebhookHooks },
@@ -34,25 +40,54 @@ export async function buildApi(
     bodyLimit: 1024 * 1024,
   });
   installErrorHandler(app);
-  installApiKeyAuth(app, ctx.config);
-  const bus = new EventBus(ctx.redis, ctx.config.REDIS_KEY_PREFIX, opts.logger);
+  installAuthGuard(app);
+  const { config, redis } = ctx;
+  const keys = new ApiKeys(config, redis);
+  const bus = new EventBus(redis, config.REDIS_KEY_PREFIX, opts.logger);
+  const nonceKeys = redisKeys(config.REDIS_KEY_PREFIX);
   await app.register(metricsRoutes(ctx, bus));
-  await app.register(healthRoutes(ctx));
-  await app.register(sessionRoutes(ctx));
-  await app.register(dashboardRoutes(ctx));
-  await app.register(proxyRoutes(ctx));
-  await app.register(backupRoutes(ctx));
-  await app.register(webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))));
-  await app.register(liveEventsRoutes(ctx, bus));
-  await app.register(dashboardUiRoutes());
-  await app.register(workerOutboxRoutes, {
-    store: new OutboxStore(ctx.redis, { prefix: ctx.config.REDIS_KEY_PREFIX }),
-    secretFor: async (sessionId) =>
-      (await ctx.sessions.get(sessionId)) ? sessionWebhookSecret(ctx.config.WEBHOOK_SECRET, sessionId) : undefined,
-  });
-  await app.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, ctx.config)));
-  await app.register(clientWebhookRoutes(ctx, opts.logger));
-  await app.register(openApiRoutes());
-  if (ctx.config.DEMO_SIMULATOR_URL) await app.register(demoRoutes(ctx));
+
+  await app.register(
+    publicScope(async (scope) => {
+      await scope.register(healthRoutes(ctx));
+      await scope.register(dashboardUiRoutes());
+      await scope.register(openApiRoutes());
+    }),
+  );
+
+  await app.register(
+    signedScope(
+      {
+        secretFor: (sessionId) => sessionWebhookSecret(config.WEBHOOK_SECRET, sessionId),
+        claimNonce: async (sessionId, nonce, ttlMs) =>
+          (await redis.set(nonceKeys.workerNonce(sessionId, nonce), '1', 'PX', ttlMs, 'NX')) === 'OK',
+      },
+      async (scope) => {
+        await scope.register(
+          webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
+        );
+        await scope.register(workerOutboxRoutes, {
+          store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
+        });
+      },
+    ),
+  );
+
+  await app.register(
+    apiKeyScope(keys, async (scope) => {
+      await scope.register(sessionRoutes(ctx));
+      await scope.register(dashboardRoutes(ctx));
+      await scope.register(liveEventsRoutes(ctx, bus, keys));
+      await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config)));
+      await scope.register(clientWebhookRoutes(ctx, opts.logger));
+      if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));
+      await scope.register(
+        adminScope(async (admin) => {
+          await admin.register(proxyRoutes(ctx));
+          await admin.register(backupRoutes(ctx));
+        }),
+      );
+    }),
+  );
   return app;
 }

@@ -2,12 +2,14 @@
  * Delivers customer webhooks from the durable queue (state/client-webhooks.ts): claim due items with a lease,
  * POST them signed (HMAC-SHA256 over `${timestamp}.${body}`: `x-webhook-signature: sha256=<hex>`,
  * `x-webhook-timestamp`, `x-webhook-id`, `x-webhook-event`), then complete, reschedule with exponential backoff and
- * full jitter, or dead-letter after CLIENT_WEBHOOK_MAX_ATTEMPTS (at once on a 4xx other than 408/429). Runs in every API process; the lease keeps two
+ * full jitter, or dead-letter after CLIENT_WEBHOOK_MAX_ATTEMPTS (at once on a 3xx, or a 4xx other than 408/429).
+ * Requests go through common/net-policy.ts (no private addresses unless allow-listed, no redirects, capped body). Runs in every API process; the lease keeps two
  * processes from delivering the same item at once, and a killed process's items come due again.
  */
 import type { Config } from '../common/config.js';
 import { signWebhook } from '../common/events.js';
 import type { Logger } from '../common/logger.js';
+import { describeNetError, guardedRequest, type AddressPolicy } from '../common/net-policy.js';
 import { redactText } from '../common/redact.js';
 import type { ClientDelivery, ClientWebhookStore } from '../state/client-webhooks.js';
 
@@ -25,12 +27,15 @@ export class ClientWebhookDeliverer {
   private running: Promise<void> | undefined;
   private stopped = false;
   readonly stats = { delivered: 0, retried: 0, dead: 0 };
+  private readonly policy: AddressPolicy;
 
   constructor(
     private readonly store: ClientWebhookStore,
     private readonly config: Config,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.policy = { allowHosts: config.CLIENT_WEBHOOK_ALLOW_HOSTS };
+  }
 
   start(): void {
     const tick = () => {
@@ -72,7 +77,8 @@ export class ClientWebhookDeliverer {
     const ts = Date.now();
     let error: string;
     try {
-      const res = await fetch(cfg.url, {
+      // Through the address policy: the checked address is the one connected to, no redirects, a capped body.
+      const res = await guardedRequest(cfg.url, this.policy, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
@@ -82,17 +88,20 @@ export class ClientWebhookDeliverer {
           [CLIENT_SIGNATURE_HEADER]: signWebhook(cfg.secret, ts, item.body),
         },
         body: item.body,
-        signal: AbortSignal.timeout(this.config.CLIENT_WEBHOOK_TIMEOUT_MS),
+        timeoutMs: this.config.CLIENT_WEBHOOK_TIMEOUT_MS,
+        maxBodyBytes: this.config.CLIENT_WEBHOOK_MAX_RESPONSE_BYTES,
       });
-      await res.arrayBuffer().catch(() => undefined);
       if (res.status >= 200 && res.status < 300) {
         await this.store.complete(item.id);
         this.stats.delivered++;
         return;
       }
       error = `HTTP ${res.status}`;
-      // The receiver refused this payload for good (4xx other than 408/429): no point retrying.
-      if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+      // The receiver refused this payload for good (4xx other than 408/429), or redirected (never followed).
+      if (
+        (res.status >= 300 && res.status < 400) ||
+        (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)
+      ) {
         await this.store.deadLetter({ ...item, attempt, lastError: `${error} (not retried)` });
         this.stats.dead++;
         this.logger.warn(
@@ -102,7 +111,8 @@ export class ClientWebhookDeliverer {
         return;
       }
     } catch (err) {
-      error = (err as Error).name === 'TimeoutError' ? 'timeout' : String((err as Error).cause ?? err);
+      // Stored and shown to the tenant: the kind of failure only, never an internal address.
+      error = describeNetError(err);
     }
     const next: ClientDelivery = { ...item, attempt, lastError: redactText(error).slice(0, 300) };
     if (attempt >= this.config.CLIENT_WEBHOOK_MAX_ATTEMPTS) {

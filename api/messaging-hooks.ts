@@ -34,7 +34,8 @@ export function createMessagingHooks(deps: {
       try {
         if (event.type === 'MESSAGE_STATUS') {
           const d = event.data;
-          const ch = await messages.setStatus(d.messageId, d.status, d.waMessageId, d.reason ?? null);
+          // Only this session's own messages: a worker cannot move another session's (or tenant's) records.
+          const ch = await messages.setStatus(d.messageId, d.status, d.waMessageId, d.reason ?? null, event.sessionId);
           if (ch) await hooks.enqueue(ch.tenant, 'message.status', statusEventData(ch));
           return;
         }

@@ -35,7 +35,7 @@ export function openApiDocument() {
         post: {
           summary: 'Create a session: reserve a proxy, start its worker (then GET …/qr)',
           requestBody: { content: json(ProvisionBodySchema) },
-          responses: { '201': { description: 'created' }, ...errors(400, 401, 403, 409, 503) },
+          responses: { '201': { description: 'created' }, ...errors(400, 401, 409, 429, 503) },
         },
       },
       '/api/sessions/{id}/qr': {
@@ -70,7 +70,7 @@ export function openApiDocument() {
         post: {
           summary: 'Move the session to another proxy',
           parameters: idParam,
-          responses: { ...ok('moved'), ...errors(401, 403, 404, 409) },
+          responses: { ...ok('moved'), ...errors(401, 404, 409, 429) },
         },
       },
       '/api/sessions/{id}/logout': {
@@ -181,22 +181,32 @@ export function openApiDocument() {
           responses: { '202': { description: 'accepted' }, ...errors(400, 401, 404, 503) },
         },
       },
+      '/api/events/ticket': {
+        post: {
+          summary: 'A single-use live-events ticket for ?ticket= (valid EVENTS_TICKET_TTL_MS)',
+          responses: { '201': { description: '{ticket, expiresInMs}' }, ...errors(401) },
+        },
+      },
       '/api/events': {
         get: {
           summary:
-            'Live events (Server-Sent Events; WebSocket on the same path). Key as X-API-Key or ?apiKey= (EventSource). ' +
+            'Live events (Server-Sent Events; WebSocket on the same path). X-API-Key, or ?ticket= (EventSource). ' +
             'Types: status, qr, connected, disconnected, message, error, logout, reconnect_failed, ' +
             'health_check_failed, failover, backup. Tenant keys receive only their sessions.',
           parameters: [
-            { name: 'apiKey', in: 'query', required: false, schema: { type: 'string' } },
+            { name: 'ticket', in: 'query', required: false, schema: { type: 'string' } },
             { name: 'types', in: 'query', required: false, schema: { type: 'string' }, description: 'comma-separated' },
             { name: 'sessionId', in: 'query', required: false, schema: { type: 'string' } },
           ],
-          responses: { '200': { description: 'text/event-stream' }, ...errors(400, 401) },
+          responses: { '200': { description: 'text/event-stream' }, ...errors(400, 401, 429) },
         },
       },
       '/metrics': {
-        get: { security: [], summary: 'Prometheus metrics (text format 0.0.4)', responses: ok('metrics') },
+        get: {
+          security: [],
+          summary: 'Prometheus metrics (text format 0.0.4); Authorization: Bearer <METRICS_TOKEN>',
+          responses: { ...ok('metrics'), ...errors(401) },
+        },
       },
       '/dashboard/': {
         get: { security: [], summary: 'Operator dashboard (asks for an API key)', responses: ok('html') },

@@ -152,6 +152,46 @@ export const configSchema = z.object({
   CLIENT_WEBHOOK_MAX_ATTEMPTS: int(12, 1, 100),
   CLIENT_WEBHOOK_TIMEOUT_MS: int(10_000, 100),
   CLIENT_WEBHOOK_POLL_MS: int(500, 10),
+  /** Admin allow-list of customer webhook hosts that may be private or loopback (e.g. an on-premises CRM). */
+  CLIENT_WEBHOOK_ALLOW_HOSTS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((h) =>
+          h
+            .trim()
+            .toLowerCase()
+            .replace(/^\[|\]$/g, ''),
+        )
+        .filter(Boolean),
+    ),
+  /** Largest customer webhook response body read (the rest is discarded). */
+  CLIENT_WEBHOOK_MAX_RESPONSE_BYTES: int(16_384, 0),
+  // --- Tenant isolation (README "Security") ---
+  /** Bearer token of GET /metrics; unset = /metrics answers 401 to everyone. */
+  METRICS_TOKEN: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .min(16, 'must be at least 16 characters')
+      .refine((s) => !/\s/.test(s), 'must not contain whitespace')
+      .optional(),
+  ),
+  /** Live sessions (any status but deleted/logged out) one tenant key may hold. */
+  TENANT_MAX_SESSIONS: int(20, 1),
+  /** Provisions one tenant may start per window. */
+  TENANT_PROVISION_MAX: int(10, 1),
+  TENANT_PROVISION_WINDOW_MS: int(3_600_000, 1000),
+  /** Manual failovers one tenant may request per window (each one burns a proxy slot move). */
+  TENANT_FAILOVER_MAX: int(3, 1),
+  TENANT_FAILOVER_WINDOW_MS: int(3_600_000, 1000),
+  /** Lifetime of a live-events ticket (POST /api/events/ticket), and concurrent streams per API key. */
+  EVENTS_TICKET_TTL_MS: int(30_000, 1000, 600_000),
+  EVENTS_MAX_STREAMS_PER_KEY: int(5, 1, 1000),
+  /** How long message records and the outbox's ACK/failure records are kept. */
+  MESSAGE_RETENTION_MS: int(7 * 86_400_000, 60_000),
 });
 
 export type Config = z.infer<typeof configSchema> & {

@@ -5,11 +5,12 @@
  * Signature: HMAC-SHA256(secret, `${timestamp}.${body}`) as lower-case hex, sent in `x-wa-signature` (prefixed with
  * `sha256=`), with the millisecond timestamp in `x-wa-timestamp`.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 
 export const WEBHOOK_TIMESTAMP_HEADER = 'x-wa-timestamp';
 export const WEBHOOK_SIGNATURE_HEADER = 'x-wa-signature';
+export const WEBHOOK_NONCE_HEADER = 'x-wa-nonce';
 
 export const EVENT_TYPES = [
   'QR_CODE',
@@ -137,4 +138,61 @@ export function verifyWebhook(
   if (expected.length !== given.length || !timingSafeEqual(expected, given))
     return { ok: false, reason: 'bad-signature' };
   return { ok: true };
+}
+
+/**
+ * Request-bound signature of the worker's outbox calls: HMAC-SHA256 over
+ * `v2.${timestamp}.${nonce}.${METHOD}.${path}.${body}`, so a captured request cannot be replayed (the nonce is
+ * accepted once) nor pointed at another operation or session (method and path are covered).
+ */
+export function signRequest(
+  secret: string,
+  timestamp: number | string,
+  nonce: string,
+  method: string,
+  path: string,
+  body: string | Buffer,
+): string {
+  const mac = createHmac('sha256', secret);
+  mac.update(`v2.${timestamp}.${nonce}.${method.toUpperCase()}.${path}.`);
+  mac.update(body);
+  return `sha256=${mac.digest('hex')}`;
+}
+
+/** Headers of a request-bound signed call (see {@link signRequest}). */
+export function signedRequestHeaders(
+  secret: string,
+  method: string,
+  path: string,
+  body: string,
+  now: number = Date.now(),
+  nonce: string = randomBytes(16).toString('hex'),
+): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    [WEBHOOK_TIMESTAMP_HEADER]: String(now),
+    [WEBHOOK_NONCE_HEADER]: nonce,
+    [WEBHOOK_SIGNATURE_HEADER]: signRequest(secret, now, nonce, method, path, body),
+  };
+}
+
+/** Verifies a request-bound signature; the caller must still refuse a nonce it has seen (replay). */
+export function verifySignedRequest(
+  secret: string,
+  headers: HeaderBag,
+  req: { method: string; path: string; body: string | Buffer },
+  opts: { toleranceMs?: number; now?: number } = {},
+): VerifyResult & { nonce?: string } {
+  const ts = header(headers, WEBHOOK_TIMESTAMP_HEADER);
+  const sig = header(headers, WEBHOOK_SIGNATURE_HEADER);
+  const nonce = header(headers, WEBHOOK_NONCE_HEADER);
+  if (!ts || !sig || !nonce || !/^\d{1,16}$/.test(ts) || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce))
+    return { ok: false, reason: 'missing' };
+  const tolerance = opts.toleranceMs ?? 5 * 60_000;
+  if (Math.abs((opts.now ?? Date.now()) - Number(ts)) > tolerance) return { ok: false, reason: 'stale' };
+  const expected = Buffer.from(signRequest(secret, ts, nonce, req.method, req.path, req.body));
+  const given = Buffer.from(sig);
+  if (expected.length !== given.length || !timingSafeEqual(expected, given))
+    return { ok: false, reason: 'bad-signature' };
+  return { ok: true, nonce };
 }

@@ -78,5 +78,16 @@ export function redisKeys(prefix = '') {
     eventsChannel: () => `${p}events`,
     /** HASH of system-wide event counters (HINCRBY by every process; read by /metrics at scrape time). */
     eventCounters: () => `${p}metrics:events`,
+    // --- tenant isolation ---
+    /** STRING JSON principal: a live-events ticket, named by the SHA-256 of the ticket (single use, short TTL). */
+    eventsTicket: (ticketHash: string) => `${p}events:ticket:${ticketHash}`,
+    /** Marker of a worker request nonce already used (replay guard of the signed outbox calls; TTL). */
+    workerNonce: (sessionId: string, nonce: string) => `${p}worker:nonce:${sessionId}:${nonce}`,
+    /** ZSET sessionId → provision time: a tenant's recent provisions (sliding window; TTL = window). */
+    provisionRate: (tenant: string) => `${p}ratelimit:provision:${tenant}`,
+    /** ZSET sessionId → admission time: a tenant's provisions admitted and not yet recorded (quota; TTL). */
+    tenantProvisioning: (tenant: string) => `${p}tenant:provisioning:${tenant}`,
+    /** ZSET sessionId → time: a tenant's recent manual failovers (sliding window; TTL = window). */
+    failoverRate: (tenant: string) => `${p}ratelimit:failover:${tenant}`,
   };
 }

@@ -188,7 +188,8 @@ end
  * (queued, or scheduled past today's cap) and burst detection.
  * ARGV: prefix, tenant, idemKey|'', fingerprint, messageId, sessionId, to, text, tenantMax, globalMax,
  *       rateWindowMs, idemTtlMs, coldCap, warmCap, hotCap, dayMs, burstCount, burstWindowMs, burstPauseMs,
- *       staleBaseMs, defaultMaxGapMs, gapFactor (dispatcher considered stuck after staleBase + gap · factor).
+ *       staleBaseMs, defaultMaxGapMs, gapFactor (dispatcher considered stuck after staleBase + gap · factor),
+ *       retentionMs (the record's expiry).
  * Returns {kind, payload, retryAfterMs, burst, wake}: kind accepted|replay (payload = response JSON),
  * conflict (payload = the key's message id), limited (payload = 'tenant'|'global').
  */
@@ -245,6 +246,8 @@ end
 redis.call('HSET', mk, 'id', mid, 'sessionId', sid, 'tenant', tenant, 'to', to, 'text', text, 'status', status,
   'createdAt', now, 'updatedAt', now)
 if idem ~= '' then redis.call('HSET', mk, 'idempotencyKey', idem) end
+-- Records do not live forever: kept MESSAGE_RETENTION_MS from the last change.
+redis.call('PEXPIRE', mk, tonumber(ARGV[23]))
 redis.call('RPUSH', pending, mid)
 redis.call('SADD', p .. 'dispatch:sessions', sid)
 if idem ~= '' then
@@ -360,9 +363,12 @@ return done({'released', id, now})
  */
 export const MESSAGE_STATUS_LUA = `${NOW_MS}
 local p, id, status, wa, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local onlySession, retention = ARGV[6], tonumber(ARGV[7])
 local mk = p .. 'message:' .. id
 local cur = redis.call('HMGET', mk, 'status', 'sessionId', 'tenant')
 if not cur[1] then return {0, '', '', ''} end
+-- A worker reports only its own session's messages: another session's id changes nothing.
+if onlySession ~= '' and cur[2] ~= onlySession then return {0, '', '', ''} end
 local rank = {queued = 0, scheduled = 0, sent = 1, delivered = 2, read = 3}
 local prev = cur[1]
 if prev == 'failed' then return {0, prev, cur[2], cur[3]} end
@@ -374,6 +380,7 @@ end
 redis.call('HSET', mk, 'status', status, status .. 'At', now, 'updatedAt', now)
 if wa ~= '' then redis.call('HSET', mk, 'waMessageId', wa) end
 if reason ~= '' then redis.call('HSET', mk, 'reason', reason) end
+if retention and retention > 0 then redis.call('PEXPIRE', mk, retention) end
 local stats = p .. 'antiban:stats:' .. cur[2]
 if (status == 'delivered' or status == 'read') and rank[prev] < 2 then redis.call('HINCRBY', stats, 'delivered', 1) end
 if status == 'failed' then redis.call('HINCRBY', stats, 'failed', 1) end
@@ -476,7 +483,29 @@ end
 `;
 
 // KEYS: queue, items, attempts, inflight, acked, failed. ARGV: messageId, waMessageId
-export const OUTBOX_ACK_LUA = `
+/**
+ * Settled records (ACK / failure) are kept MESSAGE_RETENTION_MS: each settle notes its time in KEYS[7] (settled
+ * ZSET), drops up to 100 records older than the retention and re-arms the expiry of the three keys, so an active
+ * session's hashes stay bounded and an idle one's vanish. ARGV[retentionArg] is the retention in ms.
+ */
+const OUTBOX_SETTLED = `
+local function settled(id, retention)
+  redis.call('ZADD', KEYS[7], now, id)
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now - retention, 'LIMIT', 0, 100)
+  for _, o in ipairs(old) do
+    redis.call('HDEL', KEYS[5], o)
+    redis.call('HDEL', KEYS[6], o)
+    redis.call('ZREM', KEYS[7], o)
+  end
+  for i = 5, 7 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], retention) end
+  end
+end
+`;
+
+// KEYS: queue, items, attempts, inflight, acked, failed, settled. ARGV: messageId, waMessageId, retentionMs
+export const OUTBOX_ACK_LUA = `${OUTBOX_NOW}
+${OUTBOX_SETTLED}
 local id = ARGV[1]
 local prev = redis.call('HGET', KEYS[5], id)
 if prev then
@@ -492,11 +521,13 @@ redis.call('LREM', KEYS[1], 0, id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('HSET', KEYS[5], id, ARGV[2])
+settled(id, tonumber(ARGV[3]))
 return 'acked'
 `;
 
-// KEYS: queue, items, attempts, inflight, acked, failed. ARGV: messageId, reason, permanent(0/1), maxAttempts
+// KEYS: queue, items, attempts, inflight, acked, failed, settled. ARGV: messageId, reason, permanent(0/1), maxAttempts, retentionMs
 export const OUTBOX_NACK_LUA = `${OUTBOX_NOW}
+${OUTBOX_SETTLED}
 local id = ARGV[1]
 if redis.call('HEXISTS', KEYS[5], id) == 1 then return 'conflict' end
 if redis.call('HEXISTS', KEYS[2], id) == 0 then
@@ -510,6 +541,7 @@ if ARGV[3] == '1' or attempts >= tonumber(ARGV[4]) then
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
   redis.call('HSET', KEYS[6], id, cjson.encode({reason = ARGV[2], attempts = attempts, at = now, permanent = ARGV[3] == '1'}))
+  settled(id, tonumber(ARGV[5]))
   return 'failed'
 end
 redis.call('LPUSH', KEYS[1], id)
@@ -520,4 +552,56 @@ return 'requeued'
 export const OUTBOX_RECLAIM_LUA = `${OUTBOX_NOW}
 ${OUTBOX_RECLAIM}
 return reclaim(KEYS[1], KEYS[2], now)
+`;
+
+/**
+ * Admits one tenant provision atomically (parallel provisions cannot both pass): counts the tenant's live
+ * sessions (terminal ones — logged out, failed, stopped, deleted — do not count) plus provisions admitted in the
+ * last `reserveMs` that have no live record yet, refuses past `maxLive`, then the per-tenant provision rate
+ * (sliding window), then records both. KEYS: tenant sessions SET, tenant provisioning ZSET, provision-rate ZSET.
+ * ARGV: prefix, sessionId, maxLive, rateMax, windowMs, reserveMs.
+ * Returns {'ok', 0} | {'sessions', count} | {'rate', retryAfterMs}.
+ */
+export const PROVISION_ADMIT_LUA = `${NOW_MS}
+local p, sid = ARGV[1], ARGV[2]
+local maxLive, rateMax, window, reserveMs = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local live = {pending = 1, qr_ready = 1, connected = 1, reconnecting = 1, unhealthy = 1, failing_over = 1}
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - reserveMs)
+local counted, n = {}, 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if id ~= sid and live[redis.call('HGET', p .. 'session:' .. id, 'status') or ''] then
+    counted[id] = true
+    n = n + 1
+  end
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if id ~= sid and not counted[id] then n = n + 1 end
+end
+if n >= maxLive then return {'sessions', n} end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+if redis.call('ZCARD', KEYS[3]) >= rateMax then
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  return {'rate', tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[3], now, sid .. ':' .. now)
+redis.call('PEXPIRE', KEYS[3], window)
+redis.call('ZADD', KEYS[2], now, sid)
+redis.call('PEXPIRE', KEYS[2], reserveMs)
+return {'ok', 0}
+`;
+
+/**
+ * A sliding-window limit: admits `member` unless `max` entries are younger than `windowMs`.
+ * KEYS: the window ZSET. ARGV: max, windowMs, member. Returns {1, 0} or {0, retryAfterMs}.
+ */
+export const SLIDING_WINDOW_LUA = `${NOW_MS}
+local max, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= max then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. now)
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}
 `;

@@ -157,6 +157,7 @@ async function signIn(key) {
 function signOut() {
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
+  eventsGeneration++;
   state.events?.close();
   state.events = null;
   $('#app').hidden = true;
@@ -185,6 +186,10 @@ $('#signout').addEventListener('click', signOut);
 
 // ---------------------------------------------------------------------------------------------- live events
 
+function retryEvents(generation) {
+  if (state.key && generation === eventsGeneration) return connectEvents();
+}
+
 function setLive(on) {
   state.live = on;
   const el = $('#live');
@@ -192,15 +197,33 @@ function setLive(on) {
   el.textContent = on ? '● live' : '○ offline';
 }
 
-function connectEvents() {
+// The stream is opened with a short-lived single-use ticket (POST /api/events/ticket), never the key in the URL.
+// A ticket cannot be reused, so on any error the page closes the stream and opens a new one with a new ticket.
+let eventsGeneration = 0;
+async function connectEvents() {
   state.events?.close();
-  const es = new EventSource(`/api/events?apiKey=${encodeURIComponent(state.key)}`);
+  state.events = null;
+  const generation = ++eventsGeneration;
+  let ticket;
+  try {
+    ({ ticket } = await api('POST', '/api/events/ticket'));
+  } catch {
+    setLive(false);
+    if (state.key && generation === eventsGeneration) setTimeout(() => void retryEvents(generation), 3000);
+    return;
+  }
+  if (generation !== eventsGeneration || !state.key) return;
+  const es = new EventSource(`/api/events?ticket=${encodeURIComponent(ticket)}`);
   state.events = es;
   es.addEventListener('ready', () => {
     setLive(true);
     scheduleReload(); // catch up on anything missed while disconnected
   });
-  es.addEventListener('error', () => setLive(false));
+  es.addEventListener('error', () => {
+    setLive(false);
+    es.close();
+    setTimeout(() => void retryEvents(generation), 2000);
+  });
   for (const type of LIVE_TYPES) {
     es.addEventListener(type, (msg) => {
       let e;
@@ -715,7 +738,7 @@ function start() {
   const sel = $('#f-status');
   if (sel.options.length === 1)
     for (const s of STATUSES) sel.insertAdjacentHTML('beforeend', `<option value="${s}">${s}</option>`);
-  connectEvents();
+  void connectEvents();
   showView('sessions');
 }
 

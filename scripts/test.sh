@@ -16,5 +16,5 @@ set +a
 if [ -f scripts/build-images.sh ] && [ "${WA_SKIP_DOCKER:-0}" != 1 ]; then bash scripts/build-images.sh; fi
 
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(test/*.test.ts)
+[ ${#files[@]} -gt 0 ] || files=(test/*.test.ts test/security/*.test.ts)
 exec node --import tsx --test --test-force-exit --test-concurrency=1 --test-timeout=600000 "${files[@]}"

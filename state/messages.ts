@@ -110,6 +110,7 @@ export class MessageStore {
       3 * c.ANTIBAN_IDLE_POLL_MS + 5_000,
       Math.max(c.ANTIBAN_COLD_GAP_MS, c.ANTIBAN_WARM_GAP_MS, c.ANTIBAN_HOT_GAP_MS),
       ((100 + c.ANTIBAN_JITTER_PERCENT) / 100) * c.ANTIBAN_BURST_SLOWDOWN,
+      c.MESSAGE_RETENTION_MS,
     )) as [string, string, number, number, number?];
     const [kind, payload, retry, burst, wake] = r;
     if (kind === 'conflict') return { kind, messageId: payload };
@@ -145,14 +146,18 @@ export class MessageStore {
     };
   }
 
-  /** Forward-only status change; returns the change when it applied. */
+  /**
+   * Forward-only status change; returns the change when it applied. `sessionId` (a worker's report) limits it to
+   * that session's own messages.
+   */
   async setStatus(
     messageId: string,
     status: Exclude<MessageStatus, 'queued' | 'scheduled'>,
     waMessageId: string | null,
     reason: string | null,
+    sessionId?: string,
   ): Promise<StatusChange | null> {
-    const [applied, previous, sessionId, tenant] = (await this.redis.eval(
+    const [applied, previous, owner, tenant] = (await this.redis.eval(
       MESSAGE_STATUS_LUA,
       0,
       this.prefix,
@@ -160,9 +165,11 @@ export class MessageStore {
       status,
       waMessageId ?? '',
       reason ?? '',
+      sessionId ?? '',
+      this.config.MESSAGE_RETENTION_MS,
     )) as [number, string, string, string];
     if (Number(applied) !== 1) return null;
-    return { messageId, sessionId, tenant, status, previous, waMessageId, reason };
+    return { messageId, sessionId: owner, tenant, status, previous, waMessageId, reason };
   }
 
   async step(sessionId: string, stepId: string, cap: number, outbox: OutboxStore): Promise<StepResult> {
@@ -196,14 +203,14 @@ export class MessageStore {
     for (const id of ids) {
       const wa = await outbox.ackedId(sessionId, id);
       if (wa) {
-        const ch = await this.setStatus(id, 'sent', wa, null);
+        const ch = await this.setStatus(id, 'sent', wa, null, sessionId);
         if (ch) changes.push(ch);
         await this.redis.zrem(this.keys.dispatchReleased(sessionId), id);
         continue;
       }
       const failure = await outbox.failure(sessionId, id);
       if (failure) {
-        const ch = await this.setStatus(id, 'failed', null, failure.reason);
+        const ch = await this.setStatus(id, 'failed', null, failure.reason, sessionId);
         if (ch) changes.push(ch);
         await this.redis.zrem(this.keys.dispatchReleased(sessionId), id);
       }

@@ -8,6 +8,7 @@
  *   base:inflight    ZSET   messageId → lease deadline (ms, Redis server clock)
  *   base:acked       HASH   messageId → waMessageId (idempotent ACK record)
  *   base:failed      HASH   messageId → JSON {reason, attempts, at}
+ *   base:settled     ZSET   messageId → settle time (ACK/failure records older than the retention are dropped)
  *
  * claim moves the head to the in-flight set with a lease; a lease that expires (crashed worker) goes back to the
  * head of the queue on the next claim or reclaimExpired(), so it is re-delivered (with attempt + 1). ack records
@@ -40,7 +41,7 @@ export type NackResult = 'requeued' | 'failed' | 'not_found' | 'conflict';
 
 /** KEYS of the ACK and NACK scripts, in their order. */
 function settleKeys(k: ReturnType<OutboxStore['keys']>): string[] {
-  return [k.queue, k.items, k.attempts, k.inflight, k.acked, k.failed];
+  return [k.queue, k.items, k.attempts, k.inflight, k.acked, k.failed, k.settled];
 }
 
 export interface OutboxStoreOptions {
@@ -49,12 +50,15 @@ export interface OutboxStoreOptions {
   leaseMs?: number;
   /** Retryable NACKs after which a message fails for good (default 5). */
   maxAttempts?: number;
+  /** How long ACK and failure records are kept (default 7 days). */
+  retentionMs?: number;
 }
 
 export class OutboxStore {
   private readonly prefix: string;
   readonly leaseMs: number;
   readonly maxAttempts: number;
+  readonly retentionMs: number;
 
   constructor(
     private readonly redis: Redis,
@@ -63,6 +67,7 @@ export class OutboxStore {
     this.prefix = opts.prefix ?? '';
     this.leaseMs = opts.leaseMs ?? 60_000;
     this.maxAttempts = opts.maxAttempts ?? 5;
+    this.retentionMs = opts.retentionMs ?? 7 * 86_400_000;
   }
 
   keys(sessionId: string) {
@@ -74,6 +79,7 @@ export class OutboxStore {
       inflight: `${base}:inflight`,
       acked: `${base}:acked`,
       failed: `${base}:failed`,
+      settled: `${base}:settled`,
     };
   }
 
@@ -105,19 +111,27 @@ export class OutboxStore {
   /** Records the WhatsApp id. Same id again → 'duplicate'; a different id for an acked message → 'conflict'. */
   async ack(sessionId: string, messageId: string, waMessageId: string): Promise<AckResult> {
     const k = this.keys(sessionId);
-    return (await this.redis.eval(OUTBOX_ACK_LUA, 6, ...settleKeys(k), messageId, waMessageId)) as AckResult;
+    return (await this.redis.eval(
+      OUTBOX_ACK_LUA,
+      7,
+      ...settleKeys(k),
+      messageId,
+      waMessageId,
+      String(this.retentionMs),
+    )) as AckResult;
   }
 
   async nack(sessionId: string, messageId: string, reason: string, permanent: boolean): Promise<NackResult> {
     const k = this.keys(sessionId);
     return (await this.redis.eval(
       OUTBOX_NACK_LUA,
-      6,
+      7,
       ...settleKeys(k),
       messageId,
       reason,
       permanent ? '1' : '0',
       String(this.maxAttempts),
+      String(this.retentionMs),
     )) as NackResult;
   }
 

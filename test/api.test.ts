@@ -54,7 +54,11 @@ describe('REST API and webhook bridge (real stack)', () => {
 
     const admins = await stack.call('POST', '/api/sessions/provision', { sessionId: 'admin1' });
     assert.equal(admins.status, 201);
-    assert.equal((await stack.call('GET', '/api/sessions/admin1/status', undefined, TENANT_KEY)).status, 403);
+    // Another tenant's session answers exactly like a missing one.
+    const notMine = await stack.call('GET', '/api/sessions/admin1/status', undefined, TENANT_KEY);
+    const missing = await stack.call('GET', '/api/sessions/admin9/status', undefined, TENANT_KEY);
+    assert.equal(notMine.status, 404);
+    assert.deepEqual(notMine.body.error.code, missing.body.error.code);
     const list = await stack.call('GET', '/api/v1/dashboard/sessions', undefined, TENANT_KEY);
     assert.deepEqual(
       list.body.sessions.map((s: { sessionId: string }) => s.sessionId),

@@ -5,14 +5,14 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { parsePrometheusText, type PromText } from './helpers/prom-text.js';
-import { API_KEY, ROOT, Stack, waitFor } from './helpers/stack.js';
+import { API_KEY, metricsAuth, ROOT, Stack, waitFor } from './helpers/stack.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = path.join(ROOT, 'test-results', 'dashboard.png');
 const PHONE = '15550007001';
 
 async function metrics(stack: Stack): Promise<PromText> {
-  const res = await fetch(`${stack.apiUrl}/metrics`);
+  const res = await fetch(`${stack.apiUrl}/metrics`, { headers: metricsAuth });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   return parsePrometheusText(await res.text());

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { EventBus, type LiveEvent } from '../state/events-bus.js';
 import { parsePrometheusText } from './helpers/prom-text.js';
-import { API_KEY, freePort, ROOT, serviceEnv, TENANT_KEY, waitFor } from './helpers/stack.js';
+import { API_KEY, eventsUrl, freePort, metricsAuth, ROOT, serviceEnv, TENANT_KEY, waitFor } from './helpers/stack.js';
 
 /**
  * An API process on its OWN redis-server (never the shared one on 6379, which other tests use): readiness when
@@ -158,15 +158,15 @@ describe('health, live events and metrics on an API with its own Redis', () => {
     const noKey = await fetch(`${apiUrl}/api/events`);
     assert.equal(noKey.status, 401);
     assert.equal(((await noKey.json()) as any).error.code, 'UNAUTHORIZED');
-    const wrong = await fetch(`${apiUrl}/api/events?apiKey=wrong-key-0123456789abcdef`);
+    const wrong = await fetch(`${apiUrl}/api/events?ticket=wrong-ticket-0123456789abcdef`);
     assert.equal(wrong.status, 401);
-    const badType = await fetch(`${apiUrl}/api/events?apiKey=${API_KEY}&types=qr,nope`);
+    const badType = await fetch(await eventsUrl(apiUrl, API_KEY, 'types=qr,nope'));
     assert.equal(badType.status, 400);
     assert.equal(((await badType.json()) as any).error.field, 'types.1');
 
-    const admin = await openSse(`${apiUrl}/api/events?apiKey=${API_KEY}`);
-    const tenant = await openSse(`${apiUrl}/api/events?apiKey=${TENANT_KEY}`);
-    const onlyQr = await openSse(`${apiUrl}/api/events?apiKey=${API_KEY}&types=qr`);
+    const admin = await openSse(await eventsUrl(apiUrl, API_KEY));
+    const tenant = await openSse(await eventsUrl(apiUrl, TENANT_KEY));
+    const onlyQr = await openSse(await eventsUrl(apiUrl, API_KEY, 'types=qr'));
     assert.match(admin.res.headers.get('content-type') ?? '', /^text\/event-stream/);
     await Promise.all([admin.ready(), tenant.ready(), onlyQr.ready()]);
 
@@ -198,7 +198,7 @@ describe('health, live events and metrics on an API with its own Redis', () => {
   it('WebSocket on /api/events: key required, tenant-filtered', async () => {
     const wsUrl = apiUrl.replace('http', 'ws');
     const refused = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`${wsUrl}/api/events?apiKey=wrong-key-0123456789abcdef`);
+      const ws = new WebSocket(`${wsUrl}/api/events`, { headers: { 'x-api-key': 'wrong-key-0123456789abcdef' } });
       ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
       ws.on('open', () => resolve(101));
       ws.on('error', () => undefined);
@@ -221,7 +221,7 @@ describe('health, live events and metrics on an API with its own Redis', () => {
 
   it('/metrics parses as Prometheus text; counters published by another process move', async () => {
     const scrape = async () => {
-      const r = await fetch(`${apiUrl}/metrics`);
+      const r = await fetch(`${apiUrl}/metrics`, { headers: metricsAuth });
       assert.equal(r.status, 200);
       return parsePrometheusText(await r.text());
     };
@@ -286,7 +286,7 @@ describe('health, live events and metrics on an API with its own Redis', () => {
   });
 
   it('/readyz turns 503 when Redis stops and 200 when it is back; live events resume', async () => {
-    const stream = await openSse(`${apiUrl}/api/events?apiKey=${API_KEY}`);
+    const stream = await openSse(await eventsUrl(apiUrl, API_KEY));
     await stream.ready();
     await stopRedis();
     const down = await waitFor(
@@ -302,7 +302,7 @@ describe('health, live events and metrics on an API with its own Redis', () => {
     assert.match(down.checks.redis, /unreachable/);
     assert.equal(down.checks.temporal, 'ok');
     assert.equal((await fetch(`${apiUrl}/healthz`)).status, 200, 'alive though not ready');
-    const m = await fetch(`${apiUrl}/metrics`);
+    const m = await fetch(`${apiUrl}/metrics`, { headers: metricsAuth });
     assert.equal(m.status, 200, 'metrics still answer');
     assert.equal(parsePrometheusText(await m.text()).value('wa_redis_up'), 0);
 

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
-import { signedHeaders } from '../common/events.js';
+import { signedRequestHeaders } from '../common/events.js';
+import { installErrorHandler } from '../api/errors.js';
+import { memoryNonces, signedScope } from '../api/signed.js';
 import { AckResponseSchema, ClaimResponseSchema, NackResponseSchema, OutboxErrorSchema } from '../common/outbox.js';
 import { workerOutboxRoutes } from '../api/routes/worker-outbox.js';
 import { OutboxStore } from '../state/outbox.js';
@@ -136,10 +138,15 @@ describe('worker outbox routes', () => {
   const sid = 'route_s1';
   before(async () => {
     app = Fastify();
-    await app.register(workerOutboxRoutes, {
-      store,
-      secretFor: (id) => (id.startsWith('route_') ? SECRET : undefined),
-    });
+    installErrorHandler(app);
+    await app.register(
+      signedScope(
+        { secretFor: (id) => (id.startsWith('route_') ? SECRET : undefined), claimNonce: memoryNonces() },
+        async (scope) => {
+          await scope.register(workerOutboxRoutes, { store });
+        },
+      ),
+    );
     await app.ready();
   });
   after(async () => {
@@ -152,10 +159,11 @@ describe('worker outbox routes', () => {
     opts: { secret?: string; id?: string; headers?: Record<string, string> } = {},
   ) => {
     const body = JSON.stringify(payload);
+    const url = `/api/worker/sessions/${opts.id ?? sid}/outbox/${op}`;
     return app.inject({
       method: 'POST',
-      url: `/api/worker/sessions/${opts.id ?? sid}/outbox/${op}`,
-      headers: { ...signedHeaders(opts.secret ?? SECRET, body), ...opts.headers },
+      url,
+      headers: { ...signedRequestHeaders(opts.secret ?? SECRET, 'POST', url, body), ...opts.headers },
       payload: body,
     });
   };
@@ -189,7 +197,7 @@ describe('worker outbox routes', () => {
   test('signature, validation and unknown ids are JSON errors', async () => {
     const bad = await call('claim', {}, { secret: 'wrong-secret-0123456789' });
     assert.equal(bad.statusCode, 401);
-    assert.equal(OutboxErrorSchema.parse(bad.json()).error.code, 'signature_bad_signature');
+    assert.equal(OutboxErrorSchema.parse(bad.json()).error.code, 'BAD_SIGNATURE');
     const stale = await call('claim', {}, { headers: { 'x-wa-timestamp': String(Date.now() - 3_600_000) } });
     assert.equal(stale.statusCode, 401);
     const missing = await app.inject({
@@ -198,7 +206,8 @@ describe('worker outbox routes', () => {
       headers: { 'content-type': 'application/json' },
       payload: '{}',
     });
-    assert.equal(missing.json<{ error: { code: string } }>().error.code, 'signature_missing');
+    assert.equal(missing.statusCode, 401);
+    assert.equal(missing.json<{ error: { code: string } }>().error.code, 'BAD_SIGNATURE');
     const invalid = await call('ack', { messageId: 'r1' });
     assert.equal(invalid.statusCode, 400);
     assert.deepEqual(OutboxErrorSchema.parse(invalid.json()).error.field, 'waMessageId');
@@ -206,8 +215,9 @@ describe('worker outbox routes', () => {
     assert.equal(perm.json<{ error: { field: string } }>().error.field, 'permanent');
     const unknown = await call('ack', { messageId: 'zzz', waMessageId: 'x' });
     assert.equal(unknown.statusCode, 404);
-    assert.equal(unknown.json<{ error: { code: string } }>().error.code, 'unknown_message');
-    assert.equal((await call('claim', {}, { id: 'other' })).statusCode, 404);
-    assert.equal((await call('claim', {}, { id: 'bad.id' })).statusCode, 400);
+    assert.equal(unknown.json<{ error: { code: string } }>().error.code, 'MESSAGE_NOT_FOUND');
+    // A session nobody can sign for answers like a bad signature: existence is not revealed.
+    assert.equal((await call('claim', {}, { id: 'other' })).statusCode, 401);
+    assert.equal((await call('claim', {}, { id: 'bad.id' })).statusCode, 401);
   });
 });

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sessionWebhookSecret } from '../common/session.js';
-import { API_KEY, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
+import { API_KEY, eventsUrl, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
 
 /**
  * Runs a stack through provision / connect / restart / failover (operator and proxy death) / bad input, keeps
@@ -64,7 +64,7 @@ describe('no secret in any log line or API response', () => {
   before(async () => {
     stack = await new Stack({ proxies: 3 }).start();
     const controller = new AbortController();
-    const res = await fetch(`${stack.apiUrl}/api/events?apiKey=${API_KEY}`, { signal: controller.signal });
+    const res = await fetch(await eventsUrl(stack.apiUrl, API_KEY), { signal: controller.signal });
     let raw = '';
     const reading = (async () => {
       const decoder = new TextDecoder();

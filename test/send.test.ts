@@ -41,7 +41,7 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     await stack?.stop();
   });
 
-  it('bad inputs → 400/403/404 naming the problem', async () => {
+  it('bad inputs → 400/404 naming the problem', async () => {
     const send = (body: unknown, key?: string) => stack.call('POST', '/api/send', body, key);
     const ok = { sessionId: COLD.id, to: '15559990000', text: 'hi' };
     const cases: Array<[string, unknown, number, string | undefined, RegExp]> = [
@@ -63,8 +63,9 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
       assert.match(r.body.error.message, message, name);
     }
     const wrongTenant = await send(ok, TENANT_KEY);
-    assert.equal(wrongTenant.status, 403, 'a tenant key cannot send from the admin tenant session');
-    assert.match(wrongTenant.body.error.message, /does not reach that session/);
+    // Another tenant's session answers like a missing one.
+    assert.equal(wrongTenant.status, 404, 'a tenant key cannot send from the admin tenant session');
+    assert.match(wrongTenant.body.error.message, /not found/);
     assert.equal((await send(ok, 'wrong-key-0123456789')).status, 401);
     assert.equal((await stack.call('GET', '/api/messages/msg_doesnotexist')).status, 404);
     assert.equal((await stack.call('GET', '/api/messages/not-an-id')).status, 400);

@@ -17,6 +17,7 @@ import { BufferJSON } from '@whiskeysockets/baileys';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { workerOutboxRoutes } from '../api/routes/worker-outbox.js';
+import { memoryNonces, signedScope } from '../api/signed.js';
 import { Socks5Proxy, WhatsAppSimulator } from '../simulator/index.js';
 import { OutboxStore } from '../state/outbox.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -123,7 +124,14 @@ before(async () => {
       if (drop) throw Object.assign(new Error('ACK lost (test)'), { statusCode: 503 });
     }
   });
-  await app.register(workerOutboxRoutes, { store, secretFor: (id) => (id === SESSION ? SECRET : undefined) });
+  await app.register(
+    signedScope(
+      { secretFor: (id) => (id === SESSION ? SECRET : undefined), claimNonce: memoryNonces() },
+      async (scope) => {
+        await scope.register(workerOutboxRoutes, { store });
+      },
+    ),
+  );
   await app.listen({ host: '127.0.0.1', port: 0 });
   outboxUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/api/worker/sessions/${SESSION}/outbox`;
 });

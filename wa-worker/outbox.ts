@@ -10,7 +10,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { WASocket } from '@whiskeysockets/baileys';
-import { signedHeaders } from '../common/events.js';
+import { signedRequestHeaders } from '../common/events.js';
 import { ClaimResponseSchema, type OutboxItem } from '../common/outbox.js';
 import { FILE_MODE, writeFileAtomic } from './auth-store.js';
 import { backoffDelay } from './config.js';
@@ -137,9 +137,11 @@ export class OutboxClient {
 
   private async post(op: string, payload: object): Promise<Response> {
     const body = JSON.stringify(payload);
-    const res = await fetch(`${this.baseUrl}/${op}`, {
+    const url = `${this.baseUrl}/${op}`;
+    const res = await fetch(url, {
       method: 'POST',
-      headers: signedHeaders(this.secret, body),
+      // Bound to this method and path, with a fresh nonce: a captured request cannot be replayed or redirected.
+      headers: signedRequestHeaders(this.secret, 'POST', new URL(url).pathname, body),
       body,
       signal: AbortSignal.timeout(this.timeoutMs),
     });

@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { checkTenantUrl, UrlRefusedError } from '../../common/net-policy.js';
 import { ClientWebhookConfigSchema, ClientWebhookStore } from '../../state/client-webhooks.js';
 import { tenantOf, type Principal } from '../auth.js';
 import { ClientWebhookDeliverer } from '../client-webhook-deliverer.js';
@@ -41,6 +42,12 @@ export function clientWebhookRoutes(ctx: ApiContext, logger: Logger) {
     app.put('/api/v1/webhooks', async (request) => {
       const tenant = tenantFor(request.principal, parseInput(TenantQuery, request.query, 'query'));
       const cfg = parseInput(ClientWebhookConfigSchema, request.body, 'body');
+      try {
+        await checkTenantUrl(cfg.url, { allowHosts: ctx.config.CLIENT_WEBHOOK_ALLOW_HOSTS });
+      } catch (err) {
+        if (err instanceof UrlRefusedError) throw new ApiError(400, 'URL_NOT_ALLOWED', `url: ${err.message}`, 'url');
+        throw err;
+      }
       await store.setConfig(tenant, cfg);
       return { tenant, url: cfg.url, events: cfg.events, secretSet: true };
     });

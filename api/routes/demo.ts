@@ -21,7 +21,7 @@ export function demoRoutes(ctx: ApiContext) {
       const { phone } = parseInput(ScanBody, request.body, 'body');
       const record = await ctx.sessions.get(id);
       if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${id} not found`);
-      assertSessionAccess(request.principal, record.tenant);
+      assertSessionAccess(request.principal, record.tenant, id);
       const qr = await ctx.sessions.getQr(id);
       if (!qr) throw new ApiError(409, 'QR_NOT_AVAILABLE', `session ${id} shows no QR (status ${record.status})`);
       const number = phone ?? record.phone ?? `1555${String(Math.floor(Math.random() * 1e7)).padStart(7, '0')}`;

@@ -1,20 +1,20 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
-import type { Config } from '../../common/config.js';
 import type { WebhookEnvelope } from '../../common/events.js';
 import { redactText } from '../../common/redact.js';
 import { LIVE_EVENT_TYPES, type EventBus, type LiveEvent, type LiveEventInput } from '../../state/events-bus.js';
-import type { Principal } from '../auth.js';
+import type { ApiKeys, Principal } from '../auth.js';
+import { ApiError } from '../errors.js';
 import type { ApiContext } from '../context.js';
 import { parseInput } from '../errors.js';
 import type { WebhookHooks } from './webhook.js';
 
 const EventsQuery = z.object({
-  apiKey: z.string().optional(),
+  /** A single-use ticket from POST /api/events/ticket (EventSource cannot send headers). */
+  ticket: z.string().max(128).optional(),
   /** Comma-separated event types to receive (default: all). */
   types: z
     .string()
@@ -35,19 +35,6 @@ export function visibleTo(principal: Principal, filter: Filter, e: LiveEvent): b
   if (filter.types && !filter.types.includes(e.type)) return false;
   if (filter.sessionId && e.sessionId !== filter.sessionId) return false;
   return true;
-}
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-/** The principal of an API key (constant-time, as in auth.ts), for the WebSocket upgrade. */
-function principalForKey(config: Config, key: string | undefined): Principal | null {
-  if (!key) return null;
-  const d = digest(key);
-  let match: Principal | null = null;
-  if (timingSafeEqual(digest(config.API_KEY), d)) match = { tenant: null, admin: true };
-  for (const t of config.TENANT_API_KEYS)
-    if (timingSafeEqual(digest(t.key), d)) match = { tenant: t.tenant, admin: false };
-  return match;
 }
 
 /**
@@ -98,15 +85,45 @@ export function withLiveEvents(ctx: ApiContext, bus: EventBus, hooks: WebhookHoo
 }
 
 /**
- * `GET /api/events`: live events as Server-Sent Events (EventSource sends the key as `?apiKey=`), and the same
- * stream over WebSocket on the same path. Tenant-filtered; optional `types` and `sessionId` filters.
+ * `GET /api/events`: live events as Server-Sent Events, and the same stream over WebSocket on the same path.
+ * Authenticated by the one API-key check (api/auth.ts): an `X-API-Key` header, or a short-lived single-use
+ * ticket from `POST /api/events/ticket` in `?ticket=` (EventSource cannot send headers; a key in a URL would
+ * outlive the page in logs and history). At most EVENTS_MAX_STREAMS_PER_KEY concurrent streams per key and
+ * API process. Tenant-filtered; optional `types` and `sessionId` filters.
  */
-export function liveEventsRoutes(ctx: ApiContext, bus: EventBus) {
+export function liveEventsRoutes(ctx: ApiContext, bus: EventBus, keys: ApiKeys) {
   const clients = new Set<() => void>();
+  const streams = new Map<string, number>();
+  const maxStreams = ctx.config.EVENTS_MAX_STREAMS_PER_KEY;
+  /** Takes a stream slot of the key; returns its release, or null when the key is at its cap. */
+  const takeSlot = (principal: Principal): (() => void) | null => {
+    const n = streams.get(principal.keyId) ?? 0;
+    if (n >= maxStreams) return null;
+    streams.set(principal.keyId, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (streams.get(principal.keyId) ?? 1) - 1;
+      if (left <= 0) streams.delete(principal.keyId);
+      else streams.set(principal.keyId, left);
+    };
+  };
+  const tooMany = () =>
+    new ApiError(429, 'TOO_MANY_STREAMS', `at most ${maxStreams} live event streams per API key`, undefined, {
+      'retry-after': '5',
+    });
   return async function plugin(app: FastifyInstance) {
-    app.get('/api/events', async (request, reply) => {
+    app.post('/api/events/ticket', async (request, reply) => {
+      const t = await keys.issueTicket(request.principal);
+      return reply.status(201).send({ ticket: t.ticket, expiresInMs: t.expiresInMs });
+    });
+
+    app.get('/api/events', { config: { ticket: true } }, async (request, reply) => {
       const filter = parseInput(EventsQuery, request.query, 'query');
       const principal = request.principal;
+      const release = takeSlot(principal);
+      if (!release) throw tooMany();
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -124,6 +141,7 @@ export function liveEventsRoutes(ctx: ApiContext, bus: EventBus) {
         closed = true;
         clearInterval(ping);
         unsubscribe();
+        release();
         clients.delete(close);
         res.end();
       };
@@ -144,28 +162,39 @@ export function liveEventsRoutes(ctx: ApiContext, bus: EventBus) {
       else res.write(`event: ready\ndata: ${JSON.stringify({ at: Date.now(), admin: principal.admin })}\n\n`);
     });
 
-    // WebSocket on the same path: `new WebSocket('ws://host/api/events?apiKey=...')` or an X-API-Key header.
+    // WebSocket on the same path: an X-API-Key header or `?ticket=`, through the same check as HTTP.
     const wss = new WebSocketServer({ noServer: true });
+    const refuse = (socket: Duplex, status: number, reason: string) =>
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void upgrade(req, socket, head).catch(() => refuse(socket, 500, 'Internal Server Error'));
+    };
+    const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      if (url.pathname !== '/api/events') return;
-      const headerKey = req.headers['x-api-key'];
-      const principal = principalForKey(
-        ctx.config,
-        typeof headerKey === 'string' ? headerKey : (url.searchParams.get('apiKey') ?? undefined),
-      );
-      const parsed = EventsQuery.safeParse(Object.fromEntries(url.searchParams));
-      if (!principal || !parsed.success) {
-        const status = principal ? '400 Bad Request' : '401 Unauthorized';
-        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-        return;
+      let pathname: string;
+      try {
+        pathname = decodeURIComponent(url.pathname);
+      } catch {
+        pathname = '';
       }
+      if (pathname !== '/api/events') return refuse(socket, 404, 'Not Found');
+      let principal: Principal;
+      try {
+        principal = await keys.authenticate(req.headers, url.searchParams.get('ticket'), true);
+      } catch {
+        return refuse(socket, 401, 'Unauthorized');
+      }
+      const parsed = EventsQuery.safeParse(Object.fromEntries(url.searchParams));
+      if (!parsed.success) return refuse(socket, 400, 'Bad Request');
+      const release = takeSlot(principal);
+      if (!release) return refuse(socket, 429, 'Too Many Requests');
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
         let unsubscribe = () => {};
         let closed = false;
         const close = () => {
           closed = true;
           unsubscribe();
+          release();
           clients.delete(close);
           ws.terminate();
         };

@@ -1,6 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { proxyIdOf } from '../../common/proxy-id.js';
 import { redisKeys } from '../../common/redis-keys.js';
+import { markScope, sameSecret } from '../auth.js';
+import { ApiError } from '../errors.js';
 import { SESSION_STATUSES } from '../../common/session.js';
 import type { EventBus } from '../../state/events-bus.js';
 import { OutboxStore } from '../../state/outbox.js';
@@ -10,7 +13,8 @@ const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
   Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`timeout ${ms} ms`)), ms))]);
 
 /**
- * Prometheus metrics at `/metrics` (no API key: scrape it from the private network only). Deployment-wide
+ * Prometheus metrics at `/metrics`, for a scraper holding METRICS_TOKEN (`Authorization: Bearer ...`); proxies are
+ * labelled by id, never host:port. Deployment-wide
  * values (sessions, proxies, queue depth, event counters) are read from Redis at scrape time, so every API
  * process reports the same numbers whatever process caused them; latency histograms are per process.
  */
@@ -143,7 +147,7 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
           proxies.set({ status: 'BAD' }, 0);
           for (const p of list) {
             proxies.inc({ status: p.status });
-            proxyLoad.set({ proxy: p.endpoint, status: p.status }, p.load);
+            proxyLoad.set({ proxy: proxyIdOf(p.url), status: p.status }, p.load);
           }
           proxyLimit.set(pool.limit);
           proxySlots.set(
@@ -233,9 +237,20 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
       else if (route && route.startsWith('/api/') && route !== '/api/events')
         apiLatency.observe({ method: request.method, route, status: String(reply.statusCode) }, seconds);
     });
-    app.get('/metrics', async (_request, reply) => {
-      await collect();
-      return reply.header('content-type', register.contentType).send(await register.metrics());
+    // Its own scope: only a bearer METRICS_TOKEN reaches /metrics (no token configured = nobody).
+    await app.register(async (scoped) => {
+      markScope(scoped, 'metrics');
+      scoped.addHook('onRequest', async (request) => {
+        const token = config.METRICS_TOKEN;
+        const given = /^Bearer (\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
+        if (!token || !given || !sameSecret(given, token))
+          throw new ApiError(401, 'UNAUTHORIZED', 'metrics need Authorization: Bearer <METRICS_TOKEN>');
+        request.metricsAuthorized = true;
+      });
+      scoped.get('/metrics', async (_request, reply) => {
+        await collect();
+        return reply.header('content-type', register.contentType).send(await register.metrics());
+      });
     });
   }
   // Like fastify-plugin: the latency hook must see every route, not only this plugin's.

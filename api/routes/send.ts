@@ -13,7 +13,7 @@ import { LimitsOverrideSchema } from '../../common/anti-ban.js';
 import { PhoneSchema, SessionIdSchema } from '../../common/session.js';
 import { ClientWebhookStore } from '../../state/client-webhooks.js';
 import { MessageStore } from '../../state/messages.js';
-import { assertSessionAccess } from '../auth.js';
+import { reaches, requireAdmin, sessionNotFound, type Principal } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import type { DispatchWaker } from '../dispatch-waker.js';
 import { ApiError, parseInput } from '../errors.js';
@@ -47,11 +47,10 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
   const messages = new MessageStore(redis, config);
   const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
 
-  async function sessionFor(principal: Parameters<typeof assertSessionAccess>[0], sessionId: string) {
+  async function sessionFor(principal: Principal, sessionId: string) {
     const record = await sessions.get(sessionId);
-    if (!record || record.status === 'deleted')
-      throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${sessionId} not found`, 'sessionId');
-    assertSessionAccess(principal, record.tenant);
+    if (!record || record.status === 'deleted' || !reaches(principal, record.tenant))
+      throw sessionNotFound(sessionId, 'sessionId');
     return record;
   }
 
@@ -128,8 +127,9 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
     app.get('/api/messages/:id', async (request) => {
       const { id } = parseInput(MessageIdParams, request.params, 'params');
       const m = await messages.get(id);
-      if (!m) throw new ApiError(404, 'MESSAGE_NOT_FOUND', `message ${id} not found`);
-      assertSessionAccess(request.principal, m.tenant);
+      // Another tenant's message answers exactly like a missing one.
+      if (!m || !reaches(request.principal, m.tenant))
+        throw new ApiError(404, 'MESSAGE_NOT_FOUND', `message ${id} not found`);
       return m;
     });
 
@@ -158,10 +158,9 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
       return limitsView(id);
     });
 
-    app.put('/api/anti-ban/sessions/:id/limits', async (request) => {
+    app.put('/api/anti-ban/sessions/:id/limits', { onRequest: requireAdmin }, async (request) => {
       const { id } = parseInput(SessionParams, request.params, 'params');
       await sessionFor(request.principal, id);
-      if (!request.principal.admin) throw new ApiError(403, 'FORBIDDEN', 'only the admin key may change pacing limits');
       const body = parseInput(LimitsOverrideSchema, request.body, 'body');
       await messages.setOverrides(id, body);
       request.log.info({ sessionId: id, overrides: body }, 'pacing limits changed');

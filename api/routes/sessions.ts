@@ -4,7 +4,7 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { setTimeout as sleep } from 'node:timers/promises';
 import QRCode from 'qrcode';
 import { z } from 'zod';
@@ -23,7 +23,8 @@ import {
   stateQuery,
   type PublicSessionState,
 } from '../../workflows/session.js';
-import { assertSessionAccess, tenantOf } from '../auth.js';
+import { reaches, sessionNotFound, tenantOf, type Principal } from '../auth.js';
+import { TenantQuotas } from '../quotas.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
@@ -66,15 +67,21 @@ export const temporalLinks = (config: ApiContext['config']) => ({
 });
 
 /** Maps Temporal errors of an update or query to API errors. */
-function mapTemporalError(err: unknown, sessionId: string): never {
+/** A phone bound to another session: the same answer whoever holds it (no tenant, no session named). */
+const phoneTaken = (phone: string) =>
+  new ApiError(409, 'PHONE_ALREADY_REGISTERED', `phone ${phone} is already registered`, 'phone');
+
+function mapTemporalError(err: unknown, sessionId: string, phone: string | null = null): never {
   if (err instanceof WorkflowNotFoundError)
     throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${sessionId} is not running`);
   if (err instanceof WorkflowUpdateFailedError) {
     const cause = err.cause as { type?: string; message?: string } | undefined;
     if (cause?.type === 'NoProxyCapacity')
       throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message ?? 'no proxy capacity');
-    if (cause?.type === 'PhoneConflict')
-      throw new ApiError(409, 'PHONE_ALREADY_REGISTERED', cause.message ?? 'phone taken');
+    if (cause?.type === 'PhoneConflict') {
+      if (phone) throw phoneTaken(phone);
+      throw new ApiError(409, 'PHONE_ALREADY_REGISTERED', 'the phone is already registered', 'phone');
+    }
     throw new ApiError(409, 'COMMAND_REJECTED', cause?.message ?? err.message);
   }
   const message = (err as Error).message ?? String(err);
@@ -85,13 +92,13 @@ function mapTemporalError(err: unknown, sessionId: string): never {
 export function sessionRoutes(ctx: ApiContext) {
   const { config, sessions, temporal, redis } = ctx;
   const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);
+  const quotas = new TenantQuotas(redis, config);
   const handleOf = (sessionId: string) =>
     temporal.workflow.getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId));
 
-  async function loadRecord(sessionId: string, principal: Parameters<typeof assertSessionAccess>[0]) {
+  async function loadRecord(sessionId: string, principal: Principal) {
     const record = await sessions.get(sessionId);
-    if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${sessionId} not found`);
-    assertSessionAccess(principal, record.tenant);
+    if (!record || !reaches(principal, record.tenant)) throw sessionNotFound(sessionId);
     return record;
   }
 
@@ -112,7 +119,9 @@ export function sessionRoutes(ctx: ApiContext) {
 
       const existing = await sessions.get(sessionId);
       if (existing) {
-        assertSessionAccess(request.principal, existing.tenant);
+        // Another tenant's id is simply taken: no hint whose it is.
+        if (!reaches(request.principal, existing.tenant))
+          throw new ApiError(409, 'SESSION_EXISTS', `session id ${sessionId} is not available`, 'sessionId');
         if (LIVE_STATUSES.includes(existing.status) || existing.status === 'failed') {
           throw new ApiError(
             409,
@@ -129,27 +138,46 @@ export function sessionRoutes(ctx: ApiContext) {
           sleep(15_000),
         ]);
       }
-      if (!request.principal.admin && config.ONE_SESSION_PER_TENANT) {
-        const mine = await sessions.list(tenant);
-        const active = mine.find(
-          (s) => s.sessionId !== sessionId && (LIVE_STATUSES.includes(s.status) || s.status === 'failed'),
-        );
-        if (active) {
-          throw new ApiError(409, 'TENANT_SESSION_LIMIT', `tenant ${tenant} already has session ${active.sessionId}`);
-        }
-      }
       if (body.phone) {
         const owner = await sessions.phoneOwner(body.phone);
-        if (owner && owner !== sessionId) {
+        if (owner && owner !== sessionId) throw phoneTaken(body.phone);
+      }
+      // Quotas last: one atomic script counts live sessions and admitted provisions, so parallel provisions
+      // cannot both pass; the reservation is settled whatever happens below.
+      const limited = !request.principal.admin;
+      if (limited) {
+        const admission = await quotas.admitProvision(tenant, sessionId);
+        if (!admission.ok && admission.limit === 'sessions')
           throw new ApiError(
             409,
-            'PHONE_ALREADY_REGISTERED',
-            `phone ${body.phone} is already bound to a session`,
-            'phone',
+            'TENANT_SESSION_LIMIT',
+            admission.max === 1
+              ? 'this tenant already has a live session (one session per tenant)'
+              : `this tenant already has ${admission.max} live sessions (the limit)`,
           );
-        }
+        if (!admission.ok)
+          throw new ApiError(
+            429,
+            'PROVISION_RATE_LIMITED',
+            `at most ${config.TENANT_PROVISION_MAX} provisions per ${config.TENANT_PROVISION_WINDOW_MS / 1000} s for this tenant`,
+            undefined,
+            { 'retry-after': String(Math.max(1, Math.ceil(admission.retryAfterMs / 1000))) },
+          );
       }
+      try {
+        return await startProvision(sessionId, tenant, body.phone ?? null, override, reply);
+      } finally {
+        if (limited) await quotas.settleProvision(tenant, sessionId);
+      }
+    });
 
+    async function startProvision(
+      sessionId: string,
+      tenant: string,
+      phone: string | null,
+      override: string | null,
+      reply: FastifyReply,
+    ) {
       // Placement: the live Docker host with the most free capacity (its auth volume will live there).
       const host = await hosts.place(sessionId, config.HOST_HEARTBEAT_MS * 3);
       if (!host) {
@@ -163,7 +191,7 @@ export function sessionRoutes(ctx: ApiContext) {
           {
             sessionId,
             tenant,
-            phone: body.phone ?? null,
+            phone,
             proxyOverride: override,
             timings: { ...DEFAULT_TIMINGS, pingTimeoutMs: config.PING_TIMEOUT_MS },
             hostId: host.hostId,
@@ -182,7 +210,7 @@ export function sessionRoutes(ctx: ApiContext) {
           throw new ApiError(409, 'SESSION_EXISTS', `session ${sessionId} already exists`, 'sessionId');
         }
         await hosts.release(host.hostId, sessionId); // not provisioned: the placement goes back
-        mapTemporalError(err, sessionId);
+        mapTemporalError(err, sessionId, phone);
       }
       return reply.status(201).send({
         sessionId,
@@ -190,7 +218,7 @@ export function sessionRoutes(ctx: ApiContext) {
         proxy: result.proxyEndpoint,
         workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
       });
-    });
+    }
 
     app.get('/api/sessions/:id/qr', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
@@ -246,7 +274,19 @@ export function sessionRoutes(ctx: ApiContext) {
     app.post('/api/sessions/:id/failover', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const body = parseInput(FailoverBody, request.body, 'body');
-      await loadRecord(id, request.principal);
+      const record = await loadRecord(id, request.principal);
+      // A manual failover moves the session to another proxy: a tenant looping on it must not churn the pool.
+      if (!request.principal.admin) {
+        const admitted = await quotas.admitFailover(record.tenant, id);
+        if (!admitted.ok)
+          throw new ApiError(
+            429,
+            'FAILOVER_RATE_LIMITED',
+            `at most ${config.TENANT_FAILOVER_MAX} manual failovers per ${config.TENANT_FAILOVER_WINDOW_MS / 1000} s for this tenant`,
+            undefined,
+            { 'retry-after': String(Math.max(1, Math.ceil(admitted.retryAfterMs / 1000))) },
+          );
+      }
       return command(id, (h) => h.executeUpdate(failoverUpdate, { args: [{ reason: body.reason }] }));
     });
 

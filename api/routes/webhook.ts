@@ -1,7 +1,7 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
-import { verifyWebhook, WebhookEnvelopeSchema, type WebhookEnvelope } from '../../common/events.js';
-import { SessionIdSchema, sessionWebhookSecret, workflowIdFor } from '../../common/session.js';
+import { WebhookEnvelopeSchema, type WebhookEnvelope } from '../../common/events.js';
+import { workflowIdFor } from '../../common/session.js';
 import { workerEventSignal, type WorkerEvent } from '../../workflows/session.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, zodToApiError } from '../errors.js';
@@ -15,51 +15,24 @@ export interface WebhookHooks {
 }
 
 /**
- * The webhook-to-signal bridge (`POST /api/webhook`): verify HMAC and timestamp window with the session's own
- * secret, validate the envelope, de-duplicate by eventId, then signal the session's workflow. It never starts
+ * The webhook-to-signal bridge (`POST /api/webhook`, in the signed scope: HMAC and timestamp window with the
+ * session's own secret are checked by api/signed.ts), validate the envelope, de-duplicate by eventId, then signal the session's workflow. It never starts
  * or revives a workflow: an event for a session that does not exist is a 404.
  */
 export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
   const { config, sessions, temporal } = ctx;
   return async function plugin(app: FastifyInstance) {
-    // The signature covers the exact bytes: keep the raw body (scoped to this plugin).
-    app.addContentTypeParser(
-      'application/json',
-      { parseAs: 'string', bodyLimit: 256 * 1024 },
-      (request, body, done) => {
-        (request as { rawBody?: string }).rawBody = body as string;
-        try {
-          done(null, JSON.parse(body as string));
-        } catch {
-          done(new ApiError(400, 'INVALID_JSON', 'body is not valid JSON'), undefined);
-        }
-      },
-    );
-    app.post('/api/webhook', async (request, reply) => {
-      const raw = (request as { rawBody?: string }).rawBody ?? '';
-      const sessionId = (request.body as { sessionId?: unknown } | null)?.sessionId;
-      if (!SessionIdSchema.safeParse(sessionId).success) {
-        throw new ApiError(400, 'VALIDATION_ERROR', 'sessionId: missing or invalid', 'sessionId');
-      }
-      const verdict = verifyWebhook(
-        sessionWebhookSecret(config.WEBHOOK_SECRET, sessionId as string),
-        request.headers,
-        raw,
-      );
-      if (!verdict.ok) {
-        throw new ApiError(
-          401,
-          'BAD_SIGNATURE',
-          verdict.reason === 'stale' ? 'timestamp outside the accepted window' : 'signature invalid or missing',
-        );
-      }
+    // Registered inside the signed scope (api/signed.ts): the signature is verified before this handler runs.
+    app.post('/api/webhook', { config: { signed: { session: 'body', bound: false } } }, async (request, reply) => {
       const parsed = WebhookEnvelopeSchema.safeParse(request.body);
       if (!parsed.success) throw zodToApiError(parsed.error, 'body');
       const event = parsed.data;
 
       const record = await sessions.get(event.sessionId);
       if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${event.sessionId} not found`);
-      if (!(await sessions.firstSighting(event.eventId))) return reply.status(200).send({ ok: true, duplicate: true });
+      // De-duplication per session: one worker cannot mark another session's event ids as already seen.
+      const seenId = `${event.sessionId}:${event.eventId}`;
+      if (!(await sessions.firstSighting(seenId))) return reply.status(200).send({ ok: true, duplicate: true });
 
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
@@ -76,7 +49,7 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
             .signal(workerEventSignal, signal);
         }
       } catch (err) {
-        await sessions.forgetSighting(event.eventId); // let the worker's retry through
+        await sessions.forgetSighting(seenId); // let the worker's retry through
         if (err instanceof WorkflowNotFoundError) {
           throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${event.sessionId} has no running workflow`);
         }

@@ -13,6 +13,17 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const API_KEY = 'test-admin-key-0123456789abcdef';
 export const TENANT_KEY = 'test-tenant-key-0123456789abcdef';
 export const WEBHOOK_SECRET = 'test-webhook-secret-0123456789abcdef';
+export const METRICS_TOKEN = 'test-metrics-token-0123456789abcdef';
+/** Headers of a /metrics scrape. */
+export const metricsAuth = { authorization: `Bearer ${METRICS_TOKEN}` };
+
+/** A live-events URL with a fresh single-use ticket bought with `apiKey` (`query` appended, e.g. `types=qr`). */
+export async function eventsUrl(apiUrl: string, apiKey: string, query = ''): Promise<string> {
+  const res = await fetch(`${apiUrl}/api/events/ticket`, { method: 'POST', headers: { 'x-api-key': apiKey } });
+  if (res.status !== 201) throw new Error(`ticket refused: ${res.status} ${await res.text()}`);
+  const { ticket } = (await res.json()) as { ticket: string };
+  return `${apiUrl}/api/events?ticket=${ticket}${query ? `&${query}` : ''}`;
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -41,6 +52,9 @@ export function serviceEnv(o: {
     API_KEY,
     TENANT_API_KEYS: `acme:${TENANT_KEY}`,
     WEBHOOK_SECRET,
+    METRICS_TOKEN,
+    // Test receivers of customer webhooks listen on loopback: the admin allow-list lets them through.
+    CLIENT_WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
     API_HOST: '127.0.0.1',
     API_PORT: String(o.apiPort),
     WEBHOOK_URL: `http://127.0.0.1:${o.apiPort}/api/webhook`,

@@ -1,0 +1,67 @@
+/**
+ * Per-tenant quotas, each one atomic Lua script (common/redis-scripts.ts): live sessions and provision rate
+ * (ONE_SESSION_PER_TENANT is a live-session limit of 1), and the rate of manual failovers. The admin key is not
+ * limited.
+ */
+import type { Redis } from 'ioredis';
+import type { Config } from '../common/config.js';
+import { redisKeys } from '../common/redis-keys.js';
+import { PROVISION_ADMIT_LUA, SLIDING_WINDOW_LUA } from '../common/redis-scripts.js';
+
+/** How long an admitted provision counts before its session record exists (covers a slow first activity). */
+const RESERVE_MS = 120_000;
+
+export type Admission =
+  { ok: true } | { ok: false; limit: 'sessions'; max: number } | { ok: false; limit: 'rate'; retryAfterMs: number };
+
+export class TenantQuotas {
+  private readonly keys;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly config: Config,
+  ) {
+    this.keys = redisKeys(config.REDIS_KEY_PREFIX);
+  }
+
+  get maxLiveSessions(): number {
+    return this.config.ONE_SESSION_PER_TENANT ? 1 : this.config.TENANT_MAX_SESSIONS;
+  }
+
+  async admitProvision(tenant: string, sessionId: string): Promise<Admission> {
+    const max = this.maxLiveSessions;
+    const [kind, n] = (await this.redis.eval(
+      PROVISION_ADMIT_LUA,
+      3,
+      this.keys.tenantSessions(tenant),
+      this.keys.tenantProvisioning(tenant),
+      this.keys.provisionRate(tenant),
+      this.config.REDIS_KEY_PREFIX,
+      sessionId,
+      max,
+      this.config.TENANT_PROVISION_MAX,
+      this.config.TENANT_PROVISION_WINDOW_MS,
+      RESERVE_MS,
+    )) as [string, number];
+    if (kind === 'sessions') return { ok: false, limit: 'sessions', max };
+    if (kind === 'rate') return { ok: false, limit: 'rate', retryAfterMs: Number(n) };
+    return { ok: true };
+  }
+
+  /** The provision ended (recorded or refused): its reservation no longer counts on its own. */
+  async settleProvision(tenant: string, sessionId: string): Promise<void> {
+    await this.redis.zrem(this.keys.tenantProvisioning(tenant), sessionId);
+  }
+
+  async admitFailover(tenant: string, sessionId: string): Promise<{ ok: boolean; retryAfterMs: number }> {
+    const [ok, retry] = (await this.redis.eval(
+      SLIDING_WINDOW_LUA,
+      1,
+      this.keys.failoverRate(tenant),
+      this.config.TENANT_FAILOVER_MAX,
+      this.config.TENANT_FAILOVER_WINDOW_MS,
+      sessionId,
+    )) as [number, number];
+    return { ok: Number(ok) === 1, retryAfterMs: Number(retry) };
+  }
+}
