@@ -13,7 +13,7 @@ case ":$PATH:" in
 esac
 # Native addons built by npm (node-gyp) compile against this Node's own headers, whatever a user .npmrc `nodedir`
 # says (node-gyp gives this variable precedence; npm itself does not read it, so it prints no config warning).
-npm_package_config_node_gyp_nodedir="$(cd "$WA_NODE_BIN/.." && pwd -P)"
+npm_package_config_node_gyp_nodedir="$(cd -P "$WA_NODE_BIN/.." && pwd)"
 export PATH WA_NODE_BIN npm_package_config_node_gyp_nodedir
 hash -r
 

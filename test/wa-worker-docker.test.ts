@@ -139,7 +139,10 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
     assert.equal(st.mode & 0o777, 0o700);
     assert.equal(st.uid, WORKER_UID);
     for (const f of fs.readdirSync(authDir())) {
-      const fst = fs.statSync(path.join(authDir(), f));
+      // The worker writes each file to a temporary name and renames it over the old one: a name listed here may be
+      // gone by the time it is examined; the file it became is checked under its own name.
+      const fst = fs.statSync(path.join(authDir(), f), { throwIfNoEntry: false });
+      if (!fst) continue;
       assert.equal(fst.mode & 0o777, 0o600, f);
       assert.equal(fst.uid, WORKER_UID, f);
     }
