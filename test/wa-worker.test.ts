@@ -327,6 +327,10 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
     const held = new Promise<void>((resolve) => (ackHeld = resolve));
     await store.enqueue(SESSION, { messageId: 'msg-crash', to: RECIPIENT, text: 'sent once despite a crash' });
     await held;
+    // The crash comes after WhatsApp has the message (a kill while the frame is still in flight could lose it, which
+    // at-most-once allows; that is not the case under test).
+    const sent = () => sim.messages(PHONE).filter((m) => m.text === 'sent once despite a crash').length;
+    await until(async () => sent() === 1, 10_000, 'the simulator received the message');
     await worker!.kill();
     holdAcks = false;
     releaseHeld?.(true);
