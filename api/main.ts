@@ -3,6 +3,7 @@
  * OpenAPI. Graceful shutdown on SIGTERM/SIGINT.
  */
 import { Client, Connection } from '@temporalio/client';
+import { codecDataConverter } from '../common/codec.js';
 import { loadConfigOrExit } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { ProxyPool } from '../state/proxy-pool.js';
@@ -16,7 +17,11 @@ const logger = createLogger('api', config.LOG_LEVEL);
 async function main() {
   const redis = createRedis(config.REDIS_URL);
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: codecDataConverter(config.TEMPORAL_CODEC_KEYS),
+  });
   const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
   const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);

@@ -3,13 +3,14 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sessionWebhookSecret } from '../common/session.js';
+import { historyJson } from './helpers/replay.js';
 import { API_KEY, eventsUrl, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
 
 /**
  * Runs a stack through provision / connect / restart / failover (operator and proxy death) / bad input, keeps
  * every API response body and the live event stream, then greps them and every log line of the API, the
- * orchestrator and the workers for the secrets: proxy passwords, API keys, the master webhook secret and the
- * per-session webhook secrets.
+ * orchestrator and the workers, and the raw Temporal history of every workflow, for the secrets: proxy passwords,
+ * API keys, the master webhook secret and the per-session webhook secrets.
  */
 describe('no secret in any log line or API response', () => {
   let stack: Stack;
@@ -167,6 +168,32 @@ describe('no secret in any log line or API response', () => {
     await call('GET', '/dashboard/');
     await call('GET', '/dashboard/app.js');
 
+    // Temporal: the raw history (no codec, as `temporal workflow show` and the Web UI show it) of every workflow
+    // this stack ran — sessions, failover children, watchdog, dispatchers.
+    const histories: Array<[string, string]> = [];
+    for await (const wf of stack.temporal.workflow.list({ query: `TaskQueue = '${stack.taskQueue}'` }))
+      histories.push([`history of ${wf.workflowId}`, historyJson(wf.workflowId)]);
+    const ids = histories.map(([w]) => w).join(', ');
+    assert.ok(
+      histories.some(([w]) => w.includes('session:sec2')),
+      `sec2's session history read (${ids})`,
+    );
+    assert.ok(
+      histories.some(([w]) => /failover/.test(w)),
+      `a failover history read (${ids})`,
+    );
+    // The codec endpoint decodes them for the admin key only: sec2's start input carries its proxy override URL.
+    const sec2History = JSON.parse(histories.find(([w]) => w.includes('session:sec2'))![1]);
+    const startInput = sec2History.events[0].workflowExecutionStartedEventAttributes.input;
+    assert.equal(Buffer.from(startInput.payloads[0].metadata.encoding, 'base64').toString(), 'binary/encrypted');
+    assert.equal((await call('POST', '/codec/decode', startInput, null)).status, 401);
+    assert.equal((await call('POST', '/codec/decode', startInput, TENANT_KEY)).status, 403);
+    r = await call('POST', '/codec/decode', startInput);
+    assert.equal(r.status, 200, r.text);
+    bodies.pop(); // this answer shows the secret on purpose (admin decode); every other response is checked
+    const decoded = Buffer.from(r.body.payloads[0].data, 'base64').toString();
+    assert.ok(decoded.includes(proxyPasswords[2]!), 'the decoded start input holds the override proxy password');
+
     // Stop the stack (deletes, shutdown logs included), keeping its data to read every log.
     await sse!.close();
     const keep = process.env.KEEP_TEST_DATA;
@@ -193,7 +220,12 @@ describe('no secret in any log line or API response', () => {
     assert.match(sseText, /event: connected/, 'the live stream carried the lifecycle');
 
     const leaks: string[] = [];
-    const haystacks: Array<[string, string]> = [...logs, ['API responses', bodies.join('\n')], ['SSE', sseText]];
+    const haystacks: Array<[string, string]> = [
+      ...logs,
+      ['API responses', bodies.join('\n')],
+      ['SSE', sseText],
+      ...histories,
+    ];
     for (const [where, text] of haystacks) {
       for (const [name, secret] of Object.entries(secrets)) {
         const i = text.indexOf(secret);
@@ -202,7 +234,8 @@ describe('no secret in any log line or API response', () => {
     }
     assert.deepEqual(leaks, [], leaks.join('\n\n'));
     console.log(
-      `checked ${lineCount} log lines in ${logs.length} files, ${bodies.length} API responses, ${sseText.length} SSE bytes`,
+      `checked ${lineCount} log lines in ${logs.length} files, ${bodies.length} API responses, ${sseText.length} SSE bytes, ` +
+        `${histories.length} Temporal histories`,
     );
   });
 });
