@@ -23,6 +23,8 @@ async function main() {
     dataConverter: codecDataConverter(config.TEMPORAL_CODEC_KEYS),
   });
   const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
+  // Both processes migrate (idempotent, safe concurrently): whichever starts first renames URL-named proxy keys.
+  await pool.migrateLegacyKeys();
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
   const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
   const app = await buildApi({ config, redis, pool, sessions, temporal }, { logger });

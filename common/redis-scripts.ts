@@ -7,8 +7,10 @@
 /** Shared helpers, pasted at the top of the pool scripts. `p` is the key prefix. */
 const POOL_HELPERS = `
 local p = ARGV[1]
-local function counter(u) return tonumber(redis.call('GET', p .. 'counter:proxy:' .. u) or '0') end
-local function healthy(u) return redis.call('GET', p .. 'proxy:status:' .. u) ~= 'BAD' end
+-- The proxy id of a URL (common/proxy-id.ts): key names carry it, never the URL and its credentials.
+local function pid(u) return string.sub(redis.sha1hex(u), 1, 16) end
+local function counter(u) return tonumber(redis.call('GET', p .. 'counter:proxy:' .. pid(u)) or '0') end
+local function healthy(u) return redis.call('GET', p .. 'proxy:status:' .. pid(u)) ~= 'BAD' end
 local function registered(u) return redis.call('SISMEMBER', p .. 'proxies:all', u) == 1 end
 `;
 
@@ -38,7 +40,8 @@ local chosen, source = nil, nil
 if override ~= '' then
   if not registered(override) then
     redis.call('SADD', p .. 'proxies:all', override)
-    redis.call('SET', p .. 'proxy:status:' .. override, 'OK', 'NX')
+    redis.call('HSET', p .. 'proxies:urls', pid(override), override)
+    redis.call('SET', p .. 'proxy:status:' .. pid(override), 'OK', 'NX')
     if healthy(override) then redis.call('SADD', p .. 'proxies:available', override) end
   end
   if usable(override) then chosen, source = override, 'override' end
@@ -61,8 +64,8 @@ if chosen == nil then
 end
 if chosen == nil then return {'', 'none', 0} end
 
-redis.call('SADD', p .. 'proxy:sessions:' .. chosen, sid)
-local after = redis.call('INCR', p .. 'counter:proxy:' .. chosen)
+redis.call('SADD', p .. 'proxy:sessions:' .. pid(chosen), sid)
+local after = redis.call('INCR', p .. 'counter:proxy:' .. pid(chosen))
 redis.call('SET', p .. 'session:slot:' .. sid, chosen)
 redis.call('SET', p .. 'session:temp:' .. sid, chosen)
 return {chosen, source, after}
@@ -77,11 +80,11 @@ local sid = ARGV[2]
 local held = redis.call('GET', p .. 'session:slot:' .. sid)
 redis.call('DEL', p .. 'session:temp:' .. sid)
 if not held then return '' end
-if redis.call('SREM', p .. 'proxy:sessions:' .. held, sid) == 1 then
+if redis.call('SREM', p .. 'proxy:sessions:' .. pid(held), sid) == 1 then
   if counter(held) > 0 then
-    redis.call('DECR', p .. 'counter:proxy:' .. held)
+    redis.call('DECR', p .. 'counter:proxy:' .. pid(held))
   else
-    redis.call('SET', p .. 'counter:proxy:' .. held, 0)
+    redis.call('SET', p .. 'counter:proxy:' .. pid(held), 0)
   end
 end
 redis.call('DEL', p .. 'session:slot:' .. sid)
@@ -92,8 +95,9 @@ return held
 export const REGISTER_PROXY_LUA = `${POOL_HELPERS}
 local u = ARGV[2]
 local added = redis.call('SADD', p .. 'proxies:all', u)
-redis.call('SET', p .. 'proxy:status:' .. u, 'OK', 'NX')
-redis.call('SETNX', p .. 'counter:proxy:' .. u, 0)
+redis.call('HSET', p .. 'proxies:urls', pid(u), u)
+redis.call('SET', p .. 'proxy:status:' .. pid(u), 'OK', 'NX')
+redis.call('SETNX', p .. 'counter:proxy:' .. pid(u), 0)
 if healthy(u) then redis.call('SADD', p .. 'proxies:available', u) end
 return added
 `;
@@ -102,12 +106,12 @@ return added
 export const SET_PROXY_STATUS_LUA = `${POOL_HELPERS}
 local u, status, now = ARGV[2], ARGV[3], ARGV[4]
 if not registered(u) then return 0 end
-redis.call('SET', p .. 'proxy:status:' .. u, status)
+redis.call('SET', p .. 'proxy:status:' .. pid(u), status)
 if status == 'BAD' then
-  redis.call('SET', p .. 'proxy:bad_at:' .. u, now)
+  redis.call('SET', p .. 'proxy:bad_at:' .. pid(u), now)
   redis.call('SREM', p .. 'proxies:available', u)
 else
-  redis.call('DEL', p .. 'proxy:bad_at:' .. u)
+  redis.call('DEL', p .. 'proxy:bad_at:' .. pid(u))
   redis.call('SADD', p .. 'proxies:available', u)
 end
 return 1
@@ -117,10 +121,11 @@ return 1
 export const REMOVE_PROXY_LUA = `${POOL_HELPERS}
 local u = ARGV[2]
 if not registered(u) then return 0 end
-if counter(u) > 0 or redis.call('SCARD', p .. 'proxy:sessions:' .. u) > 0 then return -1 end
+if counter(u) > 0 or redis.call('SCARD', p .. 'proxy:sessions:' .. pid(u)) > 0 then return -1 end
 redis.call('SREM', p .. 'proxies:all', u)
 redis.call('SREM', p .. 'proxies:available', u)
-redis.call('DEL', p .. 'counter:proxy:' .. u, p .. 'proxy:status:' .. u, p .. 'proxy:bad_at:' .. u, p .. 'proxy:sessions:' .. u)
+redis.call('HDEL', p .. 'proxies:urls', pid(u))
+redis.call('DEL', p .. 'counter:proxy:' .. pid(u), p .. 'proxy:status:' .. pid(u), p .. 'proxy:bad_at:' .. pid(u), p .. 'proxy:sessions:' .. pid(u))
 return 1
 `;
 
@@ -145,7 +150,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', p .. 'sessions:all')) do
 end
 local out = {}
 for _, u in ipairs(redis.call('SMEMBERS', p .. 'proxies:all')) do
-  local key = p .. 'proxy:sessions:' .. u
+  local key = p .. 'proxy:sessions:' .. pid(u)
   for _, sid in ipairs(redis.call('SMEMBERS', key)) do
     if redis.call('GET', p .. 'session:slot:' .. sid) ~= u or redis.call('SISMEMBER', p .. 'sessions:all', sid) == 0 then
       redis.call('SREM', key, sid)
@@ -153,7 +158,7 @@ for _, u in ipairs(redis.call('SMEMBERS', p .. 'proxies:all')) do
   end
   for _, sid in ipairs(held[u] or {}) do redis.call('SADD', key, sid) end
   local n = redis.call('SCARD', key)
-  redis.call('SET', p .. 'counter:proxy:' .. u, n)
+  redis.call('SET', p .. 'counter:proxy:' .. pid(u), n)
   table.insert(out, u)
   table.insert(out, n)
 end
@@ -604,4 +609,26 @@ end
 redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. now)
 redis.call('PEXPIRE', KEYS[1], window)
 return {1, 0}
+`;
+
+/**
+ * Move one proxy key named by URL (before issue 14) to its proxy-id name. Idempotent and safe beside new writes:
+ * session sets are merged, BAD wins over OK, an existing new counter/bad_at is kept (the caller recomputes
+ * counters afterwards). ARGV: prefix, family (e.g. 'counter:proxy:'), proxyUrl. Returns 1 when a key moved.
+ */
+export const MIGRATE_PROXY_KEY_LUA = `${POOL_HELPERS}
+local fam, u = ARGV[2], ARGV[3]
+local old, new = p .. fam .. u, p .. fam .. pid(u)
+if redis.call('EXISTS', old) == 0 then return 0 end
+if fam == 'proxy:sessions:' then
+  redis.call('SUNIONSTORE', new, new, old)
+  redis.call('DEL', old)
+elseif fam == 'proxy:status:' then
+  if redis.call('GET', old) == 'BAD' then redis.call('SET', new, 'BAD') else redis.call('SET', new, 'OK', 'NX') end
+  redis.call('DEL', old)
+elseif redis.call('RENAMENX', old, new) == 0 then
+  redis.call('DEL', old)
+end
+if redis.call('SISMEMBER', p .. 'proxies:all', u) == 1 then redis.call('HSET', p .. 'proxies:urls', pid(u), u) end
+return 1
 `;

@@ -82,6 +82,8 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const redis = createRedis(config.REDIS_URL);
   const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
   const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
+  const migrated = await pool.migrateLegacyKeys();
+  if (migrated) logger.info({ migrated }, 'proxy keys renamed from URL to proxy id');
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
 
   const runner = createRunner(config);

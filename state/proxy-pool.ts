@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
+import { proxyIdOf } from '../common/proxy-id.js';
 import { parseProxyUrl } from '../common/proxy-url.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import {
+  MIGRATE_PROXY_KEY_LUA,
   RELEASE_PROXY_LUA,
   REGISTER_PROXY_LUA,
   REMOVE_PROXY_LUA,
@@ -70,6 +72,33 @@ export class ProxyPool {
     const urls = rawUrls.map((raw) => parseProxyUrl(raw).url);
     for (const url of urls) await this.redis.eval(REGISTER_PROXY_LUA, 0, this.prefix, url);
     return urls;
+  }
+
+  /**
+   * Start-up migration (issue 14): proxy keys named by URL (`proxy:status:socks5h://user:pass@...`) move to their
+   * proxy-id names, and `proxies:urls` is filled. Idempotent (a second run finds nothing); counters are recomputed
+   * from the sessions' slots when anything moved. Returns how many keys moved.
+   */
+  async migrateLegacyKeys(): Promise<number> {
+    let moved = 0;
+    for (const family of this.keys.proxyKeyFamilies()) {
+      const legacy: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}${family}*`, 'COUNT', 1000);
+        cursor = next;
+        for (const key of keys) {
+          const rest = key.slice(this.prefix.length + family.length);
+          if (rest.includes('://')) legacy.push(rest);
+        }
+      } while (cursor !== '0');
+      for (const url of legacy)
+        moved += Number(await this.redis.eval(MIGRATE_PROXY_KEY_LUA, 0, this.prefix, family, url));
+    }
+    for (const url of await this.redis.smembers(this.keys.proxiesAll()))
+      await this.redis.hset(this.keys.proxyUrls(), proxyIdOf(url), url);
+    if (moved > 0) await this.recomputeCounters();
+    return moved;
   }
 
   /**

@@ -9,7 +9,7 @@ import { API_KEY, eventsUrl, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from '
 /**
  * Runs a stack through provision / connect / restart / failover (operator and proxy death) / bad input, keeps
  * every API response body and the live event stream, then greps them and every log line of the API, the
- * orchestrator and the workers, and the raw Temporal history of every workflow, for the secrets: proxy passwords,
+ * orchestrator and the workers, the raw Temporal history of every workflow and the Redis key names, for the secrets: proxy passwords,
  * API keys, the master webhook secret and the per-session webhook secrets.
  */
 describe('no secret in any log line or API response', () => {
@@ -194,6 +194,24 @@ describe('no secret in any log line or API response', () => {
     const decoded = Buffer.from(r.body.payloads[0].data, 'base64').toString();
     assert.ok(decoded.includes(proxyPasswords[2]!), 'the decoded start input holds the override proxy password');
 
+    // Redis key names (SCAN shows them to anyone with monitoring access): proxy keys carry an id, not the URL.
+    const keyNames: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await stack.redis.scan(cursor, 'MATCH', `${stack.prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      keyNames.push(...keys);
+    } while (cursor !== '0');
+    assert.ok(
+      keyNames.some((n) => n.includes('proxy:status:')),
+      `proxy keys present (${keyNames.length} keys)`,
+    );
+    assert.deepEqual(
+      keyNames.filter((n) => n.includes('://')),
+      [],
+      'no Redis key name holds a proxy URL',
+    );
+
     // Stop the stack (deletes, shutdown logs included), keeping its data to read every log.
     await sse!.close();
     const keep = process.env.KEEP_TEST_DATA;
@@ -224,6 +242,7 @@ describe('no secret in any log line or API response', () => {
       ...logs,
       ['API responses', bodies.join('\n')],
       ['SSE', sseText],
+      ['Redis key names', keyNames.join('\n')],
       ...histories,
     ];
     for (const [where, text] of haystacks) {
@@ -235,7 +254,7 @@ describe('no secret in any log line or API response', () => {
     assert.deepEqual(leaks, [], leaks.join('\n\n'));
     console.log(
       `checked ${lineCount} log lines in ${logs.length} files, ${bodies.length} API responses, ${sseText.length} SSE bytes, ` +
-        `${histories.length} Temporal histories`,
+        `${histories.length} Temporal histories, ${keyNames.length} Redis key names`,
     );
   });
 });
