@@ -12,6 +12,7 @@ import { EventBus, type LiveEventType } from '../state/events-bus.js';
 import { HostRegistry } from '../state/hosts.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
+import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from './auth-owner.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
 import type { WorkerInfo, WorkerRunner } from './runner/types.js';
 
@@ -200,6 +201,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     async startWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+      safeSessionDir(sessionsDir, input.sessionId);
       heartbeat('starting');
       return runner.start({
         sessionId: input.sessionId,
@@ -234,7 +236,17 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     async deleteAuthFiles(sessionId: string): Promise<void> {
-      await rm(path.join(sessionsDir, sessionId), { recursive: true, force: true });
+      await rm(safeSessionDir(sessionsDir, sessionId), { recursive: true, force: true });
+    },
+
+    /** Provision step on the session's host: its auth folder is new, or already this tenant's (never another's). */
+    async claimAuthFolder(input: { sessionId: string; tenant: string }): Promise<'new' | 'kept'> {
+      try {
+        return await claimAuthDir(sessionsDir, input.sessionId, input.tenant);
+      } catch (err) {
+        if (err instanceof AuthOwnerError) throw ApplicationFailure.nonRetryable(err.message, AUTH_OWNED_ELSEWHERE);
+        throw err;
+      }
     },
 
     /** Last step of a delete or logout: the phone is free again; keys go (the sticky binding stays with the phone). */
