@@ -51,7 +51,6 @@ describe('auth folders belong to a tenant', () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan(ID, P_ACME);
     await stack.waitForStatus(ID, 'connected');
-    assert.equal(owner(), 'acme');
     r = await stack.call('DELETE', `/api/sessions/${ID}?keepAuth=true`, undefined, TENANT_KEY);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await waitFor('acme session gone', async () => (await stack.status(ID))?.status !== 'connected' || null, 20_000);
@@ -66,6 +65,7 @@ describe('auth folders belong to a tenant', () => {
     assert.deepEqual(snapshot(), before, 'no file touched');
     assert.equal(stack.sim.connections(P_ACME).length, logins, 'nobody logged in with acme credentials');
     assert.equal((await stack.call('GET', `/api/sessions/${ID}/status`, undefined, BETA_KEY)).status, 404);
+    assert.equal(owner(), 'acme');
 
     // The same tenant reuses its folder: connected again, no QR scanned (once beta's refused run has closed).
     await stack.temporal.workflow
@@ -93,15 +93,14 @@ describe('auth folders belong to a tenant', () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan(ID, P_BETA);
     await stack.waitForStatus(ID, 'connected');
-    assert.equal(owner(), 'beta');
     assert.match(credsPhone(), new RegExp(`^${P_BETA}`));
 
     // Full restore: acme's copy of the id is left out.
     r = await stack.call('POST', `/api/v1/backups/restore/${backupId}`, {});
     assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.match(credsPhone(), new RegExp(`^${P_BETA}`), 'still beta’s credentials');
     assert.ok(!(r.body.restore.restored as string[]).includes(ID), JSON.stringify(r.body.restore));
     assert.equal(owner(), 'beta');
-    assert.match(credsPhone(), new RegExp(`^${P_BETA}`), 'still beta’s credentials');
     // Single-session restore of that id: refused, nothing replaced.
     r = await stack.call('POST', `/api/v1/backups/restore/${backupId}`, { sessionId: ID });
     assert.ok(r.status >= 400, JSON.stringify(r.body));
