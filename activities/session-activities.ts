@@ -7,7 +7,12 @@ import type { Logger } from 'pino';
 import type { Config } from '../common/config.js';
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
-import { NoProxyCapacityError, type ProxyPool, type Reservation } from '../state/proxy-pool.js';
+import {
+  NoProxyCapacityError,
+  ProxyOverrideRefusedError,
+  type ProxyPool,
+  type Reservation,
+} from '../state/proxy-pool.js';
 import { EventBus, type LiveEventType } from '../state/events-bus.js';
 import { HostRegistry } from '../state/hosts.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
@@ -44,6 +49,7 @@ function heartbeat(details: string) {
 /** Error types the workflows branch on (ApplicationFailure.type). */
 export const NO_PROXY_CAPACITY = 'NoProxyCapacity';
 export const PHONE_CONFLICT = 'PhoneConflict';
+export const PROXY_OVERRIDE_REFUSED = 'ProxyOverrideRefused';
 
 /**
  * Every side effect of the session lifecycle. Each activity is idempotent, because Temporal retries activities
@@ -124,16 +130,21 @@ export function createSessionActivities(deps: ActivityDeps) {
       exclude: string[];
     }): Promise<Reservation & { endpoint: string }> {
       try {
+        // The owner of an override: the session's tenant (recorded by registerSession just before).
+        const tenant = input.override ? (await sessions.get(input.sessionId))?.tenant : undefined;
         const r = await pool.reserve({
           sessionId: input.sessionId,
           phone: input.phone ?? undefined,
           override: input.override ?? undefined,
           exclude: input.exclude,
+          tenant,
         });
         await sessions.update(input.sessionId, { proxy: r.proxyUrl });
         return { ...r, endpoint: proxyEndpoint(r.proxyUrl) };
       } catch (err) {
         if (err instanceof NoProxyCapacityError) throw ApplicationFailure.nonRetryable(err.message, NO_PROXY_CAPACITY);
+        if (err instanceof ProxyOverrideRefusedError)
+          throw ApplicationFailure.nonRetryable(err.message, PROXY_OVERRIDE_REFUSED);
         throw err;
       }
     },

@@ -28,6 +28,8 @@ export function redisKeys(prefix = '') {
     proxiesAvailable: () => `${p}proxies:available`,
     /** HASH proxyId → canonical proxy URL (with credentials): the one place a key maps back to its URL. */
     proxyUrls: () => `${p}proxies:urls`,
+    /** HASH proxyId → tenant: a tenant's own proxies (proxyOverride), never in the shared pool. */
+    proxiesPrivate: () => `${p}proxies:private`,
     proxyCounter: (proxyUrl: string) => `${p}counter:proxy:${proxyIdOf(proxyUrl)}`,
     proxyStatus: (proxyUrl: string) => `${p}proxy:status:${proxyIdOf(proxyUrl)}`,
     proxyBadAt: (proxyUrl: string) => `${p}proxy:bad_at:${proxyIdOf(proxyUrl)}`,

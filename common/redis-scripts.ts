@@ -16,14 +16,14 @@ local function registered(u) return redis.call('SISMEMBER', p .. 'proxies:all', 
 
 /**
  * Reserve a proxy slot for a session.
- * ARGV: prefix, sessionId, phone|'' , override|'', limit, excluded urls joined by '\n'.
+ * ARGV: prefix, sessionId, phone|'' , override|'', limit, excluded urls joined by '\n', tenant.
  * Order: held slot (idempotent retry) → override (healthy, below limit) → the phone's sticky proxy →
  * the least-loaded healthy proxy below the limit (ties broken by URL, so the choice is deterministic).
  * Returns {proxyUrl, source, countAfter}; proxyUrl '' with source 'none' when nothing has capacity.
  * Also writes the temporary binding session:temp:<id> (SPEC §3.1) in the same atomic step.
  */
 export const RESERVE_PROXY_LUA = `${POOL_HELPERS}
-local sid, phone, override, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local sid, phone, override, limit, tenant = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[7]
 local excluded = {}
 for u in string.gmatch(ARGV[6], '[^\\n]+') do excluded[u] = true end
 local function usable(u)
@@ -37,18 +37,29 @@ if held then
 end
 
 local chosen, source = nil, nil
+local function privateTo(u) return redis.call('HGET', p .. 'proxies:private', pid(u)) end
 if override ~= '' then
   if not registered(override) then
+    -- A tenant's own proxy stays private to it: registered, never in proxies:available (the shared pool).
     redis.call('SADD', p .. 'proxies:all', override)
     redis.call('HSET', p .. 'proxies:urls', pid(override), override)
+    redis.call('HSET', p .. 'proxies:private', pid(override), tenant)
     redis.call('SET', p .. 'proxy:status:' .. pid(override), 'OK', 'NX')
-    if healthy(override) then redis.call('SADD', p .. 'proxies:available', override) end
+    redis.call('SETNX', p .. 'counter:proxy:' .. pid(override), 0)
   end
-  if usable(override) then chosen, source = override, 'override' end
+  local owner = privateTo(override)
+  -- SPEC 3.1: an override that cannot be honoured is refused, never silently replaced by another proxy.
+  if owner and owner ~= tenant then return {'', 'override_unavailable', 0} end
+  if not healthy(override) then return {'', 'override_bad', 0} end
+  if counter(override) >= limit then return {'', 'override_full', 0} end
+  if not excluded[override] then chosen, source = override, 'override' end
 end
 if chosen == nil and phone ~= '' then
   local sticky = redis.call('GET', p .. 'phone:proxy:' .. phone)
-  if sticky and usable(sticky) then chosen, source = sticky, 'sticky' end
+  if sticky and usable(sticky) then
+    local owner = privateTo(sticky)
+    if not owner or owner == tenant then chosen, source = sticky, 'sticky' end
+  end
 end
 if chosen == nil then
   local best, bestLoad = nil, nil
@@ -88,6 +99,15 @@ if redis.call('SREM', p .. 'proxy:sessions:' .. pid(held), sid) == 1 then
   end
 end
 redis.call('DEL', p .. 'session:slot:' .. sid)
+-- A tenant's private proxy goes with its last session (it never served anyone else).
+if redis.call('HEXISTS', p .. 'proxies:private', pid(held)) == 1 and counter(held) == 0
+  and redis.call('SCARD', p .. 'proxy:sessions:' .. pid(held)) == 0 then
+  redis.call('SREM', p .. 'proxies:all', held)
+  redis.call('SREM', p .. 'proxies:available', held)
+  redis.call('HDEL', p .. 'proxies:private', pid(held))
+  redis.call('HDEL', p .. 'proxies:urls', pid(held))
+  redis.call('DEL', p .. 'counter:proxy:' .. pid(held), p .. 'proxy:status:' .. pid(held), p .. 'proxy:bad_at:' .. pid(held))
+end
 return held
 `;
 
@@ -96,6 +116,8 @@ export const REGISTER_PROXY_LUA = `${POOL_HELPERS}
 local u = ARGV[2]
 local added = redis.call('SADD', p .. 'proxies:all', u)
 redis.call('HSET', p .. 'proxies:urls', pid(u), u)
+-- Registered by the operator (config or admin API): part of the shared pool from now on.
+redis.call('HDEL', p .. 'proxies:private', pid(u))
 redis.call('SET', p .. 'proxy:status:' .. pid(u), 'OK', 'NX')
 redis.call('SETNX', p .. 'counter:proxy:' .. pid(u), 0)
 if healthy(u) then redis.call('SADD', p .. 'proxies:available', u) end
@@ -112,7 +134,7 @@ if status == 'BAD' then
   redis.call('SREM', p .. 'proxies:available', u)
 else
   redis.call('DEL', p .. 'proxy:bad_at:' .. pid(u))
-  redis.call('SADD', p .. 'proxies:available', u)
+  if redis.call('HEXISTS', p .. 'proxies:private', pid(u)) == 0 then redis.call('SADD', p .. 'proxies:available', u) end
 end
 return 1
 `;
@@ -125,6 +147,7 @@ if counter(u) > 0 or redis.call('SCARD', p .. 'proxy:sessions:' .. pid(u)) > 0 t
 redis.call('SREM', p .. 'proxies:all', u)
 redis.call('SREM', p .. 'proxies:available', u)
 redis.call('HDEL', p .. 'proxies:urls', pid(u))
+redis.call('HDEL', p .. 'proxies:private', pid(u))
 redis.call('DEL', p .. 'counter:proxy:' .. pid(u), p .. 'proxy:status:' .. pid(u), p .. 'proxy:bad_at:' .. pid(u), p .. 'proxy:sessions:' .. pid(u))
 return 1
 `;

@@ -30,6 +30,8 @@ export interface ProxyInfo {
   /** URL with the password replaced by `***`. */
   redacted: string;
   status: ProxyStatus;
+  /** The tenant whose own (override) proxy this is; null for the shared pool. */
+  privateTo: string | null;
   badAt: number | null;
   load: number;
   limit: number;
@@ -40,6 +42,12 @@ export interface ProxyInfo {
 export class NoProxyCapacityError extends Error {
   override readonly name = 'NoProxyCapacityError';
   readonly code = 'NO_PROXY_CAPACITY';
+}
+
+/** A proxyOverride that cannot be honoured (SPEC §3.1): full, BAD, or another tenant's private proxy. */
+export class ProxyOverrideRefusedError extends Error {
+  override readonly name = 'ProxyOverrideRefusedError';
+  readonly code = 'PROXY_OVERRIDE_REFUSED';
 }
 
 export class ProxyInUseError extends Error {
@@ -110,6 +118,8 @@ export class ProxyPool {
     phone?: string;
     override?: string;
     exclude?: string[];
+    /** Owner of a new override proxy (private to it); another tenant's private proxy is refused. */
+    tenant?: string;
   }): Promise<Reservation> {
     const override = req.override ? parseProxyUrl(req.override).url : '';
     const [proxyUrl, source, load] = (await this.redis.eval(
@@ -121,7 +131,17 @@ export class ProxyPool {
       override,
       String(this.limit),
       (req.exclude ?? []).join('\n'),
+      req.tenant ?? 'admin',
     )) as [string, string, number];
+    if (source.startsWith('override_')) {
+      throw new ProxyOverrideRefusedError(
+        source === 'override_full'
+          ? `the proxy override already has ${this.limit} sessions`
+          : source === 'override_bad'
+            ? 'the proxy override is marked BAD'
+            : 'the proxy override is not available',
+      );
+    }
     if (!proxyUrl) {
       throw new NoProxyCapacityError(
         `no proxy capacity: every healthy proxy already has ${this.limit} sessions (or none is healthy)`,
@@ -185,11 +205,12 @@ export class ProxyPool {
     const urls = (await this.redis.smembers(this.keys.proxiesAll())).sort();
     return Promise.all(
       urls.map(async (url) => {
-        const [status, badAt, load, sessions] = await Promise.all([
+        const [status, badAt, load, sessions, privateTo] = await Promise.all([
           this.redis.get(this.keys.proxyStatus(url)),
           this.redis.get(this.keys.proxyBadAt(url)),
           this.redis.get(this.keys.proxyCounter(url)),
           this.redis.smembers(this.keys.proxySessions(url)),
+          this.redis.hget(this.keys.proxiesPrivate(), proxyIdOf(url)),
         ]);
         const parsed = safeParse(url);
         return {
@@ -197,6 +218,7 @@ export class ProxyPool {
           endpoint: parsed?.endpoint ?? '?',
           redacted: parsed?.redacted ?? '?',
           status: status === 'BAD' ? 'BAD' : 'OK',
+          privateTo: privateTo ?? null,
           badAt: badAt ? Number(badAt) : null,
           load: Number(load ?? 0),
           limit: this.limit,
@@ -219,7 +241,7 @@ export class ProxyPool {
 
   /** Healthy proxies with at least one free slot: the inventory that low-inventory alerts watch. */
   async freeHealthyProxies(): Promise<number> {
-    return (await this.list()).filter((p) => p.status === 'OK' && p.load < this.limit).length;
+    return (await this.list()).filter((p) => !p.privateTo && p.status === 'OK' && p.load < this.limit).length;
   }
 }
 
