@@ -222,6 +222,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     async stopWorker(input: { sessionId: string; remove: boolean }): Promise<void> {
+      safeSessionDir(sessionsDir, input.sessionId);
       const beat = setInterval(() => heartbeat('stopping'), 1000);
       try {
         await runner.stop(input.sessionId, { remove: input.remove });
@@ -232,6 +233,7 @@ export function createSessionActivities(deps: ActivityDeps) {
 
     /** Restarts a (possibly hung) worker with its current proxy; gives it a fresh ping grace period. */
     async restartWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+      safeSessionDir(sessionsDir, input.sessionId);
       const beat = setInterval(() => heartbeat('restarting'), 1000);
       try {
         await sessions.recordPing(input.sessionId, Date.now());
