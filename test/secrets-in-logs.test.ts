@@ -84,8 +84,11 @@ describe('no secret in any log line or API response', () => {
     };
   });
 
+  let stopped = false;
   after(async () => {
     await sse?.close();
+    // A failed assertion skips the in-test stop: stop here, or the API, orchestrator and workers outlive the run.
+    if (stack && !stopped) await stack.stop().catch(() => undefined);
     if (stack) {
       const keep = process.env.KEEP_TEST_DATA;
       if (!keep) rmSync(stack.dataDir, { recursive: true, force: true });
@@ -217,6 +220,7 @@ describe('no secret in any log line or API response', () => {
     const keep = process.env.KEEP_TEST_DATA;
     process.env.KEEP_TEST_DATA = '1';
     try {
+      stopped = true;
       await stack.stop();
     } finally {
       if (keep === undefined) delete process.env.KEEP_TEST_DATA;
