@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactText } from '../common/redact.js';
+import { redisKeys } from '../common/redis-keys.js';
 
 export const ALERT_KINDS = [
   'session_connected',
@@ -45,14 +47,10 @@ export class Alerts {
     dedupeKey = `${kind}:${text}`,
   ): Promise<'sent' | 'logged' | 'deduped' | 'rate_limited'> {
     const safeText = redactText(text);
+    // Named by a digest: dedupe keys may carry a proxy URL or alert text, which a key name must never show.
     const p = this.opts.keyPrefix ?? '';
-    const fresh = await this.redis.set(
-      `${p}alert:dedupe:${dedupeKey}`,
-      '1',
-      'PX',
-      this.opts.dedupeWindowMs ?? 300_000,
-      'NX',
-    );
+    const dedupeRedisKey = redisKeys(p).alertDedupe(createHash('sha256').update(dedupeKey).digest('hex').slice(0, 32));
+    const fresh = await this.redis.set(dedupeRedisKey, '1', 'PX', this.opts.dedupeWindowMs ?? 300_000, 'NX');
     if (fresh !== 'OK') return 'deduped';
     const minuteKey = `${p}alert:rate:${Math.floor(Date.now() / 60_000)}`;
     const count = await this.redis.incr(minuteKey);
@@ -67,7 +65,7 @@ export class Alerts {
       await this.postWithRetry(`${kind.replace(/_/g, ' ')}: ${safeText}`);
     } catch (err) {
       // Not delivered: forget the de-dupe marker so that a retry of the activity can send it.
-      await this.redis.del(`${p}alert:dedupe:${dedupeKey}`).catch(() => undefined);
+      await this.redis.del(dedupeRedisKey).catch(() => undefined);
       throw err;
     }
     return 'sent';

@@ -11,6 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { ZipArchive } from 'archiver';
 import yauzl from 'yauzl';
 import { SessionIdSchema } from '../common/session.js';
+import { OWNER_FILE } from './auth-owner.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const BACKUP_ID_RE = /^backup_\d{4}-\d{2}-\d{2}_\d{6}(?:-\d{1,3})?$/;
@@ -47,6 +48,8 @@ export interface ManifestSession {
   sessionId: string;
   /** From creds.json `me.id`; null when the session was never linked. */
   phone: string | null;
+  /** The owning tenant (the folder's owner file); null/absent for folders and archives from before owners. */
+  tenant?: string | null;
   files: number;
   bytes: number;
   /** How long reading this session's folder took (the worker kept running: no pause). */
@@ -141,6 +144,7 @@ export async function snapshotSessions(sessionsDir: string, only?: string[]): Pr
     const t0 = performance.now();
     const dir = path.join(sessionsDir, d.name);
     let phone: string | null = null;
+    let tenant: string | null = null;
     let files = 0;
     let bytes = 0;
     for (const f of (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -160,6 +164,7 @@ export async function snapshotSessions(sessionsDir: string, only?: string[]): Pr
       const data = await readStable(path.join(dir, f.name), f.name.endsWith('.json'));
       if (!data) continue;
       if (f.name === 'creds.json') phone = phoneFromCreds(JSON.parse(data.toString('utf8')))?.phone ?? null;
+      if (f.name === OWNER_FILE) tenant = ownerFromFile(data);
       out.entries.push({ path: rel, data });
       files++;
       bytes += data.length;
@@ -167,12 +172,22 @@ export async function snapshotSessions(sessionsDir: string, only?: string[]): Pr
     out.sessions.push({
       sessionId: d.name,
       phone,
+      tenant,
       files,
       bytes,
       copyMs: Math.round((performance.now() - t0) * 100) / 100,
     });
   }
   return out;
+}
+
+function ownerFromFile(data: Buffer): string | null {
+  try {
+    const t = (JSON.parse(data.toString('utf8')) as { tenant?: unknown }).tenant;
+    return typeof t === 'string' ? t : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Writes `<dir>/<id>.zip` (via a `.partial` file renamed at the end: a listed archive is always complete). */

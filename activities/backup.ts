@@ -21,6 +21,7 @@ import {
   type ArchiveLimits,
   type BackupManifest,
 } from './backup-archive.js';
+import { readAuthOwner, safeSessionDir } from './auth-owner.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
 
 export const BACKUP_INVALID = 'BackupInvalid';
@@ -73,6 +74,8 @@ export interface RestorePlan {
   /** Live sessions (in Redis) among the targets: their workers are stopped and restarted. */
   live: string[];
   phones: Record<string, string | null>;
+  /** Sessions of the archive left out: their current folder or session belongs to another tenant. */
+  crossTenant?: string[];
 }
 
 export function createBackupActivities(deps: ActivityDeps, session: Pick<SessionActivities, 'startWorker'>) {
@@ -173,10 +176,28 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         await fs.rm(j, { recursive: true, force: true });
         return invalid(err);
       }
-      const targets = manifest.sessions
+      const wanted = manifest.sessions
         .map((s) => s.sessionId)
         .filter((id) => !input.sessionId || id === input.sessionId)
         .sort();
+      // Never put one tenant's credentials into another tenant's session: a session id whose current owner
+      // (folder owner file, else the session record) differs from the archive's owner is left out.
+      const crossTenant: string[] = [];
+      for (const id of wanted) {
+        const archived = manifest.sessions.find((s) => s.sessionId === id)?.tenant ?? null;
+        const current =
+          (await readAuthOwner(safeSessionDir(sessionsDir, id))) ?? (await sessions.get(id))?.tenant ?? null;
+        if (current !== null && current !== archived) crossTenant.push(id);
+      }
+      if (input.sessionId && crossTenant.length) {
+        await fs.rm(j, { recursive: true, force: true });
+        throw ApplicationFailure.nonRetryable(
+          `session ${input.sessionId} of backup ${input.backupId} belongs to another tenant than the current one`,
+          BACKUP_INVALID,
+        );
+      }
+      const targets = wanted.filter((id) => !crossTenant.includes(id));
+      if (crossTenant.length) logger.warn({ crossTenant }, 'restore leaves out sessions now owned by another tenant');
       await fs.mkdir(path.join(j, 'extract'), { recursive: true, mode: 0o700 });
       for (const id of targets) await fs.mkdir(path.join(j, 'extract', id), { recursive: true, mode: 0o700 });
       // Keep only the targets, then publish the extraction as `new/` in one rename.
@@ -199,6 +220,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         hadFolder,
         live,
         phones,
+        crossTenant,
       };
       await fs.writeFile(path.join(j, 'plan.json'), JSON.stringify(plan, null, 2), { mode: 0o600 });
       return plan;

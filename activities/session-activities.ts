@@ -7,11 +7,17 @@ import type { Logger } from 'pino';
 import type { Config } from '../common/config.js';
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
-import { NoProxyCapacityError, type ProxyPool, type Reservation } from '../state/proxy-pool.js';
+import {
+  NoProxyCapacityError,
+  ProxyOverrideRefusedError,
+  type ProxyPool,
+  type Reservation,
+} from '../state/proxy-pool.js';
 import { EventBus, type LiveEventType } from '../state/events-bus.js';
 import { HostRegistry } from '../state/hosts.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
+import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from './auth-owner.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
 import type { WorkerInfo, WorkerRunner } from './runner/types.js';
 
@@ -43,6 +49,7 @@ function heartbeat(details: string) {
 /** Error types the workflows branch on (ApplicationFailure.type). */
 export const NO_PROXY_CAPACITY = 'NoProxyCapacity';
 export const PHONE_CONFLICT = 'PhoneConflict';
+export const PROXY_OVERRIDE_REFUSED = 'ProxyOverrideRefused';
 
 /**
  * Every side effect of the session lifecycle. Each activity is idempotent, because Temporal retries activities
@@ -123,16 +130,21 @@ export function createSessionActivities(deps: ActivityDeps) {
       exclude: string[];
     }): Promise<Reservation & { endpoint: string }> {
       try {
+        // The owner of an override: the session's tenant (recorded by registerSession just before).
+        const tenant = input.override ? (await sessions.get(input.sessionId))?.tenant : undefined;
         const r = await pool.reserve({
           sessionId: input.sessionId,
           phone: input.phone ?? undefined,
           override: input.override ?? undefined,
           exclude: input.exclude,
+          tenant,
         });
         await sessions.update(input.sessionId, { proxy: r.proxyUrl });
         return { ...r, endpoint: proxyEndpoint(r.proxyUrl) };
       } catch (err) {
         if (err instanceof NoProxyCapacityError) throw ApplicationFailure.nonRetryable(err.message, NO_PROXY_CAPACITY);
+        if (err instanceof ProxyOverrideRefusedError)
+          throw ApplicationFailure.nonRetryable(err.message, PROXY_OVERRIDE_REFUSED);
         throw err;
       }
     },
@@ -200,6 +212,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     async startWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+      safeSessionDir(sessionsDir, input.sessionId);
       heartbeat('starting');
       return runner.start({
         sessionId: input.sessionId,
@@ -209,6 +222,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     async stopWorker(input: { sessionId: string; remove: boolean }): Promise<void> {
+      safeSessionDir(sessionsDir, input.sessionId);
       const beat = setInterval(() => heartbeat('stopping'), 1000);
       try {
         await runner.stop(input.sessionId, { remove: input.remove });
@@ -219,6 +233,7 @@ export function createSessionActivities(deps: ActivityDeps) {
 
     /** Restarts a (possibly hung) worker with its current proxy; gives it a fresh ping grace period. */
     async restartWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+      safeSessionDir(sessionsDir, input.sessionId);
       const beat = setInterval(() => heartbeat('restarting'), 1000);
       try {
         await sessions.recordPing(input.sessionId, Date.now());
@@ -234,7 +249,17 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     async deleteAuthFiles(sessionId: string): Promise<void> {
-      await rm(path.join(sessionsDir, sessionId), { recursive: true, force: true });
+      await rm(safeSessionDir(sessionsDir, sessionId), { recursive: true, force: true });
+    },
+
+    /** Provision step on the session's host: its auth folder is new, or already this tenant's (never another's). */
+    async claimAuthFolder(input: { sessionId: string; tenant: string }): Promise<'new' | 'kept'> {
+      try {
+        return await claimAuthDir(sessionsDir, input.sessionId, input.tenant);
+      } catch (err) {
+        if (err instanceof AuthOwnerError) throw ApplicationFailure.nonRetryable(err.message, AUTH_OWNED_ELSEWHERE);
+        throw err;
+      }
     },
 
     /** Last step of a delete or logout: the phone is free again; keys go (the sticky binding stays with the phone). */

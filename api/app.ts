@@ -13,6 +13,7 @@ import { withMessagingHooks } from './messaging-hooks.js';
 import { openApiRoutes } from './openapi.js';
 import { backupRoutes } from './routes/backups.js';
 import { clientWebhookRoutes } from './routes/client-webhooks.js';
+import { codecPreflightRoutes, codecRoutes } from './routes/codec.js';
 import { dashboardUiRoutes } from './routes/dashboard-ui.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { demoRoutes } from './routes/demo.js';
@@ -52,6 +53,7 @@ export async function buildApi(
       await scope.register(healthRoutes(ctx));
       await scope.register(dashboardUiRoutes());
       await scope.register(openApiRoutes());
+      await scope.register(codecPreflightRoutes(config));
     }),
   );
 
@@ -85,6 +87,7 @@ export async function buildApi(
         adminScope(async (admin) => {
           await admin.register(proxyRoutes(ctx));
           await admin.register(backupRoutes(ctx));
+          await admin.register(codecRoutes(config));
         }),
       );
     }),

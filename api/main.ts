@@ -3,6 +3,7 @@
  * OpenAPI. Graceful shutdown on SIGTERM/SIGINT.
  */
 import { Client, Connection } from '@temporalio/client';
+import { codecDataConverter } from '../common/codec.js';
 import { loadConfigOrExit } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { ProxyPool } from '../state/proxy-pool.js';
@@ -16,8 +17,14 @@ const logger = createLogger('api', config.LOG_LEVEL);
 async function main() {
   const redis = createRedis(config.REDIS_URL);
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: codecDataConverter(config.TEMPORAL_CODEC_KEYS),
+  });
   const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
+  // Both processes migrate (idempotent, safe concurrently): whichever starts first renames URL-named proxy keys.
+  await pool.migrateLegacyKeys();
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
   const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
   const app = await buildApi({ config, redis, pool, sessions, temporal }, { logger });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { envBool, envInt, envSecret } from './env-schema.js';
+import { CodecKeyError, parseCodecKeys } from './codec.js';
 import { parseProxyUrl, ProxyUrlError } from './proxy-url.js';
 
 /**
@@ -71,6 +72,17 @@ export const configSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(3).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('wa-sessions'),
+  /** Payload codec keys (common/codec.ts): `id:base64key,...`, the first one encrypts. */
+  TEMPORAL_CODEC_KEYS: z
+    .string({ required_error: 'is required (payload codec keys, e.g. `k1:` followed by `openssl rand -base64 32`)' })
+    .superRefine((s, ctx) => {
+      try {
+        parseCodecKeys(s);
+      } catch (err) {
+        if (!(err instanceof CodecKeyError)) throw err;
+        ctx.addIssue({ code: 'custom', message: err.message });
+      }
+    }),
   /** This orchestrator's Docker host: container activities of the sessions placed here run on its own queue. */
   HOST_ID: z
     .string()

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 
 /**
- * The id by which the API, metrics and logs name a proxy: stable, short, and revealing neither host, port nor
- * credentials. The one place to change when proxies get stored ids.
+ * The id by which the API, metrics, logs and Redis key names call a proxy: stable, short, and revealing neither
+ * host, port nor credentials. SHA-1 (not for secrecy of a guessable input, just a stable name) because the pool's
+ * Lua scripts must compute the same id (`redis.sha1hex`, see common/redis-scripts.ts `pid`).
  */
 export function proxyIdOf(proxyUrl: string): string {
-  return createHash('sha256').update(proxyUrl).digest('hex').slice(0, 16);
+  return createHash('sha1').update(proxyUrl).digest('hex').slice(0, 16);
 }

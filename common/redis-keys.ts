@@ -1,7 +1,10 @@
 /**
  * Every Redis key the product uses, in one place (SPEC §9). A prefix lets several deployments (or test runs)
- * share one Redis. Proxy keys are addressed by the canonical proxy URL, as the seeds name them.
+ * share one Redis. Proxy keys are named by the proxy id (common/proxy-id.ts), never the URL: the URL with its
+ * credentials lives only in the `proxies:urls` hash (and the pool's sets and slot values).
  */
+import { proxyIdOf } from './proxy-id.js';
+
 export type RedisKeys = ReturnType<typeof redisKeys>;
 
 export function redisKeys(prefix = '') {
@@ -23,11 +26,17 @@ export function redisKeys(prefix = '') {
     proxiesAll: () => `${p}proxies:all`,
     /** SET of healthy (status OK) proxies. */
     proxiesAvailable: () => `${p}proxies:available`,
-    proxyCounter: (proxyUrl: string) => `${p}counter:proxy:${proxyUrl}`,
-    proxyStatus: (proxyUrl: string) => `${p}proxy:status:${proxyUrl}`,
-    proxyBadAt: (proxyUrl: string) => `${p}proxy:bad_at:${proxyUrl}`,
+    /** HASH proxyId → canonical proxy URL (with credentials): the one place a key maps back to its URL. */
+    proxyUrls: () => `${p}proxies:urls`,
+    /** HASH proxyId → tenant: a tenant's own proxies (proxyOverride), never in the shared pool. */
+    proxiesPrivate: () => `${p}proxies:private`,
+    proxyCounter: (proxyUrl: string) => `${p}counter:proxy:${proxyIdOf(proxyUrl)}`,
+    proxyStatus: (proxyUrl: string) => `${p}proxy:status:${proxyIdOf(proxyUrl)}`,
+    proxyBadAt: (proxyUrl: string) => `${p}proxy:bad_at:${proxyIdOf(proxyUrl)}`,
     /** SET of session ids holding a slot on the proxy (the counter is kept equal to its size). */
-    proxySessions: (proxyUrl: string) => `${p}proxy:sessions:${proxyUrl}`,
+    proxySessions: (proxyUrl: string) => `${p}proxy:sessions:${proxyIdOf(proxyUrl)}`,
+    /** Key families named by proxy id; before issue 14 they were named by the URL (migrated at start). */
+    proxyKeyFamilies: () => ['counter:proxy:', 'proxy:status:', 'proxy:bad_at:', 'proxy:sessions:'] as const,
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
     sessionEvents: (sessionId: string) => `${p}session:events:${sessionId}`,
     sessionOutbox: (sessionId: string) => `${p}session:outbox:${sessionId}`,
@@ -79,6 +88,8 @@ export function redisKeys(prefix = '') {
     /** HASH of system-wide event counters (HINCRBY by every process; read by /metrics at scrape time). */
     eventCounters: () => `${p}metrics:events`,
     // --- tenant isolation ---
+    /** Marker of an alert sent within the dedupe window, named by the SHA-256 of its dedupe key (TTL). */
+    alertDedupe: (dedupeKeyHash: string) => `${p}alert:dedupe:${dedupeKeyHash}`,
     /** STRING JSON principal: a live-events ticket, named by the SHA-256 of the ticket (single use, short TTL). */
     eventsTicket: (ticketHash: string) => `${p}events:ticket:${ticketHash}`,
     /** Marker of a worker request nonce already used (replay guard of the signed outbox calls; TTL). */

@@ -7,21 +7,23 @@
 /** Shared helpers, pasted at the top of the pool scripts. `p` is the key prefix. */
 const POOL_HELPERS = `
 local p = ARGV[1]
-local function counter(u) return tonumber(redis.call('GET', p .. 'counter:proxy:' .. u) or '0') end
-local function healthy(u) return redis.call('GET', p .. 'proxy:status:' .. u) ~= 'BAD' end
+-- The proxy id of a URL (common/proxy-id.ts): key names carry it, never the URL and its credentials.
+local function pid(u) return string.sub(redis.sha1hex(u), 1, 16) end
+local function counter(u) return tonumber(redis.call('GET', p .. 'counter:proxy:' .. pid(u)) or '0') end
+local function healthy(u) return redis.call('GET', p .. 'proxy:status:' .. pid(u)) ~= 'BAD' end
 local function registered(u) return redis.call('SISMEMBER', p .. 'proxies:all', u) == 1 end
 `;
 
 /**
  * Reserve a proxy slot for a session.
- * ARGV: prefix, sessionId, phone|'' , override|'', limit, excluded urls joined by '\n'.
+ * ARGV: prefix, sessionId, phone|'' , override|'', limit, excluded urls joined by '\n', tenant.
  * Order: held slot (idempotent retry) → override (healthy, below limit) → the phone's sticky proxy →
  * the least-loaded healthy proxy below the limit (ties broken by URL, so the choice is deterministic).
  * Returns {proxyUrl, source, countAfter}; proxyUrl '' with source 'none' when nothing has capacity.
  * Also writes the temporary binding session:temp:<id> (SPEC §3.1) in the same atomic step.
  */
 export const RESERVE_PROXY_LUA = `${POOL_HELPERS}
-local sid, phone, override, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local sid, phone, override, limit, tenant = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[7]
 local excluded = {}
 for u in string.gmatch(ARGV[6], '[^\\n]+') do excluded[u] = true end
 local function usable(u)
@@ -35,17 +37,29 @@ if held then
 end
 
 local chosen, source = nil, nil
+local function privateTo(u) return redis.call('HGET', p .. 'proxies:private', pid(u)) end
 if override ~= '' then
   if not registered(override) then
+    -- A tenant's own proxy stays private to it: registered, never in proxies:available (the shared pool).
     redis.call('SADD', p .. 'proxies:all', override)
-    redis.call('SET', p .. 'proxy:status:' .. override, 'OK', 'NX')
-    if healthy(override) then redis.call('SADD', p .. 'proxies:available', override) end
+    redis.call('HSET', p .. 'proxies:urls', pid(override), override)
+    redis.call('HSET', p .. 'proxies:private', pid(override), tenant)
+    redis.call('SET', p .. 'proxy:status:' .. pid(override), 'OK', 'NX')
+    redis.call('SETNX', p .. 'counter:proxy:' .. pid(override), 0)
   end
-  if usable(override) then chosen, source = override, 'override' end
+  local owner = privateTo(override)
+  -- SPEC 3.1: an override that cannot be honoured is refused, never silently replaced by another proxy.
+  if owner and owner ~= tenant then return {'', 'override_unavailable', 0} end
+  if not healthy(override) then return {'', 'override_bad', 0} end
+  if counter(override) >= limit then return {'', 'override_full', 0} end
+  if not excluded[override] then chosen, source = override, 'override' end
 end
 if chosen == nil and phone ~= '' then
   local sticky = redis.call('GET', p .. 'phone:proxy:' .. phone)
-  if sticky and usable(sticky) then chosen, source = sticky, 'sticky' end
+  if sticky and usable(sticky) then
+    local owner = privateTo(sticky)
+    if not owner or owner == tenant then chosen, source = sticky, 'sticky' end
+  end
 end
 if chosen == nil then
   local best, bestLoad = nil, nil
@@ -61,8 +75,8 @@ if chosen == nil then
 end
 if chosen == nil then return {'', 'none', 0} end
 
-redis.call('SADD', p .. 'proxy:sessions:' .. chosen, sid)
-local after = redis.call('INCR', p .. 'counter:proxy:' .. chosen)
+redis.call('SADD', p .. 'proxy:sessions:' .. pid(chosen), sid)
+local after = redis.call('INCR', p .. 'counter:proxy:' .. pid(chosen))
 redis.call('SET', p .. 'session:slot:' .. sid, chosen)
 redis.call('SET', p .. 'session:temp:' .. sid, chosen)
 return {chosen, source, after}
@@ -77,14 +91,23 @@ local sid = ARGV[2]
 local held = redis.call('GET', p .. 'session:slot:' .. sid)
 redis.call('DEL', p .. 'session:temp:' .. sid)
 if not held then return '' end
-if redis.call('SREM', p .. 'proxy:sessions:' .. held, sid) == 1 then
+if redis.call('SREM', p .. 'proxy:sessions:' .. pid(held), sid) == 1 then
   if counter(held) > 0 then
-    redis.call('DECR', p .. 'counter:proxy:' .. held)
+    redis.call('DECR', p .. 'counter:proxy:' .. pid(held))
   else
-    redis.call('SET', p .. 'counter:proxy:' .. held, 0)
+    redis.call('SET', p .. 'counter:proxy:' .. pid(held), 0)
   end
 end
 redis.call('DEL', p .. 'session:slot:' .. sid)
+-- A tenant's private proxy goes with its last session (it never served anyone else).
+if redis.call('HEXISTS', p .. 'proxies:private', pid(held)) == 1 and counter(held) == 0
+  and redis.call('SCARD', p .. 'proxy:sessions:' .. pid(held)) == 0 then
+  redis.call('SREM', p .. 'proxies:all', held)
+  redis.call('SREM', p .. 'proxies:available', held)
+  redis.call('HDEL', p .. 'proxies:private', pid(held))
+  redis.call('HDEL', p .. 'proxies:urls', pid(held))
+  redis.call('DEL', p .. 'counter:proxy:' .. pid(held), p .. 'proxy:status:' .. pid(held), p .. 'proxy:bad_at:' .. pid(held))
+end
 return held
 `;
 
@@ -92,8 +115,11 @@ return held
 export const REGISTER_PROXY_LUA = `${POOL_HELPERS}
 local u = ARGV[2]
 local added = redis.call('SADD', p .. 'proxies:all', u)
-redis.call('SET', p .. 'proxy:status:' .. u, 'OK', 'NX')
-redis.call('SETNX', p .. 'counter:proxy:' .. u, 0)
+redis.call('HSET', p .. 'proxies:urls', pid(u), u)
+-- Registered by the operator (config or admin API): part of the shared pool from now on.
+redis.call('HDEL', p .. 'proxies:private', pid(u))
+redis.call('SET', p .. 'proxy:status:' .. pid(u), 'OK', 'NX')
+redis.call('SETNX', p .. 'counter:proxy:' .. pid(u), 0)
 if healthy(u) then redis.call('SADD', p .. 'proxies:available', u) end
 return added
 `;
@@ -102,13 +128,13 @@ return added
 export const SET_PROXY_STATUS_LUA = `${POOL_HELPERS}
 local u, status, now = ARGV[2], ARGV[3], ARGV[4]
 if not registered(u) then return 0 end
-redis.call('SET', p .. 'proxy:status:' .. u, status)
+redis.call('SET', p .. 'proxy:status:' .. pid(u), status)
 if status == 'BAD' then
-  redis.call('SET', p .. 'proxy:bad_at:' .. u, now)
+  redis.call('SET', p .. 'proxy:bad_at:' .. pid(u), now)
   redis.call('SREM', p .. 'proxies:available', u)
 else
-  redis.call('DEL', p .. 'proxy:bad_at:' .. u)
-  redis.call('SADD', p .. 'proxies:available', u)
+  redis.call('DEL', p .. 'proxy:bad_at:' .. pid(u))
+  if redis.call('HEXISTS', p .. 'proxies:private', pid(u)) == 0 then redis.call('SADD', p .. 'proxies:available', u) end
 end
 return 1
 `;
@@ -117,10 +143,12 @@ return 1
 export const REMOVE_PROXY_LUA = `${POOL_HELPERS}
 local u = ARGV[2]
 if not registered(u) then return 0 end
-if counter(u) > 0 or redis.call('SCARD', p .. 'proxy:sessions:' .. u) > 0 then return -1 end
+if counter(u) > 0 or redis.call('SCARD', p .. 'proxy:sessions:' .. pid(u)) > 0 then return -1 end
 redis.call('SREM', p .. 'proxies:all', u)
 redis.call('SREM', p .. 'proxies:available', u)
-redis.call('DEL', p .. 'counter:proxy:' .. u, p .. 'proxy:status:' .. u, p .. 'proxy:bad_at:' .. u, p .. 'proxy:sessions:' .. u)
+redis.call('HDEL', p .. 'proxies:urls', pid(u))
+redis.call('HDEL', p .. 'proxies:private', pid(u))
+redis.call('DEL', p .. 'counter:proxy:' .. pid(u), p .. 'proxy:status:' .. pid(u), p .. 'proxy:bad_at:' .. pid(u), p .. 'proxy:sessions:' .. pid(u))
 return 1
 `;
 
@@ -145,7 +173,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', p .. 'sessions:all')) do
 end
 local out = {}
 for _, u in ipairs(redis.call('SMEMBERS', p .. 'proxies:all')) do
-  local key = p .. 'proxy:sessions:' .. u
+  local key = p .. 'proxy:sessions:' .. pid(u)
   for _, sid in ipairs(redis.call('SMEMBERS', key)) do
     if redis.call('GET', p .. 'session:slot:' .. sid) ~= u or redis.call('SISMEMBER', p .. 'sessions:all', sid) == 0 then
       redis.call('SREM', key, sid)
@@ -153,7 +181,7 @@ for _, u in ipairs(redis.call('SMEMBERS', p .. 'proxies:all')) do
   end
   for _, sid in ipairs(held[u] or {}) do redis.call('SADD', key, sid) end
   local n = redis.call('SCARD', key)
-  redis.call('SET', p .. 'counter:proxy:' .. u, n)
+  redis.call('SET', p .. 'counter:proxy:' .. pid(u), n)
   table.insert(out, u)
   table.insert(out, n)
 end
@@ -604,4 +632,26 @@ end
 redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. now)
 redis.call('PEXPIRE', KEYS[1], window)
 return {1, 0}
+`;
+
+/**
+ * Move one proxy key named by URL (before issue 14) to its proxy-id name. Idempotent and safe beside new writes:
+ * session sets are merged, BAD wins over OK, an existing new counter/bad_at is kept (the caller recomputes
+ * counters afterwards). ARGV: prefix, family (e.g. 'counter:proxy:'), proxyUrl. Returns 1 when a key moved.
+ */
+export const MIGRATE_PROXY_KEY_LUA = `${POOL_HELPERS}
+local fam, u = ARGV[2], ARGV[3]
+local old, new = p .. fam .. u, p .. fam .. pid(u)
+if redis.call('EXISTS', old) == 0 then return 0 end
+if fam == 'proxy:sessions:' then
+  redis.call('SUNIONSTORE', new, new, old)
+  redis.call('DEL', old)
+elseif fam == 'proxy:status:' then
+  if redis.call('GET', old) == 'BAD' then redis.call('SET', new, 'BAD') else redis.call('SET', new, 'OK', 'NX') end
+  redis.call('DEL', old)
+elseif redis.call('RENAMENX', old, new) == 0 then
+  redis.call('DEL', old)
+end
+if redis.call('SISMEMBER', p .. 'proxies:all', u) == 1 then redis.call('HSET', p .. 'proxies:urls', pid(u), u) end
+return 1
 `;

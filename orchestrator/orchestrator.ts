@@ -13,6 +13,7 @@ import { createSessionActivities } from '../activities/session-activities.js';
 import { createBackupActivities } from '../activities/backup.js';
 import { createDispatchActivities, ensureDispatchers } from '../activities/dispatch-activities.js';
 import { ensureBackupSchedule } from './backup-schedule.js';
+import { codecDataConverter } from '../common/codec.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import { HostRegistry, hostQueueFor } from '../state/hosts.js';
@@ -81,6 +82,8 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const redis = createRedis(config.REDIS_URL);
   const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
   const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
+  const migrated = await pool.migrateLegacyKeys();
+  if (migrated) logger.info({ migrated }, 'proxy keys renamed from URL to proxy id');
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
 
   const runner = createRunner(config);
@@ -91,7 +94,9 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     keyPrefix: config.REDIS_KEY_PREFIX,
   });
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE });
+  // Every payload to and from Temporal is encrypted (common/codec.ts): no secret in any history.
+  const dataConverter = codecDataConverter(config.TEMPORAL_CODEC_KEYS);
+  const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
   const activityDeps = {
     config,
     redis,
@@ -110,6 +115,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
+    dataConverter,
     workflowsPath: path.join(PROJECT_ROOT, 'workflows', 'index.ts'),
     activities: {
       ...activities,
@@ -142,6 +148,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: hostQueue,
+    dataConverter,
     activities,
     shutdownGraceTime: '10s',
   });

@@ -15,6 +15,8 @@ DATA="${WA_DATA_DIR:-$ROOT/data}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
+# The Web UI decodes encrypted payloads (common/codec.ts) through the API's codec endpoint (admin key).
+TEMPORAL_UI_CODEC_ENDPOINT="${TEMPORAL_UI_CODEC_ENDPOINT:-http://127.0.0.1:${API_PORT:-3000}/codec}"
 mkdir -p "$DATA"
 # Physical path: data/services.env then stays valid when data/ is a symlink shared by several checkouts.
 DATA="$(cd -P "$DATA" && pwd)"
@@ -122,6 +124,7 @@ else
   TEMPORAL_VERSION_CHECK_DISABLED=1 nohup "$TEMPORAL_BIN" server start-dev \
     --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
     --db-filename "$DATA/temporal/temporal.db" --log-level error --ui-disable-news-fetch \
+    --ui-codec-endpoint "$TEMPORAL_UI_CODEC_ENDPOINT" \
     --dynamic-config-value frontend.enableServerVersionCheck=false \
     >"$DATA/logs/temporal.log" 2>&1 </dev/null &
   echo $! >"$DATA/temporal/temporal.pid"

@@ -82,6 +82,10 @@ if [ "$DEMO" = 1 ]; then
     } >"$DATA/demo.env"
     chmod 600 "$DATA/demo.env"
   fi
+  # Payload codec key (Temporal history encrypted at rest); added to older demo.env files too.
+  if ! grep -q '^TEMPORAL_CODEC_KEYS=' "$DATA/demo.env"; then
+    echo "TEMPORAL_CODEC_KEYS=demo1:$(node -e "process.stdout.write(require('crypto').randomBytes(32).toString('base64'))")" >>"$DATA/demo.env"
+  fi
   set -a
   # shellcheck disable=SC1091
   . "$DATA/demo.env"

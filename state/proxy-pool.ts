@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
+import { proxyIdOf } from '../common/proxy-id.js';
 import { parseProxyUrl } from '../common/proxy-url.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import {
+  MIGRATE_PROXY_KEY_LUA,
   RELEASE_PROXY_LUA,
   REGISTER_PROXY_LUA,
   REMOVE_PROXY_LUA,
@@ -28,6 +30,8 @@ export interface ProxyInfo {
   /** URL with the password replaced by `***`. */
   redacted: string;
   status: ProxyStatus;
+  /** The tenant whose own (override) proxy this is; null for the shared pool. */
+  privateTo: string | null;
   badAt: number | null;
   load: number;
   limit: number;
@@ -38,6 +42,12 @@ export interface ProxyInfo {
 export class NoProxyCapacityError extends Error {
   override readonly name = 'NoProxyCapacityError';
   readonly code = 'NO_PROXY_CAPACITY';
+}
+
+/** A proxyOverride that cannot be honoured (SPEC §3.1): full, BAD, or another tenant's private proxy. */
+export class ProxyOverrideRefusedError extends Error {
+  override readonly name = 'ProxyOverrideRefusedError';
+  readonly code = 'PROXY_OVERRIDE_REFUSED';
 }
 
 export class ProxyInUseError extends Error {
@@ -73,6 +83,33 @@ export class ProxyPool {
   }
 
   /**
+   * Start-up migration (issue 14): proxy keys named by URL (`proxy:status:socks5h://user:pass@...`) move to their
+   * proxy-id names, and `proxies:urls` is filled. Idempotent (a second run finds nothing); counters are recomputed
+   * from the sessions' slots when anything moved. Returns how many keys moved.
+   */
+  async migrateLegacyKeys(): Promise<number> {
+    let moved = 0;
+    for (const family of this.keys.proxyKeyFamilies()) {
+      const legacy: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.prefix}${family}*`, 'COUNT', 1000);
+        cursor = next;
+        for (const key of keys) {
+          const rest = key.slice(this.prefix.length + family.length);
+          if (rest.includes('://')) legacy.push(rest);
+        }
+      } while (cursor !== '0');
+      for (const url of legacy)
+        moved += Number(await this.redis.eval(MIGRATE_PROXY_KEY_LUA, 0, this.prefix, family, url));
+    }
+    for (const url of await this.redis.smembers(this.keys.proxiesAll()))
+      await this.redis.hset(this.keys.proxyUrls(), proxyIdOf(url), url);
+    if (moved > 0) await this.recomputeCounters();
+    return moved;
+  }
+
+  /**
    * Reserves a slot for `sessionId`: override → sticky proxy of `phone` → least-loaded healthy proxy.
    * Idempotent per session (a retry returns the slot already held). Throws NoProxyCapacityError.
    */
@@ -81,6 +118,8 @@ export class ProxyPool {
     phone?: string;
     override?: string;
     exclude?: string[];
+    /** Owner of a new override proxy (private to it); another tenant's private proxy is refused. */
+    tenant?: string;
   }): Promise<Reservation> {
     const override = req.override ? parseProxyUrl(req.override).url : '';
     const [proxyUrl, source, load] = (await this.redis.eval(
@@ -92,7 +131,17 @@ export class ProxyPool {
       override,
       String(this.limit),
       (req.exclude ?? []).join('\n'),
+      req.tenant ?? 'admin',
     )) as [string, string, number];
+    if (source.startsWith('override_')) {
+      throw new ProxyOverrideRefusedError(
+        source === 'override_full'
+          ? `the proxy override already has ${this.limit} sessions`
+          : source === 'override_bad'
+            ? 'the proxy override is marked BAD'
+            : 'the proxy override is not available',
+      );
+    }
     if (!proxyUrl) {
       throw new NoProxyCapacityError(
         `no proxy capacity: every healthy proxy already has ${this.limit} sessions (or none is healthy)`,
@@ -156,11 +205,12 @@ export class ProxyPool {
     const urls = (await this.redis.smembers(this.keys.proxiesAll())).sort();
     return Promise.all(
       urls.map(async (url) => {
-        const [status, badAt, load, sessions] = await Promise.all([
+        const [status, badAt, load, sessions, privateTo] = await Promise.all([
           this.redis.get(this.keys.proxyStatus(url)),
           this.redis.get(this.keys.proxyBadAt(url)),
           this.redis.get(this.keys.proxyCounter(url)),
           this.redis.smembers(this.keys.proxySessions(url)),
+          this.redis.hget(this.keys.proxiesPrivate(), proxyIdOf(url)),
         ]);
         const parsed = safeParse(url);
         return {
@@ -168,6 +218,7 @@ export class ProxyPool {
           endpoint: parsed?.endpoint ?? '?',
           redacted: parsed?.redacted ?? '?',
           status: status === 'BAD' ? 'BAD' : 'OK',
+          privateTo: privateTo ?? null,
           badAt: badAt ? Number(badAt) : null,
           load: Number(load ?? 0),
           limit: this.limit,
@@ -190,7 +241,7 @@ export class ProxyPool {
 
   /** Healthy proxies with at least one free slot: the inventory that low-inventory alerts watch. */
   async freeHealthyProxies(): Promise<number> {
-    return (await this.list()).filter((p) => p.status === 'OK' && p.load < this.limit).length;
+    return (await this.list()).filter((p) => !p.privateTo && p.status === 'OK' && p.load < this.limit).length;
   }
 }
 

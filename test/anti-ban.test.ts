@@ -143,7 +143,11 @@ describe('anti-ban: unpaced sending gets banned, the dispatcher keeps the number
 });
 
 describe('anti-ban rules (pure)', () => {
-  const config = loadConfig({ API_KEY: 'a'.repeat(32), WEBHOOK_SECRET: 'b'.repeat(32) });
+  const config = loadConfig({
+    API_KEY: 'a'.repeat(32),
+    WEBHOOK_SECRET: 'b'.repeat(32),
+    TEMPORAL_CODEC_KEYS: `k1:${'A'.repeat(43)}=`,
+  });
   const DAY = 86_400_000;
 
   it('defaults: cold 10/day, warm 50/day, hot 200/day', () => {

@@ -8,6 +8,7 @@ import { verifyArchive } from '../activities/backup-archive.js';
 import { FakeTelegram } from './helpers/fake-telegram.js';
 import { Stack, sleep, waitFor } from './helpers/stack.js';
 import { writeRawZip } from './helpers/zip-writer.js';
+import { proxyIdOf } from '../common/proxy-id.js';
 
 const PHONES = { bk1: '15550006001', bk2: '15550006002' } as const;
 const IDS = Object.keys(PHONES) as Array<keyof typeof PHONES>;
@@ -35,8 +36,8 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
       out[`slot:${id}`] = await stack.redis.get(k(`session:slot:${id}`));
     }
     for (const url of (await stack.redis.smembers(k('proxies:all'))).sort()) {
-      out[`counter:${url}`] = (await stack.redis.get(k(`counter:proxy:${url}`))) ?? '0';
-      out[`members:${url}`] = (await stack.redis.smembers(k(`proxy:sessions:${url}`))).sort();
+      out[`counter:${url}`] = (await stack.redis.get(k(`counter:proxy:${proxyIdOf(url)}`))) ?? '0';
+      out[`members:${url}`] = (await stack.redis.smembers(k(`proxy:sessions:${proxyIdOf(url)}`))).sort();
     }
     return out;
   }
@@ -155,7 +156,7 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     const logins = Object.fromEntries(IDS.map((id) => [id, stack.sim.connections(PHONES[id]).length]));
     // A drifted counter (e.g. left by a crash) is recomputed from the slots by the restore.
     const someProxy = (await stack.redis.smembers(k('proxies:all')))[0]!;
-    await stack.redis.set(k(`counter:proxy:${someProxy}`), '3');
+    await stack.redis.set(k(`counter:proxy:${proxyIdOf(someProxy)}`), '3');
     const t0 = Date.now();
     const r = await stack.call('POST', `/api/v1/backups/restore/${good}`, {});
     assert.equal(r.status, 200, JSON.stringify(r.body));

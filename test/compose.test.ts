@@ -12,10 +12,9 @@ describe('docker-compose.yml (production on one host)', () => {
     if (created) {
       writeFileSync(
         envFile,
-        readFileSync(path.join(ROOT, '.env.example'), 'utf8').replace(
-          /^POSTGRES_PASSWORD=$/m,
-          'POSTGRES_PASSWORD=compose-test',
-        ),
+        readFileSync(path.join(ROOT, '.env.example'), 'utf8')
+          .replace(/^POSTGRES_PASSWORD=$/m, 'POSTGRES_PASSWORD=compose-test')
+          .replace(/^REDIS_PASSWORD=$/m, 'REDIS_PASSWORD=compose-redis-pw'),
       );
     }
     try {
@@ -25,6 +24,11 @@ describe('docker-compose.yml (production on one host)', () => {
       }
       assert.match(out, /name: whatsapp-network/);
       assert.match(out, /appendonly/);
+      // Redis with a password; workers on their own network, which only the API joins.
+      assert.match(out, /requirepass/);
+      assert.match(out, /REDIS_URL: redis:\/\/:[^@\s]+@redis:6379/);
+      assert.match(out, /name: wa-workers/);
+      assert.match(out, /DOCKER_NETWORK: wa-workers/);
       assert.match(out, /\/var\/run\/docker\.sock:\/var\/run\/docker\.sock/);
       assert.equal((out.match(/healthcheck:/g) ?? []).length >= 5, true, 'health checks');
     } finally {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../common/config.js';
 
-const base = { API_KEY: 'a'.repeat(32), WEBHOOK_SECRET: 'w'.repeat(32) };
+const base = { API_KEY: 'a'.repeat(32), WEBHOOK_SECRET: 'w'.repeat(32), TEMPORAL_CODEC_KEYS: `k1:${'A'.repeat(43)}=` };
 
 describe('configuration schema', () => {
   it('applies the seed defaults', () => {
@@ -45,6 +45,7 @@ describe('configuration schema', () => {
         ENABLE_KEEP_ALIVE: 'maybe',
         PROXY_URL_1: 'socks5://u:TopSecret1@h:1080',
         PROXY_URLS: 'socks5h://u:TopSecret2@h',
+        TEMPORAL_CODEC_KEYS: 'k1:TopSecret3',
       });
       assert.fail('should throw');
     } catch (err) {
@@ -59,6 +60,7 @@ describe('configuration schema', () => {
         'ENABLE_KEEP_ALIVE',
         'PROXY_URL_1',
         'PROXY_URLS[0]',
+        'TEMPORAL_CODEC_KEYS',
       ]) {
         assert.ok(vars.includes(v), `${v} reported (got ${vars.join(', ')})`);
       }
@@ -67,6 +69,7 @@ describe('configuration schema', () => {
       assert.match(err.message, /MAX_SESSIONS_PER_PROXY: must be a number/);
       assert.match(err.message, /PROXY_URL_1: unsupported proxy scheme "socks5:\/\/"/);
       assert.match(err.message, /PROXY_URLS\[0\]: proxy URL is missing the port/);
+      assert.match(err.message, /TEMPORAL_CODEC_KEYS: key k1: must be 32 bytes in base64/);
       assert.ok(!/TopSecret/.test(err.message));
     }
   });

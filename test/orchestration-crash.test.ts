@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startCounterMonitor } from './helpers/counter-monitor.js';
 import { Stack, waitFor } from './helpers/stack.js';
+import { proxyIdOf } from '../common/proxy-id.js';
 
 /** Worker processes running for a session, found by their environment (not by our own bookkeeping). */
 function workerProcesses(sessionId: string): number[] {
@@ -60,7 +61,7 @@ describe('orchestrator crash and concurrent provisioning', () => {
     const urls = await stack.redis.smembers(`${stack.prefix}proxies:all`);
     const monitor = startCounterMonitor(
       process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      urls.map((u) => `${stack.prefix}counter:proxy:${u}`),
+      urls.map((u) => `${stack.prefix}counter:proxy:${proxyIdOf(u)}`),
     );
     await monitor.waitForSamples(2);
     const results = await Promise.all(

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseProxyUrl } from '../common/proxy-url.js';
 import { replayRecorded } from './helpers/replay.js';
 import { Stack, waitFor } from './helpers/stack.js';
+import { proxyIdOf } from '../common/proxy-id.js';
 
 describe('session lifecycle on Temporal (process runner, real worker, simulator, SOCKS5)', () => {
   let stack: Stack;
@@ -29,7 +30,7 @@ describe('session lifecycle on Temporal (process runner, real worker, simulator,
     assert.equal(await stack.redis.get(k('session:temp:alpha')), null, 'temporary binding removed');
     assert.equal(await stack.redis.sismember(k('sessions:active'), 'alpha'), 1);
     assert.equal(await stack.redis.hget(k('session:alpha'), 'status'), 'connected');
-    assert.equal(await stack.redis.get(k(`counter:proxy:${sticky}`)), '1');
+    assert.equal(await stack.redis.get(k(`counter:proxy:${proxyIdOf(sticky)}`)), '1');
     const authDir = path.join(stack.sessionsDir, 'alpha');
     assert.ok(existsSync(path.join(authDir, 'creds.json')));
     assert.equal(statSync(authDir).mode & 0o777, 0o700);

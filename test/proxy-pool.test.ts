@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { createRedis } from '../state/redis.js';
-import { NoProxyCapacityError, ProxyInUseError, ProxyPool } from '../state/proxy-pool.js';
+import { NoProxyCapacityError, ProxyInUseError, ProxyOverrideRefusedError, ProxyPool } from '../state/proxy-pool.js';
 import { startCounterMonitor } from './helpers/counter-monitor.js';
 import { connectTestRedis } from './helpers/redis.js';
 
@@ -122,12 +122,13 @@ describe('proxy pool on real Redis', () => {
     const o = await pool.reserve({ sessionId: 'o1', override: p2 });
     assert.deepEqual([o.proxyUrl, o.source], [p2, 'override']);
     await pool.reserve({ sessionId: 'o2', override: p2 });
-    // p2 is full now: the override cannot be honoured, the sticky proxy is used instead.
+    // p2 is full now: the override cannot be honoured and is refused (SPEC §3.1), not replaced by another proxy.
     await pool.setSticky('15550001', p1!);
-    const s = await pool.reserve({ sessionId: 'o3', override: p2, phone: '15550001' });
+    await assert.rejects(pool.reserve({ sessionId: 'o3', override: p2, phone: '15550001' }), ProxyOverrideRefusedError);
+    const s = await pool.reserve({ sessionId: 'o3', phone: '15550001' });
     assert.deepEqual([s.proxyUrl, s.source], [p1, 'sticky']);
-    // An unregistered override is registered on the fly (an operator brought their own proxy).
-    const own = await pool.reserve({ sessionId: 'o4', override: proxy(9) });
+    // An unregistered override is registered on the fly, private to its tenant (test/security/override-private).
+    const own = await pool.reserve({ sessionId: 'o4', override: proxy(9), tenant: 'acme' });
     assert.deepEqual([own.proxyUrl, own.source], [proxy(9), 'override']);
     await assert.rejects(pool.reserve({ sessionId: 'o5', override: 'http://x:y@h:1' }), /only socks5h/);
   });

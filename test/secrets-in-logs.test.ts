@@ -3,14 +3,32 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sessionWebhookSecret } from '../common/session.js';
+import { historyJson } from './helpers/replay.js';
 import { API_KEY, eventsUrl, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
 
 /**
  * Runs a stack through provision / connect / restart / failover (operator and proxy death) / bad input, keeps
  * every API response body and the live event stream, then greps them and every log line of the API, the
- * orchestrator and the workers for the secrets: proxy passwords, API keys, the master webhook secret and the
- * per-session webhook secrets.
+ * orchestrator and the workers, the raw Temporal history of every workflow and the Redis key names, for the secrets: proxy passwords,
+ * API keys, the master webhook secret and the per-session webhook secrets.
  */
+/**
+ * The history JSON carries payload bytes as base64: a plain-text payload would hide a password from a naive grep.
+ * Every base64 string is appended decoded, so the grep sees exactly what a reader of the history would.
+ */
+function withDecodedBase64(json: string): string {
+  const out: string[] = [json];
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') {
+      if (v.length >= 8 && v.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(v))
+        out.push(Buffer.from(v, 'base64').toString('latin1'));
+    } else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(JSON.parse(json));
+  return out.join('\n');
+}
+
 describe('no secret in any log line or API response', () => {
   let stack: Stack;
   const bodies: string[] = [];
@@ -83,8 +101,11 @@ describe('no secret in any log line or API response', () => {
     };
   });
 
+  let stopped = false;
   after(async () => {
     await sse?.close();
+    // A failed assertion skips the in-test stop: stop here, or the API, orchestrator and workers outlive the run.
+    if (stack && !stopped) await stack.stop().catch(() => undefined);
     if (stack) {
       const keep = process.env.KEEP_TEST_DATA;
       if (!keep) rmSync(stack.dataDir, { recursive: true, force: true });
@@ -167,11 +188,56 @@ describe('no secret in any log line or API response', () => {
     await call('GET', '/dashboard/');
     await call('GET', '/dashboard/app.js');
 
+    // Temporal: the raw history (no codec, as `temporal workflow show` and the Web UI show it) of every workflow
+    // this stack ran — sessions, failover children, watchdog, dispatchers.
+    const histories: Array<[string, string]> = [];
+    for await (const wf of stack.temporal.workflow.list({ query: `TaskQueue = '${stack.taskQueue}'` }))
+      histories.push([`history of ${wf.workflowId}`, historyJson(wf.workflowId)]);
+    const ids = histories.map(([w]) => w).join(', ');
+    assert.ok(
+      histories.some(([w]) => w.includes('session:sec2')),
+      `sec2's session history read (${ids})`,
+    );
+    assert.ok(
+      histories.some(([w]) => /failover/.test(w)),
+      `a failover history read (${ids})`,
+    );
+    // The codec endpoint decodes them for the admin key only: sec2's start input carries its proxy override URL.
+    const sec2History = JSON.parse(histories.find(([w]) => w.includes('session:sec2'))![1]);
+    const startInput = sec2History.events[0].workflowExecutionStartedEventAttributes.input;
+    assert.equal(Buffer.from(startInput.payloads[0].metadata.encoding, 'base64').toString(), 'binary/encrypted');
+    assert.equal((await call('POST', '/codec/decode', startInput, null)).status, 401);
+    assert.equal((await call('POST', '/codec/decode', startInput, TENANT_KEY)).status, 403);
+    r = await call('POST', '/codec/decode', startInput);
+    assert.equal(r.status, 200, r.text);
+    bodies.pop(); // this answer shows the secret on purpose (admin decode); every other response is checked
+    const decoded = Buffer.from(r.body.payloads[0].data, 'base64').toString();
+    assert.ok(decoded.includes(proxyPasswords[2]!), 'the decoded start input holds the override proxy password');
+
+    // Redis key names (SCAN shows them to anyone with monitoring access): proxy keys carry an id, not the URL.
+    const keyNames: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await stack.redis.scan(cursor, 'MATCH', `${stack.prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      keyNames.push(...keys);
+    } while (cursor !== '0');
+    assert.ok(
+      keyNames.some((n) => n.includes('proxy:status:')),
+      `proxy keys present (${keyNames.length} keys)`,
+    );
+    assert.deepEqual(
+      keyNames.filter((n) => n.includes('://')),
+      [],
+      'no Redis key name holds a proxy URL',
+    );
+
     // Stop the stack (deletes, shutdown logs included), keeping its data to read every log.
     await sse!.close();
     const keep = process.env.KEEP_TEST_DATA;
     process.env.KEEP_TEST_DATA = '1';
     try {
+      stopped = true;
       await stack.stop();
     } finally {
       if (keep === undefined) delete process.env.KEEP_TEST_DATA;
@@ -193,7 +259,13 @@ describe('no secret in any log line or API response', () => {
     assert.match(sseText, /event: connected/, 'the live stream carried the lifecycle');
 
     const leaks: string[] = [];
-    const haystacks: Array<[string, string]> = [...logs, ['API responses', bodies.join('\n')], ['SSE', sseText]];
+    const haystacks: Array<[string, string]> = [
+      ...logs,
+      ['API responses', bodies.join('\n')],
+      ['SSE', sseText],
+      ['Redis key names', keyNames.join('\n')],
+      ...histories.map(([where, json]): [string, string] => [where, withDecodedBase64(json)]),
+    ];
     for (const [where, text] of haystacks) {
       for (const [name, secret] of Object.entries(secrets)) {
         const i = text.indexOf(secret);
@@ -202,7 +274,8 @@ describe('no secret in any log line or API response', () => {
     }
     assert.deepEqual(leaks, [], leaks.join('\n\n'));
     console.log(
-      `checked ${lineCount} log lines in ${logs.length} files, ${bodies.length} API responses, ${sseText.length} SSE bytes`,
+      `checked ${lineCount} log lines in ${logs.length} files, ${bodies.length} API responses, ${sseText.length} SSE bytes, ` +
+        `${histories.length} Temporal histories, ${keyNames.length} Redis key names`,
     );
   });
 });

@@ -9,6 +9,7 @@ import {
   ApplicationFailure,
   ParentClosePolicy,
   allHandlersFinished,
+  patched,
   condition,
   continueAsNew,
   defineQuery,
@@ -273,6 +274,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         phone: state.phone,
         hostId: input.hostId,
       });
+      // The auth folder is new or this tenant's own (keepAuth, restore): never another tenant's (issue 14).
+      if (patched('auth-folder-owner'))
+        await workers.claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
       await reserve();
       await save({ status: 'pending' });
     } catch (err) {

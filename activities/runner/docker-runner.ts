@@ -1,9 +1,9 @@
 import { chownSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import Docker from 'dockerode';
 import { containerNameFor } from '../../common/session.js';
 import { proxyEndpoint, proxyFingerprint } from './common.js';
 import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
+import { safeSessionDir } from '../auth-owner.js';
 
 const LABEL_SESSION = 'wa.session';
 const LABEL_MANAGED = 'wa.managed-by';
@@ -63,7 +63,8 @@ export class DockerRunner implements WorkerRunner {
       await this.stop(spec.sessionId, { remove: true });
     }
 
-    const hostAuthDir = path.join(this.opts.sessionsDir, spec.sessionId);
+    // Re-validated here too: this path becomes a bind mount (a bad id must never mount another folder).
+    const hostAuthDir = safeSessionDir(this.opts.sessionsDir, spec.sessionId);
     mkdirSync(hostAuthDir, { recursive: true, mode: 0o700 });
     chownSync(hostAuthDir, this.opts.workerUid, this.opts.workerGid);
     const containerAuthDir = `/app/sessions/${spec.sessionId}`;

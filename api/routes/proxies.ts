@@ -15,6 +15,8 @@ function proxyView(p: ProxyInfo) {
     id: proxyIdOf(p.url),
     endpoint: p.endpoint,
     status: p.status,
+    /** A tenant's own proxy (proxyOverride), outside the shared pool; null for pool proxies. */
+    privateTo: p.privateTo,
     badAt: p.badAt,
     load: p.load,
     limit: p.limit,

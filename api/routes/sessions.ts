@@ -78,6 +78,11 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
     const cause = err.cause as { type?: string; message?: string } | undefined;
     if (cause?.type === 'NoProxyCapacity')
       throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message ?? 'no proxy capacity');
+    if (cause?.type === 'ProxyOverrideRefused')
+      throw new ApiError(409, 'PROXY_OVERRIDE_REFUSED', cause.message ?? 'proxy override refused', 'proxyOverride');
+    // Same answer as another tenant's live session id: the id is taken, by whom is not said.
+    if (cause?.type === 'AuthOwnedElsewhere')
+      throw new ApiError(409, 'SESSION_EXISTS', `session id ${sessionId} is not available`, 'sessionId');
     if (cause?.type === 'PhoneConflict') {
       if (phone) throw phoneTaken(phone);
       throw new ApiError(409, 'PHONE_ALREADY_REGISTERED', 'the phone is already registered', 'phone');

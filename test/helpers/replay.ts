@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
-import { ROOT } from './stack.js';
+import { ROOT, testDataConverter } from './stack.js';
 
 export const WORKFLOWS_PATH = path.join(ROOT, 'workflows', 'index.ts');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'histories');
@@ -31,7 +31,9 @@ export async function replayHistories(histories: Array<{ workflowId: string; jso
   let replayed = 0;
   // Raw JSON: the worker converts it itself (see Worker.validateHistory).
   const parsed = histories.map((h) => ({ workflowId: h.workflowId, history: JSON.parse(h.json) as unknown }));
-  for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, parsed)) {
+  // Recorded histories are encrypted (common/codec.ts); the old plain fixtures pass through the codec unchanged.
+  const opts = { workflowsPath: WORKFLOWS_PATH, dataConverter: testDataConverter() };
+  for await (const result of Worker.runReplayHistories(opts, parsed)) {
     if (result.error)
       throw new Error(`replay of ${result.workflowId} failed: ${String(result.error)}`, { cause: result.error });
     replayed++;

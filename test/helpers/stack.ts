@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
+import { codecDataConverter } from '../../common/codec.js';
 import { Socks5Proxy, WhatsAppSimulator } from '../../simulator/index.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -14,6 +15,10 @@ export const API_KEY = 'test-admin-key-0123456789abcdef';
 export const TENANT_KEY = 'test-tenant-key-0123456789abcdef';
 export const WEBHOOK_SECRET = 'test-webhook-secret-0123456789abcdef';
 export const METRICS_TOKEN = 'test-metrics-token-0123456789abcdef';
+/** The payload codec key of every test stack (fixed, so recorded histories replay in a later run). */
+export const CODEC_KEYS = `test1:${createHash('sha256').update('wa-test-codec-key').digest('base64')}`;
+/** The data converter of test clients: the same codec as the stack's API and orchestrator. */
+export const testDataConverter = () => codecDataConverter(CODEC_KEYS);
 /** Headers of a /metrics scrape. */
 export const metricsAuth = { authorization: `Bearer ${METRICS_TOKEN}` };
 
@@ -53,6 +58,7 @@ export function serviceEnv(o: {
     TENANT_API_KEYS: `acme:${TENANT_KEY}`,
     WEBHOOK_SECRET,
     METRICS_TOKEN,
+    TEMPORAL_CODEC_KEYS: CODEC_KEYS,
     // Test receivers of customer webhooks listen on loopback: the admin allow-list lets them through.
     CLIENT_WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
     API_HOST: '127.0.0.1',
@@ -142,7 +148,7 @@ export class Stack {
     await this.redis.ping();
     const temporalAddress = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
     this.connection = await Connection.connect({ address: temporalAddress });
-    this.temporal = new Client({ connection: this.connection });
+    this.temporal = new Client({ connection: this.connection, dataConverter: testDataConverter() });
     const apiPort = await freePort();
     this.apiUrl = `http://127.0.0.1:${apiPort}`;
     this.env = {

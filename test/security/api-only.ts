@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { SessionStore } from '../../state/sessions.js';
-import { API_KEY, freePort, ROOT, serviceEnv, waitFor } from '../helpers/stack.js';
+import { API_KEY, freePort, ROOT, serviceEnv, testDataConverter, waitFor } from '../helpers/stack.js';
 
 export class ApiOnly {
   readonly id = randomBytes(4).toString('hex');
@@ -97,7 +97,7 @@ export class ApiOnly {
     }
     // Dispatchers woken by sends wait on this run's own task queue: end them.
     const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
-    const temporal = new Client({ connection });
+    const temporal = new Client({ connection, dataConverter: testDataConverter() });
     for await (const wf of temporal.workflow.list({
       query: `TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'`,
     }))
