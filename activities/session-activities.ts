@@ -174,9 +174,13 @@ export function createSessionActivities(deps: ActivityDeps) {
       phone: string;
       jid: string;
       proxyUrl: string;
+      /** The phone claimed at provision (or by an earlier pairing): released when another phone was scanned. */
+      previousPhone?: string | null;
     }): Promise<{ conflictWith: string | null }> {
       const owner = await sessions.claimPhone(input.phone, input.sessionId);
       if (owner) return { conflictWith: owner };
+      if (input.previousPhone && input.previousPhone !== input.phone)
+        await sessions.releasePhone(input.previousPhone, input.sessionId);
       await pool.setSticky(input.phone, input.proxyUrl);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
@@ -201,6 +205,7 @@ export function createSessionActivities(deps: ActivityDeps) {
 
     async startWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
       heartbeat('starting');
+      await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
       return runner.start({
         sessionId: input.sessionId,
         proxyUrl: input.proxyUrl,
@@ -265,15 +270,16 @@ export function createSessionActivities(deps: ActivityDeps) {
       });
     },
 
+    /** Queues the alert (delivered and retried by the orchestrator's alert loop): never waits for Telegram. */
     async sendAlert(input: { kind: AlertKind; text: string; dedupeKey?: string }): Promise<void> {
-      await alerts.send(input.kind, input.text, input.dedupeKey);
+      await alerts.enqueue(input.kind, input.text, input.dedupeKey);
     },
 
     /** Below the threshold of free healthy proxies, alert "low proxy inventory". */
     async checkProxyInventory(): Promise<number> {
       const free = await pool.freeHealthyProxies();
       if (free < config.LOW_PROXY_INVENTORY_THRESHOLD) {
-        await alerts.send(
+        await alerts.enqueue(
           'low_proxy_inventory',
           `only ${free} healthy proxies with free slots left (threshold ${config.LOW_PROXY_INVENTORY_THRESHOLD})`,
           `low_proxy_inventory:${free}`,

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import { DELETE_IF_VALUE_LUA } from '../common/redis-scripts.js';
-import { LIVE_STATUSES, type SessionStatus } from '../common/session.js';
+import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session.js';
 
 /** The session hash (SPEC §9 `session:<id>`), as the API and dashboard read it. */
 export interface SessionRecord {
@@ -82,7 +82,7 @@ export class SessionStore {
     }
     const tx = this.redis.multi().hset(this.keys.session(sessionId), set);
     if (del.length) tx.hdel(this.keys.session(sessionId), ...del);
-    if (fields.status === 'connected') tx.sadd(this.keys.sessionsActive(), sessionId);
+    if (fields.status && WATCHED_STATUSES.includes(fields.status)) tx.sadd(this.keys.sessionsActive(), sessionId);
     else if (fields.status && !LIVE_STATUSES.includes(fields.status)) tx.srem(this.keys.sessionsActive(), sessionId);
     await tx.exec();
   }
@@ -139,7 +139,10 @@ export class SessionStore {
     await this.redis.hset(this.keys.session(sessionId), 'lastPing', at);
   }
 
-  /** Connected sessions whose last ping is older than `timeoutMs` (the watchdog's question). */
+  /**
+   * Sessions with a running worker (any watched state, not only connected) whose last ping is older than
+   * `timeoutMs` (the watchdog's question). Starting a worker records a ping: that is its grace period.
+   */
   async staleSessions(timeoutMs: number, now = Date.now()): Promise<string[]> {
     const ids = await this.redis.smembers(this.keys.sessionsActive());
     const pipeline = this.redis.pipeline();
@@ -147,7 +150,7 @@ export class SessionStore {
     const rows = (await pipeline.exec()) ?? [];
     return ids.filter((_, i) => {
       const [lastPing, connectedAt, status] = (rows[i]?.[1] ?? []) as Array<string | null>;
-      if (status !== 'connected' && status !== 'unhealthy') return false;
+      if (!status || !WATCHED_STATUSES.includes(status as SessionStatus)) return false;
       const last = Math.max(Number(lastPing ?? 0), Number(connectedAt ?? 0));
       return now - last > timeoutMs;
     });

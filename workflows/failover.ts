@@ -5,7 +5,7 @@
  * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
  */
 import { ApplicationFailure, log } from '@temporalio/workflow';
-import { containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
+import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 export interface FailoverInput {
   sessionId: string;
@@ -28,7 +28,7 @@ export async function failoverWorkflow(input: FailoverInput): Promise<FailoverRe
   const { sessionId, phone, oldProxy } = input;
   const workers = containerActivitiesOn(input.hostQueue, 3);
   await quick.markProxyBad(oldProxy);
-  await quick.sendAlert({
+  await bestEffortAlert({
     kind: 'proxy_burned',
     text: `proxy burned for session ${sessionId}: ${input.reason}`,
     dedupeKey: `proxy_burned:${oldProxy}`,

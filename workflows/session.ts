@@ -16,14 +16,15 @@ import {
   defineUpdate,
   executeChild,
   log,
+  patched,
   setHandler,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
-import { LIVE_STATUSES, type SessionStatus } from '../common/session-status.js';
+import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session-status.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
-import { containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
+import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 // ------------------------------------------------------------------------------------------ definitions
 export interface SessionTimings {
@@ -246,7 +247,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     await quick.releaseProxy(state.sessionId);
     await setStatus(status, reason);
     if (alert)
-      await quick.sendAlert({
+      await bestEffortAlert({
         kind: alert,
         text: `session ${state.sessionId}: ${reason}`,
         dedupeKey: `${alert}:${state.sessionId}`,
@@ -334,7 +335,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       await save({ status: 'failed', lastError: result.reason }, 'failovers');
       state.status = 'failed';
       state.lastError = result.reason;
-      await quick.sendAlert({
+      await bestEffortAlert({
         kind: 'session_failed',
         text: `session ${state.sessionId}: failover impossible (${result.reason})`,
         dedupeKey: `session_failed:${state.sessionId}`,
@@ -369,7 +370,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     });
     state.status = 'logged_out';
     state.lastError = reason;
-    await quick.sendAlert({ kind: 'session_logged_out', text: `session ${state.sessionId}: ${reason}` });
+    await bestEffortAlert({ kind: 'session_logged_out', text: `session ${state.sessionId}: ${reason}` });
   };
 
   const onEvent = async (event: WorkerEvent) => {
@@ -391,6 +392,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           phone,
           jid,
           proxyUrl: state.proxyUrl,
+          previousPhone: state.phone,
         });
         if (conflictWith) {
           await park('failed', `phone ${phone} is already bound to session ${conflictWith}`, 'session_failed');
@@ -404,7 +406,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         state.consecutiveWatchdogRestarts = 0;
         state.proxyErrorsWhileAlive = 0;
         if (!wasConnectedBefore) {
-          await quick.sendAlert({
+          await bestEffortAlert({
             kind: 'session_connected',
             text: `session ${state.sessionId} connected as +${phone} via ${state.proxyEndpoint}`,
           });
@@ -417,8 +419,19 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return logout(`logged out: ${String(event.data.reason ?? 'device removed')}`);
       case 'DISCONNECTED': {
         const code = typeof event.data.code === 'number' ? event.data.code : null;
-        if (event.data.isProxyError === true) return onProxyError(event);
+        // The worker reports one proxy failure as PROXY_ERROR + DISCONNECTED{isProxyError}: count it once.
+        if (event.data.isProxyError === true) return patched('proxy-error-counted-once') ? undefined : onProxyError(event);
         if (event.timestamp < state.workerStartedAt) return;
+        // Every QR expired unscanned: the worker gives up; end in a clear state, give back slot and worker.
+        if (
+          /^qr_timeout/.test(String(event.data.reason ?? '')) &&
+          HOLDS_SLOT.includes(state.status) &&
+          state.status !== 'failing_over' &&
+          patched('qr-expired')
+        ) {
+          state.qrCount = 0;
+          return park('qr_expired', 'QR codes expired without a scan: restart the session for new QRs', null);
+        }
         if (code === 401) return logout('logged out (401)');
         if (code === 440) return park('failed', 'replaced by another client (440)', 'session_failed');
         if (code === 403) return park('failed', 'number refused by WhatsApp (403, banned?)', 'session_failed');
@@ -431,7 +444,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   };
 
   const onAlarm = async () => {
-    if (state.status !== 'connected' && state.status !== 'unhealthy') return;
+    if (!WATCHED_STATUSES.includes(state.status)) return;
+    if (state.status !== 'connected' && state.status !== 'unhealthy') {
+      // A worker hung before or between connections (pending, QR shown, reconnecting): restart it as it is.
+      state.watchdogRestarts++;
+      state.consecutiveWatchdogRestarts++;
+      if (state.consecutiveWatchdogRestarts > timings.maxWatchdogRestarts) {
+        await park('failed', `worker hung (${state.status}) after ${timings.maxWatchdogRestarts} restarts`, 'session_failed');
+        return;
+      }
+      await save({ lastError: `no ping while ${state.status}: restarting the worker` }, 'watchdogRestarts');
+      state.workerStartedAt = Date.now();
+      await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+      return;
+    }
     state.watchdogRestarts++;
     state.consecutiveWatchdogRestarts++;
     if (state.consecutiveWatchdogRestarts > timings.maxWatchdogRestarts) {
@@ -444,7 +470,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     }
     state.status = 'unhealthy';
     await save({ status: 'unhealthy', lastError: 'no ping: restarting the worker' }, 'watchdogRestarts');
-    await quick.sendAlert({
+    await bestEffortAlert({
       kind: 'session_unhealthy',
       text: `session ${state.sessionId}: no ping for ${timings.pingTimeoutMs} ms, restarting its worker`,
       dedupeKey: `session_unhealthy:${state.sessionId}`,
