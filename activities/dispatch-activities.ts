@@ -21,7 +21,7 @@ export type DispatchStepOutput =
       level: string;
     }
   | { kind: 'skipped'; messageId: string }
-  | { kind: 'idle' | 'offline'; idlePollMs: number }
+  | { kind: 'idle' | 'offline'; idlePollMs: number; /** handed off, outcome not read back yet */ inFlight?: number }
   | { kind: 'cap'; untilMs: number }
   | { kind: 'gone' };
 
@@ -80,7 +80,8 @@ export function createDispatchActivities(deps: { config: Config; redis: Redis; l
         return r;
       }
       if (r.kind === 'gone') return { kind: 'gone' };
-      return { kind: r.kind, idlePollMs: config.ANTIBAN_IDLE_POLL_MS };
+      const inFlight = await redis.zcard(messages.keys.dispatchReleased(sessionId));
+      return { kind: r.kind, idlePollMs: config.ANTIBAN_IDLE_POLL_MS, inFlight };
     },
 
     async currentPacing({ sessionId }) {

@@ -78,8 +78,9 @@ export function createSessionActivities(deps: ActivityDeps) {
     await events.publishSafe({ type, sessionId, tenant: record?.tenant ?? null, data });
   }
 
-  function workerEnv(sessionId: string, proxyUrl: string): Record<string, string> {
+  function workerEnv(sessionId: string, proxyUrl: string, generation?: number): Record<string, string> {
     const env: Record<string, string> = {
+      ...(generation !== undefined ? { WORKER_GENERATION: String(generation) } : {}),
       SESSION_ID: sessionId,
       PROXY_URL: proxyUrl,
       WEBHOOK_URL: config.WEBHOOK_URL,
@@ -203,13 +204,14 @@ export function createSessionActivities(deps: ActivityDeps) {
       return { conflictWith: null };
     },
 
-    async startWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+    /** `generation`: the workflow's worker generation, stamped by the worker on its events. */
+    async startWorker(input: { sessionId: string; proxyUrl: string; generation?: number }): Promise<WorkerInfo> {
       heartbeat('starting');
       await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
       return runner.start({
         sessionId: input.sessionId,
         proxyUrl: input.proxyUrl,
-        env: workerEnv(input.sessionId, input.proxyUrl),
+        env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
       });
     },
 
@@ -223,7 +225,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     /** Restarts a (possibly hung) worker with its current proxy; gives it a fresh ping grace period. */
-    async restartWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+    async restartWorker(input: { sessionId: string; proxyUrl: string; generation?: number }): Promise<WorkerInfo> {
       const beat = setInterval(() => heartbeat('restarting'), 1000);
       try {
         await sessions.recordPing(input.sessionId, Date.now());
@@ -231,7 +233,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         return await runner.start({
           sessionId: input.sessionId,
           proxyUrl: input.proxyUrl,
-          env: workerEnv(input.sessionId, input.proxyUrl),
+          env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
         });
       } finally {
         clearInterval(beat);

@@ -146,12 +146,13 @@ export class SessionStore {
   async staleSessions(timeoutMs: number, now = Date.now()): Promise<string[]> {
     const ids = await this.redis.smembers(this.keys.sessionsActive());
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hmget(this.keys.session(id), 'lastPing', 'connectedAt', 'status');
+    for (const id of ids) pipeline.hmget(this.keys.session(id), 'lastPing', 'connectedAt', 'status', 'createdAt');
     const rows = (await pipeline.exec()) ?? [];
     return ids.filter((_, i) => {
-      const [lastPing, connectedAt, status] = (rows[i]?.[1] ?? []) as Array<string | null>;
+      const [lastPing, connectedAt, status, createdAt] = (rows[i]?.[1] ?? []) as Array<string | null>;
       if (!status || !WATCHED_STATUSES.includes(status as SessionStatus)) return false;
-      const last = Math.max(Number(lastPing ?? 0), Number(connectedAt ?? 0));
+      // A session being provisioned has no ping yet: its creation time starts the grace period.
+      const last = Math.max(Number(lastPing ?? 0), Number(connectedAt ?? 0), Number(createdAt ?? 0));
       return now - last > timeoutMs;
     });
   }

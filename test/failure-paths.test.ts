@@ -7,9 +7,11 @@
  * 2 QR refs of 3 s each, and the worker's liveness heartbeat comes every second.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import { workflowIdFor } from '../common/session.js';
 import { stateQuery, workerEventSignal, type PublicSessionState } from '../workflows/session.js';
 import { FakeTelegram } from './helpers/fake-telegram.js';
@@ -40,6 +42,9 @@ describe('failure paths (issue 13) on the real stack', () => {
         TELEGRAM_API_BASE_URL: tg.url,
         ALERT_RETRY_BASE_MS: '500',
         ENABLE_KEEP_ALIVE: 'false',
+        ANTIBAN_IDLE_POLL_MS: '1000',
+        BACKUPS_DIR: mkdtempSync(path.join(os.tmpdir(), 'wa-fp-backups-')),
+        RESTORE_CONNECT_TIMEOUT_MS: '20000',
         WORKER_ENV_LIVENESS_INTERVAL_MS: '1000',
         WORKER_ENV_WA_QR_TIMEOUT_MS: '3000',
       },
@@ -142,6 +147,49 @@ describe('failure paths (issue 13) on the real stack', () => {
     assert.equal(proxy.stats.connectionsAccepted - handshakesBefore, 1, 'probed once');
   });
 
+  it('6: events of a replaced worker are told apart by generation, never by clocks', async () => {
+    const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'gen', phone: '15550013501' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    await stack.scan('gen', '15550013501');
+    await stack.waitForStatus('gen', 'connected', 40_000);
+    const handle = wf('gen');
+    const st: PublicSessionState = await handle.query(stateQuery);
+    const g = st.workerGeneration;
+    assert.ok(g >= 1);
+    const marker = async (text: string) => {
+      await handle.signal(workerEventSignal, {
+        eventId: `marker-${text}`,
+        type: 'DISCONNECTED',
+        generation: g,
+        timestamp: Date.now(),
+        data: { reason: text, code: 500, isProxyError: false },
+      });
+      await waitFor(`marker ${text}`, async () => String((await stack.status('gen')).lastError).includes(text), 20_000);
+    };
+    // An old worker with a clock one hour ahead: ignored.
+    await handle.signal(workerEventSignal, {
+      eventId: 'old-gen-connected',
+      type: 'CONNECTED',
+      generation: g - 1,
+      timestamp: Date.now() + 3_600_000,
+      data: { phoneNumber: '15550013599', jid: '15550013599:1@s.whatsapp.net' },
+    });
+    await marker('after-old-generation');
+    assert.equal(await stack.redis.get(`${stack.prefix}phone:session:15550013599`), null, 'old worker ignored');
+    assert.equal((await stack.status('gen')).phone, '15550013501');
+    // The current worker with a clock one hour behind: accepted (reconnecting → connected).
+    assert.equal((await stack.status('gen')).status, 'reconnecting');
+    await handle.signal(workerEventSignal, {
+      eventId: 'cur-gen-connected',
+      type: 'CONNECTED',
+      generation: g,
+      timestamp: Date.now() - 3_600_000,
+      data: { phoneNumber: '15550013501', jid: st.jid ?? '15550013501:1@s.whatsapp.net' },
+    });
+    await stack.waitForStatus('gen', 'connected', 15_000);
+    await stack.call('DELETE', '/api/sessions/gen');
+  });
+
   it('13: lowering the gap with PUT .../limits takes effect at once, not after the running timer', async () => {
     const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pace', phone: '15550013301' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -163,6 +211,21 @@ describe('failure paths (issue 13) on the real stack', () => {
       10_000,
     );
     console.log(`second message ${Date.now() - t0} ms after the gap was lowered from 60 s to 1 s`);
+  });
+
+  it('16: an idle dispatcher stops (nothing queued or in flight) and a new send starts it again', async () => {
+    const id = dispatcherWorkflowIdFor(stack.env.WORKFLOW_ID_PREFIX!, 'pace');
+    const handle = stack.temporal.workflow.getHandle(id);
+    const closed = async () => (await handle.describe()).status.name === 'COMPLETED';
+    await waitFor('the idle dispatcher to end by itself', closed, 30_000, 250);
+    const s = await stack.call('POST', '/api/send', { sessionId: 'pace', to: '15550013409', text: 'wake up' });
+    assert.equal(s.status, 202, JSON.stringify(s.body));
+    await waitFor(
+      'the message sent by a new dispatcher run',
+      () => stack.sim.messages('15550013301').length >= 3,
+      15_000,
+    );
+    await waitFor('the new run to end too', closed, 30_000, 250);
     await stack.call('DELETE', '/api/sessions/pace');
   });
 
@@ -198,5 +261,22 @@ describe('failure paths (issue 13) on the real stack', () => {
     await stack.waitForStatus('qrx', 'qr_ready', 30_000);
     assert.notEqual(await stack.redis.get(slotKey), null, 'slot taken again');
     await stack.call('DELETE', '/api/sessions/qrx');
+  });
+
+  it('12: a full restore with a never-paired session in the archive succeeds and lists it as unpaired', async () => {
+    const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'unp' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    await stack.waitForStatus('unp', 'qr_ready', 30_000);
+    const b = await stack.call('POST', '/api/v1/backups/create', {});
+    assert.equal(b.status, 201, JSON.stringify(b.body));
+    const t0 = Date.now();
+    const res = await stack.call('POST', `/api/v1/backups/restore/${b.body.backup.id}`, {});
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.restore.ok, true);
+    assert.ok(res.body.restore.restored.includes('unp'));
+    assert.deepEqual(res.body.restore.unpaired, ['unp']);
+    console.log(`restore with an unpaired session: ${Date.now() - t0} ms`);
+    await stack.waitForStatus('ka', 'connected', 30_000);
+    await stack.call('DELETE', '/api/sessions/unp');
   });
 });

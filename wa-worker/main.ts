@@ -33,6 +33,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   const auth = await useCrashSafeAuthState(cfg.authDir, logger);
   const reporter = new WebhookReporter({
     sessionId: cfg.sessionId,
+    generation: cfg.generation,
     url: cfg.webhookUrl,
     secret: cfg.webhookSecret,
     dir: cfg.authDir,

@@ -3,7 +3,7 @@
  * with pending messages: each step (one idempotent local activity, one Lua script) hands at most one message from
  * the session's pending queue (Redis) to the worker outbox, then the workflow waits a durable, jittered gap. Past
  * the rolling-window cap it sleeps until the window opens; idle or disconnected it waits for a `wake` signal (sent
- * by the gateway and on CONNECTED) or a poll timeout. State is plain JSON (loop counter, next planned time);
+ * by the gateway and on CONNECTED) or a poll timeout; idle for one poll with nothing in flight, it ends. State is plain JSON (loop counter, next planned time);
  * continue-as-new keeps the history short. Math.random here is Temporal's seeded, replay-safe generator.
  *
  * The gap is measured between hand-offs (Redis time), not between timers: a durable timer covers the gap up to
@@ -14,6 +14,7 @@ import {
   condition,
   continueAsNew,
   defineSignal,
+  patched,
   proxyLocalActivities,
   setHandler,
   workflowInfo,
@@ -80,7 +81,10 @@ export async function dispatcherWorkflow(input: DispatcherInput): Promise<void> 
       }
     } else if (r.kind !== 'skipped') {
       const wait = r.kind === 'cap' ? Math.max(10, r.untilMs - Date.now() + 20) : r.idlePollMs;
-      await condition(() => woken, wait);
+      const gotWoken = await condition(() => woken, wait);
+      // Nothing queued, nothing in flight, no wake for one poll: stop. The next send starts it again
+      // (signal-with-start), and the orchestrator wakes every session with pending messages at start-up.
+      if (r.kind === 'idle' && !gotWoken && !r.inFlight && patched('idle-dispatcher-stops')) return;
     }
     if (workflowInfo().continueAsNewSuggested) break;
   }

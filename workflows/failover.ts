@@ -14,6 +14,8 @@ export interface FailoverInput {
   reason: string;
   maxAttempts: number;
   probeTimeoutMs: number;
+  /** Worker generation of the replacement worker (its events carry it). */
+  generation?: number;
   /** The session's host queue: the replacement worker starts on the host that holds its auth volume. */
   hostQueue?: string;
 }
@@ -62,7 +64,7 @@ export async function failoverWorkflow(input: FailoverInput): Promise<FailoverRe
       compensations.unshift(() => quick.updateSession({ sessionId, fields: { proxy: null } }));
 
       await workers.stopWorker({ sessionId, remove: true });
-      await workers.startWorker({ sessionId, proxyUrl: candidate });
+      await workers.startWorker({ sessionId, proxyUrl: candidate, generation: input.generation });
       await quick.checkProxyInventory();
       return { ok: true, proxyUrl: candidate, proxyEndpoint: reservation.endpoint, attempts: attempt };
     } catch (err) {

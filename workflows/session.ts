@@ -68,8 +68,9 @@ export interface SessionState {
   consecutiveWatchdogRestarts: number;
   proxyErrorsWhileAlive: number;
   failovers: number;
-  /** Events older than this came from a worker that has been replaced (failover): ignore them. */
+  /** Bumped at every worker (re)start; events of an older generation come from a replaced worker: ignored. */
   workerGeneration: number;
+  /** Fallback for events without a generation only (workers started by older code). */
   workerStartedAt: number;
   lastError: string | null;
   seenEventIds: string[];
@@ -94,6 +95,8 @@ export interface WorkerEvent {
   eventId: string;
   type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE';
   timestamp: number;
+  /** The worker generation that produced it (absent from workers started before generations existed). */
+  generation?: number;
   data: Record<string, unknown>;
 }
 
@@ -119,7 +122,9 @@ type Command =
   | { kind: 'failover'; reason: string }
   | { kind: 'logout' };
 type Job =
-  { kind: 'event'; event: WorkerEvent } | { kind: 'alarm' } | { kind: 'command'; id: number; command: Command };
+  | { kind: 'event'; event: WorkerEvent }
+  | { kind: 'alarm'; at?: number }
+  | { kind: 'command'; id: number; command: Command };
 
 function initialState(input: SessionInput): SessionState {
   return {
@@ -192,8 +197,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     if (state.seenEventIds.length > 64) state.seenEventIds.shift();
     queue.push({ kind: 'event', event });
   });
-  setHandler(watchdogAlarmSignal, () => {
-    if (!queue.some((j) => j.kind === 'alarm')) queue.push({ kind: 'alarm' });
+  setHandler(watchdogAlarmSignal, (alarm) => {
+    if (!queue.some((j) => j.kind === 'alarm')) queue.push({ kind: 'alarm', at: alarm?.at });
   });
   setHandler(provisionedUpdate, async () => {
     await condition(() => provisionDone);
@@ -238,8 +243,27 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   const startWorker = async () => {
     state.workerGeneration++;
     state.workerStartedAt = Date.now();
-    await workers.startWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+    await workers.startWorker({
+      sessionId: state.sessionId,
+      proxyUrl: state.proxyUrl!,
+      generation: state.workerGeneration,
+    });
   };
+  /** Restarts the worker as a new generation (its events are told apart from the old one's by it). */
+  const restartWorker = async () => {
+    state.workerGeneration++;
+    state.workerStartedAt = Date.now();
+    await workers.restartWorker({
+      sessionId: state.sessionId,
+      proxyUrl: state.proxyUrl!,
+      generation: state.workerGeneration,
+    });
+  };
+  /** An event from a replaced worker: by generation, never by clocks (timestamps only for unstamped events). */
+  const fromOldWorker = (event: WorkerEvent) =>
+    event.generation !== undefined
+      ? event.generation < state.workerGeneration
+      : event.timestamp < state.workerStartedAt;
 
   /** Stops the worker and gives the slot back (failed / stopped sessions hold no proxy). */
   const park = async (status: SessionStatus, reason: string, alert: 'session_failed' | null) => {
@@ -316,6 +340,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           maxAttempts: timings.maxFailoverAttempts,
           probeTimeoutMs: timings.proxyProbeTimeoutMs,
           hostQueue: input.hostQueue,
+          generation: state.workerGeneration + 1,
         },
       ],
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -345,7 +370,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   const onProxyError = async (event: WorkerEvent) => {
     if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || state.status === 'failing_over') return;
-    if (event.timestamp < state.workerStartedAt) return; // from a worker that has been replaced
+    if (fromOldWorker(event)) return;
     const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl, timeoutMs: timings.proxyProbeTimeoutMs });
     if (!probe.ok) return failover(`proxy ${state.proxyEndpoint} failed: ${probe.error}`);
     // The proxy answers: the worker retries through it. Fail over only if errors keep coming.
@@ -383,7 +408,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         }
         return;
       case 'CONNECTED': {
-        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || event.timestamp < state.workerStartedAt) return;
+        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || fromOldWorker(event)) return;
         const phone = String(event.data.phoneNumber);
         const jid = String(event.data.jid);
         const wasConnectedBefore = state.connectedAt !== null;
@@ -420,8 +445,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       case 'DISCONNECTED': {
         const code = typeof event.data.code === 'number' ? event.data.code : null;
         // The worker reports one proxy failure as PROXY_ERROR + DISCONNECTED{isProxyError}: count it once.
-        if (event.data.isProxyError === true) return patched('proxy-error-counted-once') ? undefined : onProxyError(event);
-        if (event.timestamp < state.workerStartedAt) return;
+        if (event.data.isProxyError === true)
+          return patched('proxy-error-counted-once') ? undefined : onProxyError(event);
+        if (fromOldWorker(event)) return;
         // Every QR expired unscanned: the worker gives up; end in a clear state, give back slot and worker.
         if (
           /^qr_timeout/.test(String(event.data.reason ?? '')) &&
@@ -443,19 +469,24 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     }
   };
 
-  const onAlarm = async () => {
+  const onAlarm = async (at?: number) => {
     if (!WATCHED_STATUSES.includes(state.status)) return;
     if (state.status !== 'connected' && state.status !== 'unhealthy') {
+      // Raised before the current worker had a full ping timeout (e.g. during provision): not about this worker.
+      if (at !== undefined && at < state.workerStartedAt + timings.pingTimeoutMs) return;
       // A worker hung before or between connections (pending, QR shown, reconnecting): restart it as it is.
       state.watchdogRestarts++;
       state.consecutiveWatchdogRestarts++;
       if (state.consecutiveWatchdogRestarts > timings.maxWatchdogRestarts) {
-        await park('failed', `worker hung (${state.status}) after ${timings.maxWatchdogRestarts} restarts`, 'session_failed');
+        await park(
+          'failed',
+          `worker hung (${state.status}) after ${timings.maxWatchdogRestarts} restarts`,
+          'session_failed',
+        );
         return;
       }
       await save({ lastError: `no ping while ${state.status}: restarting the worker` }, 'watchdogRestarts');
-      state.workerStartedAt = Date.now();
-      await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+      await restartWorker();
       return;
     }
     state.watchdogRestarts++;
@@ -475,8 +506,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       text: `session ${state.sessionId}: no ping for ${timings.pingTimeoutMs} ms, restarting its worker`,
       dedupeKey: `session_unhealthy:${state.sessionId}`,
     });
-    state.workerStartedAt = Date.now();
-    await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+    await restartWorker();
   };
 
   const onCommand = async (command: Command): Promise<unknown> => {
@@ -484,8 +514,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       case 'restart': {
         state.restarts++;
         if (state.proxyUrl && HOLDS_SLOT.includes(state.status)) {
-          state.workerStartedAt = Date.now();
-          await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl });
+          await restartWorker();
           await save({ status: 'reconnecting' }, 'restarts');
           state.status = 'reconnecting';
         } else {
@@ -536,7 +565,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     }
     try {
       if (job.kind === 'event') await onEvent(job.event);
-      else if (job.kind === 'alarm') await onAlarm();
+      else if (job.kind === 'alarm') await onAlarm(job.at);
       else results.set(job.id, { ok: true, value: await onCommand(job.command) });
     } catch (err) {
       log.error('session step failed', { error: errorMessage(err) });

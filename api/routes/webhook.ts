@@ -42,6 +42,7 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
             eventId: event.eventId,
             type: event.type as WorkerEvent['type'],
             timestamp: event.timestamp,
+            ...(event.generation !== undefined ? { generation: event.generation } : {}),
             data: event.data as Record<string, unknown>,
           };
           await temporal.workflow
