@@ -281,7 +281,7 @@ describe('event spool', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await r1.flush(100), false);
     await r1.close();
-    assert.ok(fs.statSync(path.join(dir, SPOOL_FILE)).mode & 0o600);
+    assert.equal(fs.statSync(path.join(dir, SPOOL_FILE)).mode & 0o777, 0o600, 'spool is owner-only');
 
     // A new process replays the spool first, then new events.
     const r2 = reporter(dir);

@@ -325,7 +325,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   }
 
   // ---------------------------------------------------------------------------------------- handlers
-  const failover = async (reason: string): Promise<void> => {
+  const failover = async (reason: string, markOldBad = true): Promise<void> => {
     const oldProxy = state.proxyUrl!;
     await setStatus('failing_over', reason);
     const result: FailoverResult = await executeChild(failoverWorkflow, {
@@ -341,6 +341,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           probeTimeoutMs: timings.proxyProbeTimeoutMs,
           hostQueue: input.hostQueue,
           generation: state.workerGeneration + 1,
+          ...(markOldBad ? {} : { markOldBad: false }),
         },
       ],
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -529,7 +530,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return { status: state.status };
       }
       case 'failover':
-        await failover(`manual failover: ${command.reason}`);
+        // Probe first: a manual failover moves the session, but marks BAD only a proxy that is really dead.
+        if (patched('manual-failover-probes')) {
+          const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl!, timeoutMs: timings.proxyProbeTimeoutMs });
+          await failover(`manual failover: ${command.reason}`, !probe.ok);
+        } else await failover(`manual failover: ${command.reason}`);
         return { proxyEndpoint: state.proxyEndpoint };
       case 'logout':
         await logout('logged out by the operator');
