@@ -179,6 +179,23 @@ export class SessionStore {
     return (await this.redis.set(this.keys.webhookEventSeen(eventId), '1', 'PX', ttlMs, 'NX')) === 'OK';
   }
 
+  /**
+   * Claims an event for processing (issue 13): `claimed` — process it, then `completeEvent`; `done` — a duplicate
+   * of a processed event; `pending` — another request is processing it (or crashed doing so: the claim expires
+   * after `pendingTtlMs`, so the worker's retry goes through). Completion is recorded only after the effects.
+   */
+  async claimEvent(eventId: string, pendingTtlMs = 30_000): Promise<'claimed' | 'done' | 'pending'> {
+    const key = this.keys.webhookEventSeen(eventId);
+    if ((await this.redis.set(key, 'pending', 'PX', pendingTtlMs, 'NX')) === 'OK') return 'claimed';
+    const v = await this.redis.get(key);
+    if (v === null) return this.claimEvent(eventId, pendingTtlMs); // expired in between
+    return v === 'pending' ? 'pending' : 'done';
+  }
+
+  async completeEvent(eventId: string, ttlMs = 24 * 3600_000): Promise<void> {
+    await this.redis.set(this.keys.webhookEventSeen(eventId), 'done', 'PX', ttlMs);
+  }
+
   async forgetSighting(eventId: string): Promise<void> {
     await this.redis.del(this.keys.webhookEventSeen(eventId));
   }

@@ -15,7 +15,7 @@ import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import { workflowIdFor } from '../common/session.js';
 import { stateQuery, workerEventSignal, type PublicSessionState } from '../workflows/session.js';
 import { FakeTelegram } from './helpers/fake-telegram.js';
-import { Stack, waitFor } from './helpers/stack.js';
+import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
 
 const PING_TIMEOUT_MS = 6000;
 
@@ -212,6 +212,44 @@ describe('failure paths (issue 13) on the real stack', () => {
     assert.notEqual(proxies.find((p) => p.endpoint === s.proxy)!.status, 'BAD', 'the healthy proxy is not marked BAD');
     assert.notEqual(moved.proxy, s.proxy);
     await stack.call('DELETE', '/api/sessions/man');
+  });
+
+  it('7: a message event whose effects fail is retried by the worker and never lost ("duplicate" only once done)', async () => {
+    const r = await stack.call(
+      'POST',
+      '/api/sessions/provision',
+      { sessionId: 'hook', phone: '15550013701' },
+      TENANT_KEY,
+    );
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    await stack.scan('hook', '15550013701');
+    await stack.waitForStatus('hook', 'connected', 40_000);
+    const put = await stack.call(
+      'PUT',
+      '/api/v1/webhooks',
+      { url: 'http://127.0.0.1:9/hook', secret: 'failure-paths-hook-secret-0123456789' },
+      TENANT_KEY,
+    );
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    // Break the customer-webhook store (wrong Redis type): the hook's effect fails for as long as it stays broken.
+    const items = `${stack.prefix}clienthook:items`;
+    await stack.redis.del(items);
+    await stack.redis.set(items, 'not-a-hash');
+    const logBefore = readFileSync(stack.logPath('api'), 'utf8').length;
+    const text = `inbound-${Date.now()}`;
+    await stack.sim.sendInbound('15550013701', '15553330077', text);
+    await waitFor(
+      'the hook to fail at least once',
+      () => readFileSync(stack.logPath('api'), 'utf8').slice(logBefore).includes('messaging hook failed'),
+      20_000,
+    );
+    await stack.redis.del(items); // repaired: the worker's next retry must get through
+    await waitFor(
+      'the message.received delivery to be recorded',
+      async () => Object.values(await stack.redis.hgetall(items)).some((v) => v.includes(text)),
+      20_000,
+    );
+    await stack.call('DELETE', '/api/sessions/hook');
   });
 
   it('13: lowering the gap with PUT .../limits takes effect at once, not after the running timer', async () => {

@@ -32,7 +32,11 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
       if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${event.sessionId} not found`);
       // De-duplication per session: one worker cannot mark another session's event ids as already seen.
       const seenId = `${event.sessionId}:${event.eventId}`;
-      if (!(await sessions.firstSighting(seenId))) return reply.status(200).send({ ok: true, duplicate: true });
+      // Claimed now, marked done only after every effect (signal and hooks) succeeded: a retry after an error or
+      // an API crash is processed again, never answered "duplicate" for an event that was lost.
+      const claim = await sessions.claimEvent(seenId);
+      if (claim === 'done') return reply.status(200).send({ ok: true, duplicate: true });
+      if (claim === 'pending') throw new ApiError(503, 'IN_PROGRESS', 'this event is being processed; retry');
 
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
@@ -56,7 +60,13 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
         }
         throw new ApiError(503, 'UNAVAILABLE', 'could not record the event; retry');
       }
-      await hooks.onEvent?.(event);
+      try {
+        await hooks.onEvent?.(event);
+        await sessions.completeEvent(seenId);
+      } catch {
+        await sessions.forgetSighting(seenId).catch(() => undefined);
+        throw new ApiError(503, 'UNAVAILABLE', 'could not process the event; retry');
+      }
       return reply.status(202).send({ ok: true });
     });
   };
