@@ -176,7 +176,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     return rest;
   };
 
+  /** Set when the run is ending: commands are refused at once instead of waiting for a loop that is gone. */
+  let closing: string | null = null;
   const runCommand = async (command: Command): Promise<unknown> => {
+    if (closing) throw ApplicationFailure.nonRetryable(closing, 'CommandFailed');
     const id = nextCommandId++;
     queue.push({ kind: 'command', id, command });
     await condition(() => results.has(id));
@@ -303,6 +306,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     } catch (err) {
       provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
       provisionDone = true;
+      if (patched('provision-failure-exits')) {
+        // Every exit path releases what it holds and answers every queued command (issue 13).
+        closing = `provision failed: ${provisionFailure.message}`;
+        for (const job of queue.splice(0))
+          if (job.kind === 'command') results.set(job.id, { ok: false, error: closing });
+        await quick.releaseProxy(state.sessionId);
+      }
       await quick.finishSession({
         sessionId: state.sessionId,
         tenant: state.tenant,

@@ -41,7 +41,13 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
         if (event.type === 'QR_CODE') await sessions.setQr(event.sessionId, event.data.qr);
-        if (SIGNALLED.has(event.type)) {
+        // A worker behind a dead proxy reports every retry (PROXY_ERROR + DISCONNECTED{isProxyError}, ~1/s). The
+        // workflow counts the PROXY_ERROR only, and ignores both while failing over: not signalling them keeps the
+        // workflow's history (and the server's lock on it) free for the failover itself.
+        const redundant =
+          (event.type === 'DISCONNECTED' && event.data.isProxyError === true) ||
+          (event.type === 'PROXY_ERROR' && record.status === 'failing_over');
+        if (SIGNALLED.has(event.type) && !redundant) {
           const signal: WorkerEvent = {
             eventId: event.eventId,
             type: event.type as WorkerEvent['type'],
