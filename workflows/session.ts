@@ -18,6 +18,7 @@ import {
   log,
   patched,
   setHandler,
+  sleep,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -122,8 +123,8 @@ type Command =
   | { kind: 'failover'; reason: string }
   | { kind: 'logout' };
 type Job =
-  | { kind: 'event'; event: WorkerEvent }
-  | { kind: 'alarm'; at?: number }
+  | { kind: 'event'; event: WorkerEvent; attempt?: number }
+  | { kind: 'alarm'; at?: number; attempt?: number }
   | { kind: 'command'; id: number; command: Command };
 
 function initialState(input: SessionInput): SessionState {
@@ -237,10 +238,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
   ) => quick.updateSession({ sessionId: state.sessionId, fields, increment });
 
+  /** One transition: the Redis mirror first, then the workflow state (a failed save leaves both unchanged). */
   const setStatus = async (status: SessionStatus, lastError: string | null = state.lastError) => {
+    await save({ status, lastError });
     state.status = status;
     state.lastError = lastError;
-    await save({ status, lastError });
   };
 
   const startWorker = async () => {
@@ -586,6 +588,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       log.error('session step failed', { error: errorMessage(err) });
       state.lastError = errorMessage(err);
       if (job.kind === 'command') results.set(job.id, { ok: false, error: errorMessage(err) });
+      else if (patched('failed-step-retried')) {
+        // An event or alarm whose step failed (after its activities' own retries) is retried, not forgotten.
+        const attempt = (job.attempt ?? 0) + 1;
+        if (attempt <= 5) {
+          await sleep(Math.min(60_000, 2000 * 2 ** attempt));
+          queue.unshift({ ...job, attempt });
+        } else log.error('session step dropped after retries', { kind: job.kind });
+      }
     }
   }
   // Answer commands that raced with the end of the session.
