@@ -59,7 +59,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'ka', phone: '15550013001' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan('ka', '15550013001');
-    await stack.waitForStatus('ka', 'connected', 40_000);
+    await stack.waitForStatus('ka', 'connected', 60_000);
     const connectedAt = Number(await hget('ka', 'connectedAt'));
     // Observable: the heartbeat keeps moving well past one ping timeout after CONNECTED.
     await waitFor(
@@ -100,7 +100,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     const k = (phone: string) => `${stack.prefix}phone:session:${phone}`;
     assert.equal(await stack.redis.get(k('15550013101')), 'claim');
     await stack.scan('claim', '15550013102');
-    await stack.waitForStatus('claim', 'connected', 40_000);
+    await stack.waitForStatus('claim', 'connected', 60_000);
     assert.equal(await stack.redis.get(k('15550013102')), 'claim');
     assert.equal(await stack.redis.get(k('15550013101')), null, 'the provisioned phone is free again');
     const del = await stack.call('DELETE', '/api/sessions/claim');
@@ -112,7 +112,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'once', phone: '15550013201' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan('once', '15550013201');
-    const s = await stack.waitForStatus('once', 'connected', 40_000);
+    const s = await stack.waitForStatus('once', 'connected', 60_000);
     const proxy = stack.proxies.find((p) => `${p.host}:${p.port}` === s.proxy)!;
     const handshakesBefore = proxy.stats.connectionsAccepted;
     const handle = wf('once');
@@ -140,7 +140,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     await waitFor(
       'the marker event to be handled',
       async () => /marker-after-pair/.test(String((await stack.status('once')).lastError)),
-      20_000,
+      60_000,
     );
     const st: PublicSessionState = await handle.query(stateQuery);
     assert.equal(st.proxyErrorsWhileAlive, 1, 'counted once');
@@ -151,7 +151,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'gen', phone: '15550013501' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan('gen', '15550013501');
-    await stack.waitForStatus('gen', 'connected', 40_000);
+    await stack.waitForStatus('gen', 'connected', 60_000);
     const handle = wf('gen');
     const st: PublicSessionState = await handle.query(stateQuery);
     const g = st.workerGeneration;
@@ -164,7 +164,7 @@ describe('failure paths (issue 13) on the real stack', () => {
         timestamp: Date.now(),
         data: { reason: text, code: 500, isProxyError: false },
       });
-      await waitFor(`marker ${text}`, async () => String((await stack.status('gen')).lastError).includes(text), 20_000);
+      await waitFor(`marker ${text}`, async () => String((await stack.status('gen')).lastError).includes(text), 60_000);
     };
     // An old worker with a clock one hour ahead: ignored.
     await handle.signal(workerEventSignal, {
@@ -186,7 +186,7 @@ describe('failure paths (issue 13) on the real stack', () => {
       timestamp: Date.now() - 3_600_000,
       data: { phoneNumber: '15550013501', jid: st.jid ?? '15550013501:1@s.whatsapp.net' },
     });
-    await stack.waitForStatus('gen', 'connected', 15_000);
+    await stack.waitForStatus('gen', 'connected', 60_000);
     await stack.call('DELETE', '/api/sessions/gen');
   });
 
@@ -194,7 +194,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'man', phone: '15550013601' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan('man', '15550013601');
-    const s = await stack.waitForStatus('man', 'connected', 40_000);
+    const s = await stack.waitForStatus('man', 'connected', 60_000);
     const f = await stack.call('POST', '/api/sessions/man/failover', { reason: 'operator test' });
     assert.equal(f.status, 200, JSON.stringify(f.body));
     const moved = await waitFor(
@@ -223,7 +223,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     );
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan('hook', '15550013701');
-    await stack.waitForStatus('hook', 'connected', 40_000);
+    await stack.waitForStatus('hook', 'connected', 60_000);
     const put = await stack.call(
       'PUT',
       '/api/v1/webhooks',
@@ -241,13 +241,13 @@ describe('failure paths (issue 13) on the real stack', () => {
     await waitFor(
       'the hook to fail at least once',
       () => readFileSync(stack.logPath('api'), 'utf8').slice(logBefore).includes('messaging hook failed'),
-      20_000,
+      60_000,
     );
     await stack.redis.del(items); // repaired: the worker's next retry must get through
     await waitFor(
       'the message.received delivery to be recorded',
       async () => Object.values(await stack.redis.hgetall(items)).some((v) => v.includes(text)),
-      20_000,
+      60_000,
     );
     await stack.call('DELETE', '/api/sessions/hook');
   });
@@ -256,21 +256,21 @@ describe('failure paths (issue 13) on the real stack', () => {
     const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pace', phone: '15550013301' });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     await stack.scan('pace', '15550013301');
-    await stack.waitForStatus('pace', 'connected', 40_000);
+    await stack.waitForStatus('pace', 'connected', 60_000);
     const slow = await stack.call('PUT', '/api/anti-ban/sessions/pace/limits', { gapMs: 60_000 });
     assert.equal(slow.status, 200, JSON.stringify(slow.body));
     for (const n of [1, 2]) {
       const s = await stack.call('POST', '/api/send', { sessionId: 'pace', to: `1555001340${n}`, text: `pace ${n}` });
       assert.equal(s.status, 202, JSON.stringify(s.body));
     }
-    await waitFor('the first message', () => stack.sim.messages('15550013301').length >= 1, 20_000);
+    await waitFor('the first message', () => stack.sim.messages('15550013301').length >= 1, 60_000);
     const t0 = Date.now();
     const fast = await stack.call('PUT', '/api/anti-ban/sessions/pace/limits', { gapMs: 1000 });
     assert.equal(fast.status, 200, JSON.stringify(fast.body));
     await waitFor(
       'the second message after the gap was lowered',
       () => stack.sim.messages('15550013301').length >= 2,
-      10_000,
+      30_000,
     );
     console.log(`second message ${Date.now() - t0} ms after the gap was lowered from 60 s to 1 s`);
   });
@@ -279,15 +279,15 @@ describe('failure paths (issue 13) on the real stack', () => {
     const id = dispatcherWorkflowIdFor(stack.env.WORKFLOW_ID_PREFIX!, 'pace');
     const handle = stack.temporal.workflow.getHandle(id);
     const closed = async () => (await handle.describe()).status.name === 'COMPLETED';
-    await waitFor('the idle dispatcher to end by itself', closed, 30_000, 250);
+    await waitFor('the idle dispatcher to end by itself', closed, 60_000, 250);
     const s = await stack.call('POST', '/api/send', { sessionId: 'pace', to: '15550013409', text: 'wake up' });
     assert.equal(s.status, 202, JSON.stringify(s.body));
     await waitFor(
       'the message sent by a new dispatcher run',
       () => stack.sim.messages('15550013301').length >= 3,
-      15_000,
+      40_000,
     );
-    await waitFor('the new run to end too', closed, 30_000, 250);
+    await waitFor('the new run to end too', closed, 60_000, 250);
     await stack.call('DELETE', '/api/sessions/pace');
   });
 
@@ -304,7 +304,7 @@ describe('failure paths (issue 13) on the real stack', () => {
       PING_TIMEOUT_MS + 20_000,
     );
     console.log(`worker hung in qr_ready restarted after ${Date.now() - t0} ms`);
-    await waitFor('a new worker process', () => workerPid('hungqr') !== pid, 15_000);
+    await waitFor('a new worker process', () => workerPid('hungqr') !== pid, 30_000);
     await stack.call('DELETE', '/api/sessions/hungqr');
   });
 
@@ -313,14 +313,14 @@ describe('failure paths (issue 13) on the real stack', () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const slotKey = `${stack.prefix}session:slot:qrx`;
     await waitFor('a slot', async () => (await stack.redis.get(slotKey)) !== null, 10_000);
-    const s = await stack.waitForStatus('qrx', 'qr_expired', 40_000);
+    const s = await stack.waitForStatus('qrx', 'qr_expired', 60_000);
     assert.match(String(s.lastError), /QR/i);
     assert.equal(await stack.redis.get(slotKey), null, 'slot released');
     const rec = JSON.parse(readFileSync(path.join(stack.runDir(), 'qrx.json'), 'utf8')) as { stopped?: boolean };
     assert.equal(rec.stopped, true, 'worker stopped');
     const again = await stack.call('POST', '/api/sessions/qrx/restart');
     assert.equal(again.status, 200, JSON.stringify(again.body));
-    await stack.waitForStatus('qrx', 'qr_ready', 30_000);
+    await stack.waitForStatus('qrx', 'qr_ready', 60_000);
     assert.notEqual(await stack.redis.get(slotKey), null, 'slot taken again');
     await stack.call('DELETE', '/api/sessions/qrx');
   });
