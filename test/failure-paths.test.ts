@@ -231,10 +231,13 @@ describe('failure paths (issue 13) on the real stack', () => {
       TENANT_KEY,
     );
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    // Break the customer-webhook store (wrong Redis type): the hook's effect fails for as long as it stays broken.
+    // Break the tenant's webhook config (wrong Redis type): the hook's effect fails for as long as it stays broken.
+    const cfgKey = `${stack.prefix}clienthook:config:acme`;
+    const cfg = await stack.redis.hgetall(cfgKey);
+    assert.ok(cfg.url, 'webhook config stored');
+    await stack.redis.del(cfgKey);
+    await stack.redis.set(cfgKey, 'broken');
     const items = `${stack.prefix}clienthook:items`;
-    await stack.redis.del(items);
-    await stack.redis.set(items, 'not-a-hash');
     const logBefore = readFileSync(stack.logPath('api'), 'utf8').length;
     const text = `inbound-${Date.now()}`;
     await stack.sim.sendInbound('15550013701', '15553330077', text);
@@ -243,7 +246,8 @@ describe('failure paths (issue 13) on the real stack', () => {
       () => readFileSync(stack.logPath('api'), 'utf8').slice(logBefore).includes('messaging hook failed'),
       60_000,
     );
-    await stack.redis.del(items); // repaired: the worker's next retry must get through
+    await stack.redis.del(cfgKey); // repaired: the worker's next retry must get through
+    await stack.redis.hset(cfgKey, cfg);
     await waitFor(
       'the message.received delivery to be recorded',
       async () => Object.values(await stack.redis.hgetall(items)).some((v) => v.includes(text)),
