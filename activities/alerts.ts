@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { randomUUID } from 'node:crypto';
 import { redactText } from '../common/redact.js';
 import { redisKeys } from '../common/redis-keys.js';
 
@@ -27,12 +28,29 @@ export interface AlertOptions {
   /** At most this many alerts per minute in total; the rest are counted and logged. */
   maxPerMinute?: number;
   keyPrefix?: string;
+  /** First retry delay of an undelivered queued alert; doubles per attempt up to 5 minutes. */
+  retryBaseMs?: number;
 }
+
+interface QueuedAlert {
+  id: string;
+  kind: AlertKind;
+  text: string;
+  dedupeKey?: string;
+  attempts: number;
+}
+
+/** A queued alert is dropped (and logged) after this many failed deliveries (~a day with the 5 min cap). */
+const MAX_QUEUED_ATTEMPTS = 300;
 
 /**
  * Telegram alerts (SPEC §11): real Bot API `sendMessage` calls to a configurable base URL, retried with backoff,
  * de-duplicated and rate-limited in Redis so that several orchestrators share the limits. Without a bot token,
  * alerts are only logged.
+ *
+ * The lifecycle never waits for Telegram: workflows call `enqueue` (one Redis write), and `deliverDue`, run on a
+ * timer by every orchestrator, sends what is due and re-queues what failed with backoff. A down Telegram delays
+ * alerts, never a failover, a restart or a provision.
  */
 export class Alerts {
   constructor(
@@ -40,6 +58,56 @@ export class Alerts {
     private readonly logger: Logger,
     private readonly opts: AlertOptions,
   ) {}
+
+  /** Queues an alert for delivery by `deliverDue` (best effort for the caller: one Redis write). */
+  async enqueue(kind: AlertKind, text: string, dedupeKey?: string): Promise<void> {
+    const item: QueuedAlert = { id: randomUUID(), kind, text: redactText(text), dedupeKey, attempts: 0 };
+    await this.redis.zadd(this.outboxKey(), Date.now(), JSON.stringify(item));
+  }
+
+  /**
+   * Sends the queued alerts that are due; a failed one goes back with a doubled delay. Several orchestrators may
+   * run this at once: ZREM decides who owns an entry. Returns how many were handed to Telegram (or logged).
+   */
+  async deliverDue(max = 20): Promise<number> {
+    const key = this.outboxKey();
+    const due = await this.redis.zrangebyscore(key, 0, Date.now(), 'LIMIT', 0, max);
+    let done = 0;
+    for (const raw of due) {
+      if ((await this.redis.zrem(key, raw)) !== 1) continue; // another orchestrator took it
+      const item = JSON.parse(raw) as QueuedAlert;
+      try {
+        await this.send(item.kind, item.text, item.dedupeKey ?? `${item.kind}:${item.text}`);
+        done++;
+      } catch {
+        const next: QueuedAlert = { ...item, attempts: item.attempts + 1 };
+        if (next.attempts >= MAX_QUEUED_ATTEMPTS) {
+          this.logger.error({ kind: item.kind, attempts: next.attempts }, 'alert dropped after repeated failures');
+          continue;
+        }
+        const delay = Math.min(300_000, (this.opts.retryBaseMs ?? 2000) * 2 ** item.attempts);
+        await this.redis.zadd(key, Date.now() + delay, JSON.stringify(next));
+      }
+    }
+    return done;
+  }
+
+  /** Runs `deliverDue` every `intervalMs` until the returned stop function is called; errors are only logged. */
+  startDelivery(intervalMs = 1000): () => void {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      this.deliverDue()
+        .catch((err: unknown) => this.logger.warn({ err: redactText(String(err)) }, 'alert delivery round failed'))
+        .finally(() => (running = false));
+    }, intervalMs);
+    return () => clearInterval(timer);
+  }
+
+  private outboxKey(): string {
+    return redisKeys(this.opts.keyPrefix ?? '').alertOutbox();
+  }
 
   async send(
     kind: AlertKind,

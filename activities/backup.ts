@@ -73,9 +73,21 @@ export interface RestorePlan {
   hadFolder: string[];
   /** Live sessions (in Redis) among the targets: their workers are stopped and restarted. */
   live: string[];
+  /** Targets whose archived folder holds no paired credentials: restored as files only, never waited for. */
+  unpaired?: string[];
   phones: Record<string, string | null>;
   /** Sessions of the archive left out: their current folder or session belongs to another tenant. */
   crossTenant?: string[];
+}
+
+/** True when the folder's creds.json belongs to a paired device (Baileys writes `me` once a QR was scanned). */
+async function isPaired(folder: string): Promise<boolean> {
+  try {
+    const creds = JSON.parse(await fs.readFile(path.join(folder, 'creds.json'), 'utf8')) as { me?: { id?: string } };
+    return typeof creds.me?.id === 'string' && creds.me.id.length > 0;
+  } catch {
+    return false;
+  }
 }
 
 export function createBackupActivities(deps: ActivityDeps, session: Pick<SessionActivities, 'startWorker'>) {
@@ -213,12 +225,15 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         if (rec && LIVE_STATUSES.includes(rec.status)) live.push(id);
       }
       const phones = Object.fromEntries(manifest.sessions.map((s) => [s.sessionId, s.phone]));
+      const unpaired: string[] = [];
+      for (const id of targets) if (!(await isPaired(path.join(staged, id)))) unpaired.push(id);
       const plan: RestorePlan = {
         restoreId: input.restoreId,
         backupId: input.backupId,
         targets,
         hadFolder,
         live,
+        unpaired,
         phones,
         crossTenant,
       };

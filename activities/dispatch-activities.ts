@@ -1,7 +1,7 @@
 /**
  * Activities of the anti-ban dispatcher (workflows/dispatcher.ts) and the orchestrator's start-up sweep.
  */
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
@@ -21,13 +21,15 @@ export type DispatchStepOutput =
       level: string;
     }
   | { kind: 'skipped'; messageId: string }
-  | { kind: 'idle' | 'offline'; idlePollMs: number }
+  | { kind: 'idle' | 'offline'; idlePollMs: number; /** handed off, outcome not read back yet */ inFlight?: number }
   | { kind: 'cap'; untilMs: number }
   | { kind: 'gone' };
 
 export interface DispatchActivities {
   /** notBefore: epoch ms before which nothing is handed off (the fine part of the gap is waited here). */
   dispatchStep(input: { sessionId: string; stepId: string; notBefore?: number }): Promise<DispatchStepOutput>;
+  /** The session's current pacing (after a limits change the dispatcher re-plans the running gap with it). */
+  currentPacing(input: { sessionId: string }): Promise<{ gapMs: number; jitterPercent: number; slowdown: number }>;
 }
 
 export function statusEventData(ch: StatusChange): Record<string, unknown> {
@@ -78,7 +80,14 @@ export function createDispatchActivities(deps: { config: Config; redis: Redis; l
         return r;
       }
       if (r.kind === 'gone') return { kind: 'gone' };
-      return { kind: r.kind, idlePollMs: config.ANTIBAN_IDLE_POLL_MS };
+      const inFlight = await redis.zcard(messages.keys.dispatchReleased(sessionId));
+      return { kind: r.kind, idlePollMs: config.ANTIBAN_IDLE_POLL_MS, inFlight };
+    },
+
+    async currentPacing({ sessionId }) {
+      const limits = await messages.limits(sessionId);
+      const slowdown = (await messages.burstUntil(sessionId)) > Date.now() ? config.ANTIBAN_BURST_SLOWDOWN : 1;
+      return { gapMs: limits.gapMs, jitterPercent: limits.jitterPercent, slowdown };
     },
   };
 }
@@ -92,6 +101,15 @@ export async function wakeDispatcher(client: Client, config: Config, sessionId: 
     signal: 'wake',
     signalArgs: [],
   });
+}
+
+/** After `PUT .../limits`: the running dispatcher re-plans its current wait at once (none running: nothing to do). */
+export async function replanDispatcher(client: Client, config: Config, sessionId: string): Promise<void> {
+  try {
+    await client.workflow.getHandle(dispatcherWorkflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId)).signal('replan');
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
 }
 
 /** Orchestrator start-up: every session with pending messages gets its dispatcher (a lost wake loses nothing). */

@@ -85,8 +85,9 @@ export function createSessionActivities(deps: ActivityDeps) {
     await events.publishSafe({ type, sessionId, tenant: record?.tenant ?? null, data });
   }
 
-  function workerEnv(sessionId: string, proxyUrl: string): Record<string, string> {
+  function workerEnv(sessionId: string, proxyUrl: string, generation?: number): Record<string, string> {
     const env: Record<string, string> = {
+      ...(generation !== undefined ? { WORKER_GENERATION: String(generation) } : {}),
       SESSION_ID: sessionId,
       PROXY_URL: proxyUrl,
       WEBHOOK_URL: config.WEBHOOK_URL,
@@ -186,9 +187,13 @@ export function createSessionActivities(deps: ActivityDeps) {
       phone: string;
       jid: string;
       proxyUrl: string;
+      /** The phone claimed at provision (or by an earlier pairing): released when another phone was scanned. */
+      previousPhone?: string | null;
     }): Promise<{ conflictWith: string | null }> {
       const owner = await sessions.claimPhone(input.phone, input.sessionId);
       if (owner) return { conflictWith: owner };
+      if (input.previousPhone && input.previousPhone !== input.phone)
+        await sessions.releasePhone(input.previousPhone, input.sessionId);
       await pool.setSticky(input.phone, input.proxyUrl);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
@@ -211,13 +216,15 @@ export function createSessionActivities(deps: ActivityDeps) {
       return { conflictWith: null };
     },
 
-    async startWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+    /** `generation`: the workflow's worker generation, stamped by the worker on its events. */
+    async startWorker(input: { sessionId: string; proxyUrl: string; generation?: number }): Promise<WorkerInfo> {
       safeSessionDir(sessionsDir, input.sessionId);
       heartbeat('starting');
+      await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
       return runner.start({
         sessionId: input.sessionId,
         proxyUrl: input.proxyUrl,
-        env: workerEnv(input.sessionId, input.proxyUrl),
+        env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
       });
     },
 
@@ -232,7 +239,7 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     /** Restarts a (possibly hung) worker with its current proxy; gives it a fresh ping grace period. */
-    async restartWorker(input: { sessionId: string; proxyUrl: string }): Promise<WorkerInfo> {
+    async restartWorker(input: { sessionId: string; proxyUrl: string; generation?: number }): Promise<WorkerInfo> {
       safeSessionDir(sessionsDir, input.sessionId);
       const beat = setInterval(() => heartbeat('restarting'), 1000);
       try {
@@ -241,7 +248,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         return await runner.start({
           sessionId: input.sessionId,
           proxyUrl: input.proxyUrl,
-          env: workerEnv(input.sessionId, input.proxyUrl),
+          env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
         });
       } finally {
         clearInterval(beat);
@@ -290,15 +297,16 @@ export function createSessionActivities(deps: ActivityDeps) {
       });
     },
 
+    /** Queues the alert (delivered and retried by the orchestrator's alert loop): never waits for Telegram. */
     async sendAlert(input: { kind: AlertKind; text: string; dedupeKey?: string }): Promise<void> {
-      await alerts.send(input.kind, input.text, input.dedupeKey);
+      await alerts.enqueue(input.kind, input.text, input.dedupeKey);
     },
 
     /** Below the threshold of free healthy proxies, alert "low proxy inventory". */
     async checkProxyInventory(): Promise<number> {
       const free = await pool.freeHealthyProxies();
       if (free < config.LOW_PROXY_INVENTORY_THRESHOLD) {
-        await alerts.send(
+        await alerts.enqueue(
           'low_proxy_inventory',
           `only ${free} healthy proxies with free slots left (threshold ${config.LOW_PROXY_INVENTORY_THRESHOLD})`,
           `low_proxy_inventory:${free}`,

@@ -72,6 +72,7 @@ export function createMessagingHooks(deps: {
         }
       } catch (err) {
         logger.warn({ sessionId: event.sessionId, type: event.type, err: String(err) }, 'messaging hook failed');
+        throw err; // the bridge answers 503 and the worker retries (its effects are recorded before completion)
       }
     },
   };

@@ -106,6 +106,8 @@ export const configSchema = z.object({
   TELEGRAM_BOT_TOKEN: z.string().optional(),
   TELEGRAM_CHAT_ID: z.string().optional(),
   TELEGRAM_API_BASE_URL: url('https://api.telegram.org', ['http:', 'https:']),
+  /** First retry delay of an undelivered alert (doubles per attempt, capped at 5 min). */
+  ALERT_RETRY_BASE_MS: int(2000, 10),
   SESSIONS_DIR: z.string().min(1).default('./sessions'),
   BACKUPS_DIR: z.string().min(1).default('./backups'),
   MAX_BACKUPS: int(7, 1, 1000),

@@ -73,6 +73,8 @@ const base = {
   timestamp: z.number().int().nonnegative(),
   /** Unique per event; a redelivered event keeps its id (dedupe on it). */
   eventId: z.string().min(1).max(128),
+  /** Which start of the worker produced the event (WORKER_GENERATION): old workers are told apart by it. */
+  generation: z.number().int().nonnegative().optional(),
 };
 
 export const WebhookEnvelopeSchema = z.discriminatedUnion('type', [

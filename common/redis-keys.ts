@@ -46,6 +46,8 @@ export function redisKeys(prefix = '') {
     tenantSessions: (tenant: string) => `${p}tenant:sessions:${tenant}`,
     /** Marker of a webhook event already turned into a signal (de-duplication by eventId). */
     webhookEventSeen: (eventId: string) => `${p}webhook:seen:${eventId}`,
+    /** ZSET of alerts waiting for delivery (JSON member, score = when the next attempt is due). */
+    alertOutbox: () => `${p}alert:outbox`,
     /** HASH hostId → JSON {queue, capacity, heartbeatAt}: the Docker hosts (orchestrators) of the deployment. */
     hosts: () => `${p}hosts`,
     /** SET of the session ids placed on a host (its load). */

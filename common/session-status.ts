@@ -10,6 +10,8 @@ export const SESSION_STATUSES = [
   'failing_over',
   'logged_out',
   'failed',
+  /** Every QR of a pairing expired unscanned: worker stopped, slot released; a restart shows new QRs. */
+  'qr_expired',
   'stopped',
   'deleted',
 ] as const;
@@ -24,3 +26,6 @@ export const LIVE_STATUSES: readonly SessionStatus[] = [
   'unhealthy',
   'failing_over',
 ];
+
+/** States in which a worker runs and must send its liveness heartbeat (the watchdog checks these). */
+export const WATCHED_STATUSES: readonly SessionStatus[] = ['pending', 'qr_ready', 'connected', 'reconnecting', 'unhealthy'];

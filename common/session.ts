@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { SessionIdSchema } from './events.js';
 import { parseProxyUrl, ProxyUrlError } from './proxy-url.js';
 
-export { LIVE_STATUSES, SESSION_STATUSES, type SessionStatus } from './session-status.js';
+export { LIVE_STATUSES, SESSION_STATUSES, WATCHED_STATUSES, type SessionStatus } from './session-status.js';
 
 /** Safe as a file name, a container name and a workflow id part (one schema, shared with the webhook envelope). */
 export { SessionIdSchema };

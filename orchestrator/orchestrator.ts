@@ -92,7 +92,9 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     chatId: config.TELEGRAM_CHAT_ID,
     apiBaseUrl: config.TELEGRAM_API_BASE_URL,
     keyPrefix: config.REDIS_KEY_PREFIX,
+    retryBaseMs: config.ALERT_RETRY_BASE_MS,
   });
+  const stopAlertDelivery = alerts.startDelivery();
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   // Every payload to and from Temporal is encrypted (common/codec.ts): no secret in any history.
   const dataConverter = codecDataConverter(config.TEMPORAL_CODEC_KEYS);
@@ -178,6 +180,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
+      stopAlertDelivery();
       if (worker.getState() === 'RUNNING') worker.shutdown();
       if (hostWorker.getState() === 'RUNNING') hostWorker.shutdown();
     },

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import { DELETE_IF_VALUE_LUA } from '../common/redis-scripts.js';
-import { LIVE_STATUSES, type SessionStatus } from '../common/session.js';
+import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session.js';
 
 /** The session hash (SPEC §9 `session:<id>`), as the API and dashboard read it. */
 export interface SessionRecord {
@@ -82,7 +82,7 @@ export class SessionStore {
     }
     const tx = this.redis.multi().hset(this.keys.session(sessionId), set);
     if (del.length) tx.hdel(this.keys.session(sessionId), ...del);
-    if (fields.status === 'connected') tx.sadd(this.keys.sessionsActive(), sessionId);
+    if (fields.status && WATCHED_STATUSES.includes(fields.status)) tx.sadd(this.keys.sessionsActive(), sessionId);
     else if (fields.status && !LIVE_STATUSES.includes(fields.status)) tx.srem(this.keys.sessionsActive(), sessionId);
     await tx.exec();
   }
@@ -139,16 +139,20 @@ export class SessionStore {
     await this.redis.hset(this.keys.session(sessionId), 'lastPing', at);
   }
 
-  /** Connected sessions whose last ping is older than `timeoutMs` (the watchdog's question). */
+  /**
+   * Sessions with a running worker (any watched state, not only connected) whose last ping is older than
+   * `timeoutMs` (the watchdog's question). Starting a worker records a ping: that is its grace period.
+   */
   async staleSessions(timeoutMs: number, now = Date.now()): Promise<string[]> {
     const ids = await this.redis.smembers(this.keys.sessionsActive());
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hmget(this.keys.session(id), 'lastPing', 'connectedAt', 'status');
+    for (const id of ids) pipeline.hmget(this.keys.session(id), 'lastPing', 'connectedAt', 'status', 'createdAt');
     const rows = (await pipeline.exec()) ?? [];
     return ids.filter((_, i) => {
-      const [lastPing, connectedAt, status] = (rows[i]?.[1] ?? []) as Array<string | null>;
-      if (status !== 'connected' && status !== 'unhealthy') return false;
-      const last = Math.max(Number(lastPing ?? 0), Number(connectedAt ?? 0));
+      const [lastPing, connectedAt, status, createdAt] = (rows[i]?.[1] ?? []) as Array<string | null>;
+      if (!status || !WATCHED_STATUSES.includes(status as SessionStatus)) return false;
+      // A session being provisioned has no ping yet: its creation time starts the grace period.
+      const last = Math.max(Number(lastPing ?? 0), Number(connectedAt ?? 0), Number(createdAt ?? 0));
       return now - last > timeoutMs;
     });
   }
@@ -173,6 +177,23 @@ export class SessionStore {
   /** True the first time an event id is seen (webhook de-duplication, kept for a day). */
   async firstSighting(eventId: string, ttlMs = 24 * 3600_000): Promise<boolean> {
     return (await this.redis.set(this.keys.webhookEventSeen(eventId), '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  /**
+   * Claims an event for processing (issue 13): `claimed` — process it, then `completeEvent`; `done` — a duplicate
+   * of a processed event; `pending` — another request is processing it (or crashed doing so: the claim expires
+   * after `pendingTtlMs`, so the worker's retry goes through). Completion is recorded only after the effects.
+   */
+  async claimEvent(eventId: string, pendingTtlMs = 30_000): Promise<'claimed' | 'done' | 'pending'> {
+    const key = this.keys.webhookEventSeen(eventId);
+    if ((await this.redis.set(key, 'pending', 'PX', pendingTtlMs, 'NX')) === 'OK') return 'claimed';
+    const v = await this.redis.get(key);
+    if (v === null) return this.claimEvent(eventId, pendingTtlMs); // expired in between
+    return v === 'pending' ? 'pending' : 'done';
+  }
+
+  async completeEvent(eventId: string, ttlMs = 24 * 3600_000): Promise<void> {
+    await this.redis.set(this.keys.webhookEventSeen(eventId), 'done', 'PX', ttlMs);
   }
 
   async forgetSighting(eventId: string): Promise<void> {

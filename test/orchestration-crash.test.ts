@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startCounterMonitor } from './helpers/counter-monitor.js';
 import { Stack, waitFor } from './helpers/stack.js';
@@ -80,7 +81,15 @@ describe('orchestrator crash and concurrent provisioning', () => {
     const loads = Object.values(await stack.proxyLoads());
     assert.deepEqual(loads, Array(10).fill(4));
     // Refused sessions left nothing behind.
-    for (const r of results.filter((x) => x.status === 503)) void r;
+    const refusedIds = results.flatMap((r, i) => (r.status === 503 ? [`bulk${i}`] : []));
+    assert.equal(refusedIds.length, 20);
+    for (const id of refusedIds) {
+      assert.equal((await stack.call('GET', `/api/sessions/${id}/status`)).status, 404, `${id} is unknown`);
+      assert.equal(await stack.redis.exists(`${stack.prefix}session:${id}`), 0, `${id}: no Redis record`);
+      assert.equal(await stack.redis.get(`${stack.prefix}session:slot:${id}`), null, `${id}: no slot`);
+      assert.equal(await stack.redis.sismember(`${stack.prefix}sessions:all`, id), 0, `${id}: not listed`);
+      assert.ok(!existsSync(path.join(stack.runDir(), `${id}.json`)), `${id}: no worker`);
+    }
     const listed = (await stack.call('GET', '/api/v1/dashboard/sessions')).body.sessions as unknown[];
     assert.equal(listed.length, 40);
 

@@ -14,7 +14,7 @@ import { signWebhook, verifyWebhook, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP
 import { useCrashSafeAuthState, writeFileAtomic } from '../wa-worker/auth-store.js';
 import { backoffDelay, ConfigError, loadConfig } from '../wa-worker/config.js';
 import { classifyDisconnect } from '../wa-worker/connection.js';
-import { HIDDEN_MESSAGE_EXPIRATION_S, KeepAlive } from '../wa-worker/keep-alive.js';
+import { HIDDEN_MESSAGE_EXPIRATION_S, KeepAlive, Liveness } from '../wa-worker/keep-alive.js';
 import { createLogger } from '../wa-worker/logger.js';
 import { SPOOL_FILE, WebhookReporter } from '../wa-worker/webhooks.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -281,7 +281,7 @@ describe('event spool', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await r1.flush(100), false);
     await r1.close();
-    assert.ok(fs.statSync(path.join(dir, SPOOL_FILE)).mode & 0o600);
+    assert.equal(fs.statSync(path.join(dir, SPOOL_FILE)).mode & 0o777, 0o600, 'spool is owner-only');
 
     // A new process replays the spool first, then new events.
     const r2 = reporter(dir);
@@ -458,7 +458,7 @@ describe('logging and signatures', () => {
 });
 
 describe('keep-alive', () => {
-  test('presence + PING every interval, hidden message to the own number with ephemeralExpiration 86400', async () => {
+  test('presence every interval (no PING: liveness is separate), hidden message to the own number with ephemeralExpiration 86400', async () => {
     const calls: { kind: string; args: unknown[] }[] = [];
     const sock = {
       authState: { creds: { me: { id: '15550001111:7@s.whatsapp.net', name: 'Shop' } } },
@@ -477,12 +477,24 @@ describe('keep-alive', () => {
     const presences = calls.filter((c) => c.kind === 'presence');
     assert.ok(presences.length >= 4, `presences: ${presences.length}`);
     assert.ok(presences.every((c) => c.args[0] === 'available'));
-    assert.equal(pings.length, presences.length);
-    assert.ok(pings.every((p) => (p as { type: string }).type === 'PING'));
+    assert.equal(pings.length, 0, 'keep-alive reports no PING: the liveness heartbeat does');
     const hidden = calls.filter((c) => c.kind === 'message');
     assert.equal(hidden.length, 2);
     assert.equal(hidden[0]!.args[0], '15550001111@s.whatsapp.net');
     assert.deepEqual(hidden[0]!.args[2], { ephemeralExpiration: HIDDEN_MESSAGE_EXPIRATION_S });
     assert.equal(HIDDEN_MESSAGE_EXPIRATION_S, 86_400);
+  });
+
+  test('liveness: a PING every interval from start() to stop(), whatever the connection state', async () => {
+    const events: string[] = [];
+    const live = new Liveness(40, { emit: (type: string) => void events.push(type) } as never);
+    live.start();
+    await new Promise((r) => setTimeout(r, 150));
+    live.stop();
+    const n = events.length;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(events.length, n, 'stop() stops the heartbeat');
+    assert.ok(n >= 3, `pings: ${n}`);
+    assert.ok(events.every((t) => t === 'PING'));
   });
 });

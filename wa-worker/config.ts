@@ -46,6 +46,13 @@ const EnvSchema = z.object({
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
+  /** Set by the orchestrator: which start of this session's worker this is (stamped on every event). */
+  WORKER_GENERATION: int(0, 0).optional(),
+  /** Liveness heartbeat (PING webhook) period: always on, in every state, independent of ENABLE_KEEP_ALIVE
+   * (default: PRESENCE_INTERVAL_MS). */
+  LIVENESS_INTERVAL_MS: int(15_000, 100).optional(),
+  /** How long one QR lives (Baileys: 60 s for the first, 20 s for the next); unset keeps Baileys' defaults. */
+  WA_QR_TIMEOUT_MS: int(60_000, 500).optional(),
   HIDDEN_MESSAGE_INTERVAL_MS: int(600_000, 100),
   RECONNECT_BASE_MS: int(1000, 10),
   RECONNECT_MAX_MS: int(60_000, 10),
@@ -77,6 +84,9 @@ export interface WorkerConfig {
   outboxUrl: string | undefined;
   outboxPollMs: number;
   presenceIntervalMs: number;
+  generation: number | undefined;
+  livenessIntervalMs: number;
+  waQrTimeoutMs: number | undefined;
   hiddenMessageIntervalMs: number;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
@@ -139,6 +149,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
+    generation: e.WORKER_GENERATION,
+    livenessIntervalMs: e.LIVENESS_INTERVAL_MS ?? e.PRESENCE_INTERVAL_MS,
+    waQrTimeoutMs: e.WA_QR_TIMEOUT_MS,
     hiddenMessageIntervalMs: e.HIDDEN_MESSAGE_INTERVAL_MS,
     reconnectBaseMs: e.RECONNECT_BASE_MS,
     reconnectMaxMs: e.RECONNECT_MAX_MS,

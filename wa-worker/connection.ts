@@ -168,6 +168,7 @@ export class Connection {
         connectTimeoutMs: cfg.waConnectTimeoutMs,
         keepAliveIntervalMs: cfg.waKeepAliveIntervalMs,
         defaultQueryTimeoutMs: cfg.waQueryTimeoutMs,
+        ...(cfg.waQrTimeoutMs ? { qrTimeout: cfg.waQrTimeoutMs } : {}),
         getMessage: async () => undefined,
       });
     } catch (err) {

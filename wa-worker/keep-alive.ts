@@ -1,7 +1,9 @@
 /**
- * Keep-alive while connected: presence `available` every PRESENCE_INTERVAL_MS (15 s) plus a PING webhook, and every
+ * WhatsApp keep-alive while connected: presence `available` every PRESENCE_INTERVAL_MS (15 s), and every
  * HIDDEN_MESSAGE_INTERVAL_MS (10 min) a hidden message to the account's own number, disappearing after 24 h
  * (`ephemeralExpiration: 86400`). Started on `open`, stopped on close; failures are logged, never thrown.
+ * The PING heartbeat to the orchestrator is not part of it (see `Liveness`): with keep-alive off the worker is
+ * still seen alive.
  */
 import type { WASocket } from '@whiskeysockets/baileys';
 import { jidNormalizedUser } from '@whiskeysockets/baileys';
@@ -15,7 +17,7 @@ export const HIDDEN_MESSAGE_EXPIRATION_S = 86_400;
 export class KeepAlive {
   private presenceTimer: NodeJS.Timeout | undefined;
   private hiddenTimer: NodeJS.Timeout | undefined;
-  readonly stats = { presences: 0, pings: 0, hiddenMessages: 0, failures: 0 };
+  readonly stats = { presences: 0, hiddenMessages: 0, failures: 0 };
 
   constructor(
     private readonly opts: { presenceIntervalMs: number; hiddenMessageIntervalMs: number },
@@ -29,7 +31,7 @@ export class KeepAlive {
     const tickPresence = async () => {
       try {
         // Baileys only sends presence once the account's push name is known (it arrives with the app-state sync);
-        // until then it would just log a warning every tick. The PING is reported either way.
+        // until then it would just log a warning every tick.
         if (sock.authState.creds.me?.name) {
           await sock.sendPresenceUpdate('available');
           this.stats.presences++;
@@ -37,8 +39,6 @@ export class KeepAlive {
           warnedNoName = true;
           this.logger.info('no push name known yet: presence updates wait for it');
         }
-        this.reporter.emit('PING', { timestamp: Date.now() });
-        this.stats.pings++;
       } catch (err) {
         this.stats.failures++;
         this.logger.warn({ err: errorText(err) }, 'presence update failed');
@@ -67,5 +67,35 @@ export class KeepAlive {
     if (this.hiddenTimer) clearInterval(this.hiddenTimer);
     this.presenceTimer = undefined;
     this.hiddenTimer = undefined;
+  }
+}
+
+/**
+ * Liveness: a PING webhook every LIVENESS_INTERVAL_MS from start to shutdown, in every state (pending, QR,
+ * connected, reconnecting). The watchdog restarts a worker whose PINGs stop, whatever its state; it is separate
+ * from the WhatsApp keep-alive above, which may be switched off.
+ */
+export class Liveness {
+  private timer: NodeJS.Timeout | undefined;
+  pings = 0;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly reporter: Pick<WebhookReporter, 'emit'>,
+  ) {}
+
+  start(): void {
+    this.stop();
+    const tick = () => {
+      this.reporter.emit('PING', { timestamp: Date.now() });
+      this.pings++;
+    };
+    tick();
+    this.timer = setInterval(tick, this.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 }

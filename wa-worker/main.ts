@@ -9,7 +9,7 @@ import { useCrashSafeAuthState, writeFileAtomic } from './auth-store.js';
 import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type WorkerConfig } from './config.js';
 import { Connection, errorText } from './connection.js';
 import { HEALTH_FILE, type HealthRecord } from './health.js';
-import { KeepAlive } from './keep-alive.js';
+import { KeepAlive, Liveness } from './keep-alive.js';
 import { createLogger, type Logger } from './logger.js';
 import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
 import { WebhookReporter } from './webhooks.js';
@@ -33,6 +33,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   const auth = await useCrashSafeAuthState(cfg.authDir, logger);
   const reporter = new WebhookReporter({
     sessionId: cfg.sessionId,
+    generation: cfg.generation,
     url: cfg.webhookUrl,
     secret: cfg.webhookSecret,
     dir: cfg.authDir,
@@ -49,6 +50,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     reporter,
     logger.child({ component: 'keep-alive' }),
   );
+  const liveness = new Liveness(cfg.livenessIntervalMs, reporter);
   let outbox: OutboxWorker | undefined;
   let ledger: OutboxLedger | undefined;
   if (cfg.outboxUrl) {
@@ -106,6 +108,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     'wa-worker starting',
   );
   connection.start();
+  liveness.start();
 
   let shuttingDown = false;
   const shutdown = async (signal: string) => {
@@ -120,6 +123,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     hardExit.unref();
     try {
       clearInterval(healthTimer);
+      liveness.stop();
       keepAlive.stop();
       const budget = (fraction: number) => Math.max(0, (cfg.shutdownTimeoutMs - (Date.now() - started)) * fraction);
       if (outbox) await Promise.race([outbox.stop(), sleep(budget(0.3))]);

@@ -31,6 +31,8 @@ export const SPOOL_OFFSET_FILE = '.events-spool.offset';
 
 export interface WebhookReporterOptions {
   sessionId: string;
+  /** WORKER_GENERATION, stamped on every event (the orchestrator ignores events of replaced workers by it). */
+  generation?: number;
   url: string;
   secret: string;
   dir: string;
@@ -105,6 +107,7 @@ export class WebhookReporter {
       type,
       timestamp: Date.now(),
       eventId: randomUUID(),
+      ...(this.opts.generation !== undefined ? { generation: this.opts.generation } : {}),
       data: checked.data,
     });
     const line = JSON.stringify(env);

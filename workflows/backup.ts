@@ -22,11 +22,19 @@ export type BackupWorkflowResult = BackupResult & { pruned: string[] };
 const archive = proxyActivities<BackupActivities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '15s',
-  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 3 },
+  // Retried through outages (Redis, a restarting orchestrator) for up to an hour, not 3 quick attempts (issue 13).
+  scheduleToCloseTimeout: '1h',
+  retry: {
+    initialInterval: '2s',
+    backoffCoefficient: 2,
+    maximumInterval: '60s',
+    nonRetryableErrorTypes: ['BackupInvalid'],
+  },
 });
 const quick = proxyActivities<SessionActivities & BackupActivities>({
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
+  scheduleToCloseTimeout: '30m',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
 function message(err: unknown): string {

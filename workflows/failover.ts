@@ -5,7 +5,7 @@
  * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
  */
 import { ApplicationFailure, log } from '@temporalio/workflow';
-import { containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
+import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 export interface FailoverInput {
   sessionId: string;
@@ -14,6 +14,10 @@ export interface FailoverInput {
   reason: string;
   maxAttempts: number;
   probeTimeoutMs: number;
+  /** false: the old proxy answered a probe (manual failover of a healthy proxy): do not mark it BAD. */
+  markOldBad?: boolean;
+  /** Worker generation of the replacement worker (its events carry it). */
+  generation?: number;
   /** The session's host queue: the replacement worker starts on the host that holds its auth volume. */
   hostQueue?: string;
 }
@@ -27,12 +31,14 @@ const quick = quickActivities();
 export async function failoverWorkflow(input: FailoverInput): Promise<FailoverResult> {
   const { sessionId, phone, oldProxy } = input;
   const workers = containerActivitiesOn(input.hostQueue, 3);
-  await quick.markProxyBad(oldProxy);
-  await quick.sendAlert({
-    kind: 'proxy_burned',
-    text: `proxy burned for session ${sessionId}: ${input.reason}`,
-    dedupeKey: `proxy_burned:${oldProxy}`,
-  });
+  if (input.markOldBad !== false) {
+    await quick.markProxyBad(oldProxy);
+    await bestEffortAlert({
+      kind: 'proxy_burned',
+      text: `proxy burned for session ${sessionId}: ${input.reason}`,
+      dedupeKey: `proxy_burned:${oldProxy}`,
+    });
+  }
   await quick.releaseProxy(sessionId);
   const previousSticky = phone ? await quick.getStickyProxy(phone) : null;
   const exclude = [oldProxy];
@@ -62,7 +68,9 @@ export async function failoverWorkflow(input: FailoverInput): Promise<FailoverRe
       compensations.unshift(() => quick.updateSession({ sessionId, fields: { proxy: null } }));
 
       await workers.stopWorker({ sessionId, remove: true });
-      await workers.startWorker({ sessionId, proxyUrl: candidate });
+      // A worker that started half-way on the candidate must not outlive a failed attempt.
+      compensations.unshift(() => workers.stopWorker({ sessionId, remove: true }));
+      await workers.startWorker({ sessionId, proxyUrl: candidate, generation: input.generation });
       await quick.checkProxyInventory();
       return { ok: true, proxyUrl: candidate, proxyEndpoint: reservation.endpoint, attempts: attempt };
     } catch (err) {

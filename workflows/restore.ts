@@ -32,6 +32,8 @@ export interface RestoreReport {
   sessionId: string | null;
   preRestoreBackup: string | null;
   restored: string[];
+  /** Restored as files only: the archive holds no paired credentials for them (not waited for). */
+  unpaired: string[];
   phones: Record<string, string | null>;
   conflicts: string[];
   unknownSessions: string[];
@@ -81,6 +83,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
     sessionId: input.sessionId,
     preRestoreBackup: null,
     restored: [],
+    unpaired: [],
     phones: {},
     conflicts: [],
     unknownSessions: [],
@@ -159,8 +162,11 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
 
     const since = Date.now();
     await step('startWorkers', () => quick.restoreStartWorkers({ sessionIds: plan.live }));
+    // A session never paired cannot connect without a scan: only paired sessions are waited for.
+    report.unpaired = plan.unpaired ?? [];
+    const awaited = plan.live.filter((id) => !report.unpaired.includes(id));
     await step('awaitConnected', () =>
-      files.restoreAwaitConnected({ sessionIds: plan.live, since, timeoutMs: input.connectTimeoutMs }),
+      files.restoreAwaitConnected({ sessionIds: awaited, since, timeoutMs: input.connectTimeoutMs }),
     );
   } catch (err) {
     const error = message(err);

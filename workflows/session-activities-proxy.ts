@@ -3,7 +3,7 @@
  * workflow's queue, and container steps (start/stop/restart a worker, its auth files) on the session's host
  * queue, with heartbeats. One definition, so both workflows retry the same way.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { log, proxyActivities } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 
 export const quickActivities = () =>
@@ -20,3 +20,21 @@ export const containerActivitiesOn = (hostQueue: string | undefined, maximumAtte
     heartbeatTimeout: '30s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts },
   });
+
+const alertActivities = () =>
+  proxyActivities<SessionActivities>({
+    startToCloseTimeout: '10s',
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 5 },
+  });
+
+/**
+ * Alerts are best effort for the lifecycle (issue 13): the activity only queues the alert (the orchestrator
+ * delivers and retries it), and even a failure to queue it (Redis down) never fails the step that raised it.
+ */
+export async function bestEffortAlert(input: Parameters<SessionActivities['sendAlert']>[0]): Promise<void> {
+  try {
+    await alertActivities().sendAlert(input);
+  } catch (err) {
+    log.warn('alert not queued', { kind: input.kind, error: String(err) });
+  }
+}

@@ -17,14 +17,16 @@ import {
   defineUpdate,
   executeChild,
   log,
+  patched,
   setHandler,
+  sleep,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
-import { LIVE_STATUSES, type SessionStatus } from '../common/session-status.js';
+import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session-status.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
-import { containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
+import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 // ------------------------------------------------------------------------------------------ definitions
 export interface SessionTimings {
@@ -68,8 +70,9 @@ export interface SessionState {
   consecutiveWatchdogRestarts: number;
   proxyErrorsWhileAlive: number;
   failovers: number;
-  /** Events older than this came from a worker that has been replaced (failover): ignore them. */
+  /** Bumped at every worker (re)start; events of an older generation come from a replaced worker: ignored. */
   workerGeneration: number;
+  /** Fallback for events without a generation only (workers started by older code). */
   workerStartedAt: number;
   lastError: string | null;
   seenEventIds: string[];
@@ -94,6 +97,8 @@ export interface WorkerEvent {
   eventId: string;
   type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE';
   timestamp: number;
+  /** The worker generation that produced it (absent from workers started before generations existed). */
+  generation?: number;
   data: Record<string, unknown>;
 }
 
@@ -119,7 +124,9 @@ type Command =
   | { kind: 'failover'; reason: string }
   | { kind: 'logout' };
 type Job =
-  { kind: 'event'; event: WorkerEvent } | { kind: 'alarm' } | { kind: 'command'; id: number; command: Command };
+  | { kind: 'event'; event: WorkerEvent; attempt?: number }
+  | { kind: 'alarm'; at?: number; attempt?: number }
+  | { kind: 'command'; id: number; command: Command };
 
 function initialState(input: SessionInput): SessionState {
   return {
@@ -171,7 +178,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     return rest;
   };
 
+  /** Set when the run is ending: commands are refused at once instead of waiting for a loop that is gone. */
+  let closing: string | null = null;
   const runCommand = async (command: Command): Promise<unknown> => {
+    if (closing) throw ApplicationFailure.nonRetryable(closing, 'CommandFailed');
     const id = nextCommandId++;
     queue.push({ kind: 'command', id, command });
     await condition(() => results.has(id));
@@ -192,8 +202,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     if (state.seenEventIds.length > 64) state.seenEventIds.shift();
     queue.push({ kind: 'event', event });
   });
-  setHandler(watchdogAlarmSignal, () => {
-    if (!queue.some((j) => j.kind === 'alarm')) queue.push({ kind: 'alarm' });
+  setHandler(watchdogAlarmSignal, (alarm) => {
+    if (!queue.some((j) => j.kind === 'alarm')) queue.push({ kind: 'alarm', at: alarm?.at });
   });
   setHandler(provisionedUpdate, async () => {
     await condition(() => provisionDone);
@@ -229,17 +239,37 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
   ) => quick.updateSession({ sessionId: state.sessionId, fields, increment });
 
+  /** One transition: the Redis mirror first, then the workflow state (a failed save leaves both unchanged). */
   const setStatus = async (status: SessionStatus, lastError: string | null = state.lastError) => {
+    await save({ status, lastError });
     state.status = status;
     state.lastError = lastError;
-    await save({ status, lastError });
   };
 
   const startWorker = async () => {
     state.workerGeneration++;
     state.workerStartedAt = Date.now();
-    await workers.startWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+    await workers.startWorker({
+      sessionId: state.sessionId,
+      proxyUrl: state.proxyUrl!,
+      generation: state.workerGeneration,
+    });
   };
+  /** Restarts the worker as a new generation (its events are told apart from the old one's by it). */
+  const restartWorker = async () => {
+    state.workerGeneration++;
+    state.workerStartedAt = Date.now();
+    await workers.restartWorker({
+      sessionId: state.sessionId,
+      proxyUrl: state.proxyUrl!,
+      generation: state.workerGeneration,
+    });
+  };
+  /** An event from a replaced worker: by generation, never by clocks (timestamps only for unstamped events). */
+  const fromOldWorker = (event: WorkerEvent) =>
+    event.generation !== undefined
+      ? event.generation < state.workerGeneration
+      : event.timestamp < state.workerStartedAt;
 
   /** Stops the worker and gives the slot back (failed / stopped sessions hold no proxy). */
   const park = async (status: SessionStatus, reason: string, alert: 'session_failed' | null) => {
@@ -247,7 +277,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     await quick.releaseProxy(state.sessionId);
     await setStatus(status, reason);
     if (alert)
-      await quick.sendAlert({
+      await bestEffortAlert({
         kind: alert,
         text: `session ${state.sessionId}: ${reason}`,
         dedupeKey: `${alert}:${state.sessionId}`,
@@ -282,6 +312,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     } catch (err) {
       provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
       provisionDone = true;
+      if (patched('provision-failure-exits')) {
+        // Every exit path releases what it holds and answers every queued command (issue 13).
+        closing = `provision failed: ${provisionFailure.message}`;
+        for (const job of queue.splice(0))
+          if (job.kind === 'command') results.set(job.id, { ok: false, error: closing });
+        await quick.releaseProxy(state.sessionId);
+      }
       await quick.finishSession({
         sessionId: state.sessionId,
         tenant: state.tenant,
@@ -304,7 +341,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   }
 
   // ---------------------------------------------------------------------------------------- handlers
-  const failover = async (reason: string): Promise<void> => {
+  const failover = async (reason: string, markOldBad = true): Promise<void> => {
     const oldProxy = state.proxyUrl!;
     await setStatus('failing_over', reason);
     const result: FailoverResult = await executeChild(failoverWorkflow, {
@@ -319,6 +356,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           maxAttempts: timings.maxFailoverAttempts,
           probeTimeoutMs: timings.proxyProbeTimeoutMs,
           hostQueue: input.hostQueue,
+          generation: state.workerGeneration + 1,
+          ...(markOldBad ? {} : { markOldBad: false }),
         },
       ],
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -338,7 +377,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       await save({ status: 'failed', lastError: result.reason }, 'failovers');
       state.status = 'failed';
       state.lastError = result.reason;
-      await quick.sendAlert({
+      await bestEffortAlert({
         kind: 'session_failed',
         text: `session ${state.sessionId}: failover impossible (${result.reason})`,
         dedupeKey: `session_failed:${state.sessionId}`,
@@ -348,7 +387,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   const onProxyError = async (event: WorkerEvent) => {
     if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || state.status === 'failing_over') return;
-    if (event.timestamp < state.workerStartedAt) return; // from a worker that has been replaced
+    if (fromOldWorker(event)) return;
     const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl, timeoutMs: timings.proxyProbeTimeoutMs });
     if (!probe.ok) return failover(`proxy ${state.proxyEndpoint} failed: ${probe.error}`);
     // The proxy answers: the worker retries through it. Fail over only if errors keep coming.
@@ -373,7 +412,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     });
     state.status = 'logged_out';
     state.lastError = reason;
-    await quick.sendAlert({ kind: 'session_logged_out', text: `session ${state.sessionId}: ${reason}` });
+    await bestEffortAlert({ kind: 'session_logged_out', text: `session ${state.sessionId}: ${reason}` });
   };
 
   const onEvent = async (event: WorkerEvent) => {
@@ -386,7 +425,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         }
         return;
       case 'CONNECTED': {
-        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || event.timestamp < state.workerStartedAt) return;
+        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || fromOldWorker(event)) return;
         const phone = String(event.data.phoneNumber);
         const jid = String(event.data.jid);
         const wasConnectedBefore = state.connectedAt !== null;
@@ -395,6 +434,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           phone,
           jid,
           proxyUrl: state.proxyUrl,
+          previousPhone: state.phone,
         });
         if (conflictWith) {
           await park('failed', `phone ${phone} is already bound to session ${conflictWith}`, 'session_failed');
@@ -408,7 +448,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         state.consecutiveWatchdogRestarts = 0;
         state.proxyErrorsWhileAlive = 0;
         if (!wasConnectedBefore) {
-          await quick.sendAlert({
+          await bestEffortAlert({
             kind: 'session_connected',
             text: `session ${state.sessionId} connected as +${phone} via ${state.proxyEndpoint}`,
           });
@@ -421,8 +461,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return logout(`logged out: ${String(event.data.reason ?? 'device removed')}`);
       case 'DISCONNECTED': {
         const code = typeof event.data.code === 'number' ? event.data.code : null;
-        if (event.data.isProxyError === true) return onProxyError(event);
-        if (event.timestamp < state.workerStartedAt) return;
+        // The worker reports one proxy failure as PROXY_ERROR + DISCONNECTED{isProxyError}: count it once.
+        if (event.data.isProxyError === true)
+          return patched('proxy-error-counted-once') ? undefined : onProxyError(event);
+        if (fromOldWorker(event)) return;
+        // Every QR expired unscanned: the worker gives up; end in a clear state, give back slot and worker.
+        if (
+          /^qr_timeout/.test(String(event.data.reason ?? '')) &&
+          HOLDS_SLOT.includes(state.status) &&
+          state.status !== 'failing_over' &&
+          patched('qr-expired')
+        ) {
+          state.qrCount = 0;
+          return park('qr_expired', 'QR codes expired without a scan: restart the session for new QRs', null);
+        }
         if (code === 401) return logout('logged out (401)');
         if (code === 440) return park('failed', 'replaced by another client (440)', 'session_failed');
         if (code === 403) return park('failed', 'number refused by WhatsApp (403, banned?)', 'session_failed');
@@ -434,8 +486,26 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     }
   };
 
-  const onAlarm = async () => {
-    if (state.status !== 'connected' && state.status !== 'unhealthy') return;
+  const onAlarm = async (at?: number) => {
+    if (!WATCHED_STATUSES.includes(state.status)) return;
+    if (state.status !== 'connected' && state.status !== 'unhealthy') {
+      // Raised before the current worker had a full ping timeout (e.g. during provision): not about this worker.
+      if (at !== undefined && at < state.workerStartedAt + timings.pingTimeoutMs) return;
+      // A worker hung before or between connections (pending, QR shown, reconnecting): restart it as it is.
+      state.watchdogRestarts++;
+      state.consecutiveWatchdogRestarts++;
+      if (state.consecutiveWatchdogRestarts > timings.maxWatchdogRestarts) {
+        await park(
+          'failed',
+          `worker hung (${state.status}) after ${timings.maxWatchdogRestarts} restarts`,
+          'session_failed',
+        );
+        return;
+      }
+      await save({ lastError: `no ping while ${state.status}: restarting the worker` }, 'watchdogRestarts');
+      await restartWorker();
+      return;
+    }
     state.watchdogRestarts++;
     state.consecutiveWatchdogRestarts++;
     if (state.consecutiveWatchdogRestarts > timings.maxWatchdogRestarts) {
@@ -448,13 +518,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     }
     state.status = 'unhealthy';
     await save({ status: 'unhealthy', lastError: 'no ping: restarting the worker' }, 'watchdogRestarts');
-    await quick.sendAlert({
+    await bestEffortAlert({
       kind: 'session_unhealthy',
       text: `session ${state.sessionId}: no ping for ${timings.pingTimeoutMs} ms, restarting its worker`,
       dedupeKey: `session_unhealthy:${state.sessionId}`,
     });
-    state.workerStartedAt = Date.now();
-    await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl! });
+    await restartWorker();
   };
 
   const onCommand = async (command: Command): Promise<unknown> => {
@@ -462,8 +531,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       case 'restart': {
         state.restarts++;
         if (state.proxyUrl && HOLDS_SLOT.includes(state.status)) {
-          state.workerStartedAt = Date.now();
-          await workers.restartWorker({ sessionId: state.sessionId, proxyUrl: state.proxyUrl });
+          await restartWorker();
           await save({ status: 'reconnecting' }, 'restarts');
           state.status = 'reconnecting';
         } else {
@@ -478,7 +546,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return { status: state.status };
       }
       case 'failover':
-        await failover(`manual failover: ${command.reason}`);
+        // Probe first: a manual failover moves the session, but marks BAD only a proxy that is really dead.
+        if (patched('manual-failover-probes')) {
+          const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl!, timeoutMs: timings.proxyProbeTimeoutMs });
+          await failover(`manual failover: ${command.reason}`, !probe.ok);
+        } else await failover(`manual failover: ${command.reason}`);
         return { proxyEndpoint: state.proxyEndpoint };
       case 'logout':
         await logout('logged out by the operator');
@@ -514,12 +586,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     }
     try {
       if (job.kind === 'event') await onEvent(job.event);
-      else if (job.kind === 'alarm') await onAlarm();
+      else if (job.kind === 'alarm') await onAlarm(job.at);
       else results.set(job.id, { ok: true, value: await onCommand(job.command) });
     } catch (err) {
       log.error('session step failed', { error: errorMessage(err) });
       state.lastError = errorMessage(err);
       if (job.kind === 'command') results.set(job.id, { ok: false, error: errorMessage(err) });
+      else if (patched('failed-step-retried')) {
+        // An event or alarm whose step failed (after its activities' own retries) is retried, not forgotten.
+        const attempt = (job.attempt ?? 0) + 1;
+        if (attempt <= 5) {
+          await sleep(Math.min(60_000, 2000 * 2 ** attempt));
+          queue.unshift({ ...job, attempt });
+        } else log.error('session step dropped after retries', { kind: job.kind });
+      }
     }
   }
   // Answer commands that raced with the end of the session.

@@ -3,7 +3,7 @@
  * in Redis by the webhook bridge) is older than the timeout, and signal them. Keeping this sweep out of the
  * session workflows is what keeps their histories small: a healthy connected session records nothing.
  */
-import { continueAsNew, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, log, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 
 export interface WatchdogInput {
@@ -24,7 +24,13 @@ export async function watchdogWorkflow(input: WatchdogInput): Promise<void> {
   const sweeps = input.sweepsPerRun ?? 200;
   for (let i = 0; i < sweeps; i++) {
     await sleep(input.intervalMs);
-    await signalStaleSessions({ pingTimeoutMs: input.pingTimeoutMs, signalName: 'watchdogAlarm' });
+    // A failed sweep (Redis or Temporal unreachable) is skipped, never fatal: the next round tries again, so the
+    // watchdog outlives any outage and resumes by itself (issue 13).
+    try {
+      await signalStaleSessions({ pingTimeoutMs: input.pingTimeoutMs, signalName: 'watchdogAlarm' });
+    } catch (err) {
+      log.warn('watchdog sweep failed; next round retries', { error: String(err) });
+    }
     if (workflowInfo().continueAsNewSuggested) break;
   }
   await continueAsNew<typeof watchdogWorkflow>(input);

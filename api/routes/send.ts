@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LimitsOverrideSchema } from '../../common/anti-ban.js';
+import { replanDispatcher } from '../../activities/dispatch-activities.js';
 import { PhoneSchema, SessionIdSchema } from '../../common/session.js';
 import { ClientWebhookStore } from '../../state/client-webhooks.js';
 import { MessageStore } from '../../state/messages.js';
@@ -165,6 +166,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
       await messages.setOverrides(id, body);
       request.log.info({ sessionId: id, overrides: body }, 'pacing limits changed');
       await waker.wake(id).catch(() => undefined);
+      await replanDispatcher(ctx.temporal, ctx.config, id).catch(() => undefined);
       return limitsView(id);
     });
   };

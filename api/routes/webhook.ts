@@ -32,16 +32,27 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
       if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${event.sessionId} not found`);
       // De-duplication per session: one worker cannot mark another session's event ids as already seen.
       const seenId = `${event.sessionId}:${event.eventId}`;
-      if (!(await sessions.firstSighting(seenId))) return reply.status(200).send({ ok: true, duplicate: true });
+      // Claimed now, marked done only after every effect (signal and hooks) succeeded: a retry after an error or
+      // an API crash is processed again, never answered "duplicate" for an event that was lost.
+      const claim = await sessions.claimEvent(seenId);
+      if (claim === 'done') return reply.status(200).send({ ok: true, duplicate: true });
+      if (claim === 'pending') throw new ApiError(503, 'IN_PROGRESS', 'this event is being processed; retry');
 
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
         if (event.type === 'QR_CODE') await sessions.setQr(event.sessionId, event.data.qr);
-        if (SIGNALLED.has(event.type)) {
+        // A worker behind a dead proxy reports every retry (PROXY_ERROR + DISCONNECTED{isProxyError}, ~1/s). The
+        // workflow counts the PROXY_ERROR only, and ignores both while failing over: not signalling them keeps the
+        // workflow's history (and the server's lock on it) free for the failover itself.
+        const redundant =
+          (event.type === 'DISCONNECTED' && event.data.isProxyError === true) ||
+          (event.type === 'PROXY_ERROR' && record.status === 'failing_over');
+        if (SIGNALLED.has(event.type) && !redundant) {
           const signal: WorkerEvent = {
             eventId: event.eventId,
             type: event.type as WorkerEvent['type'],
             timestamp: event.timestamp,
+            ...(event.generation !== undefined ? { generation: event.generation } : {}),
             data: event.data as Record<string, unknown>,
           };
           await temporal.workflow
@@ -55,7 +66,13 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
         }
         throw new ApiError(503, 'UNAVAILABLE', 'could not record the event; retry');
       }
-      await hooks.onEvent?.(event);
+      try {
+        await hooks.onEvent?.(event);
+        await sessions.completeEvent(seenId);
+      } catch {
+        await sessions.forgetSighting(seenId).catch(() => undefined);
+        throw new ApiError(503, 'UNAVAILABLE', 'could not process the event; retry');
+      }
       return reply.status(202).send({ ok: true });
     });
   };

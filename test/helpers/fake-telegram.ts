@@ -17,6 +17,7 @@ export class FakeTelegram {
   private server!: http.Server;
   private failures: number[] = [];
   private nextId = 1;
+  private down = 0;
   url = '';
 
   static async start(): Promise<FakeTelegram> {
@@ -29,6 +30,11 @@ export class FakeTelegram {
 
   failNext(n: number, status = 500) {
     for (let i = 0; i < n; i++) this.failures.push(status);
+  }
+
+  /** While down, every call answers `status` (Telegram unreachable or failing); `setDown(false)` heals it. */
+  setDown(down: boolean, status = 502) {
+    this.down = down ? status : 0;
   }
 
   texts(): string[] {
@@ -51,7 +57,7 @@ export class FakeTelegram {
       } catch {
         return send(400, { ok: false, error_code: 400, description: 'Bad Request: invalid JSON' });
       }
-      const fail = this.failures.shift();
+      const fail = this.down || this.failures.shift();
       if (fail) return send(fail, { ok: false, error_code: fail, description: 'Internal Server Error' });
       if (m[2] !== 'sendMessage') return send(404, { ok: false, error_code: 404, description: 'Not Found' });
       if (!body.chat_id || !body.text)
