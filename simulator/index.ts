@@ -4,6 +4,7 @@ export {
   isLoopbackHost,
   type AntiSpamOptions,
   type ConnectionRecord,
+  type ExportedPhone,
   type FaultKind,
   type PhoneSummary,
   type RecordedMessage,

@@ -78,6 +78,28 @@ export interface PhoneSummary {
   messagesSent: number;
 }
 
+/** A phone's account and linked devices as JSON (binary values base64), see `exportPhone`. */
+export interface ExportedPhone {
+  phone: string;
+  account: { public: string; private: string };
+  nextDeviceId: number;
+  firstLinkedAt: number | null;
+  devices: Array<{
+    deviceId: number;
+    jid: string;
+    lid: string;
+    noiseKey: string;
+    identity: string;
+    appStateKeyShared: boolean;
+    bundle: {
+      registrationId: number;
+      identity: string;
+      signedPreKey: { id: number; value: string; signature: string };
+      preKeys: Array<{ id: number; value: string }>;
+    } | null;
+  }>;
+}
+
 /** A companion device (a Baileys session) linked to a phone. */
 interface LinkedDevice {
   phone: string;
@@ -287,6 +309,74 @@ export class WhatsAppSimulator {
         ],
       });
     });
+  }
+
+  /**
+   * The phone's account key and linked devices as plain JSON, so a test fixture (an auth folder written by an
+   * older client) can be reconnected by a later simulator without a new QR scan.
+   */
+  exportPhone(phone: string): ExportedPhone {
+    const state = this.phoneStates.get(phone);
+    if (!state) throw new Error(`unknown phone ${phone}`);
+    const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+    return {
+      phone,
+      account: { public: b64(state.account.public), private: b64(state.account.private) },
+      nextDeviceId: state.nextDeviceId,
+      firstLinkedAt: state.firstLinkedAt,
+      devices: [...state.devices.values()].map((d) => ({
+        deviceId: d.deviceId,
+        jid: d.jid,
+        lid: d.lid,
+        noiseKey: d.noiseKey,
+        identity: b64(d.identity),
+        appStateKeyShared: d.appStateKeyShared,
+        bundle: d.bundle && {
+          registrationId: d.bundle.registrationId,
+          identity: b64(d.bundle.identity),
+          signedPreKey: {
+            id: d.bundle.signedPreKey.id,
+            value: b64(d.bundle.signedPreKey.value),
+            signature: b64(d.bundle.signedPreKey.signature),
+          },
+          preKeys: d.bundle.preKeys.map((k) => ({ id: k.id, value: b64(k.value) })),
+        },
+      })),
+    };
+  }
+
+  /** Restores what `exportPhone` returned (replacing any state of that phone). */
+  importPhone(exported: ExportedPhone): void {
+    const buf = (s: string): Buffer => Buffer.from(s, 'base64');
+    const state = this.phoneState(exported.phone);
+    for (const device of state.devices.values()) this.devicesByNoiseKey.delete(device.noiseKey);
+    state.devices.clear();
+    state.account = { public: buf(exported.account.public), private: buf(exported.account.private) };
+    state.nextDeviceId = exported.nextDeviceId;
+    state.firstLinkedAt = exported.firstLinkedAt;
+    for (const d of exported.devices) {
+      const device: LinkedDevice = {
+        phone: exported.phone,
+        deviceId: d.deviceId,
+        jid: d.jid,
+        lid: d.lid,
+        noiseKey: d.noiseKey,
+        identity: buf(d.identity),
+        appStateKeyShared: d.appStateKeyShared,
+        bundle: d.bundle && {
+          registrationId: d.bundle.registrationId,
+          identity: buf(d.bundle.identity),
+          signedPreKey: {
+            id: d.bundle.signedPreKey.id,
+            value: buf(d.bundle.signedPreKey.value),
+            signature: buf(d.bundle.signedPreKey.signature),
+          },
+          preKeys: d.bundle.preKeys.map((k) => ({ id: k.id, value: buf(k.value) })),
+        },
+      };
+      state.devices.set(device.noiseKey, device);
+      this.devicesByNoiseKey.set(device.noiseKey, device);
+    }
   }
 
   fault(phone: string, kind: FaultKind): void {
