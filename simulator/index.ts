@@ -1,5 +1,6 @@
 export {
   WhatsAppSimulator,
+  SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX,
   FAULT_KINDS,
   isLoopbackHost,
   type AntiSpamOptions,

@@ -73,6 +73,7 @@ process.stdout.write(
   `${JSON.stringify({
     simulator: sim.url,
     control: control.url,
+    certificateRootPublicKey: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
     antiSpam,
     proxies: proxies.map((p) => ({ url: p.redactedUrl, bindAddress: p.bindAddress })),
   })}\n`,

@@ -158,6 +158,16 @@ interface Connection {
 }
 
 const SERVER_JID = 's.whatsapp.net';
+/**
+ * The simulator's certificate root (a published development key, never WhatsApp's). A client that verifies the
+ * Noise certificate chain (Baileys 7.x does) trusts this public key instead of WhatsApp's when pointed at the
+ * simulator: wa-worker's `WA_CERT_ROOT_PUBLIC_KEY`. Fixed so a separately started worker can be configured.
+ */
+export const SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX = '848f8477acda24c92840decc71a3e73d8fc560f8eb151a130cf1a52a70e8da03';
+const SIMULATOR_CERT_ROOT: KeyPair = {
+  private: Buffer.from('8098cf06295e6a9f47438f41034bbcdbb721d4a5bc05957d3f548f0ce449d843', 'hex'),
+  public: Buffer.from(SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX, 'hex'),
+};
 const FIRST_DEVICE_ID = 7;
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
@@ -186,10 +196,7 @@ const stanzaId = (): string => randomBytes(8).toString('hex').toUpperCase();
 export class WhatsAppSimulator {
   readonly events = new EventEmitter();
   readonly url: string;
-  /**
-   * Public key of the simulator's own certificate root. Baileys 6.x does not check it; a client that verifies
-   * the chain (7.x with a fixed Curve.verify) must be pointed at it (`WA_CERT_DETAILS.PUBLIC_KEY`).
-   */
+  /** Public key of the simulator's certificate root (SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX), published to clients. */
   readonly certificateRootPublicKey: Uint8Array;
 
   private readonly phoneStates = new Map<string, PhoneState>();
@@ -224,7 +231,7 @@ export class WhatsAppSimulator {
           youngForMs: opts.antiSpam.youngForMs ?? 7 * 24 * HOUR_MS,
         }
       : null;
-    const root = Curve.generateKeyPair();
+    const root = SIMULATOR_CERT_ROOT;
     this.certificateRootPublicKey = root.public;
     this.certificateChain = buildCertificateChain(root, this.serverStatic.public);
     wss.on('connection', (ws, req) => this.onConnection(ws, req));
@@ -618,9 +625,11 @@ export class WhatsAppSimulator {
     return state;
   }
 
+  /** One contact per (user, device), whether addressed by phone number or by LID. */
   private contact(jid: string): FakeContact {
-    let contact = this.contacts.get(jid);
-    if (!contact) this.contacts.set(jid, (contact = new FakeContact(jid)));
+    const key = pnJidOf(jid);
+    let contact = this.contacts.get(key);
+    if (!contact) this.contacts.set(key, (contact = new FakeContact(key)));
     return contact;
   }
 
@@ -743,7 +752,7 @@ export class WhatsAppSimulator {
     const noHistory: proto.IMessage = {
       protocolMessage: {
         type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
-        historySyncNotification: { syncType: proto.Message.HistorySyncNotification.HistorySyncType.NO_HISTORY },
+        historySyncNotification: { syncType: proto.Message.HistorySyncType.NO_HISTORY },
       },
     };
     await this.deliverFrom(c, ownPhoneJid, noHistory, {});
@@ -851,18 +860,29 @@ export class WhatsAppSimulator {
   private onUsync(c: Connection, node: BinaryNode): void {
     const usync = getBinaryNodeChild(node, 'usync');
     const users = getBinaryNodeChildren(getBinaryNodeChild(usync, 'list'), 'user');
+    const query = getBinaryNodeChild(usync, 'query');
+    const wantsDevices = !!getBinaryNodeChild(query, 'devices');
+    const wantsLid = !!getBinaryNodeChild(query, 'lid');
     const list: BinaryNode[] = [];
     for (const user of users) {
-      const decoded = jidDecode(user.attrs.jid);
-      if (!decoded?.user) continue;
-      const devices: BinaryNode[] = [{ tag: 'device', attrs: { id: '0' } }];
-      for (const linked of this.phoneStates.get(decoded.user)?.devices.values() ?? []) {
-        devices.push({ tag: 'device', attrs: { id: String(linked.deviceId), 'key-index': '1' } });
+      const requested = user.attrs.jid;
+      const decoded = jidDecode(requested);
+      if (!requested || !decoded?.user) continue;
+      // every phone number has a LID; a LID-addressed user is answered in LID space
+      const phone = decoded.server === 'lid' ? phoneForLid(decoded.user) : decoded.user;
+      const content: BinaryNode[] = [];
+      if (wantsDevices) {
+        const devices: BinaryNode[] = [{ tag: 'device', attrs: { id: '0' } }];
+        for (const linked of this.phoneStates.get(phone)?.devices.values() ?? []) {
+          devices.push({ tag: 'device', attrs: { id: String(linked.deviceId), 'key-index': '1' } });
+        }
+        content.push({ tag: 'devices', attrs: {}, content: [{ tag: 'device-list', attrs: {}, content: devices }] });
       }
+      if (wantsLid) content.push({ tag: 'lid', attrs: { val: `${lidUserFor(phone)}@lid` } });
       list.push({
         tag: 'user',
-        attrs: { jid: `${decoded.user}@${SERVER_JID}` },
-        content: [{ tag: 'devices', attrs: {}, content: [{ tag: 'device-list', attrs: {}, content: devices }] }],
+        attrs: { jid: decoded.server === 'lid' ? `${decoded.user}@lid` : `${phone}@${SERVER_JID}` },
+        content,
       });
     }
     const usyncAttrs = usync?.attrs ?? {};
@@ -1022,8 +1042,7 @@ function parseUploadedBundle(node: BinaryNode): CompanionBundle {
 
 /**
  * A certificate chain under the simulator's own root: intermediate signed by the root, leaf (the server's
- * static key) signed by the intermediate. Baileys 6.x only checks `intermediate.details.issuerSerial === 0`,
- * but a properly signed chain keeps working if the client ever verifies it against a patched root key.
+ * static key) signed by the intermediate. Baileys 7.x verifies both signatures and the root's serial 0.
  */
 function buildCertificateChain(root: KeyPair, serverStaticPublic: Uint8Array): Uint8Array {
   const intermediate = Curve.generateKeyPair();
@@ -1054,4 +1073,17 @@ function buildCertificateChain(root: KeyPair, serverStaticPublic: Uint8Array): U
 /** A stable fake LID user per phone number. */
 function lidUserFor(phone: string): string {
   return `9${phone.padStart(14, '0')}`;
+}
+
+/** The phone number behind a simulated LID user (inverse of lidUserFor). */
+export function phoneForLid(lidUser: string): string {
+  return lidUser.slice(1).replace(/^0+/, '');
+}
+
+/** `<lid>[:device]@lid` → `<phone>[:device]@s.whatsapp.net`; other jids unchanged. */
+export function pnJidOf(jid: string): string {
+  const decoded = jidDecode(jid);
+  if (!decoded || decoded.server !== 'lid') return jid;
+  const device = decoded.device ? `:${decoded.device}` : '';
+  return `${phoneForLid(decoded.user)}${device}@${SERVER_JID}`;
 }

@@ -41,6 +41,7 @@ function startWorker(session: string): WorkerProcess {
     WEBHOOK_SECRET: SECRET,
     SESSIONS_DIR: sessionsDir,
     WA_WEBSOCKET_URL: sim.url,
+    WA_CERT_ROOT_PUBLIC_KEY: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
     RECONNECT_BASE_MS: '200',
     RECONNECT_MAX_MS: '1000',
     WEBHOOK_RETRY_BASE_MS: '100',

@@ -14,12 +14,12 @@ import path from 'node:path';
 import {
   BufferJSON,
   initAuthCreds,
-  proto,
+  reviveKey,
   type AuthenticationCreds,
   type AuthenticationState,
   type SignalDataSet,
   type SignalDataTypeMap,
-} from '@whiskeysockets/baileys';
+} from './engine.js';
 
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
@@ -175,10 +175,7 @@ export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLo
         const data: { [id: string]: SignalDataTypeMap[T] } = {};
         await Promise.all(
           ids.map(async (id) => {
-            let value = (await readData(`${type}-${id}.json`)) as unknown;
-            if (type === 'app-state-sync-key' && value) {
-              value = proto.Message.AppStateSyncKeyData.fromObject(value as object);
-            }
+            const value = reviveKey(type, await readData(`${type}-${id}.json`));
             if (value !== null && value !== undefined) data[id] = value as SignalDataTypeMap[T];
           }),
         );

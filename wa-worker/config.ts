@@ -43,6 +43,11 @@ const EnvSchema = z.object({
     .url('must be a ws:// or wss:// URL')
     .refine((u) => /^wss?:\/\//i.test(u), 'must be a ws:// or wss:// URL')
     .optional(),
+  /** Trust this Noise certificate root instead of WhatsApp's (the simulator's published key; 64 hex chars). */
+  WA_CERT_ROOT_PUBLIC_KEY: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/i, 'must be 64 hex characters (a 32-byte public key)')
+    .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
@@ -74,6 +79,7 @@ export interface WorkerConfig {
   enableKeepAlive: boolean;
   authDir: string;
   waWebSocketUrl: string | undefined;
+  waCertRootPublicKey: string | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
   presenceIntervalMs: number;
@@ -136,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     enableKeepAlive: e.ENABLE_KEEP_ALIVE,
     authDir: path.resolve(e.AUTH_DIR ?? path.join(e.SESSIONS_DIR, e.SESSION_ID)),
     waWebSocketUrl: e.WA_WEBSOCKET_URL,
+    waCertRootPublicKey: e.WA_CERT_ROOT_PUBLIC_KEY?.toLowerCase(),
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,

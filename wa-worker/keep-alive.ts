@@ -3,8 +3,7 @@
  * HIDDEN_MESSAGE_INTERVAL_MS (10 min) a hidden message to the account's own number, disappearing after 24 h
  * (`ephemeralExpiration: 86400`). Started on `open`, stopped on close; failures are logged, never thrown.
  */
-import type { WASocket } from '@whiskeysockets/baileys';
-import { jidNormalizedUser } from '@whiskeysockets/baileys';
+import { normalizeJid, type EngineSocket } from './engine.js';
 import { errorText } from './connection.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -23,15 +22,15 @@ export class KeepAlive {
     private readonly logger: Logger,
   ) {}
 
-  start(sock: WASocket, ownJid: string): void {
+  start(sock: EngineSocket, ownJid: string): void {
     this.stop();
     let warnedNoName = false;
     const tickPresence = async () => {
       try {
         // Baileys only sends presence once the account's push name is known (it arrives with the app-state sync);
         // until then it would just log a warning every tick. The PING is reported either way.
-        if (sock.authState.creds.me?.name) {
-          await sock.sendPresenceUpdate('available');
+        if (sock.hasPushName) {
+          await sock.sendPresenceAvailable();
           this.stats.presences++;
         } else if (!warnedNoName) {
           warnedNoName = true;
@@ -46,11 +45,9 @@ export class KeepAlive {
     };
     const tickHidden = async () => {
       try {
-        await sock.sendMessage(
-          jidNormalizedUser(ownJid),
-          { text: HIDDEN_MESSAGE_TEXT, linkPreview: null },
-          { ephemeralExpiration: HIDDEN_MESSAGE_EXPIRATION_S },
-        );
+        await sock.sendText(normalizeJid(ownJid), HIDDEN_MESSAGE_TEXT, {
+          ephemeralExpiration: HIDDEN_MESSAGE_EXPIRATION_S,
+        });
         this.stats.hiddenMessages++;
       } catch (err) {
         this.stats.failures++;

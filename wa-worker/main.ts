@@ -8,6 +8,7 @@ import path from 'node:path';
 import { useCrashSafeAuthState, writeFileAtomic } from './auth-store.js';
 import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type WorkerConfig } from './config.js';
 import { Connection, errorText } from './connection.js';
+import { ENGINE_NAME, ENGINE_VERSION, trustCertificateRoot } from './engine.js';
 import { HEALTH_FILE, type HealthRecord } from './health.js';
 import { KeepAlive } from './keep-alive.js';
 import { createLogger, type Logger } from './logger.js';
@@ -30,6 +31,10 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     logger.error({ err: errors.last, stack: err.stack }, 'uncaught exception (ignored, the worker keeps running)');
   });
 
+  if (cfg.waCertRootPublicKey) {
+    trustCertificateRoot(Buffer.from(cfg.waCertRootPublicKey, 'hex'));
+    logger.warn({ root: cfg.waCertRootPublicKey }, 'trusting a non-WhatsApp certificate root (simulator only)');
+  }
   const auth = await useCrashSafeAuthState(cfg.authDir, logger);
   const reporter = new WebhookReporter({
     sessionId: cfg.sessionId,
@@ -102,6 +107,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       outbox: cfg.outboxUrl ?? null,
       keepAlive: cfg.enableKeepAlive,
       hadCreds: auth.hadCreds,
+      engine: `${ENGINE_NAME}@${ENGINE_VERSION}`,
     },
     'wa-worker starting',
   );
