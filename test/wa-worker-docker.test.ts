@@ -116,6 +116,7 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
       `WEBHOOK_SECRET=${SECRET}`,
       '-e',
       `WA_WEBSOCKET_URL=${sim.url}`,
+      '-e',
       `WA_CERT_ROOT_PUBLIC_KEY=${Buffer.from(sim.certificateRootPublicKey).toString('hex')}`,
       '-e',
       'HEALTH_INTERVAL_MS=500',

@@ -91,7 +91,7 @@ export interface SessionInput {
 
 export interface WorkerEvent {
   eventId: string;
-  type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE';
+  type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE' | 'AUTH_STATE_INVALID';
   timestamp: number;
   data: Record<string, unknown>;
 }
@@ -415,6 +415,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return onProxyError(event);
       case 'AUTH_FAILURE':
         return logout(`logged out: ${String(event.data.reason ?? 'device removed')}`);
+      case 'AUTH_STATE_INVALID':
+        // The files are kept for an operator (restore a backup or remove the session): park, never restart.
+        return park('failed', `AUTH_STATE_INVALID: ${String(event.data.reason ?? 'unusable auth folder')}`, 'session_failed');
       case 'DISCONNECTED': {
         const code = typeof event.data.code === 'number' ? event.data.code : null;
         if (event.data.isProxyError === true) return onProxyError(event);
