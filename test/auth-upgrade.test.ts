@@ -80,7 +80,70 @@ describe('auth folder written by Baileys 6.7.24', { concurrency: 1 }, () => {
     assert.equal(connected.data.phoneNumber, PHONE);
     assert.equal(rx.ofType('QR_CODE').filter((e) => e.sessionId === 'upgrade_a').length, 0, 'no QR');
     assert.ok(sim.connections(PHONE).some((c) => c.kind === 'login'), 'the simulator accepted a login');
+    const schemaPath = path.join(sessionsDir, 'upgrade_a', 'schema.json');
+    assert.deepEqual(JSON.parse(fs.readFileSync(schemaPath, 'utf8')), {
+      format: 'baileys-multi-file',
+      version: 2,
+      migratedFrom: 1,
+    });
     const { code } = await w.terminate();
     assert.equal(code, 0);
   });
+
+  test('the migration is idempotent: a second start reconnects and leaves schema.json as it is', async () => {
+    const schemaPath = path.join(sessionsDir, 'upgrade_a', 'schema.json');
+    const before = fs.statSync(schemaPath);
+    const since = rx.events.length;
+    const w = startWorker('upgrade_a');
+    await rx.waitFor('CONNECTED', (e) => e.sessionId === 'upgrade_a', 30_000, since);
+    assert.equal(rx.ofType('QR_CODE', since).length, 0, 'no QR');
+    assert.equal(w.logs().filter((l) => l.msg === 'auth folder migrated').length, 0, 'nothing migrated twice');
+    const afterStat = fs.statSync(schemaPath);
+    assert.equal(afterStat.ino, before.ino, 'schema.json not rewritten');
+    assert.equal((await w.terminate()).code, 0);
+  });
+
+  for (const [name, schema] of [
+    ['foreign', '{"format":"someone-else","version":1}'],
+    ['newer', '{"format":"baileys-multi-file","version":99}'],
+    ['corrupt', '{not json'],
+  ] as const) {
+    test(`${name} schema: AUTH_STATE_INVALID, no QR, no connection, files untouched, the worker stays up`, async () => {
+      const session = `invalid_${name}`;
+      const dir = copyFixture(session);
+      fs.writeFileSync(path.join(dir, 'schema.json'), schema);
+      const snapshot = () =>
+        fs
+          .readdirSync(dir)
+          .filter((f) => !f.startsWith('.'))
+          .sort()
+          .map((f) => `${f}:${fs.readFileSync(path.join(dir, f), 'utf8')}`);
+      const filesBefore = snapshot();
+      const loginsBefore = sim.connections(PHONE).length;
+      const w = startWorker(session);
+      const ev = await rx.waitFor('AUTH_STATE_INVALID', (e) => e.sessionId === session, 20_000);
+      assert.match(ev.data.reason, name === 'newer' ? /newer/ : name === 'foreign' ? /foreign/ : /not JSON/);
+      // The health file shows the idle state: the container stays up instead of restarting in a loop.
+      await waitUntil(() => {
+        try {
+          return JSON.parse(fs.readFileSync(path.join(dir, '.health.json'), 'utf8')).state === 'auth_invalid';
+        } catch {
+          return false;
+        }
+      }, 10_000);
+      assert.ok(w.running, 'the worker did not exit');
+      assert.equal(rx.ofType('QR_CODE').filter((e) => e.sessionId === session).length, 0, 'no QR');
+      assert.equal(sim.connections(PHONE).length, loginsBefore, 'no connection attempt');
+      assert.deepEqual(snapshot(), filesBefore, 'no auth file changed or deleted');
+      assert.equal((await w.terminate()).code, 0);
+    });
+  }
 });
+
+async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error('timeout');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -166,6 +166,16 @@ async function idleWithInvalidAuth(
 ): Promise<void> {
   logger.error({ reason: invalid.reason, authDir: cfg.authDir }, 'auth state invalid: not connecting (files kept)');
   reporter.emit('AUTH_STATE_INVALID', { reason: invalid.reason });
+  const timers: { health?: NodeJS.Timeout } = {};
+  const stop = async () => {
+    clearInterval(timers.health);
+    await reporter.flush(cfg.shutdownTimeoutMs / 2).catch(() => false);
+    await reporter.close().catch(() => undefined);
+    process.exit(0);
+  };
+  // Handlers first: a SIGTERM may come as soon as the health file shows the idle state.
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
   const healthPath = path.join(cfg.authDir, HEALTH_FILE);
   const writeHealth = async () => {
     const record: HealthRecord = {
@@ -180,15 +190,7 @@ async function idleWithInvalidAuth(
     await writeFileAtomic(healthPath, JSON.stringify(record)).catch(() => undefined);
   };
   await writeHealth();
-  const timer = setInterval(() => void writeHealth(), cfg.healthIntervalMs);
-  const stop = async () => {
-    clearInterval(timer);
-    await reporter.flush(cfg.shutdownTimeoutMs / 2).catch(() => false);
-    await reporter.close().catch(() => undefined);
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop());
-  process.on('SIGINT', () => void stop());
+  timers.health = setInterval(() => void writeHealth(), cfg.healthIntervalMs);
 }
 
 function sleep(ms: number): Promise<void> {
