@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { AUTH_SCHEMA_FILE, AUTH_SCHEMA_FORMAT, AUTH_SCHEMA_VERSION } from '../common/auth-schema.js';
 import {
   BufferJSON,
   initAuthCreds,
@@ -212,9 +213,7 @@ export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLo
  * `${type}-${id}.json`) and reads every version-1 file unchanged, so the migration 1 → 2 only records the version;
  * 7.x creates the new key types lazily (the LID mappings from the server's usync answers).
  */
-export const AUTH_SCHEMA_FILE = 'schema.json';
-export const AUTH_SCHEMA_VERSION = 2;
-const AUTH_SCHEMA_FORMAT = 'baileys-multi-file';
+export { AUTH_SCHEMA_FILE, AUTH_SCHEMA_VERSION };
 
 export interface AuthSchema {
   format: typeof AUTH_SCHEMA_FORMAT;
