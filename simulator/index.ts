@@ -4,6 +4,7 @@ export {
   FAULT_KINDS,
   isLoopbackHost,
   type AntiSpamOptions,
+  type ClientVersion,
   type ConnectionRecord,
   type ExportedPhone,
   type FaultKind,

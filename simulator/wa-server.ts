@@ -51,7 +51,17 @@ export interface SimulatorOptions {
   /** how long the recipient's phone takes to send the automatic receipts (default 100 ms, after a 50 ms server notification) */
   receiptDelayMs?: number;
   antiSpam?: AntiSpamOptions | null;
+  /** clients whose `appVersion` is below this are refused with `<failure reason="405">` (client_too_old) */
+  minClientVersion?: ClientVersion | null;
   logger?: pino.Logger;
+}
+
+/** WhatsApp Web version as the client announces it: [primary, secondary, tertiary]. */
+export type ClientVersion = [number, number, number];
+
+function versionBelow(v: ClientVersion, min: ClientVersion): boolean {
+  for (let i = 0; i < 3; i++) if (v[i] !== min[i]) return v[i]! < min[i]!;
+  return false;
 }
 
 export interface RecordedMessage {
@@ -213,6 +223,8 @@ export class WhatsAppSimulator {
   private readonly antiSpam: Required<AntiSpamOptions> | null;
   private readonly receiptDelayMs: number;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Mutable at run time (control API, tests). */
+  minClientVersion: ClientVersion | null;
 
   private constructor(
     private readonly wss: WebSocketServer,
@@ -224,6 +236,7 @@ export class WhatsAppSimulator {
     this.qrRefs = opts.qrRefs ?? 6;
     this.receipts = opts.receipts ?? 'delivery';
     this.receiptDelayMs = opts.receiptDelayMs ?? 100;
+    this.minClientVersion = opts.minClientVersion ?? null;
     this.antiSpam = opts.antiSpam
       ? {
           maxPerMinute: opts.antiSpam.maxPerMinute ?? 20,
@@ -573,6 +586,16 @@ export class WhatsAppSimulator {
       const payload = proto.ClientPayload.decode(noise.handshakeDecrypt(clientFinish.payload));
       await noise.finish();
       c.clientNoiseKey = clientStatic.toString('base64');
+      const v = payload.userAgent?.appVersion;
+      const announced: ClientVersion = [v?.primary ?? 0, v?.secondary ?? 0, v?.tertiary ?? 0];
+      if (this.minClientVersion && versionBelow(announced, this.minClientVersion)) {
+        // like WhatsApp: a stale client is refused at login with 405 (client_too_old), pairing or not
+        c.record.kind = 'rejected';
+        this.connectionLog.push(c.record);
+        this.events.emit('client-too-old', { version: announced.join('.'), address: c.address });
+        this.closeWith(c, { tag: 'failure', attrs: { reason: '405', location: 'sim' } });
+        return;
+      }
       if (payload.devicePairingData) this.startPairing(c);
       else this.login(c, payload);
       return;

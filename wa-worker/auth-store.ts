@@ -256,7 +256,9 @@ export async function readAuthSchema(folder: string): Promise<AuthSchema | null>
  * 6.7.24 folder (version 1); an empty folder is new. Refuses (AuthStateInvalidError, nothing touched) a folder
  * with a foreign schema or one written by a newer version of this code. Never deletes a file.
  */
-export async function migrateAuthFolder(folder: string): Promise<{ from: number | null; to: number; migrated: boolean }> {
+export async function migrateAuthFolder(
+  folder: string,
+): Promise<{ from: number | null; to: number; migrated: boolean }> {
   await fs.mkdir(folder, { recursive: true, mode: DIR_MODE });
   const schema = await readAuthSchema(folder);
   if (schema && schema.version > AUTH_SCHEMA_VERSION) {
@@ -264,7 +266,8 @@ export async function migrateAuthFolder(folder: string): Promise<{ from: number 
       `schema version ${schema.version} was written by a newer version (this code reads up to ${AUTH_SCHEMA_VERSION})`,
     );
   }
-  if (schema?.version === AUTH_SCHEMA_VERSION) return { from: schema.version, to: AUTH_SCHEMA_VERSION, migrated: false };
+  if (schema?.version === AUTH_SCHEMA_VERSION)
+    return { from: schema.version, to: AUTH_SCHEMA_VERSION, migrated: false };
   const hasCreds = await fs
     .stat(path.join(folder, 'creds.json'))
     .then(() => true)

@@ -5,6 +5,7 @@
  *  - proxy error (classified from the error's data, not the status code) → PROXY_ERROR + DISCONNECTED
  *    {isProxyError: true}; keep retrying the SAME proxy with capped backoff (the orchestrator replaces us);
  *  - 401 logged out → AUTH_FAILURE + DISCONNECTED, stop (no reconnect);
+ *  - 405 client_too_old → CLIENT_OUTDATED + DISCONNECTED, stop (a retry would be refused again);
  *  - 440 replaced → DISCONNECTED, stop;  403 forbidden (banned) → DISCONNECTED, stop;
  *  - QR refs exhausted before pairing → DISCONNECTED, stop (the orchestrator restarts the session);
  *  - 515 right after pairing → reconnect immediately, silently;
@@ -16,7 +17,7 @@ import { disconnectStatusCode, isProxyError } from '../common/baileys-errors.js'
 import { redactProxyUrl } from '../common/proxy-url.js';
 import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
-import { createEngineSocket, userOf, type EngineSocket } from './engine.js';
+import { createEngineSocket, DEFAULT_WA_VERSION, userOf, type EngineSocket } from './engine.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
 
@@ -30,6 +31,7 @@ export type ConnectionState =
   | 'replaced'
   | 'banned'
   | 'qr_timeout'
+  | 'client_outdated'
   | 'stopped';
 
 export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
@@ -37,6 +39,7 @@ export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
   'replaced',
   'banned',
   'qr_timeout',
+  'client_outdated',
 ]);
 
 export type DisconnectAction =
@@ -45,6 +48,7 @@ export type DisconnectAction =
   | { kind: 'replaced'; reconnect: false }
   | { kind: 'banned'; reconnect: false }
   | { kind: 'qr_timeout'; reconnect: false }
+  | { kind: 'client_outdated'; reconnect: false }
   | { kind: 'restart_after_pairing'; reconnect: true }
   | { kind: 'lost'; reconnect: true };
 
@@ -53,6 +57,7 @@ export function classifyDisconnect(err: unknown, ctx: { justPaired: boolean; reg
   if (isProxyError(err)) return { kind: 'proxy', reconnect: true };
   const code = disconnectStatusCode(err);
   if (code === 401) return { kind: 'logged_out', reconnect: false };
+  if (code === 405) return { kind: 'client_outdated', reconnect: false };
   if (code === 440) return { kind: 'replaced', reconnect: false };
   if (code === 403) return { kind: 'banned', reconnect: false };
   if (code === 515 && ctx.justPaired) return { kind: 'restart_after_pairing', reconnect: true };
@@ -91,6 +96,8 @@ export class Connection {
   private stopped = false;
   private readonly statusSent = new Map<string, Set<string>>();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
+  /** WhatsApp Web version announced: WA_VERSION, else the engine's pinned default. */
+  readonly version: [number, number, number];
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -99,7 +106,13 @@ export class Connection {
     private readonly logger: Logger,
     private readonly baileysLogger: Logger,
     private readonly hooks: ConnectionHooks = {},
-  ) {}
+  ) {
+    this.version = cfg.waVersion ?? DEFAULT_WA_VERSION;
+    logger.info(
+      { version: this.version.join('.'), source: cfg.waVersion ? 'WA_VERSION' : 'engine default' },
+      'WhatsApp Web version',
+    );
+  }
 
   /** The open socket, or undefined when not connected. */
   get socket(): EngineSocket | undefined {
@@ -151,6 +164,7 @@ export class Connection {
         connectTimeoutMs: cfg.waConnectTimeoutMs,
         keepAliveIntervalMs: cfg.waKeepAliveIntervalMs,
         defaultQueryTimeoutMs: cfg.waQueryTimeoutMs,
+        version: this.version,
       });
     } catch (err) {
       this.logger.error({ err: errorText(err) }, 'could not create the WhatsApp socket');
@@ -284,6 +298,15 @@ export class Connection {
         this.reporter.emit('DISCONNECTED', { reason: `banned: ${reason}`, code, isProxyError: false });
         this.state = 'banned';
         this.logger.error('account forbidden (banned): not reconnecting');
+        return;
+      case 'client_outdated':
+        this.reporter.emit('CLIENT_OUTDATED', { reason: reason || 'client_too_old', version: this.version.join('.') });
+        this.reporter.emit('DISCONNECTED', { reason: `client_outdated: ${reason}`, code, isProxyError: false });
+        this.state = 'client_outdated';
+        this.logger.error(
+          { version: this.version.join('.') },
+          'WhatsApp refused this client version (405): not reconnecting',
+        );
         return;
       case 'qr_timeout':
         this.reporter.emit('DISCONNECTED', { reason: `qr_timeout: ${reason}`, code, isProxyError: false });

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import makeWASocket, {
   Browsers,
   BufferJSON,
+  DEFAULT_CONNECTION_CONFIG,
   initAuthCreds,
   jidDecode,
   jidNormalizedUser,
@@ -77,7 +78,16 @@ export interface EngineOptions {
   connectTimeoutMs: number;
   keepAliveIntervalMs: number;
   defaultQueryTimeoutMs: number;
+  /** WhatsApp Web version to announce; the engine's pinned default when absent. */
+  version?: [number, number, number];
 }
+
+/** The WhatsApp Web version the engine announces unless told otherwise. */
+export const DEFAULT_WA_VERSION: [number, number, number] = [...DEFAULT_CONNECTION_CONFIG.version] as [
+  number,
+  number,
+  number,
+];
 
 export interface EngineSocket {
   readonly userJid: string | undefined;
@@ -122,6 +132,7 @@ function statusOf(status: number | null | undefined): MessageStatus | undefined 
 export function createEngineSocket(o: EngineOptions): EngineSocket {
   const sock: WASocket = makeWASocket({
     ...(o.waWebSocketUrl ? { waWebSocketUrl: o.waWebSocketUrl } : {}),
+    version: o.version ?? DEFAULT_WA_VERSION,
     // One agent per socket: the WebSocket and the agent-based uploads go through the session's proxy.
     agent: o.agent,
     fetchAgent: o.agent,

@@ -91,7 +91,14 @@ export interface SessionInput {
 
 export interface WorkerEvent {
   eventId: string;
-  type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE' | 'AUTH_STATE_INVALID';
+  type:
+    | 'QR_CODE'
+    | 'CONNECTED'
+    | 'DISCONNECTED'
+    | 'PROXY_ERROR'
+    | 'AUTH_FAILURE'
+    | 'AUTH_STATE_INVALID'
+    | 'CLIENT_OUTDATED';
   timestamp: number;
   data: Record<string, unknown>;
 }
@@ -417,7 +424,18 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return logout(`logged out: ${String(event.data.reason ?? 'device removed')}`);
       case 'AUTH_STATE_INVALID':
         // The files are kept for an operator (restore a backup or remove the session): park, never restart.
-        return park('failed', `AUTH_STATE_INVALID: ${String(event.data.reason ?? 'unusable auth folder')}`, 'session_failed');
+        return park(
+          'failed',
+          `AUTH_STATE_INVALID: ${String(event.data.reason ?? 'unusable auth folder')}`,
+          'session_failed',
+        );
+      case 'CLIENT_OUTDATED':
+        // A restart would be refused again: park with one alert until the worker image (WA_VERSION) is updated.
+        return park(
+          'failed',
+          `CLIENT_OUTDATED: WhatsApp refused version ${String(event.data.version ?? '?')} (405)`,
+          'session_failed',
+        );
       case 'DISCONNECTED': {
         const code = typeof event.data.code === 'number' ? event.data.code : null;
         if (event.data.isProxyError === true) return onProxyError(event);
