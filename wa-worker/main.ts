@@ -117,7 +117,9 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       outbox: cfg.outboxUrl ?? null,
       keepAlive: cfg.enableKeepAlive,
       hadCreds: auth.hadCreds,
-      engine: `${ENGINE_NAME}@${ENGINE_VERSION}`,
+      // no '@' in the value: the log redactor would read `…:…@` as credentials
+      engine: ENGINE_NAME.replace(/^@/, ''),
+      engineVersion: ENGINE_VERSION,
     },
     'wa-worker starting',
   );
