@@ -10,6 +10,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ZipArchive } from 'archiver';
 import yauzl from 'yauzl';
+import { AUTH_SCHEMA_FILE, AUTH_SCHEMA_VERSION } from '../common/auth-schema.js';
 import { SessionIdSchema } from '../common/session.js';
 import { OWNER_FILE } from './auth-owner.js';
 
@@ -298,6 +299,7 @@ export async function verifyArchive(
   }
   const seen = new Map<string, { size: number; sha256: string }>();
   let manifestRaw: Buffer | null = null;
+  const schemaVersions = new Map<string, number | null>();
   let total = 0;
   let count = 0;
   try {
@@ -346,7 +348,7 @@ export async function verifyArchive(
           size += chunk.length;
           if (size > entry.uncompressedSize) throw new BackupInvalidError(`entry "${name}" is larger than declared`);
           hash.update(chunk);
-          if (name === MANIFEST_FILE) chunks.push(chunk);
+          if (name === MANIFEST_FILE || name.endsWith(`/${AUTH_SCHEMA_FILE}`)) chunks.push(chunk);
           else if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
         }
       } catch (err) {
@@ -360,6 +362,7 @@ export async function verifyArchive(
       }
       if (name === MANIFEST_FILE) manifestRaw = Buffer.concat(chunks);
       else seen.set(name, { size, sha256: hash.digest('hex') });
+      if (name.endsWith(`/${AUTH_SCHEMA_FILE}`)) schemaVersions.set(name, schemaVersionOf(Buffer.concat(chunks)));
     });
   } catch (err) {
     if (err instanceof BackupInvalidError) throw err;
@@ -369,6 +372,13 @@ export async function verifyArchive(
   }
   if (count === 0) throw new BackupInvalidError('archive is empty');
   if (!manifestRaw) throw new BackupInvalidError('archive has no manifest.json');
+  // An auth folder written by a newer version of the code cannot be read by this one: refuse before any restore.
+  for (const [name, version] of schemaVersions) {
+    if (version === null || version > AUTH_SCHEMA_VERSION)
+      throw new BackupInvalidError(
+        `${name}: auth schema ${version ?? 'unreadable'} is newer than this code reads (${AUTH_SCHEMA_VERSION})`,
+      );
+  }
   let manifest: BackupManifest;
   try {
     manifest = JSON.parse((manifestRaw as Buffer).toString('utf8')) as BackupManifest;
@@ -391,6 +401,15 @@ export async function verifyArchive(
     if (!SessionIdSchema.safeParse(s.sessionId).success)
       throw new BackupInvalidError(`manifest names an invalid session id "${String(s.sessionId)}"`);
   return manifest;
+}
+
+function schemaVersionOf(raw: Buffer): number | null {
+  try {
+    const v = (JSON.parse(raw.toString('utf8')) as { version?: unknown }).version;
+    return Number.isInteger(v) ? (v as number) : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface BackupInfo {

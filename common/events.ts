@@ -19,6 +19,8 @@ export const EVENT_TYPES = [
   'PING',
   'PROXY_ERROR',
   'AUTH_FAILURE',
+  'AUTH_STATE_INVALID',
+  'CLIENT_OUTDATED',
   'MESSAGE_RECEIVED',
   'MESSAGE_STATUS',
 ] as const;
@@ -40,6 +42,10 @@ export const DisconnectedData = z.object({
 export const PingData = z.object({ timestamp: z.number().int() });
 export const ProxyErrorData = z.object({ error: z.string() });
 export const AuthFailureData = z.object({ reason: z.string() });
+/** The session folder has a foreign/newer schema or cannot be read: the worker idles, the files are kept. */
+export const AuthStateInvalidData = z.object({ reason: z.string() });
+/** WhatsApp refused the client version (405 client_too_old): the worker stops reconnecting. */
+export const ClientOutdatedData = z.object({ reason: z.string(), version: z.string() });
 export const MessageReceivedData = z.object({
   messageId: z.string().min(1),
   from: z.string().min(1),
@@ -61,6 +67,8 @@ export const EventDataSchemas = {
   PING: PingData,
   PROXY_ERROR: ProxyErrorData,
   AUTH_FAILURE: AuthFailureData,
+  AUTH_STATE_INVALID: AuthStateInvalidData,
+  CLIENT_OUTDATED: ClientOutdatedData,
   MESSAGE_RECEIVED: MessageReceivedData,
   MESSAGE_STATUS: MessageStatusData,
 } as const satisfies Record<EventType, z.ZodTypeAny>;
@@ -84,6 +92,8 @@ export const WebhookEnvelopeSchema = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('PING'), data: PingData }),
   z.object({ ...base, type: z.literal('PROXY_ERROR'), data: ProxyErrorData }),
   z.object({ ...base, type: z.literal('AUTH_FAILURE'), data: AuthFailureData }),
+  z.object({ ...base, type: z.literal('AUTH_STATE_INVALID'), data: AuthStateInvalidData }),
+  z.object({ ...base, type: z.literal('CLIENT_OUTDATED'), data: ClientOutdatedData }),
   z.object({ ...base, type: z.literal('MESSAGE_RECEIVED'), data: MessageReceivedData }),
   z.object({ ...base, type: z.literal('MESSAGE_STATUS'), data: MessageStatusData }),
 ]);

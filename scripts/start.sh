@@ -106,6 +106,8 @@ if [ "$DEMO" = 1 ]; then
   PROXY_URLS="socks5h://demo:demo-secret@127.0.0.1:1080,socks5h://demo:demo-secret@127.0.0.1:1081,socks5h://demo:demo-secret@127.0.0.1:1082,socks5h://demo:demo-secret@127.0.0.1:1083"
   WA_WEBSOCKET_URL="ws://127.0.0.1:9400/ws/chat"
   DEMO_SIMULATOR_URL="http://127.0.0.1:9401"
+  # Baileys 7 verifies the server certificate chain: workers trust the simulator's published development root.
+  WORKER_ENV_WA_CERT_ROOT_PUBLIC_KEY="848f8477acda24c92840decc71a3e73d8fc560f8eb151a130cf1a52a70e8da03"
   WEBHOOK_URL="http://127.0.0.1:$API_PORT/api/webhook"
   SESSIONS_DIR="$DATA/demo/sessions"
   BACKUPS_DIR="$DATA/demo/backups"

@@ -11,9 +11,12 @@ import {
   type BinaryNode,
   type SignalDataSet,
   type SignalDataTypeMap,
-  type SignalKeyStore,
+  type SignalKeyStoreWithTransaction,
 } from '@whiskeysockets/baileys';
+import pino from 'pino';
 import { makeLibSignalRepository } from '@whiskeysockets/baileys/lib/Signal/libsignal.js';
+
+const SILENT = pino({ level: 'silent' });
 
 type SignalRepository = ReturnType<typeof makeLibSignalRepository>;
 
@@ -26,7 +29,7 @@ export interface CompanionBundle {
 }
 
 /** In-memory Signal key store: all a fake contact needs (pre-keys, sessions). */
-function memoryKeyStore(): SignalKeyStore {
+function memoryKeyStore(): SignalKeyStoreWithTransaction {
   const data = new Map<string, Map<string, unknown>>();
   return {
     get<T extends keyof SignalDataTypeMap>(type: T, ids: string[]) {
@@ -48,6 +51,9 @@ function memoryKeyStore(): SignalKeyStore {
         }
       }
     },
+    // 7.x's repository runs every operation in a transaction; a contact's store is synchronous, so it is one.
+    isInTransaction: () => false,
+    transaction: (exec) => exec(),
   };
 }
 
@@ -64,7 +70,7 @@ export class FakeContact {
   private readonly sessionsWith = new Set<string>();
 
   constructor(readonly jid: string) {
-    this.repository = makeLibSignalRepository({ creds: this.creds, keys: this.keys });
+    this.repository = makeLibSignalRepository({ creds: this.creds, keys: this.keys }, SILENT);
   }
 
   /**

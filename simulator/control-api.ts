@@ -87,7 +87,15 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
   const phoneFrom = (raw: string | undefined): string => parse(phoneParam, raw, 'phone');
 
   const routes: Route[] = [
-    { method: 'GET', pattern: /^\/healthz$/, handler: () => ({ ok: true, url: sim.url }) },
+    {
+      method: 'GET',
+      pattern: /^\/healthz$/,
+      handler: () => ({
+        ok: true,
+        url: sim.url,
+        certificateRootPublicKey: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
+      }),
+    },
     {
       method: 'POST',
       pattern: /^\/scan$/,

@@ -1,9 +1,12 @@
 export {
   WhatsAppSimulator,
+  SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX,
   FAULT_KINDS,
   isLoopbackHost,
   type AntiSpamOptions,
+  type ClientVersion,
   type ConnectionRecord,
+  type ExportedPhone,
   type FaultKind,
   type PhoneSummary,
   type RecordedMessage,

@@ -59,7 +59,22 @@ const antiSpam = antiSpamEnabled
     }
   : null;
 
-const sim = await WhatsAppSimulator.start({ port: simPort, qrRefs, antiSpam, logger: logger.child({ c: 'sim' }) });
+// SIM_MIN_CLIENT_VERSION=2.3000.1043857760: older clients get 405 client_too_old.
+const minVersionRaw = env.SIM_MIN_CLIENT_VERSION;
+const minClientVersion = minVersionRaw ? (minVersionRaw.split('.').map(Number) as [number, number, number]) : null;
+if (
+  minClientVersion &&
+  (minClientVersion.length !== 3 || minClientVersion.some((n) => !Number.isInteger(n) || n < 0))
+) {
+  throw new Error(`SIM_MIN_CLIENT_VERSION must look like 2.3000.1043857760, got "${minVersionRaw}"`);
+}
+const sim = await WhatsAppSimulator.start({
+  port: simPort,
+  qrRefs,
+  antiSpam,
+  minClientVersion,
+  logger: logger.child({ c: 'sim' }),
+});
 const proxies: Socks5Proxy[] = [];
 for (let i = 0; i < proxyCount; i++) {
   proxies.push(await Socks5Proxy.start({ port: 1080 + i, username, password, bindAddress: `127.0.0.${10 + i}` }));
@@ -73,6 +88,7 @@ process.stdout.write(
   `${JSON.stringify({
     simulator: sim.url,
     control: control.url,
+    certificateRootPublicKey: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
     antiSpam,
     proxies: proxies.map((p) => ({ url: p.redactedUrl, bindAddress: p.bindAddress })),
   })}\n`,

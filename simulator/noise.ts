@@ -34,8 +34,8 @@ export class ServerNoise {
 
   async mixIntoKey(inputKeyMaterial: Uint8Array): Promise<void> {
     const out = await hkdf(Buffer.from(inputKeyMaterial), 64, { salt: this.salt, info: '' });
-    this.salt = out.subarray(0, 32);
-    this.handshakeKey = out.subarray(32);
+    this.salt = Buffer.from(out.subarray(0, 32));
+    this.handshakeKey = Buffer.from(out.subarray(32));
     this.handshakeCounter = 0;
   }
 
@@ -54,8 +54,8 @@ export class ServerNoise {
   /** Split into transport keys: the client writes with the first half, reads with the second. */
   async finish(): Promise<void> {
     const out = await hkdf(Buffer.alloc(0), 64, { salt: this.salt, info: '' });
-    this.receiveKey = out.subarray(0, 32);
-    this.sendKey = out.subarray(32);
+    this.receiveKey = Buffer.from(out.subarray(0, 32));
+    this.sendKey = Buffer.from(out.subarray(32));
   }
 
   encrypt(plaintext: Uint8Array): Buffer {

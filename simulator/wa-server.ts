@@ -51,7 +51,17 @@ export interface SimulatorOptions {
   /** how long the recipient's phone takes to send the automatic receipts (default 100 ms, after a 50 ms server notification) */
   receiptDelayMs?: number;
   antiSpam?: AntiSpamOptions | null;
+  /** clients whose `appVersion` is below this are refused with `<failure reason="405">` (client_too_old) */
+  minClientVersion?: ClientVersion | null;
   logger?: pino.Logger;
+}
+
+/** WhatsApp Web version as the client announces it: [primary, secondary, tertiary]. */
+export type ClientVersion = [number, number, number];
+
+function versionBelow(v: ClientVersion, min: ClientVersion): boolean {
+  for (let i = 0; i < 3; i++) if (v[i] !== min[i]) return v[i]! < min[i]!;
+  return false;
 }
 
 export interface RecordedMessage {
@@ -76,6 +86,28 @@ export interface PhoneSummary {
   banned: boolean;
   online: boolean;
   messagesSent: number;
+}
+
+/** A phone's account and linked devices as JSON (binary values base64), see `exportPhone`. */
+export interface ExportedPhone {
+  phone: string;
+  account: { public: string; private: string };
+  nextDeviceId: number;
+  firstLinkedAt: number | null;
+  devices: Array<{
+    deviceId: number;
+    jid: string;
+    lid: string;
+    noiseKey: string;
+    identity: string;
+    appStateKeyShared: boolean;
+    bundle: {
+      registrationId: number;
+      identity: string;
+      signedPreKey: { id: number; value: string; signature: string };
+      preKeys: Array<{ id: number; value: string }>;
+    } | null;
+  }>;
 }
 
 /** A companion device (a Baileys session) linked to a phone. */
@@ -136,6 +168,16 @@ interface Connection {
 }
 
 const SERVER_JID = 's.whatsapp.net';
+/**
+ * The simulator's certificate root (a published development key, never WhatsApp's). A client that verifies the
+ * Noise certificate chain (Baileys 7.x does) trusts this public key instead of WhatsApp's when pointed at the
+ * simulator: wa-worker's `WA_CERT_ROOT_PUBLIC_KEY`. Fixed so a separately started worker can be configured.
+ */
+export const SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX = '848f8477acda24c92840decc71a3e73d8fc560f8eb151a130cf1a52a70e8da03';
+const SIMULATOR_CERT_ROOT: KeyPair = {
+  private: Buffer.from('8098cf06295e6a9f47438f41034bbcdbb721d4a5bc05957d3f548f0ce449d843', 'hex'),
+  public: Buffer.from(SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX, 'hex'),
+};
 const FIRST_DEVICE_ID = 7;
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
@@ -164,10 +206,7 @@ const stanzaId = (): string => randomBytes(8).toString('hex').toUpperCase();
 export class WhatsAppSimulator {
   readonly events = new EventEmitter();
   readonly url: string;
-  /**
-   * Public key of the simulator's own certificate root. Baileys 6.x does not check it; a client that verifies
-   * the chain (7.x with a fixed Curve.verify) must be pointed at it (`WA_CERT_DETAILS.PUBLIC_KEY`).
-   */
+  /** Public key of the simulator's certificate root (SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX), published to clients. */
   readonly certificateRootPublicKey: Uint8Array;
 
   private readonly phoneStates = new Map<string, PhoneState>();
@@ -184,6 +223,8 @@ export class WhatsAppSimulator {
   private readonly antiSpam: Required<AntiSpamOptions> | null;
   private readonly receiptDelayMs: number;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Mutable at run time (control API, tests). */
+  minClientVersion: ClientVersion | null;
 
   private constructor(
     private readonly wss: WebSocketServer,
@@ -195,6 +236,7 @@ export class WhatsAppSimulator {
     this.qrRefs = opts.qrRefs ?? 6;
     this.receipts = opts.receipts ?? 'delivery';
     this.receiptDelayMs = opts.receiptDelayMs ?? 100;
+    this.minClientVersion = opts.minClientVersion ?? null;
     this.antiSpam = opts.antiSpam
       ? {
           maxPerMinute: opts.antiSpam.maxPerMinute ?? 20,
@@ -202,7 +244,7 @@ export class WhatsAppSimulator {
           youngForMs: opts.antiSpam.youngForMs ?? 7 * 24 * HOUR_MS,
         }
       : null;
-    const root = Curve.generateKeyPair();
+    const root = SIMULATOR_CERT_ROOT;
     this.certificateRootPublicKey = root.public;
     this.certificateChain = buildCertificateChain(root, this.serverStatic.public);
     wss.on('connection', (ws, req) => this.onConnection(ws, req));
@@ -287,6 +329,74 @@ export class WhatsAppSimulator {
         ],
       });
     });
+  }
+
+  /**
+   * The phone's account key and linked devices as plain JSON, so a test fixture (an auth folder written by an
+   * older client) can be reconnected by a later simulator without a new QR scan.
+   */
+  exportPhone(phone: string): ExportedPhone {
+    const state = this.phoneStates.get(phone);
+    if (!state) throw new Error(`unknown phone ${phone}`);
+    const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+    return {
+      phone,
+      account: { public: b64(state.account.public), private: b64(state.account.private) },
+      nextDeviceId: state.nextDeviceId,
+      firstLinkedAt: state.firstLinkedAt,
+      devices: [...state.devices.values()].map((d) => ({
+        deviceId: d.deviceId,
+        jid: d.jid,
+        lid: d.lid,
+        noiseKey: d.noiseKey,
+        identity: b64(d.identity),
+        appStateKeyShared: d.appStateKeyShared,
+        bundle: d.bundle && {
+          registrationId: d.bundle.registrationId,
+          identity: b64(d.bundle.identity),
+          signedPreKey: {
+            id: d.bundle.signedPreKey.id,
+            value: b64(d.bundle.signedPreKey.value),
+            signature: b64(d.bundle.signedPreKey.signature),
+          },
+          preKeys: d.bundle.preKeys.map((k) => ({ id: k.id, value: b64(k.value) })),
+        },
+      })),
+    };
+  }
+
+  /** Restores what `exportPhone` returned (replacing any state of that phone). */
+  importPhone(exported: ExportedPhone): void {
+    const buf = (s: string): Buffer => Buffer.from(s, 'base64');
+    const state = this.phoneState(exported.phone);
+    for (const device of state.devices.values()) this.devicesByNoiseKey.delete(device.noiseKey);
+    state.devices.clear();
+    state.account = { public: buf(exported.account.public), private: buf(exported.account.private) };
+    state.nextDeviceId = exported.nextDeviceId;
+    state.firstLinkedAt = exported.firstLinkedAt;
+    for (const d of exported.devices) {
+      const device: LinkedDevice = {
+        phone: exported.phone,
+        deviceId: d.deviceId,
+        jid: d.jid,
+        lid: d.lid,
+        noiseKey: d.noiseKey,
+        identity: buf(d.identity),
+        appStateKeyShared: d.appStateKeyShared,
+        bundle: d.bundle && {
+          registrationId: d.bundle.registrationId,
+          identity: buf(d.bundle.identity),
+          signedPreKey: {
+            id: d.bundle.signedPreKey.id,
+            value: buf(d.bundle.signedPreKey.value),
+            signature: buf(d.bundle.signedPreKey.signature),
+          },
+          preKeys: d.bundle.preKeys.map((k) => ({ id: k.id, value: buf(k.value) })),
+        },
+      };
+      state.devices.set(device.noiseKey, device);
+      this.devicesByNoiseKey.set(device.noiseKey, device);
+    }
   }
 
   fault(phone: string, kind: FaultKind): void {
@@ -476,6 +586,16 @@ export class WhatsAppSimulator {
       const payload = proto.ClientPayload.decode(noise.handshakeDecrypt(clientFinish.payload));
       await noise.finish();
       c.clientNoiseKey = clientStatic.toString('base64');
+      const v = payload.userAgent?.appVersion;
+      const announced: ClientVersion = [v?.primary ?? 0, v?.secondary ?? 0, v?.tertiary ?? 0];
+      if (this.minClientVersion && versionBelow(announced, this.minClientVersion)) {
+        // like WhatsApp: a stale client is refused at login with 405 (client_too_old), pairing or not
+        c.record.kind = 'rejected';
+        this.connectionLog.push(c.record);
+        this.events.emit('client-too-old', { version: announced.join('.'), address: c.address });
+        this.closeWith(c, { tag: 'failure', attrs: { reason: '405', location: 'sim' } });
+        return;
+      }
       if (payload.devicePairingData) this.startPairing(c);
       else this.login(c, payload);
       return;
@@ -528,9 +648,11 @@ export class WhatsAppSimulator {
     return state;
   }
 
+  /** One contact per (user, device), whether addressed by phone number or by LID. */
   private contact(jid: string): FakeContact {
-    let contact = this.contacts.get(jid);
-    if (!contact) this.contacts.set(jid, (contact = new FakeContact(jid)));
+    const key = pnJidOf(jid);
+    let contact = this.contacts.get(key);
+    if (!contact) this.contacts.set(key, (contact = new FakeContact(key)));
     return contact;
   }
 
@@ -653,7 +775,7 @@ export class WhatsAppSimulator {
     const noHistory: proto.IMessage = {
       protocolMessage: {
         type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
-        historySyncNotification: { syncType: proto.Message.HistorySyncNotification.HistorySyncType.NO_HISTORY },
+        historySyncNotification: { syncType: proto.Message.HistorySyncType.NO_HISTORY },
       },
     };
     await this.deliverFrom(c, ownPhoneJid, noHistory, {});
@@ -761,18 +883,29 @@ export class WhatsAppSimulator {
   private onUsync(c: Connection, node: BinaryNode): void {
     const usync = getBinaryNodeChild(node, 'usync');
     const users = getBinaryNodeChildren(getBinaryNodeChild(usync, 'list'), 'user');
+    const query = getBinaryNodeChild(usync, 'query');
+    const wantsDevices = !!getBinaryNodeChild(query, 'devices');
+    const wantsLid = !!getBinaryNodeChild(query, 'lid');
     const list: BinaryNode[] = [];
     for (const user of users) {
-      const decoded = jidDecode(user.attrs.jid);
-      if (!decoded?.user) continue;
-      const devices: BinaryNode[] = [{ tag: 'device', attrs: { id: '0' } }];
-      for (const linked of this.phoneStates.get(decoded.user)?.devices.values() ?? []) {
-        devices.push({ tag: 'device', attrs: { id: String(linked.deviceId), 'key-index': '1' } });
+      const requested = user.attrs.jid;
+      const decoded = jidDecode(requested);
+      if (!requested || !decoded?.user) continue;
+      // every phone number has a LID; a LID-addressed user is answered in LID space
+      const phone = decoded.server === 'lid' ? phoneForLid(decoded.user) : decoded.user;
+      const content: BinaryNode[] = [];
+      if (wantsDevices) {
+        const devices: BinaryNode[] = [{ tag: 'device', attrs: { id: '0' } }];
+        for (const linked of this.phoneStates.get(phone)?.devices.values() ?? []) {
+          devices.push({ tag: 'device', attrs: { id: String(linked.deviceId), 'key-index': '1' } });
+        }
+        content.push({ tag: 'devices', attrs: {}, content: [{ tag: 'device-list', attrs: {}, content: devices }] });
       }
+      if (wantsLid) content.push({ tag: 'lid', attrs: { val: `${lidUserFor(phone)}@lid` } });
       list.push({
         tag: 'user',
-        attrs: { jid: `${decoded.user}@${SERVER_JID}` },
-        content: [{ tag: 'devices', attrs: {}, content: [{ tag: 'device-list', attrs: {}, content: devices }] }],
+        attrs: { jid: decoded.server === 'lid' ? `${decoded.user}@lid` : `${phone}@${SERVER_JID}` },
+        content,
       });
     }
     const usyncAttrs = usync?.attrs ?? {};
@@ -932,8 +1065,7 @@ function parseUploadedBundle(node: BinaryNode): CompanionBundle {
 
 /**
  * A certificate chain under the simulator's own root: intermediate signed by the root, leaf (the server's
- * static key) signed by the intermediate. Baileys 6.x only checks `intermediate.details.issuerSerial === 0`,
- * but a properly signed chain keeps working if the client ever verifies it against a patched root key.
+ * static key) signed by the intermediate. Baileys 7.x verifies both signatures and the root's serial 0.
  */
 function buildCertificateChain(root: KeyPair, serverStaticPublic: Uint8Array): Uint8Array {
   const intermediate = Curve.generateKeyPair();
@@ -964,4 +1096,17 @@ function buildCertificateChain(root: KeyPair, serverStaticPublic: Uint8Array): U
 /** A stable fake LID user per phone number. */
 function lidUserFor(phone: string): string {
   return `9${phone.padStart(14, '0')}`;
+}
+
+/** The phone number behind a simulated LID user (inverse of lidUserFor). */
+export function phoneForLid(lidUser: string): string {
+  return lidUser.slice(1).replace(/^0+/, '');
+}
+
+/** `<lid>[:device]@lid` → `<phone>[:device]@s.whatsapp.net`; other jids unchanged. */
+export function pnJidOf(jid: string): string {
+  const decoded = jidDecode(jid);
+  if (!decoded || decoded.server !== 'lid') return jid;
+  const device = decoded.device ? `:${decoded.device}` : '';
+  return `${phoneForLid(decoded.user)}${device}@${SERVER_JID}`;
 }

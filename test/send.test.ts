@@ -93,7 +93,11 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     await waitFor('10 messages at the simulator', () => stack.sim.messages(COLD.phone).length >= 10, 30_000);
     await sleep(GAP_MS * 3);
     const got = stack.sim.messages(COLD.phone);
-    assert.equal(got.length, 10, 'the cold cap holds: exactly 10 in the window');
+    assert.equal(
+      got.length,
+      10,
+      `the cold cap holds: exactly 10 in the window; got ${JSON.stringify(got.map((m) => [m.id, m.to, m.text]))}`,
+    );
     assert.deepEqual(
       got.map((m) => m.text),
       texts.slice(0, 10),

@@ -307,7 +307,12 @@ describe('control API', () => {
   };
 
   test('scan, inspect, inbound, read and faults over HTTP', async () => {
-    assert.deepEqual((await call('GET', '/healthz')).body, { ok: true, url: sim.url });
+    assert.deepEqual((await call('GET', '/healthz')).body, {
+      ok: true,
+      url: sim.url,
+      // published so a client can verify the Noise certificate chain without patches
+      certificateRootPublicKey: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
+    });
     const phone = '15550000020';
     const dir = await newAuthDir();
     const registering = await connect({ url: sim.url, authDir: dir.dir, agent: new SocksProxyAgent(proxy.url) });

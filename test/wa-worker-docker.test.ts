@@ -117,6 +117,8 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
       '-e',
       `WA_WEBSOCKET_URL=${sim.url}`,
       '-e',
+      `WA_CERT_ROOT_PUBLIC_KEY=${Buffer.from(sim.certificateRootPublicKey).toString('hex')}`,
+      '-e',
       'HEALTH_INTERVAL_MS=500',
       '-e',
       'PRESENCE_INTERVAL_MS=1000',

@@ -460,10 +460,14 @@ describe('logging and signatures', () => {
 describe('keep-alive', () => {
   test('presence every interval (no PING: liveness is separate), hidden message to the own number with ephemeralExpiration 86400', async () => {
     const calls: { kind: string; args: unknown[] }[] = [];
+    // the engine socket (wa-worker/engine.ts) the keep-alive drives
     const sock = {
-      authState: { creds: { me: { id: '15550001111:7@s.whatsapp.net', name: 'Shop' } } },
-      sendPresenceUpdate: async (...args: unknown[]) => void calls.push({ kind: 'presence', args }),
-      sendMessage: async (...args: unknown[]) => void calls.push({ kind: 'message', args }),
+      hasPushName: true,
+      sendPresenceAvailable: async () => void calls.push({ kind: 'presence', args: ['available'] }),
+      sendText: async (...args: unknown[]) => {
+        calls.push({ kind: 'message', args });
+        return 'WAID';
+      },
     };
     const pings: unknown[] = [];
     const reporter = { emit: (type: string, data: unknown) => void pings.push({ type, data }) };

@@ -59,6 +59,7 @@ function env(): Record<string, string> {
     WEBHOOK_SECRET: SECRET,
     SESSIONS_DIR: sessionsDir,
     WA_WEBSOCKET_URL: sim.url,
+    WA_CERT_ROOT_PUBLIC_KEY: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
     OUTBOX_URL: outboxUrl,
     OUTBOX_POLL_MS: '100',
     PRESENCE_INTERVAL_MS: '1000',

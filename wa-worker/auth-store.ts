@@ -11,15 +11,16 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { AUTH_SCHEMA_FILE, AUTH_SCHEMA_FORMAT, AUTH_SCHEMA_VERSION } from '../common/auth-schema.js';
 import {
   BufferJSON,
   initAuthCreds,
-  proto,
+  reviveKey,
   type AuthenticationCreds,
   type AuthenticationState,
   type SignalDataSet,
   type SignalDataTypeMap,
-} from '@whiskeysockets/baileys';
+} from './engine.js';
 
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
@@ -175,10 +176,7 @@ export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLo
         const data: { [id: string]: SignalDataTypeMap[T] } = {};
         await Promise.all(
           ids.map(async (id) => {
-            let value = (await readData(`${type}-${id}.json`)) as unknown;
-            if (type === 'app-state-sync-key' && value) {
-              value = proto.Message.AppStateSyncKeyData.fromObject(value as object);
-            }
+            const value = reviveKey(type, await readData(`${type}-${id}.json`));
             if (value !== null && value !== undefined) data[id] = value as SignalDataTypeMap[T];
           }),
         );
@@ -207,4 +205,79 @@ export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLo
       while (pending.size > 0) await Promise.allSettled([...pending]);
     },
   };
+}
+
+/**
+ * Auth folder schema. Version 1: folders written by Baileys 6.7.24 (no schema file). Version 2: Baileys 7.x, which
+ * adds the key types `lid-mapping`, `device-list`, `tctoken`, `identity-key` (stored like every other key, as
+ * `${type}-${id}.json`) and reads every version-1 file unchanged, so the migration 1 → 2 only records the version;
+ * 7.x creates the new key types lazily (the LID mappings from the server's usync answers).
+ */
+export { AUTH_SCHEMA_FILE, AUTH_SCHEMA_VERSION };
+
+export interface AuthSchema {
+  format: typeof AUTH_SCHEMA_FORMAT;
+  version: number;
+  migratedFrom?: number;
+}
+
+/** The folder cannot be used by this code (foreign or newer schema, unreadable schema file). Nothing was changed. */
+export class AuthStateInvalidError extends Error {
+  constructor(readonly reason: string) {
+    super(`auth state invalid: ${reason}`);
+    this.name = 'AuthStateInvalidError';
+  }
+}
+
+/** Reads a folder's schema without changing anything: null for a folder without a schema file. */
+export async function readAuthSchema(folder: string): Promise<AuthSchema | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(folder, AUTH_SCHEMA_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new AuthStateInvalidError(`${AUTH_SCHEMA_FILE} is unreadable (${(err as Error).message})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new AuthStateInvalidError(`${AUTH_SCHEMA_FILE} is not JSON`);
+  }
+  const rec = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
+  if (rec.format !== AUTH_SCHEMA_FORMAT || !Number.isInteger(rec.version) || (rec.version as number) < 1) {
+    throw new AuthStateInvalidError(`foreign schema in ${AUTH_SCHEMA_FILE} (expected format ${AUTH_SCHEMA_FORMAT})`);
+  }
+  return rec as unknown as AuthSchema;
+}
+
+/**
+ * Brings a session folder to AUTH_SCHEMA_VERSION, idempotently: a folder with creds but no schema file is a
+ * 6.7.24 folder (version 1); an empty folder is new. Refuses (AuthStateInvalidError, nothing touched) a folder
+ * with a foreign schema or one written by a newer version of this code. Never deletes a file.
+ */
+export async function migrateAuthFolder(
+  folder: string,
+): Promise<{ from: number | null; to: number; migrated: boolean }> {
+  await fs.mkdir(folder, { recursive: true, mode: DIR_MODE });
+  const schema = await readAuthSchema(folder);
+  if (schema && schema.version > AUTH_SCHEMA_VERSION) {
+    throw new AuthStateInvalidError(
+      `schema version ${schema.version} was written by a newer version (this code reads up to ${AUTH_SCHEMA_VERSION})`,
+    );
+  }
+  if (schema?.version === AUTH_SCHEMA_VERSION)
+    return { from: schema.version, to: AUTH_SCHEMA_VERSION, migrated: false };
+  const hasCreds = await fs
+    .stat(path.join(folder, 'creds.json'))
+    .then(() => true)
+    .catch(() => false);
+  const from = schema?.version ?? (hasCreds ? 1 : null);
+  const next: AuthSchema = {
+    format: AUTH_SCHEMA_FORMAT,
+    version: AUTH_SCHEMA_VERSION,
+    ...(from !== null ? { migratedFrom: from } : {}),
+  };
+  await writeFileAtomic(path.join(folder, AUTH_SCHEMA_FILE), `${JSON.stringify(next)}\n`);
+  return { from, to: AUTH_SCHEMA_VERSION, migrated: from !== null };
 }

@@ -43,6 +43,16 @@ const EnvSchema = z.object({
     .url('must be a ws:// or wss:// URL')
     .refine((u) => /^wss?:\/\//i.test(u), 'must be a ws:// or wss:// URL')
     .optional(),
+  /** Trust this Noise certificate root instead of WhatsApp's (the simulator's published key; 64 hex chars). */
+  WA_CERT_ROOT_PUBLIC_KEY: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/i, 'must be 64 hex characters (a 32-byte public key)')
+    .optional(),
+  /** WhatsApp Web version to announce (`2.3000.1043857760`); default: the engine's pinned one. */
+  WA_VERSION: z
+    .string()
+    .regex(/^\d+\.\d+\.\d+$/, 'must look like 2.3000.1043857760')
+    .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
@@ -81,6 +91,8 @@ export interface WorkerConfig {
   enableKeepAlive: boolean;
   authDir: string;
   waWebSocketUrl: string | undefined;
+  waCertRootPublicKey: string | undefined;
+  waVersion: [number, number, number] | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
   presenceIntervalMs: number;
@@ -146,6 +158,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     enableKeepAlive: e.ENABLE_KEEP_ALIVE,
     authDir: path.resolve(e.AUTH_DIR ?? path.join(e.SESSIONS_DIR, e.SESSION_ID)),
     waWebSocketUrl: e.WA_WEBSOCKET_URL,
+    waCertRootPublicKey: e.WA_CERT_ROOT_PUBLIC_KEY?.toLowerCase(),
+    waVersion: e.WA_VERSION ? (e.WA_VERSION.split('.').map(Number) as [number, number, number]) : undefined,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,

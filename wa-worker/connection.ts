@@ -5,25 +5,19 @@
  *  - proxy error (classified from the error's data, not the status code) → PROXY_ERROR + DISCONNECTED
  *    {isProxyError: true}; keep retrying the SAME proxy with capped backoff (the orchestrator replaces us);
  *  - 401 logged out → AUTH_FAILURE + DISCONNECTED, stop (no reconnect);
+ *  - 405 client_too_old → CLIENT_OUTDATED + DISCONNECTED, stop (a retry would be refused again);
  *  - 440 replaced → DISCONNECTED, stop;  403 forbidden (banned) → DISCONNECTED, stop;
  *  - QR refs exhausted before pairing → DISCONNECTED, stop (the orchestrator restarts the session);
  *  - 515 right after pairing → reconnect immediately, silently;
  *  - anything else (408, 428, 500, 515, …) → DISCONNECTED, reconnect with exponential backoff + jitter, capped.
  */
 import { createHash } from 'node:crypto';
-import makeWASocket, {
-  Browsers,
-  jidDecode,
-  makeCacheableSignalKeyStore,
-  proto,
-  toNumber,
-  type WASocket,
-} from '@whiskeysockets/baileys';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import { disconnectStatusCode, isProxyError } from '../common/baileys-errors.js';
 import { redactProxyUrl } from '../common/proxy-url.js';
 import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
+import { createEngineSocket, DEFAULT_WA_VERSION, userOf, type EngineSocket } from './engine.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
 
@@ -37,6 +31,7 @@ export type ConnectionState =
   | 'replaced'
   | 'banned'
   | 'qr_timeout'
+  | 'client_outdated'
   | 'stopped';
 
 export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
@@ -44,6 +39,7 @@ export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
   'replaced',
   'banned',
   'qr_timeout',
+  'client_outdated',
 ]);
 
 export type DisconnectAction =
@@ -52,6 +48,7 @@ export type DisconnectAction =
   | { kind: 'replaced'; reconnect: false }
   | { kind: 'banned'; reconnect: false }
   | { kind: 'qr_timeout'; reconnect: false }
+  | { kind: 'client_outdated'; reconnect: false }
   | { kind: 'restart_after_pairing'; reconnect: true }
   | { kind: 'lost'; reconnect: true };
 
@@ -60,6 +57,7 @@ export function classifyDisconnect(err: unknown, ctx: { justPaired: boolean; reg
   if (isProxyError(err)) return { kind: 'proxy', reconnect: true };
   const code = disconnectStatusCode(err);
   if (code === 401) return { kind: 'logged_out', reconnect: false };
+  if (code === 405) return { kind: 'client_outdated', reconnect: false };
   if (code === 440) return { kind: 'replaced', reconnect: false };
   if (code === 403) return { kind: 'banned', reconnect: false };
   if (code === 515 && ctx.justPaired) return { kind: 'restart_after_pairing', reconnect: true };
@@ -81,7 +79,7 @@ export interface OpenInfo {
 }
 
 export interface ConnectionHooks {
-  onOpen?: (sock: WASocket, info: OpenInfo) => void;
+  onOpen?: (sock: EngineSocket, info: OpenInfo) => void;
   onClose?: () => void;
   /** Maps the WhatsApp id of a message we sent to the outbox message id, for MESSAGE_STATUS events. */
   outboxIdFor?: (waMessageId: string) => string | undefined;
@@ -89,7 +87,7 @@ export interface ConnectionHooks {
 
 export class Connection {
   state: ConnectionState = 'idle';
-  private sock: WASocket | undefined;
+  private sock: EngineSocket | undefined;
   private generation = 0;
   private attempt = 0;
   private justPaired = false;
@@ -98,6 +96,8 @@ export class Connection {
   private stopped = false;
   private readonly statusSent = new Map<string, Set<string>>();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
+  /** WhatsApp Web version announced: WA_VERSION, else the engine's pinned default. */
+  readonly version: [number, number, number];
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -106,10 +106,16 @@ export class Connection {
     private readonly logger: Logger,
     private readonly baileysLogger: Logger,
     private readonly hooks: ConnectionHooks = {},
-  ) {}
+  ) {
+    this.version = cfg.waVersion ?? DEFAULT_WA_VERSION;
+    logger.info(
+      { version: this.version.join('.'), source: cfg.waVersion ? 'WA_VERSION' : 'engine default' },
+      'WhatsApp Web version',
+    );
+  }
 
   /** The open socket, or undefined when not connected. */
-  get socket(): WASocket | undefined {
+  get socket(): EngineSocket | undefined {
     return this.state === 'open' ? this.sock : undefined;
   }
 
@@ -148,28 +154,18 @@ export class Connection {
     const cfg = this.cfg;
     // One agent per socket: every byte to WhatsApp goes through the session's proxy. socks5h: the proxy resolves DNS.
     const agent = new SocksProxyAgent(cfg.proxy.url, { timeout: cfg.proxyTimeoutMs });
-    let sock: WASocket;
+    let sock: EngineSocket;
     try {
-      sock = makeWASocket({
+      sock = createEngineSocket({
         ...(cfg.waWebSocketUrl ? { waWebSocketUrl: cfg.waWebSocketUrl } : {}),
         agent,
-        fetchAgent: agent,
-        options: { httpAgent: agent, httpsAgent: agent, proxy: false },
-        auth: {
-          creds: this.auth.state.creds,
-          keys: makeCacheableSignalKeyStore(this.auth.state.keys, this.baileysLogger),
-        },
+        auth: this.auth.state,
         logger: this.baileysLogger,
-        browser: Browsers.ubuntu('Chrome'),
-        printQRInTerminal: false,
-        markOnlineOnConnect: false,
-        syncFullHistory: false,
-        generateHighQualityLinkPreview: false,
         connectTimeoutMs: cfg.waConnectTimeoutMs,
         keepAliveIntervalMs: cfg.waKeepAliveIntervalMs,
         defaultQueryTimeoutMs: cfg.waQueryTimeoutMs,
         ...(cfg.waQrTimeoutMs ? { qrTimeout: cfg.waQrTimeoutMs } : {}),
-        getMessage: async () => undefined,
+        version: this.version,
       });
     } catch (err) {
       this.logger.error({ err: errorText(err) }, 'could not create the WhatsApp socket');
@@ -196,11 +192,11 @@ export class Connection {
       }
     }, cfg.waOpenTimeoutMs);
 
-    sock.ev.on('creds.update', () => {
+    sock.onCredsUpdate(() => {
       this.auth.saveCreds().catch((err: unknown) => this.logger.error({ err: errorText(err) }, 'saving creds failed'));
     });
 
-    sock.ev.on('connection.update', (update) => {
+    sock.onConnectionUpdate((update) => {
       if (gen !== this.generation) return;
       try {
         if (update.qr) {
@@ -214,59 +210,34 @@ export class Connection {
           this.logger.info('paired; waiting for the restart');
         }
         if (update.connection === 'open') this.onOpen(sock);
-        if (update.connection === 'close') this.onClose(update.lastDisconnect?.error);
+        if (update.connection === 'close') this.onClose(update.error);
       } catch (err) {
         this.logger.error({ err: errorText(err) }, 'connection.update handler failed');
       }
     });
 
-    sock.ev.on('messages.upsert', ({ messages, type }) => {
-      if (type !== 'notify') return;
-      for (const m of messages) {
-        try {
-          const jid = m.key.remoteJid;
-          if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
-          const msg = m.message;
-          const text =
-            msg?.conversation ??
-            msg?.extendedTextMessage?.text ??
-            msg?.ephemeralMessage?.message?.conversation ??
-            msg?.ephemeralMessage?.message?.extendedTextMessage?.text;
-          if (typeof text !== 'string') continue;
-          this.reporter.emit('MESSAGE_RECEIVED', {
-            messageId: m.key.id,
-            from: jidDecode(jid)?.user ?? jid,
-            text,
-            timestamp: m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now(),
-          });
-        } catch (err) {
-          this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
-        }
+    sock.onInboundText((m) => {
+      try {
+        this.reporter.emit('MESSAGE_RECEIVED', {
+          messageId: m.waMessageId,
+          from: m.from,
+          text: m.text,
+          timestamp: m.timestamp,
+        });
+      } catch (err) {
+        this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
       }
     });
 
-    sock.ev.on('messages.update', (updates) => {
-      for (const { key, update } of updates) {
-        if (!key.fromMe || !key.id || update.status === undefined || update.status === null) continue;
-        const messageId = this.hooks.outboxIdFor?.(key.id);
-        if (!messageId) continue;
-        const S = proto.WebMessageInfo.Status;
-        const status =
-          update.status === S.DELIVERY_ACK
-            ? 'delivered'
-            : update.status === S.READ || update.status === S.PLAYED
-              ? 'read'
-              : update.status === S.ERROR
-                ? 'failed'
-                : undefined;
-        if (!status) continue;
-        const seen = this.statusSent.get(messageId) ?? new Set<string>();
-        if (seen.has(status)) continue;
-        seen.add(status);
-        this.statusSent.set(messageId, seen);
-        if (this.statusSent.size > 5000) this.statusSent.delete(this.statusSent.keys().next().value!);
-        this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: key.id, status });
-      }
+    sock.onOwnMessageStatus((waMessageId, status) => {
+      const messageId = this.hooks.outboxIdFor?.(waMessageId);
+      if (!messageId) return;
+      const seen = this.statusSent.get(messageId) ?? new Set<string>();
+      if (seen.has(status)) return;
+      seen.add(status);
+      this.statusSent.set(messageId, seen);
+      if (this.statusSent.size > 5000) this.statusSent.delete(this.statusSent.keys().next().value!);
+      this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId, status });
     });
   }
 
@@ -275,10 +246,10 @@ export class Connection {
     this.openTimer = undefined;
   }
 
-  private onOpen(sock: WASocket): void {
+  private onOpen(sock: EngineSocket): void {
     this.clearOpenTimer();
-    const jid = sock.user?.id ?? this.auth.state.creds.me?.id ?? '';
-    const phoneNumber = jidDecode(jid)?.user ?? '';
+    const jid = sock.userJid ?? this.auth.state.creds.me?.id ?? '';
+    const phoneNumber = jid ? userOf(jid) : '';
     this.state = 'open';
     this.attempt = 0;
     this.justPaired = false;
@@ -328,6 +299,15 @@ export class Connection {
         this.reporter.emit('DISCONNECTED', { reason: `banned: ${reason}`, code, isProxyError: false });
         this.state = 'banned';
         this.logger.error('account forbidden (banned): not reconnecting');
+        return;
+      case 'client_outdated':
+        this.reporter.emit('CLIENT_OUTDATED', { reason: reason || 'client_too_old', version: this.version.join('.') });
+        this.reporter.emit('DISCONNECTED', { reason: `client_outdated: ${reason}`, code, isProxyError: false });
+        this.state = 'client_outdated';
+        this.logger.error(
+          { version: this.version.join('.') },
+          'WhatsApp refused this client version (405): not reconnecting',
+        );
         return;
       case 'qr_timeout':
         this.reporter.emit('DISCONNECTED', { reason: `qr_timeout: ${reason}`, code, isProxyError: false });

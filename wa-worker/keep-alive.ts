@@ -5,8 +5,7 @@
  * The PING heartbeat to the orchestrator is not part of it (see `Liveness`): with keep-alive off the worker is
  * still seen alive.
  */
-import type { WASocket } from '@whiskeysockets/baileys';
-import { jidNormalizedUser } from '@whiskeysockets/baileys';
+import { normalizeJid, type EngineSocket } from './engine.js';
 import { errorText } from './connection.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -25,15 +24,15 @@ export class KeepAlive {
     private readonly logger: Logger,
   ) {}
 
-  start(sock: WASocket, ownJid: string): void {
+  start(sock: EngineSocket, ownJid: string): void {
     this.stop();
     let warnedNoName = false;
     const tickPresence = async () => {
       try {
         // Baileys only sends presence once the account's push name is known (it arrives with the app-state sync);
         // until then it would just log a warning every tick.
-        if (sock.authState.creds.me?.name) {
-          await sock.sendPresenceUpdate('available');
+        if (sock.hasPushName) {
+          await sock.sendPresenceAvailable();
           this.stats.presences++;
         } else if (!warnedNoName) {
           warnedNoName = true;
@@ -46,11 +45,9 @@ export class KeepAlive {
     };
     const tickHidden = async () => {
       try {
-        await sock.sendMessage(
-          jidNormalizedUser(ownJid),
-          { text: HIDDEN_MESSAGE_TEXT, linkPreview: null },
-          { ephemeralExpiration: HIDDEN_MESSAGE_EXPIRATION_S },
-        );
+        await sock.sendText(normalizeJid(ownJid), HIDDEN_MESSAGE_TEXT, {
+          ephemeralExpiration: HIDDEN_MESSAGE_EXPIRATION_S,
+        });
         this.stats.hiddenMessages++;
       } catch (err) {
         this.stats.failures++;

@@ -5,9 +5,10 @@
  * without logging out, flush auth and the event spool, exit 0 within SHUTDOWN_TIMEOUT_MS (≤ 9.5 s).
  */
 import path from 'node:path';
-import { useCrashSafeAuthState, writeFileAtomic } from './auth-store.js';
+import { AuthStateInvalidError, migrateAuthFolder, useCrashSafeAuthState, writeFileAtomic } from './auth-store.js';
 import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type WorkerConfig } from './config.js';
 import { Connection, errorText } from './connection.js';
+import { ENGINE_NAME, ENGINE_VERSION, trustCertificateRoot } from './engine.js';
 import { HEALTH_FILE, type HealthRecord } from './health.js';
 import { KeepAlive, Liveness } from './keep-alive.js';
 import { createLogger, type Logger } from './logger.js';
@@ -30,7 +31,19 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     logger.error({ err: errors.last, stack: err.stack }, 'uncaught exception (ignored, the worker keeps running)');
   });
 
-  const auth = await useCrashSafeAuthState(cfg.authDir, logger);
+  if (cfg.waCertRootPublicKey) {
+    trustCertificateRoot(Buffer.from(cfg.waCertRootPublicKey, 'hex'));
+    logger.warn({ root: cfg.waCertRootPublicKey }, 'trusting a non-WhatsApp certificate root (simulator only)');
+  }
+  // The schema check runs before anything else touches the folder (the reporter's spool lives beside it).
+  let invalid: AuthStateInvalidError | undefined;
+  try {
+    const m = await migrateAuthFolder(cfg.authDir);
+    if (m.migrated) logger.info({ from: m.from, to: m.to }, 'auth folder migrated');
+  } catch (err) {
+    if (!(err instanceof AuthStateInvalidError)) throw err;
+    invalid = err;
+  }
   const reporter = new WebhookReporter({
     sessionId: cfg.sessionId,
     generation: cfg.generation,
@@ -44,6 +57,8 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     logger: logger.child({ component: 'webhooks' }),
   });
   await reporter.open();
+  if (invalid) return idleWithInvalidAuth(cfg, logger, reporter, invalid);
+  const auth = await useCrashSafeAuthState(cfg.authDir, logger);
 
   const keepAlive = new KeepAlive(
     { presenceIntervalMs: cfg.presenceIntervalMs, hiddenMessageIntervalMs: cfg.hiddenMessageIntervalMs },
@@ -104,6 +119,9 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       outbox: cfg.outboxUrl ?? null,
       keepAlive: cfg.enableKeepAlive,
       hadCreds: auth.hadCreds,
+      // no '@' in the value: the log redactor would read `…:…@` as credentials
+      engine: ENGINE_NAME.replace(/^@/, ''),
+      engineVersion: ENGINE_VERSION,
     },
     'wa-worker starting',
   );
@@ -140,6 +158,45 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/**
+ * The auth folder cannot be used: report AUTH_STATE_INVALID once, never connect, never touch the files, and stay up
+ * (healthy, idle) so neither Docker's restart policy nor the orchestrator turns it into a crash loop.
+ */
+async function idleWithInvalidAuth(
+  cfg: WorkerConfig,
+  logger: Logger,
+  reporter: WebhookReporter,
+  invalid: AuthStateInvalidError,
+): Promise<void> {
+  logger.error({ reason: invalid.reason, authDir: cfg.authDir }, 'auth state invalid: not connecting (files kept)');
+  reporter.emit('AUTH_STATE_INVALID', { reason: invalid.reason });
+  const timers: { health?: NodeJS.Timeout } = {};
+  const stop = async () => {
+    clearInterval(timers.health);
+    await reporter.flush(cfg.shutdownTimeoutMs / 2).catch(() => false);
+    await reporter.close().catch(() => undefined);
+    process.exit(0);
+  };
+  // Handlers first: a SIGTERM may come as soon as the health file shows the idle state.
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  const healthPath = path.join(cfg.authDir, HEALTH_FILE);
+  const writeHealth = async () => {
+    const record: HealthRecord = {
+      pid: process.pid,
+      at: Date.now(),
+      state: 'auth_invalid',
+      backlog: reporter.backlog,
+      rssBytes: process.memoryUsage.rss(),
+      unhandledErrors: 0,
+      lastError: invalid.message,
+    };
+    await writeFileAtomic(healthPath, JSON.stringify(record)).catch(() => undefined);
+  };
+  await writeHealth();
+  timers.health = setInterval(() => void writeHealth(), cfg.healthIntervalMs);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { WASocket } from '@whiskeysockets/baileys';
+import type { EngineSocket } from './engine.js';
 import { signedRequestHeaders } from '../common/events.js';
 import { ClaimResponseSchema, type OutboxItem } from '../common/outbox.js';
 import { FILE_MODE, writeFileAtomic } from './auth-store.js';
@@ -154,7 +154,7 @@ export class OutboxClient {
 }
 
 export class OutboxWorker {
-  private sock: WASocket | undefined;
+  private sock: EngineSocket | undefined;
   private loop: Promise<void> | undefined;
   private wakeSleep: (() => void) | undefined;
   private stopped = false;
@@ -176,7 +176,7 @@ export class OutboxWorker {
   }
 
   /** Starts (or resumes) the claim loop with this socket. */
-  start(sock: WASocket): void {
+  start(sock: EngineSocket): void {
     if (this.stopped) return;
     this.sock = sock;
     if (!this.loop) {
@@ -247,12 +247,7 @@ export class OutboxWorker {
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
     let sentId: string;
     try {
-      const msg = await sock.sendMessage(
-        toJid(item.to),
-        { text: item.text, linkPreview: null },
-        { messageId: waMessageId },
-      );
-      sentId = msg?.key.id ?? waMessageId;
+      sentId = (await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
     } catch (err) {
       const reason = errorText(err);
       // The send failed before the message left (Baileys rejects before writing the node): safe to retry.

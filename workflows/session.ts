@@ -95,7 +95,14 @@ export interface SessionInput {
 
 export interface WorkerEvent {
   eventId: string;
-  type: 'QR_CODE' | 'CONNECTED' | 'DISCONNECTED' | 'PROXY_ERROR' | 'AUTH_FAILURE';
+  type:
+    | 'QR_CODE'
+    | 'CONNECTED'
+    | 'DISCONNECTED'
+    | 'PROXY_ERROR'
+    | 'AUTH_FAILURE'
+    | 'AUTH_STATE_INVALID'
+    | 'CLIENT_OUTDATED';
   timestamp: number;
   /** The worker generation that produced it (absent from workers started before generations existed). */
   generation?: number;
@@ -459,6 +466,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         return onProxyError(event);
       case 'AUTH_FAILURE':
         return logout(`logged out: ${String(event.data.reason ?? 'device removed')}`);
+      case 'AUTH_STATE_INVALID':
+        // The files are kept for an operator (restore a backup or remove the session): park, never restart.
+        return park(
+          'failed',
+          `AUTH_STATE_INVALID: ${String(event.data.reason ?? 'unusable auth folder')}`,
+          'session_failed',
+        );
+      case 'CLIENT_OUTDATED':
+        // A restart would be refused again: park with one alert until the worker image (WA_VERSION) is updated.
+        return park(
+          'failed',
+          `CLIENT_OUTDATED: WhatsApp refused version ${String(event.data.version ?? '?')} (405)`,
+          'session_failed',
+        );
       case 'DISCONNECTED': {
         const code = typeof event.data.code === 'number' ? event.data.code : null;
         // The worker reports one proxy failure as PROXY_ERROR + DISCONNECTED{isProxyError}: count it once.

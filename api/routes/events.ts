@@ -53,6 +53,10 @@ export function liveEventsHook(ctx: ApiContext, bus: EventBus): NonNullable<Webh
       input = { type: 'error', data: { kind: 'proxy', error: redactText(ev.data.error) } };
     } else if (ev.type === 'AUTH_FAILURE') {
       input = { type: 'error', data: { kind: 'auth', error: ev.data.reason } };
+    } else if (ev.type === 'CLIENT_OUTDATED') {
+      input = { type: 'error', data: { kind: 'client_outdated', error: `${ev.data.reason} (${ev.data.version})` } };
+    } else if (ev.type === 'AUTH_STATE_INVALID') {
+      input = { type: 'error', data: { kind: 'auth_state_invalid', error: ev.data.reason } };
     } else if (ev.type === 'MESSAGE_RECEIVED') {
       input = { type: 'message', data: { direction: 'in', messageId: ev.data.messageId, from: ev.data.from } };
     } else if (ev.type === 'MESSAGE_STATUS') {

@@ -7,7 +7,15 @@ import type { ApiContext } from '../context.js';
 import { ApiError, zodToApiError } from '../errors.js';
 
 /** Events that change the lifecycle and therefore become workflow signals. PINGs only touch Redis. */
-const SIGNALLED = new Set(['QR_CODE', 'CONNECTED', 'DISCONNECTED', 'PROXY_ERROR', 'AUTH_FAILURE']);
+const SIGNALLED = new Set([
+  'QR_CODE',
+  'CONNECTED',
+  'DISCONNECTED',
+  'PROXY_ERROR',
+  'AUTH_FAILURE',
+  'AUTH_STATE_INVALID',
+  'CLIENT_OUTDATED',
+]);
 
 export interface WebhookHooks {
   /** Called after an event has been accepted (live events, metrics, customer webhooks). */

@@ -9,9 +9,11 @@ import makeWASocket, {
   type SocketConfig,
   type WAMessage,
   type WAMessageUpdate,
+  WA_CERT_DETAILS,
 } from '@whiskeysockets/baileys';
 import pino from 'pino';
 import { disconnectStatusCode } from '../../common/baileys-errors.js';
+import { SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX } from '../../simulator/index.js';
 
 export type WASocket = ReturnType<typeof makeWASocket>;
 
@@ -48,6 +50,8 @@ export class TestClient {
   }
 
   static async connect(opts: ClientOptions): Promise<TestClient> {
+    // Baileys 7 verifies the Noise certificate chain: trust the simulator's published root (test clients only).
+    WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX, 'hex');
     const { state, saveCreds } = await useMultiFileAuthState(opts.authDir);
     const sock = makeWASocket({
       waWebSocketUrl: opts.url,
@@ -138,7 +142,7 @@ export class TestClient {
     if (this.ended) return;
     this.ended = true;
     for (const waiter of this.waiters) this.waiters.delete(waiter);
-    this.sock.end(undefined);
+    void this.sock.end(undefined).catch(() => undefined);
   }
 
   private record(push: () => void): void {

@@ -168,6 +168,7 @@ export class Stack {
       WA_DATA_DIR: this.dataDir,
       RUNNER: this.opts.runner ?? 'process',
       WA_WEBSOCKET_URL: this.sim.url,
+      WORKER_ENV_WA_CERT_ROOT_PUBLIC_KEY: Buffer.from(this.sim.certificateRootPublicKey).toString('hex'),
       LOW_PROXY_INVENTORY_THRESHOLD: '1',
       // Worker intervals shrunk for tests (passed through by the orchestrator).
       WORKER_ENV_PRESENCE_INTERVAL_MS: '1000',

@@ -1,0 +1,218 @@
+/**
+ * The only module that talks to Baileys (7.0.0-rc14; the next major is one module's change): socket creation,
+ * the events the worker uses (connection, inbound text, delivery statuses, creds), sending, presence, logout, and
+ * the library's auth-state helpers. Everything else in wa-worker/ sees the small `EngineSocket` below.
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import makeWASocket, {
+  Browsers,
+  BufferJSON,
+  DEFAULT_CONNECTION_CONFIG,
+  initAuthCreds,
+  jidDecode,
+  jidNormalizedUser,
+  makeCacheableSignalKeyStore,
+  proto,
+  toNumber,
+  WA_CERT_DETAILS,
+  type AuthenticationCreds,
+  type AuthenticationState,
+  type SignalDataSet,
+  type SignalDataTypeMap,
+  type WASocket,
+} from '@whiskeysockets/baileys';
+import type { Agent } from 'node:https';
+
+export { BufferJSON, initAuthCreds };
+export type { AuthenticationCreds, AuthenticationState, SignalDataSet, SignalDataTypeMap };
+
+/** The library and its version (logged at start, reported in health). */
+export const ENGINE_NAME = '@whiskeysockets/baileys';
+export const ENGINE_VERSION: string = (() => {
+  try {
+    const require = createRequire(import.meta.url);
+    const pkgPath = require.resolve(`${ENGINE_NAME}/package.json`);
+    return (JSON.parse(fs.readFileSync(pkgPath, 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/** Key types whose stored value is a protobuf object (revived from JSON on read). */
+export function reviveKey(type: string, value: unknown): unknown {
+  if (type === 'app-state-sync-key' && value) return proto.Message.AppStateSyncKeyData.fromObject(value as object);
+  return value;
+}
+
+/**
+ * Trust another certificate root for the server's Noise certificate chain (7.x verifies it against WhatsApp's
+ * root). Only for the simulator, which publishes its root key; never set in production.
+ */
+export function trustCertificateRoot(publicKey: Uint8Array): void {
+  WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(publicKey);
+}
+
+export type MessageStatus = 'delivered' | 'read' | 'failed';
+
+export interface InboundText {
+  waMessageId: string;
+  /** sender's user part (phone number for `@s.whatsapp.net`, the LID for `@lid`) */
+  from: string;
+  text: string;
+  timestamp: number;
+}
+
+export interface ConnectionUpdate {
+  qr?: string;
+  isNewLogin?: boolean;
+  connection?: 'open' | 'close' | 'connecting';
+  error?: unknown;
+}
+
+export interface EngineOptions {
+  waWebSocketUrl?: string;
+  agent: Agent;
+  auth: AuthenticationState;
+  logger: Parameters<typeof makeWASocket>[0]['logger'];
+  connectTimeoutMs: number;
+  keepAliveIntervalMs: number;
+  defaultQueryTimeoutMs: number;
+  /** WhatsApp Web version to announce; the engine's pinned default when absent. */
+  version?: [number, number, number];
+  /** How long each QR is shown before the next one (Baileys' default when unset). */
+  qrTimeout?: number;
+}
+
+/** The WhatsApp Web version the engine announces unless told otherwise. */
+export const DEFAULT_WA_VERSION: [number, number, number] = [...DEFAULT_CONNECTION_CONFIG.version] as [
+  number,
+  number,
+  number,
+];
+
+export interface EngineSocket {
+  readonly userJid: string | undefined;
+  /** True once the account's push name is known (presence is only sent after that). */
+  readonly hasPushName: boolean;
+  onConnectionUpdate(handler: (u: ConnectionUpdate) => void): void;
+  onCredsUpdate(handler: () => void): void;
+  onInboundText(handler: (m: InboundText) => void): void;
+  onOwnMessageStatus(handler: (waMessageId: string, status: MessageStatus) => void): void;
+  /** Sends a text; resolves with the WhatsApp message id. */
+  sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
+  sendPresenceAvailable(): Promise<void>;
+  logout(): Promise<void>;
+  end(err?: Error): void;
+}
+
+export function userOf(jid: string): string {
+  return jidDecode(jid)?.user ?? jid;
+}
+
+export function normalizeJid(jid: string): string {
+  return jidNormalizedUser(jid);
+}
+
+function textOf(msg: proto.IMessage | null | undefined): string | undefined {
+  const t =
+    msg?.conversation ??
+    msg?.extendedTextMessage?.text ??
+    msg?.ephemeralMessage?.message?.conversation ??
+    msg?.ephemeralMessage?.message?.extendedTextMessage?.text;
+  return typeof t === 'string' ? t : undefined;
+}
+
+function statusOf(status: number | null | undefined): MessageStatus | undefined {
+  const S = proto.WebMessageInfo.Status;
+  if (status === S.DELIVERY_ACK) return 'delivered';
+  if (status === S.READ || status === S.PLAYED) return 'read';
+  if (status === S.ERROR) return 'failed';
+  return undefined;
+}
+
+export function createEngineSocket(o: EngineOptions): EngineSocket {
+  const sock: WASocket = makeWASocket({
+    ...(o.waWebSocketUrl ? { waWebSocketUrl: o.waWebSocketUrl } : {}),
+    version: o.version ?? DEFAULT_WA_VERSION,
+    // One agent per socket: the WebSocket and the agent-based uploads go through the session's proxy.
+    agent: o.agent,
+    fetchAgent: o.agent,
+    auth: { creds: o.auth.creds, keys: makeCacheableSignalKeyStore(o.auth.keys, o.logger) },
+    logger: o.logger,
+    browser: Browsers.ubuntu('Chrome'),
+    printQRInTerminal: false,
+    markOnlineOnConnect: false,
+    syncFullHistory: false,
+    // History blobs are downloaded with global fetch (no SOCKS dispatcher): never download them.
+    shouldSyncHistoryMessage: () => false,
+    generateHighQualityLinkPreview: false,
+    connectTimeoutMs: o.connectTimeoutMs,
+    keepAliveIntervalMs: o.keepAliveIntervalMs,
+    defaultQueryTimeoutMs: o.defaultQueryTimeoutMs,
+    ...(o.qrTimeout ? { qrTimeout: o.qrTimeout } : {}),
+    getMessage: async () => undefined,
+  });
+  return {
+    get userJid() {
+      return sock.user?.id;
+    },
+    get hasPushName() {
+      return Boolean(sock.authState.creds.me?.name);
+    },
+    onConnectionUpdate(handler) {
+      sock.ev.on('connection.update', (u) =>
+        handler({ qr: u.qr, isNewLogin: u.isNewLogin, connection: u.connection, error: u.lastDisconnect?.error }),
+      );
+    },
+    onCredsUpdate(handler) {
+      sock.ev.on('creds.update', () => handler());
+    },
+    onInboundText(handler) {
+      sock.ev.on('messages.upsert', ({ messages, type }) => {
+        if (type !== 'notify') return;
+        for (const m of messages) {
+          const jid = m.key.remoteJid;
+          if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
+          const text = textOf(m.message);
+          if (text === undefined) continue;
+          handler({
+            waMessageId: m.key.id,
+            from: userOf(jid),
+            text,
+            timestamp: m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now(),
+          });
+        }
+      });
+    },
+    onOwnMessageStatus(handler) {
+      sock.ev.on('messages.update', (updates) => {
+        for (const { key, update } of updates) {
+          if (!key.fromMe || !key.id) continue;
+          const status = statusOf(update.status);
+          if (status) handler(key.id, status);
+        }
+      });
+    },
+    async sendText(jid, text, opts = {}) {
+      const msg = await sock.sendMessage(
+        jid,
+        { text, linkPreview: null },
+        {
+          ...(opts.messageId ? { messageId: opts.messageId } : {}),
+          ...(opts.ephemeralExpiration ? { ephemeralExpiration: opts.ephemeralExpiration } : {}),
+        },
+      );
+      return msg?.key.id ?? opts.messageId ?? '';
+    },
+    async sendPresenceAvailable() {
+      await sock.sendPresenceUpdate('available');
+    },
+    async logout() {
+      await sock.logout();
+    },
+    end(err) {
+      void sock.end(err).catch(() => undefined);
+    },
+  };
+}
