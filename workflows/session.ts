@@ -9,7 +9,6 @@ import {
   ApplicationFailure,
   ParentClosePolicy,
   allHandlersFinished,
-  patched,
   condition,
   continueAsNew,
   defineQuery,
