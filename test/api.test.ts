@@ -76,7 +76,8 @@ describe('REST API and webhook bridge (real stack)', () => {
       const r = await stack.call('GET', '/api/sessions/admin1/qr');
       return r.status === 200 ? r.body : null;
     });
-    assert.match(qr.qr, /^2@/);
+    // Baileys 7 renders the pairing ref as a link the phone's camera opens.
+    assert.match(qr.qr, /^https:\/\/wa\.me\/settings\/linked_devices#2@/);
     assert.match(qr.dataUrl, /^data:image\/png;base64,/);
     assert.ok(qr.terminal.length > 100);
     assert.equal((await stack.call('GET', '/api/sessions/nope/qr')).status, 404);
