@@ -8,11 +8,13 @@ import { SessionIdSchema } from '../../common/session.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const IdParams = z.object({ id: z.string().regex(BACKUP_ID_RE, 'must be a backup id from GET /api/v1/backups') });
-const CreateBody = z.object({}).strict();
+export const IdParams = z.object({
+  id: z.string().regex(BACKUP_ID_RE, 'must be a backup id from GET /api/v1/backups'),
+});
+export const CreateBody = z.object({}).strict();
 /** `wait=false`: answer 202 with the workflow id at once instead of waiting for the result. */
-const WaitQuery = z.object({ wait: z.enum(['true', 'false']).default('true') });
-const RestoreBody = z
+export const WaitQuery = z.object({ wait: z.enum(['true', 'false']).default('true') });
+export const RestoreBody = z
   .object({
     /** Restore only this session's folder. */
     sessionId: SessionIdSchema.optional(),

@@ -28,9 +28,9 @@ import { TenantQuotas } from '../quotas.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const IdParams = z.object({ id: SessionIdSchema });
-const DeleteQuery = z.object({ keepAuth: z.enum(['true', 'false']).default('false') });
-const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
+export const IdParams = z.object({ id: SessionIdSchema });
+export const DeleteQuery = z.object({ keepAuth: z.enum(['true', 'false']).default('false') });
+export const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
 
 /** What the API shows of a session: never the proxy credentials. */
 export function sessionView(
