@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError, type ZodType, type ZodTypeDef } from 'zod';
 import { redactText } from '../common/redact.js';
 
@@ -46,7 +46,21 @@ export function zodToApiError(err: ZodError, where: string): ApiError {
 
 /** One error handler for every route: known errors keep their status, anything else is a 500 without details. */
 export function installErrorHandler(app: FastifyInstance) {
+  const allowed = methodsByPath(app);
+  /** No route for this method and path: 405 with `Allow` when the path is known (RFC 9110 §15.5.6), else 404. */
+  const unmatched = (request: FastifyRequest, reply: FastifyReply) => {
+    const path = request.url.split('?')[0]!;
+    const allow = allowed(path);
+    if (allow.length > 0 && !allow.includes(request.method))
+      return reply
+        .status(405)
+        .header('allow', allow.join(', '))
+        .send({ error: { code: 'METHOD_NOT_ALLOWED', message: `${request.method} is not allowed on ${path}` } });
+    return reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${path}` } });
+  };
   app.setErrorHandler((err: FastifyError | ApiError | ZodError, request, reply) => {
+    // The body of an unmatched request (e.g. QUERY without a content type) is not worth a 400: no route took it.
+    if (request.is404) return unmatched(request, reply);
     if (err instanceof ApiError) {
       for (const [k, v] of Object.entries(err.headers)) void reply.header(k, v);
       return reply.status(err.statusCode).send({ error: { code: err.code, message: err.message, field: err.field } });
@@ -64,18 +78,7 @@ export function installErrorHandler(app: FastifyInstance) {
     request.log.error({ err: redactText(String(err)), stack: (err as Error).stack }, 'unhandled API error');
     return reply.status(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
   });
-  const allowed = methodsByPath(app);
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0]!;
-    // A known path asked with a method it does not serve: 405 naming the ones it does (RFC 9110 §15.5.6).
-    const allow = allowed(path);
-    if (allow.length > 0 && !allow.includes(request.method))
-      return reply
-        .status(405)
-        .header('allow', allow.join(', '))
-        .send({ error: { code: 'METHOD_NOT_ALLOWED', message: `${request.method} is not allowed on ${path}` } });
-    return reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${path}` } });
-  });
+  app.setNotFoundHandler(unmatched);
 }
 
 /**

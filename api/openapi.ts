@@ -106,9 +106,16 @@ const Message = z
     status: z.enum(MESSAGE_STATUSES),
     plannedAt: nullable(z.number()),
     createdAt: z.number(),
+    dispatchedAt: nullable(z.number()),
+    sentAt: nullable(z.number()),
+    deliveredAt: nullable(z.number()),
+    readAt: nullable(z.number()),
+    failedAt: nullable(z.number()),
+    waMessageId: nullable(z.string()),
     reason: nullable(z.string()),
+    idempotencyKey: nullable(z.string()),
   })
-  .passthrough();
+  .strict();
 const Limits = z.object({
   sessionId: z.string(),
   limits: z.object({ level: z.enum(TRUST_LEVELS) }).passthrough(),

@@ -2105,9 +2105,14 @@ export interface operations {
             status: 'queued' | 'scheduled' | 'sent' | 'delivered' | 'read' | 'failed';
             plannedAt: number | null;
             createdAt: number;
+            dispatchedAt: number | null;
+            sentAt: number | null;
+            deliveredAt: number | null;
+            readAt: number | null;
+            failedAt: number | null;
+            waMessageId: string | null;
             reason: string | null;
-          } & {
-            [key: string]: unknown;
+            idempotencyKey: string | null;
           };
         };
       };
