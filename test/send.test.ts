@@ -117,7 +117,7 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     assert.equal(limits.body.sentInWindow, 10);
     assert.equal(limits.body.pending, 20);
 
-    const dispatchGaps = gaps(records.slice(0, 10).map((m) => m.dispatchedAt));
+    const dispatchGaps = gaps(records.slice(0, 10).map((m) => m.dispatchedAt!));
     const simGaps = gaps(got.map((m) => m.at));
     console.log(describeGaps('dispatcher hand-off gaps', dispatchGaps, GAP_MS));
     console.log(describeGaps('simulator arrival gaps', simGaps, GAP_MS));
