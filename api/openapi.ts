@@ -550,7 +550,14 @@ export const OPERATIONS: Operation[] = [
     access: 'apiKey',
     query: events.EventsQuery,
     ok: {
-      200: { description: 'an endless event stream', contentType: 'text/event-stream', schema: { type: 'string' } },
+      200: {
+        description: 'an endless event stream: `ready` first, then the events (data: JSON)',
+        contentType: 'text/event-stream',
+        schema: {
+          type: 'object',
+          properties: { event: { type: 'string' }, data: { type: 'string' }, id: { type: 'string' } },
+        },
+      },
     },
     errors: [429],
   },

@@ -2661,13 +2661,17 @@ export interface operations {
     };
     requestBody?: never;
     responses: {
-      /** @description an endless event stream */
+      /** @description an endless event stream: `ready` first, then the events (data: JSON) */
       200: {
         headers: {
           [name: string]: unknown;
         };
         content: {
-          'text/event-stream': string;
+          'text/event-stream': {
+            event?: string;
+            data?: string;
+            id?: string;
+          };
         };
       };
       /** @description invalid input (VALIDATION_ERROR names the field) */

@@ -66,7 +66,7 @@ export function backupRoutes(ctx: ApiContext) {
     });
 
     app.post('/api/v1/backups/create', async (request, reply) => {
-      parseInput(CreateBody, request.body ?? {}, 'body');
+      parseInput(CreateBody, request.body, 'body');
       try {
         const result = await temporal.workflow.execute('backupWorkflow', {
           workflowId: `${config.WORKFLOW_ID_PREFIX}:backup:manual`,
@@ -87,7 +87,7 @@ export function backupRoutes(ctx: ApiContext) {
 
     app.post('/api/v1/backups/restore/:id', async (request, reply) => {
       const { id } = parseInput(IdParams, request.params, 'params');
-      const body = parseInput(RestoreBody, request.body ?? {}, 'body');
+      const body = parseInput(RestoreBody, request.body, 'body');
       const { wait } = parseInput(WaitQuery, request.query, 'query');
       const file = path.join(backupsDir, `${id}.zip`);
       if (!(await listArchives(backupsDir)).some((b) => b.id === id))
