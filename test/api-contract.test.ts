@@ -20,6 +20,7 @@ const DATA = process.env.WA_DATA_DIR ?? path.join(ROOT, 'data');
 const ST = path.join(DATA, 'tools', 'schemathesis', 'bin', 'st');
 const SEED = 19;
 const HOST_CAPACITY = 8;
+const ADMIN_ONLY = '^(listProxies|addProxy|removeProxy|markProxyOk|listBackups|createBackup|restoreBackup|setLimits)$';
 
 type Doc = { paths: Record<string, Record<string, { parameters?: Array<Record<string, unknown>> }>> };
 
@@ -45,7 +46,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
   let stack: Stack;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wa-contract-'));
   const seeded = { admin: 'seed_admin', adminGone: 'seed_gone', tenant: 'seed_tenant', tenantGone: 'seed_tgone' };
-  let messageId = '';
+  const messageIds = { admin: '', tenant: '' };
   let proxyId = '';
   let backupId = '';
 
@@ -73,9 +74,13 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       async () => (await admin.GET('/api/sessions/{id}/qr', { params: { path: { id: seeded.admin } } })).data,
       40_000,
     );
-    const sent = await admin.POST('/api/send', { body: { sessionId: seeded.admin, to: '15559990001', text: 'seed' } });
-    assert.equal(sent.response.status, 202, JSON.stringify(sent.error));
-    messageId = sent.data!.messageId;
+    for (const who of ['admin', 'tenant'] as const) {
+      const client = apiClient(stack.apiUrl, who === 'admin' ? API_KEY : TENANT_KEY);
+      const sessionId = who === 'admin' ? seeded.admin : seeded.tenant;
+      const sent = await client.POST('/api/send', { body: { sessionId, to: '15559990001', text: 'seed' } });
+      assert.equal(sent.response.status, 202, JSON.stringify(sent.error));
+      messageIds[who] = sent.data!.messageId;
+    }
     proxyId = (await admin.GET('/api/v1/proxies')).data!.proxies[0]!.id;
     const backup = await admin.POST('/api/v1/backups/create', {});
     assert.equal(backup.response.status, 201, JSON.stringify(backup.error));
@@ -122,7 +127,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         exampleId(doc, p, method, destructive ? gone : live);
       }
     }
-    exampleId(doc, '/api/messages/{id}', 'get', messageId);
+    exampleId(doc, '/api/messages/{id}', 'get', messageIds[who]);
     exampleId(doc, '/api/v1/proxies/{id}', 'delete', proxyId);
     exampleId(doc, '/api/v1/proxies/{id}/ok', 'post', proxyId);
     exampleId(doc, '/api/v1/backups/restore/{id}', 'post', backupId);
@@ -176,6 +181,9 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         // The worker webhook needs a fresh HMAC per request with a session's own key (test/api.test.ts covers it).
         '--exclude-tag',
         'internal',
+        // Admin-only operations are exercised with the admin key; a tenant key only ever gets their 403
+        // (test/security covers that), which schemathesis would rightly report as "authentication failed".
+        ...(who === 'tenant' ? ['--exclude-operation-id-regex', ADMIN_ONLY] : []),
         '--workers',
         '1',
         '--no-color',

@@ -1,4 +1,5 @@
 import {
+  ServiceError,
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -86,6 +87,12 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
   }
   const message = (err as Error).message ?? String(err);
   if (/rejected|validat/i.test(message)) throw new ApiError(409, 'COMMAND_REJECTED', message);
+  // Temporal did not take the update (busy, timed out, unreachable): nothing changed, the caller may retry.
+  // Found by the contract test: this was a 500.
+  if (err instanceof ServiceError)
+    throw new ApiError(503, 'TEMPORAL_UNAVAILABLE', 'the session could not take the command now; retry', undefined, {
+      'retry-after': '2',
+    });
   throw err;
 }
 
