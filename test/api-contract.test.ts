@@ -122,8 +122,8 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     for (const [p, methods] of Object.entries(doc.paths)) {
       if (!p.includes('{id}')) continue;
       for (const method of Object.keys(methods)) {
-        // Logout and delete get their own session, so the others (restart and failover included) still find theirs.
-        const destructive = p.endsWith('/logout') || method === 'delete';
+        // Destructive operations get their own session, so the others still find theirs.
+        const destructive = /logout|failover|restart/.test(p) || method === 'delete';
         exampleId(doc, p, method, destructive ? gone : live);
       }
     }
