@@ -101,18 +101,6 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       const r = await client.POST('/api/sessions/provision', { body: { sessionId: id } });
       assert.equal(r.response.status, 201, JSON.stringify(r.error));
     }
-    // Every seeded worker up (showing a QR), so commands on them reach a running session.
-    for (const [client, id] of [
-      [admin, seeded.admin],
-      [admin, seeded.adminGone],
-      [tenant, seeded.tenant],
-      [tenant, seeded.tenantGone],
-    ] as const)
-      await waitFor(
-        `a QR for ${id}`,
-        async () => (await client.GET('/api/sessions/{id}/qr', { params: { path: { id } } })).data,
-        40_000,
-      );
     for (const client of [admin, tenant]) {
       const hook = await client.PUT('/api/v1/webhooks', {
         body: { url: 'http://127.0.0.1:9/hook', secret: 'contract-test-secret-0123456789' },
