@@ -52,7 +52,7 @@ export async function buildApi(
     publicScope(async (scope) => {
       await scope.register(healthRoutes(ctx));
       await scope.register(dashboardUiRoutes());
-      await scope.register(openApiRoutes());
+      await scope.register(openApiRoutes({ demo: Boolean(config.DEMO_SIMULATOR_URL) }));
       await scope.register(codecPreflightRoutes(config));
     }),
   );

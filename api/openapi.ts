@@ -1,230 +1,805 @@
+/**
+ * The OpenAPI 3.1 document, generated from the same zod schemas the routes validate with (params, query, headers,
+ * bodies), plus the response shapes below. Every status a route can answer is listed with the one error shape
+ * (api/errors.ts); the only `$ref` is the shared error schema in `components`, so any tool resolves it.
+ * `test/api-contract.test.ts` runs schemathesis against it; `npm run api:client` derives api/client/ from it.
+ */
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
-import { zodToJsonSchema } from 'zod-to-json-schema';
+import { z, type ZodTypeAny } from 'zod';
+import { ignoreOverride, zodToJsonSchema } from 'zod-to-json-schema';
 import { WebhookEnvelopeSchema } from '../common/events.js';
-import { ProvisionBodySchema, ProxyUrlSchema } from '../common/session.js';
-import { LimitsOverrideSchema } from '../common/anti-ban.js';
-import { ClientWebhookConfigSchema } from '../state/client-webhooks.js';
-import { SendBodySchema } from './routes/send.js';
+import { jsonSchemaHints } from '../common/json-schema.js';
+import { ProvisionBodySchema, SESSION_STATUSES } from '../common/session.js';
+import { LimitsOverrideSchema, TRUST_LEVELS } from '../common/anti-ban.js';
+import { CLIENT_EVENT_TYPES, ClientWebhookConfigSchema } from '../state/client-webhooks.js';
+import { LIVE_EVENT_TYPES } from '../state/events-bus.js';
+import { MESSAGE_STATUSES } from '../state/messages.js';
+import * as backups from './routes/backups.js';
+import * as webhooks from './routes/client-webhooks.js';
+import * as dashboard from './routes/dashboard.js';
+import * as demo from './routes/demo.js';
+import * as events from './routes/events.js';
+import * as proxies from './routes/proxies.js';
+import * as send from './routes/send.js';
+import * as sessions from './routes/sessions.js';
 
-const ErrorSchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
-});
+type Json = Record<string, unknown>;
 
-const json = (schema: z.ZodTypeAny) => ({
-  'application/json': { schema: zodToJsonSchema(schema, { target: 'openApi3' }) },
-});
-const errors = (...codes: number[]) =>
-  Object.fromEntries(codes.map((c) => [String(c), { description: 'error', content: json(ErrorSchema) }]));
-const ok = (description: string) => ({ '200': { description } });
-const idParam = [
-  { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
-];
-
-/** The OpenAPI 3 document, built from the same zod schemas the routes validate with. */
-export function openApiDocument() {
-  return {
-    openapi: '3.0.3',
-    info: { title: 'WhatsApp session orchestrator', version: '0.1.0' },
-    components: {
-      securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' } },
+/** zod → JSON Schema (2020-12 compatible): inputs as the client sends them, every reuse inlined (no `$ref`). */
+export function jsonSchema(schema: ZodTypeAny): Json {
+  const out = zodToJsonSchema(schema, {
+    target: 'jsonSchema7',
+    $refStrategy: 'none',
+    effectStrategy: 'input',
+    pipeStrategy: 'input',
+    removeAdditionalStrategy: 'strict',
+    override: (def) => {
+      const hint = jsonSchemaHints.get(def);
+      if (!hint) return ignoreOverride;
+      if (hint.mode === 'replace') return hint.json;
+      const inner = (def as { schema?: ZodTypeAny }).schema;
+      return { ...(inner ? jsonSchema(inner) : {}), ...hint.json };
     },
-    security: [{ apiKey: [] }],
-    paths: {
-      '/api/sessions/provision': {
-        post: {
-          summary: 'Create a session: reserve a proxy, start its worker (then GET …/qr)',
-          requestBody: { content: json(ProvisionBodySchema) },
-          responses: { '201': { description: 'created' }, ...errors(400, 401, 409, 429, 503) },
-        },
-      },
-      '/api/sessions/{id}/qr': {
-        get: {
-          summary: 'QR to scan: raw string, PNG data URL, terminal rendering',
-          parameters: idParam,
-          responses: { ...ok('QR'), ...errors(401, 403, 404) },
-        },
-      },
-      '/api/sessions/{id}/status': {
-        get: {
-          summary: 'Session status',
-          parameters: idParam,
-          responses: { ...ok('status'), ...errors(401, 403, 404) },
-        },
-      },
-      '/api/sessions/{id}/health': {
-        get: {
-          summary: '200 healthy, 503 not (with the reason)',
-          parameters: idParam,
-          responses: { ...ok('healthy'), ...errors(503) },
-        },
-      },
-      '/api/sessions/{id}/restart': {
-        post: {
-          summary: 'Restart the worker (no new scan)',
-          parameters: idParam,
-          responses: { ...ok('restarted'), ...errors(401, 403, 404, 409) },
-        },
-      },
-      '/api/sessions/{id}/failover': {
-        post: {
-          summary: 'Move the session to another proxy',
-          parameters: idParam,
-          responses: { ...ok('moved'), ...errors(401, 404, 409, 429) },
-        },
-      },
-      '/api/sessions/{id}/logout': {
-        post: {
-          summary: 'Stop and wipe the auth data',
-          parameters: idParam,
-          responses: { ...ok('logged out'), ...errors(401, 403, 404, 409) },
-        },
-      },
-      '/api/sessions/{id}': {
-        delete: {
-          summary: 'Delete: stop the worker, release the slot, clean keys (auth removed unless keepAuth=true)',
-          parameters: [...idParam, { name: 'keepAuth', in: 'query', schema: { type: 'boolean' } }],
-          responses: { ...ok('deleted'), ...errors(401, 403, 404) },
-        },
-      },
-      '/api/v1/dashboard/sessions': { get: { summary: 'All sessions (tenant-filtered)', responses: ok('sessions') } },
-      '/api/v1/dashboard/stats': { get: { summary: 'Statistics', responses: ok('stats') } },
-      '/api/v1/proxies': {
-        get: { summary: 'Proxies with load and status (admin)', responses: ok('proxies') },
-        post: {
-          summary: 'Add a proxy (admin)',
-          requestBody: { content: json(z.object({ url: ProxyUrlSchema })) },
-          responses: { '201': { description: 'added' }, ...errors(400, 403) },
-        },
-      },
-      '/api/v1/proxies/{id}': {
-        delete: {
-          summary: 'Remove an empty proxy (admin)',
-          parameters: idParam,
-          responses: { ...ok('removed'), ...errors(404, 409) },
-        },
-      },
-      '/api/v1/proxies/{id}/ok': {
-        post: { summary: 'Mark a proxy healthy again (admin)', parameters: idParam, responses: ok('marked') },
-      },
-      '/api/v1/backups': {
-        get: { summary: 'Backups with size, date, sessions and verification status (admin)', responses: ok('backups') },
-      },
-      '/api/v1/backups/create': {
-        post: {
-          summary: 'Run a backup now (admin)',
-          responses: { '201': { description: 'written' }, ...errors(403, 409, 500) },
-        },
-      },
-      '/api/v1/backups/restore/{id}': {
-        post: {
-          summary:
-            'Restore a backup (admin): verified first, rolled back on failure; { sessionId } restores one session',
-          parameters: [
-            { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^backup_[0-9_-]+$' } },
-          ],
-          requestBody: { content: json(z.object({ sessionId: z.string().optional() })) },
-          responses: { ...ok('restored'), ...errors(400, 403, 404, 409, 422, 500) },
-        },
-      },
-      '/api/send': {
-        post: {
-          summary:
-            'Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher',
-          requestBody: { content: json(SendBodySchema) },
-          responses: {
-            '202': { description: '{messageId, sessionId, status: queued|scheduled, plannedAt?}' },
-            ...errors(400, 401, 403, 404, 409, 429),
+  }) as Json;
+  delete out.$schema;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Response shapes (what the handlers return; schemathesis' response_schema_conformance checks them)
+const nullable = <T extends ZodTypeAny>(s: T) => s.nullable();
+const SessionView = z.object({
+  sessionId: z.string(),
+  tenant: z.string(),
+  status: z.enum(SESSION_STATUSES),
+  phone: nullable(z.string()),
+  jid: nullable(z.string()),
+  proxy: nullable(z.string()).describe('host:port of the sticky proxy (never its credentials)'),
+  createdAt: z.number().int(),
+  connectedAt: nullable(z.number().int()),
+  lastPing: nullable(z.number().int()),
+  lastPingAgeMs: nullable(z.number().int()),
+  restarts: z.number().int(),
+  watchdogRestarts: z.number().int(),
+  failovers: z.number().int(),
+  lastError: nullable(z.string()),
+  host: nullable(z.string()),
+  workflowId: z.string(),
+  temporalUrl: z.string(),
+});
+const Provisioned = z.object({
+  sessionId: z.string(),
+  status: z.enum(SESSION_STATUSES),
+  proxy: nullable(z.string()),
+  workflowId: z.string(),
+});
+const Qr = z.object({
+  sessionId: z.string(),
+  status: z.enum(SESSION_STATUSES),
+  qr: z.string().describe('the raw QR payload'),
+  dataUrl: z.string().describe('PNG data URL'),
+  terminal: z.string().describe('terminal rendering'),
+  count: z.number().int(),
+  generatedAt: z.number().int(),
+});
+const Health = z.object({
+  sessionId: z.string(),
+  healthy: z.boolean(),
+  status: z.enum(SESSION_STATUSES),
+  lastPingAgeMs: nullable(z.number().int()),
+  reason: nullable(z.string()),
+});
+const Command = z.object({ sessionId: z.string() }).passthrough();
+const Queued = z.object({
+  messageId: z.string(),
+  sessionId: z.string(),
+  status: z.enum(['queued', 'scheduled']),
+  plannedAt: z.number().int().optional(),
+});
+const Message = z
+  .object({
+    messageId: z.string(),
+    sessionId: z.string(),
+    tenant: z.string(),
+    to: z.string(),
+    text: z.string(),
+    status: z.enum(MESSAGE_STATUSES),
+    plannedAt: nullable(z.number()),
+    createdAt: z.number(),
+    dispatchedAt: nullable(z.number()),
+    sentAt: nullable(z.number()),
+    deliveredAt: nullable(z.number()),
+    readAt: nullable(z.number()),
+    failedAt: nullable(z.number()),
+    waMessageId: nullable(z.string()),
+    reason: nullable(z.string()),
+    idempotencyKey: nullable(z.string()),
+  })
+  .strict();
+const Limits = z.object({
+  sessionId: z.string(),
+  limits: z.object({ level: z.enum(TRUST_LEVELS) }).passthrough(),
+  windowMs: z.number().int(),
+  sentInWindow: z.number().int(),
+  pending: z.number().int(),
+  burstUntil: nullable(z.number().int()),
+  stats: z.object({}).passthrough(),
+});
+const ProxyView = z.object({
+  id: z.string(),
+  endpoint: z.string(),
+  status: z.enum(['OK', 'BAD']),
+  badAt: nullable(z.number()),
+  load: z.number().int(),
+  limit: z.number().int(),
+  sessions: z.array(z.string()),
+});
+const WebhookView = z.object({
+  tenant: z.string(),
+  url: z.string(),
+  events: z.array(z.enum(CLIENT_EVENT_TYPES)),
+  secretSet: z.literal(true),
+  pending: z.number().int().optional(),
+});
+const anyObject = z.object({}).passthrough();
+
+export const ErrorSchema = z.object({
+  error: z.object({
+    code: z.string().describe('stable, machine-readable (e.g. VALIDATION_ERROR, SESSION_NOT_FOUND)'),
+    message: z.string(),
+    field: z.string().optional().describe('the input field at fault, when there is one'),
+  }),
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Route table
+type Access = 'apiKey' | 'admin' | 'public' | 'signed' | 'metrics';
+interface Reply {
+  description: string;
+  schema?: ZodTypeAny | Json;
+  /** Non-JSON body (e.g. text/html). */
+  contentType?: string;
+  example?: unknown;
+  links?: Json;
+  headers?: Json;
+}
+interface Operation {
+  method: 'get' | 'post' | 'put' | 'delete';
+  path: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  access: Access;
+  params?: z.AnyZodObject;
+  query?: ZodTypeAny;
+  headers?: Json[];
+  body?: { schema: ZodTypeAny; required: boolean; example?: unknown };
+  ok: Record<number, Reply>;
+  /** Error statuses besides the ones every route of its access level can answer. */
+  errors: number[];
+}
+
+const EXAMPLE_SESSION = 'worker_1';
+const retryAfter = { 'Retry-After': { description: 'seconds to wait', schema: { type: 'integer', minimum: 1 } } };
+
+export const OPERATIONS: Operation[] = [
+  {
+    method: 'post',
+    path: '/api/sessions/provision',
+    operationId: 'provisionSession',
+    summary: 'Create a session: reserve a sticky proxy, start its worker (then GET …/qr)',
+    tag: 'sessions',
+    access: 'apiKey',
+    body: {
+      schema: ProvisionBodySchema,
+      required: false,
+      example: { sessionId: EXAMPLE_SESSION, phone: '15551234567' },
+    },
+    ok: {
+      201: {
+        description: 'provisioned; the worker is starting and will show a QR',
+        schema: Provisioned,
+        example: { sessionId: EXAMPLE_SESSION, status: 'pending', proxy: '10.0.0.5:1080', workflowId: 'wa:worker_1' },
+        links: {
+          GetStatus: {
+            operationId: 'getSessionStatus',
+            parameters: { id: '$response.body#/sessionId' },
+            description: 'the new session',
+          },
+          GetQr: {
+            operationId: 'getSessionQr',
+            parameters: { id: '$response.body#/sessionId' },
+            description: 'its QR',
           },
         },
       },
-      '/api/messages/{id}': {
-        get: {
-          summary: 'A message and its status: queued, scheduled (plannedAt), sent, delivered, read, failed (reason)',
-          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-          responses: { ...ok('message'), ...errors(400, 401, 403, 404) },
-        },
+    },
+    errors: [409, 429, 503],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/qr',
+    operationId: 'getSessionQr',
+    summary:
+      'QR to scan: raw string, PNG data URL, terminal rendering (404 QR_NOT_AVAILABLE until the worker shows one)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: { 200: { description: 'the current QR', schema: Qr } },
+    errors: [404],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/status',
+    operationId: 'getSessionStatus',
+    summary: 'Session status',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: { 200: { description: 'the session', schema: SessionView } },
+    errors: [404],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/health',
+    operationId: 'getSessionHealth',
+    summary: '200 healthy, 503 not (with the reason)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: {
+      200: { description: 'healthy', schema: Health },
+      503: { description: 'not healthy (reason)', schema: Health },
+    },
+    errors: [404],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/restart',
+    operationId: 'restartSession',
+    summary: 'Restart the worker (no new scan)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: { 200: { description: 'restarted', schema: Command } },
+    errors: [404, 409, 503],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/failover',
+    operationId: 'failoverSession',
+    summary: 'Move the session to another proxy (tenant keys: rate-limited)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    body: { schema: sessions.FailoverBody, required: false, example: { reason: 'proxy slow' } },
+    ok: { 200: { description: 'moved', schema: Command } },
+    errors: [404, 409, 429, 503],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/logout',
+    operationId: 'logoutSession',
+    summary: 'Log out and wipe the auth data',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: { 200: { description: 'logged out', schema: Command } },
+    errors: [404, 409, 503],
+  },
+  {
+    method: 'delete',
+    path: '/api/sessions/:id',
+    operationId: 'deleteSession',
+    summary: 'Delete: stop the worker, release the slot, clean keys (auth removed unless keepAuth=true)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    query: sessions.DeleteQuery,
+    ok: { 200: { description: 'deleted', schema: Command } },
+    errors: [404, 409, 503],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/dashboard/sessions',
+    operationId: 'listSessions',
+    summary: 'All sessions (a tenant key sees its own)',
+    tag: 'dashboard',
+    access: 'apiKey',
+    query: dashboard.ListQuery,
+    ok: { 200: { description: 'sessions', schema: z.object({ sessions: z.array(SessionView) }) } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/dashboard/stats',
+    operationId: 'getStats',
+    summary: 'Statistics (proxies: admin key only, null otherwise)',
+    tag: 'dashboard',
+    access: 'apiKey',
+    ok: { 200: { description: 'stats', schema: z.object({ sessions: anyObject, proxies: nullable(anyObject) }) } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/proxies',
+    operationId: 'listProxies',
+    summary: 'Proxies with load and status',
+    tag: 'proxies',
+    access: 'admin',
+    ok: {
+      200: {
+        description: 'proxies',
+        schema: z.object({ proxies: z.array(ProxyView), limitPerProxy: z.number().int() }),
       },
-      '/api/anti-ban/sessions/{id}/limits': {
-        get: {
-          summary: 'Effective pacing limits, window usage, burst state, promotion counters',
-          parameters: idParam,
-          responses: { ...ok('limits'), ...errors(401, 403, 404) },
-        },
-        put: {
-          summary: 'Replace the pacing overrides (admin key)',
-          parameters: idParam,
-          requestBody: { content: json(LimitsOverrideSchema) },
-          responses: { ...ok('limits'), ...errors(400, 401, 403, 404) },
-        },
+    },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/proxies',
+    operationId: 'addProxy',
+    summary: 'Add a proxy',
+    tag: 'proxies',
+    access: 'admin',
+    body: { schema: proxies.AddBody, required: true, example: { url: 'socks5h://user:secret@proxy.example.com:1080' } },
+    ok: { 201: { description: 'added', schema: ProxyView } },
+    errors: [],
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/proxies/:id',
+    operationId: 'removeProxy',
+    summary: 'Remove a proxy that carries no session',
+    tag: 'proxies',
+    access: 'admin',
+    params: proxies.IdParams,
+    ok: { 200: { description: 'removed', schema: z.object({ id: z.string(), removed: z.literal(true) }) } },
+    errors: [404, 409],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/proxies/:id/ok',
+    operationId: 'markProxyOk',
+    summary: 'Mark a proxy healthy again',
+    tag: 'proxies',
+    access: 'admin',
+    params: proxies.IdParams,
+    ok: { 200: { description: 'marked', schema: ProxyView } },
+    errors: [404],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/backups',
+    operationId: 'listBackups',
+    summary: 'Backups with size, date, sessions and verification status',
+    tag: 'backups',
+    access: 'admin',
+    ok: {
+      200: { description: 'backups', schema: z.object({ backups: z.array(anyObject), maxBackups: z.number().int() }) },
+    },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/backups/create',
+    operationId: 'createBackup',
+    summary: 'Run a backup now',
+    tag: 'backups',
+    access: 'admin',
+    body: { schema: backups.CreateBody, required: false },
+    ok: { 201: { description: 'written', schema: z.object({ backup: anyObject }) } },
+    errors: [409, 500],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/backups/restore/:id',
+    operationId: 'restoreBackup',
+    summary: 'Restore a backup: verified first, rolled back on failure; { sessionId } restores one session',
+    tag: 'backups',
+    access: 'admin',
+    params: backups.IdParams,
+    query: backups.WaitQuery,
+    body: { schema: backups.RestoreBody, required: false },
+    ok: {
+      200: { description: 'restored', schema: z.object({ restore: anyObject }) },
+      202: { description: 'started (wait=false)', schema: z.object({ restore: anyObject }) },
+    },
+    errors: [404, 409, 422, 500],
+  },
+  {
+    method: 'post',
+    path: '/api/send',
+    operationId: 'sendMessage',
+    summary: 'Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher',
+    tag: 'messages',
+    access: 'apiKey',
+    headers: [
+      {
+        name: 'Idempotency-Key',
+        in: 'header',
+        required: false,
+        schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
+        description: 'alternative to the body field idempotencyKey (the body wins)',
       },
-      '/api/v1/webhooks': {
-        get: {
-          summary: "The tenant's customer webhook (never the secret)",
-          responses: { ...ok('config'), ...errors(404) },
-        },
-        put: {
-          summary: 'Set the tenant customer webhook: url, secret (HMAC-SHA256), event types',
-          requestBody: { content: json(ClientWebhookConfigSchema) },
-          responses: { ...ok('config'), ...errors(400, 401, 403) },
-        },
-        delete: { summary: 'Remove the tenant customer webhook', responses: { ...ok('deleted'), ...errors(404) } },
-      },
-      '/api/v1/webhooks/dead-letters': {
-        get: { summary: 'Deliveries that exhausted their retries or were refused', responses: ok('dead letters') },
-      },
-      '/api/webhook': {
-        post: {
-          summary: 'Worker events, signed with HMAC-SHA256 (x-wa-timestamp, x-wa-signature)',
-          security: [],
-          requestBody: { content: json(WebhookEnvelopeSchema) },
-          responses: { '202': { description: 'accepted' }, ...errors(400, 401, 404, 503) },
-        },
-      },
-      '/api/events/ticket': {
-        post: {
-          summary: 'A single-use live-events ticket for ?ticket= (valid EVENTS_TICKET_TTL_MS)',
-          responses: { '201': { description: '{ticket, expiresInMs}' }, ...errors(401) },
-        },
-      },
-      '/api/events': {
-        get: {
-          summary:
-            'Live events (Server-Sent Events; WebSocket on the same path). X-API-Key, or ?ticket= (EventSource). ' +
-            'Types: status, qr, connected, disconnected, message, error, logout, reconnect_failed, ' +
-            'health_check_failed, failover, backup. Tenant keys receive only their sessions.',
-          parameters: [
-            { name: 'ticket', in: 'query', required: false, schema: { type: 'string' } },
-            { name: 'types', in: 'query', required: false, schema: { type: 'string' }, description: 'comma-separated' },
-            { name: 'sessionId', in: 'query', required: false, schema: { type: 'string' } },
-          ],
-          responses: { '200': { description: 'text/event-stream' }, ...errors(400, 401, 429) },
-        },
-      },
-      '/metrics': {
-        get: {
-          security: [],
-          summary: 'Prometheus metrics (text format 0.0.4); Authorization: Bearer <METRICS_TOKEN>',
-          responses: { ...ok('metrics'), ...errors(401) },
-        },
-      },
-      '/dashboard/': {
-        get: { security: [], summary: 'Operator dashboard (asks for an API key)', responses: ok('html') },
-      },
-      '/healthz': { get: { security: [], summary: 'Process alive', responses: ok('alive') } },
-      '/readyz': {
-        get: {
-          security: [],
-          summary: 'Redis and Temporal reachable',
-          responses: { ...ok('ready'), '503': { description: 'not ready' } },
+    ],
+    body: {
+      schema: send.SendBodySchema,
+      required: true,
+      example: { sessionId: EXAMPLE_SESSION, to: '15557654321', text: 'hello', idempotencyKey: 'order-42' },
+    },
+    ok: {
+      202: {
+        description: 'accepted (durable); a replay of the same idempotency key answers the first response',
+        schema: Queued,
+        links: {
+          GetMessage: { operationId: 'getMessage', parameters: { id: '$response.body#/messageId' } },
         },
       },
     },
+    errors: [404, 409, 429],
+  },
+  {
+    method: 'get',
+    path: '/api/messages/:id',
+    operationId: 'getMessage',
+    summary: 'A message and its status: queued, scheduled (plannedAt), sent, delivered, read, failed (reason)',
+    tag: 'messages',
+    access: 'apiKey',
+    params: send.MessageIdParams,
+    ok: { 200: { description: 'the message', schema: Message } },
+    errors: [404],
+  },
+  {
+    method: 'get',
+    path: '/api/anti-ban/sessions/:id/limits',
+    operationId: 'getLimits',
+    summary: 'Effective pacing limits, window usage, burst state, promotion counters',
+    tag: 'messages',
+    access: 'apiKey',
+    params: send.SessionParams,
+    ok: { 200: { description: 'limits', schema: Limits } },
+    errors: [404],
+  },
+  {
+    method: 'put',
+    path: '/api/anti-ban/sessions/:id/limits',
+    operationId: 'setLimits',
+    summary: 'Replace the pacing overrides (admin key)',
+    tag: 'messages',
+    access: 'admin',
+    params: send.SessionParams,
+    body: { schema: LimitsOverrideSchema, required: false, example: { level: 'warm', autoPromote: false } },
+    ok: { 200: { description: 'limits', schema: Limits } },
+    errors: [404],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/webhooks',
+    operationId: 'getClientWebhook',
+    summary: "The tenant's customer webhook (never the secret); admin: ?tenant=",
+    tag: 'webhooks',
+    access: 'apiKey',
+    query: webhooks.TenantQuery,
+    ok: { 200: { description: 'config', schema: WebhookView } },
+    errors: [404],
+  },
+  {
+    method: 'put',
+    path: '/api/v1/webhooks',
+    operationId: 'setClientWebhook',
+    summary: 'Set the customer webhook: url (must pass the address policy, else 403), secret (HMAC-SHA256), events',
+    tag: 'webhooks',
+    access: 'apiKey',
+    query: webhooks.TenantQuery,
+    body: {
+      schema: ClientWebhookConfigSchema,
+      required: true,
+      example: { url: 'https://hooks.example.com/wa', secret: 'a-long-shared-secret', events: ['message.status'] },
+    },
+    ok: { 200: { description: 'config', schema: WebhookView } },
+    errors: [],
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/webhooks',
+    operationId: 'deleteClientWebhook',
+    summary: 'Remove the customer webhook',
+    tag: 'webhooks',
+    access: 'apiKey',
+    query: webhooks.TenantQuery,
+    ok: { 200: { description: 'deleted', schema: z.object({ tenant: z.string(), deleted: z.literal(true) }) } },
+    errors: [404],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/webhooks/dead-letters',
+    operationId: 'listDeadLetters',
+    summary: 'Deliveries that exhausted their retries or were refused',
+    tag: 'webhooks',
+    access: 'apiKey',
+    query: webhooks.TenantQuery,
+    ok: {
+      200: {
+        description: 'dead letters',
+        schema: z.object({ tenant: z.string(), deadLetters: z.array(anyObject) }),
+      },
+    },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/api/events/ticket',
+    operationId: 'createEventsTicket',
+    summary: 'A single-use live-events ticket for ?ticket= (valid EVENTS_TICKET_TTL_MS)',
+    tag: 'events',
+    access: 'apiKey',
+    ok: {
+      201: { description: 'ticket', schema: z.object({ ticket: z.string(), expiresInMs: z.number().int() }) },
+    },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/api/events',
+    operationId: 'streamEvents',
+    summary:
+      'Live events (Server-Sent Events; WebSocket on the same path). X-API-Key, or ?ticket= (EventSource). ' +
+      `Types: ${LIVE_EVENT_TYPES.join(', ')}. Tenant keys receive only their sessions.`,
+    tag: 'events',
+    access: 'apiKey',
+    query: events.EventsQuery,
+    ok: {
+      200: {
+        description: 'an endless event stream: `ready` first, then the events (data: JSON)',
+        contentType: 'text/event-stream',
+        schema: {
+          type: 'object',
+          properties: { event: { type: 'string' }, data: { type: 'string' }, id: { type: 'string' } },
+        },
+      },
+    },
+    errors: [429],
+  },
+  {
+    method: 'post',
+    path: '/api/webhook',
+    operationId: 'workerEvent',
+    summary: 'Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-signature)',
+    tag: 'internal',
+    access: 'signed',
+    body: { schema: WebhookEnvelopeSchema, required: true },
+    ok: {
+      200: {
+        description: 'duplicate (already seen)',
+        schema: z.object({ ok: z.literal(true), duplicate: z.literal(true) }),
+      },
+      202: { description: 'accepted', schema: z.object({ ok: z.literal(true) }) },
+    },
+    errors: [404, 503],
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    operationId: 'metrics',
+    summary: 'Prometheus metrics (text format 0.0.4)',
+    tag: 'operations',
+    access: 'metrics',
+    ok: { 200: { description: 'metrics', contentType: 'text/plain', schema: { type: 'string' } } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/dashboard/',
+    operationId: 'dashboard',
+    summary: 'Operator dashboard (asks for an API key)',
+    tag: 'operations',
+    access: 'public',
+    ok: { 200: { description: 'html', contentType: 'text/html', schema: { type: 'string' } } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/api/openapi.json',
+    operationId: 'openApiDocument',
+    summary: 'This document',
+    tag: 'operations',
+    access: 'public',
+    ok: { 200: { description: 'OpenAPI 3.1', schema: z.object({ openapi: z.string() }).passthrough() } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/healthz',
+    operationId: 'healthz',
+    summary: 'Process alive',
+    tag: 'operations',
+    access: 'public',
+    ok: { 200: { description: 'alive', schema: z.object({ ok: z.literal(true) }) } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/readyz',
+    operationId: 'readyz',
+    summary: 'Redis and Temporal reachable (503 naming which is not)',
+    tag: 'operations',
+    access: 'public',
+    ok: {
+      200: { description: 'ready', schema: z.object({ ok: z.boolean(), checks: z.record(z.string()) }) },
+      503: { description: 'not ready', schema: z.object({ ok: z.boolean(), checks: z.record(z.string()) }) },
+    },
+    errors: [],
+  },
+];
+
+/** Demo mode only (DEMO_SIMULATOR_URL): listed when the API serves it. */
+const DEMO_OPERATIONS: Operation[] = [
+  {
+    method: 'post',
+    path: '/api/demo/sessions/:id/scan',
+    operationId: 'demoScan',
+    summary: "Demo: the simulator's phone scans the session's QR",
+    tag: 'demo',
+    access: 'apiKey',
+    params: demo.IdParams,
+    body: { schema: demo.ScanBody, required: false },
+    ok: {
+      200: {
+        description: 'scanned',
+        schema: z.object({ sessionId: z.string(), phone: z.string(), scanned: z.literal(true) }),
+      },
+    },
+    errors: [404, 409, 502],
+  },
+];
+
+/** Statuses every route of an access level can answer besides its own (auth, validation). */
+const COMMON_ERRORS: Record<Access, number[]> = {
+  public: [],
+  apiKey: [400, 401, 403],
+  admin: [400, 401, 403],
+  signed: [400, 401],
+  metrics: [401],
+};
+const ERROR_TEXT: Record<number, string> = {
+  400: 'invalid input (VALIDATION_ERROR names the field)',
+  401: 'missing or invalid credentials',
+  403: 'the key does not reach this (admin-only route, other tenant, refused destination)',
+  404: 'not found (another tenant’s resource answers the same)',
+  409: 'conflicts with the current state',
+  422: 'well-formed but unusable (e.g. a corrupt backup)',
+  429: 'rate limited (Retry-After)',
+  500: 'the operation failed',
+  502: 'an upstream (the simulator) failed',
+  503: 'temporarily unavailable (capacity, an unreachable dependency); retry later',
+};
+const SECURITY: Record<Access, Json[]> = {
+  public: [],
+  apiKey: [{ apiKey: [] }],
+  admin: [{ adminApiKey: [] }],
+  signed: [{ workerSignature: [], workerTimestamp: [] }],
+  metrics: [{ metricsToken: [] }],
+};
+
+const openApiPath = (p: string) => p.replace(/:([A-Za-z]+)/g, '{$1}');
+
+function parameters(op: Operation): Json[] {
+  const out: Json[] = [];
+  const add = (where: 'path' | 'query', schema: ZodTypeAny | undefined) => {
+    if (!schema) return;
+    const js = jsonSchema(schema) as { properties?: Record<string, Json>; required?: string[] };
+    for (const [name, s] of Object.entries(js.properties ?? {})) {
+      const { description, ...rest } = s;
+      out.push({
+        name,
+        in: where,
+        required: where === 'path' || (js.required ?? []).includes(name),
+        schema: rest,
+        ...(description ? { description } : {}),
+        ...(where === 'path' && name === 'id' && op.tag === 'sessions' ? { example: EXAMPLE_SESSION } : {}),
+      });
+    }
+  };
+  add('path', op.params);
+  add('query', op.query);
+  return [...out, ...(op.headers ?? [])];
+}
+
+function response(r: Reply): Json {
+  const schema = r.schema && '_def' in r.schema ? jsonSchema(r.schema as ZodTypeAny) : (r.schema ?? {});
+  return {
+    description: r.description,
+    content: {
+      [r.contentType ?? 'application/json']: { schema, ...(r.example !== undefined ? { example: r.example } : {}) },
+    },
+    ...(r.headers ? { headers: r.headers } : {}),
+    ...(r.links ? { links: r.links } : {}),
   };
 }
 
-export function openApiRoutes() {
-  const doc = openApiDocument();
+function operation(op: Operation): Json {
+  const errors = [...new Set([...COMMON_ERRORS[op.access], ...op.errors])].sort();
+  const responses: Json = {};
+  for (const [status, r] of Object.entries(op.ok)) responses[status] = response(r);
+  for (const status of errors) {
+    if (responses[status]) continue;
+    responses[status] = {
+      description: ERROR_TEXT[status] ?? 'error',
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+      ...(status === 429 || status === 503 ? { headers: retryAfter } : {}),
+    };
+  }
+  const params = parameters(op);
+  return {
+    operationId: op.operationId,
+    summary: op.summary,
+    tags: [op.tag],
+    security: SECURITY[op.access],
+    ...(op.access === 'admin' ? { 'x-admin-only': true } : {}),
+    ...(params.length ? { parameters: params } : {}),
+    ...(op.body
+      ? {
+          requestBody: {
+            required: op.body.required,
+            content: {
+              'application/json': {
+                schema: jsonSchema(op.body.schema),
+                ...(op.body.example !== undefined ? { example: op.body.example } : {}),
+              },
+            },
+          },
+        }
+      : {}),
+    responses,
+  };
+}
+
+/** The document; `demo` adds the demo-mode routes (served only when the API runs them). */
+export function openApiDocument(opts: { demo?: boolean } = {}) {
+  const paths: Record<string, Record<string, Json>> = {};
+  const ops = [...OPERATIONS, ...(opts.demo ? DEMO_OPERATIONS : [])];
+  for (const op of ops) {
+    const p = openApiPath(op.path);
+    paths[p] = { ...(paths[p] ?? {}), [op.method]: operation(op) };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'WhatsApp session orchestrator',
+      version: '0.1.0',
+      description:
+        'Every error is `{error: {code, message, field?}}`. A method a path does not serve answers 405 with `Allow`. ' +
+        'Operations marked `x-admin-only` need the admin key (`adminApiKey`); a tenant key gets 403.',
+    },
+    tags: [...new Set(ops.map((o) => o.tag))].map((name) => ({ name })),
+    components: {
+      securitySchemes: {
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'the admin key or a tenant key' },
+        adminApiKey: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'X-API-Key',
+          description: 'the admin key (API_KEY); a tenant key gets 403',
+        },
+        workerSignature: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'x-wa-signature',
+          description: "HMAC-SHA256 of timestamp and body with the session's key (workers only)",
+        },
+        workerTimestamp: { type: 'apiKey', in: 'header', name: 'x-wa-timestamp', description: 'ms since the epoch' },
+        metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN' },
+      },
+      schemas: { Error: jsonSchema(ErrorSchema) },
+    },
+    security: [{ apiKey: [] }],
+    paths,
+  };
+}
+
+export function openApiRoutes(opts: { demo?: boolean } = {}) {
+  const doc = openApiDocument(opts);
   return async function plugin(app: FastifyInstance) {
     app.get('/api/openapi.json', async () => doc);
   };

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { SessionIdSchema } from './events.js';
+import { documentAs } from './json-schema.js';
 import { parseProxyUrl, ProxyUrlError } from './proxy-url.js';
 
 export { LIVE_STATUSES, SESSION_STATUSES, WATCHED_STATUSES, type SessionStatus } from './session-status.js';
@@ -11,17 +12,34 @@ export { SessionIdSchema };
 /** International number, digits only, country code first (E.164 without "+"). */
 export const PhoneSchema = z
   .string()
-  .transform((s) => s.replace(/^\+/, ''))
-  .pipe(z.string().regex(/^[1-9]\d{7,14}$/, 'must be an international number: country code and digits, 8-15 digits'));
+  .regex(/^\+?[1-9][0-9]{7,14}$/, 'must be an international number: country code and digits, 8-15 digits')
+  .transform((s) => s.replace(/^\+/, ''));
 
-export const ProxyUrlSchema = z.string().transform((raw, ctx) => {
-  try {
-    return parseProxyUrl(raw).url;
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: err instanceof ProxyUrlError ? err.message : 'invalid proxy URL' });
+/**
+ * The proxy URLs the API accepts: parseProxyUrl's rules narrowed to a regular expression the OpenAPI document can
+ * carry (credentials of URL-unreserved characters, a DNS name or IPv4 of at most 4 labels, a port 1-65535).
+ */
+const PROXY_PORT = '(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
+const PROXY_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+export const PROXY_URL_PATTERN = `^socks5h://[A-Za-z0-9._~-]{1,64}:[A-Za-z0-9._~-]{1,128}@${PROXY_LABEL}(?:\\.${PROXY_LABEL}){0,3}:${PROXY_PORT}$`;
+const PROXY_URL_RE = new RegExp(PROXY_URL_PATTERN);
+
+export const ProxyUrlSchema = documentAs(
+  z.string().transform((raw, ctx) => {
+    try {
+      const url = parseProxyUrl(raw).url;
+      if (PROXY_URL_RE.test(raw)) return url;
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be socks5h://user:pass@host:port (user and password of letters, digits, ".", "_", "~", "-")',
+      });
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof ProxyUrlError ? err.message : 'invalid proxy URL' });
+    }
     return z.NEVER;
-  }
-});
+  }),
+  { type: 'string', pattern: PROXY_URL_PATTERN, example: 'socks5h://user:secret@proxy.example.com:1080' },
+);
 
 export const ProvisionBodySchema = z
   .object({

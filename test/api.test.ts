@@ -200,7 +200,7 @@ describe('REST API and webhook bridge (real stack)', () => {
     assert.equal((await stack.call('GET', '/readyz', undefined, null)).status, 200);
     const doc = await stack.call('GET', '/api/openapi.json', undefined, null);
     assert.equal(doc.status, 200);
-    assert.equal(doc.body.openapi, '3.0.3');
+    assert.equal(doc.body.openapi, '3.1.0');
     assert.ok(doc.body.paths['/api/sessions/provision'].post.requestBody);
     assert.equal((await stack.call('DELETE', '/api/sessions/does-not-exist')).status, 404);
     void API_KEY;

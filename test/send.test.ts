@@ -8,7 +8,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { terminateDispatchers, connectedSession, describeGaps, gaps } from './helpers/messaging.js';
-import { ROOT, Stack, TENANT_KEY, sleep, waitFor } from './helpers/stack.js';
+import { apiClient } from '../api/client/index.js';
+import { API_KEY, ROOT, Stack, TENANT_KEY, sleep, waitFor } from './helpers/stack.js';
 
 const WINDOW_MS = 15_000;
 const GAP_MS = 800;
@@ -78,17 +79,17 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
   it('30 messages to a cold session: 10 delivered in this window with jittered gaps, 20 scheduled for the next', async () => {
     const texts = Array.from({ length: 30 }, (_, i) => `cold #${i} ${stack.id}`);
     const ids: string[] = [];
+    // Sent and read back through the typed client generated from the OpenAPI document.
+    const api = apiClient(stack.apiUrl, API_KEY);
     for (const [i, text] of texts.entries()) {
-      const r = await stack.call('POST', '/api/send', {
-        from: COLD.phone,
-        to: `1555880${String(i).padStart(4, '0')}`,
-        text,
+      const r = await api.POST('/api/send', {
+        body: { from: COLD.phone, to: `1555880${String(i).padStart(4, '0')}`, text },
       });
-      assert.equal(r.status, 202, JSON.stringify(r.body));
-      assert.match(r.body.messageId, /^msg_/);
+      assert.equal(r.response.status, 202, JSON.stringify(r.error));
+      assert.match(r.data!.messageId, /^msg_/);
       // the gateway already tells which messages are past today's cap
-      assert.equal(r.body.status, i < 10 ? 'queued' : 'scheduled', `message ${i}`);
-      ids.push(r.body.messageId);
+      assert.equal(r.data!.status, i < 10 ? 'queued' : 'scheduled', `message ${i}`);
+      ids.push(r.data!.messageId);
     }
     await waitFor('10 messages at the simulator', () => stack.sim.messages(COLD.phone).length >= 10, 30_000);
     await sleep(GAP_MS * 3);
@@ -103,8 +104,10 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
       texts.slice(0, 10),
       'decrypted texts equal the requests, in order, each exactly once',
     );
-    const records = await Promise.all(ids.map(async (id) => (await stack.call('GET', `/api/messages/${id}`)).body));
-    const firstDispatch = Math.min(...records.slice(0, 10).map((m) => m.dispatchedAt));
+    const records = await Promise.all(
+      ids.map(async (id) => (await api.GET('/api/messages/{id}', { params: { path: { id } } })).data!),
+    );
+    const firstDispatch = Math.min(...records.slice(0, 10).map((m) => m.dispatchedAt!));
     for (const m of records.slice(0, 10)) assert.ok(['sent', 'delivered', 'read'].includes(m.status), m.status);
     await waitFor('20 scheduled messages', async () => {
       const rs = await Promise.all(
@@ -118,7 +121,7 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     assert.equal(limits.body.sentInWindow, 10);
     assert.equal(limits.body.pending, 20);
 
-    const dispatchGaps = gaps(records.slice(0, 10).map((m) => m.dispatchedAt));
+    const dispatchGaps = gaps(records.slice(0, 10).map((m) => m.dispatchedAt!));
     const simGaps = gaps(got.map((m) => m.at));
     console.log(describeGaps('dispatcher hand-off gaps', dispatchGaps, GAP_MS));
     console.log(describeGaps('simulator arrival gaps', simGaps, GAP_MS));

@@ -8,11 +8,13 @@ import { SessionIdSchema } from '../../common/session.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const IdParams = z.object({ id: z.string().regex(BACKUP_ID_RE, 'must be a backup id from GET /api/v1/backups') });
-const CreateBody = z.object({}).strict();
+export const IdParams = z.object({
+  id: z.string().regex(BACKUP_ID_RE, 'must be a backup id from GET /api/v1/backups'),
+});
+export const CreateBody = z.object({}).strict();
 /** `wait=false`: answer 202 with the workflow id at once instead of waiting for the result. */
-const WaitQuery = z.object({ wait: z.enum(['true', 'false']).default('true') });
-const RestoreBody = z
+export const WaitQuery = z.object({ wait: z.enum(['true', 'false']).default('true') });
+export const RestoreBody = z
   .object({
     /** Restore only this session's folder. */
     sessionId: SessionIdSchema.optional(),
@@ -64,7 +66,7 @@ export function backupRoutes(ctx: ApiContext) {
     });
 
     app.post('/api/v1/backups/create', async (request, reply) => {
-      parseInput(CreateBody, request.body ?? {}, 'body');
+      parseInput(CreateBody, request.body, 'body');
       try {
         const result = await temporal.workflow.execute('backupWorkflow', {
           workflowId: `${config.WORKFLOW_ID_PREFIX}:backup:manual`,
@@ -85,7 +87,7 @@ export function backupRoutes(ctx: ApiContext) {
 
     app.post('/api/v1/backups/restore/:id', async (request, reply) => {
       const { id } = parseInput(IdParams, request.params, 'params');
-      const body = parseInput(RestoreBody, request.body ?? {}, 'body');
+      const body = parseInput(RestoreBody, request.body, 'body');
       const { wait } = parseInput(WaitQuery, request.query, 'query');
       const file = path.join(backupsDir, `${id}.zip`);
       if (!(await listArchives(backupsDir)).some((b) => b.id === id))

@@ -16,7 +16,7 @@ import { ClientWebhookDeliverer } from '../client-webhook-deliverer.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const TenantQuery = z
+export const TenantQuery = z
   .object({
     tenant: z
       .string()
@@ -45,7 +45,8 @@ export function clientWebhookRoutes(ctx: ApiContext, logger: Logger) {
       try {
         await checkTenantUrl(cfg.url, { allowHosts: ctx.config.CLIENT_WEBHOOK_ALLOW_HOSTS });
       } catch (err) {
-        if (err instanceof UrlRefusedError) throw new ApiError(400, 'URL_NOT_ALLOWED', `url: ${err.message}`, 'url');
+        // Well-formed but refused by the address policy: 403 (the request is understood, the destination is not allowed).
+        if (err instanceof UrlRefusedError) throw new ApiError(403, 'URL_NOT_ALLOWED', `url: ${err.message}`, 'url');
         throw err;
       }
       await store.setConfig(tenant, cfg);

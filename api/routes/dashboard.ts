@@ -5,7 +5,7 @@ import type { ApiContext } from '../context.js';
 import { parseInput } from '../errors.js';
 import { sessionView, temporalLinks } from './sessions.js';
 
-const ListQuery = z.object({
+export const ListQuery = z.object({
   status: z.enum(SESSION_STATUSES).optional(),
   tenant: z
     .string()

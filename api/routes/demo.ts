@@ -5,8 +5,8 @@ import { assertSessionAccess } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const ScanBody = z.object({ phone: PhoneSchema.optional() }).strict();
-const IdParams = z.object({ id: SessionIdSchema });
+export const ScanBody = z.object({ phone: PhoneSchema.optional() }).strict();
+export const IdParams = z.object({ id: SessionIdSchema });
 
 /**
  * Demo mode only (DEMO_SIMULATOR_URL set): `POST /api/demo/sessions/:id/scan` lets a simulated phone scan the

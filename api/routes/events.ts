@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import type { WebhookEnvelope } from '../../common/events.js';
+import { documentAs } from '../../common/json-schema.js';
 import { redactText } from '../../common/redact.js';
 import { LIVE_EVENT_TYPES, type EventBus, type LiveEvent, type LiveEventInput } from '../../state/events-bus.js';
 import type { ApiKeys, Principal } from '../auth.js';
@@ -12,16 +13,24 @@ import type { ApiContext } from '../context.js';
 import { parseInput } from '../errors.js';
 import type { WebhookHooks } from './webhook.js';
 
-const EventsQuery = z.object({
+export const EventsQuery = z.object({
   /** A single-use ticket from POST /api/events/ticket (EventSource cannot send headers). */
   ticket: z.string().max(128).optional(),
   /** Comma-separated event types to receive (default: all). */
-  types: z
-    .string()
-    .max(400)
-    .optional()
-    .transform((s) => (s ? s.split(',').map((t) => t.trim()) : undefined))
-    .pipe(z.array(z.enum(LIVE_EVENT_TYPES)).optional()),
+  types: documentAs(
+    z
+      .string()
+      .max(400)
+      .optional()
+      .transform((s) => (s ? s.split(',').map((t) => t.trim()) : undefined))
+      .pipe(z.array(z.enum(LIVE_EVENT_TYPES)).optional()),
+    {
+      type: 'string',
+      maxLength: 400,
+      pattern: `^(?: *(?:${LIVE_EVENT_TYPES.join('|')}) *(?:, *(?:${LIVE_EVENT_TYPES.join('|')}) *)*)?$`,
+      description: 'comma-separated event types (default: all)',
+    },
+  ),
   sessionId: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/)

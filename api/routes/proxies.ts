@@ -6,8 +6,10 @@ import { ProxyInUseError, type ProxyInfo } from '../../state/proxy-pool.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const AddBody = z.object({ url: ProxyUrlSchema }).strict();
-const IdParams = z.object({ id: z.string().regex(/^[0-9a-f]{16}$/, 'must be a proxy id from GET /api/v1/proxies') });
+export const AddBody = z.object({ url: ProxyUrlSchema }).strict();
+export const IdParams = z.object({
+  id: z.string().regex(/^[0-9a-f]{16}$/, 'must be a proxy id from GET /api/v1/proxies'),
+});
 
 /** A proxy as the API shows it: an opaque id and host:port, never the credentials. */
 function proxyView(p: ProxyInfo) {

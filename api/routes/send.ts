@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LimitsOverrideSchema } from '../../common/anti-ban.js';
 import { replanDispatcher } from '../../activities/dispatch-activities.js';
+import { documentAs } from '../../common/json-schema.js';
 import { PhoneSchema, SessionIdSchema } from '../../common/session.js';
 import { ClientWebhookStore } from '../../state/client-webhooks.js';
 import { MessageStore } from '../../state/messages.js';
@@ -19,29 +20,35 @@ import type { ApiContext } from '../context.js';
 import type { DispatchWaker } from '../dispatch-waker.js';
 import { ApiError, parseInput } from '../errors.js';
 
-export const SendBodySchema = z
-  .object({
-    sessionId: SessionIdSchema.optional(),
-    /** The sending session's phone number (alternative to sessionId). */
-    from: PhoneSchema.optional(),
-    to: PhoneSchema,
-    text: z
-      .string({ required_error: 'text is required', invalid_type_error: 'must be a string' })
-      .min(1, 'must not be empty (1-4096 characters)')
-      .max(4096, 'must be at most 4096 characters'),
-    idempotencyKey: z
-      .string()
-      .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", ":" or "-"')
-      .optional(),
-  })
-  .strict()
-  .refine((b) => b.sessionId !== undefined || b.from !== undefined, {
-    message: 'give sessionId or from (the sending phone number)',
-    path: ['sessionId'],
-  });
+export const SendBodySchema = documentAs(
+  z
+    .object({
+      sessionId: SessionIdSchema.optional(),
+      /** The sending session's phone number (alternative to sessionId). */
+      from: PhoneSchema.optional(),
+      to: PhoneSchema,
+      text: z
+        .string({ required_error: 'text is required', invalid_type_error: 'must be a string' })
+        .min(1, 'must not be empty (1-4096 characters)')
+        .max(4096, 'must be at most 4096 characters'),
+      idempotencyKey: z
+        .string()
+        .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", ":" or "-"')
+        .optional(),
+    })
+    .strict()
+    .refine((b) => b.sessionId !== undefined || b.from !== undefined, {
+      message: 'give sessionId or from (the sending phone number)',
+      path: ['sessionId'],
+    }),
+  { anyOf: [{ required: ['sessionId'] }, { required: ['from'] }] },
+  'extend',
+);
 
-const MessageIdParams = z.object({ id: z.string().regex(/^msg_[A-Za-z0-9]{1,64}$/, 'not a message id') });
-const SessionParams = z.object({ id: SessionIdSchema });
+export const MessageIdParams = z.object({ id: z.string().regex(/^msg_[A-Za-z0-9]{1,64}$/, 'not a message id') });
+export const SessionParams = z.object({ id: SessionIdSchema });
+/** The `Idempotency-Key` header (alternative to the body's idempotencyKey). */
+export const IDEMPOTENCY_KEY_PATTERN = '^[A-Za-z0-9_.:-]{1,128}$';
 
 export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
   const { config, redis, sessions } = ctx;
@@ -59,18 +66,18 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
     app.post('/api/send', async (request, reply) => {
       const body = parseInput(SendBodySchema, request.body, 'body');
       const headerKey = request.headers['idempotency-key'];
-      const idempotencyKey =
-        body.idempotencyKey ?? (typeof headerKey === 'string' && headerKey !== '' ? headerKey : undefined);
-      if (idempotencyKey !== undefined && !/^[A-Za-z0-9_.:-]{1,128}$/.test(idempotencyKey))
+      if (typeof headerKey === 'string' && !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(headerKey))
         throw new ApiError(400, 'VALIDATION_ERROR', 'Idempotency-Key: must be 1-128 safe characters', 'idempotencyKey');
+      const idempotencyKey = body.idempotencyKey ?? (typeof headerKey === 'string' ? headerKey : undefined);
       let sessionId = body.sessionId;
       if (!sessionId) {
         sessionId = (await redis.get(sessions.keys.phoneSession(body.from!))) ?? undefined;
         if (!sessionId) throw new ApiError(404, 'SESSION_NOT_FOUND', `no session owns the number ${body.from}`, 'from');
       }
       const session = await sessionFor(request.principal, sessionId);
+      // Well-formed but contradicting the stored session: a conflict with state, not a malformed request.
       if (body.sessionId && body.from && session.phone && session.phone !== body.from)
-        throw new ApiError(400, 'VALIDATION_ERROR', 'from: is not the phone number of that session', 'from');
+        throw new ApiError(409, 'FROM_MISMATCH', 'from: is not the phone number of that session', 'from');
 
       const fingerprint = createHash('sha256').update(`${sessionId}\n${body.to}\n${body.text}`).digest('hex');
       const result = await messages.accept({

@@ -1,4 +1,5 @@
 import {
+  ServiceError,
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -28,9 +29,9 @@ import { TenantQuotas } from '../quotas.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-const IdParams = z.object({ id: SessionIdSchema });
-const DeleteQuery = z.object({ keepAuth: z.enum(['true', 'false']).default('false') });
-const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
+export const IdParams = z.object({ id: SessionIdSchema });
+export const DeleteQuery = z.object({ keepAuth: z.enum(['true', 'false']).default('false') });
+export const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
 
 /** What the API shows of a session: never the proxy credentials. */
 export function sessionView(
@@ -91,6 +92,12 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
   }
   const message = (err as Error).message ?? String(err);
   if (/rejected|validat/i.test(message)) throw new ApiError(409, 'COMMAND_REJECTED', message);
+  // Temporal did not take the update (busy, timed out, unreachable): nothing changed, the caller may retry.
+  // Found by the contract test: this was a 500.
+  if (err instanceof ServiceError)
+    throw new ApiError(503, 'TEMPORAL_UNAVAILABLE', 'the session could not take the command now; retry', undefined, {
+      'retry-after': '2',
+    });
   throw err;
 }
 

@@ -1,12 +1,26 @@
 /** Helpers for the messaging tests (issue 7): provisioning a connected session and gap statistics. */
 import type { Stack } from './stack.js';
-import { API_KEY } from './stack.js';
+import { apiClient } from '../../api/client/index.js';
+import { API_KEY, waitFor } from './stack.js';
 
+/**
+ * Provision → QR → scan → connected, through the typed client generated from the OpenAPI document (api/client/):
+ * a drift between the API and its contract breaks this at compile time or here.
+ */
 export async function connectedSession(stack: Stack, sessionId: string, phone: string, apiKey = API_KEY) {
-  const r = await stack.call('POST', '/api/sessions/provision', { sessionId, phone }, apiKey);
-  if (r.status !== 201) throw new Error(`provision ${sessionId}: ${r.status} ${JSON.stringify(r.body)}`);
-  await stack.scan(sessionId, phone);
-  await stack.waitForStatus(sessionId, 'connected', 40_000);
+  const api = apiClient(stack.apiUrl, apiKey);
+  const provisioned = await api.POST('/api/sessions/provision', { body: { sessionId, phone } });
+  if (provisioned.response.status !== 201 || !provisioned.data)
+    throw new Error(`provision ${sessionId}: ${provisioned.response.status} ${JSON.stringify(provisioned.error)}`);
+  const id = { params: { path: { id: provisioned.data.sessionId } } };
+  const qr = await waitFor(`a QR for ${sessionId}`, async () => (await api.GET('/api/sessions/{id}/qr', id)).data?.qr);
+  await stack.sim.scan(qr, phone);
+  await waitFor(
+    `${sessionId} connected`,
+    async () => (await api.GET('/api/sessions/{id}/status', id)).data?.status === 'connected',
+    40_000,
+    150,
+  );
 }
 
 export function gaps(times: number[]): number[] {

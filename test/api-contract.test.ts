@@ -1,0 +1,204 @@
+/**
+ * The API contract (issue 19): schemathesis (PyPI, pinned; installed into data/tools like the Temporal CLI) runs
+ * every check, the stateful phase included, with a fixed seed, against a real stack (API, orchestrator, Temporal,
+ * Redis, real workers and the simulator) — once with the admin key, once with a tenant key. Any failure or
+ * warning fails the test. The stack is seeded first (sessions, a message, a backup) and the seeded ids are put in
+ * the document's examples, so the operations that need an existing resource reach one.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { apiClient } from '../api/client/index.js';
+import { terminateDispatchers } from './helpers/messaging.js';
+import { API_KEY, METRICS_TOKEN, ROOT, Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
+
+export const SCHEMATHESIS_VERSION = '4.32.5';
+const DATA = process.env.WA_DATA_DIR ?? path.join(ROOT, 'data');
+const ST = path.join(DATA, 'tools', 'schemathesis', 'bin', 'st');
+const SEED = 19;
+const HOST_CAPACITY = 8;
+const ADMIN_ONLY = '^(listProxies|addProxy|removeProxy|markProxyOk|listBackups|createBackup|restoreBackup|setLimits)$';
+
+type Doc = { paths: Record<string, Record<string, { parameters?: Array<Record<string, unknown>> }>> };
+
+/** Puts `value` as the example of path parameter `id` of one operation. */
+function exampleId(doc: Doc, p: string, method: string, value: string) {
+  const op = doc.paths[p]?.[method];
+  assert.ok(op, `${method} ${p} is in the document`);
+  for (const param of op.parameters ?? []) if (param.name === 'id' && param.in === 'path') param.example = value;
+}
+
+/** Runs schemathesis; resolves with its exit code and output. */
+function schemathesis(args: string[], cwd: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(ST, args, { cwd, env: { ...process.env, NO_COLOR: '1', SCHEMATHESIS_HOOKS: '' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+describe('API contract: schemathesis against the OpenAPI document (real stack)', () => {
+  let stack: Stack;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wa-contract-'));
+  const seeded = { admin: 'seed_admin', adminGone: 'seed_gone', tenant: 'seed_tenant', tenantGone: 'seed_tgone' };
+  const messageIds = { admin: '', tenant: '' };
+  let proxyId = '';
+  let backupId = '';
+
+  before(async () => {
+    assert.ok(existsSync(ST), `schemathesis is missing at ${ST}: run bash scripts/services.sh`);
+    stack = await new Stack({
+      proxies: 2,
+      maxSessionsPerProxy: 40,
+      extraEnv: {
+        BACKUPS_DIR: path.join(dir, 'backups'),
+        HOST_CAPACITY: String(HOST_CAPACITY),
+        ONE_SESSION_PER_TENANT: 'false',
+        TENANT_MAX_SESSIONS: '20',
+        TENANT_PROVISION_MAX: '1000',
+        TENANT_FAILOVER_MAX: '1000',
+        RATE_LIMIT_MAX_REQUESTS: '100000',
+        RATE_LIMIT_GLOBAL_MAX_REQUESTS: '100000',
+      },
+    }).start();
+    const admin = apiClient(stack.apiUrl, API_KEY);
+    await seedSessions();
+    // A QR to read, a message to look up, a proxy id and a backup to restore.
+    await waitFor(
+      'the seeded QR',
+      async () => (await admin.GET('/api/sessions/{id}/qr', { params: { path: { id: seeded.admin } } })).data,
+      40_000,
+    );
+    for (const who of ['admin', 'tenant'] as const) {
+      const client = apiClient(stack.apiUrl, who === 'admin' ? API_KEY : TENANT_KEY);
+      const sessionId = who === 'admin' ? seeded.admin : seeded.tenant;
+      const sent = await client.POST('/api/send', { body: { sessionId, to: '15559990001', text: 'seed' } });
+      assert.equal(sent.response.status, 202, JSON.stringify(sent.error));
+      messageIds[who] = sent.data!.messageId;
+    }
+    proxyId = (await admin.GET('/api/v1/proxies')).data!.proxies[0]!.id;
+    const backup = await admin.POST('/api/v1/backups/create', {});
+    assert.equal(backup.response.status, 201, JSON.stringify(backup.error));
+    backupId = String((backup.data!.backup as { id?: string }).id);
+  });
+  /** (Re)creates the seeded sessions a previous run deleted, and a customer webhook per tenant. */
+  async function seedSessions() {
+    const admin = apiClient(stack.apiUrl, API_KEY);
+    const tenant = apiClient(stack.apiUrl, TENANT_KEY);
+    for (const [client, id] of [
+      [admin, seeded.admin],
+      [admin, seeded.adminGone],
+      [tenant, seeded.tenant],
+      [tenant, seeded.tenantGone],
+    ] as const) {
+      const status = await client.GET('/api/sessions/{id}/status', { params: { path: { id } } });
+      if (status.response.status === 200 && status.data!.status !== 'deleted') continue;
+      const r = await client.POST('/api/sessions/provision', { body: { sessionId: id } });
+      assert.equal(r.response.status, 201, JSON.stringify(r.error));
+    }
+    for (const client of [admin, tenant]) {
+      const hook = await client.PUT('/api/v1/webhooks', {
+        body: { url: 'http://127.0.0.1:9/hook', secret: 'contract-test-secret-0123456789' },
+      });
+      assert.equal(hook.response.status, 200, JSON.stringify(hook.error));
+    }
+  }
+
+  after(async () => {
+    if (stack) await terminateDispatchers(stack, [seeded.admin, seeded.tenant]);
+    await stack?.stop();
+  });
+
+  async function run(who: 'admin' | 'tenant') {
+    await seedSessions();
+    const doc = (await (await fetch(`${stack.apiUrl}/api/openapi.json`)).json()) as Doc;
+    const live = who === 'admin' ? seeded.admin : seeded.tenant;
+    const gone = who === 'admin' ? seeded.adminGone : seeded.tenantGone;
+    for (const [p, methods] of Object.entries(doc.paths)) {
+      if (!p.includes('{id}')) continue;
+      for (const method of Object.keys(methods)) {
+        // Destructive operations get their own session, so the others still find theirs.
+        const destructive = /logout|failover|restart/.test(p) || method === 'delete';
+        exampleId(doc, p, method, destructive ? gone : live);
+      }
+    }
+    exampleId(doc, '/api/messages/{id}', 'get', messageIds[who]);
+    exampleId(doc, '/api/v1/proxies/{id}', 'delete', proxyId);
+    exampleId(doc, '/api/v1/proxies/{id}/ok', 'post', proxyId);
+    exampleId(doc, '/api/v1/backups/restore/{id}', 'post', backupId);
+    // The restore example answers at once (202) instead of waiting for the whole restore.
+    for (const param of doc.paths['/api/v1/backups/restore/{id}']!.post!.parameters ?? [])
+      if (param.name === 'wait') param.example = 'false';
+    const docFile = path.join(dir, `openapi-${who}.json`);
+    writeFileSync(docFile, JSON.stringify(doc));
+    const key = who === 'admin' ? API_KEY : TENANT_KEY;
+    writeFileSync(
+      path.join(dir, 'schemathesis.toml'),
+      [
+        `seed = ${SEED}`,
+        'max-stream-events = 1',
+        // A real stack on a shared 2-core CI machine: Temporal updates (restart, failover, logout) can take seconds.
+        'request-timeout = 60',
+        'checks.max_response_time = 60',
+        'warnings = { fail-on = true }',
+        'generation = { max-examples = 5 }',
+        'phases.stateful.max-steps = 4',
+        // The tenant run sends its tenant key to admin-only routes too: they must answer 403.
+        `auth.openapi.apiKey = { api_key = "${key}" }`,
+        `auth.openapi.adminApiKey = { api_key = "${key}" }`,
+        `auth.openapi.metricsToken = { bearer = "${METRICS_TOKEN}" }`,
+        // Operations that start or stop workers: fewer cases (each one is a real worker process or workflow).
+        // Documented 503 answers are the contract, not a crash: no capacity (the stack runs with HOST_CAPACITY
+        // so generated provisions cannot flood the machine with workers), an unhealthy session, not ready.
+        '[[operations]]',
+        'include-operation-id = "provisionSession"',
+        'generation = { max-examples = 2 }',
+        'checks.not_a_server_error = { expected-statuses = ["2xx", "3xx", "4xx", "503"] }',
+        '[[operations]]',
+        'include-operation-id-regex = "^(restartSession|failoverSession|logoutSession|deleteSession|createBackup|restoreBackup)$"',
+        'generation = { max-examples = 2 }',
+        '[[operations]]',
+        'include-operation-id-regex = "^(getSessionHealth|readyz)$"',
+        'checks.not_a_server_error = { expected-statuses = ["2xx", "3xx", "4xx", "503"] }',
+      ].join('\n') + '\n',
+    );
+    const started = Date.now();
+    const { code, out } = await schemathesis(
+      [
+        'run',
+        docFile,
+        '--url',
+        stack.apiUrl,
+        '--checks',
+        'all',
+        '--phases',
+        'examples,coverage,fuzzing,stateful',
+        // The worker webhook needs a fresh HMAC per request with a session's own key (test/api.test.ts covers it).
+        '--exclude-tag',
+        'internal',
+        // Admin-only operations are exercised with the admin key; a tenant key only ever gets their 403
+        // (test/security covers that), which schemathesis would rightly report as "authentication failed".
+        ...(who === 'tenant' ? ['--exclude-operation-id-regex', ADMIN_ONLY] : []),
+        '--workers',
+        '1',
+        '--no-color',
+      ],
+      dir,
+    );
+    writeFileSync(path.join(dir, `schemathesis-${who}.log`), out);
+    writeFileSync(path.join(dir, `schemathesis-${who}.log`), out);
+    console.log(
+      `schemathesis (${who} key, full output in ${dir}): exit ${code} in ${Math.round((Date.now() - started) / 1000)} s\n${out.slice(-6000)}`,
+    );
+    assert.equal(code, 0, `schemathesis found problems with the ${who} key (output above)`);
+    assert.doesNotMatch(out, /\bwarnings?\b.*:\s*\d|WARNINGS/i, 'no warnings');
+  }
+
+  it('tenant key: 0 failures, 0 warnings', async () => run('tenant'));
+  it('admin key: 0 failures, 0 warnings', async () => run('admin'));
+});
