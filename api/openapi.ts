@@ -15,6 +15,7 @@ import { CLIENT_EVENT_TYPES, ClientWebhookConfigSchema } from '../state/client-w
 import { LIVE_EVENT_TYPES } from '../state/events-bus.js';
 import { MESSAGE_STATUSES } from '../state/messages.js';
 import * as backups from './routes/backups.js';
+import * as codec from './routes/codec.js';
 import * as webhooks from './routes/client-webhooks.js';
 import * as dashboard from './routes/dashboard.js';
 import * as demo from './routes/demo.js';
@@ -598,6 +599,21 @@ export const OPERATIONS: Operation[] = [
     ok: { 200: { description: 'html', contentType: 'text/html', schema: { type: 'string' } } },
     errors: [],
   },
+  ...(['encode', 'decode'] as const).map((op): Operation => ({
+    method: 'post',
+    path: `/codec/${op}`,
+    operationId: `codec${op === 'encode' ? 'Encode' : 'Decode'}`,
+    summary: `Temporal Web UI codec server: ${op} payloads (AES-256-GCM; admin key; CORS for TEMPORAL_UI_URL)`,
+    tag: 'operations',
+    access: 'admin',
+    body: {
+      schema: codec.CodecBody,
+      required: true,
+      example: { payloads: [{ metadata: { encoding: 'anNvbi9wbGFpbg==' }, data: 'eyJhIjoxfQ==' }] },
+    },
+    ok: { 200: { description: `the ${op}d payloads, in order`, schema: codec.CodecBody } },
+    errors: [],
+  })),
   {
     method: 'get',
     path: '/api/openapi.json',

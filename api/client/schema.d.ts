@@ -447,6 +447,40 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/codec/encode': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Temporal Web UI codec server: encode payloads (AES-256-GCM; admin key; CORS for TEMPORAL_UI_URL) */
+    post: operations['codecEncode'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/codec/decode': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Temporal Web UI codec server: decode payloads (AES-256-GCM; admin key; CORS for TEMPORAL_UI_URL) */
+    post: operations['codecDecode'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/openapi.json': {
     parameters: {
       query?: never;
@@ -593,6 +627,7 @@ export interface operations {
               | 'failing_over'
               | 'logged_out'
               | 'failed'
+              | 'qr_expired'
               | 'stopped'
               | 'deleted';
             proxy: string | null;
@@ -692,6 +727,7 @@ export interface operations {
               | 'failing_over'
               | 'logged_out'
               | 'failed'
+              | 'qr_expired'
               | 'stopped'
               | 'deleted';
             /** @description the raw QR payload */
@@ -776,6 +812,7 @@ export interface operations {
               | 'failing_over'
               | 'logged_out'
               | 'failed'
+              | 'qr_expired'
               | 'stopped'
               | 'deleted';
             phone: string | null;
@@ -867,6 +904,7 @@ export interface operations {
               | 'failing_over'
               | 'logged_out'
               | 'failed'
+              | 'qr_expired'
               | 'stopped'
               | 'deleted';
             lastPingAgeMs: number | null;
@@ -931,6 +969,7 @@ export interface operations {
               | 'failing_over'
               | 'logged_out'
               | 'failed'
+              | 'qr_expired'
               | 'stopped'
               | 'deleted';
             lastPingAgeMs: number | null;
@@ -1311,6 +1350,7 @@ export interface operations {
           | 'failing_over'
           | 'logged_out'
           | 'failed'
+          | 'qr_expired'
           | 'stopped'
           | 'deleted';
         tenant?: string;
@@ -1342,6 +1382,7 @@ export interface operations {
                 | 'failing_over'
                 | 'logged_out'
                 | 'failed'
+                | 'qr_expired'
                 | 'stopped'
                 | 'deleted';
               phone: string | null;
@@ -2728,6 +2769,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'QR_CODE';
               data: {
@@ -2742,6 +2784,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'CONNECTED';
               data: {
@@ -2758,6 +2801,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'DISCONNECTED';
               data: {
@@ -2774,6 +2818,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'PING';
               data: {
@@ -2788,6 +2833,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'PROXY_ERROR';
               data: {
@@ -2802,6 +2848,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'AUTH_FAILURE';
               data: {
@@ -2816,6 +2863,38 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
+              /** @constant */
+              type: 'AUTH_STATE_INVALID';
+              data: {
+                reason: string;
+              } & {
+                [key: string]: unknown;
+              };
+            } & {
+              [key: string]: unknown;
+            })
+          | ({
+              sessionId: string;
+              timestamp: number;
+              eventId: string;
+              generation?: number;
+              /** @constant */
+              type: 'CLIENT_OUTDATED';
+              data: {
+                reason: string;
+                version: string;
+              } & {
+                [key: string]: unknown;
+              };
+            } & {
+              [key: string]: unknown;
+            })
+          | ({
+              sessionId: string;
+              timestamp: number;
+              eventId: string;
+              generation?: number;
               /** @constant */
               type: 'MESSAGE_RECEIVED';
               data: {
@@ -2833,6 +2912,7 @@ export interface operations {
               sessionId: string;
               timestamp: number;
               eventId: string;
+              generation?: number;
               /** @constant */
               type: 'MESSAGE_STATUS';
               data: {
@@ -2965,6 +3045,176 @@ export interface operations {
         };
         content: {
           'text/html': string;
+        };
+      };
+    };
+  };
+  codecEncode: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "payloads": [
+         *         {
+         *           "metadata": {
+         *             "encoding": "anNvbi9wbGFpbg=="
+         *           },
+         *           "data": "eyJhIjoxfQ=="
+         *         }
+         *       ]
+         *     }
+         */
+        'application/json': {
+          payloads: ({
+            /** @default {} */
+            metadata?: {
+              [key: string]: string;
+            };
+            /** @default  */
+            data?: string;
+          } & {
+            [key: string]: unknown;
+          })[];
+        };
+      };
+    };
+    responses: {
+      /** @description the encoded payloads, in order */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            payloads: ({
+              /** @default {} */
+              metadata: {
+                [key: string]: string;
+              };
+              /** @default  */
+              data: string;
+            } & {
+              [key: string]: unknown;
+            })[];
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  codecDecode: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "payloads": [
+         *         {
+         *           "metadata": {
+         *             "encoding": "anNvbi9wbGFpbg=="
+         *           },
+         *           "data": "eyJhIjoxfQ=="
+         *         }
+         *       ]
+         *     }
+         */
+        'application/json': {
+          payloads: ({
+            /** @default {} */
+            metadata?: {
+              [key: string]: string;
+            };
+            /** @default  */
+            data?: string;
+          } & {
+            [key: string]: unknown;
+          })[];
+        };
+      };
+    };
+    responses: {
+      /** @description the decoded payloads, in order */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            payloads: ({
+              /** @default {} */
+              metadata: {
+                [key: string]: string;
+              };
+              /** @default  */
+              data: string;
+            } & {
+              [key: string]: unknown;
+            })[];
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
         };
       };
     };

@@ -15,7 +15,7 @@ const b64 = z
   .string()
   .max(4 * 1024 * 1024)
   .regex(/^[A-Za-z0-9+/=_-]*$/, 'must be base64');
-const bodySchema = z
+export const CodecBody = z
   .object({
     payloads: z
       .array(z.object({ metadata: z.record(b64).default({}), data: b64.default('') }).passthrough())
@@ -75,7 +75,7 @@ export function codecRoutes(config: Config) {
     });
     for (const op of ['encode', 'decode'] as const)
       app.post(`/codec/${op}`, async (request) => {
-        const body = parseInput(bodySchema, request.body, 'body');
+        const body = parseInput(CodecBody, request.body, 'body');
         const payloads = body.payloads.map(toPayload);
         try {
           const out = op === 'encode' ? await codec.encode(payloads) : await codec.decode(payloads);
