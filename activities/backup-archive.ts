@@ -148,7 +148,15 @@ export async function snapshotSessions(sessionsDir: string, only?: string[]): Pr
     let tenant: string | null = null;
     let files = 0;
     let bytes = 0;
-    for (const f of (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+    let folder: import('node:fs').Dirent[];
+    try {
+      folder = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      // Deleted since the listing above (a session removed during the backup): not part of this snapshot.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    for (const f of folder.sort((a, b) => a.name.localeCompare(b.name))) {
       const rel = `sessions/${d.name}/${f.name}`;
       if (!f.isFile()) {
         out.skipped.push({ path: rel, reason: 'not a regular file' });
