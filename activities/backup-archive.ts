@@ -356,8 +356,9 @@ export async function verifyArchive(
           size += chunk.length;
           if (size > entry.uncompressedSize) throw new BackupInvalidError(`entry "${name}" is larger than declared`);
           hash.update(chunk);
+          // The manifest and schema files are also read here; every file but the manifest is extracted.
           if (name === MANIFEST_FILE || name.endsWith(`/${AUTH_SCHEMA_FILE}`)) chunks.push(chunk);
-          else if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
+          if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
         }
       } catch (err) {
         if (err instanceof BackupInvalidError) throw err;

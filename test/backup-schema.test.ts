@@ -44,6 +44,15 @@ test('an archive carries schema.json and the 7.x key files', async () => {
     'sessions/s1/schema.json',
     'sessions/s1/tctoken-900015559998888@lid.json',
   ]);
+  // Extraction (the restore's staging) gives back every file byte for byte, the schema file included.
+  const staged = path.join(root, 'current', 'staged');
+  await verifyArchive(file, undefined, staged);
+  for (const f of ['creds.json', 'schema.json', 'lid-mapping-15550001001.json', 'tctoken-900015559998888@lid.json'])
+    assert.equal(
+      fs.readFileSync(path.join(staged, 's1', f), 'utf8'),
+      fs.readFileSync(path.join(root, 'current', 'sessions', 's1', f), 'utf8'),
+      f,
+    );
 });
 
 test('an archive whose auth schema is newer than the code is refused', async () => {
