@@ -121,10 +121,13 @@ describe('failure-path chaos (own Redis)', () => {
       200,
     );
     console.log(`failover with Telegram unreachable: ${Date.now() - t0} ms`);
-    const queued = await stack.redis.zrange(`${stack.prefix}alert:outbox`, 0, -1);
-    assert.ok(
-      queued.some((q) => q.includes('proxy_burned')),
-      'the proxy_burned alert is queued for retry',
+    // While a delivery attempt runs (4 tries, ~2 s) the entry is out of the queue; it comes back with its backoff.
+    await waitFor(
+      'the proxy_burned alert queued for retry',
+      async () =>
+        (await stack.redis.zrange(`${stack.prefix}alert:outbox`, 0, -1)).some((q) => q.includes('proxy_burned')),
+      15_000,
+      100,
     );
   });
 

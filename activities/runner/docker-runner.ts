@@ -10,6 +10,8 @@ const LABEL_MANAGED = 'wa.managed-by';
 const LABEL_HOST = 'wa.host';
 const LABEL_PROXY_HASH = 'wa.proxy-hash';
 const LABEL_PROXY_ENDPOINT = 'wa.proxy-endpoint';
+/** The worker generation the container was created for (its events carry it; a new generation needs a new one). */
+const LABEL_GENERATION = 'wa.generation';
 const MANAGED_BY = 'wa-orchestrator';
 
 /**
@@ -54,9 +56,15 @@ export class DockerRunner implements WorkerRunner {
 
   async start(spec: WorkerSpec): Promise<WorkerInfo> {
     const hash = proxyFingerprint(spec.proxyUrl);
+    const generation = spec.env.WORKER_GENERATION ?? '';
     const existing = await this.inspectRaw(spec.sessionId);
     if (existing) {
-      if (existing.Config.Labels?.[LABEL_PROXY_HASH] === hash && existing.Config.Image === this.opts.image) {
+      const labels = existing.Config.Labels ?? {};
+      if (
+        labels[LABEL_PROXY_HASH] === hash &&
+        (labels[LABEL_GENERATION] ?? '') === generation &&
+        existing.Config.Image === this.opts.image
+      ) {
         if (!existing.State.Running) await this.container(spec.sessionId).start();
         return (await this.inspect(spec.sessionId))!;
       }
@@ -80,6 +88,7 @@ export class DockerRunner implements WorkerRunner {
           [LABEL_HOST]: this.opts.hostId,
           [LABEL_PROXY_HASH]: hash,
           [LABEL_PROXY_ENDPOINT]: proxyEndpoint(spec.proxyUrl),
+          [LABEL_GENERATION]: generation,
         },
         HostConfig: {
           Binds: [`${hostAuthDir}:${containerAuthDir}:rw`],
