@@ -51,6 +51,8 @@ export interface ManifestSession {
   phone: string | null;
   /** The owning tenant (the folder's owner file); null/absent for folders and archives from before owners. */
   tenant?: string | null;
+  /** The host whose disk held the folder (multi-host deployments); absent in archives from before issue 13. */
+  host?: string | null;
   files: number;
   bytes: number;
   /** How long reading this session's folder took (the worker kept running: no pause). */
@@ -357,7 +359,8 @@ export async function verifyArchive(
           if (size > entry.uncompressedSize) throw new BackupInvalidError(`entry "${name}" is larger than declared`);
           hash.update(chunk);
           if (name === MANIFEST_FILE || name.endsWith(`/${AUTH_SCHEMA_FILE}`)) chunks.push(chunk);
-          else if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
+          // schema.json is kept in memory for the version check and extracted like every other file.
+          if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
         }
       } catch (err) {
         if (err instanceof BackupInvalidError) throw err;
