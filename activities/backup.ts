@@ -211,7 +211,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       return result;
     },
 
-    /** Keeps the newest MAX_BACKUPS archives (and any protected one); removes stale `.partial` files too. */
+    /** Keeps the newest MAX_BACKUPS archives (and any protected one); removes stale `.partial` and staging files too. */
     async pruneBackups(input: { protect?: string[] } = {}): Promise<string[]> {
       const all = await listArchives(backupsDir);
       const removed: string[] = [];
@@ -221,9 +221,11 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         removed.push(b.id);
       }
       for (const n of await fs.readdir(backupsDir).catch(() => [] as string[]))
-        if (n.endsWith('.zip.partial')) {
+        if (n.endsWith('.zip.partial') || n.startsWith('.staging-')) {
           const st = await fs.stat(path.join(backupsDir, n)).catch(() => null);
-          if (st && Date.now() - st.mtimeMs > 3600_000) await fs.rm(path.join(backupsDir, n), { force: true });
+          // Left by a backup that failed (a host's copy or the assembly): gone after an hour.
+          if (st && Date.now() - st.mtimeMs > 3600_000)
+            await fs.rm(path.join(backupsDir, n), { recursive: true, force: true });
         }
       return removed;
     },
