@@ -53,7 +53,18 @@ export interface SimulatorOptions {
   antiSpam?: AntiSpamOptions | null;
   /** clients whose `appVersion` is below this are refused with `<failure reason="405">` (client_too_old) */
   minClientVersion?: ClientVersion | null;
+  /** WhatsApp's privacy-token gate for young numbers (error acks 463 / 479); off when absent */
+  coldOutreach?: ColdOutreachRule | null;
   logger?: pino.Logger;
+}
+
+/**
+ * A young number's first 1:1 message to a contact that never wrote to it, without a `tctoken`, is refused by the
+ * server with `<ack class="message" error="463">` (to a group: 479); nothing is delivered, no receipt follows.
+ */
+export interface ColdOutreachRule {
+  /** a phone counts as young for this long after it was first linked (default 7 days) */
+  youngForMs?: number;
 }
 
 /** WhatsApp Web version as the client announces it: [primary, secondary, tertiary]. */
@@ -86,6 +97,10 @@ export interface PhoneSummary {
   banned: boolean;
   online: boolean;
   messagesSent: number;
+  /** messages the server refused with error 463 (1:1, no privacy token) */
+  rejected463: number;
+  /** messages the server refused with error 479 (group) */
+  rejected479: number;
 }
 
 /** A phone's account and linked devices as JSON (binary values base64), see `exportPhone`. */
@@ -136,6 +151,10 @@ interface PhoneState {
   recentSends: number[];
   /** recipient jid → time of the first message to it */
   recipientsFirstSeen: Map<string, number>;
+  /** users (phone or LID user part) who wrote to this phone: a chat exists, no privacy token needed */
+  wroteToUs: Set<string>;
+  rejected463: number;
+  rejected479: number;
 }
 
 type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
@@ -225,6 +244,8 @@ export class WhatsAppSimulator {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Mutable at run time (control API, tests). */
   minClientVersion: ClientVersion | null;
+  /** Mutable at run time (control API `POST /rules/cold-outreach`, tests). */
+  coldOutreach: Required<ColdOutreachRule> | null;
 
   private constructor(
     private readonly wss: WebSocketServer,
@@ -237,6 +258,7 @@ export class WhatsAppSimulator {
     this.receipts = opts.receipts ?? 'delivery';
     this.receiptDelayMs = opts.receiptDelayMs ?? 100;
     this.minClientVersion = opts.minClientVersion ?? null;
+    this.coldOutreach = opts.coldOutreach ? { youngForMs: opts.coldOutreach.youngForMs ?? 7 * 24 * HOUR_MS } : null;
     this.antiSpam = opts.antiSpam
       ? {
           maxPerMinute: opts.antiSpam.maxPerMinute ?? 20,
@@ -453,6 +475,8 @@ export class WhatsAppSimulator {
     if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
     const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
     const id = await this.deliverFrom(connection, fromJid, { conversation: text }, { notify: 'Simulated contact' });
+    const sender = jidDecode(fromJid)?.user;
+    if (sender) this.phoneStates.get(phone)?.wroteToUs.add(sender);
     this.events.emit('inbound', { phone, from: fromJid, id, text });
     return id;
   }
@@ -488,6 +512,8 @@ export class WhatsAppSimulator {
       banned: s.banned,
       online: this.liveConnections(s.phone).length > 0,
       messagesSent: s.messagesSent,
+      rejected463: s.rejected463,
+      rejected479: s.rejected479,
     }));
   }
 
@@ -642,6 +668,9 @@ export class WhatsAppSimulator {
         messagesSent: 0,
         recentSends: [],
         recipientsFirstSeen: new Map(),
+        wroteToUs: new Set(),
+        rejected463: 0,
+        rejected479: 0,
       };
       this.phoneStates.set(phone, state);
     }
@@ -961,6 +990,15 @@ export class WhatsAppSimulator {
       }
     }
     const at = Date.now();
+    const refusal = this.coldOutreachError(state, node, at);
+    if (refusal) {
+      if (refusal === '463') state.rejected463++;
+      else state.rejected479++;
+      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'message refused: no privacy token');
+      this.events.emit('rejected', { phone: device.phone, to, id, error: Number(refusal) });
+      this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
+      return;
+    }
     const recorded: RecordedMessage = { id, phone: device.phone, to, text: text ?? '', at, sourceAddress: c.address };
     this.messageLog.push(recorded);
     state.messagesSent++;
@@ -1009,6 +1047,26 @@ export class WhatsAppSimulator {
       content: [{ tag: 'enc', attrs: { v: '2', type }, content: ciphertext }],
     });
     return id;
+  }
+
+  /**
+   * The privacy-token gate: '463' (1:1) or '479' (group) when a young phone writes first to someone who never wrote
+   * to it, without a `tctoken` child; undefined when the message goes through. A chat the phone already had
+   * (an accepted message to that user) needs no token either.
+   */
+  private coldOutreachError(state: PhoneState, node: BinaryNode, at: number): '463' | '479' | undefined {
+    const rule = this.coldOutreach;
+    if (!rule || state.firstLinkedAt === null || at - state.firstLinkedAt >= rule.youngForMs) return undefined;
+    if (getBinaryNodeChild(node, 'tctoken')) return undefined;
+    const to = jidDecode(node.attrs.to);
+    if (!to?.user) return undefined;
+    if (to.server === 'g.us') return '479';
+    if (to.server !== SERVER_JID && to.server !== 'lid') return undefined;
+    if (to.user === state.phone || to.user === lidUserFor(state.phone)) return undefined;
+    const alt = to.server === 'lid' ? phoneForLid(to.user) : lidUserFor(to.user);
+    if (state.wroteToUs.has(to.user) || state.wroteToUs.has(alt)) return undefined;
+    if (this.messageLog.some((m) => m.phone === state.phone && jidDecode(m.to)?.user === to.user)) return undefined;
+    return '463';
   }
 
   private applyAntiSpam(state: PhoneState, to: string, at: number): void {
