@@ -357,7 +357,8 @@ export async function verifyArchive(
           if (size > entry.uncompressedSize) throw new BackupInvalidError(`entry "${name}" is larger than declared`);
           hash.update(chunk);
           if (name === MANIFEST_FILE || name.endsWith(`/${AUTH_SCHEMA_FILE}`)) chunks.push(chunk);
-          else if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
+          // schema.json is read here and extracted too (a restore without it leaves the folder unreadable)
+          if (out && !out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
         }
       } catch (err) {
         if (err instanceof BackupInvalidError) throw err;

@@ -118,6 +118,16 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
         return { ok: true, coldOutreach: sim.coldOutreach };
       },
     },
+    {
+      // The contact's device lost its Signal sessions: the next message to it is answered with a retry receipt.
+      method: 'POST',
+      pattern: /^\/contacts\/([^/]+)\/reset-session$/,
+      handler: async ([contact]) => {
+        const number = parse(phoneParam, contact, 'contact');
+        await sim.resetContactSessions(number);
+        return { ok: true, contact: number };
+      },
+    },
     { method: 'GET', pattern: /^\/phones$/, handler: () => ({ phones: sim.phones() }) },
     {
       method: 'GET',

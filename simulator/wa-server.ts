@@ -101,6 +101,13 @@ export interface PhoneSummary {
   rejected463: number;
   /** messages the server refused with error 479 (group) */
   rejected479: number;
+  /** recipient copies a contact could not decrypt (each answered with a retry receipt, up to 3 per message) */
+  decryptFailures: number;
+  retryReceiptsSent: number;
+  /** re-sent copies (after a retry receipt) the recipient decrypted */
+  resentDecrypted: number;
+  /** messages still waiting for a copy the recipient can decrypt */
+  undecryptable: number;
 }
 
 /** A phone's account and linked devices as JSON (binary values base64), see `exportPhone`. */
@@ -155,6 +162,11 @@ interface PhoneState {
   wroteToUs: Set<string>;
   rejected463: number;
   rejected479: number;
+  decryptFailures: number;
+  retryReceiptsSent: number;
+  resentDecrypted: number;
+  /** message id → retry receipts sent for it, while no decryptable copy arrived */
+  pendingRetries: Map<string, number>;
 }
 
 type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
@@ -203,6 +215,8 @@ const HOUR_MS = 3_600_000;
 const PAIRING_TIMEOUT_MS = 10_000;
 const PREKEY_NOTIFICATION_DELAY_MS = 50;
 const RECEIPT_WAIT_MS = 3_000;
+/** retry receipts per message before the recipient gives up (Baileys re-sends at most 5 times) */
+const MAX_RETRY_RECEIPTS = 3;
 
 /** Strips the IPv4-mapped IPv6 prefix so proxies bound to 127.0.0.x show up as such. */
 function normaliseAddress(address: string | undefined): string {
@@ -481,6 +495,11 @@ export class WhatsAppSimulator {
     return id;
   }
 
+  /** Contact `contact`'s device loses its Signal sessions: the next message to it needs the retry path. */
+  async resetContactSessions(contact: string): Promise<void> {
+    await this.contact(contact.includes('@') ? contact : `${contact}@${SERVER_JID}`).forgetSessions();
+  }
+
   /** The recipient read a message the session sent: push a read receipt to the session. */
   markRead(phone: string, messageId: string): void {
     const message = this.messageLog.find((m) => m.phone === phone && m.id === messageId);
@@ -514,6 +533,10 @@ export class WhatsAppSimulator {
       messagesSent: s.messagesSent,
       rejected463: s.rejected463,
       rejected479: s.rejected479,
+      decryptFailures: s.decryptFailures,
+      retryReceiptsSent: s.retryReceiptsSent,
+      resentDecrypted: s.resentDecrypted,
+      undecryptable: s.pendingRetries.size,
     }));
   }
 
@@ -671,6 +694,10 @@ export class WhatsAppSimulator {
         wroteToUs: new Set(),
         rejected463: 0,
         rejected479: 0,
+        decryptFailures: 0,
+        retryReceiptsSent: 0,
+        resentDecrypted: 0,
+        pendingRetries: new Map(),
       };
       this.phoneStates.set(phone, state);
     }
@@ -976,6 +1003,7 @@ export class WhatsAppSimulator {
     const state = this.phoneStates.get(device.phone);
     if (!state) return;
     let text: string | undefined;
+    let undecryptableBy: string | undefined;
     for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
       const enc = getBinaryNodeChild(participant, 'enc');
       const participantJid = participant.attrs.jid;
@@ -987,6 +1015,8 @@ export class WhatsAppSimulator {
         if (jidDecode(participantJid)?.user === jidDecode(to)?.user) text ??= messageText(message);
       } catch (error) {
         this.logger.warn({ err: error, participantJid }, 'could not decrypt a message from the session');
+        // the recipient's copy, whether addressed by phone number or LID
+        if (jidDecode(pnJidOf(participantJid))?.user === jidDecode(pnJidOf(to))?.user) undecryptableBy = participantJid;
       }
     }
     const at = Date.now();
@@ -999,6 +1029,27 @@ export class WhatsAppSimulator {
       this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
       return;
     }
+    if (undecryptableBy && text === undefined) {
+      // The recipient's device cannot decrypt this copy (e.g. the sender's Signal state went back with a restored
+      // backup): like WhatsApp, the server acks it and the device asks for a re-encrypted copy with a retry
+      // receipt carrying a fresh key bundle. No delivery receipt until a copy decrypts.
+      state.decryptFailures++;
+      this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds() } });
+      const count = (state.pendingRetries.get(id) ?? 0) + 1;
+      if (count > MAX_RETRY_RECEIPTS) {
+        this.logger.warn({ phone: device.phone, id }, 'giving up on a message the recipient cannot decrypt');
+        return;
+      }
+      state.pendingRetries.set(id, count);
+      const from = undecryptableBy;
+      this.later(this.receiptDelayMs, () => {
+        void this.sendRetryReceipt(c, state, from, id, count).catch((error: unknown) =>
+          this.logger.warn({ err: error }, 'could not send a retry receipt'),
+        );
+      });
+      return;
+    }
+    if (state.pendingRetries.delete(id)) state.resentDecrypted++;
     const recorded: RecordedMessage = { id, phone: device.phone, to, text: text ?? '', at, sourceAddress: c.address };
     this.messageLog.push(recorded);
     state.messagesSent++;
@@ -1067,6 +1118,31 @@ export class WhatsAppSimulator {
     if (state.wroteToUs.has(to.user) || state.wroteToUs.has(alt)) return undefined;
     if (this.messageLog.some((m) => m.phone === state.phone && jidDecode(m.to)?.user === to.user)) return undefined;
     return '463';
+  }
+
+  /** `<receipt type="retry">` from the recipient device, with its registration id and a fresh key bundle. */
+  private async sendRetryReceipt(
+    c: Connection,
+    state: PhoneState,
+    from: string,
+    id: string,
+    count: number,
+  ): Promise<void> {
+    const bundle = await this.contact(from).bundleNode(from);
+    const parts = Array.isArray(bundle.content) ? bundle.content : [];
+    const registration = parts.find((n) => n.tag === 'registration');
+    if (!registration) throw new Error('bundle without registration');
+    state.retryReceiptsSent++;
+    this.events.emit('retry-receipt', { phone: state.phone, from, id, count });
+    this.send(c, {
+      tag: 'receipt',
+      attrs: { id, from, type: 'retry', t: unixSeconds() },
+      content: [
+        { tag: 'retry', attrs: { count: String(count), id, t: unixSeconds(), v: '1' } },
+        registration,
+        { tag: 'keys', attrs: {}, content: parts.filter((n) => n.tag !== 'registration') },
+      ],
+    });
   }
 
   private applyAntiSpam(state: PhoneState, to: string, at: number): void {

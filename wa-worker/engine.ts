@@ -102,6 +102,8 @@ export interface EngineOptions {
   version?: [number, number, number];
   /** How long each QR is shown before the next one (Baileys' default when unset). */
   qrTimeout?: number;
+  /** Text of a message this session sent (the sent-message store): lets a retry receipt re-send it. */
+  sentText?: (waMessageId: string) => string | undefined;
 }
 
 /** The WhatsApp Web version the engine announces unless told otherwise. */
@@ -174,7 +176,11 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     keepAliveIntervalMs: o.keepAliveIntervalMs,
     defaultQueryTimeoutMs: o.defaultQueryTimeoutMs,
     ...(o.qrTimeout ? { qrTimeout: o.qrTimeout } : {}),
-    getMessage: async () => undefined,
+    // A recipient that could not decrypt asks for a retry: re-encrypt the original from the sent-message store.
+    getMessage: async (key) => {
+      const text = key.id ? o.sentText?.(key.id) : undefined;
+      return text === undefined ? undefined : { conversation: text };
+    },
   });
   // Server acks of our messages, by id: a send waits for its own (Baileys only turns an error ack into an ERROR
   // status update, after sendMessage resolved).

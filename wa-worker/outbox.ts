@@ -16,6 +16,7 @@ import { FILE_MODE, writeFileAtomic } from './auth-store.js';
 import { backoffDelay } from './config.js';
 import { errorText } from './connection.js';
 import type { Logger } from './logger.js';
+import type { SentMessageStore } from './sent-store.js';
 import type { WebhookReporter } from './webhooks.js';
 
 export const LEDGER_FILE = '.outbox-ledger.jsonl';
@@ -171,6 +172,7 @@ export class OutboxWorker {
     private readonly reporter: WebhookReporter,
     private readonly logger: Logger,
     private readonly opts: { pollMs: number; retryBaseMs: number; retryMaxMs: number },
+    private readonly sentStore?: SentMessageStore,
   ) {}
 
   outboxIdFor(waMessageId: string): string | undefined {
@@ -253,6 +255,8 @@ export class OutboxWorker {
     }
     const waMessageId = waMessageIdFor(this.sessionId, messageId);
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
+    // Before the send: a retry receipt may come as soon as the message is out.
+    await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
     let sentId: string;
     try {
       sentId = (await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
