@@ -167,6 +167,8 @@ interface PhoneState {
   resentDecrypted: number;
   /** message id → retry receipts sent for it, while no decryptable copy arrived */
   pendingRetries: Map<string, number>;
+  /** retry receipts for a session that was offline, sent at its next login */
+  queuedRetryReceipts: Array<{ from: string; id: string; count: number }>;
 }
 
 type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
@@ -258,6 +260,8 @@ export class WhatsAppSimulator {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Mutable at run time (control API, tests). */
   minClientVersion: ClientVersion | null;
+  /** Tests: queue retry receipts (as for an offline session) until `releaseRetryReceipts`. */
+  holdRetryReceipts = false;
   /** Mutable at run time (control API `POST /rules/cold-outreach`, tests). */
   coldOutreach: Required<ColdOutreachRule> | null;
 
@@ -495,6 +499,20 @@ export class WhatsAppSimulator {
     return id;
   }
 
+  /** Sends the queued retry receipts of `phone` to its live session (see `holdRetryReceipts`). */
+  async releaseRetryReceipts(phone: string): Promise<number> {
+    this.holdRetryReceipts = false;
+    const state = this.phoneStates.get(phone);
+    // the newest open connection (an old one may still be closing)
+    const c = this.liveConnections(phone)
+      .filter((x) => x.ws.readyState === x.ws.OPEN)
+      .at(-1);
+    if (!state || !c) throw new Error(`phone ${phone} has no connected session`);
+    const queued = state.queuedRetryReceipts.splice(0);
+    for (const r of queued) await this.sendRetryReceipt(c, state, r.from, r.id, r.count);
+    return queued.length;
+  }
+
   /** Contact `contact`'s device loses its Signal sessions: the next message to it needs the retry path. */
   async resetContactSessions(contact: string): Promise<void> {
     await this.contact(contact.includes('@') ? contact : `${contact}@${SERVER_JID}`).forgetSessions();
@@ -698,6 +716,7 @@ export class WhatsAppSimulator {
         retryReceiptsSent: 0,
         resentDecrypted: 0,
         pendingRetries: new Map(),
+        queuedRetryReceipts: [],
       };
       this.phoneStates.set(phone, state);
     }
@@ -835,6 +854,10 @@ export class WhatsAppSimulator {
       },
     };
     await this.deliverFrom(c, ownPhoneJid, noHistory, {});
+    // Retry receipts the session missed while it was offline (WhatsApp queues them like any receipt).
+    const state = this.phoneStates.get(device.phone);
+    for (const r of state?.queuedRetryReceipts.splice(0) ?? [])
+      await this.sendRetryReceipt(c, state!, r.from, r.id, r.count);
   }
 
   /** Resolves when the client sends a receipt for `messageId`, the connection closes, or after a timeout. */
@@ -1128,6 +1151,10 @@ export class WhatsAppSimulator {
     id: string,
     count: number,
   ): Promise<void> {
+    if (this.holdRetryReceipts || c.stage === 'closed' || c.ws.readyState !== c.ws.OPEN) {
+      state.queuedRetryReceipts.push({ from, id, count });
+      return;
+    }
     const bundle = await this.contact(from).bundleNode(from);
     const parts = Array.isArray(bundle.content) ? bundle.content : [];
     const registration = parts.find((n) => n.tag === 'registration');
