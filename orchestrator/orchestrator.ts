@@ -123,7 +123,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     activities: {
       ...activities,
       ...backupActivities,
-      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }) }),
+      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }), alerts }),
     },
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',
