@@ -3,7 +3,7 @@
  * in Redis by the webhook bridge) is older than the timeout, and signal them. Keeping this sweep out of the
  * session workflows is what keeps their histories small: a healthy connected session records nothing.
  */
-import { continueAsNew, log, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, log, patched, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 
 export interface WatchdogInput {
@@ -22,14 +22,19 @@ export const WATCHDOG_WORKFLOW_ID = 'watchdog';
 
 export async function watchdogWorkflow(input: WatchdogInput): Promise<void> {
   const sweeps = input.sweepsPerRun ?? 200;
+  // PINGs could not be recorded while the sweep was failing (same outage): until a full timeout has passed since
+  // then, every session would look stale and be restarted at once.
+  let graceUntil = 0;
   for (let i = 0; i < sweeps; i++) {
     await sleep(input.intervalMs);
+    if (Date.now() < graceUntil && patched('watchdog-outage-grace')) continue;
     // A failed sweep (Redis or Temporal unreachable) is skipped, never fatal: the next round tries again, so the
     // watchdog outlives any outage and resumes by itself (issue 13).
     try {
       await signalStaleSessions({ pingTimeoutMs: input.pingTimeoutMs, signalName: 'watchdogAlarm' });
     } catch (err) {
       log.warn('watchdog sweep failed; next round retries', { error: String(err) });
+      graceUntil = Date.now() + input.pingTimeoutMs;
     }
     if (workflowInfo().continueAsNewSuggested) break;
   }
