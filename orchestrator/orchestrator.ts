@@ -111,7 +111,6 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     workerEnv: workerEnvFromProcess(),
   };
   const activities = createSessionActivities(activityDeps);
-  const backupActivities = createBackupActivities(activityDeps, activities);
 
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
@@ -122,8 +121,8 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     workflowsPath: path.join(PROJECT_ROOT, 'workflows', 'index.ts'),
     activities: {
       ...activities,
-      ...backupActivities,
-      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }), alerts }),
+      ...createBackupActivities(activityDeps, activities),
+      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }) }),
     },
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',
@@ -145,15 +144,14 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const dispatchers = await ensureDispatchers(client, config, redis, logger);
   if (dispatchers) logger.info({ dispatchers }, 'dispatchers woken for sessions with pending messages');
 
-  // This host's own queue: container activities of the sessions placed here (their auth volumes are here), and
-  // the backup/restore steps that read or write this host's session folders or start its workers.
+  // This host's own queue: container activities of the sessions placed here (their auth volumes are here).
   const hostQueue = hostQueueFor(config.TEMPORAL_TASK_QUEUE, config.HOST_ID);
   const hostWorker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: hostQueue,
     dataConverter,
-    activities: { ...activities, ...backupActivities },
+    activities,
     shutdownGraceTime: '10s',
   });
   const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);

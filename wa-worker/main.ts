@@ -12,7 +12,6 @@ import { ENGINE_NAME, ENGINE_VERSION, trustCertificateRoot } from './engine.js';
 import { HEALTH_FILE, type HealthRecord } from './health.js';
 import { KeepAlive, Liveness } from './keep-alive.js';
 import { createLogger, type Logger } from './logger.js';
-import { SentMessageStore } from './sent-store.js';
 import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
 import { WebhookReporter } from './webhooks.js';
 
@@ -69,8 +68,6 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   const liveness = new Liveness(cfg.livenessIntervalMs, reporter);
   let outbox: OutboxWorker | undefined;
   let ledger: OutboxLedger | undefined;
-  const sentStore = new SentMessageStore(cfg.authDir);
-  await sentStore.open();
   if (cfg.outboxUrl) {
     ledger = new OutboxLedger(cfg.authDir);
     await ledger.open();
@@ -81,7 +78,6 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       reporter,
       logger.child({ component: 'outbox' }),
       { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
-      sentStore,
     );
   }
 
@@ -95,7 +91,6 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       outbox?.pause();
     },
     outboxIdFor: (id) => outbox?.outboxIdFor(id),
-    sentText: (id) => sentStore.get(id),
   });
 
   const healthPath = path.join(cfg.authDir, HEALTH_FILE);
@@ -153,7 +148,6 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       connection.stop();
       await auth.flush();
       await ledger?.close();
-      await sentStore.close();
       const drained = await reporter.flush(budget(0.5));
       await reporter.close();
       logger.info({ drained, backlog: reporter.backlog, ms: Date.now() - started }, 'stopped');
