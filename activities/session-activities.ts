@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ApplicationFailure, heartbeat as activityHeartbeat } from '@temporalio/activity';
+import { ApplicationFailure, Context, heartbeat as activityHeartbeat } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -20,6 +20,8 @@ import type { AlertKind, Alerts } from './alerts.js';
 import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from './auth-owner.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
 import type { WorkerInfo, WorkerRunner } from './runner/types.js';
+
+export const WATCHDOG_OUTAGE = 'WatchdogOutage';
 
 export interface ActivityDeps {
   config: Config;
@@ -316,8 +318,25 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     /** Watchdog sweep: signal every connected session whose last ping is too old. */
-    async signalStaleSessions(input: { pingTimeoutMs: number; signalName: string }): Promise<string[]> {
+    /**
+     * Signals the connected sessions whose last PING is older than the timeout. After an outage (this sweep
+     * needed a retry, or the last good sweep is too long ago) PINGs were lost too, so nothing is judged: it
+     * throws WatchdogOutage and the watchdog waits a full timeout before judging again.
+     */
+    async signalStaleSessions(input: {
+      pingTimeoutMs: number;
+      signalName: string;
+      lastGoodSweepAt?: number;
+      maxGapMs?: number;
+    }): Promise<string[]> {
       const stale = await sessions.staleSessions(input.pingTimeoutMs);
+      const gap = input.lastGoodSweepAt === undefined ? 0 : Date.now() - input.lastGoodSweepAt;
+      const retried = Context.current().info.attempt > 1;
+      if (input.maxGapMs !== undefined && (retried || gap > input.maxGapMs))
+        throw ApplicationFailure.nonRetryable(
+          `sweep after an outage (attempt ${Context.current().info.attempt}, ${gap} ms since the last good sweep)`,
+          WATCHDOG_OUTAGE,
+        );
       if (!deps.temporal) return stale;
       for (const sessionId of stale) {
         try {

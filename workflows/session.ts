@@ -317,7 +317,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       await save({ status: 'pending' });
     } catch (err) {
       provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
-      provisionDone = true;
+      // The refusal is answered once nothing of this run is visible any more (no record left for its tenant).
+      const answerAfterCleanup = patched('provision-failure-answers-after-cleanup');
+      if (!answerAfterCleanup) provisionDone = true;
       if (patched('provision-failure-exits')) {
         // Every exit path releases what it holds and answers every queued command (issue 13).
         closing = `provision failed: ${provisionFailure.message}`;
@@ -334,6 +336,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       });
       state.status = 'failed';
       state.lastError = provisionFailure.message;
+      provisionDone = true;
       await condition(allHandlersFinished);
       return publicState();
     }
