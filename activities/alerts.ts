@@ -10,6 +10,8 @@ export const ALERT_KINDS = [
   'session_unhealthy',
   'session_failed',
   'session_logged_out',
+  /** WhatsApp refused ANTIBAN_REJECTION_RUN cold sends in a row (463/479): the session was slowed. */
+  'session_sends_rejected',
   'proxy_burned',
   'low_proxy_inventory',
   'backup_done',

@@ -51,6 +51,8 @@ export interface ManifestSession {
   phone: string | null;
   /** The owning tenant (the folder's owner file); null/absent for folders and archives from before owners. */
   tenant?: string | null;
+  /** The host whose disk held the folder (multi-host deployments); absent in archives from before issue 13. */
+  host?: string | null;
   files: number;
   bytes: number;
   /** How long reading this session's folder took (the worker kept running: no pause). */

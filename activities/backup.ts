@@ -20,8 +20,10 @@ import {
   writeArchive,
   type ArchiveLimits,
   type BackupManifest,
+  type SnapshotResult,
 } from './backup-archive.js';
 import { readAuthOwner, safeSessionDir } from './auth-owner.js';
+import { HostRegistry } from '../state/hosts.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
 
 export const BACKUP_INVALID = 'BackupInvalid';
@@ -64,6 +66,17 @@ export interface BackupResult {
   verified: boolean;
 }
 
+/** A live host and its own task queue (where the activities touching its disk and workers run). */
+export interface HostRef {
+  hostId: string;
+  queue: string;
+}
+
+/** The sessions of a restore whose folders live on one host. */
+export interface RestoreGroup extends HostRef {
+  sessionIds: string[];
+}
+
 export interface RestorePlan {
   restoreId: string;
   backupId: string;
@@ -96,6 +109,16 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
   const backupsDir = path.resolve(config.BACKUPS_DIR);
   const limits = archiveLimits(config);
   const journal = (restoreId: string) => path.join(sessionsDir, `.restore-${restoreId}`);
+  // Per-host copies of a backup in progress, in the shared BACKUPS_DIR (assembled into one archive, then removed).
+  const staging = (key: string) => path.join(backupsDir, `.staging-${key.replace(/[^A-Za-z0-9_-]/g, '_')}`);
+  const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
+  const liveHosts = async (): Promise<HostRef[]> => {
+    const staleMs = config.HOST_HEARTBEAT_MS * 3;
+    return (await hosts.list())
+      .filter((h) => Date.now() - h.heartbeatAt <= staleMs)
+      .map((h) => ({ hostId: h.hostId, queue: h.queue }))
+      .sort((a, b) => a.hostId.localeCompare(b.hostId));
+  };
   const archivePath = (backupId: string) => path.join(backupsDir, `${backupId}.zip`);
   const exists = (p: string) =>
     fs.lstat(p).then(
@@ -109,21 +132,70 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
   };
 
   return {
-    /** Reads every session folder once (no worker paused) and writes a verified archive. */
-    async createBackup(input: { reason: string; only?: string[] }): Promise<BackupResult> {
+    /** The live hosts (heartbeat within 3 intervals): each one backs up its own sessions folder. */
+    async backupHosts(): Promise<HostRef[]> {
+      return liveHosts();
+    },
+
+    /**
+     * Runs on a host's own queue: reads this host's session folders once (no worker paused) and copies them into
+     * the shared staging folder `<BACKUPS_DIR>/.staging-<key>/<hostId>/` (idempotent: a retry starts over).
+     */
+    async snapshotHost(input: { key: string; hostId: string; only?: string[] }): Promise<{ sessions: number }> {
+      const dir = path.join(staging(input.key), input.hostId);
+      await fs.rm(dir, { recursive: true, force: true });
+      heartbeat('snapshot');
+      const snap = await snapshotSessions(sessionsDir, input.only);
+      for (const s of snap.sessions) await fs.mkdir(path.join(dir, s.sessionId), { recursive: true, mode: 0o700 });
+      for (const e of snap.entries) {
+        heartbeat('copy');
+        await fs.writeFile(path.join(dir, e.path.slice('sessions/'.length)), e.data, { mode: 0o600 });
+      }
+      await fs.writeFile(path.join(dir, '.skipped.json'), JSON.stringify(snap.skipped), { mode: 0o600 });
+      return { sessions: snap.sessions.length };
+    },
+
+    /**
+     * Writes a verified archive: of this host's folder, or (`staging`) of every host's staged copy, each session
+     * tagged with its host, then drops the staging folder.
+     */
+    async createBackup(input: {
+      reason: string;
+      only?: string[];
+      staging?: { key: string; hosts: string[] };
+    }): Promise<BackupResult> {
       const t0 = Date.now();
       await fs.mkdir(backupsDir, { recursive: true, mode: 0o700 });
       let id = backupIdFor(new Date(t0));
       for (let n = 2; (await exists(archivePath(id))) || (await exists(`${archivePath(id)}.partial`)); n++)
         id = `${backupIdFor(new Date(t0))}-${n}`;
       heartbeat('snapshot');
-      const snap = await snapshotSessions(sessionsDir, input.only);
+      let snap: SnapshotResult;
+      if (input.staging) {
+        snap = { sessions: [], entries: [], skipped: [] };
+        for (const hostId of input.staging.hosts) {
+          const dir = path.join(staging(input.staging.key), hostId);
+          const part = await snapshotSessions(dir, input.only);
+          for (const s of part.sessions) {
+            if (snap.sessions.some((x) => x.sessionId === s.sessionId)) {
+              snap.skipped.push({ path: `sessions/${s.sessionId}/`, reason: `also on host ${hostId}` });
+              continue;
+            }
+            snap.sessions.push({ ...s, host: hostId });
+            snap.entries.push(...part.entries.filter((e) => e.path.startsWith(`sessions/${s.sessionId}/`)));
+          }
+          const skipped = await fs.readFile(path.join(dir, '.skipped.json'), 'utf8').catch(() => '[]');
+          snap.skipped.push(...(JSON.parse(skipped) as SnapshotResult['skipped']));
+        }
+        snap.sessions.sort((a, b) => a.sessionId.localeCompare(b.sessionId));
+      } else snap = await snapshotSessions(sessionsDir, input.only);
       const manifest = buildManifest(id, input.reason, t0, snap);
       heartbeat('archive');
       const size = await writeArchive(archivePath(id), manifest, snap.entries);
       heartbeat('verify');
       // Never report a backup that would not restore.
       await verifyArchive(archivePath(id), limits, undefined, () => heartbeat('verify'));
+      if (input.staging) await fs.rm(staging(input.staging.key), { recursive: true, force: true });
       const result: BackupResult = {
         id,
         file: archivePath(id),
@@ -139,7 +211,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       return result;
     },
 
-    /** Keeps the newest MAX_BACKUPS archives (and any protected one); removes stale `.partial` files too. */
+    /** Keeps the newest MAX_BACKUPS archives (and any protected one); removes stale `.partial` and staging files too. */
     async pruneBackups(input: { protect?: string[] } = {}): Promise<string[]> {
       const all = await listArchives(backupsDir);
       const removed: string[] = [];
@@ -149,21 +221,27 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         removed.push(b.id);
       }
       for (const n of await fs.readdir(backupsDir).catch(() => [] as string[]))
-        if (n.endsWith('.zip.partial')) {
+        if (n.endsWith('.zip.partial') || n.startsWith('.staging-')) {
           const st = await fs.stat(path.join(backupsDir, n)).catch(() => null);
-          if (st && Date.now() - st.mtimeMs > 3600_000) await fs.rm(path.join(backupsDir, n), { force: true });
+          // Left by a backup that failed (a host's copy or the assembly): gone after an hour.
+          if (st && Date.now() - st.mtimeMs > 3600_000)
+            await fs.rm(path.join(backupsDir, n), { recursive: true, force: true });
         }
       return removed;
     },
 
     /** Restore step 1: verify the archive (nothing is touched yet). */
     async restoreVerify(input: { backupId: string; sessionId: string | null }): Promise<{
-      sessions: Array<{ sessionId: string; phone: string | null }>;
+      sessions: Array<{ sessionId: string; phone: string | null; host: string | null }>;
     }> {
       const manifest = await verifyArchive(archivePath(input.backupId), limits, undefined, () =>
         heartbeat('verify'),
       ).catch(invalid);
-      const list = manifest.sessions.map((s) => ({ sessionId: s.sessionId, phone: s.phone }));
+      const list = manifest.sessions.map((s) => ({
+        sessionId: s.sessionId,
+        phone: s.phone,
+        host: typeof s.host === 'string' ? s.host : null,
+      }));
       if (input.sessionId && !list.some((s) => s.sessionId === input.sessionId))
         throw ApplicationFailure.nonRetryable(
           `backup ${input.backupId} holds no session ${input.sessionId}`,
@@ -172,8 +250,45 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       return { sessions: list };
     },
 
+    /**
+     * Groups the sessions to restore by the host whose disk and workers they belong to: a session's current host
+     * (its record), else the host that held it at backup time, else the first live host (files only). A session
+     * whose host is not alive fails the restore before anything is touched.
+     */
+    async restoreHosts(input: {
+      sessions: Array<{ sessionId: string; host: string | null }>;
+      sessionId: string | null;
+    }): Promise<RestoreGroup[]> {
+      const live = await liveHosts();
+      if (!live.length) throw ApplicationFailure.nonRetryable('no live host to restore onto', 'RestoreNoHost');
+      const groups = new Map<string, RestoreGroup>();
+      for (const s of input.sessions) {
+        if (input.sessionId && s.sessionId !== input.sessionId) continue;
+        const rec = await sessions.get(s.sessionId);
+        const owner = rec && rec.status !== 'deleted' ? rec.host : null;
+        const want = owner ?? s.host;
+        const host =
+          live.find((h) => h.hostId === want) ?? (owner ? null : (live.find((h) => h.hostId === s.host) ?? live[0]!));
+        if (!host)
+          throw ApplicationFailure.nonRetryable(
+            `host ${owner} of session ${s.sessionId} is not alive`,
+            'RestoreHostDown',
+          );
+        const g = groups.get(host.hostId) ?? { ...host, sessionIds: [] };
+        g.sessionIds.push(s.sessionId);
+        groups.set(host.hostId, g);
+      }
+      return [...groups.values()].sort((a, b) => a.hostId.localeCompare(b.hostId));
+    },
+
     /** Restore step 2: extract the verified archive into the journal folder (`new/`), beside the live folders. */
-    async restoreStage(input: { restoreId: string; backupId: string; sessionId: string | null }): Promise<RestorePlan> {
+    async restoreStage(input: {
+      restoreId: string;
+      backupId: string;
+      sessionId: string | null;
+      /** Only these sessions (the ones on this host). */
+      only?: string[];
+    }): Promise<RestorePlan> {
       const j = journal(input.restoreId);
       const staged = path.join(j, 'new');
       await fs.mkdir(path.join(j, 'old'), { recursive: true, mode: 0o700 });
@@ -191,6 +306,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       const wanted = manifest.sessions
         .map((s) => s.sessionId)
         .filter((id) => !input.sessionId || id === input.sessionId)
+        .filter((id) => !input.only || input.only.includes(id))
         .sort();
       // Never put one tenant's credentials into another tenant's session: a session id whose current owner
       // (folder owner file, else the session record) differs from the archive's owner is left out.

@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
+import type { Alerts } from './alerts.js';
 import { ClientWebhookStore } from '../state/client-webhooks.js';
 import { MessageStore, type StatusChange } from '../state/messages.js';
 import { OutboxStore } from '../state/outbox.js';
@@ -43,8 +44,14 @@ export function statusEventData(ch: StatusChange): Record<string, unknown> {
   };
 }
 
-export function createDispatchActivities(deps: { config: Config; redis: Redis; logger: Logger }): DispatchActivities {
-  const { config, redis, logger } = deps;
+export function createDispatchActivities(deps: {
+  config: Config;
+  redis: Redis;
+  logger: Logger;
+  /** Raises the alert of a run of 463/479 refusals (flagged by the API's messaging hook). */
+  alerts?: Pick<Alerts, 'enqueue'>;
+}): DispatchActivities {
+  const { config, redis, logger, alerts } = deps;
   const messages = new MessageStore(redis, config);
   const outbox = new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX });
   const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
@@ -56,6 +63,17 @@ export function createDispatchActivities(deps: { config: Config; redis: Redis; l
       if (status === 'connected') await messages.markConnectedOnce(sessionId);
       for (const ch of await messages.reconcile(sessionId, outbox)) {
         await hooks.enqueue(ch.tenant, 'message.status', statusEventData(ch));
+      }
+      const rejections = await messages.takeRejectionAlert(sessionId);
+      if (rejections > 0) {
+        logger.warn({ sessionId, rejections }, 'WhatsApp refused cold sends in a row: the session is slowed down');
+        await alerts?.enqueue(
+          'session_sends_rejected',
+          `Session ${sessionId}: WhatsApp refused ${rejections} messages in a row (463, no privacy token: ` +
+            `cold outreach from a young number). Sends slowed ×${config.ANTIBAN_BURST_SLOWDOWN} for ` +
+            `${Math.round(config.ANTIBAN_BURST_PAUSE_MS / 1000)} s.`,
+          `sends_rejected:${sessionId}`,
+        );
       }
       const promoted = await messages.maybePromote(sessionId);
       if (promoted) logger.info({ sessionId, ...promoted }, 'session promoted to a higher trust level');

@@ -14,7 +14,8 @@ import type { Redis } from 'ioredis';
 import { ClientWebhookStore } from '../state/client-webhooks.js';
 import { MessageStore } from '../state/messages.js';
 import type { SessionStore } from '../state/sessions.js';
-import { wakeSignal } from '../workflows/dispatcher.js';
+import { replanSignal, wakeSignal } from '../workflows/dispatcher.js';
+import { REJECTED_COLD_OUTREACH } from '../common/outbox.js';
 import type { WebhookHooks } from './routes/webhook.js';
 
 const SESSION_EVENTS = new Set(['CONNECTED', 'DISCONNECTED', 'AUTH_FAILURE', 'PROXY_ERROR']);
@@ -37,6 +38,28 @@ export function createMessagingHooks(deps: {
           // Only this session's own messages: a worker cannot move another session's (or tenant's) records.
           const ch = await messages.setStatus(d.messageId, d.status, d.waMessageId, d.reason ?? null, event.sessionId);
           if (ch) await hooks.enqueue(ch.tenant, 'message.status', statusEventData(ch));
+          // Counted per event (the bridge dedupes by event id), not per record change: the dispatcher's
+          // reconcile may have recorded the failure first.
+          if (d.status === 'sent' || (d.status === 'failed' && d.reason === REJECTED_COLD_OUTREACH)) {
+            const run = await messages.recordSendOutcome(event.sessionId, d.status === 'failed');
+            if (run > 0) {
+              // A run of refusals is a strong signal (WhatsApp restricts the number): slow down like a burst.
+              logger.warn({ sessionId: event.sessionId, run }, 'WhatsApp refused cold sends in a row: session slowed');
+              const session = await sessions.get(event.sessionId);
+              if (session)
+                await hooks.enqueue(session.tenant, 'session.burst', {
+                  sessionId: event.sessionId,
+                  reason: REJECTED_COLD_OUTREACH,
+                  rejections: run,
+                  slowdown: config.ANTIBAN_BURST_SLOWDOWN,
+                  forMs: config.ANTIBAN_BURST_PAUSE_MS,
+                });
+              await temporal.workflow
+                .getHandle(dispatcherWorkflowIdFor(config.WORKFLOW_ID_PREFIX, event.sessionId))
+                .signal(replanSignal)
+                .catch(() => undefined);
+            }
+          }
           return;
         }
         if (event.type !== 'MESSAGE_RECEIVED' && !SESSION_EVENTS.has(event.type)) return;

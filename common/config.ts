@@ -152,6 +152,8 @@ export const configSchema = z.object({
   ANTIBAN_BURST_WINDOW_MS: int(60_000, 10),
   ANTIBAN_BURST_PAUSE_MS: int(600_000, 10),
   ANTIBAN_BURST_SLOWDOWN: int(3, 1, 100),
+  /** This many 463/479 refusals in a row on one session slow it like a burst (and raise an event + alert). */
+  ANTIBAN_REJECTION_RUN: int(3, 1, 1000),
   /** How often an idle or disconnected session's dispatcher looks again without being woken. */
   ANTIBAN_IDLE_POLL_MS: int(15_000, 50),
   /** Automatic promotion cold → warm → hot: account age, messages handed off, delivery rate (percent). */

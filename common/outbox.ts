@@ -23,6 +23,9 @@ export const OutboxItemSchema = z.object({
 });
 export type OutboxItem = z.infer<typeof OutboxItemSchema>;
 
+/** MESSAGE_STATUS reason of a message WhatsApp refused with error 463 (1:1) or 479 (group): no privacy token. */
+export const REJECTED_COLD_OUTREACH = 'rejected_cold_outreach';
+
 export const ClaimRequestSchema = z.object({}).strict();
 export const ClaimResponseSchema = z.object({ item: OutboxItemSchema });
 

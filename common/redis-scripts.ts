@@ -389,6 +389,24 @@ return done({'released', id, now})
  * Moves a message's status forward only (queued/scheduled < sent < delivered < read; failed before delivery).
  * ARGV: prefix, messageId, status, waMessageId|'', reason|''. Returns {applied 0|1, previous, sessionId, tenant}.
  */
+/**
+ * A run of WhatsApp refusals (463/479) on one session. KEYS: dispatchState. ARGV: rejected (1|0), run, pauseMs.
+ * A refusal counts up `rejectRun`; an accepted send resets it. At `run` refusals in a row the session is slowed
+ * (`burstUntil`, like a burst), `rejectAlert` is set for the dispatcher to raise, the run restarts. Returns the
+ * run length that triggered, or 0.
+ */
+export const REJECTION_RUN_LUA = `${NOW_MS}
+local st = KEYS[1]
+if ARGV[1] ~= '1' then
+  redis.call('HSET', st, 'rejectRun', 0)
+  return 0
+end
+local n = redis.call('HINCRBY', st, 'rejectRun', 1)
+if n < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', st, 'rejectRun', 0, 'burstUntil', now + tonumber(ARGV[3]), 'rejectAlert', n)
+return n
+`;
+
 export const MESSAGE_STATUS_LUA = `${NOW_MS}
 local p, id, status, wa, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local onlySession, retention = ARGV[6], tonumber(ARGV[7])

@@ -111,6 +111,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     workerEnv: workerEnvFromProcess(),
   };
   const activities = createSessionActivities(activityDeps);
+  const backupActivities = createBackupActivities(activityDeps, activities);
 
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
@@ -121,8 +122,8 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     workflowsPath: path.join(PROJECT_ROOT, 'workflows', 'index.ts'),
     activities: {
       ...activities,
-      ...createBackupActivities(activityDeps, activities),
-      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }) }),
+      ...backupActivities,
+      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }), alerts }),
     },
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',
@@ -144,14 +145,15 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const dispatchers = await ensureDispatchers(client, config, redis, logger);
   if (dispatchers) logger.info({ dispatchers }, 'dispatchers woken for sessions with pending messages');
 
-  // This host's own queue: container activities of the sessions placed here (their auth volumes are here).
+  // This host's own queue: container activities of the sessions placed here (their auth volumes are here), and
+  // the backup/restore steps that read or write this host's session folders or start its workers.
   const hostQueue = hostQueueFor(config.TEMPORAL_TASK_QUEUE, config.HOST_ID);
   const hostWorker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: hostQueue,
     dataConverter,
-    activities,
+    activities: { ...activities, ...backupActivities },
     shutdownGraceTime: '10s',
   });
   const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);

@@ -29,9 +29,12 @@ export interface CompanionBundle {
 }
 
 /** In-memory Signal key store: all a fake contact needs (pre-keys, sessions). */
-function memoryKeyStore(): SignalKeyStoreWithTransaction {
+function memoryKeyStore(): SignalKeyStoreWithTransaction & { clearType(type: keyof SignalDataTypeMap): void } {
   const data = new Map<string, Map<string, unknown>>();
   return {
+    clearType(type) {
+      data.delete(type);
+    },
     get<T extends keyof SignalDataTypeMap>(type: T, ids: string[]) {
       const bucket = data.get(type);
       const result: { [id: string]: SignalDataTypeMap[T] } = {};
@@ -109,6 +112,16 @@ export class FakeContact {
         },
       ],
     };
+  }
+
+  /**
+   * The contact's device lost its Signal sessions (reinstalled, restored from an old backup): what a sender
+   * encrypted for the old session cannot be decrypted any more until the sender starts a new one (retry receipt).
+   */
+  forgetSessions(): Promise<void> {
+    this.keys.clearType('session');
+    this.sessionsWith.clear();
+    return Promise.resolve();
   }
 
   /** Decrypts a Signal message a companion (`fromJid`, with device) sent to this contact. */

@@ -25,6 +25,10 @@ const inboundBody = z.object({
 });
 const readBody = z.object({ messageId: z.string().min(1).max(128) });
 const proxyFaultBody = z.object({ kind: z.enum(['none', 'refuse', 'hang', 'wrong-credentials', 'kill']) });
+const coldOutreachBody = z.object({
+  enabled: z.boolean(),
+  youngForMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+});
 const messagesQuery = z.object({ phone: phoneParam.optional() });
 
 class ApiError extends Error {
@@ -102,6 +106,26 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       handler: (_p, body) => {
         const { qr, phone } = parse(scanBody, body);
         return guardAsync(() => sim.scan(qr, phone));
+      },
+    },
+    {
+      // WhatsApp's privacy-token gate: a young number's cold 1:1 sends are refused with error 463 (groups 479).
+      method: 'POST',
+      pattern: /^\/rules\/cold-outreach$/,
+      handler: (_p, body) => {
+        const { enabled, youngForMs } = parse(coldOutreachBody, body);
+        sim.coldOutreach = enabled ? { youngForMs: youngForMs ?? 7 * 24 * 3_600_000 } : null;
+        return { ok: true, coldOutreach: sim.coldOutreach };
+      },
+    },
+    {
+      // The contact's device lost its Signal sessions: the next message to it is answered with a retry receipt.
+      method: 'POST',
+      pattern: /^\/contacts\/([^/]+)\/reset-session$/,
+      handler: async ([contact]) => {
+        const number = parse(phoneParam, contact, 'contact');
+        await sim.resetContactSessions(number);
+        return { ok: true, contact: number };
       },
     },
     { method: 'GET', pattern: /^\/phones$/, handler: () => ({ phones: sim.phones() }) },

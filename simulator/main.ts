@@ -6,6 +6,7 @@
  *
  * Every flag has an env twin: SIM_PORT, SIM_CONTROL_PORT, SIM_PROXIES, SIM_PROXY_USER, SIM_PROXY_PASSWORD,
  * SIM_QR_REFS, SIM_ANTI_SPAM=1 (+ SIM_MAX_PER_MINUTE, SIM_MAX_NEW_CONTACTS_PER_HOUR_YOUNG, SIM_YOUNG_FOR_MS),
+ * SIM_COLD_OUTREACH=1 (463 for a young number's cold 1:1 sends),
  * SIM_LOG_LEVEL. Proxy i (0-based) listens on 127.0.0.1:(1080+i) and binds its outgoing side to 127.0.0.(10+i).
  * Prints one JSON line with the URLs (proxy passwords redacted); logs go to stderr.
  */
@@ -68,11 +69,17 @@ if (
 ) {
   throw new Error(`SIM_MIN_CLIENT_VERSION must look like 2.3000.1043857760, got "${minVersionRaw}"`);
 }
+// SIM_COLD_OUTREACH=1: a young number's cold 1:1 sends are refused with 463 (young: SIM_YOUNG_FOR_MS).
+const coldOutreach =
+  env.SIM_COLD_OUTREACH === '1'
+    ? { youngForMs: integer('SIM_YOUNG_FOR_MS', env.SIM_YOUNG_FOR_MS, 7 * 24 * 3_600_000, 0, Number.MAX_SAFE_INTEGER) }
+    : null;
 const sim = await WhatsAppSimulator.start({
   port: simPort,
   qrRefs,
   antiSpam,
   minClientVersion,
+  coldOutreach,
   logger: logger.child({ c: 'sim' }),
 });
 const proxies: Socks5Proxy[] = [];
@@ -80,7 +87,7 @@ for (let i = 0; i < proxyCount; i++) {
   proxies.push(await Socks5Proxy.start({ port: 1080 + i, username, password, bindAddress: `127.0.0.${10 + i}` }));
 }
 const control = await startControlApi(sim, { port: controlPort, proxies });
-for (const event of ['paired', 'login', 'banned', 'fault'] as const) {
+for (const event of ['paired', 'login', 'banned', 'fault', 'rejected'] as const) {
   sim.events.on(event, (data: unknown) => logger.info({ event, data }, event));
 }
 
@@ -90,6 +97,7 @@ process.stdout.write(
     control: control.url,
     certificateRootPublicKey: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
     antiSpam,
+    coldOutreach,
     proxies: proxies.map((p) => ({ url: p.redactedUrl, bindAddress: p.bindAddress })),
   })}\n`,
 );

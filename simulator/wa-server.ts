@@ -53,7 +53,18 @@ export interface SimulatorOptions {
   antiSpam?: AntiSpamOptions | null;
   /** clients whose `appVersion` is below this are refused with `<failure reason="405">` (client_too_old) */
   minClientVersion?: ClientVersion | null;
+  /** WhatsApp's privacy-token gate for young numbers (error acks 463 / 479); off when absent */
+  coldOutreach?: ColdOutreachRule | null;
   logger?: pino.Logger;
+}
+
+/**
+ * A young number's first 1:1 message to a contact that never wrote to it, without a `tctoken`, is refused by the
+ * server with `<ack class="message" error="463">` (to a group: 479); nothing is delivered, no receipt follows.
+ */
+export interface ColdOutreachRule {
+  /** a phone counts as young for this long after it was first linked (default 7 days) */
+  youngForMs?: number;
 }
 
 /** WhatsApp Web version as the client announces it: [primary, secondary, tertiary]. */
@@ -86,6 +97,17 @@ export interface PhoneSummary {
   banned: boolean;
   online: boolean;
   messagesSent: number;
+  /** messages the server refused with error 463 (1:1, no privacy token) */
+  rejected463: number;
+  /** messages the server refused with error 479 (group) */
+  rejected479: number;
+  /** recipient copies a contact could not decrypt (each answered with a retry receipt, up to 3 per message) */
+  decryptFailures: number;
+  retryReceiptsSent: number;
+  /** re-sent copies (after a retry receipt) the recipient decrypted */
+  resentDecrypted: number;
+  /** messages still waiting for a copy the recipient can decrypt */
+  undecryptable: number;
 }
 
 /** A phone's account and linked devices as JSON (binary values base64), see `exportPhone`. */
@@ -136,6 +158,17 @@ interface PhoneState {
   recentSends: number[];
   /** recipient jid → time of the first message to it */
   recipientsFirstSeen: Map<string, number>;
+  /** users (phone or LID user part) who wrote to this phone: a chat exists, no privacy token needed */
+  wroteToUs: Set<string>;
+  rejected463: number;
+  rejected479: number;
+  decryptFailures: number;
+  retryReceiptsSent: number;
+  resentDecrypted: number;
+  /** message id → retry receipts sent for it, while no decryptable copy arrived */
+  pendingRetries: Map<string, number>;
+  /** retry receipts for a session that was offline, sent at its next login */
+  queuedRetryReceipts: Array<{ from: string; id: string; count: number }>;
 }
 
 type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
@@ -184,6 +217,8 @@ const HOUR_MS = 3_600_000;
 const PAIRING_TIMEOUT_MS = 10_000;
 const PREKEY_NOTIFICATION_DELAY_MS = 50;
 const RECEIPT_WAIT_MS = 3_000;
+/** retry receipts per message before the recipient gives up (Baileys re-sends at most 5 times) */
+const MAX_RETRY_RECEIPTS = 3;
 
 /** Strips the IPv4-mapped IPv6 prefix so proxies bound to 127.0.0.x show up as such. */
 function normaliseAddress(address: string | undefined): string {
@@ -225,6 +260,10 @@ export class WhatsAppSimulator {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Mutable at run time (control API, tests). */
   minClientVersion: ClientVersion | null;
+  /** Tests: queue retry receipts (as for an offline session) until `releaseRetryReceipts`. */
+  holdRetryReceipts = false;
+  /** Mutable at run time (control API `POST /rules/cold-outreach`, tests). */
+  coldOutreach: Required<ColdOutreachRule> | null;
 
   private constructor(
     private readonly wss: WebSocketServer,
@@ -237,6 +276,7 @@ export class WhatsAppSimulator {
     this.receipts = opts.receipts ?? 'delivery';
     this.receiptDelayMs = opts.receiptDelayMs ?? 100;
     this.minClientVersion = opts.minClientVersion ?? null;
+    this.coldOutreach = opts.coldOutreach ? { youngForMs: opts.coldOutreach.youngForMs ?? 7 * 24 * HOUR_MS } : null;
     this.antiSpam = opts.antiSpam
       ? {
           maxPerMinute: opts.antiSpam.maxPerMinute ?? 20,
@@ -453,8 +493,29 @@ export class WhatsAppSimulator {
     if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
     const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
     const id = await this.deliverFrom(connection, fromJid, { conversation: text }, { notify: 'Simulated contact' });
+    const sender = jidDecode(fromJid)?.user;
+    if (sender) this.phoneStates.get(phone)?.wroteToUs.add(sender);
     this.events.emit('inbound', { phone, from: fromJid, id, text });
     return id;
+  }
+
+  /** Sends the queued retry receipts of `phone` to its live session (see `holdRetryReceipts`). */
+  async releaseRetryReceipts(phone: string): Promise<number> {
+    this.holdRetryReceipts = false;
+    const state = this.phoneStates.get(phone);
+    // the newest open connection (an old one may still be closing)
+    const c = this.liveConnections(phone)
+      .filter((x) => x.ws.readyState === x.ws.OPEN)
+      .at(-1);
+    if (!state || !c) throw new Error(`phone ${phone} has no connected session`);
+    const queued = state.queuedRetryReceipts.splice(0);
+    for (const r of queued) await this.sendRetryReceipt(c, state, r.from, r.id, r.count);
+    return queued.length;
+  }
+
+  /** Contact `contact`'s device loses its Signal sessions: the next message to it needs the retry path. */
+  async resetContactSessions(contact: string): Promise<void> {
+    await this.contact(contact.includes('@') ? contact : `${contact}@${SERVER_JID}`).forgetSessions();
   }
 
   /** The recipient read a message the session sent: push a read receipt to the session. */
@@ -488,6 +549,12 @@ export class WhatsAppSimulator {
       banned: s.banned,
       online: this.liveConnections(s.phone).length > 0,
       messagesSent: s.messagesSent,
+      rejected463: s.rejected463,
+      rejected479: s.rejected479,
+      decryptFailures: s.decryptFailures,
+      retryReceiptsSent: s.retryReceiptsSent,
+      resentDecrypted: s.resentDecrypted,
+      undecryptable: s.pendingRetries.size,
     }));
   }
 
@@ -642,6 +709,14 @@ export class WhatsAppSimulator {
         messagesSent: 0,
         recentSends: [],
         recipientsFirstSeen: new Map(),
+        wroteToUs: new Set(),
+        rejected463: 0,
+        rejected479: 0,
+        decryptFailures: 0,
+        retryReceiptsSent: 0,
+        resentDecrypted: 0,
+        pendingRetries: new Map(),
+        queuedRetryReceipts: [],
       };
       this.phoneStates.set(phone, state);
     }
@@ -779,6 +854,10 @@ export class WhatsAppSimulator {
       },
     };
     await this.deliverFrom(c, ownPhoneJid, noHistory, {});
+    // Retry receipts the session missed while it was offline (WhatsApp queues them like any receipt).
+    const state = this.phoneStates.get(device.phone);
+    for (const r of state?.queuedRetryReceipts.splice(0) ?? [])
+      await this.sendRetryReceipt(c, state!, r.from, r.id, r.count);
   }
 
   /** Resolves when the client sends a receipt for `messageId`, the connection closes, or after a timeout. */
@@ -947,6 +1026,7 @@ export class WhatsAppSimulator {
     const state = this.phoneStates.get(device.phone);
     if (!state) return;
     let text: string | undefined;
+    let undecryptableBy: string | undefined;
     for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
       const enc = getBinaryNodeChild(participant, 'enc');
       const participantJid = participant.attrs.jid;
@@ -958,9 +1038,41 @@ export class WhatsAppSimulator {
         if (jidDecode(participantJid)?.user === jidDecode(to)?.user) text ??= messageText(message);
       } catch (error) {
         this.logger.warn({ err: error, participantJid }, 'could not decrypt a message from the session');
+        // the recipient's copy, whether addressed by phone number or LID
+        if (jidDecode(pnJidOf(participantJid))?.user === jidDecode(pnJidOf(to))?.user) undecryptableBy = participantJid;
       }
     }
     const at = Date.now();
+    const refusal = this.coldOutreachError(state, node, at);
+    if (refusal) {
+      if (refusal === '463') state.rejected463++;
+      else state.rejected479++;
+      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'message refused: no privacy token');
+      this.events.emit('rejected', { phone: device.phone, to, id, error: Number(refusal) });
+      this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
+      return;
+    }
+    if (undecryptableBy && text === undefined) {
+      // The recipient's device cannot decrypt this copy (e.g. the sender's Signal state went back with a restored
+      // backup): like WhatsApp, the server acks it and the device asks for a re-encrypted copy with a retry
+      // receipt carrying a fresh key bundle. No delivery receipt until a copy decrypts.
+      state.decryptFailures++;
+      this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds() } });
+      const count = (state.pendingRetries.get(id) ?? 0) + 1;
+      if (count > MAX_RETRY_RECEIPTS) {
+        this.logger.warn({ phone: device.phone, id }, 'giving up on a message the recipient cannot decrypt');
+        return;
+      }
+      state.pendingRetries.set(id, count);
+      const from = undecryptableBy;
+      this.later(this.receiptDelayMs, () => {
+        void this.sendRetryReceipt(c, state, from, id, count).catch((error: unknown) =>
+          this.logger.warn({ err: error }, 'could not send a retry receipt'),
+        );
+      });
+      return;
+    }
+    if (state.pendingRetries.delete(id)) state.resentDecrypted++;
     const recorded: RecordedMessage = { id, phone: device.phone, to, text: text ?? '', at, sourceAddress: c.address };
     this.messageLog.push(recorded);
     state.messagesSent++;
@@ -1009,6 +1121,55 @@ export class WhatsAppSimulator {
       content: [{ tag: 'enc', attrs: { v: '2', type }, content: ciphertext }],
     });
     return id;
+  }
+
+  /**
+   * The privacy-token gate: '463' (1:1) or '479' (group) when a young phone writes first to someone who never wrote
+   * to it, without a `tctoken` child; undefined when the message goes through. A chat the phone already had
+   * (an accepted message to that user) needs no token either.
+   */
+  private coldOutreachError(state: PhoneState, node: BinaryNode, at: number): '463' | '479' | undefined {
+    const rule = this.coldOutreach;
+    if (!rule || state.firstLinkedAt === null || at - state.firstLinkedAt >= rule.youngForMs) return undefined;
+    if (getBinaryNodeChild(node, 'tctoken')) return undefined;
+    const to = jidDecode(node.attrs.to);
+    if (!to?.user) return undefined;
+    if (to.server === 'g.us') return '479';
+    if (to.server !== SERVER_JID && to.server !== 'lid') return undefined;
+    if (to.user === state.phone || to.user === lidUserFor(state.phone)) return undefined;
+    const alt = to.server === 'lid' ? phoneForLid(to.user) : lidUserFor(to.user);
+    if (state.wroteToUs.has(to.user) || state.wroteToUs.has(alt)) return undefined;
+    if (this.messageLog.some((m) => m.phone === state.phone && jidDecode(m.to)?.user === to.user)) return undefined;
+    return '463';
+  }
+
+  /** `<receipt type="retry">` from the recipient device, with its registration id and a fresh key bundle. */
+  private async sendRetryReceipt(
+    c: Connection,
+    state: PhoneState,
+    from: string,
+    id: string,
+    count: number,
+  ): Promise<void> {
+    if (this.holdRetryReceipts || c.stage === 'closed' || c.ws.readyState !== c.ws.OPEN) {
+      state.queuedRetryReceipts.push({ from, id, count });
+      return;
+    }
+    const bundle = await this.contact(from).bundleNode(from);
+    const parts = Array.isArray(bundle.content) ? bundle.content : [];
+    const registration = parts.find((n) => n.tag === 'registration');
+    if (!registration) throw new Error('bundle without registration');
+    state.retryReceiptsSent++;
+    this.events.emit('retry-receipt', { phone: state.phone, from, id, count });
+    this.send(c, {
+      tag: 'receipt',
+      attrs: { id, from, type: 'retry', t: unixSeconds() },
+      content: [
+        { tag: 'retry', attrs: { count: String(count), id, t: unixSeconds(), v: '1' } },
+        registration,
+        { tag: 'keys', attrs: {}, content: parts.filter((n) => n.tag !== 'registration') },
+      ],
+    });
   }
 
   private applyAntiSpam(state: PhoneState, to: string, at: number): void {

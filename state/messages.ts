@@ -15,7 +15,13 @@ import {
 } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import { DISPATCH_STEP_LUA, MESSAGE_STATUS_LUA, PROMOTE_LEVEL_LUA, SEND_ACCEPT_LUA } from '../common/redis-scripts.js';
+import {
+  DISPATCH_STEP_LUA,
+  MESSAGE_STATUS_LUA,
+  PROMOTE_LEVEL_LUA,
+  REJECTION_RUN_LUA,
+  SEND_ACCEPT_LUA,
+} from '../common/redis-scripts.js';
 import type { OutboxStore } from './outbox.js';
 
 export const MESSAGE_STATUSES = ['queued', 'scheduled', 'sent', 'delivered', 'read', 'failed'] as const;
@@ -264,6 +270,29 @@ export class MessageStore {
 
   async pendingCount(sessionId: string): Promise<number> {
     return this.redis.llen(this.keys.dispatchPending(sessionId));
+  }
+
+  /**
+   * Counts WhatsApp's refusals (463/479) in a row on a session; an accepted send resets the run. Returns the run
+   * length when it reached ANTIBAN_REJECTION_RUN (the session is now slowed like a burst), else 0.
+   */
+  async recordSendOutcome(sessionId: string, rejected: boolean): Promise<number> {
+    const r = await this.redis.eval(
+      REJECTION_RUN_LUA,
+      1,
+      this.keys.dispatchState(sessionId),
+      rejected ? '1' : '0',
+      String(this.config.ANTIBAN_REJECTION_RUN),
+      String(this.config.ANTIBAN_BURST_PAUSE_MS),
+    );
+    return Number(r);
+  }
+
+  /** A triggered rejection run not alerted yet (its length), cleared by this call. */
+  async takeRejectionAlert(sessionId: string): Promise<number> {
+    const key = this.keys.dispatchState(sessionId);
+    const res = await this.redis.multi().hget(key, 'rejectAlert').hdel(key, 'rejectAlert').exec();
+    return Number(res?.[0]?.[1] ?? 0);
   }
 
   async burstUntil(sessionId: string): Promise<number> {

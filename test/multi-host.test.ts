@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,14 +13,24 @@ import { Stack, waitFor } from './helpers/stack.js';
 describe('two hosts: placement by capacity and host-pinned activities', () => {
   let stack: Stack;
   const hostBSessions = mkdtempSync(path.join(os.tmpdir(), 'wa-host-b-'));
+  // One backup volume shared by the API and every host (each host keeps its own sessions folder).
+  const backupsDir = mkdtempSync(path.join(os.tmpdir(), 'wa-mh-backups-'));
   const dirOf = (host: string) => (host === 'host-b' ? hostBSessions : stack.sessionsDir);
   before(async () => {
-    stack = await new Stack({ proxies: 5 }).start();
+    stack = await new Stack({
+      proxies: 5,
+      extraEnv: { BACKUPS_DIR: backupsDir, BACKUP_CRON: '15 4 * * *', RESTORE_CONNECT_TIMEOUT_MS: '60000' },
+    }).start();
     await stack.startHost('host-b', { SESSIONS_DIR: hostBSessions });
   });
   after(async () => {
+    await stack?.temporal.schedule
+      .getHandle(`${stack.env.WORKFLOW_ID_PREFIX}-backups`)
+      .delete()
+      .catch(() => undefined);
     await stack?.stop();
     rmSync(hostBSessions, { recursive: true, force: true });
+    rmSync(backupsDir, { recursive: true, force: true });
   });
 
   it('spreads sessions over both hosts; each worker and auth folder lives on its host', async () => {
@@ -63,5 +73,48 @@ describe('two hosts: placement by capacity and host-pinned activities', () => {
     assert.ok(!existsSync(path.join(stack.runDir('local'), `${id}.json`)), 'nothing started on the other host');
     assert.ok(existsSync(path.join(hostBSessions, id, 'creds.json')), 'auth volume kept on host-b');
     assert.equal(await stack.redis.hget(`${stack.prefix}session:${id}`, 'qrCount'), qrCount, 'no new QR');
+  });
+
+  it("a backup holds every host's sessions; a restore puts each back on its host and starts its worker there", async () => {
+    const ids = ['mh0', 'mh1', 'mh2', 'mh3'];
+    const hostOf = Object.fromEntries(
+      await Promise.all(ids.map(async (id) => [id, (await stack.status(id)).host as string])),
+    );
+    const created = await stack.call('POST', '/api/v1/backups/create', {});
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const inBackup = (created.body.backup.sessions as Array<{ sessionId: string; host?: string }>).map(
+      (s) => `${s.sessionId}@${s.host ?? '?'}`,
+    );
+    assert.deepEqual(
+      inBackup.sort(),
+      ids.map((id) => `${id}@${hostOf[id]}`).sort(),
+      "both hosts' sessions, each tagged with its host",
+    );
+    assert.deepEqual(
+      readdirSync(backupsDir).filter((n) => n.startsWith('.staging-')),
+      [],
+      'staging copies removed',
+    );
+
+    const folderIno = (id: string) => statSync(path.join(dirOf(hostOf[id]!), id)).ino;
+    const before = Object.fromEntries(ids.map((id) => [id, folderIno(id)]));
+    const since = Date.now();
+    const r = await stack.call('POST', `/api/v1/backups/restore/${created.body.backup.id}`, {});
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual([...r.body.restore.restored].sort(), ids);
+    for (const id of ids) {
+      const host = hostOf[id]!;
+      const other = host === 'local' ? 'host-b' : 'local';
+      assert.ok(existsSync(path.join(dirOf(host), id, 'creds.json')), `${id}'s files restored on ${host}`);
+      assert.notEqual(folderIno(id), before[id], `${id}'s folder on ${host} was swapped for the archived one`);
+      assert.ok(!existsSync(path.join(dirOf(other), id)), `no folder for ${id} on ${other}`);
+      const run = JSON.parse(readFileSync(path.join(stack.runDir(host), `${id}.json`), 'utf8'));
+      assert.ok(run.startedAt >= since && !run.stopped, `${id}'s worker was started again on ${host}`);
+      assert.ok(!existsSync(path.join(stack.runDir(other), `${id}.json`)), `no worker for ${id} on ${other}`);
+      const s = await stack.status(id);
+      assert.equal(s.status, 'connected', `${id} connected again`);
+      assert.equal(s.host, host);
+      assert.ok(Number(await stack.redis.hget(`${stack.prefix}session:${id}`, 'connectedAt')) >= since);
+    }
   });
 });

@@ -91,7 +91,21 @@ describe('real Baileys through a SOCKS5 proxy to the simulator', () => {
       ],
     );
     assert.deepEqual(sim.sourceAddresses(PHONE), ['127.0.0.2']);
-    assert.deepEqual(sim.phones(), [{ phone: PHONE, linked: true, banned: false, online: true, messagesSent: 0 }]);
+    assert.deepEqual(sim.phones(), [
+      {
+        phone: PHONE,
+        linked: true,
+        banned: false,
+        online: true,
+        messagesSent: 0,
+        rejected463: 0,
+        rejected479: 0,
+        decryptFailures: 0,
+        retryReceiptsSent: 0,
+        resentDecrypted: 0,
+        undecryptable: 0,
+      },
+    ]);
     assert.equal(client.sock.user?.id.split(':')[0], PHONE);
   });
 
@@ -326,7 +340,21 @@ describe('control API', () => {
     await client.waitForOpen();
 
     const phones = await call('GET', '/phones');
-    assert.deepEqual(phones.body.phones, [{ phone, linked: true, banned: false, online: true, messagesSent: 0 }]);
+    assert.deepEqual(phones.body.phones, [
+      {
+        phone,
+        linked: true,
+        banned: false,
+        online: true,
+        messagesSent: 0,
+        rejected463: 0,
+        rejected479: 0,
+        decryptFailures: 0,
+        retryReceiptsSent: 0,
+        resentDecrypted: 0,
+        undecryptable: 0,
+      },
+    ]);
     const connections = await call('GET', `/phones/${phone}/connections`);
     assert.deepEqual(connections.body.sourceAddresses, ['127.0.0.5']);
 

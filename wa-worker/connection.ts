@@ -83,6 +83,8 @@ export interface ConnectionHooks {
   onClose?: () => void;
   /** Maps the WhatsApp id of a message we sent to the outbox message id, for MESSAGE_STATUS events. */
   outboxIdFor?: (waMessageId: string) => string | undefined;
+  /** Text of a message this session sent recently (for retry receipts). */
+  sentText?: (waMessageId: string) => string | undefined;
 }
 
 export class Connection {
@@ -166,6 +168,7 @@ export class Connection {
         defaultQueryTimeoutMs: cfg.waQueryTimeoutMs,
         ...(cfg.waQrTimeoutMs ? { qrTimeout: cfg.waQrTimeoutMs } : {}),
         version: this.version,
+        ...(this.hooks.sentText ? { sentText: this.hooks.sentText } : {}),
       });
     } catch (err) {
       this.logger.error({ err: errorText(err) }, 'could not create the WhatsApp socket');

@@ -55,6 +55,26 @@ export function trustCertificateRoot(publicKey: Uint8Array): void {
 
 export type MessageStatus = 'delivered' | 'read' | 'failed';
 
+/** Server error codes in a message ack that mean "refused: no privacy token" (1:1 463, group 479). */
+export const COLD_OUTREACH_ERRORS = new Set(['463', '479']);
+
+/** The server refused a sent message with an error ack (`<ack class="message" error="…">`): it was not delivered. */
+export class MessageRejectedError extends Error {
+  constructor(
+    readonly code: string,
+    readonly waMessageId: string,
+  ) {
+    super(`WhatsApp refused the message with error ${code}`);
+  }
+  /** 463/479: a young number's cold 1:1 (or group) message without a privacy token. */
+  get coldOutreach(): boolean {
+    return COLD_OUTREACH_ERRORS.has(this.code);
+  }
+}
+
+/** How long a send waits for the server's ack before it counts as sent (WhatsApp acks within a round trip). */
+export const SERVER_ACK_TIMEOUT_MS = 5_000;
+
 export interface InboundText {
   waMessageId: string;
   /** sender's user part (phone number for `@s.whatsapp.net`, the LID for `@lid`) */
@@ -82,6 +102,8 @@ export interface EngineOptions {
   version?: [number, number, number];
   /** How long each QR is shown before the next one (Baileys' default when unset). */
   qrTimeout?: number;
+  /** Text of a message this session sent (the sent-message store): lets a retry receipt re-send it. */
+  sentText?: (waMessageId: string) => string | undefined;
 }
 
 /** The WhatsApp Web version the engine announces unless told otherwise. */
@@ -99,7 +121,10 @@ export interface EngineSocket {
   onCredsUpdate(handler: () => void): void;
   onInboundText(handler: (m: InboundText) => void): void;
   onOwnMessageStatus(handler: (waMessageId: string, status: MessageStatus) => void): void;
-  /** Sends a text; resolves with the WhatsApp message id. */
+  /**
+   * Sends a text; resolves with the WhatsApp message id once the server acked it (or SERVER_ACK_TIMEOUT_MS passed),
+   * rejects with MessageRejectedError when the server's ack carries an error (463/479 and the like).
+   */
   sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
   sendPresenceAvailable(): Promise<void>;
   logout(): Promise<void>;
@@ -151,7 +176,33 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     keepAliveIntervalMs: o.keepAliveIntervalMs,
     defaultQueryTimeoutMs: o.defaultQueryTimeoutMs,
     ...(o.qrTimeout ? { qrTimeout: o.qrTimeout } : {}),
-    getMessage: async () => undefined,
+    // A recipient that could not decrypt asks for a retry: re-encrypt the original from the sent-message store.
+    getMessage: async (key) => {
+      const text = key.id ? o.sentText?.(key.id) : undefined;
+      return text === undefined ? undefined : { conversation: text };
+    },
+  });
+  // Server acks of our messages, by id: a send waits for its own (Baileys only turns an error ack into an ERROR
+  // status update, after sendMessage resolved).
+  const sendUnwaited = async (
+    jid: string,
+    text: string,
+    opts: { messageId?: string; ephemeralExpiration?: number },
+  ): Promise<string> => {
+    const msg = await sock.sendMessage(
+      jid,
+      { text, linkPreview: null },
+      {
+        ...(opts.messageId ? { messageId: opts.messageId } : {}),
+        ...(opts.ephemeralExpiration ? { ephemeralExpiration: opts.ephemeralExpiration } : {}),
+      },
+    );
+    return msg?.key.id ?? opts.messageId ?? '';
+  };
+  const ackWaiters = new Map<string, (error: string | undefined) => void>();
+  sock.ws.on('CB:ack,class:message', (node: { attrs: Record<string, string> }) => {
+    const id = node.attrs.id;
+    if (id) ackWaiters.get(id)?.(node.attrs.error);
   });
   return {
     get userJid() {
@@ -195,15 +246,22 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       });
     },
     async sendText(jid, text, opts = {}) {
-      const msg = await sock.sendMessage(
-        jid,
-        { text, linkPreview: null },
-        {
-          ...(opts.messageId ? { messageId: opts.messageId } : {}),
-          ...(opts.ephemeralExpiration ? { ephemeralExpiration: opts.ephemeralExpiration } : {}),
-        },
-      );
-      return msg?.key.id ?? opts.messageId ?? '';
+      if (!opts.messageId) return sendUnwaited(jid, text, opts);
+      const id = opts.messageId;
+      let timer: NodeJS.Timeout | undefined;
+      const acked = new Promise<string | undefined>((resolve) => {
+        ackWaiters.set(id, resolve);
+        timer = setTimeout(() => resolve(undefined), SERVER_ACK_TIMEOUT_MS);
+      });
+      try {
+        const sentId = await sendUnwaited(jid, text, opts);
+        const error = await acked;
+        if (error) throw new MessageRejectedError(error, sentId || id);
+        return sentId;
+      } finally {
+        clearTimeout(timer);
+        ackWaiters.delete(id);
+      }
     },
     async sendPresenceAvailable() {
       await sock.sendPresenceUpdate('available');

@@ -12,6 +12,7 @@ import { ENGINE_NAME, ENGINE_VERSION, trustCertificateRoot } from './engine.js';
 import { HEALTH_FILE, type HealthRecord } from './health.js';
 import { KeepAlive, Liveness } from './keep-alive.js';
 import { createLogger, type Logger } from './logger.js';
+import { SentMessageStore } from './sent-store.js';
 import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
 import { WebhookReporter } from './webhooks.js';
 
@@ -68,6 +69,8 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   const liveness = new Liveness(cfg.livenessIntervalMs, reporter);
   let outbox: OutboxWorker | undefined;
   let ledger: OutboxLedger | undefined;
+  const sentStore = new SentMessageStore(cfg.authDir);
+  await sentStore.open();
   if (cfg.outboxUrl) {
     ledger = new OutboxLedger(cfg.authDir);
     await ledger.open();
@@ -78,6 +81,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       reporter,
       logger.child({ component: 'outbox' }),
       { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
+      sentStore,
     );
   }
 
@@ -91,6 +95,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       outbox?.pause();
     },
     outboxIdFor: (id) => outbox?.outboxIdFor(id),
+    sentText: (id) => sentStore.get(id),
   });
 
   const healthPath = path.join(cfg.authDir, HEALTH_FILE);
@@ -148,6 +153,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       connection.stop();
       await auth.flush();
       await ledger?.close();
+      await sentStore.close();
       const drained = await reporter.flush(budget(0.5));
       await reporter.close();
       logger.info({ drained, backlog: reporter.backlog, ms: Date.now() - started }, 'stopped');

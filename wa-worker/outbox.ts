@@ -9,23 +9,26 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { EngineSocket } from './engine.js';
+import { MessageRejectedError, type EngineSocket } from './engine.js';
 import { signedRequestHeaders } from '../common/events.js';
-import { ClaimResponseSchema, type OutboxItem } from '../common/outbox.js';
+import { ClaimResponseSchema, REJECTED_COLD_OUTREACH, type OutboxItem } from '../common/outbox.js';
 import { FILE_MODE, writeFileAtomic } from './auth-store.js';
 import { backoffDelay } from './config.js';
 import { errorText } from './connection.js';
 import type { Logger } from './logger.js';
+import type { SentMessageStore } from './sent-store.js';
 import type { WebhookReporter } from './webhooks.js';
 
 export const LEDGER_FILE = '.outbox-ledger.jsonl';
 const LEDGER_MAX_ENTRIES = 20_000;
 
-export type LedgerState = 'sending' | 'sent' | 'aborted' | 'cleared';
+export type LedgerState = 'sending' | 'sent' | 'aborted' | 'cleared' | 'rejected';
 export interface LedgerEntry {
   messageId: string;
   state: LedgerState;
   waMessageId?: string;
+  /** for 'rejected': the status reason */
+  reason?: string;
   at: number;
 }
 
@@ -160,7 +163,7 @@ export class OutboxWorker {
   private stopped = false;
   /** waMessageId → outbox messageId (for delivery/read statuses). */
   private readonly sent = new Map<string, string>();
-  readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0 };
+  readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0, rejected: 0 };
 
   constructor(
     private readonly sessionId: string,
@@ -169,6 +172,7 @@ export class OutboxWorker {
     private readonly reporter: WebhookReporter,
     private readonly logger: Logger,
     private readonly opts: { pollMs: number; retryBaseMs: number; retryMaxMs: number },
+    private readonly sentStore?: SentMessageStore,
   ) {}
 
   outboxIdFor(waMessageId: string): string | undefined {
@@ -229,6 +233,12 @@ export class OutboxWorker {
       await this.ackWithRetry(messageId, prior.waMessageId);
       return;
     }
+    if (prior?.state === 'rejected') {
+      // WhatsApp already refused it; resending would count as another cold reach-out.
+      this.stats.duplicates++;
+      await this.nackWithRetry(messageId, prior.reason ?? REJECTED_COLD_OUTREACH, true);
+      return;
+    }
     if (prior?.state === 'sending' || prior?.state === 'aborted') {
       this.stats.duplicates++;
       const reason = 'delivery state unknown after a worker crash during the send; not resent (at most once)';
@@ -245,10 +255,16 @@ export class OutboxWorker {
     }
     const waMessageId = waMessageIdFor(this.sessionId, messageId);
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
+    // Before the send: a retry receipt may come as soon as the message is out.
+    await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
     let sentId: string;
     try {
       sentId = (await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
     } catch (err) {
+      if (err instanceof MessageRejectedError) {
+        await this.onRejected(messageId, err);
+        return;
+      }
       const reason = errorText(err);
       // The send failed before the message left (Baileys rejects before writing the node): safe to retry.
       await this.ledger.record({ messageId, state: 'cleared' });
@@ -263,6 +279,19 @@ export class OutboxWorker {
     this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: sentId, status: 'sent' });
     this.logger.info({ messageId, waMessageId: sentId, attempt: item.attempt }, 'outbox message sent');
     await this.ackWithRetry(messageId, sentId);
+  }
+
+  /** The server refused the message (error ack): it failed for good, never `sent`; not resent. */
+  private async onRejected(messageId: string, err: MessageRejectedError): Promise<void> {
+    const reason = err.coldOutreach ? REJECTED_COLD_OUTREACH : `rejected_by_server_${err.code}`;
+    await this.ledger.record({ messageId, state: 'rejected', waMessageId: err.waMessageId, reason });
+    this.stats.rejected++;
+    this.logger.warn(
+      { messageId, waMessageId: err.waMessageId, code: err.code },
+      `message refused by WhatsApp (${reason})`,
+    );
+    this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: err.waMessageId, status: 'failed', reason });
+    await this.nackWithRetry(messageId, reason, true);
   }
 
   private async ackWithRetry(messageId: string, waMessageId: string): Promise<void> {

@@ -3,7 +3,7 @@
  * (POST /api/v1/backups/create). Archive the session folders with a verified manifest, keep the newest
  * MAX_BACKUPS, alert done / failed.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities, BackupResult } from '../activities/backup.js';
 import type { SessionActivities } from '../activities/session-activities.js';
 
@@ -37,6 +37,31 @@ const quick = proxyActivities<SessionActivities & BackupActivities>({
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
+/** The snapshot of one host's folder, on that host's own queue (a host gone since the listing fails it). */
+const onHost = (queue: string) =>
+  proxyActivities<BackupActivities>({
+    taskQueue: queue,
+    startToCloseTimeout: '10m',
+    heartbeatTimeout: '15s',
+    scheduleToStartTimeout: '10m',
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '60s', maximumAttempts: 5 },
+  });
+
+/**
+ * Multi-host (issue 13): each live host copies its own sessions folder into the shared staging folder on its own
+ * queue, then one archive is assembled from all copies (sessions tagged with their host).
+ */
+async function createBackupPerHost(input: BackupInput): Promise<BackupResult> {
+  const hosts = await quick.backupHosts();
+  const key = workflowInfo().runId;
+  await Promise.all(hosts.map((h) => onHost(h.queue).snapshotHost({ key, hostId: h.hostId, only: input.only })));
+  return archive.createBackup({
+    reason: input.reason,
+    only: input.only,
+    staging: { key, hosts: hosts.map((h) => h.hostId) },
+  });
+}
+
 function message(err: unknown): string {
   const cause = (err as { cause?: { message?: string } }).cause;
   return cause?.message ?? (err as Error).message ?? String(err);
@@ -45,7 +70,9 @@ function message(err: unknown): string {
 export async function backupWorkflow(input: BackupInput): Promise<BackupWorkflowResult> {
   let result: BackupResult;
   try {
-    result = await archive.createBackup({ reason: input.reason, only: input.only });
+    result = patched('backup-per-host')
+      ? await createBackupPerHost(input)
+      : await archive.createBackup({ reason: input.reason, only: input.only });
   } catch (err) {
     await quick
       .sendAlert({ kind: 'backup_failed', text: `backup (${input.reason}) failed: ${message(err)}` })

@@ -13,7 +13,7 @@
  * is idempotent and reads its progress from the folders, so a crash of the orchestrator at any point is completed
  * (or rolled back) by the retry after restart.
  */
-import { ApplicationFailure, executeChild, log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, executeChild, log, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities, RestorePlan } from '../activities/backup.js';
 import type { SessionActivities } from '../activities/session-activities.js';
 import { backupWorkflow, type BackupWorkflowResult } from './backup.js';
@@ -43,28 +43,45 @@ export interface RestoreReport {
   durationMs: number;
 }
 
-const quick = proxyActivities<BackupActivities & SessionActivities>({
-  startToCloseTimeout: '60s',
-  heartbeatTimeout: '10s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
-});
-const files = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '10s',
-  retry: {
-    initialInterval: '1s',
-    backoffCoefficient: 2,
-    maximumInterval: '10s',
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: ['BackupInvalid'],
-  },
-});
+// Per queue: a host's own queue for the steps touching its disk and workers (undefined: the workflow's queue).
+const quickOn = (taskQueue?: string) =>
+  proxyActivities<BackupActivities & SessionActivities>({
+    taskQueue,
+    startToCloseTimeout: '60s',
+    heartbeatTimeout: '10s',
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+  });
+const filesOn = (taskQueue?: string) =>
+  proxyActivities<BackupActivities>({
+    taskQueue,
+    startToCloseTimeout: '10m',
+    heartbeatTimeout: '10s',
+    retry: {
+      initialInterval: '1s',
+      backoffCoefficient: 2,
+      maximumInterval: '10s',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: ['BackupInvalid'],
+    },
+  });
 /** Compensations must not give up: retried until they succeed (they are idempotent). */
-const undo = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '5m',
-  heartbeatTimeout: '10s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
-});
+const undoOn = (taskQueue?: string) =>
+  proxyActivities<BackupActivities>({
+    taskQueue,
+    startToCloseTimeout: '5m',
+    heartbeatTimeout: '10s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+  });
+const quick = quickOn();
+const files = filesOn();
+
+/** The sessions of one host, with their part of the plan (hostId null: the workflow's own queue, before issue 13). */
+interface HostPart {
+  hostId: string | null;
+  queue?: string;
+  sessionIds?: string[];
+  plan?: RestorePlan;
+}
 
 function message(err: unknown): string {
   const cause = (err as { cause?: { message?: string } }).cause;
@@ -114,10 +131,25 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
   };
 
   // 1 + 2: nothing has been touched if these fail.
+  // Multi-host (issue 13): each session's files and worker are handled on the queue of the host that owns it.
+  const perHost = patched('restore-per-host');
+  let verified: Awaited<ReturnType<BackupActivities['restoreVerify']>>;
   try {
-    await step('verify', () => files.restoreVerify({ backupId: input.backupId, sessionId: input.sessionId }));
+    verified = await step('verify', () =>
+      files.restoreVerify({ backupId: input.backupId, sessionId: input.sessionId }),
+    );
   } catch (err) {
     return fail(`archive refused: ${message(err)}`, 'BackupInvalid');
+  }
+  let parts: HostPart[] = [{ hostId: null }];
+  if (perHost) {
+    try {
+      parts = await step('hosts', () =>
+        quick.restoreHosts({ sessions: verified.sessions, sessionId: input.sessionId }),
+      );
+    } catch (err) {
+      return fail(`no host for the restore: ${message(err)}`, 'RestoreFailed');
+    }
   }
   let pre: BackupWorkflowResult;
   try {
@@ -132,36 +164,69 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
   }
   report.preRestoreBackup = pre.id;
 
-  let plan: RestorePlan;
+  const plan: RestorePlan = {
+    restoreId,
+    backupId: input.backupId,
+    targets: [],
+    hadFolder: [],
+    live: [],
+    unpaired: [],
+    phones: {},
+    crossTenant: [],
+  };
+  const each = (fn: (p: HostPart & { plan: RestorePlan }) => Promise<unknown>) =>
+    Promise.all(parts.map((p) => fn(p as HostPart & { plan: RestorePlan })));
   try {
-    plan = await step('stage', () =>
-      files.restoreStage({ restoreId, backupId: input.backupId, sessionId: input.sessionId }),
-    );
+    await step('stage', async () => {
+      for (const p of parts) {
+        p.plan = await filesOn(p.queue).restoreStage({
+          restoreId,
+          backupId: input.backupId,
+          sessionId: input.sessionId,
+          only: p.sessionIds,
+        });
+        plan.targets.push(...p.plan.targets);
+        plan.hadFolder.push(...p.plan.hadFolder);
+        plan.live.push(...p.plan.live);
+        plan.unpaired!.push(...(p.plan.unpaired ?? []));
+        plan.crossTenant!.push(...(p.plan.crossTenant ?? []));
+        Object.assign(plan.phones, p.plan.phones);
+      }
+    });
   } catch (err) {
-    await undo.restoreCleanup({ restoreId });
+    for (const p of parts) await undoOn(p.queue).restoreCleanup({ restoreId });
     return fail(`extraction failed: ${message(err)}`, 'RestoreFailed');
   }
 
   // Compensations, run in reverse order of registration: files back, Redis rebuilt from them, workers started.
   const compensations: Array<() => Promise<unknown>> = [];
   try {
-    compensations.push(() => undo.restoreStartWorkers({ sessionIds: plan.live }));
-    await step('stopWorkers', () => quick.restoreStopWorkers({ sessionIds: plan.live, reason: 'restore in progress' }));
-
-    compensations.push(() => undo.restoreRebuildRedis({ sessionIds: plan.targets }));
-    compensations.push(() =>
-      undo.restoreRollbackFiles({ restoreId, targets: plan.targets, hadFolder: plan.hadFolder }),
+    compensations.push(() => each((p) => undoOn(p.queue).restoreStartWorkers({ sessionIds: p.plan.live })));
+    await step('stopWorkers', () =>
+      each((p) => quickOn(p.queue).restoreStopWorkers({ sessionIds: p.plan.live, reason: 'restore in progress' })),
     );
-    await step('swap', () => files.restoreSwap({ restoreId, targets: plan.targets }));
 
-    const rebuilt = await step('rebuildRedis', () => quick.restoreRebuildRedis({ sessionIds: plan.targets }));
-    report.phones = rebuilt.phones;
-    report.conflicts = rebuilt.conflicts;
-    report.unknownSessions = rebuilt.unknown;
-    if (rebuilt.conflicts.length) throw new Error(`phone conflicts: ${rebuilt.conflicts.join('; ')}`);
+    compensations.push(() => each((p) => undoOn(p.queue).restoreRebuildRedis({ sessionIds: p.plan.targets })));
+    compensations.push(() =>
+      each((p) =>
+        undoOn(p.queue).restoreRollbackFiles({ restoreId, targets: p.plan.targets, hadFolder: p.plan.hadFolder }),
+      ),
+    );
+    await step('swap', () => each((p) => filesOn(p.queue).restoreSwap({ restoreId, targets: p.plan.targets })));
+
+    // Each host reads its own restored creds.json; the Redis state they rebuild is shared.
+    const rebuilt = await step('rebuildRedis', () =>
+      Promise.all(parts.map((p) => quickOn(p.queue).restoreRebuildRedis({ sessionIds: p.plan!.targets }))),
+    );
+    for (const r of rebuilt) {
+      Object.assign(report.phones, r.phones);
+      report.conflicts.push(...r.conflicts);
+      report.unknownSessions.push(...r.unknown);
+    }
+    if (report.conflicts.length) throw new Error(`phone conflicts: ${report.conflicts.join('; ')}`);
 
     const since = Date.now();
-    await step('startWorkers', () => quick.restoreStartWorkers({ sessionIds: plan.live }));
+    await step('startWorkers', () => each((p) => quickOn(p.queue).restoreStartWorkers({ sessionIds: p.plan.live })));
     // A session never paired cannot connect without a scan: only paired sessions are waited for.
     report.unpaired = plan.unpaired ?? [];
     const awaited = plan.live.filter((id) => !report.unpaired.includes(id));
@@ -172,13 +237,13 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
     const error = message(err);
     log.error('restore failed: rolling back', { error });
     // Stop the workers of the restored folders before putting the old folders back, then run the compensations.
-    await undo.restoreStopWorkers({ sessionIds: plan.live, reason: 'restore rollback' });
+    await each((p) => undoOn(p.queue).restoreStopWorkers({ sessionIds: p.plan.live, reason: 'restore rollback' }));
     for (const c of compensations.reverse()) await c();
-    await undo.restoreCleanup({ restoreId });
+    await each((p) => undoOn(p.queue).restoreCleanup({ restoreId }));
     report.rolledBack = true;
     return fail(`${error} (rolled back to the pre-restore state)`, 'RestoreFailed');
   }
-  await quick.restoreCleanup({ restoreId });
+  await each((p) => quickOn(p.queue).restoreCleanup({ restoreId }));
   report.ok = true;
   report.restored = plan.targets;
   report.durationMs = Date.now() - t0;
