@@ -70,6 +70,8 @@ export function createMessagingHooks(deps: {
             sessionId: event.sessionId,
             messageId: event.data.messageId,
             from: event.data.from,
+            fromPhone: event.data.fromPhone ?? null,
+            fromLid: event.data.fromLid ?? null,
             text: event.data.text,
             timestamp: event.data.timestamp,
           });

@@ -48,7 +48,12 @@ export const AuthStateInvalidData = z.object({ reason: z.string() });
 export const ClientOutdatedData = z.object({ reason: z.string(), version: z.string() });
 export const MessageReceivedData = z.object({
   messageId: z.string().min(1),
+  /** the sender's phone number when known, else its LID jid (`<lid>@lid`): an address `POST /api/send` accepts */
   from: z.string().min(1),
+  /** the sender's phone number, null when the contact writes by LID and has not shared it */
+  fromPhone: z.string().nullable().optional(),
+  /** the sender's LID user, null when not known */
+  fromLid: z.string().nullable().optional(),
   text: z.string(),
   timestamp: z.number().int(),
 });

@@ -16,6 +16,18 @@ export const PhoneSchema = z
   .transform((s) => s.replace(/^\+/, ''));
 
 /**
+ * Whom a message goes to: a phone number, or a contact's LID (`<lid>@lid`) when it wrote by LID without sharing
+ * its number (the inbound webhook's `from` is always one of the two).
+ */
+export const RecipientSchema = z
+  .string()
+  .regex(
+    /^(\+?[1-9][0-9]{7,14}|[1-9][0-9]{5,19}@lid)$/,
+    'must be an international number (8-15 digits) or a LID address (<digits>@lid)',
+  )
+  .transform((s) => s.replace(/^\+/, ''));
+
+/**
  * The proxy URLs the API accepts: parseProxyUrl's rules narrowed to a regular expression the OpenAPI document can
  * carry (credentials of URL-unreserved characters, a DNS name or IPv4 of at most 4 labels, a port 1-65535).
  */

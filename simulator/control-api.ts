@@ -20,8 +20,12 @@ const phoneParam = z.string().regex(/^\d{6,15}$/, 'phone must be 6-15 digits');
 const scanBody = z.object({ qr: z.string().min(1).max(4096), phone: phoneParam });
 const faultBody = z.object({ kind: z.enum(FAULT_KINDS) });
 const inboundBody = z.object({
-  from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
+  from: z
+    .string()
+    .regex(/^(\d{6,15}(@s\.whatsapp\.net)?|\d{6,20}@lid)$/, 'from must be a phone number, user jid or LID jid'),
   text: z.string().min(1).max(65_536),
+  /** with a LID sender: whether the contact shares its phone number (`sender_pn`) */
+  revealPhone: z.boolean().optional(),
 });
 const readBody = z.object({ messageId: z.string().min(1).max(128) });
 const proxyFaultBody = z.object({ kind: z.enum(['none', 'refuse', 'hang', 'wrong-credentials', 'kill']) });
@@ -152,8 +156,8 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       pattern: /^\/phones\/([^/]+)\/inbound$/,
       handler: async ([phone], body) => {
         const number = phoneFrom(phone);
-        const { from, text } = parse(inboundBody, body);
-        return { id: await guardAsync(() => sim.sendInbound(number, from, text)) };
+        const { from, text, revealPhone } = parse(inboundBody, body);
+        return { id: await guardAsync(() => sim.sendInbound(number, from, text, { revealPhone })) };
       },
     },
     {

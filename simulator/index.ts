@@ -3,6 +3,7 @@ export {
   SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX,
   FAULT_KINDS,
   isLoopbackHost,
+  lidUserFor,
   type AntiSpamOptions,
   type ClientVersion,
   type ConnectionRecord,

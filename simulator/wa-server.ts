@@ -487,12 +487,29 @@ export class WhatsAppSimulator {
     }
   }
 
-  /** A contact (`from`: phone number or jid) sends `text` to the session linked to `phone`. */
-  async sendInbound(phone: string, from: string, text: string): Promise<string> {
+  /**
+   * A contact (`from`: phone number, phone jid or `<lid>@lid`) sends `text` to the session linked to `phone`. From a
+   * LID the message is LID-addressed as WhatsApp sends it today; the phone number travels along (`sender_pn`) only
+   * when the contact shares it (`revealPhone`).
+   */
+  async sendInbound(phone: string, from: string, text: string, opts: { revealPhone?: boolean } = {}): Promise<string> {
     const connection = this.liveConnections(phone)[0];
     if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
     const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
-    const id = await this.deliverFrom(connection, fromJid, { conversation: text }, { notify: 'Simulated contact' });
+    const decoded = jidDecode(fromJid);
+    const addressing: Record<string, string> =
+      decoded?.server === 'lid'
+        ? {
+            addressing_mode: 'lid',
+            ...(opts.revealPhone ? { sender_pn: `${phoneForLid(decoded.user)}@${SERVER_JID}` } : {}),
+          }
+        : {};
+    const id = await this.deliverFrom(
+      connection,
+      fromJid,
+      { conversation: text },
+      { notify: 'Simulated contact', ...addressing },
+    );
     const sender = jidDecode(fromJid)?.user;
     if (sender) this.phoneStates.get(phone)?.wroteToUs.add(sender);
     this.events.emit('inbound', { phone, from: fromJid, id, text });
@@ -1255,7 +1272,7 @@ function buildCertificateChain(root: KeyPair, serverStaticPublic: Uint8Array): U
 }
 
 /** A stable fake LID user per phone number. */
-function lidUserFor(phone: string): string {
+export function lidUserFor(phone: string): string {
   return `9${phone.padStart(14, '0')}`;
 }
 

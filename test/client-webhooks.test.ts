@@ -5,86 +5,18 @@
  * Message status and session status events, a dead-letter list, tenant isolation and validation too.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { verifyWebhook } from '../common/events.js';
 import { clientRetryDelay } from '../api/client-webhook-deliverer.js';
 import { terminateDispatchers, connectedSession } from './helpers/messaging.js';
+import { ClientReceiver, SECRET } from './helpers/client-receiver.js';
 import { Stack, TENANT_KEY, sleep, waitFor } from './helpers/stack.js';
 
-const SECRET = 'client-webhook-secret-0123456789';
 // The issue's acceptance: the receiver is down for a minute.
 const DOWN_MS = 60_000;
 
-interface Delivery {
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  json: { id: string; event: string; tenant: string; timestamp: number; data: Record<string, unknown> };
-  at: number;
-}
-
-/** A customer endpoint: verifies the signature (the x-webhook-* headers), records, can go down and come back. */
-class Receiver {
-  deliveries: Delivery[] = [];
-  badSignatures = 0;
-  status = 200;
-  private server: http.Server | undefined;
-  private sockets = new Set<Socket>();
-  port = 0;
-
-  async up() {
-    this.server = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        const v = verifyWebhook(
-          SECRET,
-          {
-            'x-wa-timestamp': req.headers['x-webhook-timestamp'],
-            'x-wa-signature': req.headers['x-webhook-signature'],
-          },
-          body,
-        );
-        if (!v.ok) {
-          this.badSignatures++;
-          res.writeHead(401).end();
-          return;
-        }
-        this.deliveries.push({
-          headers: req.headers,
-          body,
-          json: JSON.parse(body) as Delivery['json'],
-          at: Date.now(),
-        });
-        res.writeHead(this.status).end();
-      });
-    });
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((r) => this.server!.listen(this.port, '127.0.0.1', r));
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-
-  async down() {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((r) => this.server!.close(() => r()));
-  }
-
-  get url() {
-    return `http://127.0.0.1:${this.port}/hooks`;
-  }
-
-  of(event: string) {
-    return this.deliveries.filter((d) => d.json.event === event);
-  }
-}
-
 describe('customer webhooks: signed, retried from Redis, dead letters', () => {
   let stack: Stack;
-  const receiver = new Receiver();
+  const receiver = new ClientReceiver();
   const S = { id: 'acme1', phone: '15550006001' };
 
   before(async () => {

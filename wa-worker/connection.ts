@@ -224,6 +224,8 @@ export class Connection {
         this.reporter.emit('MESSAGE_RECEIVED', {
           messageId: m.waMessageId,
           from: m.from,
+          fromPhone: m.fromPhone,
+          fromLid: m.fromLid,
           text: m.text,
           timestamp: m.timestamp,
         });

@@ -77,8 +77,12 @@ export const SERVER_ACK_TIMEOUT_MS = 5_000;
 
 export interface InboundText {
   waMessageId: string;
-  /** sender's user part (phone number for `@s.whatsapp.net`, the LID for `@lid`) */
+  /** the sender's phone number when known, else its LID jid (`<lid>@lid`) */
   from: string;
+  /** the sender's phone number: from the address itself, the message's alternate address or the LID mapping */
+  fromPhone: string | null;
+  /** the sender's LID user when known */
+  fromLid: string | null;
   text: string;
   timestamp: number;
 }
@@ -184,6 +188,28 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
   });
   // Server acks of our messages, by id: a send waits for its own (Baileys only turns an error ack into an ERROR
   // status update, after sendMessage resolved).
+  /**
+   * Today a 1:1 chat may be addressed by LID; the phone number comes with the message when the contact shares it
+   * (Baileys puts it in `remoteJidAlt` and stores the mapping), or from a mapping learnt earlier.
+   */
+  const addressOf = async (
+    jid: string,
+    alt: string | undefined,
+  ): Promise<Pick<InboundText, 'from' | 'fromPhone' | 'fromLid'>> => {
+    const primary = jidDecode(jid);
+    const secondary = alt ? jidDecode(alt) : undefined;
+    if (primary?.server !== 'lid') {
+      const lid = secondary?.server === 'lid' ? secondary.user : null;
+      return { from: primary?.user ?? jid, fromPhone: primary?.user ?? null, fromLid: lid };
+    }
+    let phone = secondary && secondary.server !== 'lid' ? secondary.user : null;
+    if (!phone) {
+      const mapped = await sock.signalRepository.lidMapping.getPNForLID(jidNormalizedUser(jid)).catch(() => null);
+      phone = mapped ? (jidDecode(mapped)?.user ?? null) : null;
+    }
+    return { from: phone ?? `${primary.user}@lid`, fromPhone: phone, fromLid: primary.user };
+  };
+
   const sendUnwaited = async (
     jid: string,
     text: string,
@@ -227,12 +253,11 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
           if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
           const text = textOf(m.message);
           if (text === undefined) continue;
-          handler({
-            waMessageId: m.key.id,
-            from: userOf(jid),
-            text,
-            timestamp: m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now(),
-          });
+          const id = m.key.id;
+          const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
+          void addressOf(jid, m.key.remoteJidAlt ?? undefined).then((a) =>
+            handler({ waMessageId: id, ...a, text, timestamp }),
+          );
         }
       });
     },

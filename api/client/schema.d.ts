@@ -2900,6 +2900,8 @@ export interface operations {
               data: {
                 messageId: string;
                 from: string;
+                fromPhone?: string | null;
+                fromLid?: string | null;
                 text: string;
                 timestamp: number;
               } & {

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { LimitsOverrideSchema } from '../../common/anti-ban.js';
 import { replanDispatcher } from '../../activities/dispatch-activities.js';
 import { documentAs } from '../../common/json-schema.js';
-import { PhoneSchema, SessionIdSchema } from '../../common/session.js';
+import { PhoneSchema, RecipientSchema, SessionIdSchema } from '../../common/session.js';
 import { ClientWebhookStore } from '../../state/client-webhooks.js';
 import { MessageStore } from '../../state/messages.js';
 import { reaches, requireAdmin, sessionNotFound, type Principal } from '../auth.js';
@@ -26,7 +26,7 @@ export const SendBodySchema = documentAs(
       sessionId: SessionIdSchema.optional(),
       /** The sending session's phone number (alternative to sessionId). */
       from: PhoneSchema.optional(),
-      to: PhoneSchema,
+      to: RecipientSchema,
       text: z
         .string({ required_error: 'text is required', invalid_type_error: 'must be a string' })
         .min(1, 'must not be empty (1-4096 characters)')
