@@ -94,6 +94,7 @@ for (const event of ['paired', 'login', 'banned', 'fault', 'rejected'] as const)
 process.stdout.write(
   `${JSON.stringify({
     simulator: sim.url,
+    webVersionUrl: sim.webVersionUrl,
     control: control.url,
     certificateRootPublicKey: Buffer.from(sim.certificateRootPublicKey).toString('hex'),
     antiSpam,

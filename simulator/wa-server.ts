@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   Curve,
@@ -53,6 +53,8 @@ export interface SimulatorOptions {
   antiSpam?: AntiSpamOptions | null;
   /** clients whose `appVersion` is below this are refused with `<failure reason="405">` (client_too_old) */
   minClientVersion?: ClientVersion | null;
+  /** the current web client version served at `/sw.js` (default: minClientVersion) */
+  webClientVersion?: ClientVersion | null;
   /** WhatsApp's privacy-token gate for young numbers (error acks 463 / 479); off when absent */
   coldOutreach?: ColdOutreachRule | null;
   logger?: pino.Logger;
@@ -260,6 +262,10 @@ export class WhatsAppSimulator {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Mutable at run time (control API, tests). */
   minClientVersion: ClientVersion | null;
+  /** The version `/sw.js` announces as current (default: the minimum). Mutable at run time. */
+  webClientVersion: ClientVersion | null;
+  /** Where a client reads the current web client version (`WA_VERSION_URL` of the worker). */
+  readonly webVersionUrl: string;
   /** Tests: queue retry receipts (as for an offline session) until `releaseRetryReceipts`. */
   holdRetryReceipts = false;
   /** Mutable at run time (control API `POST /rules/cold-outreach`, tests). */
@@ -267,10 +273,13 @@ export class WhatsAppSimulator {
 
   private constructor(
     private readonly wss: WebSocketServer,
+    private readonly server: http.Server,
     opts: SimulatorOptions,
   ) {
-    const address = wss.address() as AddressInfo;
+    const address = server.address() as AddressInfo;
     this.url = `ws://${opts.host ?? '127.0.0.1'}:${address.port}/ws/chat`;
+    this.webVersionUrl = `http://${opts.host ?? '127.0.0.1'}:${address.port}/sw.js`;
+    this.webClientVersion = opts.webClientVersion ?? null;
     this.logger = opts.logger ?? pino({ level: 'silent' });
     this.qrRefs = opts.qrRefs ?? 6;
     this.receipts = opts.receipts ?? 'delivery';
@@ -293,12 +302,33 @@ export class WhatsAppSimulator {
   static async start(opts: SimulatorOptions = {}): Promise<WhatsAppSimulator> {
     const host = opts.host ?? '127.0.0.1';
     if (!isLoopbackHost(host)) throw new Error(`simulator must listen on loopback, not ${host}`);
-    const wss = new WebSocketServer({ host, port: opts.port ?? 0 });
+    // One HTTP server: WebSocket upgrades for the chat, plain GETs for what web.whatsapp.com serves (sw.js).
+    const server = http.createServer();
+    const wss = new WebSocketServer({ server });
     await new Promise<void>((resolve, reject) => {
-      wss.once('listening', resolve);
-      wss.once('error', reject);
+      server.once('listening', resolve);
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, host);
     });
-    return new WhatsAppSimulator(wss, opts);
+    const sim = new WhatsAppSimulator(wss, server, opts);
+    server.on('request', (req, res) => sim.onHttpRequest(req, res));
+    return sim;
+  }
+
+  /**
+   * `GET /sw.js`: the web client's service worker script, where clients read the current `client_revision`
+   * (`webClientVersion`, by default the minimum version); 404 when the simulator has none to announce.
+   */
+  private onHttpRequest(req: IncomingMessage, res: ServerResponse): void {
+    const version = this.webClientVersion ?? this.minClientVersion;
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/sw.js' || !version) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    const data = JSON.stringify({ dynamic_data: { SiteData: { client_revision: version[2] } } });
+    res
+      .writeHead(200, { 'content-type': 'application/javascript' })
+      .end(`self.__swData=JSON.parse(/*BTDS*/${JSON.stringify(data)});`);
   }
 
   // ------------------------------------------------------------------ public control surface
@@ -588,6 +618,8 @@ export class WhatsAppSimulator {
     }
     this.connectionsOpen.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   // ------------------------------------------------------------------ connection handling

@@ -76,7 +76,7 @@ after(async () => {
 
 describe('client version (405 client_too_old)', { concurrency: 1 }, () => {
   test('below the minimum: one CLIENT_OUTDATED, one connection attempt, no reconnect loop, worker stays up', async () => {
-    const w = startWorker('old');
+    const w = startWorker('old', { WA_VERSION_URL: 'http://127.0.0.1:9/sw.js', WA_VERSION_FETCH_TIMEOUT_MS: '500' });
     const ev = await rx.waitFor('CLIENT_OUTDATED', (e) => e.sessionId === 'old', 20_000);
     assert.equal(ev.data.version, '2.3000.1043857760', 'the engine default was announced');
     await until(() => healthState('old') === 'client_outdated', 10_000, 'terminal state in the health file');
@@ -85,7 +85,26 @@ describe('client version (405 client_too_old)', { concurrency: 1 }, () => {
     assert.equal(rx.ofType('CLIENT_OUTDATED').filter((e) => e.sessionId === 'old').length, 1, 'one event');
     assert.equal(rx.ofType('QR_CODE').filter((e) => e.sessionId === 'old').length, 0);
     assert.ok(w.running, 'no crash');
-    assert.ok(w.logs().some((l) => l.msg === 'WhatsApp Web version' && l.source === 'engine default'));
+    // The version URL did not answer: the pinned default, with the reason logged.
+    assert.ok(
+      w.logs().some((l) => l.msg === 'WhatsApp Web version' && l.source === 'engine default' && l.fetchError),
+      'fallback logged with the fetch error',
+    );
+    assert.equal((await w.terminate()).code, 0);
+  });
+
+  test('the current version is read through the proxy: a worker without WA_VERSION gets in (QR shown)', async () => {
+    const tunnels = proxy.stats;
+    const w = startWorker('fetched', { WA_VERSION_URL: sim.webVersionUrl });
+    await rx.waitFor('QR_CODE', (e) => e.sessionId === 'fetched', 20_000);
+    assert.equal(rx.ofType('CLIENT_OUTDATED').filter((e) => e.sessionId === 'fetched').length, 0);
+    const line = w.logs().find((l) => l.msg === 'WhatsApp Web version');
+    assert.equal(line?.source, 'fetched', JSON.stringify(line));
+    assert.equal(line?.version, MIN.join('.'));
+    assert.ok(
+      proxy.stats.tunnelsOpened >= tunnels.tunnelsOpened + 2,
+      'the fetch and the chat both went through the proxy',
+    );
     assert.equal((await w.terminate()).code, 0);
   });
 

@@ -53,6 +53,13 @@ const EnvSchema = z.object({
     .string()
     .regex(/^\d+\.\d+\.\d+$/, 'must look like 2.3000.1043857760')
     .optional(),
+  /**
+   * Where the current WhatsApp Web version is read (`client_revision` in the service worker script), through the
+   * session's proxy. Default: https://web.whatsapp.com/sw.js against WhatsApp; none against another server
+   * (WA_WEBSOCKET_URL) unless set; `off` never fetches. WA_VERSION wins over it.
+   */
+  WA_VERSION_URL: z.union([z.literal('off'), httpUrl('the WhatsApp Web service worker script')]).optional(),
+  WA_VERSION_FETCH_TIMEOUT_MS: int(3000, 100),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
@@ -93,6 +100,8 @@ export interface WorkerConfig {
   waWebSocketUrl: string | undefined;
   waCertRootPublicKey: string | undefined;
   waVersion: [number, number, number] | undefined;
+  waVersionUrl: string | undefined;
+  waVersionFetchTimeoutMs: number;
   outboxUrl: string | undefined;
   outboxPollMs: number;
   presenceIntervalMs: number;
@@ -160,6 +169,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     waWebSocketUrl: e.WA_WEBSOCKET_URL,
     waCertRootPublicKey: e.WA_CERT_ROOT_PUBLIC_KEY?.toLowerCase(),
     waVersion: e.WA_VERSION ? (e.WA_VERSION.split('.').map(Number) as [number, number, number]) : undefined,
+    waVersionUrl:
+      e.WA_VERSION_URL === 'off'
+        ? undefined
+        : (e.WA_VERSION_URL ?? (e.WA_WEBSOCKET_URL ? undefined : 'https://web.whatsapp.com/sw.js')),
+    waVersionFetchTimeoutMs: e.WA_VERSION_FETCH_TIMEOUT_MS,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,

@@ -18,6 +18,7 @@ import { redactProxyUrl } from '../common/proxy-url.js';
 import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
 import { createEngineSocket, DEFAULT_WA_VERSION, userOf, type EngineSocket } from './engine.js';
+import { fetchWebVersion } from './web-version.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
 
@@ -98,8 +99,8 @@ export class Connection {
   private stopped = false;
   private readonly statusSent = new Map<string, Set<string>>();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
-  /** WhatsApp Web version announced: WA_VERSION, else the engine's pinned default. */
-  readonly version: [number, number, number];
+  /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
+  version: [number, number, number];
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -110,8 +111,25 @@ export class Connection {
     private readonly hooks: ConnectionHooks = {},
   ) {
     this.version = cfg.waVersion ?? DEFAULT_WA_VERSION;
-    logger.info(
-      { version: this.version.join('.'), source: cfg.waVersion ? 'WA_VERSION' : 'engine default' },
+  }
+
+  /** WA_VERSION, else the version fetched through the proxy, else the engine's default; logged with its source. */
+  private async resolveVersion(): Promise<void> {
+    let source = this.cfg.waVersion ? 'WA_VERSION' : 'engine default';
+    let fetchError: string | undefined;
+    if (!this.cfg.waVersion && this.cfg.waVersionUrl) {
+      const agent = new SocksProxyAgent(this.cfg.proxy.url, { timeout: this.cfg.waVersionFetchTimeoutMs });
+      try {
+        this.version = await fetchWebVersion(this.cfg.waVersionUrl, agent, this.cfg.waVersionFetchTimeoutMs);
+        source = 'fetched';
+      } catch (err) {
+        fetchError = errorText(err);
+      } finally {
+        agent.destroy();
+      }
+    }
+    this.logger.info(
+      { version: this.version.join('.'), source, ...(fetchError ? { fetchError } : {}) },
       'WhatsApp Web version',
     );
   }
@@ -126,7 +144,9 @@ export class Connection {
   }
 
   start(): void {
-    this.connect();
+    void this.resolveVersion().then(() => {
+      if (!this.stopped) this.connect();
+    });
   }
 
   /** Closes the socket WITHOUT logging out (the device stays linked) and stops reconnecting. */
