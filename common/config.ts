@@ -100,6 +100,8 @@ export const configSchema = z.object({
   MAX_SESSIONS_PER_PROXY: int(4, 1, 1000),
   WATCHDOG_INTERVAL_MS: int(60_000, 100),
   PING_TIMEOUT_MS: int(180_000, 100),
+  /** A session workflow continues as new past this many history events (small histories replay fast). */
+  SESSION_MAX_HISTORY_EVENTS: int(2000, 20),
   /** Comma- or newline-separated pool, in addition to PROXY_URL_1, PROXY_URL_2, ... */
   PROXY_URLS: z.string().default(''),
   LOW_PROXY_INVENTORY_THRESHOLD: int(2, 0),

@@ -205,7 +205,11 @@ export function sessionRoutes(ctx: ApiContext) {
             tenant,
             phone,
             proxyOverride: override,
-            timings: { ...DEFAULT_TIMINGS, pingTimeoutMs: config.PING_TIMEOUT_MS },
+            timings: {
+              ...DEFAULT_TIMINGS,
+              pingTimeoutMs: config.PING_TIMEOUT_MS,
+              maxHistoryEvents: config.SESSION_MAX_HISTORY_EVENTS,
+            },
             hostId: host.hostId,
             hostQueue: host.queue,
           },

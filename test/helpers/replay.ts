@@ -8,7 +8,7 @@ export const WORKFLOWS_PATH = path.join(ROOT, 'workflows', 'index.ts');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'histories');
 
 /** A workflow's history in Temporal's canonical JSON, as `temporal workflow show --output json` prints it. */
-export function historyJson(workflowId: string): string {
+export function historyJson(workflowId: string, runId?: string): string {
   const cli = process.env.TEMPORAL_CLI_PATH ?? path.join(ROOT, 'data', 'tools', 'py', 'bin', 'temporal');
   return execFileSync(
     cli,
@@ -17,6 +17,7 @@ export function historyJson(workflowId: string): string {
       'show',
       '--workflow-id',
       workflowId,
+      ...(runId ? ['--run-id', runId] : []),
       '--output',
       'json',
       '--address',
@@ -45,11 +46,21 @@ export async function replayHistories(histories: Array<{ workflowId: string; jso
  * Fetches the histories of workflows that ran against the real server and replays them. With RECORD_HISTORIES=1
  * they are also saved as fixtures for the offline replay test (test/replay.test.ts).
  */
-export async function replayRecorded(workflowIds: string[]): Promise<number> {
-  const histories = workflowIds.map((workflowId) => ({ workflowId, json: historyJson(workflowId) }));
+export async function replayRecorded(
+  workflows: Array<string | { workflowId: string; runId: string }>,
+): Promise<number> {
+  const histories = workflows.map((w) =>
+    typeof w === 'string'
+      ? { workflowId: w, json: historyJson(w), name: w }
+      : {
+          workflowId: w.workflowId,
+          json: historyJson(w.workflowId, w.runId),
+          name: `${w.workflowId}_${w.runId.slice(-12)}`,
+        },
+  );
   if (process.env.RECORD_HISTORIES === '1') {
     for (const h of histories) {
-      const name = h.workflowId.replace(/^[^:]+:/, '').replace(/[^A-Za-z0-9_-]/g, '_');
+      const name = h.name.replace(/^[^:]+:/, '').replace(/[^A-Za-z0-9_-]/g, '_');
       writeFileSync(path.join(FIXTURES, `${name}.json`), h.json);
     }
   }
