@@ -33,8 +33,10 @@ export const FAULT_KINDS = [
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface AntiSpamOptions {
-  /** more messages than this from one phone within a rolling minute → ban (default 20) */
+  /** more messages than this from one phone within the rolling rate window → ban (default 20) */
   maxPerMinute?: number;
+  /** the rate window of maxPerMinute (default one minute; tests shrink it) */
+  rateWindowMs?: number;
   /** more distinct new recipients than this within an hour from a young phone → ban (default 10) */
   maxNewContactsPerHourYoung?: number;
   /** a phone counts as young for this long after it was first linked (default 7 days) */
@@ -289,6 +291,7 @@ export class WhatsAppSimulator {
     this.antiSpam = opts.antiSpam
       ? {
           maxPerMinute: opts.antiSpam.maxPerMinute ?? 20,
+          rateWindowMs: opts.antiSpam.rateWindowMs ?? MINUTE_MS,
           maxNewContactsPerHourYoung: opts.antiSpam.maxNewContactsPerHourYoung ?? 10,
           youngForMs: opts.antiSpam.youngForMs ?? 7 * 24 * HOUR_MS,
         }
@@ -1224,11 +1227,11 @@ export class WhatsAppSimulator {
   private applyAntiSpam(state: PhoneState, to: string, at: number): void {
     const rules = this.antiSpam;
     if (!rules || state.banned) return;
-    state.recentSends = state.recentSends.filter((t) => at - t < MINUTE_MS);
+    state.recentSends = state.recentSends.filter((t) => at - t < rules.rateWindowMs);
     state.recentSends.push(at);
     if (!state.recipientsFirstSeen.has(to)) state.recipientsFirstSeen.set(to, at);
     if (state.recentSends.length > rules.maxPerMinute) {
-      this.ban(state, `more than ${rules.maxPerMinute} messages in a minute`);
+      this.ban(state, `more than ${rules.maxPerMinute} messages in ${rules.rateWindowMs / 1000} s`);
       return;
     }
     const young = state.firstLinkedAt !== null && at - state.firstLinkedAt < rules.youngForMs;

@@ -183,3 +183,60 @@ describe('anti-ban rules (pure)', () => {
     assert.ok(Math.min(...xs) < 710 && Math.max(...xs) > 1290, 'the whole range is used');
   });
 });
+
+/**
+ * Pacing, not the cap, keeps a number alive (issue 13). The simulator bans more than 5 messages in any 5 s; the
+ * dispatcher's cap (30 per window) is far above that, so the cap alone would not protect the number. The same 12
+ * messages straight into the outbox → banned; through the dispatcher with 2 s ± 30% gaps → all 12 sent, alive.
+ */
+describe('anti-ban: pacing keeps a number alive with a cap above the ban threshold', () => {
+  let stack: Stack;
+  const RAW = { id: 'raw2', phone: '15550008011' };
+  const PACED = { id: 'paced2', phone: '15550008012' };
+  const PACE_GAP_MS = 2000;
+  const bans: Array<{ phone: string; reason: string }> = [];
+
+  before(async () => {
+    stack = await new Stack({
+      proxies: 2,
+      simOptions: { antiSpam: { maxPerMinute: 5, rateWindowMs: 5000, maxNewContactsPerHourYoung: 1000 } },
+      extraEnv: {
+        ANTIBAN_WINDOW_MS: '3600000',
+        ANTIBAN_COLD_DAILY: '30',
+        ANTIBAN_COLD_GAP_MS: String(PACE_GAP_MS),
+        ANTIBAN_IDLE_POLL_MS: '500',
+        WORKER_ENV_OUTBOX_POLL_MS: '50',
+      },
+    }).start();
+    stack.sim.events.on('banned', (e: { phone: string; reason: string }) => bans.push(e));
+    await connectedSession(stack, RAW.id, RAW.phone);
+    await connectedSession(stack, PACED.id, PACED.phone);
+  });
+  after(async () => {
+    if (stack) await terminateDispatchers(stack, [RAW.id, PACED.id]);
+    await stack?.stop();
+  });
+
+  it('12 messages: unpaced → banned; paced (cap 30 > threshold 5 per 5 s) → all sent, alive', async () => {
+    const load = Array.from({ length: 12 }, (_, i) => ({ to: `1555661${String(i).padStart(4, '0')}`, n: i }));
+    const outbox = new OutboxStore(stack.redis, { prefix: stack.prefix });
+    for (const m of load) await outbox.enqueue(RAW.id, { messageId: `raw2-${m.n}`, to: m.to, text: `raw #${m.n}` });
+    await waitFor('the unpaced number to be banned', () => bans.some((b) => b.phone === RAW.phone), 30_000);
+    console.log(`unpaced: banned after ${stack.sim.messages(RAW.phone).length} messages`);
+
+    const ids: string[] = [];
+    for (const m of load) {
+      const r = await stack.call('POST', '/api/send', { sessionId: PACED.id, to: m.to, text: `paced #${m.n}` });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      ids.push(r.body.messageId);
+    }
+    await waitFor('12 paced messages', () => stack.sim.messages(PACED.phone).length >= 12, 60_000);
+    const paced = stack.sim.messages(PACED.phone);
+    assert.equal(paced.length, 12, 'every message sent: the cap did not stop any');
+    assert.equal(bans.filter((b) => b.phone === PACED.phone).length, 0, 'the paced number is not banned');
+    assert.equal((await stack.status(PACED.id)).status, 'connected');
+    const g = gaps(paced.map((m) => m.at));
+    console.log(describeGaps('paced arrival gaps', g, PACE_GAP_MS));
+    for (const x of g) assert.ok(x >= PACE_GAP_MS * 0.7 - 100, `gap ${x} ms`);
+  });
+});
