@@ -24,6 +24,7 @@ import {
 } from './backup-archive.js';
 import { readAuthOwner, safeSessionDir } from './auth-owner.js';
 import { HostRegistry } from '../state/hosts.js';
+import { NoProxyCapacityError } from '../state/proxy-pool.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
 
 export const BACKUP_INVALID = 'BackupInvalid';
@@ -467,7 +468,16 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
           continue;
         }
         await sessions.update(id, { phone: me.phone, jid: me.jid });
-        const slot = await pool.heldBy(id);
+        let slot = await pool.heldBy(id);
+        // A live session that lost its slot key (a crash, a hand edit) takes its phone's sticky proxy again.
+        if (!slot && LIVE_STATUSES.includes(rec.status)) {
+          try {
+            slot = (await pool.reserve({ sessionId: id, phone: me.phone, tenant: rec.tenant })).proxyUrl;
+          } catch (err) {
+            if (!(err instanceof NoProxyCapacityError)) throw err;
+            conflicts.push(`${id}: no proxy capacity to bind it again`);
+          }
+        }
         if (!(await pool.getSticky(me.phone)) && slot) await pool.setSticky(me.phone, slot);
       }
       // Keyed by host:port: activity results land in the workflow history, proxy credentials must not.

@@ -154,9 +154,18 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
   it('restore brings every session back connected without a scan, Redis state equal to the original', async () => {
     const qrs = await qrCounts();
     const logins = Object.fromEntries(IDS.map((id) => [id, stack.sim.connections(PHONES[id]).length]));
-    // A drifted counter (e.g. left by a crash) is recomputed from the slots by the restore.
+    // Redis drifted from the archive in several places (a crash, an operator's hand): a counter, a phone's sticky
+    // binding and owner, session fields, a proxy's member set and a slot. The restore rebuilds all of it.
     const someProxy = (await stack.redis.smembers(k('proxies:all')))[0]!;
     await stack.redis.set(k(`counter:proxy:${proxyIdOf(someProxy)}`), '3');
+    const [a, b] = IDS as [keyof typeof PHONES, keyof typeof PHONES];
+    const stickyA = await stack.redis.get(k(`phone:proxy:${PHONES[a]}`));
+    await stack.redis.del(k(`phone:proxy:${PHONES[a]}`), k(`phone:session:${PHONES[b]}`));
+    // (restart and failover counts are history, not state: a restore does not roll them back)
+    await stack.redis.hset(k(`session:${b}`), { phone: '15559999999' });
+    await stack.redis.srem(k(`proxy:sessions:${proxyIdOf(stickyA!)}`), a);
+    await stack.redis.del(k(`session:slot:${b}`));
+    assert.notDeepEqual(await redisState(), baseline, 'the drift is visible before the restore');
     const t0 = Date.now();
     const r = await stack.call('POST', `/api/v1/backups/restore/${good}`, {});
     assert.equal(r.status, 200, JSON.stringify(r.body));
