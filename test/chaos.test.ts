@@ -9,6 +9,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitForQuiet } from './helpers/messaging.js';
 import { Stack, sleep, waitFor } from './helpers/stack.js';
 
 const SESSIONS = [
@@ -173,7 +174,10 @@ describe('chaos: kill -9 every component in turn', () => {
       180_000,
       250,
     );
-    await sleep(2000); // a duplicate would show up now
+    await waitForQuiet(
+      stack,
+      SESSIONS.map((x) => x.id),
+    );
     const received = SESSIONS.flatMap((s) => stack.sim.messages(s.phone).map((m) => m.text));
     for (const text of texts) {
       assert.equal(received.filter((t) => t === text).length, 1, `"${text}" received exactly once`);

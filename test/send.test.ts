@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { terminateDispatchers, connectedSession, describeGaps, gaps } from './helpers/messaging.js';
+import { terminateDispatchers, connectedSession, describeGaps, gaps, waitForQuiet } from './helpers/messaging.js';
 import { apiClient } from '../api/client/index.js';
 import { API_KEY, ROOT, Stack, TENANT_KEY, sleep, waitFor } from './helpers/stack.js';
 
@@ -92,7 +92,8 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
       ids.push(r.data!.messageId);
     }
     await waitFor('10 messages at the simulator', () => stack.sim.messages(COLD.phone).length >= 10, 30_000);
-    await sleep(GAP_MS * 3);
+    // the other 5 wait for the next window: nothing queued or in flight any more
+    await waitForQuiet(stack, [COLD.id], { allowScheduled: true });
     const got = stack.sim.messages(COLD.phone);
     assert.equal(
       got.length,
@@ -166,7 +167,7 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     await waitFor('the message at the simulator', () =>
       stack.sim.messages(FAST.phone).some((m) => m.text === body.text),
     );
-    await sleep(1500);
+    await waitForQuiet(stack, [FAST.id]);
     assert.equal(stack.sim.messages(FAST.phone).filter((m) => m.text === body.text).length, 1, 'sent once');
     const again = await stack.call('POST', '/api/send', body);
     assert.equal(again.status, 202);
@@ -196,7 +197,7 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     await stack.startOrchestrator();
     await stack.startApi();
     await waitFor('all 14 sent after the restart', () => sentOf().length >= 14, 40_000);
-    await sleep(1500);
+    await waitForQuiet(stack, [FAST.id]);
     const sent = sentOf().map((m) => m.text);
     assert.equal(sent.length, 14, 'no duplicates');
     assert.deepEqual([...sent].sort(), [...texts].sort(), 'each exactly once');

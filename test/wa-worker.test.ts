@@ -100,6 +100,17 @@ function readCreds(): { me?: { id: string }; noiseKey: { public: Buffer } } {
   };
 }
 
+/** 5 × the first reconnect delay (RECONNECT_BASE_MS): a reconnect that was going to happen would have started. */
+const NO_RECONNECT_BOUND_MS = 5 * 200;
+
+const healthState = (): string | undefined => {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(authDir(), '.health.json'), 'utf8')) as { state: string }).state;
+  } catch {
+    return undefined;
+  }
+};
+
 async function until(pred: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await pred())) {
@@ -171,7 +182,12 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
     const files = fs.readdirSync(authDir());
     assert.ok(files.includes('creds.json'));
     assert.ok(files.some((f) => f.startsWith('pre-key-')));
-    for (const f of files) assert.equal(fs.statSync(path.join(authDir(), f)).mode & 0o777, 0o600, f);
+    for (const f of files) {
+      // an atomic write's temp file may be renamed away between the listing and the stat
+      const st = fs.statSync(path.join(authDir(), f), { throwIfNoEntry: false });
+      if (!st && f.includes('.tmp-')) continue;
+      assert.equal(st!.mode & 0o777, 0o600, f);
+    }
     assert.equal(readCreds().me?.id, connected.data.jid);
     // The secrets never reach the log.
     assert.ok(w.output.length > 0);
@@ -387,11 +403,11 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
       const d = await rx.waitFor('DISCONNECTED', (e) => e.data.code === code, 10_000, since);
       assert.equal(d.data.isProxyError, false);
       assert.ok(d.data.reason.startsWith(`${state}:`), d.data.reason);
+      // The worker records a terminal state (no reconnect scheduled); then, for 5 first-reconnect delays, no attempt.
+      await until(() => healthState() === state, 5000, `health state ${state}`);
       const connections = sim.connections().length;
-      await sleep(2000);
+      await sleep(NO_RECONNECT_BOUND_MS);
       assert.equal(sim.connections().length, connections, 'no reconnect attempt');
-      const health = JSON.parse(fs.readFileSync(path.join(authDir(), '.health.json'), 'utf8')) as { state: string };
-      assert.equal(health.state, state);
       assert.equal((await worker!.terminate()).code, 0);
       if (fault === 'ban') sim.fault(PHONE, 'unban');
       const again = rx.events.length;
@@ -407,13 +423,12 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
     assert.ok(af.data.reason.length > 0);
     const d = await rx.waitFor('DISCONNECTED', (e) => e.data.code === 401, 5000, since);
     assert.equal(d.data.isProxyError, false);
+    await until(() => healthState() === 'logged_out', 5000, 'health state logged_out');
     const connections = sim.connections().length;
-    await sleep(3000);
+    await sleep(NO_RECONNECT_BOUND_MS);
     assert.equal(sim.connections().length, connections, 'no reconnect attempt');
     assert.equal(rx.ofType('CONNECTED', since).length, 0);
     assert.ok(worker!.running, 'the process stays up, idle (no restart storm)');
-    const health = JSON.parse(fs.readFileSync(path.join(authDir(), '.health.json'), 'utf8')) as { state: string };
-    assert.equal(health.state, 'logged_out');
     const stop = await worker!.terminate();
     assert.equal(stop.code, 0);
   });

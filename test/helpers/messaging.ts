@@ -1,6 +1,8 @@
 /** Helpers for the messaging tests (issue 7): provisioning a connected session and gap statistics. */
 import type { Stack } from './stack.js';
 import { apiClient } from '../../api/client/index.js';
+import { redisKeys } from '../../common/redis-keys.js';
+import { OutboxStore } from '../../state/outbox.js';
 import { API_KEY, waitFor } from './stack.js';
 
 /**
@@ -55,4 +57,31 @@ export async function terminateDispatchers(stack: Stack, sessionIds: string[]): 
       .terminate('test finished')
       .catch(() => undefined);
   }
+}
+
+/**
+ * Waits until nothing of these sessions can still be sent: no message waiting for its dispatcher (except those
+ * `scheduled` for a later window, when `allowScheduled`), nothing queued or in flight in a worker outbox. After this,
+ * a message counted at the simulator can no longer be followed by a duplicate.
+ */
+export async function waitForQuiet(
+  stack: Stack,
+  sessionIds: string[],
+  opts: { allowScheduled?: boolean; timeoutMs?: number } = {},
+): Promise<void> {
+  const outbox = new OutboxStore(stack.redis, { prefix: stack.prefix });
+  await waitFor(
+    `nothing left to send for ${sessionIds.join(', ')}`,
+    async () => {
+      for (const id of sessionIds) {
+        const c = await outbox.counts(id);
+        if (c.queued > 0 || c.inflight > 0) return false;
+        if (!opts.allowScheduled && (await stack.redis.llen(redisKeys(stack.prefix).dispatchPending(id))) > 0)
+          return false;
+      }
+      return true;
+    },
+    opts.timeoutMs ?? 30_000,
+    100,
+  );
 }
