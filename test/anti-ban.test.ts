@@ -13,7 +13,7 @@ import { promotion } from '../common/anti-ban.js';
 import { loadConfig } from '../common/config.js';
 import { OutboxStore } from '../state/outbox.js';
 import { jitteredGap } from '../workflows/dispatcher.js';
-import { terminateDispatchers, connectedSession, describeGaps, gaps } from './helpers/messaging.js';
+import { terminateDispatchers, connectedSession, describeGaps, gaps, waitForQuiet } from './helpers/messaging.js';
 import { API_KEY, Stack, TENANT_KEY, sleep, waitFor } from './helpers/stack.js';
 
 const GAP_MS = 400;
@@ -77,6 +77,9 @@ describe('anti-ban: unpaced sending gets banned, the dispatcher keeps the number
     assert.ok(lim.body.burstUntil > Date.now(), `burst detected: ${JSON.stringify(lim.body)}`);
 
     await waitFor('10 paced messages', () => stack.sim.messages(PACED.phone).length >= 10, 40_000);
+    // the other 15 wait for the next window: nothing queued or in flight any more, and for two slowed-down gaps
+    // (when an 11th hand-off would be due) none follows
+    await waitForQuiet(stack, [PACED.id], { allowScheduled: true });
     await sleep(GAP_MS * SLOWDOWN * 2);
     const paced = stack.sim.messages(PACED.phone);
     assert.equal(paced.length, 10, 'the cold cap (10 per rolling window) holds');

@@ -92,8 +92,10 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
       ids.push(r.data!.messageId);
     }
     await waitFor('10 messages at the simulator', () => stack.sim.messages(COLD.phone).length >= 10, 30_000);
-    // the other 5 wait for the next window: nothing queued or in flight any more
+    // the other 5 wait for the next window: nothing queued or in flight any more, and for three gaps (when an
+    // 11th hand-off would be due) none follows
     await waitForQuiet(stack, [COLD.id], { allowScheduled: true });
+    await sleep(GAP_MS * 3);
     const got = stack.sim.messages(COLD.phone);
     assert.equal(
       got.length,
