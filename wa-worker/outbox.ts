@@ -6,15 +6,13 @@
  * one that was being sent when the worker crashed (delivery unknown) is NACKed permanently, never resent.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MessageRejectedError, type EngineSocket } from './engine.js';
 import { signedRequestHeaders } from '../common/events.js';
 import { ClaimResponseSchema, REJECTED_COLD_OUTREACH, type OutboxItem } from '../common/outbox.js';
-import { FILE_MODE, writeFileAtomic } from './auth-store.js';
 import { backoffDelay } from './config.js';
 import { errorText } from './connection.js';
+import { JsonlLog } from './jsonl-log.js';
 import type { Logger } from './logger.js';
 import type { SentMessageStore } from './sent-store.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -34,68 +32,35 @@ export interface LedgerEntry {
 
 /** Append-only, fsync'ed JSONL; the last line for a message id wins. Compacted when it grows. */
 export class OutboxLedger {
-  private readonly entries = new Map<string, LedgerEntry>();
-  private fh: fs.FileHandle | undefined;
-  private lines = 0;
-  private chain: Promise<void> = Promise.resolve();
-  private readonly file: string;
+  private readonly log: JsonlLog<LedgerEntry>;
 
   constructor(dir: string) {
-    this.file = path.join(dir, LEDGER_FILE);
+    this.log = new JsonlLog<LedgerEntry>({
+      file: path.join(dir, LEDGER_FILE),
+      keyOf: (e) => e.messageId,
+      isEntry: (v): v is LedgerEntry =>
+        typeof (v as LedgerEntry)?.messageId === 'string' && typeof (v as LedgerEntry).state === 'string',
+      keep: (entries) => entries.filter((e) => e.state !== 'cleared').slice(-LEDGER_MAX_ENTRIES),
+      compactAtLines: LEDGER_MAX_ENTRIES * 2,
+      sync: true,
+    });
   }
 
-  async open(): Promise<void> {
-    let text = '';
-    try {
-      text = await fs.readFile(this.file, 'utf8');
-    } catch {
-      // first start
-    }
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const e = JSON.parse(line) as LedgerEntry;
-        if (typeof e.messageId === 'string' && typeof e.state === 'string') this.entries.set(e.messageId, e);
-      } catch {
-        // torn last line from a crash: that record never completed
-      }
-    }
-    await this.rewrite();
+  open(): Promise<void> {
+    return this.log.open();
   }
 
   get(messageId: string): LedgerEntry | undefined {
-    return this.entries.get(messageId);
+    return this.log.get(messageId);
   }
 
   /** Durably records a state (resolves after fsync). */
   record(entry: Omit<LedgerEntry, 'at'>): Promise<void> {
-    const full: LedgerEntry = { ...entry, at: Date.now() };
-    this.entries.set(entry.messageId, full);
-    const op = async () => {
-      if (this.lines >= LEDGER_MAX_ENTRIES * 2) await this.rewrite();
-      await this.fh!.write(`${JSON.stringify(full)}\n`);
-      await this.fh!.datasync();
-      this.lines++;
-    };
-    const next = this.chain.then(op, op);
-    this.chain = next.catch(() => undefined);
-    return next;
+    return this.log.append({ ...entry, at: Date.now() });
   }
 
-  async close(): Promise<void> {
-    await this.chain;
-    await this.fh?.close().catch(() => undefined);
-    this.fh = undefined;
-  }
-
-  private async rewrite(): Promise<void> {
-    await this.fh?.close().catch(() => undefined);
-    const kept = [...this.entries.values()].filter((e) => e.state !== 'cleared').slice(-LEDGER_MAX_ENTRIES);
-    this.entries.clear();
-    for (const e of kept) this.entries.set(e.messageId, e);
-    await writeFileAtomic(this.file, kept.map((e) => `${JSON.stringify(e)}\n`).join(''));
-    this.lines = kept.length;
-    this.fh = await fs.open(this.file, fsConstants.O_WRONLY | fsConstants.O_APPEND, FILE_MODE);
+  close(): Promise<void> {
+    return this.log.close();
   }
 }
 

@@ -5,10 +5,8 @@
  * A JSONL file in the session folder (0600, like the auth files; backups carry it), appended before each send and
  * compacted at start and when it doubled; a torn last line from a crash is skipped.
  */
-import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { FILE_MODE, writeFileAtomic } from './auth-store.js';
+import { JsonlLog } from './jsonl-log.js';
 
 export const SENT_STORE_FILE = '.sent-messages.jsonl';
 export const SENT_STORE_MAX_ENTRIES = 2_000;
@@ -22,87 +20,53 @@ interface SentEntry {
 }
 
 export class SentMessageStore {
-  private readonly entries = new Map<string, SentEntry>();
-  private fh: fs.FileHandle | undefined;
-  private lines = 0;
-  private chain: Promise<void> = Promise.resolve();
-  private readonly file: string;
+  private readonly log: JsonlLog<SentEntry>;
 
   constructor(
     dir: string,
     private readonly limits = { maxEntries: SENT_STORE_MAX_ENTRIES, maxAgeMs: SENT_STORE_MAX_AGE_MS },
   ) {
-    this.file = path.join(dir, SENT_STORE_FILE);
+    this.log = new JsonlLog<SentEntry>({
+      file: path.join(dir, SENT_STORE_FILE),
+      keyOf: (e) => e.id,
+      isEntry: (v): v is SentEntry =>
+        typeof (v as SentEntry)?.id === 'string' && typeof (v as SentEntry).text === 'string',
+      keep: (entries) => {
+        const oldest = Date.now() - limits.maxAgeMs;
+        return entries.filter((e) => e.at >= oldest).slice(-limits.maxEntries);
+      },
+      compactAtLines: limits.maxEntries * 2,
+      sync: false,
+    });
   }
 
-  async open(): Promise<void> {
-    let text = '';
-    try {
-      text = await fs.readFile(this.file, 'utf8');
-    } catch {
-      // first start
-    }
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const e = JSON.parse(line) as SentEntry;
-        if (typeof e.id === 'string' && typeof e.text === 'string') {
-          this.entries.delete(e.id);
-          this.entries.set(e.id, e);
-        }
-      } catch {
-        // torn last line
-      }
-    }
-    await this.rewrite();
+  open(): Promise<void> {
+    return this.log.open();
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.log.entries.size;
   }
 
   /** The text of a message this session sent, while it is within the bounds. */
   get(id: string): string | undefined {
-    const e = this.entries.get(id);
+    const e = this.log.get(id);
     if (!e || Date.now() - e.at > this.limits.maxAgeMs) return undefined;
     return e.text;
   }
 
   record(id: string, jid: string, text: string): Promise<void> {
-    const e: SentEntry = { id, jid, text, at: Date.now() };
-    this.entries.delete(id);
-    this.entries.set(id, e);
-    this.trim();
-    const op = async () => {
-      if (this.lines >= this.limits.maxEntries * 2) await this.rewrite();
-      await this.fh!.write(`${JSON.stringify(e)}\n`);
-      this.lines++;
-    };
-    const next = this.chain.then(op, op);
-    this.chain = next.catch(() => undefined);
-    return next;
-  }
-
-  async close(): Promise<void> {
-    await this.chain;
-    await this.fh?.close().catch(() => undefined);
-    this.fh = undefined;
-  }
-
-  private trim(): void {
+    const written = this.log.append({ id, jid, text, at: Date.now() });
+    // bounded in memory too: drop the oldest beyond the limits
     const oldest = Date.now() - this.limits.maxAgeMs;
-    for (const [id, e] of this.entries) {
-      if (this.entries.size > this.limits.maxEntries || e.at < oldest) this.entries.delete(id);
+    for (const [key, e] of this.log.entries) {
+      if (this.log.entries.size > this.limits.maxEntries || e.at < oldest) this.log.entries.delete(key);
       else break;
     }
+    return written;
   }
 
-  private async rewrite(): Promise<void> {
-    await this.fh?.close().catch(() => undefined);
-    this.trim();
-    const kept = [...this.entries.values()];
-    await writeFileAtomic(this.file, kept.map((e) => `${JSON.stringify(e)}\n`).join(''));
-    this.lines = kept.length;
-    this.fh = await fs.open(this.file, fsConstants.O_WRONLY | fsConstants.O_APPEND, FILE_MODE);
+  close(): Promise<void> {
+    return this.log.close();
   }
 }
