@@ -154,7 +154,7 @@ export const ErrorSchema = z.object({
 
 // ---------------------------------------------------------------------------------------------------------------
 // Route table
-type Access = 'apiKey' | 'admin' | 'public' | 'signed' | 'metrics';
+type Access = 'apiKey' | 'apiKeyOrTicket' | 'admin' | 'public' | 'signed' | 'metrics';
 interface Reply {
   description: string;
   schema?: ZodTypeAny | Json;
@@ -548,8 +548,8 @@ export const OPERATIONS: Operation[] = [
       'Live events (Server-Sent Events; WebSocket on the same path). X-API-Key, or ?ticket= (EventSource). ' +
       `Types: ${LIVE_EVENT_TYPES.join(', ')}. Tenant keys receive only their sessions.`,
     tag: 'events',
-    access: 'apiKey',
-    query: events.EventsQuery,
+    access: 'apiKeyOrTicket',
+    query: events.EventsQuery.omit({ ticket: true }),
     ok: {
       200: {
         description: 'an endless event stream: `ready` first, then the events (data: JSON)',
@@ -674,6 +674,7 @@ const DEMO_OPERATIONS: Operation[] = [
 const COMMON_ERRORS: Record<Access, number[]> = {
   public: [],
   apiKey: [400, 401, 403],
+  apiKeyOrTicket: [400, 401, 403],
   admin: [400, 401, 403],
   signed: [400, 401],
   metrics: [401],
@@ -693,6 +694,8 @@ const ERROR_TEXT: Record<number, string> = {
 const SECURITY: Record<Access, Json[]> = {
   public: [],
   apiKey: [{ apiKey: [] }],
+  // EventSource cannot send headers: a single-use ticket in the query stands for the key
+  apiKeyOrTicket: [{ apiKey: [] }, { eventsTicket: [] }],
   admin: [{ adminApiKey: [] }],
   signed: [{ workerSignature: [], workerTimestamp: [] }],
   metrics: [{ metricsToken: [] }],
@@ -806,6 +809,12 @@ export function openApiDocument(opts: { demo?: boolean } = {}) {
         },
         workerTimestamp: { type: 'apiKey', in: 'header', name: 'x-wa-timestamp', description: 'ms since the epoch' },
         metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN' },
+        eventsTicket: {
+          type: 'apiKey',
+          in: 'query',
+          name: 'ticket',
+          description: 'a single-use ticket from POST /api/events/ticket (live events only)',
+        },
       },
       schemas: { Error: jsonSchema(ErrorSchema) },
     },

@@ -2691,7 +2691,6 @@ export interface operations {
   streamEvents: {
     parameters: {
       query?: {
-        ticket?: string;
         /** @description comma-separated event types (default: all) */
         types?: string;
         sessionId?: string;
