@@ -732,7 +732,8 @@ export class WhatsAppSimulator {
   private closeWith(c: Connection, node: BinaryNode): void {
     this.send(c, node);
     c.stage = 'closed';
-    c.ws.close();
+    // 1000 with the stanza's code as the reason: the close frame carries a status, as WhatsApp's does
+    c.ws.close(1000, node.attrs.code ?? node.tag);
   }
 
   private later(delayMs: number, action: () => void): void {
@@ -961,11 +962,13 @@ export class WhatsAppSimulator {
     const first = Array.isArray(node.content) ? node.content[0] : undefined;
     const key = `${node.attrs.xmlns}/${node.attrs.type}/${first?.tag}`;
     const device = c.device;
+    // Any `w:p` get is a keep-alive ping, whatever its children (clients differ in the shape they send).
+    if (node.attrs.xmlns === 'w:p' && node.attrs.type === 'get') {
+      if (device && this.phoneStates.get(device.phone)?.pingsStopped) return;
+      this.result(c, node);
+      return;
+    }
     switch (key) {
-      case 'w:p/get/ping':
-        if (device && this.phoneStates.get(device.phone)?.pingsStopped) return;
-        this.result(c, node);
-        return;
       case 'encrypt/get/count':
         this.result(c, node, [{ tag: 'count', attrs: { value: String(device?.bundle?.preKeys.length ?? 0) } }]);
         return;

@@ -189,6 +189,28 @@ describe('real Baileys through a SOCKS5 proxy to the simulator', () => {
     sim.fault(PHONE, 'resume-pings');
   });
 
+  test('any w:p get is a keep-alive ping, whatever its shape; stop-pings silences every shape', async () => {
+    client.end();
+    client = await connect({ ...base, authDir: authDir.dir });
+    await client.waitForOpen();
+    // no <ping/> child (another client's shape): answered like Baileys' ping
+    const bare = await client.sock.query({ tag: 'iq', attrs: { to: '@s.whatsapp.net', xmlns: 'w:p', type: 'get' } });
+    assert.equal(bare.attrs.type, 'result');
+    sim.fault(PHONE, 'stop-pings');
+    await assert.rejects(
+      client.sock.query(
+        {
+          tag: 'iq',
+          attrs: { to: '@s.whatsapp.net', xmlns: 'w:p', type: 'get' },
+          content: [{ tag: 'keepalive', attrs: {} }],
+        },
+        1500,
+      ),
+      /Timed Out/i,
+    );
+    sim.fault(PHONE, 'resume-pings');
+  });
+
   test('fault "unlink" closes with 401, and the removed credentials get 401 at login', async () => {
     client.end();
     client = await connect({ ...base, authDir: authDir.dir });
