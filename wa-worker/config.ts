@@ -53,6 +53,18 @@ const EnvSchema = z.object({
     .string()
     .regex(/^\d+\.\d+\.\d+$/, 'must look like 2.3000.1043857760')
     .optional(),
+  /** Link by pairing code for this phone (digits, country code first) instead of showing QRs; ignored once linked. */
+  PAIRING_PHONE: z
+    .string()
+    .regex(/^[1-9][0-9]{7,14}$/, 'must be an international number, digits only (country code first)')
+    .optional(),
+  /** How long a pairing code may be typed on the phone before the worker gives up (reports PAIRING_FAILED). */
+  PAIRING_CODE_TTL_MS: int(180_000, 500),
+  /** The device/browser identity the client presents, `os|browser|version` (the session's device profile). */
+  WA_BROWSER: z
+    .string()
+    .regex(/^[^|]{1,40}\|[^|]{1,40}\|[^|]{0,40}$/, 'must be os|browser|version, e.g. Ubuntu|Chrome|22.04.4')
+    .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
@@ -93,6 +105,9 @@ export interface WorkerConfig {
   waWebSocketUrl: string | undefined;
   waCertRootPublicKey: string | undefined;
   waVersion: [number, number, number] | undefined;
+  pairingPhone: string | undefined;
+  pairingCodeTtlMs: number;
+  browser: [string, string, string] | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
   presenceIntervalMs: number;
@@ -160,6 +175,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     waWebSocketUrl: e.WA_WEBSOCKET_URL,
     waCertRootPublicKey: e.WA_CERT_ROOT_PUBLIC_KEY?.toLowerCase(),
     waVersion: e.WA_VERSION ? (e.WA_VERSION.split('.').map(Number) as [number, number, number]) : undefined,
+    pairingPhone: e.PAIRING_PHONE,
+    pairingCodeTtlMs: e.PAIRING_CODE_TTL_MS,
+    browser: e.WA_BROWSER ? (e.WA_BROWSER.split('|') as [string, string, string]) : undefined,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
