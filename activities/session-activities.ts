@@ -87,7 +87,12 @@ export function createSessionActivities(deps: ActivityDeps) {
     await events.publishSafe({ type, sessionId, tenant: record?.tenant ?? null, data });
   }
 
-  function workerEnv(sessionId: string, proxyUrl: string, generation?: number): Record<string, string> {
+  /**
+   * The worker's environment. What the session record holds (its pairing phone until the first link) is read
+   * here, so every path that starts a worker (provision, restart, failover, reconcile, restore) passes it on.
+   */
+  async function workerEnv(sessionId: string, proxyUrl: string, generation?: number): Promise<Record<string, string>> {
+    const record = await sessions.get(sessionId);
     const env: Record<string, string> = {
       ...(generation !== undefined ? { WORKER_GENERATION: String(generation) } : {}),
       SESSION_ID: sessionId,
@@ -101,6 +106,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       ...deps.workerEnv,
     };
     if (config.WA_WEBSOCKET_URL) env.WA_WEBSOCKET_URL = config.WA_WEBSOCKET_URL;
+    if (record?.pairingPhone && !record.connectedAt) env.PAIRING_PHONE = record.pairingPhone;
     return env;
   }
 
@@ -110,6 +116,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       tenant: string;
       phone: string | null;
       hostId?: string;
+      /** Link by pairing code for this phone (the worker gets PAIRING_PHONE until the first CONNECTED). */
+      pairingPhone?: string;
     }): Promise<void> {
       const existing = await sessions.get(input.sessionId);
       if (!existing || existing.status === 'deleted') await sessions.create(input.sessionId, input.tenant);
@@ -122,8 +130,31 @@ export function createSessionActivities(deps: ActivityDeps) {
             PHONE_CONFLICT,
           );
         }
-        await sessions.update(input.sessionId, { phone: input.phone });
+        await sessions.update(input.sessionId, { phone: input.phone, pairingPhone: input.pairingPhone ?? null });
       }
+    },
+
+    /** Pairing by code for `phone` on a session waiting for its link: claims the phone, releases the previous one. */
+    async claimPairingPhone(input: {
+      sessionId: string;
+      phone: string;
+      previousPhone: string | null;
+    }): Promise<{ conflictWith: string | null }> {
+      const owner = await sessions.claimPhone(input.phone, input.sessionId);
+      if (owner) return { conflictWith: owner };
+      if (input.previousPhone && input.previousPhone !== input.phone)
+        await sessions.releasePhone(input.previousPhone, input.sessionId);
+      await sessions.clearQr(input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
+      await sessions.update(input.sessionId, { phone: input.phone, pairingPhone: input.phone });
+      return { conflictWith: null };
+    },
+
+    /** Linking by code ended without a link: the phone is free again, the code is gone. */
+    async pairingFailed(input: { sessionId: string; phone: string | null }): Promise<void> {
+      if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
+      await sessions.update(input.sessionId, { phone: null, pairingPhone: null });
     },
 
     async reserveProxy(input: {
@@ -199,6 +230,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       await pool.setSticky(input.phone, input.proxyUrl);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
       const now = Date.now();
       await sessions.update(input.sessionId, {
         status: 'connected',
@@ -208,6 +240,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         connectedAt: now,
         lastPing: now,
         lastError: null,
+        pairingPhone: null,
       });
       await events.publishSafe({
         type: 'connected',
@@ -226,7 +259,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       return runner.start({
         sessionId: input.sessionId,
         proxyUrl: input.proxyUrl,
-        env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
+        env: await workerEnv(input.sessionId, input.proxyUrl, input.generation),
       });
     },
 
@@ -250,7 +283,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         return await runner.start({
           sessionId: input.sessionId,
           proxyUrl: input.proxyUrl,
-          env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
+          env: await workerEnv(input.sessionId, input.proxyUrl, input.generation),
         });
       } finally {
         clearInterval(beat);
@@ -283,6 +316,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
       // A deleted or logged-out session no longer counts against its host's capacity.
       const host = (await sessions.get(input.sessionId))?.host;
       if (host && (input.purge || input.status === 'logged_out')) await hosts.release(host, input.sessionId);

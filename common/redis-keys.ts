@@ -38,6 +38,8 @@ export function redisKeys(prefix = '') {
     /** Key families named by proxy id; before issue 14 they were named by the URL (migrated at start). */
     proxyKeyFamilies: () => ['counter:proxy:', 'proxy:status:', 'proxy:bad_at:', 'proxy:sessions:'] as const,
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
+    /** STRING JSON {code, phone, expiresAt, at}: the pairing code to type on the phone (TTL = its expiry). */
+    sessionPairingCode: (sessionId: string) => `${p}session:pairing:${sessionId}`,
     sessionEvents: (sessionId: string) => `${p}session:events:${sessionId}`,
     sessionOutbox: (sessionId: string) => `${p}session:outbox:${sessionId}`,
     /** phone → the session id that owns it (at most one live session per phone). */

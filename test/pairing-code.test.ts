@@ -10,6 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Socks5Proxy, WhatsAppSimulator } from '../simulator/index.js';
+import { terminateDispatchers } from './helpers/messaging.js';
+import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 import { WorkerProcess } from './helpers/worker-process.js';
 
@@ -123,5 +125,133 @@ describe('wa-worker: pairing code against the simulator', { concurrency: 1 }, ()
     } finally {
       sim.pairingCodeTtlMs = 180_000;
     }
+  });
+});
+
+describe('the real stack: link by pairing code (API → workflow → worker → simulator)', { concurrency: 1 }, () => {
+  let stack: Stack;
+  const CODE_TTL_MS = 4000;
+
+  before(async () => {
+    stack = await new Stack({
+      proxies: 2,
+      maxSessionsPerProxy: 4,
+      extraEnv: { RATE_LIMIT_MAX_REQUESTS: '1000', WORKER_ENV_PAIRING_CODE_TTL_MS: String(CODE_TTL_MS) },
+    }).start();
+  });
+  after(async () => {
+    if (stack) await terminateDispatchers(stack, ['pc_ok']);
+    await stack?.stop();
+  });
+
+  const totalLoad = async () => Object.values(await stack.proxyLoads()).reduce((a, b) => a + b, 0);
+
+  test('provision {phone, pairing: "code"} → code → phone types it → connected → send → delivered', async () => {
+    const phone = '4917612340001';
+    const bad = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pc_bad', pairing: 'code' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.field, 'phone');
+    const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pc_ok', phone, pairing: 'code' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.match(r.body.pairingCode.code, /^[0-9A-Z]{8}$/);
+    assert.equal(r.body.pairingCode.phone, phone);
+    assert.ok(r.body.pairingCode.expiresAt > Date.now() - 1000);
+    const shown = await stack.call('GET', '/api/sessions/pc_ok/pairing-code');
+    assert.equal(shown.status, 200);
+    assert.equal(shown.body.code, r.body.pairingCode.code);
+    assert.equal((await stack.call('GET', '/api/sessions/pc_ok/qr')).status, 404, 'no QR in pairing-code mode');
+    await stack.waitForStatus('pc_ok', 'qr_ready');
+    await stack.sim.enterPairingCode(phone, r.body.pairingCode.code);
+    const connected = await stack.waitForStatus('pc_ok', 'connected', 40_000);
+    assert.equal(connected.phone, phone);
+    // The phone's connections went through the session's proxy (sticky, as after a QR scan).
+    const proxy = stack.proxies.find((p) => connected.proxy === `127.0.0.1:${p.port}`);
+    assert.ok(proxy, `proxy ${connected.proxy} is one of the pool`);
+    assert.deepEqual(stack.sim.sourceAddresses(phone), [proxy.bindAddress]);
+    assert.equal((await stack.call('GET', '/api/sessions/pc_ok/pairing-code')).status, 404, 'the code is gone');
+    const sent = await stack.call('POST', '/api/send', {
+      sessionId: 'pc_ok',
+      to: '4917699990001',
+      text: 'linked by code',
+    });
+    assert.equal(sent.status, 202, JSON.stringify(sent.body));
+    await waitFor(
+      'the message delivered',
+      async () => (await stack.call('GET', `/api/messages/${sent.body.messageId}`)).body.status === 'delivered',
+      30_000,
+    );
+    assert.deepEqual(
+      stack.sim.messages(phone).map((m) => m.text),
+      ['linked by code'],
+    );
+  });
+
+  test('a wrong code: clear error, slot and phone released', async () => {
+    const phone = '4917612340002';
+    const before = await totalLoad();
+    const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pc_wrong', phone, pairing: 'code' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(await totalLoad(), before + 1);
+    const wrong = r.body.pairingCode.code === 'ABCDEFGH' ? 'HGFEDCBA' : 'ABCDEFGH';
+    await assert.rejects(stack.sim.enterPairingCode(phone, wrong), /wrong pairing code/);
+    const failed = await stack.waitForStatus('pc_wrong', 'failed', 20_000);
+    assert.match(failed.lastError, /pairing code refused/);
+    const code = await stack.call('GET', '/api/sessions/pc_wrong/pairing-code');
+    assert.equal(code.status, 410);
+    assert.equal(code.body.error.code, 'PAIRING_CODE_REFUSED');
+    await waitFor('the slot back', async () => (await totalLoad()) === before, 10_000);
+    assert.equal(await stack.redis.get(`${stack.prefix}phone:session:${phone}`), null, 'phone binding released');
+    // The phone can be provisioned again at once.
+    const again = await stack.call('POST', '/api/sessions/provision', {
+      sessionId: 'pc_wrong2',
+      phone,
+      pairing: 'code',
+    });
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+    assert.equal((await stack.call('DELETE', '/api/sessions/pc_wrong2')).status, 200);
+  });
+
+  test('an expired code: clear error, slot and phone released; the phone typing it late is refused', async () => {
+    const phone = '4917612340003';
+    const before = await totalLoad();
+    stack.sim.pairingCodeTtlMs = CODE_TTL_MS;
+    try {
+      const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pc_late', phone, pairing: 'code' });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const expired = await stack.waitForStatus('pc_late', 'qr_expired', CODE_TTL_MS + 15_000);
+      assert.match(expired.lastError, /pairing code expired/);
+      const code = await stack.call('GET', '/api/sessions/pc_late/pairing-code');
+      assert.equal(code.status, 410);
+      assert.equal(code.body.error.code, 'PAIRING_CODE_EXPIRED');
+      await assert.rejects(stack.sim.enterPairingCode(phone, r.body.pairingCode.code));
+      await waitFor('the slot back', async () => (await totalLoad()) === before, 10_000);
+      assert.equal(await stack.redis.get(`${stack.prefix}phone:session:${phone}`), null, 'phone binding released');
+    } finally {
+      stack.sim.pairingCodeTtlMs = 180_000;
+    }
+  });
+
+  test('POST /api/sessions/:id/pairing-code switches a QR session to a code; bad input is refused', async () => {
+    const phone = '4917612340004';
+    const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pc_switch' });
+    assert.equal(r.status, 201);
+    await waitFor('a QR', async () => (await stack.call('GET', '/api/sessions/pc_switch/qr')).status === 200);
+    const badPhone = await stack.call('POST', '/api/sessions/pc_switch/pairing-code', { phone: '12ab' });
+    assert.equal(badPhone.status, 400);
+    assert.equal(badPhone.body.error.field, 'phone');
+    const unknown = await stack.call('POST', '/api/sessions/nope/pairing-code', { phone });
+    assert.equal(unknown.status, 404);
+    const taken = await stack.call('POST', '/api/sessions/pc_switch/pairing-code', { phone: '4917612340001' });
+    assert.equal(taken.status, 409, 'a phone bound to another session');
+    const other = await stack.call('POST', '/api/sessions/pc_switch/pairing-code', { phone }, TENANT_KEY);
+    assert.equal(other.status, 404, "another tenant's session answers like a missing one");
+    const c = await stack.call('POST', '/api/sessions/pc_switch/pairing-code', { phone });
+    assert.equal(c.status, 200, JSON.stringify(c.body));
+    assert.match(c.body.code, /^[0-9A-Z]{8}$/);
+    await stack.sim.enterPairingCode(phone, c.body.code);
+    const connected = await stack.waitForStatus('pc_switch', 'connected', 40_000);
+    assert.equal(connected.phone, phone);
+    const late = await stack.call('POST', '/api/sessions/pc_switch/pairing-code', { phone });
+    assert.equal(late.status, 409, 'a linked session takes no code');
   });
 });
