@@ -68,11 +68,24 @@ const SessionView = z.object({
   workflowId: z.string(),
   temporalUrl: z.string(),
 });
+const PairingCodeShape = z.object({
+  code: z.string().describe('8 characters to type on the phone (WhatsApp > Linked devices > Link with phone number)'),
+  phone: z.string(),
+  expiresAt: z.number().int().describe('ms since the epoch; after it the session ends in qr_expired'),
+});
 const Provisioned = z.object({
   sessionId: z.string(),
   status: z.enum(SESSION_STATUSES),
   proxy: nullable(z.string()),
   workflowId: z.string(),
+  pairingCode: nullable(PairingCodeShape)
+    .optional()
+    .describe('with pairing "code": the code (null when the worker did not report it within 25 s)'),
+});
+const PairingCode = PairingCodeShape.extend({
+  sessionId: z.string(),
+  status: z.enum(SESSION_STATUSES),
+  generatedAt: z.number().int().optional(),
 });
 const Qr = z.object({
   sessionId: z.string(),
@@ -198,7 +211,8 @@ export const OPERATIONS: Operation[] = [
     },
     ok: {
       201: {
-        description: 'provisioned; the worker is starting and will show a QR',
+        description:
+          'provisioned; the worker is starting and will show a QR (or, with pairing "code", its pairing code)',
         schema: Provisioned,
         example: { sessionId: EXAMPLE_SESSION, status: 'pending', proxy: '10.0.0.5:1080', workflowId: 'wa:worker_1' },
         links: {
@@ -264,6 +278,31 @@ export const OPERATIONS: Operation[] = [
     params: sessions.IdParams,
     ok: { 200: { description: 'restarted', schema: Command } },
     errors: [404, 409, 503],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/pairing-code',
+    operationId: 'getSessionPairingCode',
+    summary:
+      'The pairing code to type on the phone (404 PAIRING_CODE_NOT_AVAILABLE; 410 PAIRING_CODE_EXPIRED / PAIRING_CODE_REFUSED once linking by code failed)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: { 200: { description: 'the current code', schema: PairingCode } },
+    errors: [404, 410],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/pairing-code',
+    operationId: 'requestSessionPairingCode',
+    summary:
+      'Link a session that waits for its first link by pairing code for `phone` instead of a QR: the worker restarts and the answer carries the code',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    body: { schema: sessions.PairingCodeBody, required: true, example: { phone: '15551234567' } },
+    ok: { 200: { description: 'the code to type on the phone', schema: PairingCode } },
+    errors: [404, 409, 503, 504],
   },
   {
     method: 'post',
@@ -684,11 +723,13 @@ const ERROR_TEXT: Record<number, string> = {
   403: 'the key does not reach this (admin-only route, other tenant, refused destination)',
   404: 'not found (another tenant’s resource answers the same)',
   409: 'conflicts with the current state',
+  410: 'gone for good (e.g. a pairing code that expired or was refused)',
   422: 'well-formed but unusable (e.g. a corrupt backup)',
   429: 'rate limited (Retry-After)',
   500: 'the operation failed',
   502: 'an upstream (the simulator) failed',
   503: 'temporarily unavailable (capacity, an unreachable dependency); retry later',
+  504: 'accepted, but the result did not come in time (ask again shortly)',
 };
 const SECURITY: Record<Access, Json[]> = {
   public: [],
