@@ -15,6 +15,8 @@ import {
 } from '../state/proxy-pool.js';
 import { EventBus, type LiveEventType } from '../state/events-bus.js';
 import { HostRegistry } from '../state/hosts.js';
+import { DeviceProfileStore } from '../state/device-profiles.js';
+import type { DeviceProfile } from '../common/device-profiles.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
 import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from './auth-owner.js';
@@ -52,6 +54,7 @@ function heartbeat(details: string) {
 export const NO_PROXY_CAPACITY = 'NoProxyCapacity';
 export const PHONE_CONFLICT = 'PhoneConflict';
 export const PROXY_OVERRIDE_REFUSED = 'ProxyOverrideRefused';
+export const NO_DEVICE_PROFILE = 'NoDeviceProfile';
 
 /**
  * Every side effect of the session lifecycle. Each activity is idempotent, because Temporal retries activities
@@ -63,6 +66,7 @@ export function createSessionActivities(deps: ActivityDeps) {
   const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
   const apiOrigin = new URL(config.WEBHOOK_URL).origin;
   const events = deps.events ?? new EventBus(deps.redis, config.REDIS_KEY_PREFIX, logger);
+  const profiles = new DeviceProfileStore(deps.redis, config.REDIS_KEY_PREFIX);
 
   /** Publishes the live event of a lifecycle change (best effort; never fails the activity). */
   async function publishStatus(
@@ -107,6 +111,8 @@ export function createSessionActivities(deps: ActivityDeps) {
     };
     if (config.WA_WEBSOCKET_URL) env.WA_WEBSOCKET_URL = config.WA_WEBSOCKET_URL;
     if (record?.pairingPhone && !record.connectedAt) env.PAIRING_PHONE = record.pairingPhone;
+    // The session's device profile, for life (sessions from before profiles keep Baileys' default, as before).
+    if (record?.device) env.WA_BROWSER = record.device;
     return env;
   }
 
@@ -148,6 +154,39 @@ export function createSessionActivities(deps: ActivityDeps) {
       await sessions.clearPairingCode(input.sessionId);
       await sessions.update(input.sessionId, { phone: input.phone, pairingPhone: input.phone });
       return { conflictWith: null };
+    },
+
+    /**
+     * Provision step: the session's device profile (state/device-profile-assign.lua), kept in its record for every
+     * later worker start. Null when the inventory was never seeded (the worker keeps Baileys' default).
+     */
+    async assignDeviceProfile(input: { sessionId: string; proxyUrl: string | null }): Promise<DeviceProfile | null> {
+      const profile = await profiles.assign(input.sessionId, input.proxyUrl);
+      if (!profile) {
+        if ((await profiles.list()).length === 0) return null;
+        throw ApplicationFailure.nonRetryable(
+          'no free device profile for this proxy: add profiles (POST /api/v1/device-profiles)',
+          NO_DEVICE_PROFILE,
+        );
+      }
+      await sessions.update(input.sessionId, {
+        deviceProfile: profile.id,
+        device: `${profile.os}|${profile.browser}|${profile.osVersion}`,
+      });
+      return profile;
+    },
+
+    /** Below the threshold of free device profiles, alert "low device profile inventory" (like proxies). */
+    async checkDeviceProfileInventory(): Promise<number> {
+      const free = await profiles.free();
+      if (free < config.LOW_DEVICE_PROFILE_THRESHOLD) {
+        await alerts.enqueue(
+          'low_device_profile_inventory',
+          `only ${free} device profiles left unused (threshold ${config.LOW_DEVICE_PROFILE_THRESHOLD}): add some with POST /api/v1/device-profiles`,
+          `low_device_profile_inventory:${free}`,
+        );
+      }
+      return free;
     },
 
     /** Linking by code ended without a link: the phone is free again, the code is gone. */
@@ -320,6 +359,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       // A deleted or logged-out session no longer counts against its host's capacity.
       const host = (await sessions.get(input.sessionId))?.host;
       if (host && (input.purge || input.status === 'logged_out')) await hosts.release(host, input.sessionId);
+      // A deleted or logged-out session presents no device any more: its profile is free again.
+      if (input.purge || input.status === 'logged_out') await profiles.release(input.sessionId);
       if (input.purge) await sessions.remove(input.sessionId, input.tenant);
       else await sessions.update(input.sessionId, { status: input.status, lastError: input.lastError ?? null });
       await events.publishSafe({

@@ -97,6 +97,12 @@ export interface ConnectionRecord {
   address: string;
   at: number;
   kind: 'registration' | 'login' | 'rejected';
+  /**
+   * The device identity the client presented: its user-agent platform on every connection; at registration (QR or
+   * code) also the companion's DeviceProps `os` and platform type (the browser), and with a pairing code the
+   * `companion_platform_display` ("Chrome (Ubuntu)"). Baileys' login payload carries no browser triple.
+   */
+  presented?: { platform: string; os: string | null; browser: string | null; display: string | null };
 }
 
 export interface PhoneSummary {
@@ -250,6 +256,19 @@ const PREKEY_NOTIFICATION_DELAY_MS = 50;
 const RECEIPT_WAIT_MS = 3_000;
 /** retry receipts per message before the recipient gives up (Baileys re-sends at most 5 times) */
 const MAX_RETRY_RECEIPTS = 3;
+
+/** What a ClientPayload says about the device (see ConnectionRecord.presented). */
+function presentedBy(payload: proto.ClientPayload): NonNullable<ConnectionRecord['presented']> {
+  const platform = proto.ClientPayload.UserAgent.Platform[payload.userAgent?.platform ?? 0] ?? 'UNKNOWN';
+  const propsRaw = payload.devicePairingData?.deviceProps;
+  const props = propsRaw && propsRaw.length ? proto.DeviceProps.decode(propsRaw) : null;
+  return {
+    platform: String(platform),
+    os: props?.os ?? null,
+    browser: props ? String(proto.DeviceProps.PlatformType[props.platformType ?? 0] ?? props.platformType) : null,
+    display: null,
+  };
+}
 
 /** Strips the IPv4-mapped IPv6 prefix so proxies bound to 127.0.0.x show up as such. */
 function normaliseAddress(address: string | undefined): string {
@@ -796,6 +815,7 @@ export class WhatsAppSimulator {
       const payload = proto.ClientPayload.decode(noise.handshakeDecrypt(clientFinish.payload));
       await noise.finish();
       c.clientNoiseKey = clientStatic.toString('base64');
+      c.record.presented = presentedBy(payload);
       const v = payload.userAgent?.appVersion;
       const announced: ClientVersion = [v?.primary ?? 0, v?.secondary ?? 0, v?.tertiary ?? 0];
       if (this.minClientVersion && versionBelow(announced, this.minClientVersion)) {
@@ -923,6 +943,7 @@ export class WhatsAppSimulator {
       platformDisplay: display ? Buffer.from(display).toString('utf8') : '',
       finish: null,
     };
+    if (c.record.presented) c.record.presented.display = c.linkCode.platformDisplay;
     this.result(c, node, [
       {
         tag: 'link_code_companion_reg',

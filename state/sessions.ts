@@ -23,6 +23,9 @@ export interface SessionRecord {
   host: string | null;
   /** Link by pairing code for this phone until the first CONNECTED (null: QR). */
   pairingPhone: string | null;
+  /** The device profile id the session presents, and its triple `os|browser|version` (null: Baileys' default). */
+  deviceProfile: string | null;
+  device: string | null;
   updatedAt: number;
 }
 
@@ -240,6 +243,8 @@ function toRecord(raw: Record<string, string>): SessionRecord {
     lastError: null,
     host: null,
     pairingPhone: null,
+    deviceProfile: null,
+    device: null,
     restarts: 0,
     watchdogRestarts: 0,
     failovers: 0,

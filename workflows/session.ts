@@ -77,6 +77,8 @@ export interface SessionState {
   seenEventIds: string[];
   /** Link by pairing code for this phone instead of a QR, until the first CONNECTED (absent: carried from older runs). */
   pairingPhone?: string | null;
+  /** The device profile the session presents for life (absent/null: sessions from before profiles, Baileys' default). */
+  deviceProfile?: { id: string; os: string; browser: string; osVersion: string } | null;
 }
 
 export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'seenEventIds'>;
@@ -336,6 +338,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   // ---------------------------------------------------------------------------------------- provision
   if (!input.carried) {
+    const withDeviceProfile = patched('device-profile');
     try {
       await quick.registerSession({
         sessionId: state.sessionId,
@@ -348,6 +351,16 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       if (patched('auth-folder-owner'))
         await workers.claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
       await reserve();
+      // One device/browser identity for life, never shared with another session on this proxy (issue 15).
+      if (withDeviceProfile) {
+        const profile = await quick.assignDeviceProfile({ sessionId: state.sessionId, proxyUrl: state.proxyUrl });
+        state.deviceProfile = profile && {
+          id: profile.id,
+          os: profile.os,
+          browser: profile.browser,
+          osVersion: profile.osVersion,
+        };
+      }
       await save({ status: 'pending' });
     } catch (err) {
       provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
@@ -381,6 +394,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       await park('failed', `worker did not start: ${errorMessage(err)}`, 'session_failed');
     }
     await quick.checkProxyInventory();
+    if (withDeviceProfile) await quick.checkDeviceProfileInventory();
   }
 
   // ---------------------------------------------------------------------------------------- handlers

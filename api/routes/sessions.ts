@@ -66,6 +66,8 @@ export function sessionView(
     failovers: record.failovers,
     lastError: live?.lastError ?? record.lastError,
     host: record.host,
+    /** The device/browser identity the session presents for life (null: Baileys' default, older sessions). */
+    deviceProfile: live?.deviceProfile?.id ?? record.deviceProfile ?? null,
     workflowId,
     temporalUrl: `${temporal.uiUrl}/namespaces/${temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`,
   };
@@ -87,6 +89,8 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
     throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${sessionId} is not running`);
   if (err instanceof WorkflowUpdateFailedError) {
     const cause = err.cause as { type?: string; message?: string } | undefined;
+    if (cause?.type === 'NoDeviceProfile')
+      throw new ApiError(503, 'NO_DEVICE_PROFILE', cause.message ?? 'no free device profile');
     if (cause?.type === 'NoProxyCapacity')
       throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message ?? 'no proxy capacity');
     if (cause?.type === 'ProxyOverrideRefused')
