@@ -10,6 +10,7 @@ import { ignoreOverride, zodToJsonSchema } from 'zod-to-json-schema';
 import { WebhookEnvelopeSchema } from '../common/events.js';
 import { jsonSchemaHints } from '../common/json-schema.js';
 import { ProvisionBodySchema, SESSION_STATUSES } from '../common/session.js';
+import { DeviceProfileBodySchema } from '../common/device-profiles.js';
 import { LimitsOverrideSchema, TRUST_LEVELS } from '../common/anti-ban.js';
 import { CLIENT_EVENT_TYPES, ClientWebhookConfigSchema } from '../state/client-webhooks.js';
 import { LIVE_EVENT_TYPES } from '../state/events-bus.js';
@@ -18,6 +19,7 @@ import * as backups from './routes/backups.js';
 import * as codec from './routes/codec.js';
 import * as webhooks from './routes/client-webhooks.js';
 import * as dashboard from './routes/dashboard.js';
+import * as deviceProfiles from './routes/device-profiles.js';
 import * as demo from './routes/demo.js';
 import * as events from './routes/events.js';
 import * as proxies from './routes/proxies.js';
@@ -65,6 +67,7 @@ const SessionView = z.object({
   failovers: z.number().int(),
   lastError: nullable(z.string()),
   host: nullable(z.string()),
+  deviceProfile: nullable(z.string()).describe('the device profile id it presents for life (null: default, older)'),
   workflowId: z.string(),
   temporalUrl: z.string(),
 });
@@ -147,6 +150,15 @@ const ProxyView = z.object({
   load: z.number().int(),
   limit: z.number().int(),
   sessions: z.array(z.string()),
+});
+const DeviceProfileView = z.object({
+  id: z.string(),
+  os: z.string(),
+  browser: z.string(),
+  osVersion: z.string(),
+  seq: z.number().int(),
+  retired: z.boolean(),
+  sessions: z.array(z.string()).describe('sessions presenting it'),
 });
 const WebhookView = z.object({
   tenant: z.string(),
@@ -395,6 +407,51 @@ export const OPERATIONS: Operation[] = [
     access: 'admin',
     params: proxies.IdParams,
     ok: { 200: { description: 'removed', schema: z.object({ id: z.string(), removed: z.literal(true) }) } },
+    errors: [404, 409],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/device-profiles',
+    operationId: 'listDeviceProfiles',
+    summary: 'The device-profile inventory: each profile, retired or not, and the sessions presenting it',
+    tag: 'proxies',
+    access: 'admin',
+    ok: {
+      200: {
+        description: 'profiles',
+        schema: z.object({
+          profiles: z.array(DeviceProfileView),
+          free: z.number().int(),
+          lowThreshold: z.number().int(),
+        }),
+      },
+    },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/device-profiles',
+    operationId: 'addDeviceProfile',
+    summary: 'Add a device profile (Baileys browser triple) to the inventory',
+    tag: 'proxies',
+    access: 'admin',
+    body: {
+      schema: DeviceProfileBodySchema,
+      required: true,
+      example: { os: 'Windows', browser: 'Chrome', osVersion: '10.0.22631' },
+    },
+    ok: { 201: { description: 'added', schema: DeviceProfileView } },
+    errors: [409],
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/device-profiles/:id',
+    operationId: 'retireDeviceProfile',
+    summary: 'Retire a device profile (never handed out again); 409 PROFILE_IN_USE while a session presents it',
+    tag: 'proxies',
+    access: 'admin',
+    params: deviceProfiles.ProfileParams,
+    ok: { 200: { description: 'retired', schema: z.object({ id: z.string(), retired: z.literal(true) }) } },
     errors: [404, 409],
   },
   {

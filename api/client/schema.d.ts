@@ -224,6 +224,41 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/v1/device-profiles': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The device-profile inventory: each profile, retired or not, and the sessions presenting it */
+    get: operations['listDeviceProfiles'];
+    put?: never;
+    /** Add a device profile (Baileys browser triple) to the inventory */
+    post: operations['addDeviceProfile'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/device-profiles/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Retire a device profile (never handed out again); 409 PROFILE_IN_USE while a session presents it */
+    delete: operations['retireDeviceProfile'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/proxies/{id}/ok': {
     parameters: {
       query?: never;
@@ -860,6 +895,8 @@ export interface operations {
             failovers: number;
             lastError: string | null;
             host: string | null;
+            /** @description the device profile id it presents for life (null: default, older) */
+            deviceProfile: string | null;
             workflowId: string;
             temporalUrl: string;
           } & {
@@ -1643,6 +1680,8 @@ export interface operations {
               failovers: number;
               lastError: string | null;
               host: string | null;
+              /** @description the device profile id it presents for life (null: default, older) */
+              deviceProfile: string | null;
               workflowId: string;
               temporalUrl: string;
             } & {
@@ -1892,6 +1931,225 @@ export interface operations {
             id: string;
             /** @constant */
             removed: true;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  listDeviceProfiles: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description profiles */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            profiles: ({
+              id: string;
+              os: string;
+              browser: string;
+              osVersion: string;
+              seq: number;
+              retired: boolean;
+              /** @description sessions presenting it */
+              sessions: string[];
+            } & {
+              [key: string]: unknown;
+            })[];
+            free: number;
+            lowThreshold: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  addDeviceProfile: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "os": "Windows",
+         *       "browser": "Chrome",
+         *       "osVersion": "10.0.22631"
+         *     }
+         */
+        'application/json': {
+          os: string;
+          browser: string;
+          osVersion: string;
+        };
+      };
+    };
+    responses: {
+      /** @description added */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            os: string;
+            browser: string;
+            osVersion: string;
+            seq: number;
+            retired: boolean;
+            /** @description sessions presenting it */
+            sessions: string[];
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  retireDeviceProfile: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description retired */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            /** @constant */
+            retired: true;
           } & {
             [key: string]: unknown;
           };
