@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -131,6 +133,16 @@ describe('wa-worker: pairing code against the simulator', { concurrency: 1 }, ()
 describe('the real stack: link by pairing code (API → workflow → worker → simulator)', { concurrency: 1 }, () => {
   let stack: Stack;
   const CODE_TTL_MS = 4000;
+  /** The admin tenant's customer webhook endpoint: `session.status` deliveries, as JSON. */
+  const customer: Array<{ event: string; data: Record<string, unknown> }> = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      customer.push(JSON.parse(body) as { event: string; data: Record<string, unknown> });
+      res.writeHead(200).end();
+    });
+  });
 
   before(async () => {
     stack = await new Stack({
@@ -138,11 +150,18 @@ describe('the real stack: link by pairing code (API → workflow → worker → 
       maxSessionsPerProxy: 4,
       extraEnv: { RATE_LIMIT_MAX_REQUESTS: '1000', WORKER_ENV_PAIRING_CODE_TTL_MS: String(CODE_TTL_MS) },
     }).start();
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const put = await stack.call('PUT', '/api/v1/webhooks', { url, secret: 'customer-secret-0123456789abcdef' });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
   });
   after(async () => {
     if (stack) await terminateDispatchers(stack, ['pc_ok']);
     await stack?.stop();
+    receiver.close();
   });
+  const customerStatus = (sessionId: string, event: string) =>
+    customer.find((d) => d.event === 'session.status' && d.data.sessionId === sessionId && d.data.event === event);
 
   const totalLoad = async () => Object.values(await stack.proxyLoads()).reduce((a, b) => a + b, 0);
 
@@ -196,6 +215,11 @@ describe('the real stack: link by pairing code (API → workflow → worker → 
     await assert.rejects(stack.sim.enterPairingCode(phone, wrong), /wrong pairing code/);
     const failed = await stack.waitForStatus('pc_wrong', 'failed', 20_000);
     assert.match(failed.lastError, /pairing code refused/);
+    const hook = await waitFor('the customer webhook', () => customerStatus('pc_wrong', 'PAIRING_FAILED'));
+    assert.equal(hook.data.status, 'failed');
+    const shownHook = customerStatus('pc_wrong', 'PAIRING_CODE');
+    assert.equal(shownHook?.data.status, 'qr_ready');
+    assert.ok(!JSON.stringify(customer).includes(r.body.pairingCode.code), 'the code never goes to a webhook');
     const code = await stack.call('GET', '/api/sessions/pc_wrong/pairing-code');
     assert.equal(code.status, 410);
     assert.equal(code.body.error.code, 'PAIRING_CODE_REFUSED');
