@@ -4,7 +4,8 @@
  * the admin inventory API; the low-inventory alert.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FakeTelegram } from './helpers/fake-telegram.js';
@@ -19,6 +20,7 @@ const SESSIONS = Array.from({ length: 9 }, (_, i) => ({
 describe('device profiles on the real stack', { concurrency: 1 }, () => {
   let stack: Stack;
   let tg: FakeTelegram;
+  const backupsDir = mkdtempSync(path.join(os.tmpdir(), 'wa-dp-backups-'));
 
   before(async () => {
     tg = await FakeTelegram.start();
@@ -32,6 +34,8 @@ describe('device profiles on the real stack', { concurrency: 1 }, () => {
         // 34 seeded profiles: the alert fires once fewer than 30 are unused (after the 5th session).
         LOW_DEVICE_PROFILE_THRESHOLD: '30',
         LOW_PROXY_INVENTORY_THRESHOLD: '0',
+        BACKUPS_DIR: backupsDir,
+        RESTORE_CONNECT_TIMEOUT_MS: '60000',
       },
     }).start();
   });
@@ -41,8 +45,13 @@ describe('device profiles on the real stack', { concurrency: 1 }, () => {
         stack,
         SESSIONS.map((s) => s.id),
       );
+    await stack?.temporal.schedule
+      .getHandle(`${stack.env.WORKFLOW_ID_PREFIX}-backups`)
+      .delete()
+      .catch(() => undefined);
     await stack?.stop();
     await tg?.close();
+    rmSync(backupsDir, { recursive: true, force: true });
   });
 
   /** WA_BROWSER of the session's running worker (what Baileys presents), from the process runner's record. */
@@ -112,6 +121,26 @@ describe('device profiles on the real stack', { concurrency: 1 }, () => {
     // The deleted session's profile is free again.
     const list = (await stack.call('GET', '/api/v1/device-profiles')).body;
     assert.deepEqual(list.profiles.find((p: { id: string }) => p.id === other.deviceProfile).sessions, []);
+  });
+
+  test('every session keeps its profile across a backup restore (workers restarted from the restored folders)', async () => {
+    const live = (await Promise.all(SESSIONS.map((s) => stack.status(s.id)))).filter((v) => v.status === 'connected');
+    const before = Object.fromEntries(live.map((v) => [v.sessionId, [v.deviceProfile, workerBrowser(v.sessionId)]]));
+    const logins = Object.fromEntries(
+      live.map((v) => [v.sessionId, stack.sim.connections(v.phone).filter((c) => c.kind === 'login').length]),
+    );
+    const backup = await stack.call('POST', '/api/v1/backups/create', {});
+    assert.equal(backup.status, 201, JSON.stringify(backup.body));
+    const restored = await stack.call('POST', `/api/v1/backups/restore/${backup.body.backup.id}`, {});
+    assert.equal(restored.status, 200, JSON.stringify(restored.body));
+    assert.equal(restored.body.restore.ok, true);
+    for (const v of live) {
+      await stack.waitForStatus(v.sessionId, 'connected', 60_000);
+      const n = stack.sim.connections(v.phone).filter((c) => c.kind === 'login').length;
+      assert.ok(n > logins[v.sessionId]!, `${v.sessionId} logged in again after the restore`);
+      const after = [(await stack.status(v.sessionId)).deviceProfile, workerBrowser(v.sessionId)];
+      assert.deepEqual(after, before[v.sessionId], `${v.sessionId}: same profile after the restore`);
+    }
   });
 
   test('the admin inventory API: add, retire, refuse retiring a profile in use; bad input and tenants refused', async () => {
