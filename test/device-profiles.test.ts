@@ -8,7 +8,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { redisKeys } from '../common/redis-keys.js';
+import { DeviceProfileStore } from '../state/device-profiles.js';
 import { FakeTelegram } from './helpers/fake-telegram.js';
+import { connectTestRedis } from './helpers/redis.js';
 import { connectedSession, terminateDispatchers } from './helpers/messaging.js';
 import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
 
@@ -183,5 +187,49 @@ describe('device profiles on the real stack', { concurrency: 1 }, () => {
     assert.equal(missing.status, 400);
     assert.equal(missing.body.error.field, 'osVersion');
     assert.equal((await stack.call('GET', '/api/v1/device-profiles', undefined, TENANT_KEY)).status, 403);
+  });
+});
+
+describe('device-profile assignment (state/device-profile-assign.lua, real Redis)', () => {
+  let redis: Redis;
+  let prefix: string;
+  let cleanup: () => Promise<void>;
+  before(async () => ({ redis, prefix, cleanup } = await connectTestRedis()));
+  after(async () => cleanup?.());
+
+  test('never twice on one proxy, least used first, idempotent, atomic under 20 parallel provisions', async () => {
+    const keys = redisKeys(prefix);
+    const store = new DeviceProfileStore(redis, prefix);
+    const P1 = 'socks5h://u:p@127.0.0.1:1081';
+    const P2 = 'socks5h://u:p@127.0.0.1:1082';
+    const onProxy = (sid: string, proxy: string) => redis.sadd(keys.proxySessions(proxy), sid);
+    const x = await store.add({ os: 'Windows', browser: 'Chrome', osVersion: '1' });
+    const y = await store.add({ os: 'Mac OS', browser: 'Safari', osVersion: '2' });
+    assert.ok(x && y);
+    await onProxy('a', P1);
+    assert.equal((await store.assign('a', P1))?.id, x.id);
+    await onProxy('b', P2);
+    assert.equal((await store.assign('b', P2))?.id, y.id, 'the least used');
+    assert.equal((await store.assign('a', P1))?.id, x.id, 'a session keeps its profile');
+    await onProxy('c', P1);
+    assert.equal((await store.assign('c', P1))?.id, y.id, 'x is taken on P1: y, though used as often');
+    await onProxy('d', P1);
+    assert.equal(await store.assign('d', P1), null, 'every profile is taken on P1');
+    assert.equal(await store.retire(x.id), 'in_use');
+    await store.release('a');
+    assert.equal((await store.assign('d', P1))?.id, x.id, 'released by a: free again');
+    await store.release('d');
+    assert.equal(await store.retire(x.id), 'retired');
+    await onProxy('e', P2);
+    assert.equal(await store.assign('e', P2), null, 'y is taken on P2 and x is retired');
+
+    // 20 parallel provisions on one proxy with 20 profiles: 20 distinct, nothing double-booked.
+    const P3 = 'socks5h://u:p@127.0.0.1:1083';
+    for (let i = 0; i < 20; i++) await store.add({ os: 'Ubuntu', browser: 'Firefox', osVersion: `p${i}` });
+    const ids = Array.from({ length: 20 }, (_, i) => `par${i}`);
+    for (const id of ids) await onProxy(id, P3);
+    const got = await Promise.all(ids.map((id) => store.assign(id, P3)));
+    assert.ok(got.every(Boolean));
+    assert.equal(new Set(got.map((p) => p!.id)).size, 20);
   });
 });
