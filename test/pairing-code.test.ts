@@ -156,7 +156,7 @@ describe('the real stack: link by pairing code (API → workflow → worker → 
     assert.equal(put.status, 200, JSON.stringify(put.body));
   });
   after(async () => {
-    if (stack) await terminateDispatchers(stack, ['pc_ok']);
+    if (stack) await terminateDispatchers(stack, ['pc_ok', 'pc_switch', 'pc_again']);
     await stack?.stop();
     receiver.close();
   });
@@ -277,5 +277,18 @@ describe('the real stack: link by pairing code (API → workflow → worker → 
     assert.equal(connected.phone, phone);
     const late = await stack.call('POST', '/api/sessions/pc_switch/pairing-code', { phone });
     assert.equal(late.status, 409, 'a linked session takes no code');
+  });
+
+  test('a phone linked before gets its sticky proxy again when it links by code', async () => {
+    const phone = '4917612340001';
+    const first = await stack.status('pc_ok');
+    assert.equal(first.status, 'connected');
+    assert.equal((await stack.call('DELETE', '/api/sessions/pc_ok')).status, 200);
+    const r = await stack.call('POST', '/api/sessions/provision', { sessionId: 'pc_again', phone, pairing: 'code' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.proxy, first.proxy, "the phone's sticky proxy");
+    await stack.sim.enterPairingCode(phone, r.body.pairingCode.code);
+    await stack.waitForStatus('pc_again', 'connected', 40_000);
+    assert.equal(stack.sim.sourceAddresses(phone).length, 1, 'one source address for the phone, ever');
   });
 });

@@ -58,8 +58,11 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[1-9][0-9]{7,14}$/, 'must be an international number, digits only (country code first)')
     .optional(),
-  /** How long a pairing code may be typed on the phone before the worker gives up (reports PAIRING_FAILED). */
-  PAIRING_CODE_TTL_MS: int(180_000, 500),
+  /**
+   * How long a pairing code may be typed on the phone before the worker gives up (reports PAIRING_FAILED). Below
+   * the QR refs window (Baileys: 60 s + 5 × 20 s), which would end the attempt first.
+   */
+  PAIRING_CODE_TTL_MS: int(150_000, 500),
   /** The device/browser identity the client presents, `os|browser|version` (the session's device profile). */
   WA_BROWSER: z
     .string()
