@@ -351,6 +351,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       status: SessionStatus;
       purge: boolean;
       lastError?: string | null;
+      /** Delete with keepAuth: the linked device stays, so does its profile (assignment is by session id). */
+      keepDeviceProfile?: boolean;
     }): Promise<void> {
       if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
       await pool.clearTemp(input.sessionId);
@@ -360,7 +362,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       const host = (await sessions.get(input.sessionId))?.host;
       if (host && (input.purge || input.status === 'logged_out')) await hosts.release(host, input.sessionId);
       // A deleted or logged-out session presents no device any more: its profile is free again.
-      if (input.purge || input.status === 'logged_out') await profiles.release(input.sessionId);
+      if ((input.purge || input.status === 'logged_out') && !input.keepDeviceProfile)
+        await profiles.release(input.sessionId);
       if (input.purge) await sessions.remove(input.sessionId, input.tenant);
       else await sessions.update(input.sessionId, { status: input.status, lastError: input.lastError ?? null });
       await events.publishSafe({

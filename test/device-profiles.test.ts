@@ -147,6 +147,18 @@ describe('device profiles on the real stack', { concurrency: 1 }, () => {
     }
   });
 
+  test('delete with keepAuth keeps the profile: the re-provisioned session presents it again', async () => {
+    const live = (await Promise.all(SESSIONS.map((x) => stack.status(x.id)))).filter((v) => v.status === 'connected');
+    const v = live.at(-1)!;
+    const browser = workerBrowser(v.sessionId);
+    assert.equal((await stack.call('DELETE', `/api/sessions/${v.sessionId}?keepAuth=true`)).status, 200);
+    const again = await stack.call('POST', '/api/sessions/provision', { sessionId: v.sessionId, phone: v.phone });
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+    const back = await stack.waitForStatus(v.sessionId, 'connected', 40_000);
+    assert.equal(back.deviceProfile, v.deviceProfile);
+    assert.equal(workerBrowser(v.sessionId), browser);
+  });
+
   test('the admin inventory API: add, retire, refuse retiring a profile in use; bad input and tenants refused', async () => {
     const inUse = (await stack.status(SESSIONS[0]!.id)).deviceProfile;
     const refused = await stack.call('DELETE', `/api/v1/device-profiles/${inUse}`);

@@ -667,6 +667,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           phone: state.phone,
           status: 'deleted',
           purge: true,
+          // The kept auth folder is a device WhatsApp knows with this profile: a re-provision presents it again.
+          ...(command.keepAuth ? { keepDeviceProfile: true } : {}),
         });
         state.status = 'deleted';
         return { status: state.status };
