@@ -14,6 +14,7 @@ export const ALERT_KINDS = [
   'session_sends_rejected',
   'proxy_burned',
   'low_proxy_inventory',
+  'low_device_profile_inventory',
   'backup_done',
   'backup_failed',
   'restore_done',

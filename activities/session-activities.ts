@@ -15,6 +15,8 @@ import {
 } from '../state/proxy-pool.js';
 import { EventBus, type LiveEventType } from '../state/events-bus.js';
 import { HostRegistry } from '../state/hosts.js';
+import { DeviceProfileStore } from '../state/device-profiles.js';
+import type { DeviceProfile } from '../common/device-profiles.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
 import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from './auth-owner.js';
@@ -52,6 +54,7 @@ function heartbeat(details: string) {
 export const NO_PROXY_CAPACITY = 'NoProxyCapacity';
 export const PHONE_CONFLICT = 'PhoneConflict';
 export const PROXY_OVERRIDE_REFUSED = 'ProxyOverrideRefused';
+export const NO_DEVICE_PROFILE = 'NoDeviceProfile';
 
 /**
  * Every side effect of the session lifecycle. Each activity is idempotent, because Temporal retries activities
@@ -63,6 +66,7 @@ export function createSessionActivities(deps: ActivityDeps) {
   const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
   const apiOrigin = new URL(config.WEBHOOK_URL).origin;
   const events = deps.events ?? new EventBus(deps.redis, config.REDIS_KEY_PREFIX, logger);
+  const profiles = new DeviceProfileStore(deps.redis, config.REDIS_KEY_PREFIX);
 
   /** Publishes the live event of a lifecycle change (best effort; never fails the activity). */
   async function publishStatus(
@@ -87,7 +91,12 @@ export function createSessionActivities(deps: ActivityDeps) {
     await events.publishSafe({ type, sessionId, tenant: record?.tenant ?? null, data });
   }
 
-  function workerEnv(sessionId: string, proxyUrl: string, generation?: number): Record<string, string> {
+  /**
+   * The worker's environment. What the session record holds (its pairing phone until the first link) is read
+   * here, so every path that starts a worker (provision, restart, failover, reconcile, restore) passes it on.
+   */
+  async function workerEnv(sessionId: string, proxyUrl: string, generation?: number): Promise<Record<string, string>> {
+    const record = await sessions.get(sessionId);
     const env: Record<string, string> = {
       ...(generation !== undefined ? { WORKER_GENERATION: String(generation) } : {}),
       SESSION_ID: sessionId,
@@ -101,6 +110,9 @@ export function createSessionActivities(deps: ActivityDeps) {
       ...deps.workerEnv,
     };
     if (config.WA_WEBSOCKET_URL) env.WA_WEBSOCKET_URL = config.WA_WEBSOCKET_URL;
+    if (record?.pairingPhone && !record.connectedAt) env.PAIRING_PHONE = record.pairingPhone;
+    // The session's device profile, for life (sessions from before profiles keep Baileys' default, as before).
+    if (record?.device) env.WA_BROWSER = record.device;
     return env;
   }
 
@@ -110,6 +122,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       tenant: string;
       phone: string | null;
       hostId?: string;
+      /** Link by pairing code for this phone (the worker gets PAIRING_PHONE until the first CONNECTED). */
+      pairingPhone?: string;
     }): Promise<void> {
       const existing = await sessions.get(input.sessionId);
       if (!existing || existing.status === 'deleted') await sessions.create(input.sessionId, input.tenant);
@@ -122,8 +136,64 @@ export function createSessionActivities(deps: ActivityDeps) {
             PHONE_CONFLICT,
           );
         }
-        await sessions.update(input.sessionId, { phone: input.phone });
+        await sessions.update(input.sessionId, { phone: input.phone, pairingPhone: input.pairingPhone ?? null });
       }
+    },
+
+    /** Pairing by code for `phone` on a session waiting for its link: claims the phone, releases the previous one. */
+    async claimPairingPhone(input: {
+      sessionId: string;
+      phone: string;
+      previousPhone: string | null;
+    }): Promise<{ conflictWith: string | null }> {
+      const owner = await sessions.claimPhone(input.phone, input.sessionId);
+      if (owner) return { conflictWith: owner };
+      if (input.previousPhone && input.previousPhone !== input.phone)
+        await sessions.releasePhone(input.previousPhone, input.sessionId);
+      await sessions.clearQr(input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
+      await sessions.update(input.sessionId, { phone: input.phone, pairingPhone: input.phone });
+      return { conflictWith: null };
+    },
+
+    /**
+     * Provision step: the session's device profile (state/device-profile-assign.lua), kept in its record for every
+     * later worker start. Null when the inventory was never seeded (the worker keeps Baileys' default).
+     */
+    async assignDeviceProfile(input: { sessionId: string; proxyUrl: string | null }): Promise<DeviceProfile | null> {
+      const profile = await profiles.assign(input.sessionId, input.proxyUrl);
+      if (!profile) {
+        if ((await profiles.list()).length === 0) return null;
+        throw ApplicationFailure.nonRetryable(
+          'no free device profile for this proxy: add profiles (POST /api/v1/device-profiles)',
+          NO_DEVICE_PROFILE,
+        );
+      }
+      await sessions.update(input.sessionId, {
+        deviceProfile: profile.id,
+        device: `${profile.os}|${profile.browser}|${profile.osVersion}`,
+      });
+      return profile;
+    },
+
+    /** Below the threshold of free device profiles, alert "low device profile inventory" (like proxies). */
+    async checkDeviceProfileInventory(): Promise<number> {
+      const free = await profiles.free();
+      if (free < config.LOW_DEVICE_PROFILE_THRESHOLD) {
+        await alerts.enqueue(
+          'low_device_profile_inventory',
+          `only ${free} device profiles left unused (threshold ${config.LOW_DEVICE_PROFILE_THRESHOLD}): add some with POST /api/v1/device-profiles`,
+          `low_device_profile_inventory:${free}`,
+        );
+      }
+      return free;
+    },
+
+    /** Linking by code ended without a link: the phone is free again, the code is gone. */
+    async pairingFailed(input: { sessionId: string; phone: string | null }): Promise<void> {
+      if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
+      await sessions.update(input.sessionId, { phone: null, pairingPhone: null });
     },
 
     async reserveProxy(input: {
@@ -199,6 +269,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       await pool.setSticky(input.phone, input.proxyUrl);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
       const now = Date.now();
       await sessions.update(input.sessionId, {
         status: 'connected',
@@ -208,6 +279,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         connectedAt: now,
         lastPing: now,
         lastError: null,
+        pairingPhone: null,
       });
       await events.publishSafe({
         type: 'connected',
@@ -226,7 +298,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       return runner.start({
         sessionId: input.sessionId,
         proxyUrl: input.proxyUrl,
-        env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
+        env: await workerEnv(input.sessionId, input.proxyUrl, input.generation),
       });
     },
 
@@ -250,7 +322,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         return await runner.start({
           sessionId: input.sessionId,
           proxyUrl: input.proxyUrl,
-          env: workerEnv(input.sessionId, input.proxyUrl, input.generation),
+          env: await workerEnv(input.sessionId, input.proxyUrl, input.generation),
         });
       } finally {
         clearInterval(beat);
@@ -279,13 +351,19 @@ export function createSessionActivities(deps: ActivityDeps) {
       status: SessionStatus;
       purge: boolean;
       lastError?: string | null;
+      /** Delete with keepAuth: the linked device stays, so does its profile (assignment is by session id). */
+      keepDeviceProfile?: boolean;
     }): Promise<void> {
       if (input.phone) await sessions.releasePhone(input.phone, input.sessionId);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
+      await sessions.clearPairingCode(input.sessionId);
       // A deleted or logged-out session no longer counts against its host's capacity.
       const host = (await sessions.get(input.sessionId))?.host;
       if (host && (input.purge || input.status === 'logged_out')) await hosts.release(host, input.sessionId);
+      // A deleted or logged-out session presents no device any more: its profile is free again.
+      if ((input.purge || input.status === 'logged_out') && !input.keepDeviceProfile)
+        await profiles.release(input.sessionId);
       if (input.purge) await sessions.remove(input.sessionId, input.tenant);
       else await sessions.update(input.sessionId, { status: input.status, lastError: input.lastError ?? null });
       await events.publishSafe({

@@ -21,6 +21,7 @@ import { liveEventsRoutes, withLiveEvents } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { proxyRoutes } from './routes/proxies.js';
+import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
@@ -86,6 +87,7 @@ export async function buildApi(
       await scope.register(
         adminScope(async (admin) => {
           await admin.register(proxyRoutes(ctx));
+          await admin.register(deviceProfileRoutes(ctx));
           await admin.register(backupRoutes(ctx));
           await admin.register(codecRoutes(config));
         }),

@@ -9,6 +9,7 @@ import { createLogger } from '../common/logger.js';
 import { ProxyPool } from '../state/proxy-pool.js';
 import { createRedis } from '../state/redis.js';
 import { SessionStore } from '../state/sessions.js';
+import { DeviceProfileStore } from '../state/device-profiles.js';
 import { buildApi } from './app.js';
 
 const config = loadConfigOrExit();
@@ -26,6 +27,7 @@ async function main() {
   // Both processes migrate (idempotent, safe concurrently): whichever starts first renames URL-named proxy keys.
   await pool.migrateLegacyKeys();
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
+  await new DeviceProfileStore(redis, config.REDIS_KEY_PREFIX).seed();
   const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
   const app = await buildApi({ config, redis, pool, sessions, temporal }, { logger });
   await app.listen({ host: config.API_HOST, port: config.API_PORT });

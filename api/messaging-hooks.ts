@@ -18,7 +18,24 @@ import { replanSignal, wakeSignal } from '../workflows/dispatcher.js';
 import { REJECTED_COLD_OUTREACH } from '../common/outbox.js';
 import type { WebhookHooks } from './routes/webhook.js';
 
-const SESSION_EVENTS = new Set(['CONNECTED', 'DISCONNECTED', 'AUTH_FAILURE', 'PROXY_ERROR']);
+const SESSION_EVENTS = new Set([
+  'CONNECTED',
+  'DISCONNECTED',
+  'AUTH_FAILURE',
+  'PROXY_ERROR',
+  'PAIRING_CODE',
+  'PAIRING_FAILED',
+]);
+
+/** The session status a customer's `session.status` webhook announces for a worker event. */
+function customerStatus(type: string, data: Record<string, unknown>): string {
+  if (type === 'CONNECTED') return 'connected';
+  if (type === 'AUTH_FAILURE') return 'logged_out';
+  // A pairing code waits to be typed (GET …/pairing-code shows it; the webhook never carries the code itself).
+  if (type === 'PAIRING_CODE') return 'qr_ready';
+  if (type === 'PAIRING_FAILED') return data.reason === 'expired' ? 'qr_expired' : 'failed';
+  return 'reconnecting';
+}
 
 export function createMessagingHooks(deps: {
   config: Config;
@@ -81,10 +98,11 @@ export function createMessagingHooks(deps: {
         await hooks.enqueue(session.tenant, 'session.status', {
           sessionId: event.sessionId,
           event: event.type,
-          status:
-            event.type === 'CONNECTED' ? 'connected' : event.type === 'AUTH_FAILURE' ? 'logged_out' : 'reconnecting',
+          status: customerStatus(event.type, data),
           ...(typeof data.reason === 'string' ? { reason: data.reason } : {}),
           ...(typeof data.phoneNumber === 'string' ? { phone: data.phoneNumber } : {}),
+          ...(event.type === 'PAIRING_CODE' ? { phone: data.phone, expiresAt: data.expiresAt } : {}),
+          ...(event.type === 'PAIRING_FAILED' ? { message: data.message } : {}),
           timestamp: event.timestamp,
         });
         if (event.type === 'CONNECTED') {

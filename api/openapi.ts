@@ -10,6 +10,7 @@ import { ignoreOverride, zodToJsonSchema } from 'zod-to-json-schema';
 import { WebhookEnvelopeSchema } from '../common/events.js';
 import { jsonSchemaHints } from '../common/json-schema.js';
 import { ProvisionBodySchema, SESSION_STATUSES } from '../common/session.js';
+import { DeviceProfileBodySchema } from '../common/device-profiles.js';
 import { LimitsOverrideSchema, TRUST_LEVELS } from '../common/anti-ban.js';
 import { CLIENT_EVENT_TYPES, ClientWebhookConfigSchema } from '../state/client-webhooks.js';
 import { LIVE_EVENT_TYPES } from '../state/events-bus.js';
@@ -18,6 +19,7 @@ import * as backups from './routes/backups.js';
 import * as codec from './routes/codec.js';
 import * as webhooks from './routes/client-webhooks.js';
 import * as dashboard from './routes/dashboard.js';
+import * as deviceProfiles from './routes/device-profiles.js';
 import * as demo from './routes/demo.js';
 import * as events from './routes/events.js';
 import * as proxies from './routes/proxies.js';
@@ -65,14 +67,28 @@ const SessionView = z.object({
   failovers: z.number().int(),
   lastError: nullable(z.string()),
   host: nullable(z.string()),
+  deviceProfile: nullable(z.string()).describe('the device profile id it presents for life (null: default, older)'),
   workflowId: z.string(),
   temporalUrl: z.string(),
+});
+const PairingCodeShape = z.object({
+  code: z.string().describe('8 characters to type on the phone (WhatsApp > Linked devices > Link with phone number)'),
+  phone: z.string(),
+  expiresAt: z.number().int().describe('ms since the epoch; after it the session ends in qr_expired'),
 });
 const Provisioned = z.object({
   sessionId: z.string(),
   status: z.enum(SESSION_STATUSES),
   proxy: nullable(z.string()),
   workflowId: z.string(),
+  pairingCode: nullable(PairingCodeShape)
+    .optional()
+    .describe('with pairing "code": the code (null when the worker did not report it within 25 s)'),
+});
+const PairingCode = PairingCodeShape.extend({
+  sessionId: z.string(),
+  status: z.enum(SESSION_STATUSES),
+  generatedAt: z.number().int().optional(),
 });
 const Qr = z.object({
   sessionId: z.string(),
@@ -134,6 +150,15 @@ const ProxyView = z.object({
   load: z.number().int(),
   limit: z.number().int(),
   sessions: z.array(z.string()),
+});
+const DeviceProfileView = z.object({
+  id: z.string(),
+  os: z.string(),
+  browser: z.string(),
+  osVersion: z.string(),
+  seq: z.number().int(),
+  retired: z.boolean(),
+  sessions: z.array(z.string()).describe('sessions presenting it'),
 });
 const WebhookView = z.object({
   tenant: z.string(),
@@ -198,7 +223,8 @@ export const OPERATIONS: Operation[] = [
     },
     ok: {
       201: {
-        description: 'provisioned; the worker is starting and will show a QR',
+        description:
+          'provisioned; the worker is starting and will show a QR (or, with pairing "code", its pairing code)',
         schema: Provisioned,
         example: { sessionId: EXAMPLE_SESSION, status: 'pending', proxy: '10.0.0.5:1080', workflowId: 'wa:worker_1' },
         links: {
@@ -264,6 +290,31 @@ export const OPERATIONS: Operation[] = [
     params: sessions.IdParams,
     ok: { 200: { description: 'restarted', schema: Command } },
     errors: [404, 409, 503],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/pairing-code',
+    operationId: 'getSessionPairingCode',
+    summary:
+      'The pairing code to type on the phone (404 PAIRING_CODE_NOT_AVAILABLE; 410 PAIRING_CODE_EXPIRED / PAIRING_CODE_REFUSED once linking by code failed)',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    ok: { 200: { description: 'the current code', schema: PairingCode } },
+    errors: [404, 410],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/pairing-code',
+    operationId: 'requestSessionPairingCode',
+    summary:
+      'Link a session that waits for its first link by pairing code for `phone` instead of a QR: the worker restarts and the answer carries the code',
+    tag: 'sessions',
+    access: 'apiKey',
+    params: sessions.IdParams,
+    body: { schema: sessions.PairingCodeBody, required: true, example: { phone: '15551234567' } },
+    ok: { 200: { description: 'the code to type on the phone', schema: PairingCode } },
+    errors: [404, 409, 503, 504],
   },
   {
     method: 'post',
@@ -356,6 +407,51 @@ export const OPERATIONS: Operation[] = [
     access: 'admin',
     params: proxies.IdParams,
     ok: { 200: { description: 'removed', schema: z.object({ id: z.string(), removed: z.literal(true) }) } },
+    errors: [404, 409],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/device-profiles',
+    operationId: 'listDeviceProfiles',
+    summary: 'The device-profile inventory: each profile, retired or not, and the sessions presenting it',
+    tag: 'proxies',
+    access: 'admin',
+    ok: {
+      200: {
+        description: 'profiles',
+        schema: z.object({
+          profiles: z.array(DeviceProfileView),
+          free: z.number().int(),
+          lowThreshold: z.number().int(),
+        }),
+      },
+    },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/device-profiles',
+    operationId: 'addDeviceProfile',
+    summary: 'Add a device profile (Baileys browser triple) to the inventory',
+    tag: 'proxies',
+    access: 'admin',
+    body: {
+      schema: DeviceProfileBodySchema,
+      required: true,
+      example: { os: 'Windows', browser: 'Chrome', osVersion: '10.0.22631' },
+    },
+    ok: { 201: { description: 'added', schema: DeviceProfileView } },
+    errors: [409],
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/device-profiles/:id',
+    operationId: 'retireDeviceProfile',
+    summary: 'Retire a device profile (never handed out again); 409 PROFILE_IN_USE while a session presents it',
+    tag: 'proxies',
+    access: 'admin',
+    params: deviceProfiles.ProfileParams,
+    ok: { 200: { description: 'retired', schema: z.object({ id: z.string(), retired: z.literal(true) }) } },
     errors: [404, 409],
   },
   {
@@ -685,11 +781,13 @@ const ERROR_TEXT: Record<number, string> = {
   403: 'the key does not reach this (admin-only route, other tenant, refused destination)',
   404: 'not found (another tenant’s resource answers the same)',
   409: 'conflicts with the current state',
+  410: 'gone for good (e.g. a pairing code that expired or was refused)',
   422: 'well-formed but unusable (e.g. a corrupt backup)',
   429: 'rate limited (Retry-After)',
   500: 'the operation failed',
   502: 'an upstream (the simulator) failed',
   503: 'temporarily unavailable (capacity, an unreachable dependency); retry later',
+  504: 'accepted, but the result did not come in time (ask again shortly)',
 };
 const SECURITY: Record<Access, Json[]> = {
   public: [],

@@ -105,6 +105,8 @@ export const configSchema = z.object({
   /** Comma- or newline-separated pool, in addition to PROXY_URL_1, PROXY_URL_2, ... */
   PROXY_URLS: z.string().default(''),
   LOW_PROXY_INVENTORY_THRESHOLD: int(2, 0),
+  /** Alert when fewer device profiles than this are unused (issue 15). */
+  LOW_DEVICE_PROFILE_THRESHOLD: int(5, 0),
   TELEGRAM_BOT_TOKEN: z.string().optional(),
   TELEGRAM_CHAT_ID: z.string().optional(),
   TELEGRAM_API_BASE_URL: url('https://api.telegram.org', ['http:', 'https:']),

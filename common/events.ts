@@ -23,6 +23,8 @@ export const EVENT_TYPES = [
   'CLIENT_OUTDATED',
   'MESSAGE_RECEIVED',
   'MESSAGE_STATUS',
+  'PAIRING_CODE',
+  'PAIRING_FAILED',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -65,6 +67,15 @@ export const MessageStatusData = z.object({
   reason: z.string().optional(),
 });
 
+/** The code to type on the phone (WhatsApp > Linked devices > Link with phone number) and when it stops working. */
+export const PairingCodeData = z.object({
+  code: z.string().regex(/^[0-9A-Z]{8}$/),
+  phone: z.string().regex(/^\d{8,15}$/),
+  expiresAt: z.number().int(),
+});
+/** Linking by code ended without a link: the code expired, or WhatsApp refused it (a wrong code typed). */
+export const PairingFailedData = z.object({ reason: z.enum(['expired', 'refused']), message: z.string() });
+
 export const EventDataSchemas = {
   QR_CODE: QrCodeData,
   CONNECTED: ConnectedData,
@@ -76,6 +87,8 @@ export const EventDataSchemas = {
   CLIENT_OUTDATED: ClientOutdatedData,
   MESSAGE_RECEIVED: MessageReceivedData,
   MESSAGE_STATUS: MessageStatusData,
+  PAIRING_CODE: PairingCodeData,
+  PAIRING_FAILED: PairingFailedData,
 } as const satisfies Record<EventType, z.ZodTypeAny>;
 
 export type EventData<T extends EventType> = z.infer<(typeof EventDataSchemas)[T]>;
@@ -101,6 +114,8 @@ export const WebhookEnvelopeSchema = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('CLIENT_OUTDATED'), data: ClientOutdatedData }),
   z.object({ ...base, type: z.literal('MESSAGE_RECEIVED'), data: MessageReceivedData }),
   z.object({ ...base, type: z.literal('MESSAGE_STATUS'), data: MessageStatusData }),
+  z.object({ ...base, type: z.literal('PAIRING_CODE'), data: PairingCodeData }),
+  z.object({ ...base, type: z.literal('PAIRING_FAILED'), data: PairingFailedData }),
 ]);
 export type WebhookEnvelope = z.infer<typeof WebhookEnvelopeSchema>;
 export type WebhookEnvelopeOf<T extends EventType> = Extract<WebhookEnvelope, { type: T }>;

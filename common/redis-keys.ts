@@ -38,6 +38,8 @@ export function redisKeys(prefix = '') {
     /** Key families named by proxy id; before issue 14 they were named by the URL (migrated at start). */
     proxyKeyFamilies: () => ['counter:proxy:', 'proxy:status:', 'proxy:bad_at:', 'proxy:sessions:'] as const,
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
+    /** STRING JSON {code, phone, expiresAt, at}: the pairing code to type on the phone (TTL = its expiry). */
+    sessionPairingCode: (sessionId: string) => `${p}session:pairing:${sessionId}`,
     sessionEvents: (sessionId: string) => `${p}session:events:${sessionId}`,
     sessionOutbox: (sessionId: string) => `${p}session:outbox:${sessionId}`,
     /** phone → the session id that owns it (at most one live session per phone). */
@@ -89,6 +91,15 @@ export function redisKeys(prefix = '') {
     eventsChannel: () => `${p}events`,
     /** HASH of system-wide event counters (HINCRBY by every process; read by /metrics at scrape time). */
     eventCounters: () => `${p}metrics:events`,
+    // --- device profiles (issue 15; the Lua files beside state/device-profiles.ts build the same names) ---
+    /** HASH profile id → JSON {id, os, browser, osVersion, seq}: the inventory (retired ones stay, flagged below). */
+    deviceProfiles: () => `${p}device:profiles`,
+    /** SET of retired profile ids (never assigned again). */
+    deviceProfilesRetired: () => `${p}device:profiles:retired`,
+    /** SET of the session ids presenting a profile. */
+    deviceProfileSessions: (profileId: string) => `${p}device:profile:sessions:${profileId}`,
+    /** STRING: the profile id a session presents, for life. */
+    sessionDeviceProfile: (sessionId: string) => `${p}session:profile:${sessionId}`,
     // --- tenant isolation ---
     /** Marker of an alert sent within the dedupe window, named by the SHA-256 of its dedupe key (TTL). */
     alertDedupe: (dedupeKeyHash: string) => `${p}alert:dedupe:${dedupeKeyHash}`,

@@ -60,8 +60,14 @@ export const ProvisionBodySchema = z
     proxyOverride: ProxyUrlSchema.optional(),
     /** Alias of proxyOverride (seed naming). */
     proxy: ProxyUrlSchema.optional(),
+    /** How the device is linked: a QR to scan (default) or a pairing code to type on the phone (needs `phone`). */
+    pairing: z.enum(['qr', 'code']).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.pairing === 'code' && !b.phone)
+      ctx.addIssue({ code: 'custom', path: ['phone'], message: 'is required when pairing is "code"' });
+  });
 export type ProvisionBody = z.infer<typeof ProvisionBodySchema>;
 
 /**

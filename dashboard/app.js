@@ -16,6 +16,7 @@ const STATUSES = [
 const LIVE_TYPES = [
   'status',
   'qr',
+  'pairing_code',
   'connected',
   'disconnected',
   'message',
@@ -241,6 +242,7 @@ function onLiveEvent(e) {
   const ns = state.newSession;
   if (ns && e.sessionId === ns.id) {
     if (e.type === 'qr') void loadQr(ns.id);
+    if (e.type === 'pairing_code') void loadPairingCode(ns.id);
     if (e.data?.status) setQrStatus(e.data.status);
     if (e.type === 'connected') markConnected();
   }
@@ -468,6 +470,8 @@ function markConnected() {
   $('#qr-wait').hidden = true;
   $('#qr-done').hidden = false;
   $('#qr-demo-scan').hidden = true;
+  $('#qr-code-text').hidden = true;
+  $('#qr-code-row').hidden = true;
   $('#qr-hint').textContent = 'The session is connected.';
 }
 
@@ -486,8 +490,50 @@ $('#qr-demo-scan').addEventListener('click', async () => {
   }
 });
 
-async function loadQr(id) {
+/** "Link with code": a pairing code to type on the phone instead of a QR (WhatsApp → Linked devices → Link with phone number). */
+function showPairingCode(code) {
+  $('#qr-img').hidden = true;
+  $('#qr-wait').hidden = true;
+  const el = $('#qr-code-text');
+  el.textContent = `${code.code.slice(0, 4)}-${code.code.slice(4)}`;
+  el.hidden = false;
+  $('#qr-code-row').hidden = true;
+  $('#qr-hint').textContent =
+    `On the phone +${code.phone}: WhatsApp → Linked devices → Link with phone number, then type this code. It expires at ${new Date(code.expiresAt).toLocaleTimeString()}.`;
+}
+
+async function loadPairingCode(id) {
   if (!state.newSession || state.newSession.id !== id || state.newSession.connected) return;
+  try {
+    const code = await api('GET', `/api/sessions/${encodeURIComponent(id)}/pairing-code`);
+    state.newSession.code = true;
+    showPairingCode(code);
+  } catch (err) {
+    if (err.code === 'PAIRING_CODE_NOT_AVAILABLE') return;
+    showError($('#new-error'), err);
+  }
+}
+
+$('#qr-code-get').addEventListener('click', async () => {
+  if (!state.newSession) return;
+  const btn = $('#qr-code-get');
+  btn.disabled = true;
+  showError($('#new-error'), null);
+  try {
+    const phone = $('#qr-code-phone').value.trim();
+    const id = state.newSession.id;
+    const code = await api('POST', `/api/sessions/${encodeURIComponent(id)}/pairing-code`, { phone });
+    state.newSession.code = true;
+    showPairingCode(code);
+  } catch (err) {
+    showError($('#new-error'), err);
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+async function loadQr(id) {
+  if (!state.newSession || state.newSession.id !== id || state.newSession.connected || state.newSession.code) return;
   try {
     const qr = await api('GET', `/api/sessions/${encodeURIComponent(id)}/qr`);
     if (!state.newSession || state.newSession.id !== id || state.newSession.connected) return;
@@ -536,6 +582,9 @@ $('#new-form').addEventListener('submit', async (ev) => {
     $('#qr-done').hidden = true;
     $('#qr-demo-scan').hidden = true;
     $('#qr-wait').hidden = false;
+    $('#qr-code-text').hidden = true;
+    $('#qr-code-row').hidden = false;
+    $('#qr-code-phone').value = body.phone ?? '';
     setQrStatus(res.status);
     if (res.status === 'connected') markConnected();
     else void loadQr(res.sessionId);

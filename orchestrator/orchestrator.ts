@@ -20,6 +20,7 @@ import { HostRegistry, hostQueueFor } from '../state/hosts.js';
 import { ProxyPool } from '../state/proxy-pool.js';
 import { createRedis } from '../state/redis.js';
 import { SessionStore } from '../state/sessions.js';
+import { DeviceProfileStore } from '../state/device-profiles.js';
 import { WATCHDOG_WORKFLOW_ID } from '../workflows/watchdog.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -85,6 +86,8 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const migrated = await pool.migrateLegacyKeys();
   if (migrated) logger.info({ migrated }, 'proxy keys renamed from URL to proxy id');
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
+  // The default device-profile inventory (idempotent: added profiles and retirements are kept).
+  await new DeviceProfileStore(redis, config.REDIS_KEY_PREFIX).seed();
 
   const runner = createRunner(config);
   const alerts = new Alerts(redis, logger.child({ component: 'alerts' }), {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { Socks5Proxy } from './socks5.js';
-import { FAULT_KINDS, isLoopbackHost, type WhatsAppSimulator } from './wa-server.js';
+import { FAULT_KINDS, isLoopbackHost, PairingCodeError, type WhatsAppSimulator } from './wa-server.js';
 
 export interface ControlApiOptions {
   host?: string;
@@ -18,6 +18,18 @@ export interface ControlApi {
 const MAX_BODY_BYTES = 64 * 1024;
 const phoneParam = z.string().regex(/^\d{6,15}$/, 'phone must be 6-15 digits');
 const scanBody = z.object({ qr: z.string().min(1).max(4096), phone: phoneParam });
+const pairingCodeBody = z.object({
+  phone: phoneParam,
+  code: z.string().regex(/^[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}$/, 'code must be 8 letters/digits'),
+});
+const pairingRuleBody = z.object({ ttlMs: z.number().int().min(100).max(3_600_000) });
+const PAIRING_ERROR_STATUS: Record<PairingCodeError['reason'], number> = {
+  invalid: 400,
+  not_found: 404,
+  expired: 410,
+  wrong_code: 403,
+  refused: 409,
+};
 const faultBody = z.object({ kind: z.enum(FAULT_KINDS) });
 const inboundBody = z.object({
   from: z
@@ -110,6 +122,29 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       handler: (_p, body) => {
         const { qr, phone } = parse(scanBody, body);
         return guardAsync(() => sim.scan(qr, phone));
+      },
+    },
+    {
+      // "The phone types the pairing code": 200 linked; 403 wrong_code, 410 expired, 404 nobody waiting.
+      method: 'POST',
+      pattern: /^\/pairing-code$/,
+      handler: async (_p, body) => {
+        const { phone, code } = parse(pairingCodeBody, body);
+        try {
+          return await sim.enterPairingCode(phone, code);
+        } catch (error) {
+          if (error instanceof PairingCodeError)
+            throw new ApiError(PAIRING_ERROR_STATUS[error.reason], error.reason, error.message);
+          throw new ApiError(409, 'conflict', error instanceof Error ? error.message : String(error));
+        }
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/rules\/pairing-code$/,
+      handler: (_p, body) => {
+        sim.pairingCodeTtlMs = parse(pairingRuleBody, body).ttlMs;
+        return { ok: true, ttlMs: sim.pairingCodeTtlMs };
       },
     },
     {

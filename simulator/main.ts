@@ -6,7 +6,7 @@
  *
  * Every flag has an env twin: SIM_PORT, SIM_CONTROL_PORT, SIM_PROXIES, SIM_PROXY_USER, SIM_PROXY_PASSWORD,
  * SIM_QR_REFS, SIM_ANTI_SPAM=1 (+ SIM_MAX_PER_MINUTE, SIM_MAX_NEW_CONTACTS_PER_HOUR_YOUNG, SIM_YOUNG_FOR_MS),
- * SIM_COLD_OUTREACH=1 (463 for a young number's cold 1:1 sends),
+ * SIM_COLD_OUTREACH=1 (463 for a young number's cold 1:1 sends), SIM_PAIRING_CODE_TTL_MS (pairing code lifetime),
  * SIM_LOG_LEVEL. Proxy i (0-based) listens on 127.0.0.1:(1080+i) and binds its outgoing side to 127.0.0.(10+i).
  * Prints one JSON line with the URLs (proxy passwords redacted); logs go to stderr.
  */
@@ -43,6 +43,7 @@ const simPort = integer('port', flags.port ?? env.SIM_PORT, 9400, 0, 65535);
 const controlPort = integer('control-port', flags['control-port'] ?? env.SIM_CONTROL_PORT, 9401, 0, 65535);
 const proxyCount = integer('proxies', flags.proxies ?? env.SIM_PROXIES, 4, 0, 200);
 const qrRefs = integer('qr-refs', flags['qr-refs'] ?? env.SIM_QR_REFS, 6, 1, 100);
+const pairingCodeTtlMs = integer('SIM_PAIRING_CODE_TTL_MS', env.SIM_PAIRING_CODE_TTL_MS, 180_000, 100, 3_600_000);
 const username = flags['proxy-user'] ?? env.SIM_PROXY_USER ?? 'demo';
 const password = flags['proxy-password'] ?? env.SIM_PROXY_PASSWORD ?? 'demo-secret';
 const antiSpamEnabled = flags['anti-spam'] ?? env.SIM_ANTI_SPAM === '1';
@@ -77,6 +78,7 @@ const coldOutreach =
 const sim = await WhatsAppSimulator.start({
   port: simPort,
   qrRefs,
+  pairingCodeTtlMs,
   antiSpam,
   minClientVersion,
   coldOutreach,

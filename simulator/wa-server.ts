@@ -3,11 +3,17 @@ import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  aesDecryptCTR,
+  aesDecryptGCM,
+  aesEncryptCTR,
   Curve,
   decodeBinaryNode,
+  derivePairingCodeKey,
   encodeBinaryNode,
   getBinaryNodeChild,
+  getBinaryNodeChildBuffer,
   getBinaryNodeChildren,
+  hkdf,
   hmacSign,
   jidDecode,
   NOISE_WA_HEADER,
@@ -48,6 +54,8 @@ export interface SimulatorOptions {
   port?: number;
   /** refs per pair-device, i.e. how many QR codes Baileys shows before closing with 408 (default 6) */
   qrRefs?: number;
+  /** how long a pairing code can be typed after the companion asked for it (default 180 s) */
+  pairingCodeTtlMs?: number;
   /** automatic receipts after a message from a session (default 'delivery') */
   receipts?: 'delivery' | 'read' | 'none';
   /** how long the recipient's phone takes to send the automatic receipts (default 100 ms, after a 50 ms server notification) */
@@ -93,6 +101,12 @@ export interface ConnectionRecord {
   address: string;
   at: number;
   kind: 'registration' | 'login' | 'rejected';
+  /**
+   * The device identity the client presented: its user-agent platform on every connection; at registration (QR or
+   * code) also the companion's DeviceProps `os` and platform type (the browser), and with a pairing code the
+   * `companion_platform_display` ("Chrome (Ubuntu)"). Baileys' login payload carries no browser triple.
+   */
+  presented?: { platform: string; os: string | null; browser: string | null; display: string | null };
 }
 
 export interface PhoneSummary {
@@ -186,6 +200,27 @@ interface PendingPairing {
   timer: NodeJS.Timeout;
 }
 
+interface PendingLinkCode {
+  phone: string;
+  at: number;
+  ref: Buffer;
+  wrappedCompanionEphemeral: Buffer;
+  /** the companion's `companion_platform_display`, e.g. "Chrome (Ubuntu)" */
+  platformDisplay: string;
+  /** waiting for the companion's companion_finish */
+  finish: { resolve: (node: BinaryNode) => void; reject: (error: Error) => void; timer: NodeJS.Timeout } | null;
+}
+
+/** Why the phone could not link by code: the control API maps it to a status. */
+export class PairingCodeError extends Error {
+  constructor(
+    readonly reason: 'invalid' | 'not_found' | 'expired' | 'wrong_code' | 'refused',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 interface Connection {
   ws: WebSocket;
   address: string;
@@ -197,6 +232,8 @@ interface Connection {
   clientNoiseKey: string | null;
   pairDeviceIqId: string | null;
   pairing: PendingPairing | null;
+  /** a pairing code the companion asked for (companion_hello), waiting for the phone to type it */
+  linkCode: PendingLinkCode | null;
   device: LinkedDevice | null;
   /** stanzas are handled strictly in order (decryption counters, Signal state) */
   queue: Promise<void>;
@@ -223,6 +260,19 @@ const PREKEY_NOTIFICATION_DELAY_MS = 50;
 const RECEIPT_WAIT_MS = 3_000;
 /** retry receipts per message before the recipient gives up (Baileys re-sends at most 5 times) */
 const MAX_RETRY_RECEIPTS = 3;
+
+/** What a ClientPayload says about the device (see ConnectionRecord.presented). */
+function presentedBy(payload: proto.ClientPayload): NonNullable<ConnectionRecord['presented']> {
+  const platform = proto.ClientPayload.UserAgent.Platform[payload.userAgent?.platform ?? 0] ?? 'UNKNOWN';
+  const propsRaw = payload.devicePairingData?.deviceProps;
+  const props = propsRaw && propsRaw.length ? proto.DeviceProps.decode(propsRaw) : null;
+  return {
+    platform: String(platform),
+    os: props?.os ?? null,
+    browser: props ? String(proto.DeviceProps.PlatformType[props.platformType ?? 0] ?? props.platformType) : null,
+    display: null,
+  };
+}
 
 /** Strips the IPv4-mapped IPv6 prefix so proxies bound to 127.0.0.x show up as such. */
 function normaliseAddress(address: string | undefined): string {
@@ -262,6 +312,8 @@ export class WhatsAppSimulator {
   private readonly antiSpam: Required<AntiSpamOptions> | null;
   private readonly receiptDelayMs: number;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Mutable at run time (control API `POST /rules/pairing-code`, tests). */
+  pairingCodeTtlMs: number;
   /** Mutable at run time (control API, tests). */
   minClientVersion: ClientVersion | null;
   /** The version `/sw.js` announces as current (default: the minimum). Mutable at run time. */
@@ -284,6 +336,7 @@ export class WhatsAppSimulator {
     this.webClientVersion = opts.webClientVersion ?? null;
     this.logger = opts.logger ?? pino({ level: 'silent' });
     this.qrRefs = opts.qrRefs ?? 6;
+    this.pairingCodeTtlMs = opts.pairingCodeTtlMs ?? 180_000;
     this.receipts = opts.receipts ?? 'delivery';
     this.receiptDelayMs = opts.receiptDelayMs ?? 100;
     this.minClientVersion = opts.minClientVersion ?? null;
@@ -347,8 +400,111 @@ export class WhatsAppSimulator {
     if (!connection) return Promise.reject(new Error('no session is showing this QR'));
     const state = this.phoneState(phone);
     if (state.banned) return Promise.reject(new Error(`phone ${phone} is banned`));
+    return this.pairSuccess(connection, state, Buffer.from(identityB64, 'base64'), Buffer.from(advSecretB64, 'base64'));
+  }
 
-    const identity = Buffer.from(identityB64, 'base64');
+  /**
+   * "The phone types this pairing code" (WhatsApp > Linked devices > Link with phone number). Like the primary
+   * phone of 7.x's link-code flow: unwrap the companion's ephemeral key with the typed code, answer with the
+   * primary's wrapped ephemeral key and identity (`link_code_companion_reg` notification), then open the
+   * companion's key bundle from its `companion_finish`. A wrong code derives other keys, so the bundle does not
+   * open: the server refuses the link (`<failure reason="401">`). A code past its lifetime is refused at once.
+   */
+  async enterPairingCode(phone: string, code: string): Promise<{ phone: string; jid: string }> {
+    if (!/^\d{6,15}$/.test(phone)) throw new PairingCodeError('invalid', `invalid phone number ${phone}`);
+    const c = [...this.connectionsOpen].find(
+      (x) => x.stage === 'pairing' && x.linkCode?.phone === phone && !x.pairing && !x.linkCode.finish,
+    );
+    if (!c?.linkCode) throw new PairingCodeError('not_found', `no session is waiting for a pairing code for ${phone}`);
+    const link = c.linkCode;
+    if (Date.now() > link.at + this.pairingCodeTtlMs) {
+      this.events.emit('pairing-code-expired', { phone });
+      throw new PairingCodeError('expired', 'the pairing code has expired');
+    }
+    const state = this.phoneState(phone);
+    if (state.banned) throw new PairingCodeError('invalid', `phone ${phone} is banned`);
+    const typed = code.replace(/[^0-9A-Za-z]/g, '').toUpperCase();
+    const wrapped = link.wrappedCompanionEphemeral;
+    const companionEphemeral = aesDecryptCTR(
+      wrapped.subarray(48, 80),
+      await derivePairingCodeKey(typed, wrapped.subarray(0, 32)),
+      wrapped.subarray(32, 48),
+    );
+    const primaryEphemeral = Curve.generateKeyPair();
+    const salt = randomBytes(32);
+    const iv = randomBytes(16);
+    const wrappedPrimary = Buffer.concat([
+      salt,
+      iv,
+      aesEncryptCTR(primaryEphemeral.public, await derivePairingCodeKey(typed, salt), iv),
+    ]);
+    const finish = new Promise<BinaryNode>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        link.finish = null;
+        reject(new PairingCodeError('refused', 'the session did not answer the pairing notification'));
+      }, PAIRING_TIMEOUT_MS);
+      link.finish = { resolve, reject, timer };
+    });
+    this.send(c, {
+      tag: 'notification',
+      attrs: { from: SERVER_JID, type: 'link_code_companion_reg', id: stanzaId(), t: unixSeconds() },
+      content: [
+        {
+          tag: 'link_code_companion_reg',
+          attrs: { stage: 'primary_hello' },
+          content: [
+            { tag: 'link_code_pairing_ref', attrs: {}, content: link.ref },
+            { tag: 'primary_identity_pub', attrs: {}, content: Buffer.from(state.account.public) },
+            { tag: 'link_code_pairing_wrapped_primary_ephemeral_pub', attrs: {}, content: wrappedPrimary },
+          ],
+        },
+      ],
+    });
+    const node = await finish;
+    const reg = getBinaryNodeChild(node, 'link_code_companion_reg');
+    const bundle = Buffer.from(getBinaryNodeChildBuffer(reg, 'link_code_pairing_wrapped_key_bundle') ?? []);
+    const companionIdentity = Buffer.from(getBinaryNodeChildBuffer(reg, 'companion_identity_public') ?? []);
+    const companionShared = Buffer.from(Curve.sharedKey(primaryEphemeral.private, companionEphemeral));
+    let plain: Buffer | null;
+    try {
+      const key = hkdf(companionShared, 32, {
+        salt: bundle.subarray(0, 32),
+        info: 'link_code_pairing_key_bundle_encryption_key',
+      });
+      plain = Buffer.from(
+        aesDecryptGCM(bundle.subarray(44), Buffer.from(key), bundle.subarray(32, 44), Buffer.alloc(0)),
+      );
+    } catch {
+      plain = null;
+    }
+    if (!plain || plain.length !== 96 || !plain.subarray(0, 32).equals(companionIdentity)) {
+      this.events.emit('pairing-code-refused', { phone, address: c.address });
+      this.send(c, {
+        tag: 'iq',
+        attrs: { from: SERVER_JID, type: 'error', id: node.attrs.id ?? '' },
+        content: [{ tag: 'error', attrs: { code: '401', text: 'not-authorized' } }],
+      });
+      this.closeWith(c, { tag: 'failure', attrs: { reason: '401', location: 'sim' } });
+      throw new PairingCodeError('wrong_code', 'wrong pairing code: the link was refused');
+    }
+    this.result(c, node);
+    const identityShared = Buffer.from(Curve.sharedKey(state.account.private, companionIdentity));
+    const advSecret = Buffer.from(
+      hkdf(Buffer.concat([companionShared, identityShared, plain.subarray(64, 96)]), 32, { info: 'adv_secret' }),
+    );
+    this.events.emit('pairing-code-accepted', { phone, address: c.address });
+    return this.pairSuccess(c, state, companionIdentity, advSecret);
+  }
+
+  /** pair-success for a companion (QR or code): the device identity signed by the phone's account key. */
+  private pairSuccess(
+    connection: Connection,
+    state: PhoneState,
+    identity: Buffer,
+    advSecret: Buffer,
+  ): Promise<{ phone: string; jid: string }> {
+    const phone = state.phone;
+    const noiseKeyB64 = connection.clientNoiseKey!;
     const deviceId = state.nextDeviceId++;
     const device: LinkedDevice = {
       phone,
@@ -375,7 +531,7 @@ export class WhatsAppSimulator {
       accountSignature,
     }).finish();
     // Baileys really checks this HMAC with its advSecretKey, so a wrong QR cannot pair.
-    const hmac = hmacSign(account, Buffer.from(advSecretB64, 'base64'));
+    const hmac = hmacSign(account, advSecret);
     const deviceIdentity = proto.ADVSignedDeviceIdentityHMAC.encode({ details: account, hmac }).finish();
     const iqId = stanzaId();
     connection.record.phone = phone;
@@ -641,6 +797,7 @@ export class WhatsAppSimulator {
       clientNoiseKey: null,
       pairDeviceIqId: null,
       pairing: null,
+      linkCode: null,
       device: null,
       queue: Promise.resolve(),
       receiptWaiters: new Map(),
@@ -664,6 +821,11 @@ export class WhatsAppSimulator {
         clearTimeout(connection.pairing.timer);
         connection.pairing.reject(new Error('the session disconnected during pairing'));
         connection.pairing = null;
+      }
+      if (connection.linkCode?.finish) {
+        clearTimeout(connection.linkCode.finish.timer);
+        connection.linkCode.finish.reject(new PairingCodeError('refused', 'the session disconnected during pairing'));
+        connection.linkCode.finish = null;
       }
     });
   }
@@ -705,6 +867,7 @@ export class WhatsAppSimulator {
       const payload = proto.ClientPayload.decode(noise.handshakeDecrypt(clientFinish.payload));
       await noise.finish();
       c.clientNoiseKey = clientStatic.toString('base64');
+      c.record.presented = presentedBy(payload);
       const v = payload.userAgent?.appVersion;
       const announced: ClientVersion = [v?.primary ?? 0, v?.secondary ?? 0, v?.tertiary ?? 0];
       if (this.minClientVersion && versionBelow(announced, this.minClientVersion)) {
@@ -801,6 +964,47 @@ export class WhatsAppSimulator {
       content: [{ tag: 'pair-device', attrs: {}, content: refs }],
     });
     this.events.emit('qr-shown', { refs: this.qrRefs, address: c.address });
+  }
+
+  /** companion_hello (asks for a code) and companion_finish (its key bundle, after the phone typed the code). */
+  private onLinkCodeStanza(c: Connection, node: BinaryNode): void {
+    const reg = getBinaryNodeChild(node, 'link_code_companion_reg');
+    const stage = reg?.attrs.stage;
+    if (stage === 'companion_finish' && c.linkCode?.finish) {
+      const { resolve, timer } = c.linkCode.finish;
+      clearTimeout(timer);
+      c.linkCode.finish = null;
+      resolve(node);
+      return;
+    }
+    const phone = jidDecode(reg?.attrs.jid ?? '')?.user;
+    const wrapped = getBinaryNodeChildBuffer(reg, 'link_code_pairing_wrapped_companion_ephemeral_pub');
+    if (stage !== 'companion_hello' || c.stage !== 'pairing' || !phone || !wrapped || wrapped.length !== 80) {
+      this.send(c, {
+        tag: 'iq',
+        attrs: { from: SERVER_JID, type: 'error', id: node.attrs.id ?? '' },
+        content: [{ tag: 'error', attrs: { code: '400', text: 'bad-request' } }],
+      });
+      return;
+    }
+    const display = getBinaryNodeChildBuffer(reg, 'companion_platform_display');
+    c.linkCode = {
+      phone,
+      at: Date.now(),
+      ref: randomBytes(16),
+      wrappedCompanionEphemeral: Buffer.from(wrapped),
+      platformDisplay: display ? Buffer.from(display).toString('utf8') : '',
+      finish: null,
+    };
+    if (c.record.presented) c.record.presented.display = c.linkCode.platformDisplay;
+    this.result(c, node, [
+      {
+        tag: 'link_code_companion_reg',
+        attrs: {},
+        content: [{ tag: 'link_code_pairing_ref', attrs: {}, content: c.linkCode.ref }],
+      },
+    ]);
+    this.events.emit('pairing-code-requested', { phone, address: c.address, platform: c.linkCode.platformDisplay });
   }
 
   private onPairDeviceSign(c: Connection, pairing: PendingPairing, node: BinaryNode): void {
@@ -998,6 +1202,9 @@ export class WhatsAppSimulator {
         return;
       case 'encrypt/get/key':
         await this.onKeyFetch(c, node);
+        return;
+      case 'md/set/link_code_companion_reg':
+        this.onLinkCodeStanza(c, node);
         return;
       case 'md/set/remove-companion-device':
         // the session logged out itself

@@ -8,6 +8,7 @@ import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 export const LIVE_EVENT_TYPES = [
   'status',
   'qr',
+  'pairing_code',
   'connected',
   'disconnected',
   'message',

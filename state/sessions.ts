@@ -21,6 +21,11 @@ export interface SessionRecord {
   lastError: string | null;
   /** The Docker host the session is placed on (its auth volume lives there). */
   host: string | null;
+  /** Link by pairing code for this phone until the first CONNECTED (null: QR). */
+  pairingPhone: string | null;
+  /** The device profile id the session presents, and its triple `os|browser|version` (null: Baileys' default). */
+  deviceProfile: string | null;
+  device: string | null;
   updatedAt: number;
 }
 
@@ -33,6 +38,14 @@ const NUMERIC = new Set([
   'failovers',
   'updatedAt',
 ]);
+
+/** The pairing code a worker reported (kept until it expires; the code is a one-time secret: never logged). */
+export interface PairingCodeRecord {
+  code: string;
+  phone: string;
+  expiresAt: number;
+  at: number;
+}
 
 export interface QrRecord {
   qr: string;
@@ -114,7 +127,12 @@ export class SessionStore {
       .multi()
       .srem(this.keys.sessionsAll(), sessionId)
       .srem(this.keys.sessionsActive(), sessionId)
-      .del(this.keys.session(sessionId), this.keys.sessionQr(sessionId), this.keys.sessionTemp(sessionId));
+      .del(
+        this.keys.session(sessionId),
+        this.keys.sessionQr(sessionId),
+        this.keys.sessionPairingCode(sessionId),
+        this.keys.sessionTemp(sessionId),
+      );
     if (tenant) tx.srem(this.keys.tenantSessions(tenant), sessionId);
     await tx.exec();
   }
@@ -133,6 +151,20 @@ export class SessionStore {
 
   async clearQr(sessionId: string): Promise<void> {
     await this.redis.del(this.keys.sessionQr(sessionId));
+  }
+
+  async setPairingCode(sessionId: string, r: PairingCodeRecord, now = Date.now()): Promise<void> {
+    const ttl = Math.max(1, r.expiresAt - now);
+    await this.redis.set(this.keys.sessionPairingCode(sessionId), JSON.stringify(r), 'PX', ttl);
+  }
+
+  async getPairingCode(sessionId: string): Promise<PairingCodeRecord | null> {
+    const raw = await this.redis.get(this.keys.sessionPairingCode(sessionId));
+    return raw ? (JSON.parse(raw) as PairingCodeRecord) : null;
+  }
+
+  async clearPairingCode(sessionId: string): Promise<void> {
+    await this.redis.del(this.keys.sessionPairingCode(sessionId));
   }
 
   async recordPing(sessionId: string, at: number): Promise<void> {
@@ -210,6 +242,9 @@ function toRecord(raw: Record<string, string>): SessionRecord {
     lastPing: null,
     lastError: null,
     host: null,
+    pairingPhone: null,
+    deviceProfile: null,
+    device: null,
     restarts: 0,
     watchdogRestarts: 0,
     failovers: 0,

@@ -60,6 +60,21 @@ const EnvSchema = z.object({
    */
   WA_VERSION_URL: z.union([z.literal('off'), httpUrl('the WhatsApp Web service worker script')]).optional(),
   WA_VERSION_FETCH_TIMEOUT_MS: int(3000, 100),
+  /** Link by pairing code for this phone (digits, country code first) instead of showing QRs; ignored once linked. */
+  PAIRING_PHONE: z
+    .string()
+    .regex(/^[1-9][0-9]{7,14}$/, 'must be an international number, digits only (country code first)')
+    .optional(),
+  /**
+   * How long a pairing code may be typed on the phone before the worker gives up (reports PAIRING_FAILED). Below
+   * the QR refs window (Baileys: 60 s + 5 × 20 s), which would end the attempt first.
+   */
+  PAIRING_CODE_TTL_MS: int(150_000, 500),
+  /** The device/browser identity the client presents, `os|browser|version` (the session's device profile). */
+  WA_BROWSER: z
+    .string()
+    .regex(/^[^|]{1,40}\|[^|]{1,40}\|[^|]{0,40}$/, 'must be os|browser|version, e.g. Ubuntu|Chrome|22.04.4')
+    .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
@@ -102,6 +117,9 @@ export interface WorkerConfig {
   waVersion: [number, number, number] | undefined;
   waVersionUrl: string | undefined;
   waVersionFetchTimeoutMs: number;
+  pairingPhone: string | undefined;
+  pairingCodeTtlMs: number;
+  browser: [string, string, string] | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
   presenceIntervalMs: number;
@@ -174,6 +192,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
         ? undefined
         : (e.WA_VERSION_URL ?? (e.WA_WEBSOCKET_URL ? undefined : 'https://web.whatsapp.com/sw.js')),
     waVersionFetchTimeoutMs: e.WA_VERSION_FETCH_TIMEOUT_MS,
+    pairingPhone: e.PAIRING_PHONE,
+    pairingCodeTtlMs: e.PAIRING_CODE_TTL_MS,
+    browser: e.WA_BROWSER ? (e.WA_BROWSER.split('|') as [string, string, string]) : undefined,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,

@@ -33,6 +33,7 @@ export type ConnectionState =
   | 'banned'
   | 'qr_timeout'
   | 'client_outdated'
+  | 'pairing_failed'
   | 'stopped';
 
 export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
@@ -41,6 +42,7 @@ export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
   'banned',
   'qr_timeout',
   'client_outdated',
+  'pairing_failed',
 ]);
 
 export type DisconnectAction =
@@ -97,6 +99,9 @@ export class Connection {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private openTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Pairing by code: the socket generation a code was requested on, and the timer of its expiry. */
+  private pairingCodeGen = -1;
+  private pairingTimer: NodeJS.Timeout | undefined;
   private readonly statusSent = new Map<string, Set<string>>();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
   /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
@@ -153,6 +158,7 @@ export class Connection {
   stop(): void {
     this.stopped = true;
     this.clearOpenTimer();
+    this.clearPairingTimer();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const sock = this.sock;
@@ -189,6 +195,7 @@ export class Connection {
         ...(cfg.waQrTimeoutMs ? { qrTimeout: cfg.waQrTimeoutMs } : {}),
         version: this.version,
         ...(this.hooks.sentText ? { sentText: this.hooks.sentText } : {}),
+        ...(cfg.browser ? { browser: cfg.browser } : {}),
       });
     } catch (err) {
       this.logger.error({ err: errorText(err) }, 'could not create the WhatsApp socket');
@@ -222,7 +229,15 @@ export class Connection {
     sock.onConnectionUpdate((update) => {
       if (gen !== this.generation) return;
       try {
-        if (update.qr) {
+        if (update.qr && this.pairingByCode) {
+          // Baileys keeps cycling QR refs while a code is pending: one code per socket, never a QR shown.
+          this.clearOpenTimer();
+          this.state = 'qr';
+          if (this.pairingCodeGen !== gen) {
+            this.pairingCodeGen = gen;
+            void this.requestPairingCode(sock, gen);
+          }
+        } else if (update.qr) {
           this.clearOpenTimer();
           this.state = 'qr';
           this.reporter.emit('QR_CODE', { qr: update.qr });
@@ -266,6 +281,52 @@ export class Connection {
     });
   }
 
+  /** Pairing by code: PAIRING_PHONE set and the device not linked yet (creds.account comes with pair-success). */
+  private get pairingByCode(): boolean {
+    return Boolean(this.cfg.pairingPhone) && !this.auth.state.creds.account;
+  }
+
+  private async requestPairingCode(sock: EngineSocket, gen: number): Promise<void> {
+    const phone = this.cfg.pairingPhone!;
+    try {
+      const code = await sock.requestPairingCode(phone);
+      if (gen !== this.generation || this.stopped) return;
+      const expiresAt = Date.now() + this.cfg.pairingCodeTtlMs;
+      // The code itself is a one-time secret for this link only: it goes to the orchestrator, never to the log.
+      this.reporter.emit('PAIRING_CODE', { code, phone, expiresAt });
+      this.logger.info({ expiresAt }, 'pairing code reported');
+      if (!this.pairingTimer)
+        this.pairingTimer = setTimeout(
+          () => this.pairingFailed('expired', 'the pairing code expired before it was entered'),
+          this.cfg.pairingCodeTtlMs,
+        );
+    } catch (err) {
+      this.logger.error({ err: errorText(err) }, 'could not request a pairing code');
+      if (gen === this.generation) sock.end(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private clearPairingTimer(): void {
+    if (this.pairingTimer) clearTimeout(this.pairingTimer);
+    this.pairingTimer = undefined;
+  }
+
+  /** Linking by code ended without a link: report it once, close the socket, never reconnect. */
+  private pairingFailed(reason: 'expired' | 'refused', message: string): void {
+    this.clearPairingTimer();
+    if (this.stopped || this.isTerminal) return;
+    this.reporter.emit('PAIRING_FAILED', { reason, message });
+    this.logger.error({ reason }, `pairing by code failed: ${message}`);
+    this.stopped = true;
+    this.clearOpenTimer();
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const sock = this.sock;
+    this.sock = undefined;
+    this.generation++;
+    this.state = 'pairing_failed';
+    sock?.end(undefined);
+  }
+
   private clearOpenTimer(): void {
     if (this.openTimer) clearTimeout(this.openTimer);
     this.openTimer = undefined;
@@ -273,6 +334,7 @@ export class Connection {
 
   private onOpen(sock: EngineSocket): void {
     this.clearOpenTimer();
+    this.clearPairingTimer();
     const jid = sock.userJid ?? this.auth.state.creds.me?.id ?? '';
     const phoneNumber = jid ? userOf(jid) : '';
     this.state = 'open';
@@ -295,6 +357,17 @@ export class Connection {
     if (this.stopped) return;
     const code = disconnectStatusCode(err) ?? null;
     const reason = errorText(err);
+    // A code was requested and the link never completed: WhatsApp refused it (a wrong code typed: 401) or its
+    // refs ran out (408): a clear pairing failure, not a logout or a lost connection.
+    if (this.pairingByCode && this.pairingCodeGen >= 0 && !this.justPaired && (code === 401 || code === 408)) {
+      this.pairingFailed(
+        code === 401 ? 'refused' : 'expired',
+        code === 401
+          ? 'WhatsApp refused the pairing code (wrong code typed?)'
+          : 'the pairing code expired before it was entered',
+      );
+      return;
+    }
     const action = classifyDisconnect(err, {
       justPaired: this.justPaired,
       registered: Boolean(this.auth.state.creds.me),

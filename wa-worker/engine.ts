@@ -108,6 +108,8 @@ export interface EngineOptions {
   qrTimeout?: number;
   /** Text of a message this session sent (the sent-message store): lets a retry receipt re-send it. */
   sentText?: (waMessageId: string) => string | undefined;
+  /** The device/browser identity the client presents: [os, browser, os version] (Baileys' `browser`). */
+  browser?: [string, string, string];
 }
 
 /** The WhatsApp Web version the engine announces unless told otherwise. */
@@ -131,6 +133,11 @@ export interface EngineSocket {
    */
   sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
   sendPresenceAvailable(): Promise<void>;
+  /**
+   * Link by pairing code instead of a QR (7.x `requestPairingCode`: the `link_code_companion_reg` companion_hello
+   * stanza); resolves with the 8-character code the user types on the phone `phone` (digits, country code first).
+   */
+  requestPairingCode(phone: string): Promise<string>;
   logout(): Promise<void>;
   end(err?: Error): void;
 }
@@ -169,7 +176,7 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     fetchAgent: o.agent,
     auth: { creds: o.auth.creds, keys: makeCacheableSignalKeyStore(o.auth.keys, o.logger) },
     logger: o.logger,
-    browser: Browsers.ubuntu('Chrome'),
+    browser: o.browser ?? Browsers.ubuntu('Chrome'),
     printQRInTerminal: false,
     markOnlineOnConnect: false,
     syncFullHistory: false,
@@ -290,6 +297,9 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async sendPresenceAvailable() {
       await sock.sendPresenceUpdate('available');
+    },
+    async requestPairingCode(phone) {
+      return sock.requestPairingCode(phone);
     },
     async logout() {
       await sock.logout();

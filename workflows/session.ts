@@ -75,6 +75,10 @@ export interface SessionState {
   workerStartedAt: number;
   lastError: string | null;
   seenEventIds: string[];
+  /** Link by pairing code for this phone instead of a QR, until the first CONNECTED (absent: carried from older runs). */
+  pairingPhone?: string | null;
+  /** The device profile the session presents for life (absent/null: sessions from before profiles, Baileys' default). */
+  deviceProfile?: { id: string; os: string; browser: string; osVersion: string } | null;
 }
 
 export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'seenEventIds'>;
@@ -88,6 +92,8 @@ export interface SessionInput {
   /** The Docker host the session is placed on, and its task queue (absent: the workflow's own queue). */
   hostId?: string;
   hostQueue?: string;
+  /** 'code': link by pairing code for `phone` (required then) instead of a QR. */
+  pairing?: 'qr' | 'code';
   /** Set by continue-as-new. */
   carried?: SessionState;
 }
@@ -101,7 +107,9 @@ export interface WorkerEvent {
     | 'PROXY_ERROR'
     | 'AUTH_FAILURE'
     | 'AUTH_STATE_INVALID'
-    | 'CLIENT_OUTDATED';
+    | 'CLIENT_OUTDATED'
+    | 'PAIRING_CODE'
+    | 'PAIRING_FAILED';
   timestamp: number;
   /** The worker generation that produced it (absent from workers started before generations existed). */
   generation?: number;
@@ -116,6 +124,8 @@ export const restartUpdate = defineUpdate<{ status: SessionStatus }>('restart');
 export const deleteUpdate = defineUpdate<{ status: SessionStatus }, [{ keepAuth: boolean }]>('delete');
 export const failoverUpdate = defineUpdate<{ proxyEndpoint: string | null }, [{ reason: string }]>('failover');
 export const logoutUpdate = defineUpdate<{ status: SessionStatus }>('logout');
+/** Switch a session waiting for its link to a pairing code for `phone`: the worker restarts and reports the code. */
+export const pairingCodeUpdate = defineUpdate<{ status: SessionStatus }, [{ phone: string }]>('pairingCode');
 
 // ------------------------------------------------------------------------------------------ activities
 const quick = quickActivities();
@@ -128,7 +138,8 @@ type Command =
   | { kind: 'restart' }
   | { kind: 'delete'; keepAuth: boolean }
   | { kind: 'failover'; reason: string }
-  | { kind: 'logout' };
+  | { kind: 'logout' }
+  | { kind: 'pairingCode'; phone: string };
 type Job =
   | { kind: 'event'; event: WorkerEvent; attempt?: number }
   | { kind: 'alarm'; at?: number; attempt?: number }
@@ -155,6 +166,7 @@ function initialState(input: SessionInput): SessionState {
     workerStartedAt: 0,
     lastError: null,
     seenEventIds: [],
+    pairingPhone: input.pairing === 'code' ? input.phone : null,
   };
 }
 
@@ -239,6 +251,29 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   setHandler(logoutUpdate, async () => (await runCommand({ kind: 'logout' })) as { status: SessionStatus }, {
     validator: notGone,
   });
+  setHandler(
+    pairingCodeUpdate,
+    async (req) => {
+      const r = (await runCommand({ kind: 'pairingCode', phone: req.phone })) as {
+        status: SessionStatus;
+        conflictWith?: string;
+      };
+      if (r.conflictWith)
+        throw ApplicationFailure.nonRetryable(
+          `phone ${req.phone} is already bound to another session`,
+          'PhoneConflict',
+        );
+      return { status: r.status };
+    },
+    {
+      validator: (req) => {
+        notGone();
+        if (state.connectedAt !== null || (state.status !== 'pending' && state.status !== 'qr_ready'))
+          throw new Error(`session is ${state.status}: a pairing code links a session that waits for its first link`);
+        if (!/^[1-9][0-9]{7,14}$/.test(req.phone)) throw new Error('phone must be an international number');
+      },
+    },
+  );
 
   const save = (
     fields: Parameters<SessionActivities['updateSession']>[0]['fields'],
@@ -303,17 +338,29 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   // ---------------------------------------------------------------------------------------- provision
   if (!input.carried) {
+    const withDeviceProfile = patched('device-profile');
     try {
       await quick.registerSession({
         sessionId: state.sessionId,
         tenant: state.tenant,
         phone: state.phone,
         hostId: input.hostId,
+        ...(state.pairingPhone ? { pairingPhone: state.pairingPhone } : {}),
       });
       // The auth folder is new or this tenant's own (keepAuth, restore): never another tenant's (issue 14).
       if (patched('auth-folder-owner'))
         await workers.claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
       await reserve();
+      // One device/browser identity for life, never shared with another session on this proxy (issue 15).
+      if (withDeviceProfile) {
+        const profile = await quick.assignDeviceProfile({ sessionId: state.sessionId, proxyUrl: state.proxyUrl });
+        state.deviceProfile = profile && {
+          id: profile.id,
+          os: profile.os,
+          browser: profile.browser,
+          osVersion: profile.osVersion,
+        };
+      }
       await save({ status: 'pending' });
     } catch (err) {
       provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
@@ -347,6 +394,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       await park('failed', `worker did not start: ${errorMessage(err)}`, 'session_failed');
     }
     await quick.checkProxyInventory();
+    if (withDeviceProfile) await quick.checkDeviceProfileInventory();
   }
 
   // ---------------------------------------------------------------------------------------- handlers
@@ -428,6 +476,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     if (TERMINAL.includes(state.status)) return;
     switch (event.type) {
       case 'QR_CODE':
+      case 'PAIRING_CODE':
+        if (event.type === 'PAIRING_CODE' && fromOldWorker(event)) return;
         if (state.status === 'pending' || state.status === 'qr_ready' || state.status === 'reconnecting') {
           state.qrCount++;
           if (state.status !== 'qr_ready') await setStatus('qr_ready', null);
@@ -463,6 +513,22 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           });
         }
         return;
+      }
+      case 'PAIRING_FAILED': {
+        // The code expired or was refused: nothing was linked. Give back the proxy slot and the phone (a new
+        // provision or another session may take it); the session waits for a restart (a QR, or a new code).
+        if (fromOldWorker(event) || !HOLDS_SLOT.includes(state.status) || state.status === 'failing_over') return;
+        const expired = event.data.reason === 'expired';
+        await quick.pairingFailed({ sessionId: state.sessionId, phone: state.phone });
+        state.phone = null;
+        state.pairingPhone = null;
+        return park(
+          expired ? 'qr_expired' : 'failed',
+          expired
+            ? 'pairing code expired before it was entered on the phone'
+            : 'pairing code refused by WhatsApp (wrong code entered on the phone)',
+          null,
+        );
       }
       case 'PROXY_ERROR':
         return onProxyError(event);
@@ -578,6 +644,19 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       case 'logout':
         await logout('logged out by the operator');
         return { status: state.status };
+      case 'pairingCode': {
+        const { conflictWith } = await quick.claimPairingPhone({
+          sessionId: state.sessionId,
+          phone: command.phone,
+          previousPhone: state.phone,
+        });
+        if (conflictWith) return { status: state.status, conflictWith };
+        state.phone = command.phone;
+        state.pairingPhone = command.phone;
+        await restartWorker();
+        await setStatus('pending', null);
+        return { status: state.status };
+      }
       case 'delete':
         await workers.stopWorker({ sessionId: state.sessionId, remove: true });
         await quick.releaseProxy(state.sessionId);
@@ -588,6 +667,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           phone: state.phone,
           status: 'deleted',
           purge: true,
+          // The kept auth folder is a device WhatsApp knows with this profile: a re-provision presents it again.
+          ...(command.keepAuth ? { keepDeviceProfile: true } : {}),
         });
         state.status = 'deleted';
         return { status: state.status };

@@ -86,6 +86,24 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/sessions/{id}/pairing-code': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The pairing code to type on the phone (404 PAIRING_CODE_NOT_AVAILABLE; 410 PAIRING_CODE_EXPIRED / PAIRING_CODE_REFUSED once linking by code failed) */
+    get: operations['getSessionPairingCode'];
+    put?: never;
+    /** Link a session that waits for its first link by pairing code for `phone` instead of a QR: the worker restarts and the answer carries the code */
+    post: operations['requestSessionPairingCode'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/sessions/{id}/failover': {
     parameters: {
       query?: never;
@@ -201,6 +219,41 @@ export interface paths {
     post?: never;
     /** Remove a proxy that carries no session */
     delete: operations['removeProxy'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/device-profiles': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The device-profile inventory: each profile, retired or not, and the sessions presenting it */
+    get: operations['listDeviceProfiles'];
+    put?: never;
+    /** Add a device profile (Baileys browser triple) to the inventory */
+    post: operations['addDeviceProfile'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/v1/device-profiles/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Retire a device profile (never handed out again); 409 PROFILE_IN_USE while a session presents it */
+    delete: operations['retireDeviceProfile'];
     options?: never;
     head?: never;
     patch?: never;
@@ -386,7 +439,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** Live events (Server-Sent Events; WebSocket on the same path). X-API-Key, or ?ticket= (EventSource). Types: status, qr, connected, disconnected, message, error, logout, reconnect_failed, health_check_failed, failover, backup. Tenant keys receive only their sessions. */
+    /** Live events (Server-Sent Events; WebSocket on the same path). X-API-Key, or ?ticket= (EventSource). Types: status, qr, pairing_code, connected, disconnected, message, error, logout, reconnect_failed, health_check_failed, failover, backup. Tenant keys receive only their sessions. */
     get: operations['streamEvents'];
     put?: never;
     post?: never;
@@ -597,11 +650,13 @@ export interface operations {
           proxyOverride?: string;
           /** @example socks5h://user:secret@proxy.example.com:1080 */
           proxy?: string;
+          /** @enum {string} */
+          pairing?: 'qr' | 'code';
         };
       };
     };
     responses: {
-      /** @description provisioned; the worker is starting and will show a QR */
+      /** @description provisioned; the worker is starting and will show a QR (or, with pairing "code", its pairing code) */
       201: {
         headers: {
           [name: string]: unknown;
@@ -632,6 +687,18 @@ export interface operations {
               | 'deleted';
             proxy: string | null;
             workflowId: string;
+            /** @description with pairing "code": the code (null when the worker did not report it within 25 s) */
+            pairingCode?:
+              | ({
+                  /** @description 8 characters to type on the phone (WhatsApp > Linked devices > Link with phone number) */
+                  code: string;
+                  phone: string;
+                  /** @description ms since the epoch; after it the session ends in qr_expired */
+                  expiresAt: number;
+                } & {
+                  [key: string]: unknown;
+                })
+              | null;
           } & {
             [key: string]: unknown;
           };
@@ -828,6 +895,8 @@ export interface operations {
             failovers: number;
             lastError: string | null;
             host: string | null;
+            /** @description the device profile id it presents for life (null: default, older) */
+            deviceProfile: string | null;
             workflowId: string;
             temporalUrl: string;
           } & {
@@ -1056,6 +1125,219 @@ export interface operations {
         headers: {
           /** @description seconds to wait */
           'Retry-After'?: number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  getSessionPairingCode: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @example worker_1 */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description the current code */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            /** @description 8 characters to type on the phone (WhatsApp > Linked devices > Link with phone number) */
+            code: string;
+            phone: string;
+            /** @description ms since the epoch; after it the session ends in qr_expired */
+            expiresAt: number;
+            sessionId: string;
+            /** @enum {string} */
+            status:
+              | 'pending'
+              | 'qr_ready'
+              | 'connected'
+              | 'reconnecting'
+              | 'unhealthy'
+              | 'failing_over'
+              | 'logged_out'
+              | 'failed'
+              | 'qr_expired'
+              | 'stopped'
+              | 'deleted';
+            generatedAt?: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description gone for good (e.g. a pairing code that expired or was refused) */
+      410: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  requestSessionPairingCode: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        /** @example worker_1 */
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "phone": "15551234567"
+         *     }
+         */
+        'application/json': {
+          phone: string;
+        };
+      };
+    };
+    responses: {
+      /** @description the code to type on the phone */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            /** @description 8 characters to type on the phone (WhatsApp > Linked devices > Link with phone number) */
+            code: string;
+            phone: string;
+            /** @description ms since the epoch; after it the session ends in qr_expired */
+            expiresAt: number;
+            sessionId: string;
+            /** @enum {string} */
+            status:
+              | 'pending'
+              | 'qr_ready'
+              | 'connected'
+              | 'reconnecting'
+              | 'unhealthy'
+              | 'failing_over'
+              | 'logged_out'
+              | 'failed'
+              | 'qr_expired'
+              | 'stopped'
+              | 'deleted';
+            generatedAt?: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description temporarily unavailable (capacity, an unreachable dependency); retry later */
+      503: {
+        headers: {
+          /** @description seconds to wait */
+          'Retry-After'?: number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description accepted, but the result did not come in time (ask again shortly) */
+      504: {
+        headers: {
           [name: string]: unknown;
         };
         content: {
@@ -1398,6 +1680,8 @@ export interface operations {
               failovers: number;
               lastError: string | null;
               host: string | null;
+              /** @description the device profile id it presents for life (null: default, older) */
+              deviceProfile: string | null;
               workflowId: string;
               temporalUrl: string;
             } & {
@@ -1647,6 +1931,225 @@ export interface operations {
             id: string;
             /** @constant */
             removed: true;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  listDeviceProfiles: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description profiles */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            profiles: ({
+              id: string;
+              os: string;
+              browser: string;
+              osVersion: string;
+              seq: number;
+              retired: boolean;
+              /** @description sessions presenting it */
+              sessions: string[];
+            } & {
+              [key: string]: unknown;
+            })[];
+            free: number;
+            lowThreshold: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  addDeviceProfile: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "os": "Windows",
+         *       "browser": "Chrome",
+         *       "osVersion": "10.0.22631"
+         *     }
+         */
+        'application/json': {
+          os: string;
+          browser: string;
+          osVersion: string;
+        };
+      };
+    };
+    responses: {
+      /** @description added */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            os: string;
+            browser: string;
+            osVersion: string;
+            seq: number;
+            retired: boolean;
+            /** @description sessions presenting it */
+            sessions: string[];
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  retireDeviceProfile: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description retired */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            /** @constant */
+            retired: true;
           } & {
             [key: string]: unknown;
           };
@@ -2922,6 +3425,40 @@ export interface operations {
                 /** @enum {string} */
                 status: 'sent' | 'delivered' | 'read' | 'failed';
                 reason?: string;
+              } & {
+                [key: string]: unknown;
+              };
+            } & {
+              [key: string]: unknown;
+            })
+          | ({
+              sessionId: string;
+              timestamp: number;
+              eventId: string;
+              generation?: number;
+              /** @constant */
+              type: 'PAIRING_CODE';
+              data: {
+                code: string;
+                phone: string;
+                expiresAt: number;
+              } & {
+                [key: string]: unknown;
+              };
+            } & {
+              [key: string]: unknown;
+            })
+          | ({
+              sessionId: string;
+              timestamp: number;
+              eventId: string;
+              generation?: number;
+              /** @constant */
+              type: 'PAIRING_FAILED';
+              data: {
+                /** @enum {string} */
+                reason: 'expired' | 'refused';
+                message: string;
               } & {
                 [key: string]: unknown;
               };

@@ -56,6 +56,11 @@ export function liveEventsHook(ctx: ApiContext, bus: EventBus): NonNullable<Webh
     if (ev.type === 'QR_CODE') {
       const qr = await ctx.sessions.getQr(ev.sessionId).catch(() => null);
       input = { type: 'qr', data: { count: qr?.count ?? null, generatedAt: qr?.at ?? ev.timestamp } };
+    } else if (ev.type === 'PAIRING_CODE') {
+      // Announces the code (GET /api/sessions/:id/pairing-code shows it), never carries it.
+      input = { type: 'pairing_code', data: { phone: ev.data.phone, expiresAt: ev.data.expiresAt } };
+    } else if (ev.type === 'PAIRING_FAILED') {
+      input = { type: 'error', data: { kind: `pairing_${ev.data.reason}`, error: ev.data.message } };
     } else if (ev.type === 'DISCONNECTED') {
       input = { type: 'disconnected', data: { ...ev.data } };
     } else if (ev.type === 'PROXY_ERROR') {

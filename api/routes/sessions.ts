@@ -5,12 +5,18 @@ import {
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { setTimeout as sleep } from 'node:timers/promises';
 import QRCode from 'qrcode';
 import { z } from 'zod';
 import { proxyEndpoint } from '../../common/proxy-url.js';
-import { LIVE_STATUSES, ProvisionBodySchema, SessionIdSchema, workflowIdFor } from '../../common/session.js';
+import {
+  LIVE_STATUSES,
+  PhoneSchema,
+  ProvisionBodySchema,
+  SessionIdSchema,
+  workflowIdFor,
+} from '../../common/session.js';
 import { HostRegistry } from '../../state/hosts.js';
 import type { SessionRecord } from '../../state/sessions.js';
 import {
@@ -18,6 +24,7 @@ import {
   deleteUpdate,
   failoverUpdate,
   logoutUpdate,
+  pairingCodeUpdate,
   provisionedUpdate,
   restartUpdate,
   sessionWorkflow,
@@ -31,6 +38,9 @@ import { ApiError, parseInput } from '../errors.js';
 
 export const IdParams = z.object({ id: SessionIdSchema });
 export const DeleteQuery = z.object({ keepAuth: z.enum(['true', 'false']).default('false') });
+export const PairingCodeBody = z.object({ phone: PhoneSchema }).strict();
+/** How long provision / POST …/pairing-code wait for the worker to report its code before answering without it. */
+const PAIRING_CODE_WAIT_MS = 25_000;
 export const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
 
 /** What the API shows of a session: never the proxy credentials. */
@@ -56,6 +66,8 @@ export function sessionView(
     failovers: record.failovers,
     lastError: live?.lastError ?? record.lastError,
     host: record.host,
+    /** The device/browser identity the session presents for life (null: Baileys' default, older sessions). */
+    deviceProfile: live?.deviceProfile?.id ?? record.deviceProfile ?? null,
     workflowId,
     temporalUrl: `${temporal.uiUrl}/namespaces/${temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`,
   };
@@ -77,6 +89,8 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
     throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${sessionId} is not running`);
   if (err instanceof WorkflowUpdateFailedError) {
     const cause = err.cause as { type?: string; message?: string } | undefined;
+    if (cause?.type === 'NoDeviceProfile')
+      throw new ApiError(503, 'NO_DEVICE_PROFILE', cause.message ?? 'no free device profile');
     if (cause?.type === 'NoProxyCapacity')
       throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message ?? 'no proxy capacity');
     if (cause?.type === 'ProxyOverrideRefused')
@@ -177,7 +191,10 @@ export function sessionRoutes(ctx: ApiContext) {
           );
       }
       try {
-        return await startProvision(sessionId, tenant, body.phone ?? null, override, reply);
+        const t0 = Date.now();
+        const created = await startProvision(sessionId, tenant, body.phone ?? null, override, body.pairing);
+        const pairingCode = body.pairing === 'code' ? await waitForPairingCode(sessionId, t0) : undefined;
+        return reply.status(201).send({ ...created, ...(pairingCode !== undefined ? { pairingCode } : {}) });
       } finally {
         if (limited) await quotas.settleProvision(tenant, sessionId);
       }
@@ -188,7 +205,7 @@ export function sessionRoutes(ctx: ApiContext) {
       tenant: string,
       phone: string | null,
       override: string | null,
-      reply: FastifyReply,
+      pairing: 'qr' | 'code' | undefined,
     ) {
       // Placement: the live Docker host with the most free capacity (its auth volume will live there).
       const host = await hosts.place(sessionId, config.HOST_HEARTBEAT_MS * 3);
@@ -212,6 +229,7 @@ export function sessionRoutes(ctx: ApiContext) {
             },
             hostId: host.hostId,
             hostQueue: host.queue,
+            ...(pairing === 'code' ? { pairing } : {}),
           },
         ],
       });
@@ -228,13 +246,81 @@ export function sessionRoutes(ctx: ApiContext) {
         await hosts.release(host.hostId, sessionId); // not provisioned: the placement goes back
         mapTemporalError(err, sessionId, phone);
       }
-      return reply.status(201).send({
+      return {
         sessionId,
         status: result.status,
         proxy: result.proxyEndpoint,
         workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
-      });
+      };
     }
+
+    /** The code the worker reported since `since` (null when it did not within PAIRING_CODE_WAIT_MS). */
+    async function waitForPairingCode(sessionId: string, since: number) {
+      const deadline = Date.now() + PAIRING_CODE_WAIT_MS;
+      for (;;) {
+        const r = await sessions.getPairingCode(sessionId);
+        if (r && r.at >= since - 1000) return { code: r.code, phone: r.phone, expiresAt: r.expiresAt };
+        const record = await sessions.get(sessionId);
+        if (!record || !LIVE_STATUSES.includes(record.status) || Date.now() > deadline) return null;
+        await sleep(150);
+      }
+    }
+
+    /** Why linking by code ended (a clear answer after PAIRING_FAILED: the session says it in lastError). */
+    const pairingEnded = (record: SessionRecord) =>
+      /^pairing code/.test(record.lastError ?? '') && !LIVE_STATUSES.includes(record.status)
+        ? new ApiError(
+            410,
+            record.status === 'qr_expired' ? 'PAIRING_CODE_EXPIRED' : 'PAIRING_CODE_REFUSED',
+            `${record.lastError} (session ${record.status}; restart it, or ask for a new code)`,
+          )
+        : null;
+
+    app.get('/api/sessions/:id/pairing-code', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const record = await loadRecord(id, request.principal);
+      const r = await sessions.getPairingCode(id);
+      if (!r) {
+        throw (
+          pairingEnded(record) ??
+          new ApiError(404, 'PAIRING_CODE_NOT_AVAILABLE', `no pairing code for session ${id} (status ${record.status})`)
+        );
+      }
+      return {
+        sessionId: id,
+        status: record.status,
+        code: r.code,
+        phone: r.phone,
+        expiresAt: r.expiresAt,
+        generatedAt: r.at,
+      };
+    });
+
+    /** Switch a session waiting for its link (QR shown) to a pairing code for `phone`; answers with the code. */
+    app.post('/api/sessions/:id/pairing-code', async (request) => {
+      const { id } = parseInput(IdParams, request.params, 'params');
+      const { phone } = parseInput(PairingCodeBody, request.body, 'body');
+      const record = await loadRecord(id, request.principal);
+      const owner = await sessions.phoneOwner(phone);
+      if (owner && owner !== id) throw phoneTaken(phone);
+      if (record.connectedAt)
+        throw new ApiError(409, 'ALREADY_LINKED', `session ${id} is already linked to a phone`, 'phone');
+      const t0 = Date.now();
+      let status: string;
+      try {
+        ({ status } = await handleOf(id).executeUpdate(pairingCodeUpdate, { args: [{ phone }] }));
+      } catch (err) {
+        return mapTemporalError(err, id, phone);
+      }
+      const pairingCode = await waitForPairingCode(id, t0);
+      if (!pairingCode)
+        throw new ApiError(
+          504,
+          'PAIRING_CODE_PENDING',
+          `the worker did not report a code in time; GET /api/sessions/${id}/pairing-code shortly`,
+        );
+      return { sessionId: id, status, ...pairingCode };
+    });
 
     app.get('/api/sessions/:id/qr', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');

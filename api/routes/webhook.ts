@@ -15,6 +15,8 @@ const SIGNALLED = new Set([
   'AUTH_FAILURE',
   'AUTH_STATE_INVALID',
   'CLIENT_OUTDATED',
+  'PAIRING_CODE',
+  'PAIRING_FAILED',
 ]);
 
 export interface WebhookHooks {
@@ -49,6 +51,9 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
         if (event.type === 'QR_CODE') await sessions.setQr(event.sessionId, event.data.qr);
+        if (event.type === 'PAIRING_CODE')
+          await sessions.setPairingCode(event.sessionId, { ...event.data, at: event.timestamp });
+        if (event.type === 'PAIRING_FAILED') await sessions.clearPairingCode(event.sessionId);
         // A worker behind a dead proxy reports every retry (PROXY_ERROR + DISCONNECTED{isProxyError}, ~1/s). The
         // workflow counts the PROXY_ERROR only, and ignores both while failing over: not signalling them keeps the
         // workflow's history (and the server's lock on it) free for the failover itself.
@@ -61,7 +66,11 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
             type: event.type as WorkerEvent['type'],
             timestamp: event.timestamp,
             ...(event.generation !== undefined ? { generation: event.generation } : {}),
-            data: event.data as Record<string, unknown>,
+            // The pairing code is a one-time secret: it stays in Redis, never in the workflow's history.
+            data:
+              event.type === 'PAIRING_CODE'
+                ? { phone: event.data.phone, expiresAt: event.data.expiresAt }
+                : (event.data as Record<string, unknown>),
           };
           await temporal.workflow
             .getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, event.sessionId))
