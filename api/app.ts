@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { sessionWebhookSecret } from '../common/session.js';
 import { EventBus } from '../state/events-bus.js';
 import { OutboxStore } from '../state/outbox.js';
+import { MessageStore } from '../state/messages.js';
+import { typingDuration } from '../common/anti-ban.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { adminScope, apiKeyScope, ApiKeys, installAuthGuard, publicScope } from './auth.js';
 import { signedScope } from './signed.js';
@@ -68,8 +70,18 @@ export async function buildApi(
         await scope.register(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
+        const pacing = new MessageStore(redis, config);
         await scope.register(workerOutboxRoutes, {
           store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
+          typingMsFor: async (sessionId, text) => {
+            const l = await pacing.limits(sessionId);
+            return typingDuration(
+              text,
+              { min: l.typingMinMs, max: l.typingMaxMs },
+              config.ANTIBAN_TYPING_MS_PER_CHAR,
+              config.ANTIBAN_TYPING_JITTER_PERCENT,
+            );
+          },
         });
       },
     ),

@@ -30,6 +30,7 @@ const coldOutreachBody = z.object({
   youngForMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 const messagesQuery = z.object({ phone: phoneParam.optional() });
+const presenceQuery = z.object({ contact: phoneParam.optional() });
 
 class ApiError extends Error {
   constructor(
@@ -164,6 +165,16 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
         const { messageId } = parse(readBody, body);
         guard(() => sim.markRead(number, messageId));
         return { ok: true };
+      },
+    },
+    {
+      // Chat states (composing / recording / paused) the phone's session sent, per contact (issue 15).
+      method: 'GET',
+      pattern: /^\/phones\/([^/]+)\/presence$/,
+      handler: ([phone], _b, query) => {
+        const number = phoneFrom(phone);
+        const { contact } = parse(presenceQuery, { contact: query.get('contact') ?? undefined });
+        return { presence: sim.presence(number, contact) };
       },
     },
     {

@@ -84,6 +84,16 @@ export interface RecordedMessage {
   sourceAddress: string;
 }
 
+/** A chat state a session sent to one contact (`<chatstate>`): typing indicators (issue 15). */
+export interface RecordedPresence {
+  /** the session's phone */
+  phone: string;
+  /** the contact's user part (phone number or LID) */
+  contact: string;
+  state: 'composing' | 'recording' | 'paused';
+  at: number;
+}
+
 export interface ConnectionRecord {
   phone: string | null;
   address: string;
@@ -250,6 +260,7 @@ export class WhatsAppSimulator {
   private readonly connectionsOpen = new Set<Connection>();
   private readonly connectionLog: ConnectionRecord[] = [];
   private readonly messageLog: RecordedMessage[] = [];
+  private readonly presenceLog: RecordedPresence[] = [];
   private readonly serverStatic = Curve.generateKeyPair();
   private readonly certificateChain: Uint8Array;
   private readonly logger: pino.Logger;
@@ -532,6 +543,13 @@ export class WhatsAppSimulator {
 
   messages(phone?: string): RecordedMessage[] {
     return this.messageLog.filter((m) => phone === undefined || m.phone === phone).map((m) => ({ ...m }));
+  }
+
+  /** Chat states the session of `phone` sent, oldest first; `contact` (user part) narrows to one chat. */
+  presence(phone?: string, contact?: string): RecordedPresence[] {
+    return this.presenceLog
+      .filter((p) => (phone === undefined || p.phone === phone) && (contact === undefined || p.contact === contact))
+      .map((p) => ({ ...p }));
   }
 
   connections(phone?: string): ConnectionRecord[] {
@@ -896,7 +914,25 @@ export class WhatsAppSimulator {
       this.events.emit(`client-${tag}`, { phone: c.device?.phone, attrs });
       return;
     }
-    // presence, chatstate, ib and the like need no answer
+    if (tag === 'chatstate') {
+      this.recordChatState(c, node);
+      return;
+    }
+    // presence, ib and the like need no answer
+  }
+
+  /** `<chatstate to=…><composing/></chatstate>` (`<composing media="audio"/>` = recording, `<paused/>`). */
+  private recordChatState(c: Connection, node: BinaryNode): void {
+    const phone = c.device?.phone;
+    const contact = jidDecode(node.attrs.to ?? '')?.user;
+    const child = Array.isArray(node.content) ? node.content[0] : undefined;
+    if (!phone || !contact || !child) return;
+    let state: RecordedPresence['state'] | undefined;
+    if (child.tag === 'composing') state = child.attrs.media === 'audio' ? 'recording' : 'composing';
+    else if (child.tag === 'paused') state = 'paused';
+    if (!state) return;
+    this.presenceLog.push({ phone, contact, state, at: Date.now() });
+    this.events.emit('chatstate', { phone, contact, state });
   }
 
   private result(c: Connection, request: BinaryNode, content?: BinaryNode[]): void {

@@ -127,6 +127,8 @@ export interface EngineSocket {
    */
   sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
   sendPresenceAvailable(): Promise<void>;
+  /** Chat state towards one contact: `composing` (typing), `recording` (voice), `paused` (stopped typing). */
+  sendChatState(jid: string, state: 'composing' | 'recording' | 'paused'): Promise<void>;
   logout(): Promise<void>;
   end(err?: Error): void;
 }
@@ -265,6 +267,9 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async sendPresenceAvailable() {
       await sock.sendPresenceUpdate('available');
+    },
+    async sendChatState(jid, state) {
+      await sock.sendPresenceUpdate(state, jid);
     },
     async logout() {
       await sock.logout();

@@ -2294,6 +2294,8 @@ export interface operations {
           gapMs?: number;
           burstCount?: number;
           autoPromote?: boolean;
+          typingMinMs?: number;
+          typingMaxMs?: number;
         };
       };
     };
