@@ -24,9 +24,12 @@ import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { proxyRoutes } from './routes/proxies.js';
 import { sendRoutes } from './routes/send.js';
+import { contactRoutes } from './routes/contacts.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
+import { workerCommandRoutes } from './routes/worker-commands.js';
+import { WorkerCommandStore } from '../state/worker-commands.js';
 
 /**
  * Builds the Fastify API: one plugin per route group, zod validation, one error handler, and authentication by
@@ -70,6 +73,7 @@ export async function buildApi(
         await scope.register(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
+        await scope.register(workerCommandRoutes, { store: new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX) });
         const pacing = new MessageStore(redis, config);
         await scope.register(workerOutboxRoutes, {
           store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
@@ -93,6 +97,7 @@ export async function buildApi(
       await scope.register(dashboardRoutes(ctx));
       await scope.register(liveEventsRoutes(ctx, bus, keys));
       await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config)));
+      await scope.register(contactRoutes(ctx));
       await scope.register(clientWebhookRoutes(ctx, opts.logger));
       if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));
       await scope.register(

@@ -21,12 +21,20 @@ export const LimitsOverrideSchema = z
     /** Bounds of the `composing` time before each send (0/0: no typing for this session). */
     typingMinMs: z.number().int('must be a whole number').min(0).max(30_000).optional(),
     typingMaxMs: z.number().int('must be a whole number').min(0).max(30_000).optional(),
+    /** Mark inbound messages read automatically, after a uniform delay in [readDelayMinMs, readDelayMaxMs]. */
+    autoRead: z.boolean().optional(),
+    readDelayMinMs: z.number().int('must be a whole number').min(0).max(3_600_000).optional(),
+    readDelayMaxMs: z.number().int('must be a whole number').min(0).max(3_600_000).optional(),
   })
   .strict()
   .refine((o) => o.typingMinMs === undefined || o.typingMaxMs === undefined || o.typingMinMs <= o.typingMaxMs, {
     message: 'must not be greater than typingMaxMs',
     path: ['typingMinMs'],
-  });
+  })
+  .refine(
+    (o) => o.readDelayMinMs === undefined || o.readDelayMaxMs === undefined || o.readDelayMinMs <= o.readDelayMaxMs,
+    { message: 'must not be greater than readDelayMaxMs', path: ['readDelayMinMs'] },
+  );
 export type LimitsOverride = z.infer<typeof LimitsOverrideSchema>;
 
 export interface EffectiveLimits {
@@ -40,6 +48,9 @@ export interface EffectiveLimits {
   /** composing time bounds before each send; max 0 = no typing */
   typingMinMs: number;
   typingMaxMs: number;
+  autoRead: boolean;
+  readDelayMinMs: number;
+  readDelayMaxMs: number;
   overrides: LimitsOverride;
 }
 
@@ -92,11 +103,12 @@ export function overridesFromHash(raw: Record<string, string>): LimitsOverride {
     const n = Number(raw[k]);
     if (raw[k] !== undefined && Number.isInteger(n) && n > 0) out[k] = n;
   }
-  for (const k of ['typingMinMs', 'typingMaxMs'] as const) {
+  for (const k of ['typingMinMs', 'typingMaxMs', 'readDelayMinMs', 'readDelayMaxMs'] as const) {
     const n = Number(raw[k]);
     if (raw[k] !== undefined && Number.isInteger(n) && n >= 0) out[k] = n;
   }
   if (raw.autoPromote !== undefined) out.autoPromote = raw.autoPromote === 'true';
+  if (raw.autoRead !== undefined) out.autoRead = raw.autoRead === 'true';
   return out;
 }
 
@@ -106,6 +118,7 @@ export function effectiveLimits(config: Config, o: LimitsOverride): EffectiveLim
   const gapMs = o.gapMs ?? d.gapMs;
   const typing = levelTypingDefaults(config, level);
   const typingMaxMs = o.typingMaxMs ?? typing.max;
+  const readDelayMaxMs = o.readDelayMaxMs ?? config.AUTO_READ_DELAY_MAX_MS;
   return {
     level,
     dailyCap: o.dailyCap ?? d.dailyCap,
@@ -116,6 +129,9 @@ export function effectiveLimits(config: Config, o: LimitsOverride): EffectiveLim
     autoPromote: o.autoPromote ?? true,
     typingMinMs: Math.min(o.typingMinMs ?? typing.min, typingMaxMs),
     typingMaxMs,
+    autoRead: o.autoRead ?? config.AUTO_READ,
+    readDelayMinMs: Math.min(o.readDelayMinMs ?? config.AUTO_READ_DELAY_MIN_MS, readDelayMaxMs),
+    readDelayMaxMs,
     overrides: o,
   };
 }
@@ -128,6 +144,8 @@ export interface SessionSendStats {
   /** Messages the recipient's phone confirmed (delivered or read). */
   delivered: number;
   failed: number;
+  /** Numbers looked up on WhatsApp (number checks that missed the cache); watched by WhatsApp like sends. */
+  lookups?: number;
 }
 
 /**

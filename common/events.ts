@@ -49,6 +49,8 @@ export const ClientOutdatedData = z.object({ reason: z.string(), version: z.stri
 export const MessageReceivedData = z.object({
   messageId: z.string().min(1),
   from: z.string().min(1),
+  /** the chat's JID (`…@s.whatsapp.net` or `…@lid`): where a read receipt goes */
+  chat: z.string().min(3).max(256).optional(),
   text: z.string(),
   timestamp: z.number().int(),
 });

@@ -224,6 +224,7 @@ export class Connection {
         this.reporter.emit('MESSAGE_RECEIVED', {
           messageId: m.waMessageId,
           from: m.from,
+          chat: m.chat,
           text: m.text,
           timestamp: m.timestamp,
         });

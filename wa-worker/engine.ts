@@ -15,6 +15,8 @@ import makeWASocket, {
   makeCacheableSignalKeyStore,
   proto,
   toNumber,
+  USyncQuery,
+  USyncUser,
   WA_CERT_DETAILS,
   type AuthenticationCreds,
   type AuthenticationState,
@@ -79,6 +81,8 @@ export interface InboundText {
   waMessageId: string;
   /** sender's user part (phone number for `@s.whatsapp.net`, the LID for `@lid`) */
   from: string;
+  /** the chat's JID (where a read receipt goes) */
+  chat: string;
   text: string;
   timestamp: number;
 }
@@ -127,6 +131,13 @@ export interface EngineSocket {
    */
   sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
   sendPresenceAvailable(): Promise<void>;
+  /**
+   * Which numbers are on WhatsApp: one usync query (contact + LID protocols), as the phone app asks. A number the
+   * server answers `out` for, or does not mention, is not on WhatsApp.
+   */
+  checkNumbers(phones: string[]): Promise<Array<{ phone: string; exists: boolean; jid?: string; lid?: string }>>;
+  /** Read receipts for inbound messages (`<receipt type="read">`, or `read-self` when the account hides them). */
+  readMessages(messages: Array<{ id: string; chat: string }>): Promise<void>;
   /** Chat state towards one contact: `composing` (typing), `recording` (voice), `paused` (stopped typing). */
   sendChatState(jid: string, state: 'composing' | 'recording' | 'paused'): Promise<void>;
   logout(): Promise<void>;
@@ -232,6 +243,7 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
           handler({
             waMessageId: m.key.id,
             from: userOf(jid),
+            chat: jid,
             text,
             timestamp: m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now(),
           });
@@ -267,6 +279,29 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async sendPresenceAvailable() {
       await sock.sendPresenceUpdate('available');
+    },
+    async checkNumbers(phones) {
+      const query = new USyncQuery().withContactProtocol().withLIDProtocol();
+      for (const phone of phones) query.withUser(new USyncUser().withPhone(`+${phone}`));
+      const answer = await sock.executeUSyncQuery(query);
+      const byUser = new Map<string, { id: string; contact?: unknown; lid?: unknown }>();
+      for (const entry of answer?.list ?? []) {
+        const user = jidDecode(entry.id)?.user;
+        if (user) byUser.set(user, entry as { id: string; contact?: unknown; lid?: unknown });
+      }
+      return phones.map((phone) => {
+        const entry = byUser.get(phone);
+        if (!entry || entry.contact !== true) return { phone, exists: false };
+        return {
+          phone,
+          exists: true,
+          jid: jidNormalizedUser(entry.id),
+          ...(typeof entry.lid === 'string' && entry.lid ? { lid: entry.lid } : {}),
+        };
+      });
+    },
+    async readMessages(messages) {
+      await sock.readMessages(messages.map((m) => ({ remoteJid: m.chat, id: m.id, fromMe: false })));
     },
     async sendChatState(jid, state) {
       await sock.sendPresenceUpdate(state, jid);
