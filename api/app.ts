@@ -79,9 +79,12 @@ export async function buildApi(
           store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
           typingMsFor: async (sessionId, text) => {
             const l = await pacing.limits(sessionId);
+            // Typing fits inside the shortest gap, so the next hand-off never waits for this one's typing and a
+            // message goes out at most one typing time after its planned hand-off.
+            const fit = Math.floor(l.gapMs * (1 - l.jitterPercent / 100) * 0.9);
             return typingDuration(
               text,
-              { min: l.typingMinMs, max: l.typingMaxMs },
+              { min: l.typingMinMs, max: Math.min(l.typingMaxMs, fit) },
               config.ANTIBAN_TYPING_MS_PER_CHAR,
               config.ANTIBAN_TYPING_JITTER_PERCENT,
             );
