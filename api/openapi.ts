@@ -213,6 +213,16 @@ export const OPERATIONS: Operation[] = [
             parameters: { id: '$response.body#/sessionId' },
             description: 'its QR',
           },
+          MarkRead: {
+            operationId: 'markRead',
+            parameters: { id: '$response.body#/sessionId' },
+            description: 'mark its inbound messages read',
+          },
+          CheckNumbers: {
+            operationId: 'checkNumbers',
+            requestBody: { sessionId: '$response.body#/sessionId', phones: ['15557654321'] },
+            description: 'check numbers with it',
+          },
         },
       },
     },
@@ -481,8 +491,8 @@ export const OPERATIONS: Operation[] = [
     operationId: 'checkNumbers',
     summary:
       'Which numbers are on WhatsApp (JID, LID when known): cached answers are free, the rest is one lookup by the ' +
-      "session's worker within its per-minute budget (CONTACT_CHECK_PER_MINUTE; 429 + Retry-After); at most " +
-      'CONTACT_CHECK_MAX_PHONES numbers. POST /api/send refuses (400, field to) a number found not on WhatsApp.',
+      "session's worker within its per-minute budget (CONTACT_CHECK_PER_MINUTE; 429 + Retry-After); at most 50 " +
+      'numbers. POST /api/send refuses (400, field to) a number found not on WhatsApp.',
     tag: 'messages',
     access: 'apiKey',
     body: {

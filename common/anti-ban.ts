@@ -18,23 +18,15 @@ export const LimitsOverrideSchema = z
     burstCount: z.number().int('must be a whole number').min(1).max(100_000).optional(),
     /** false pins the level: automatic promotion stops. */
     autoPromote: z.boolean().optional(),
-    /** Bounds of the `composing` time before each send (0/0: no typing for this session). */
+    /** Bounds of the `composing` time before each send (0/0: no typing; a min above the max counts as the max). */
     typingMinMs: z.number().int('must be a whole number').min(0).max(30_000).optional(),
     typingMaxMs: z.number().int('must be a whole number').min(0).max(30_000).optional(),
-    /** Mark inbound messages read automatically, after a uniform delay in [readDelayMinMs, readDelayMaxMs]. */
+    /** Mark inbound messages read automatically, after a uniform delay in [readDelayMinMs, readDelayMaxMs] (min ≤ max as above). */
     autoRead: z.boolean().optional(),
     readDelayMinMs: z.number().int('must be a whole number').min(0).max(3_600_000).optional(),
     readDelayMaxMs: z.number().int('must be a whole number').min(0).max(3_600_000).optional(),
   })
-  .strict()
-  .refine((o) => o.typingMinMs === undefined || o.typingMaxMs === undefined || o.typingMinMs <= o.typingMaxMs, {
-    message: 'must not be greater than typingMaxMs',
-    path: ['typingMinMs'],
-  })
-  .refine(
-    (o) => o.readDelayMinMs === undefined || o.readDelayMaxMs === undefined || o.readDelayMinMs <= o.readDelayMaxMs,
-    { message: 'must not be greater than readDelayMaxMs', path: ['readDelayMinMs'] },
-  );
+  .strict();
 export type LimitsOverride = z.infer<typeof LimitsOverrideSchema>;
 
 export interface EffectiveLimits {

@@ -178,12 +178,11 @@ export const configSchema = z.object({
   ANTIBAN_HOT_TYPING_MAX_MS: int(4_000, 0, 30_000),
   /**
    * Number checks (POST /api/contacts/check): answers cached per number for CACHE_TTL; at most PER_MINUTE numbers
-   * per session sent to WhatsApp per minute (cache hits are free); at most MAX_PHONES per request (one usync query);
+   * per session sent to WhatsApp per minute (cache hits are free); at most 50 numbers per request (one usync query);
    * the request waits TIMEOUT for the worker.
    */
   CONTACT_CHECK_CACHE_TTL_MS: int(7 * 86_400_000, 1000),
   CONTACT_CHECK_PER_MINUTE: int(60, 1, 100_000),
-  CONTACT_CHECK_MAX_PHONES: int(50, 1, 500),
   CONTACT_CHECK_TIMEOUT_MS: int(15_000, 100),
   /**
    * Read receipts: AUTO_READ marks every inbound message read after a uniform delay in [MIN, MAX] (per-session

@@ -335,7 +335,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Which numbers are on WhatsApp (JID, LID when known): cached answers are free, the rest is one lookup by the session's worker within its per-minute budget (CONTACT_CHECK_PER_MINUTE; 429 + Retry-After); at most CONTACT_CHECK_MAX_PHONES numbers. POST /api/send refuses (400, field to) a number found not on WhatsApp. */
+    /** Which numbers are on WhatsApp (JID, LID when known): cached answers are free, the rest is one lookup by the session's worker within its per-minute budget (CONTACT_CHECK_PER_MINUTE; 429 + Retry-After); at most 50 numbers. POST /api/send refuses (400, field to) a number found not on WhatsApp. */
     post: operations['checkNumbers'];
     delete?: never;
     options?: never;

@@ -16,8 +16,8 @@ import { reaches, sessionNotFound, type Principal } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
-/** The hard ceiling of the schema; CONTACT_CHECK_MAX_PHONES (≤ this) is the configured batch limit. */
-export const CHECK_MAX_PHONES_CEILING = 500;
+/** Numbers per request: one usync query, as the phone app batches its contact sync. */
+export const CHECK_MAX_PHONES = 50;
 
 export const ContactCheckBodySchema = z
   .object({
@@ -25,7 +25,7 @@ export const ContactCheckBodySchema = z
     phones: z
       .array(PhoneSchema, { required_error: 'phones is required', invalid_type_error: 'must be a list of numbers' })
       .min(1, 'must not be empty')
-      .max(CHECK_MAX_PHONES_CEILING, `at most ${CHECK_MAX_PHONES_CEILING} numbers`),
+      .max(CHECK_MAX_PHONES, `at most ${CHECK_MAX_PHONES} numbers per request`),
   })
   .strict();
 
@@ -83,13 +83,6 @@ export function contactRoutes(ctx: ApiContext) {
   return async function plugin(app: FastifyInstance) {
     app.post('/api/contacts/check', async (request) => {
       const body = parseInput(ContactCheckBodySchema, request.body, 'body');
-      if (body.phones.length > config.CONTACT_CHECK_MAX_PHONES)
-        throw new ApiError(
-          400,
-          'VALIDATION_ERROR',
-          `phones: at most ${config.CONTACT_CHECK_MAX_PHONES} numbers per request`,
-          'phones',
-        );
       const { sessionId } = body;
       await connectedSession(request.principal, sessionId, 'sessionId');
       const phones = [...new Set(body.phones)];
