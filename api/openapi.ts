@@ -213,16 +213,6 @@ export const OPERATIONS: Operation[] = [
             parameters: { id: '$response.body#/sessionId' },
             description: 'its QR',
           },
-          MarkRead: {
-            operationId: 'markRead',
-            parameters: { id: '$response.body#/sessionId' },
-            description: 'mark its inbound messages read',
-          },
-          CheckNumbers: {
-            operationId: 'checkNumbers',
-            requestBody: { sessionId: '$response.body#/sessionId', phones: ['15557654321'] },
-            description: 'check numbers with it',
-          },
         },
       },
     },
