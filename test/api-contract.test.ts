@@ -106,6 +106,15 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     assert.equal(backup.response.status, 201, JSON.stringify(backup.error));
     backupId = String((backup.data!.backup as { id?: string }).id);
   });
+  /** Deletes every session a schemathesis run created (not a seeded one). */
+  async function deleteGenerated() {
+    const keep = new Set<string>(Object.values(seeded));
+    for (const id of await stack.redis.smembers(`${stack.prefix}sessions:all`)) {
+      if (keep.has(id)) continue;
+      await stack.call('DELETE', `/api/sessions/${id}`);
+    }
+  }
+
   /** (Re)creates the seeded sessions a previous run deleted, and a customer webhook per tenant. */
   async function seedSessions() {
     const admin = apiClient(stack.apiUrl, API_KEY);
@@ -120,7 +129,13 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     ] as const) {
       const status = await client.GET('/api/sessions/{id}/status', { params: { path: { id } } });
       if (status.response.status === 200 && status.data!.status !== 'deleted') continue;
-      const r = await client.POST('/api/sessions/provision', { body: { sessionId: id } });
+      // Sessions the previous run generated hold host capacity (HOST_CAPACITY) until deleted.
+      const r = await waitFor(`seed session ${id}`, async () => {
+        const p = await client.POST('/api/sessions/provision', { body: { sessionId: id } });
+        if (p.response.status !== 503) return p;
+        await deleteGenerated();
+        return undefined;
+      });
       assert.equal(r.response.status, 201, JSON.stringify(r.error));
     }
     for (const client of [admin, tenant]) {
