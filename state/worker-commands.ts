@@ -54,7 +54,15 @@ export class WorkerCommandStore {
   /** Queues a command for the session's worker, due at `dueAt`, expiring at `deadline`. */
   async enqueue(sessionId: string, input: CommandInput, dueAt: number, deadline: number): Promise<WorkerCommand> {
     const command = { id: `cmd_${randomBytes(12).toString('hex')}`, deadline, ...input } as WorkerCommand;
-    await this.redis.zadd(this.keys.sessionCommands(sessionId), dueAt, JSON.stringify(command));
+    const key = this.keys.sessionCommands(sessionId);
+    // The queue lives as long as its latest deadline (a session that never comes back leaves nothing behind).
+    const ttl = String(Math.max(1, deadline - Date.now()) + 60_000);
+    await this.redis
+      .multi()
+      .zadd(key, dueAt, JSON.stringify(command))
+      .call('PEXPIRE', key, ttl, 'NX')
+      .call('PEXPIRE', key, ttl, 'GT')
+      .exec();
     return command;
   }
 
