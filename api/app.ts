@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { sessionWebhookSecret } from '../common/session.js';
 import { EventBus } from '../state/events-bus.js';
 import { OutboxStore } from '../state/outbox.js';
+import { MessageStore } from '../state/messages.js';
+import { typingDuration } from '../common/anti-ban.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { adminScope, apiKeyScope, ApiKeys, installAuthGuard, publicScope } from './auth.js';
 import { signedScope } from './signed.js';
@@ -23,9 +25,12 @@ import { metricsRoutes } from './routes/metrics.js';
 import { proxyRoutes } from './routes/proxies.js';
 import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
+import { contactRoutes } from './routes/contacts.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
+import { workerCommandRoutes } from './routes/worker-commands.js';
+import { WorkerCommandStore } from '../state/worker-commands.js';
 
 /**
  * Builds the Fastify API: one plugin per route group, zod validation, one error handler, and authentication by
@@ -69,8 +74,22 @@ export async function buildApi(
         await scope.register(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
+        await scope.register(workerCommandRoutes, { store: new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX) });
+        const pacing = new MessageStore(redis, config);
         await scope.register(workerOutboxRoutes, {
           store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
+          typingMsFor: async (sessionId, text) => {
+            const l = await pacing.limits(sessionId);
+            // Typing fits inside the shortest gap, so the next hand-off never waits for this one's typing and a
+            // message goes out at most one typing time after its planned hand-off.
+            const fit = Math.floor(l.gapMs * (1 - l.jitterPercent / 100) * 0.9);
+            return typingDuration(
+              text,
+              { min: l.typingMinMs, max: Math.min(l.typingMaxMs, fit) },
+              config.ANTIBAN_TYPING_MS_PER_CHAR,
+              config.ANTIBAN_TYPING_JITTER_PERCENT,
+            );
+          },
         });
       },
     ),
@@ -82,6 +101,7 @@ export async function buildApi(
       await scope.register(dashboardRoutes(ctx));
       await scope.register(liveEventsRoutes(ctx, bus, keys));
       await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config)));
+      await scope.register(contactRoutes(ctx));
       await scope.register(clientWebhookRoutes(ctx, opts.logger));
       if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));
       await scope.register(

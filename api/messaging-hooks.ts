@@ -13,6 +13,7 @@ import type { WebhookEnvelope } from '../common/events.js';
 import type { Redis } from 'ioredis';
 import { ClientWebhookStore } from '../state/client-webhooks.js';
 import { MessageStore } from '../state/messages.js';
+import { WorkerCommandStore } from '../state/worker-commands.js';
 import type { SessionStore } from '../state/sessions.js';
 import { replanSignal, wakeSignal } from '../workflows/dispatcher.js';
 import { REJECTED_COLD_OUTREACH } from '../common/outbox.js';
@@ -37,6 +38,9 @@ function customerStatus(type: string, data: Record<string, unknown>): string {
   return 'reconnecting';
 }
 
+/** A sender's chat JID from the user part the worker reported (older workers send no `chat`). */
+const jidOf = (from: string) => (from.includes('@') ? from : `${from}@s.whatsapp.net`);
+
 export function createMessagingHooks(deps: {
   config: Config;
   redis: Redis;
@@ -47,6 +51,16 @@ export function createMessagingHooks(deps: {
   const { config, redis, sessions, temporal, logger } = deps;
   const messages = new MessageStore(redis, config);
   const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
+  const commands = new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX);
+  /** Indexes the inbound message (for POST …/read) and, with auto-read on, queues its read receipt after a delay. */
+  async function rememberInbound(sessionId: string, waMessageId: string, chat: string) {
+    await commands.recordInbound(sessionId, waMessageId, chat, config.MESSAGE_RETENTION_MS);
+    const limits = await messages.limits(sessionId);
+    if (!limits.autoRead) return;
+    const delay = limits.readDelayMinMs + Math.random() * (limits.readDelayMaxMs - limits.readDelayMinMs);
+    const due = Date.now() + Math.round(delay);
+    await commands.enqueue(sessionId, { kind: 'read', messages: [{ id: waMessageId, chat }] }, due, due + 10 * 60_000);
+  }
   return {
     async onEvent(event: WebhookEnvelope) {
       try {
@@ -83,6 +97,7 @@ export function createMessagingHooks(deps: {
         const session = await sessions.get(event.sessionId);
         if (!session) return;
         if (event.type === 'MESSAGE_RECEIVED') {
+          await rememberInbound(event.sessionId, event.data.messageId, event.data.chat ?? jidOf(event.data.from));
           await hooks.enqueue(session.tenant, 'message.received', {
             sessionId: event.sessionId,
             messageId: event.data.messageId,

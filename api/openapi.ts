@@ -24,6 +24,7 @@ import * as demo from './routes/demo.js';
 import * as events from './routes/events.js';
 import * as proxies from './routes/proxies.js';
 import * as send from './routes/send.js';
+import * as contacts from './routes/contacts.js';
 import * as sessions from './routes/sessions.js';
 
 type Json = Record<string, unknown>;
@@ -569,6 +570,39 @@ export const OPERATIONS: Operation[] = [
     body: { schema: LimitsOverrideSchema, required: false, example: { level: 'warm', autoPromote: false } },
     ok: { 200: { description: 'limits', schema: Limits } },
     errors: [404],
+  },
+  {
+    method: 'post',
+    path: '/api/contacts/check',
+    operationId: 'checkNumbers',
+    summary:
+      'Which numbers are on WhatsApp (JID, LID when known): cached answers are free, the rest is one lookup by the ' +
+      "session's worker within its per-minute budget (CONTACT_CHECK_PER_MINUTE; 429 + Retry-After); at most 50 " +
+      'numbers. POST /api/send refuses (400, field to) a number found not on WhatsApp.',
+    tag: 'messages',
+    access: 'apiKey',
+    body: {
+      schema: contacts.ContactCheckBodySchema,
+      required: true,
+      example: { sessionId: EXAMPLE_SESSION, phones: ['15557654321', '15550000000'] },
+    },
+    ok: {
+      200: { description: 'one answer per number, in request order', schema: contacts.ContactCheckResponseSchema },
+    },
+    errors: [404, 409, 429, 502, 504],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/read',
+    operationId: 'markRead',
+    summary:
+      "Mark inbound messages read (WhatsApp ids from message.received); the session's worker sends the read receipts",
+    tag: 'messages',
+    access: 'apiKey',
+    params: send.SessionParams,
+    body: { schema: contacts.ReadBodySchema, required: true, example: { messageIds: ['3EB0A1B2C3D4E5F6'] } },
+    ok: { 202: { description: 'queued for the worker', schema: contacts.ReadResponseSchema } },
+    errors: [404, 409],
   },
   {
     method: 'get',

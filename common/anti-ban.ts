@@ -18,6 +18,13 @@ export const LimitsOverrideSchema = z
     burstCount: z.number().int('must be a whole number').min(1).max(100_000).optional(),
     /** false pins the level: automatic promotion stops. */
     autoPromote: z.boolean().optional(),
+    /** Bounds of the `composing` time before each send (0/0: no typing; a min above the max counts as the max). */
+    typingMinMs: z.number().int('must be a whole number').min(0).max(30_000).optional(),
+    typingMaxMs: z.number().int('must be a whole number').min(0).max(30_000).optional(),
+    /** Mark inbound messages read automatically, after a uniform delay in [readDelayMinMs, readDelayMaxMs] (min ≤ max as above). */
+    autoRead: z.boolean().optional(),
+    readDelayMinMs: z.number().int('must be a whole number').min(0).max(3_600_000).optional(),
+    readDelayMaxMs: z.number().int('must be a whole number').min(0).max(3_600_000).optional(),
   })
   .strict();
 export type LimitsOverride = z.infer<typeof LimitsOverrideSchema>;
@@ -30,6 +37,12 @@ export interface EffectiveLimits {
   jitterPercent: number;
   burstCount: number;
   autoPromote: boolean;
+  /** composing time bounds before each send; max 0 = no typing */
+  typingMinMs: number;
+  typingMaxMs: number;
+  autoRead: boolean;
+  readDelayMinMs: number;
+  readDelayMaxMs: number;
   overrides: LimitsOverride;
 }
 
@@ -44,6 +57,36 @@ export function levelDefaults(config: Config, level: TrustLevel): { dailyCap: nu
   }
 }
 
+export function levelTypingDefaults(config: Config, level: TrustLevel): { min: number; max: number } {
+  if (!config.ANTIBAN_TYPING) return { min: 0, max: 0 };
+  switch (level) {
+    case 'hot':
+      return { min: config.ANTIBAN_HOT_TYPING_MIN_MS, max: config.ANTIBAN_HOT_TYPING_MAX_MS };
+    case 'warm':
+      return { min: config.ANTIBAN_WARM_TYPING_MIN_MS, max: config.ANTIBAN_WARM_TYPING_MAX_MS };
+    default:
+      return { min: config.ANTIBAN_COLD_TYPING_MIN_MS, max: config.ANTIBAN_COLD_TYPING_MAX_MS };
+  }
+}
+
+/**
+ * How long the worker shows `composing` before sending `text`: grows with the length, jittered, clamped to
+ * [min, max] (0 when max is 0). Reading a long message aloud is not modelled; typing speed is.
+ */
+export function typingDuration(
+  text: string,
+  bounds: { min: number; max: number },
+  msPerChar: number,
+  jitterPercent: number,
+  rnd: () => number = Math.random,
+): number {
+  if (bounds.max <= 0) return 0;
+  const min = Math.min(bounds.min, bounds.max);
+  const base = min + [...text].length * msPerChar;
+  const jittered = base * (1 + ((rnd() * 2 - 1) * jitterPercent) / 100);
+  return Math.round(Math.min(bounds.max, Math.max(min, jittered)));
+}
+
 /** Decodes the Redis limits hash (strings) into overrides; unknown or bad fields are ignored. */
 export function overridesFromHash(raw: Record<string, string>): LimitsOverride {
   const out: LimitsOverride = {};
@@ -52,7 +95,12 @@ export function overridesFromHash(raw: Record<string, string>): LimitsOverride {
     const n = Number(raw[k]);
     if (raw[k] !== undefined && Number.isInteger(n) && n > 0) out[k] = n;
   }
+  for (const k of ['typingMinMs', 'typingMaxMs', 'readDelayMinMs', 'readDelayMaxMs'] as const) {
+    const n = Number(raw[k]);
+    if (raw[k] !== undefined && Number.isInteger(n) && n >= 0) out[k] = n;
+  }
   if (raw.autoPromote !== undefined) out.autoPromote = raw.autoPromote === 'true';
+  if (raw.autoRead !== undefined) out.autoRead = raw.autoRead === 'true';
   return out;
 }
 
@@ -60,6 +108,9 @@ export function effectiveLimits(config: Config, o: LimitsOverride): EffectiveLim
   const level = o.level ?? 'cold';
   const d = levelDefaults(config, level);
   const gapMs = o.gapMs ?? d.gapMs;
+  const typing = levelTypingDefaults(config, level);
+  const typingMaxMs = o.typingMaxMs ?? typing.max;
+  const readDelayMaxMs = o.readDelayMaxMs ?? config.AUTO_READ_DELAY_MAX_MS;
   return {
     level,
     dailyCap: o.dailyCap ?? d.dailyCap,
@@ -68,6 +119,11 @@ export function effectiveLimits(config: Config, o: LimitsOverride): EffectiveLim
     jitterPercent: config.ANTIBAN_JITTER_PERCENT,
     burstCount: o.burstCount ?? config.ANTIBAN_BURST_COUNT,
     autoPromote: o.autoPromote ?? true,
+    typingMinMs: Math.min(o.typingMinMs ?? typing.min, typingMaxMs),
+    typingMaxMs,
+    autoRead: o.autoRead ?? config.AUTO_READ,
+    readDelayMinMs: Math.min(o.readDelayMinMs ?? config.AUTO_READ_DELAY_MIN_MS, readDelayMaxMs),
+    readDelayMaxMs,
     overrides: o,
   };
 }
@@ -80,6 +136,8 @@ export interface SessionSendStats {
   /** Messages the recipient's phone confirmed (delivered or read). */
   delivered: number;
   failed: number;
+  /** Numbers looked up on WhatsApp (number checks that missed the cache); watched by WhatsApp like sends. */
+  lookups?: number;
 }
 
 /**

@@ -166,6 +166,35 @@ export const configSchema = z.object({
   ANTIBAN_HOT_MIN_AGE_MS: int(14 * 86_400_000, 0),
   ANTIBAN_HOT_MIN_SENT: int(100, 0),
   ANTIBAN_PROMOTE_MIN_DELIVERY_PERCENT: int(90, 0, 100),
+  /**
+   * Typing before sends (issue 15): the worker shows `composing` for min + length · MS_PER_CHAR (± jitter),
+   * clamped to the level's [MIN, MAX], then sends, then `paused`. MAX 0 turns it off for that level; per-session
+   * overrides in PUT /api/anti-ban/sessions/:id/limits (typingMinMs, typingMaxMs). ANTIBAN_TYPING=false: off.
+   */
+  ANTIBAN_TYPING: bool(true),
+  ANTIBAN_TYPING_MS_PER_CHAR: int(40, 0, 1000),
+  ANTIBAN_TYPING_JITTER_PERCENT: int(25, 0, 90),
+  ANTIBAN_COLD_TYPING_MIN_MS: int(2_000, 0, 30_000),
+  ANTIBAN_COLD_TYPING_MAX_MS: int(8_000, 0, 30_000),
+  ANTIBAN_WARM_TYPING_MIN_MS: int(1_500, 0, 30_000),
+  ANTIBAN_WARM_TYPING_MAX_MS: int(6_000, 0, 30_000),
+  ANTIBAN_HOT_TYPING_MIN_MS: int(1_000, 0, 30_000),
+  ANTIBAN_HOT_TYPING_MAX_MS: int(4_000, 0, 30_000),
+  /**
+   * Number checks (POST /api/contacts/check): answers cached per number for CACHE_TTL; at most PER_MINUTE numbers
+   * per session sent to WhatsApp per minute (cache hits are free); at most 50 numbers per request (one usync query);
+   * the request waits TIMEOUT for the worker.
+   */
+  CONTACT_CHECK_CACHE_TTL_MS: int(7 * 86_400_000, 1000),
+  CONTACT_CHECK_PER_MINUTE: int(60, 1, 100_000),
+  CONTACT_CHECK_TIMEOUT_MS: int(15_000, 100),
+  /**
+   * Read receipts: AUTO_READ marks every inbound message read after a uniform delay in [MIN, MAX] (per-session
+   * override in PUT /api/anti-ban/sessions/:id/limits: autoRead, readDelayMinMs, readDelayMaxMs).
+   */
+  AUTO_READ: bool(false),
+  AUTO_READ_DELAY_MIN_MS: int(3_000, 0, 3_600_000),
+  AUTO_READ_DELAY_MAX_MS: int(20_000, 0, 3_600_000),
   /** Customer webhooks: retries with exponential backoff and full jitter, then the dead-letter list. */
   CLIENT_WEBHOOK_RETRY_BASE_MS: int(1_000, 10),
   CLIENT_WEBHOOK_RETRY_MAX_MS: int(300_000, 10),

@@ -56,6 +56,8 @@ export const MessageReceivedData = z.object({
   fromPhone: z.string().nullable().optional(),
   /** the sender's LID user, null when not known */
   fromLid: z.string().nullable().optional(),
+  /** the chat's JID (`…@s.whatsapp.net` or `…@lid`): where a read receipt goes */
+  chat: z.string().min(3).max(256).optional(),
   text: z.string(),
   timestamp: z.number().int(),
 });

@@ -113,5 +113,16 @@ export function redisKeys(prefix = '') {
     tenantProvisioning: (tenant: string) => `${p}tenant:provisioning:${tenant}`,
     /** ZSET sessionId → time: a tenant's recent manual failovers (sliding window; TTL = window). */
     failoverRate: (tenant: string) => `${p}ratelimit:failover:${tenant}`,
+    // --- human-like sending: worker commands, number checks, read receipts (issue 15) ---
+    /** ZSET command JSON → due time (ms): commands waiting for the session's worker (checks, read receipts). */
+    sessionCommands: (sessionId: string) => `${p}session:commands:${sessionId}`,
+    /** STRING JSON: a worker's answer to its session's command (short TTL; the waiting API request reads it). */
+    commandResult: (sessionId: string, commandId: string) => `${p}command:result:${sessionId}:${commandId}`,
+    /** STRING JSON {exists, jid?, lid?, checkedAt}: whether a number is on WhatsApp (TTL CONTACT_CHECK_CACHE_TTL_MS). */
+    contactCheck: (phone: string) => `${p}contact:wa:${phone}`,
+    /** ZSET → lookup time: a session's recent number lookups sent to WhatsApp (sliding window; TTL = window). */
+    contactCheckRate: (sessionId: string) => `${p}ratelimit:contactcheck:${sessionId}`,
+    /** HASH WhatsApp message id → chat JID: a session's inbound messages (mark-as-read; TTL MESSAGE_RETENTION_MS). */
+    sessionInbound: (sessionId: string) => `${p}session:inbound:${sessionId}`,
   };
 }

@@ -46,6 +46,8 @@ const coldOutreachBody = z.object({
   youngForMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 const messagesQuery = z.object({ phone: phoneParam.optional() });
+const presenceQuery = z.object({ contact: phoneParam.optional() });
+const registrationBody = z.object({ onWhatsApp: z.boolean() });
 
 class ApiError extends Error {
   constructor(
@@ -203,6 +205,37 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
         const { messageId } = parse(readBody, body);
         guard(() => sim.markRead(number, messageId));
         return { ok: true };
+      },
+    },
+    {
+      // The contact registry answering number checks: register a number as on WhatsApp or not (issue 15).
+      method: 'POST',
+      pattern: /^\/contacts\/([^/]+)\/registration$/,
+      handler: ([contact], body) => {
+        const number = parse(phoneParam, contact, 'contact');
+        const { onWhatsApp } = parse(registrationBody, body);
+        sim.setOnWhatsApp(number, onWhatsApp);
+        return { ok: true, contact: number, onWhatsApp };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/phones\/([^/]+)\/read-receipts$/,
+      handler: ([phone]) => ({ readReceipts: sim.readReceipts(phoneFrom(phone)) }),
+    },
+    {
+      method: 'GET',
+      pattern: /^\/phones\/([^/]+)\/lookups$/,
+      handler: ([phone]) => ({ lookups: sim.lookups(phoneFrom(phone)) }),
+    },
+    {
+      // Chat states (composing / recording / paused) the phone's session sent, per contact (issue 15).
+      method: 'GET',
+      pattern: /^\/phones\/([^/]+)\/presence$/,
+      handler: ([phone], _b, query) => {
+        const number = phoneFrom(phone);
+        const { contact } = parse(presenceQuery, { contact: query.get('contact') ?? undefined });
+        return { presence: sim.presence(number, contact) };
       },
     },
     {

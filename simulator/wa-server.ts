@@ -96,6 +96,33 @@ export interface RecordedMessage {
   sourceAddress: string;
 }
 
+/** A chat state a session sent to one contact (`<chatstate>`): typing indicators (issue 15). */
+export interface RecordedPresence {
+  /** the session's phone */
+  phone: string;
+  /** the contact's user part (phone number or LID) */
+  contact: string;
+  state: 'composing' | 'recording' | 'paused';
+  at: number;
+}
+
+/** A read receipt a session sent for messages it received (issue 15). */
+export interface RecordedReadReceipt {
+  phone: string;
+  /** the chat's user part (the contact who wrote) */
+  contact: string;
+  messageIds: string[];
+  type: 'read' | 'read-self';
+  at: number;
+}
+
+/** A contact lookup (usync `<contact>` query) a session made: the numbers it asked about. */
+export interface RecordedLookup {
+  phone: string;
+  numbers: string[];
+  at: number;
+}
+
 export interface ConnectionRecord {
   phone: string | null;
   address: string;
@@ -304,6 +331,14 @@ export class WhatsAppSimulator {
   private readonly connectionsOpen = new Set<Connection>();
   private readonly connectionLog: ConnectionRecord[] = [];
   private readonly messageLog: RecordedMessage[] = [];
+  private readonly presenceLog: RecordedPresence[] = [];
+  private readonly readLog: RecordedReadReceipt[] = [];
+  private readonly lookupLog: RecordedLookup[] = [];
+  /**
+   * The contact registry for number checks: every number is on WhatsApp (as every number the simulator delivers
+   * to has a fake device) except the ones registered here as absent.
+   */
+  private readonly notOnWhatsApp = new Set<string>();
   private readonly serverStatic = Curve.generateKeyPair();
   private readonly certificateChain: Uint8Array;
   private readonly logger: pino.Logger;
@@ -740,6 +775,33 @@ export class WhatsAppSimulator {
     return this.messageLog.filter((m) => phone === undefined || m.phone === phone).map((m) => ({ ...m }));
   }
 
+  /** Chat states the session of `phone` sent, oldest first; `contact` (user part) narrows to one chat. */
+  presence(phone?: string, contact?: string): RecordedPresence[] {
+    return this.presenceLog
+      .filter((p) => (phone === undefined || p.phone === phone) && (contact === undefined || p.contact === contact))
+      .map((p) => ({ ...p }));
+  }
+
+  /** Read receipts the session of `phone` sent. */
+  readReceipts(phone?: string): RecordedReadReceipt[] {
+    return this.readLog.filter((r) => phone === undefined || r.phone === phone).map((r) => ({ ...r }));
+  }
+
+  /** Contact lookups (number checks) the session of `phone` made. */
+  lookups(phone?: string): RecordedLookup[] {
+    return this.lookupLog.filter((l) => phone === undefined || l.phone === phone).map((l) => ({ ...l }));
+  }
+
+  /** Registers a number as on WhatsApp or not (the answer to usync contact queries). */
+  setOnWhatsApp(number: string, onWhatsApp: boolean): void {
+    if (onWhatsApp) this.notOnWhatsApp.delete(number);
+    else this.notOnWhatsApp.add(number);
+  }
+
+  isOnWhatsApp(number: string): boolean {
+    return !this.notOnWhatsApp.has(number);
+  }
+
   connections(phone?: string): ConnectionRecord[] {
     return this.connectionLog.filter((c) => phone === undefined || c.phone === phone).map((c) => ({ ...c }));
   }
@@ -1149,11 +1211,42 @@ export class WhatsAppSimulator {
       return;
     }
     if (tag === 'receipt' && attrs.id) c.receiptWaiters.get(attrs.id)?.();
+    if (tag === 'receipt' && (attrs.type === 'read' || attrs.type === 'read-self')) this.recordRead(c, node);
     if (tag === 'receipt' || tag === 'ack') {
       this.events.emit(`client-${tag}`, { phone: c.device?.phone, attrs });
       return;
     }
-    // presence, chatstate, ib and the like need no answer
+    if (tag === 'chatstate') {
+      this.recordChatState(c, node);
+      return;
+    }
+    // presence, ib and the like need no answer
+  }
+
+  /** `<receipt type="read" to=chat id=first><list><item id=…/></list></receipt>` from the session. */
+  private recordRead(c: Connection, node: BinaryNode): void {
+    const phone = c.device?.phone;
+    const contact = jidDecode(node.attrs.to ?? '')?.user;
+    if (!phone || !contact || !node.attrs.id) return;
+    const more = getBinaryNodeChildren(getBinaryNodeChild(node, 'list'), 'item').map((i) => i.attrs.id ?? '');
+    const messageIds = [node.attrs.id, ...more.filter(Boolean)];
+    const type = node.attrs.type === 'read-self' ? 'read-self' : 'read';
+    this.readLog.push({ phone, contact, messageIds, type, at: Date.now() });
+    this.events.emit('read-receipt', { phone, contact, messageIds });
+  }
+
+  /** `<chatstate to=…><composing/></chatstate>` (`<composing media="audio"/>` = recording, `<paused/>`). */
+  private recordChatState(c: Connection, node: BinaryNode): void {
+    const phone = c.device?.phone;
+    const contact = jidDecode(node.attrs.to ?? '')?.user;
+    const child = Array.isArray(node.content) ? node.content[0] : undefined;
+    if (!phone || !contact || !child) return;
+    let state: RecordedPresence['state'] | undefined;
+    if (child.tag === 'composing') state = child.attrs.media === 'audio' ? 'recording' : 'composing';
+    else if (child.tag === 'paused') state = 'paused';
+    if (!state) return;
+    this.presenceLog.push({ phone, contact, state, at: Date.now() });
+    this.events.emit('chatstate', { phone, contact, state });
   }
 
   private result(c: Connection, request: BinaryNode, content?: BinaryNode[]): void {
@@ -1227,8 +1320,20 @@ export class WhatsAppSimulator {
     const query = getBinaryNodeChild(usync, 'query');
     const wantsDevices = !!getBinaryNodeChild(query, 'devices');
     const wantsLid = !!getBinaryNodeChild(query, 'lid');
+    const wantsContact = !!getBinaryNodeChild(query, 'contact');
     const list: BinaryNode[] = [];
+    const looked: string[] = [];
     for (const user of users) {
+      // A number check: `<user><contact>+15551234567</contact></user>`, answered `in` / `out` from the registry.
+      const asked = wantsContact && !user.attrs.jid ? contactNumberOf(getBinaryNodeChild(user, 'contact')) : undefined;
+      if (asked) {
+        looked.push(asked);
+        const exists = this.isOnWhatsApp(asked);
+        const content: BinaryNode[] = [{ tag: 'contact', attrs: { type: exists ? 'in' : 'out' } }];
+        if (wantsLid && exists) content.push({ tag: 'lid', attrs: { val: `${lidUserFor(asked)}@lid` } });
+        list.push({ tag: 'user', attrs: { jid: `${asked}@${SERVER_JID}` }, content });
+        continue;
+      }
       const requested = user.attrs.jid;
       const decoded = jidDecode(requested);
       if (!requested || !decoded?.user) continue;
@@ -1249,6 +1354,7 @@ export class WhatsAppSimulator {
         content,
       });
     }
+    if (looked.length > 0 && c.device) this.lookupLog.push({ phone: c.device.phone, numbers: looked, at: Date.now() });
     const usyncAttrs = usync?.attrs ?? {};
     this.result(c, node, [
       {
@@ -1522,6 +1628,14 @@ export function lidUserFor(phone: string): string {
 }
 
 /** The phone number behind a simulated LID user (inverse of lidUserFor). */
+/** The digits of a usync `<contact>` element's phone number (`+15551234567`), if it carries one. */
+function contactNumberOf(node: BinaryNode | undefined): string | undefined {
+  const raw = node?.content;
+  const text = typeof raw === 'string' ? raw : raw instanceof Uint8Array ? Buffer.from(raw).toString('utf8') : '';
+  const digits = text.replace(/^\+/, '');
+  return /^\d{5,20}$/.test(digits) ? digits : undefined;
+}
+
 export function phoneForLid(lidUser: string): string {
   return lidUser.slice(1).replace(/^0+/, '');
 }

@@ -249,6 +249,7 @@ export class MessageStore {
       released: Number(h.released ?? 0),
       delivered: Number(h.delivered ?? 0),
       failed: Number(h.failed ?? 0),
+      lookups: Number(h.lookups ?? 0),
     };
   }
 

@@ -161,6 +161,11 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       }
     }
     exampleId(doc, '/api/messages/{id}', 'get', messageIds[who]);
+    // The number check names its session in the body.
+    const checkOp = doc.paths['/api/contacts/check']!.post! as {
+      requestBody?: { content: Record<string, { example?: { sessionId?: string } }> };
+    };
+    checkOp.requestBody!.content['application/json']!.example!.sessionId = live;
     exampleId(doc, '/api/v1/proxies/{id}', 'delete', proxyId);
     exampleId(doc, '/api/v1/proxies/{id}/ok', 'post', proxyId);
     exampleId(doc, '/api/v1/backups/restore/{id}', 'post', backupId);

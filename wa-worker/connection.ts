@@ -261,6 +261,7 @@ export class Connection {
           from: m.from,
           fromPhone: m.fromPhone,
           fromLid: m.fromLid,
+          chat: m.chat,
           text: m.text,
           timestamp: m.timestamp,
         });

@@ -15,6 +15,8 @@ import makeWASocket, {
   makeCacheableSignalKeyStore,
   proto,
   toNumber,
+  USyncQuery,
+  USyncUser,
   WA_CERT_DETAILS,
   type AuthenticationCreds,
   type AuthenticationState,
@@ -83,6 +85,8 @@ export interface InboundText {
   fromPhone: string | null;
   /** the sender's LID user when known */
   fromLid: string | null;
+  /** the chat's JID (where a read receipt goes) */
+  chat: string;
   text: string;
   timestamp: number;
 }
@@ -138,6 +142,15 @@ export interface EngineSocket {
    * stanza); resolves with the 8-character code the user types on the phone `phone` (digits, country code first).
    */
   requestPairingCode(phone: string): Promise<string>;
+  /**
+   * Which numbers are on WhatsApp: one usync query (contact + LID protocols), as the phone app asks. A number the
+   * server answers `out` for, or does not mention, is not on WhatsApp.
+   */
+  checkNumbers(phones: string[]): Promise<Array<{ phone: string; exists: boolean; jid?: string; lid?: string }>>;
+  /** Read receipts for inbound messages (`<receipt type="read">`, or `read-self` when the account hides them). */
+  readMessages(messages: Array<{ id: string; chat: string }>): Promise<void>;
+  /** Chat state towards one contact: `composing` (typing), `recording` (voice), `paused` (stopped typing). */
+  sendChatState(jid: string, state: 'composing' | 'recording' | 'paused'): Promise<void>;
   logout(): Promise<void>;
   end(err?: Error): void;
 }
@@ -263,7 +276,7 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
           const id = m.key.id;
           const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
           void addressOf(jid, m.key.remoteJidAlt ?? undefined).then((a) =>
-            handler({ waMessageId: id, ...a, text, timestamp }),
+            handler({ waMessageId: id, ...a, chat: jid, text, timestamp }),
           );
         }
       });
@@ -300,6 +313,32 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async requestPairingCode(phone) {
       return sock.requestPairingCode(phone);
+    },
+    async checkNumbers(phones) {
+      const query = new USyncQuery().withContactProtocol().withLIDProtocol();
+      for (const phone of phones) query.withUser(new USyncUser().withPhone(`+${phone}`));
+      const answer = await sock.executeUSyncQuery(query);
+      const byUser = new Map<string, { id: string; contact?: unknown; lid?: unknown }>();
+      for (const entry of answer?.list ?? []) {
+        const user = jidDecode(entry.id)?.user;
+        if (user) byUser.set(user, entry as { id: string; contact?: unknown; lid?: unknown });
+      }
+      return phones.map((phone) => {
+        const entry = byUser.get(phone);
+        if (!entry || entry.contact !== true) return { phone, exists: false };
+        return {
+          phone,
+          exists: true,
+          jid: jidNormalizedUser(entry.id),
+          ...(typeof entry.lid === 'string' && entry.lid ? { lid: entry.lid } : {}),
+        };
+      });
+    },
+    async readMessages(messages) {
+      await sock.readMessages(messages.map((m) => ({ remoteJid: m.chat, id: m.id, fromMe: false })));
+    },
+    async sendChatState(jid, state) {
+      await sock.sendPresenceUpdate(state, jid);
     },
     async logout() {
       await sock.logout();

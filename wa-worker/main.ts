@@ -14,6 +14,8 @@ import { KeepAlive, Liveness } from './keep-alive.js';
 import { createLogger, type Logger } from './logger.js';
 import { SentMessageStore } from './sent-store.js';
 import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
+import { CommandClient, CommandWorker } from './commands.js';
+import { commandsUrlOf } from '../common/worker-commands.js';
 import { WebhookReporter } from './webhooks.js';
 
 async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
@@ -85,14 +87,25 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     );
   }
 
+  // Number checks and read receipts (issue 15), next to the outbox.
+  const commands = cfg.outboxUrl
+    ? new CommandWorker(
+        new CommandClient(commandsUrlOf(cfg.outboxUrl), cfg.webhookSecret, cfg.webhookTimeoutMs),
+        logger.child({ component: 'commands' }),
+        { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
+      )
+    : undefined;
+
   const connection = new Connection(cfg, auth, reporter, logger, baileysLogger, {
     onOpen: (sock, info) => {
       if (cfg.enableKeepAlive) keepAlive.start(sock, info.jid);
       outbox?.start(sock);
+      commands?.start(sock);
     },
     onClose: () => {
       keepAlive.stop();
       outbox?.pause();
+      commands?.pause();
     },
     outboxIdFor: (id) => outbox?.outboxIdFor(id),
     sentText: (id) => sentStore.get(id),
@@ -150,6 +163,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       keepAlive.stop();
       const budget = (fraction: number) => Math.max(0, (cfg.shutdownTimeoutMs - (Date.now() - started)) * fraction);
       if (outbox) await Promise.race([outbox.stop(), sleep(budget(0.3))]);
+      if (commands) await Promise.race([commands.stop(), sleep(budget(0.1))]);
       connection.stop();
       await auth.flush();
       await ledger?.close();

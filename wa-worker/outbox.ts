@@ -128,7 +128,7 @@ export class OutboxWorker {
   private stopped = false;
   /** waMessageId → outbox messageId (for delivery/read statuses). */
   private readonly sent = new Map<string, string>();
-  readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0, rejected: 0 };
+  readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0, rejected: 0, typedMs: 0 };
 
   constructor(
     private readonly sessionId: string,
@@ -218,6 +218,13 @@ export class OutboxWorker {
       await this.nackWithRetry(messageId, 'not connected', false);
       return;
     }
+    // Typing comes before the ledger's "sending": a crash while typing leaves nothing sent, so the re-delivery
+    // types and sends again.
+    if (item.typingMs) await this.type(sock, toJid(item.to), item.typingMs, messageId);
+    if (!this.sock) {
+      await this.nackWithRetry(messageId, 'not connected', false);
+      return;
+    }
     const waMessageId = waMessageIdFor(this.sessionId, messageId);
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
     // Before the send: a retry receipt may come as soon as the message is out.
@@ -237,6 +244,7 @@ export class OutboxWorker {
       await this.nackWithRetry(messageId, reason, false);
       return;
     }
+    if (item.typingMs) await this.chatState(sock, toJid(item.to), 'paused', messageId);
     await this.ledger.record({ messageId, state: 'sent', waMessageId: sentId });
     this.sent.set(sentId, messageId);
     if (this.sent.size > 10_000) this.sent.delete(this.sent.keys().next().value!);
@@ -244,6 +252,21 @@ export class OutboxWorker {
     this.reporter.emit('MESSAGE_STATUS', { messageId, waMessageId: sentId, status: 'sent' });
     this.logger.info({ messageId, waMessageId: sentId, attempt: item.attempt }, 'outbox message sent');
     await this.ackWithRetry(messageId, sentId);
+  }
+
+  /** Shows `composing` for `ms` (a human typing the text). A failed presence never blocks the send. */
+  private async type(sock: EngineSocket, jid: string, ms: number, messageId: string): Promise<void> {
+    await this.chatState(sock, jid, 'composing', messageId);
+    this.stats.typedMs += ms;
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  private async chatState(sock: EngineSocket, jid: string, state: 'composing' | 'paused', messageId: string) {
+    try {
+      await sock.sendChatState(jid, state);
+    } catch (err) {
+      this.logger.warn({ messageId, state, err: errorText(err) }, 'could not send the chat state');
+    }
   }
 
   /** The server refused the message (error ack): it failed for good, never `sent`; not resent. */

@@ -379,6 +379,40 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/contacts/check': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Which numbers are on WhatsApp (JID, LID when known): cached answers are free, the rest is one lookup by the session's worker within its per-minute budget (CONTACT_CHECK_PER_MINUTE; 429 + Retry-After); at most 50 numbers. POST /api/send refuses (400, field to) a number found not on WhatsApp. */
+    post: operations['checkNumbers'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/sessions/{id}/read': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Mark inbound messages read (WhatsApp ids from message.received); the session's worker sends the read receipts */
+    post: operations['markRead'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/v1/webhooks': {
     parameters: {
       query?: never;
@@ -2797,6 +2831,11 @@ export interface operations {
           gapMs?: number;
           burstCount?: number;
           autoPromote?: boolean;
+          typingMinMs?: number;
+          typingMaxMs?: number;
+          autoRead?: boolean;
+          readDelayMinMs?: number;
+          readDelayMaxMs?: number;
         };
       };
     };
@@ -2856,6 +2895,215 @@ export interface operations {
       };
       /** @description not found (another tenant’s resource answers the same) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  checkNumbers: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "sessionId": "worker_1",
+         *       "phones": [
+         *         "15557654321",
+         *         "15550000000"
+         *       ]
+         *     }
+         */
+        'application/json': {
+          sessionId: string;
+          phones: string[];
+        };
+      };
+    };
+    responses: {
+      /** @description one answer per number, in request order */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            sessionId: string;
+            results: ({
+              phone: string;
+              onWhatsApp: boolean;
+              jid: string | null;
+              lid: string | null;
+              cached: boolean;
+            } & {
+              [key: string]: unknown;
+            })[];
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description rate limited (Retry-After) */
+      429: {
+        headers: {
+          /** @description seconds to wait */
+          'Retry-After'?: number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description an upstream (the simulator) failed */
+      502: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description accepted, but the result did not come in time (ask again shortly) */
+      504: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  markRead: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "messageIds": [
+         *         "3EB0A1B2C3D4E5F6"
+         *       ]
+         *     }
+         */
+        'application/json': {
+          messageIds: string[];
+        };
+      };
+    };
+    responses: {
+      /** @description queued for the worker */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            sessionId: string;
+            commandId: string;
+            messageIds: string[];
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
         headers: {
           [name: string]: unknown;
         };
@@ -3404,6 +3652,7 @@ export interface operations {
                 from: string;
                 fromPhone?: string | null;
                 fromLid?: string | null;
+                chat?: string;
                 text: string;
                 timestamp: number;
               } & {

@@ -79,6 +79,11 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
       if (body.sessionId && body.from && session.phone && session.phone !== body.from)
         throw new ApiError(409, 'FROM_MISMATCH', 'from: is not the phone number of that session', 'from');
 
+      // A number a check found not on WhatsApp (cached): refusing costs nothing, sending would burn a send.
+      const known = await redis.get(messages.keys.contactCheck(body.to));
+      if (known && (JSON.parse(known) as { exists: boolean }).exists === false)
+        throw new ApiError(400, 'NOT_ON_WHATSAPP', `to: ${body.to} is not on WhatsApp (number check)`, 'to');
+
       const fingerprint = createHash('sha256').update(`${sessionId}\n${body.to}\n${body.text}`).digest('hex');
       const result = await messages.accept({
         tenant: session.tenant,

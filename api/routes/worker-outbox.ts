@@ -14,6 +14,8 @@ export interface WorkerOutboxOptions {
   store: OutboxStore;
   /** URL prefix (default `/api/worker/sessions`). */
   basePath?: string;
+  /** The `composing` time before sending this text (the session's typing bounds); absent: no typing. */
+  typingMsFor?: (sessionId: string, text: string) => Promise<number>;
 }
 
 type Params = { id: string };
@@ -40,11 +42,14 @@ export const workerOutboxRoutes: FastifyPluginAsync<WorkerOutboxOptions> = async
     parseBody(req, ClaimRequestSchema);
     const claimed = await opts.store.claim(sessionId);
     if (!claimed) return reply.code(204).send();
+    // Decided at hand-off (the session's current bounds), so typing always ends a typing time after the claim.
+    const typingMs = (await opts.typingMsFor?.(sessionId, claimed.text)) ?? 0;
     const item: OutboxItem = {
       messageId: claimed.messageId,
       to: claimed.to,
       text: claimed.text,
       attempt: claimed.attempt,
+      ...(typingMs > 0 ? { typingMs } : {}),
     };
     return reply.code(200).send({ item });
   });

@@ -182,6 +182,8 @@ export class Stack {
       WORKER_ENV_WEBHOOK_RETRY_BASE_MS: '100',
       WORKER_ENV_WEBHOOK_RETRY_MAX_MS: '1000',
       WORKER_ENV_OUTBOX_POLL_MS: '200',
+      // Typing before sends (seconds per message) would stretch every pacing test; test/human-like turns it on.
+      ANTIBAN_TYPING: 'false',
       ...this.opts.extraEnv,
     };
     await this.startOrchestrator();

@@ -1,0 +1,160 @@
+/**
+ * Worker commands in Redis (contract: common/worker-commands.ts), the number-check cache and its per-session rate
+ * limit, and the inbound-message index used by read receipts (issue 15). Keys: common/redis-keys.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import type { NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
+
+/** Takes the earliest command that is due (score ≤ now), atomically: two claims never get the same one. */
+const CLAIM_DUE_LUA = `
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZREM', KEYS[1], due[1])
+return due[1]`;
+
+/**
+ * Sliding-window admission of n lookups at once: all or none. ARGV: now, windowMs, limit, n, member prefix.
+ * Returns {1, 0} when admitted, {0, retryAfterMs} when not.
+ */
+const ADMIT_LOOKUPS_LUA = `
+local now, window, limit, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if n > limit then return {0, window} end
+local count = redis.call('ZCARD', KEYS[1])
+if count + n > limit then
+  local freeing = redis.call('ZRANGE', KEYS[1], count + n - limit - 1, count + n - limit - 1, 'WITHSCORES')
+  return {0, math.max(1, tonumber(freeing[2]) + window - now)}
+end
+for i = 1, n do redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i) end
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}`;
+
+export interface CachedCheck {
+  exists: boolean;
+  jid?: string;
+  lid?: string;
+  checkedAt: number;
+}
+
+export type CommandInput =
+  { kind: 'check'; phones: string[] } | { kind: 'read'; messages: Array<{ id: string; chat: string }> };
+
+export class WorkerCommandStore {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = redisKeys(prefix);
+  }
+
+  /** Queues a command for the session's worker, due at `dueAt`, expiring at `deadline`. */
+  async enqueue(sessionId: string, input: CommandInput, dueAt: number, deadline: number): Promise<WorkerCommand> {
+    const command = { id: `cmd_${randomBytes(12).toString('hex')}`, deadline, ...input } as WorkerCommand;
+    const key = this.keys.sessionCommands(sessionId);
+    // The queue lives as long as its latest deadline (a session that never comes back leaves nothing behind).
+    const ttl = String(Math.max(1, deadline - Date.now()) + 60_000);
+    await this.redis
+      .multi()
+      .zadd(key, dueAt, JSON.stringify(command))
+      .call('PEXPIRE', key, ttl, 'NX')
+      .call('PEXPIRE', key, ttl, 'GT')
+      .exec();
+    return command;
+  }
+
+  /** Withdraws a command not claimed yet (the caller stopped waiting); true when it was still queued. */
+  async withdraw(sessionId: string, command: WorkerCommand): Promise<boolean> {
+    return (await this.redis.zrem(this.keys.sessionCommands(sessionId), JSON.stringify(command))) === 1;
+  }
+
+  async claim(sessionId: string, now = Date.now()): Promise<WorkerCommand | null> {
+    const raw = (await this.redis.eval(CLAIM_DUE_LUA, 1, this.keys.sessionCommands(sessionId), String(now))) as
+      string | null;
+    return raw ? (JSON.parse(raw) as WorkerCommand) : null;
+  }
+
+  /** Scoped by session: a worker can only answer its own session's commands. */
+  async putResult(sessionId: string, commandId: string, result: object, ttlMs = 120_000): Promise<void> {
+    await this.redis.set(this.keys.commandResult(sessionId, commandId), JSON.stringify(result), 'PX', ttlMs);
+  }
+
+  /** Polls for the worker's answer until `timeoutMs`; null when none came. */
+  async waitResult<T>(sessionId: string, commandId: string, timeoutMs: number, everyMs = 50): Promise<T | null> {
+    const key = this.keys.commandResult(sessionId, commandId);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const raw = await this.redis.getdel(key);
+      if (raw) return JSON.parse(raw) as T;
+      if (Date.now() >= deadline) return null;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+
+  async pendingCount(sessionId: string): Promise<number> {
+    return this.redis.zcard(this.keys.sessionCommands(sessionId));
+  }
+
+  // --- number checks ---
+
+  async cached(phones: string[]): Promise<Map<string, CachedCheck>> {
+    const out = new Map<string, CachedCheck>();
+    if (phones.length === 0) return out;
+    const raws = await this.redis.mget(...phones.map((p) => this.keys.contactCheck(p)));
+    raws.forEach((raw, i) => {
+      if (raw) out.set(phones[i]!, JSON.parse(raw) as CachedCheck);
+    });
+    return out;
+  }
+
+  async cache(results: NumberCheckResult[], ttlMs: number, now = Date.now()): Promise<void> {
+    if (results.length === 0) return;
+    const tx = this.redis.multi();
+    for (const r of results) {
+      const v: CachedCheck = {
+        exists: r.exists,
+        checkedAt: now,
+        ...(r.jid ? { jid: r.jid } : {}),
+        ...(r.lid ? { lid: r.lid } : {}),
+      };
+      tx.set(this.keys.contactCheck(r.phone), JSON.stringify(v), 'PX', ttlMs);
+    }
+    await tx.exec();
+  }
+
+  /** Admits `n` lookups for the session within `limit` per `windowMs`: all or none. */
+  async admitLookups(
+    sessionId: string,
+    n: number,
+    limit: number,
+    windowMs = 60_000,
+  ): Promise<{ ok: true } | { ok: false; retryAfterMs: number }> {
+    const [ok, retry] = (await this.redis.eval(
+      ADMIT_LOOKUPS_LUA,
+      1,
+      this.keys.contactCheckRate(sessionId),
+      String(Date.now()),
+      String(windowMs),
+      String(limit),
+      String(n),
+      randomBytes(6).toString('hex'),
+    )) as [number, number];
+    return Number(ok) === 1 ? { ok: true } : { ok: false, retryAfterMs: Number(retry) };
+  }
+
+  // --- inbound messages (read receipts) ---
+
+  async recordInbound(sessionId: string, waMessageId: string, chat: string, ttlMs: number): Promise<void> {
+    const key = this.keys.sessionInbound(sessionId);
+    await this.redis.multi().hset(key, waMessageId, chat).pexpire(key, ttlMs).exec();
+  }
+
+  /** The chat JID of each inbound message id (null when the session never received it). */
+  async inboundChats(sessionId: string, ids: string[]): Promise<Array<string | null>> {
+    if (ids.length === 0) return [];
+    return this.redis.hmget(this.keys.sessionInbound(sessionId), ...ids);
+  }
+}

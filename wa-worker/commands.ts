@@ -1,0 +1,149 @@
+/**
+ * Worker command loop (contract: common/worker-commands.ts): while connected, claim the next due command, carry it
+ * out on the socket (number check, read receipts) and post the result. Separate from the outbox loop so a check is
+ * not held up behind a send that is still typing.
+ */
+import { signedRequestHeaders } from '../common/events.js';
+import {
+  CommandClaimResponseSchema,
+  type CommandResultRequest,
+  type WorkerCommand,
+} from '../common/worker-commands.js';
+import { backoffDelay } from './config.js';
+import { errorText } from './connection.js';
+import type { EngineSocket } from './engine.js';
+import type { Logger } from './logger.js';
+
+export class CommandClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly secret: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async claim(): Promise<WorkerCommand | null> {
+    const res = await this.post('claim', {});
+    if (res.status === 204) return null;
+    return CommandClaimResponseSchema.parse(await res.json()).command;
+  }
+
+  async result(r: CommandResultRequest): Promise<void> {
+    await (await this.post('result', r)).body?.cancel();
+  }
+
+  private async post(op: string, payload: object): Promise<Response> {
+    const body = JSON.stringify(payload);
+    const url = `${this.baseUrl}/${op}`;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: signedRequestHeaders(this.secret, 'POST', new URL(url).pathname, body),
+      body,
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    if (res.status >= 300 && res.status !== 204) {
+      const text = await res.text().catch(() => '');
+      throw new Error(`commands ${op} answered ${res.status}: ${text.slice(0, 200)}`);
+    }
+    return res;
+  }
+}
+
+export class CommandWorker {
+  private sock: EngineSocket | undefined;
+  private loop: Promise<void> | undefined;
+  private wakeSleep: (() => void) | undefined;
+  private stopped = false;
+  readonly stats = { checks: 0, numbersChecked: 0, reads: 0, expired: 0, failed: 0 };
+
+  constructor(
+    private readonly client: CommandClient,
+    private readonly logger: Logger,
+    private readonly opts: { pollMs: number; retryBaseMs: number; retryMaxMs: number },
+  ) {}
+
+  start(sock: EngineSocket): void {
+    if (this.stopped) return;
+    this.sock = sock;
+    if (!this.loop) {
+      this.loop = this.run().finally(() => {
+        this.loop = undefined;
+      });
+    }
+  }
+
+  pause(): void {
+    this.sock = undefined;
+    this.wakeSleep?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.pause();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.sock && !this.stopped) {
+      let command: WorkerCommand | null;
+      try {
+        command = await this.client.claim();
+        failures = 0;
+      } catch (err) {
+        this.logger.warn({ err: errorText(err) }, 'command claim failed');
+        await this.sleep(backoffDelay(failures++, this.opts.retryBaseMs, this.opts.retryMaxMs));
+        continue;
+      }
+      if (!command) {
+        await this.sleep(this.opts.pollMs);
+        continue;
+      }
+      const result = await this.execute(command);
+      try {
+        await this.client.result(result);
+      } catch (err) {
+        // The caller times out (504) or, for a read, the receipt went out anyway: nothing to redo.
+        this.logger.warn({ commandId: command.id, err: errorText(err) }, 'command result not delivered');
+      }
+    }
+  }
+
+  private async execute(command: WorkerCommand): Promise<CommandResultRequest> {
+    const sock = this.sock;
+    if (Date.now() > command.deadline) {
+      this.stats.expired++;
+      return { commandId: command.id, ok: false, error: 'expired' };
+    }
+    if (!sock) return { commandId: command.id, ok: false, error: 'not connected' };
+    try {
+      if (command.kind === 'check') {
+        const results = await sock.checkNumbers(command.phones);
+        this.stats.checks++;
+        this.stats.numbersChecked += command.phones.length;
+        this.logger.info({ commandId: command.id, numbers: command.phones.length }, 'number check done');
+        return { commandId: command.id, ok: true, result: { results } };
+      }
+      await sock.readMessages(command.messages);
+      this.stats.reads += command.messages.length;
+      this.logger.info({ commandId: command.id, messages: command.messages.length }, 'read receipts sent');
+      return { commandId: command.id, ok: true, result: { read: command.messages.length } };
+    } catch (err) {
+      this.stats.failed++;
+      const error = errorText(err);
+      this.logger.warn({ commandId: command.id, kind: command.kind, err: error }, 'command failed');
+      return { commandId: command.id, ok: false, error };
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (!this.sock) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeSleep = done;
+    });
+  }
+}
