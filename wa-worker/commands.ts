@@ -9,9 +9,8 @@ import {
   type CommandResultRequest,
   type WorkerCommand,
 } from '../common/worker-commands.js';
-import { backoffDelay } from './config.js';
+import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
-import type { EngineSocket } from './engine.js';
 import type { Logger } from './logger.js';
 
 export class CommandClient {
@@ -48,63 +47,28 @@ export class CommandClient {
   }
 }
 
-export class CommandWorker {
-  private sock: EngineSocket | undefined;
-  private loop: Promise<void> | undefined;
-  private wakeSleep: (() => void) | undefined;
-  private stopped = false;
+export class CommandWorker extends ClaimLoop<WorkerCommand> {
   readonly stats = { checks: 0, numbersChecked: 0, reads: 0, expired: 0, failed: 0 };
 
   constructor(
     private readonly client: CommandClient,
-    private readonly logger: Logger,
-    private readonly opts: { pollMs: number; retryBaseMs: number; retryMaxMs: number },
-  ) {}
-
-  start(sock: EngineSocket): void {
-    if (this.stopped) return;
-    this.sock = sock;
-    if (!this.loop) {
-      this.loop = this.run().finally(() => {
-        this.loop = undefined;
-      });
-    }
+    logger: Logger,
+    opts: ClaimLoopOptions,
+  ) {
+    super(logger, opts, 'command');
   }
 
-  pause(): void {
-    this.sock = undefined;
-    this.wakeSleep?.();
+  protected claim(): Promise<WorkerCommand | null> {
+    return this.client.claim();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.pause();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    let failures = 0;
-    while (this.sock && !this.stopped) {
-      let command: WorkerCommand | null;
-      try {
-        command = await this.client.claim();
-        failures = 0;
-      } catch (err) {
-        this.logger.warn({ err: errorText(err) }, 'command claim failed');
-        await this.sleep(backoffDelay(failures++, this.opts.retryBaseMs, this.opts.retryMaxMs));
-        continue;
-      }
-      if (!command) {
-        await this.sleep(this.opts.pollMs);
-        continue;
-      }
-      const result = await this.execute(command);
-      try {
-        await this.client.result(result);
-      } catch (err) {
-        // The caller times out (504) or, for a read, the receipt went out anyway: nothing to redo.
-        this.logger.warn({ commandId: command.id, err: errorText(err) }, 'command result not delivered');
-      }
+  protected async process(command: WorkerCommand): Promise<void> {
+    const result = await this.execute(command);
+    try {
+      await this.client.result(result);
+    } catch (err) {
+      // The caller times out (504) or, for a read, the receipt went out anyway: nothing to redo.
+      this.logger.warn({ commandId: command.id, err: errorText(err) }, 'command result not delivered');
     }
   }
 
@@ -133,17 +97,5 @@ export class CommandWorker {
       this.logger.warn({ commandId: command.id, kind: command.kind, err: error }, 'command failed');
       return { commandId: command.id, ok: false, error };
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (!this.sock) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeSleep = done;
-    });
   }
 }

@@ -11,6 +11,7 @@ import { MessageRejectedError, type EngineSocket } from './engine.js';
 import { signedRequestHeaders } from '../common/events.js';
 import { ClaimResponseSchema, REJECTED_COLD_OUTREACH, type OutboxItem } from '../common/outbox.js';
 import { backoffDelay } from './config.js';
+import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
 import { JsonlLog } from './jsonl-log.js';
 import type { Logger } from './logger.js';
@@ -121,11 +122,7 @@ export class OutboxClient {
   }
 }
 
-export class OutboxWorker {
-  private sock: EngineSocket | undefined;
-  private loop: Promise<void> | undefined;
-  private wakeSleep: (() => void) | undefined;
-  private stopped = false;
+export class OutboxWorker extends ClaimLoop<OutboxItem> {
   /** waMessageId → outbox messageId (for delivery/read statuses). */
   private readonly sent = new Map<string, string>();
   readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0, rejected: 0, typedMs: 0 };
@@ -135,58 +132,24 @@ export class OutboxWorker {
     private readonly client: OutboxClient,
     private readonly ledger: OutboxLedger,
     private readonly reporter: WebhookReporter,
-    private readonly logger: Logger,
-    private readonly opts: { pollMs: number; retryBaseMs: number; retryMaxMs: number },
+    logger: Logger,
+    opts: ClaimLoopOptions,
     private readonly sentStore?: SentMessageStore,
-  ) {}
+  ) {
+    super(logger, opts, 'outbox');
+  }
 
   outboxIdFor(waMessageId: string): string | undefined {
     return this.sent.get(waMessageId);
   }
 
-  /** Starts (or resumes) the claim loop with this socket. */
-  start(sock: EngineSocket): void {
-    if (this.stopped) return;
-    this.sock = sock;
-    if (!this.loop) {
-      this.loop = this.run().finally(() => {
-        this.loop = undefined;
-      });
-    }
+  protected claim(): Promise<OutboxItem | null> {
+    return this.client.claim();
   }
 
-  /** Pauses after the current item (socket closed). */
-  pause(): void {
-    this.sock = undefined;
-    this.wakeSleep?.();
-  }
-
-  /** Stops and waits for the item in progress to finish. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.pause();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    let failures = 0;
-    while (this.sock && !this.stopped) {
-      let item: OutboxItem | null;
-      try {
-        item = await this.client.claim();
-        failures = 0;
-      } catch (err) {
-        this.logger.warn({ err: errorText(err) }, 'outbox claim failed');
-        await this.sleep(backoffDelay(failures++, this.opts.retryBaseMs, this.opts.retryMaxMs));
-        continue;
-      }
-      if (!item) {
-        await this.sleep(this.opts.pollMs);
-        continue;
-      }
-      this.stats.claimed++;
-      await this.handle(item);
-    }
+  protected async process(item: OutboxItem): Promise<void> {
+    this.stats.claimed++;
+    await this.handle(item);
   }
 
   private async handle(item: OutboxItem): Promise<void> {
@@ -322,17 +285,5 @@ export class OutboxWorker {
         await this.sleep(backoffDelay(attempt, this.opts.retryBaseMs, this.opts.retryMaxMs), true);
       }
     }
-  }
-
-  private sleep(ms: number, evenIfPaused = false): Promise<void> {
-    if (!evenIfPaused && !this.sock) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeSleep = done;
-    });
   }
 }
