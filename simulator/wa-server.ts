@@ -34,6 +34,8 @@ export const FAULT_KINDS = [
   'stop-pings',
   'resume-pings',
   'ban',
+  'temp-ban',
+  'lock',
   'unban',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -65,6 +67,8 @@ export interface SimulatorOptions {
   minClientVersion?: ClientVersion | null;
   /** the current web client version served at `/sw.js` (default: minClientVersion) */
   webClientVersion?: ClientVersion | null;
+  /** how long the `temp-ban` fault bans a number (default 24 h) */
+  tempBanMs?: number;
   /** WhatsApp's privacy-token gate for young numbers (error acks 463 / 479); off when absent */
   coldOutreach?: ColdOutreachRule | null;
   logger?: pino.Logger;
@@ -197,6 +201,10 @@ interface PhoneState {
   devices: Map<string, LinkedDevice>;
   nextDeviceId: number;
   banned: boolean;
+  /** a temporary ban ends at this time (login failure 402 with `expire`); null: permanent (406) */
+  bannedUntil: number | null;
+  /** account locked (403): the primary phone must act before any companion logs in */
+  locked: boolean;
   pingsStopped: boolean;
   firstLinkedAt: number | null;
   messagesSent: number;
@@ -351,6 +359,8 @@ export class WhatsAppSimulator {
   pairingCodeTtlMs: number;
   /** Mutable at run time (control API, tests). */
   minClientVersion: ClientVersion | null;
+  /** How long the `temp-ban` fault bans a number. */
+  private readonly tempBanMs: number;
   /** The version `/sw.js` announces as current (default: the minimum). Mutable at run time. */
   webClientVersion: ClientVersion | null;
   /** Where a client reads the current web client version (`WA_VERSION_URL` of the worker). */
@@ -369,6 +379,7 @@ export class WhatsAppSimulator {
     this.url = `ws://${opts.host ?? '127.0.0.1'}:${address.port}/ws/chat`;
     this.webVersionUrl = `http://${opts.host ?? '127.0.0.1'}:${address.port}/sw.js`;
     this.webClientVersion = opts.webClientVersion ?? null;
+    this.tempBanMs = opts.tempBanMs ?? 24 * HOUR_MS;
     this.logger = opts.logger ?? pino({ level: 'silent' });
     this.qrRefs = opts.qrRefs ?? 6;
     this.pairingCodeTtlMs = opts.pairingCodeTtlMs ?? 180_000;
@@ -704,8 +715,19 @@ export class WhatsAppSimulator {
       case 'ban':
         this.ban(state, 'manual');
         return;
+      case 'temp-ban':
+        this.ban(state, 'manual', Date.now() + this.tempBanMs);
+        return;
+      case 'lock':
+        state.locked = true;
+        for (const c of this.liveConnections(state.phone))
+          this.closeWith(c, { tag: 'stream:error', attrs: { code: '403' } });
+        this.events.emit('locked', { phone: state.phone });
+        return;
       case 'unban':
         state.banned = false;
+        state.bannedUntil = null;
+        state.locked = false;
         state.recentSends = [];
         return;
     }
@@ -982,6 +1004,8 @@ export class WhatsAppSimulator {
         devices: new Map(),
         nextDeviceId: FIRST_DEVICE_ID,
         banned: false,
+        bannedUntil: null,
+        locked: false,
         pingsStopped: false,
         firstLinkedAt: null,
         messagesSent: 0,
@@ -1113,9 +1137,14 @@ export class WhatsAppSimulator {
       this.closeWith(c, { tag: 'failure', attrs: { reason: '401', location: 'sim' } });
       return;
     }
-    if (state.banned) {
+    if (state.banned && state.bannedUntil !== null && Date.now() >= state.bannedUntil) {
+      state.banned = false; // a temporary ban has run out
+      state.bannedUntil = null;
+    }
+    if (state.banned || state.locked) {
       c.record.kind = 'rejected';
-      this.closeWith(c, { tag: 'failure', attrs: { reason: '403', location: 'sim' } });
+      const { code, ...rest } = state.banned ? banAttrs(state) : { code: '403' };
+      this.closeWith(c, { tag: 'failure', attrs: { reason: code!, location: 'sim', ...rest } });
       return;
     }
     c.record.kind = 'login';
@@ -1559,14 +1588,23 @@ export class WhatsAppSimulator {
     }
   }
 
-  private ban(state: PhoneState, reason: string): void {
+  /** WhatsApp's codes: a permanent ban is 406; a temporary one is 402 with its end (`expire`, unix seconds). */
+  private ban(state: PhoneState, reason: string, until: number | null = null): void {
     if (state.banned) return;
     state.banned = true;
-    this.logger.info({ phone: state.phone, reason }, 'phone banned');
+    state.bannedUntil = until;
+    this.logger.info({ phone: state.phone, reason, until }, 'phone banned');
     for (const c of this.liveConnections(state.phone))
-      this.closeWith(c, { tag: 'stream:error', attrs: { code: '403' } });
-    this.events.emit('banned', { phone: state.phone, reason });
+      this.closeWith(c, { tag: 'stream:error', attrs: banAttrs(state) });
+    this.events.emit('banned', { phone: state.phone, reason, ...(until ? { until } : {}) });
   }
+}
+
+/** The stream error / login failure attributes of a ban: 406 permanent, 402 temporary with its end. */
+function banAttrs(state: PhoneState): Record<string, string> {
+  return state.bannedUntil === null
+    ? { code: '406' }
+    : { code: '402', expire: String(Math.ceil(state.bannedUntil / 1000)) };
 }
 
 /** Parses `<iq xmlns="encrypt" type="set">`: registration id, identity, signed pre-key and one-time pre-keys. */

@@ -226,7 +226,7 @@ describe('real Baileys through a SOCKS5 proxy to the simulator', () => {
     assert.equal(sim.connections(PHONE).at(-1)?.kind, 'rejected');
   });
 
-  test('a banned number is closed with 403 and refused with 403 at login', async () => {
+  test('bans and locks use WhatsApp codes: 406 banned, 402 banned until `expire`, 403 locked', async () => {
     const phone = '15550000002';
     const dir = await newAuthDir();
     const banned = new Promise<unknown>((resolve) => sim.events.once('banned', resolve));
@@ -234,17 +234,37 @@ describe('real Baileys through a SOCKS5 proxy to the simulator', () => {
     sim.fault(phone, 'ban');
     assert.deepEqual(await banned, { phone, reason: 'manual' });
     const closed = await session.waitForClose();
-    assert.equal(closed.statusCode, 403);
+    assert.equal(closed.statusCode, 406);
     session.end();
     session = await connect({ ...base, authDir: dir.dir });
     const refused = await session.waitForClose();
-    assert.equal(refused.statusCode, 403);
+    assert.equal(refused.statusCode, 406);
     assert.equal(sim.phones().find((p) => p.phone === phone)?.banned, true);
     // unban: the same credentials log in again
     sim.fault(phone, 'unban');
     session.end();
     session = await connect({ ...base, authDir: dir.dir });
     await session.waitForOpen();
+    // a temporary ban: 402 with its end, at once and at the next login
+    sim.fault(phone, 'temp-ban');
+    assert.equal((await session.waitForClose()).statusCode, 402);
+    session.end();
+    session = await connect({ ...base, authDir: dir.dir });
+    const temp = await session.waitForClose();
+    assert.equal(temp.statusCode, 402);
+    const expire = Number((temp.error as { data?: { expire?: string } } | undefined)?.data?.expire);
+    assert.ok(expire * 1000 > Date.now() + 3_600_000, `expire ${expire} is in the future (24 h by default)`);
+    sim.fault(phone, 'unban');
+    session.end();
+    // a locked account: 403
+    session = await connect({ ...base, authDir: dir.dir });
+    await session.waitForOpen();
+    sim.fault(phone, 'lock');
+    assert.equal((await session.waitForClose()).statusCode, 403);
+    session.end();
+    session = await connect({ ...base, authDir: dir.dir });
+    assert.equal((await session.waitForClose()).statusCode, 403);
+    sim.fault(phone, 'unban');
     session.end();
   });
 });
@@ -276,7 +296,7 @@ describe('anti-spam model', () => {
   });
   after(() => sim.close());
 
-  test('unpaced sending to one contact gets the number banned (403)', async () => {
+  test('unpaced sending to one contact gets the number banned (406)', async () => {
     const phone = '15550000010';
     const dir = await newAuthDir();
     const client = await pair(sim, phone, { url: sim.url }, dir.dir);
@@ -285,7 +305,7 @@ describe('anti-spam model', () => {
     const ban = await banned;
     assert.equal(ban.phone, phone);
     assert.match(ban.reason, /messages in 60 s/);
-    assert.equal((await client.waitForClose()).statusCode, 403);
+    assert.equal((await client.waitForClose()).statusCode, 406);
     assert.equal(sim.messages(phone).length, 6);
     client.end();
   });
@@ -299,7 +319,7 @@ describe('anti-spam model', () => {
     const ban = await banned;
     assert.equal(ban.phone, phone);
     assert.match(ban.reason, /new contacts/);
-    assert.equal((await client.waitForClose()).statusCode, 403);
+    assert.equal((await client.waitForClose()).statusCode, 406);
     client.end();
   });
 

@@ -404,7 +404,17 @@ describe('disconnect classifier', () => {
   test('status codes', () => {
     assert.deepEqual(classifyDisconnect(boom(401), ctx), { kind: 'logged_out', reconnect: false });
     assert.deepEqual(classifyDisconnect(boom(440), ctx), { kind: 'replaced', reconnect: false });
-    assert.deepEqual(classifyDisconnect(boom(403), ctx), { kind: 'banned', reconnect: false });
+    // WhatsApp's codes: 406 banned, 402 banned until `expire` (unix seconds), 403 account locked
+    assert.deepEqual(classifyDisconnect(boom(406), ctx), { kind: 'banned', reconnect: false });
+    assert.deepEqual(
+      classifyDisconnect(boom(402, 'Connection Failure', { reason: '402', expire: '1800000000' }), ctx),
+      {
+        kind: 'banned',
+        reconnect: false,
+        until: 1_800_000_000_000,
+      },
+    );
+    assert.deepEqual(classifyDisconnect(boom(403), ctx), { kind: 'locked', reconnect: false });
     assert.equal(classifyDisconnect(boom(515), { ...ctx, justPaired: true }).kind, 'restart_after_pairing');
     for (const c of [408, 428, 500, 515, 503]) assert.equal(classifyDisconnect(boom(c), ctx).kind, 'lost', String(c));
     assert.equal(

@@ -395,21 +395,23 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
 
   for (const [fault, code, state] of [
     ['replaced', 440, 'replaced'],
-    ['ban', 403, 'banned'],
+    ['ban', 406, 'banned'],
+    ['temp-ban', 402, 'banned'],
+    ['lock', 403, 'locked'],
   ] as const) {
     test(`${fault} (${code}): DISCONNECTED reported, no reconnect; a restart reconnects`, async () => {
       const since = rx.events.length;
       sim.fault(PHONE, fault);
       const d = await rx.waitFor('DISCONNECTED', (e) => e.data.code === code, 10_000, since);
       assert.equal(d.data.isProxyError, false);
-      assert.ok(d.data.reason.startsWith(`${state}:`), d.data.reason);
+      assert.ok(d.data.reason.startsWith(fault === 'temp-ban' ? `${state} until ` : `${state}:`), d.data.reason);
       // The worker records a terminal state (no reconnect scheduled); then, for 5 first-reconnect delays, no attempt.
       await until(() => healthState() === state, 5000, `health state ${state}`);
       const connections = sim.connections().length;
       await sleep(NO_RECONNECT_BOUND_MS);
       assert.equal(sim.connections().length, connections, 'no reconnect attempt');
       assert.equal((await worker!.terminate()).code, 0);
-      if (fault === 'ban') sim.fault(PHONE, 'unban');
+      if (fault !== 'replaced') sim.fault(PHONE, 'unban');
       const again = rx.events.length;
       startWorker();
       await rx.waitFor('CONNECTED', () => true, 20_000, again);

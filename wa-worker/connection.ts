@@ -31,6 +31,7 @@ export type ConnectionState =
   | 'logged_out'
   | 'replaced'
   | 'banned'
+  | 'locked'
   | 'qr_timeout'
   | 'client_outdated'
   | 'pairing_failed'
@@ -40,6 +41,7 @@ export const TERMINAL_STATES: ReadonlySet<ConnectionState> = new Set([
   'logged_out',
   'replaced',
   'banned',
+  'locked',
   'qr_timeout',
   'client_outdated',
   'pairing_failed',
@@ -49,7 +51,8 @@ export type DisconnectAction =
   | { kind: 'proxy'; reconnect: true }
   | { kind: 'logged_out'; reconnect: false }
   | { kind: 'replaced'; reconnect: false }
-  | { kind: 'banned'; reconnect: false }
+  | { kind: 'banned'; reconnect: false; until?: number }
+  | { kind: 'locked'; reconnect: false }
   | { kind: 'qr_timeout'; reconnect: false }
   | { kind: 'client_outdated'; reconnect: false }
   | { kind: 'restart_after_pairing'; reconnect: true }
@@ -62,7 +65,17 @@ export function classifyDisconnect(err: unknown, ctx: { justPaired: boolean; reg
   if (code === 401) return { kind: 'logged_out', reconnect: false };
   if (code === 405) return { kind: 'client_outdated', reconnect: false };
   if (code === 440) return { kind: 'replaced', reconnect: false };
-  if (code === 403) return { kind: 'banned', reconnect: false };
+  // WhatsApp's codes: 406 banned, 402 banned until `expire` (unix seconds), 403 account locked
+  if (code === 406) return { kind: 'banned', reconnect: false };
+  if (code === 402) {
+    // a login failure carries its attributes as data, a stream error its whole node
+    const data = (err as { data?: { expire?: unknown; attrs?: { expire?: unknown } } } | null)?.data;
+    const expire = Number(data?.expire ?? data?.attrs?.expire);
+    return Number.isFinite(expire) && expire > 0
+      ? { kind: 'banned', reconnect: false, until: expire * 1000 }
+      : { kind: 'banned', reconnect: false };
+  }
+  if (code === 403) return { kind: 'locked', reconnect: false };
   if (code === 515 && ctx.justPaired) return { kind: 'restart_after_pairing', reconnect: true };
   const message = err instanceof Error ? err.message : '';
   if (!ctx.registered && code === 408 && /QR refs attempts ended/i.test(message)) {
@@ -394,10 +407,17 @@ export class Connection {
         this.state = 'replaced';
         this.logger.error('connection replaced by another client: not reconnecting');
         return;
-      case 'banned':
-        this.reporter.emit('DISCONNECTED', { reason: `banned: ${reason}`, code, isProxyError: false });
+      case 'banned': {
+        const until = action.until ? ` until ${new Date(action.until).toISOString()}` : '';
+        this.reporter.emit('DISCONNECTED', { reason: `banned${until}: ${reason}`, code, isProxyError: false });
         this.state = 'banned';
-        this.logger.error('account forbidden (banned): not reconnecting');
+        this.logger.error({ code, until: action.until }, `account banned by WhatsApp${until}: not reconnecting`);
+        return;
+      }
+      case 'locked':
+        this.reporter.emit('DISCONNECTED', { reason: `locked: ${reason}`, code, isProxyError: false });
+        this.state = 'locked';
+        this.logger.error('account locked (403): the primary phone must act; not reconnecting');
         return;
       case 'client_outdated':
         this.reporter.emit('CLIENT_OUTDATED', { reason: reason || 'client_too_old', version: this.version.join('.') });

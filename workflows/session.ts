@@ -566,7 +566,16 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         }
         if (code === 401) return logout('logged out (401)');
         if (code === 440) return park('failed', 'replaced by another client (440)', 'session_failed');
-        if (code === 403) return park('failed', 'number refused by WhatsApp (403, banned?)', 'session_failed');
+        // WhatsApp's codes: 406 banned, 402 banned for a while (the reason says until when), 403 account locked
+        if (code === 406) return park('failed', 'number banned by WhatsApp (406)', 'session_failed');
+        if (code === 402)
+          return park(
+            'failed',
+            `number banned by WhatsApp for a while (402): ${String(event.data.reason ?? '')}`,
+            'session_failed',
+          );
+        if (code === 403)
+          return park('failed', 'account locked by WhatsApp (403): open WhatsApp on the phone', 'session_failed');
         if (HOLDS_SLOT.includes(state.status) && state.status !== 'failing_over') {
           await setStatus('reconnecting', `connection lost (${code ?? 'no code'}): ${String(event.data.reason ?? '')}`);
         }
