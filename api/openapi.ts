@@ -314,8 +314,14 @@ export const OPERATIONS: Operation[] = [
     access: 'apiKey',
     params: sessions.IdParams,
     body: { schema: sessions.PairingCodeBody, required: true, example: { phone: '15551234567' } },
-    ok: { 200: { description: 'the code to type on the phone', schema: PairingCode } },
-    errors: [404, 409, 503, 504],
+    ok: {
+      200: { description: 'the code to type on the phone', schema: PairingCode },
+      202: {
+        description: 'switched; the worker has not reported the code yet: GET …/pairing-code shows it shortly',
+        schema: z.object({ sessionId: z.string(), status: z.enum(SESSION_STATUSES), pairingCode: z.null() }),
+      },
+    },
+    errors: [404, 409, 503],
   },
   {
     method: 'post',

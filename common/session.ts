@@ -53,21 +53,26 @@ export const ProxyUrlSchema = documentAs(
   { type: 'string', pattern: PROXY_URL_PATTERN, example: 'socks5h://user:secret@proxy.example.com:1080' },
 );
 
-export const ProvisionBodySchema = z
-  .object({
-    sessionId: SessionIdSchema.optional(),
-    phone: PhoneSchema.optional(),
-    proxyOverride: ProxyUrlSchema.optional(),
-    /** Alias of proxyOverride (seed naming). */
-    proxy: ProxyUrlSchema.optional(),
-    /** How the device is linked: a QR to scan (default) or a pairing code to type on the phone (needs `phone`). */
-    pairing: z.enum(['qr', 'code']).optional(),
-  })
-  .strict()
-  .superRefine((b, ctx) => {
-    if (b.pairing === 'code' && !b.phone)
-      ctx.addIssue({ code: 'custom', path: ['phone'], message: 'is required when pairing is "code"' });
-  });
+export const ProvisionBodySchema = documentAs(
+  z
+    .object({
+      sessionId: SessionIdSchema.optional(),
+      phone: PhoneSchema.optional(),
+      proxyOverride: ProxyUrlSchema.optional(),
+      /** Alias of proxyOverride (seed naming). */
+      proxy: ProxyUrlSchema.optional(),
+      /** How the device is linked: a QR to scan (default) or a pairing code to type on the phone (needs `phone`). */
+      pairing: z.enum(['qr', 'code']).optional(),
+    })
+    .strict()
+    .superRefine((b, ctx) => {
+      if (b.pairing === 'code' && !b.phone)
+        ctx.addIssue({ code: 'custom', path: ['phone'], message: 'is required when pairing is "code"' });
+    }),
+  // the same rule in the document: pairing "code" needs the phone
+  { if: { properties: { pairing: { const: 'code' } }, required: ['pairing'] }, then: { required: ['phone'] } },
+  'extend',
+);
 export type ProvisionBody = z.infer<typeof ProvisionBodySchema>;
 
 /**

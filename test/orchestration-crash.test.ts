@@ -45,7 +45,16 @@ describe('orchestrator crash and concurrent provisioning', () => {
     assert.equal(res.status, 201, JSON.stringify(res.body));
     await stack.scan('crash1', '15550002001', 60_000);
     await stack.waitForStatus('crash1', 'connected', 60_000);
-    assert.equal(workerProcesses('crash1').length, 1, 'exactly one worker process');
+    const pids = workerProcesses('crash1');
+    const describe = (pid: number) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ');
+        return `${pid} (parent ${stat[3]}): ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')}`;
+      } catch {
+        return `${pid} gone`;
+      }
+    };
+    assert.equal(pids.length, 1, `exactly one worker process: ${pids.map(describe).join(' | ')}`);
     const loads = Object.values(await stack.proxyLoads());
     assert.equal(
       loads.reduce((a, b) => a + b, 0),
@@ -71,8 +80,13 @@ describe('orchestrator crash and concurrent provisioning', () => {
     const { maxSeen, samples } = await monitor.stop();
     const created = results.filter((r) => r.status === 201);
     const refused = results.filter((r) => r.status === 503);
-    assert.equal(created.length, 40, `statuses: ${JSON.stringify(results.map((r) => r.status))}`);
-    assert.equal(refused.length, 20);
+    assert.equal(
+      created.length,
+      40,
+      `statuses: ${JSON.stringify(results.map((r) => (r.status === 201 ? 201 : `${r.status} ${r.body?.error?.code}`)))}`,
+    );
+    const codes = JSON.stringify(results.map((r) => (r.status === 201 ? 201 : `${r.status} ${r.body?.error?.code}`)));
+    assert.equal(refused.length, 20, `statuses: ${codes}`);
     for (const r of refused) {
       assert.equal(r.body.error.code, 'NO_PROXY_CAPACITY');
       assert.match(r.body.error.message, /no proxy capacity/);

@@ -1313,6 +1313,33 @@ export interface operations {
           };
         };
       };
+      /** @description switched; the worker has not reported the code yet: GET …/pairing-code shows it shortly */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            sessionId: string;
+            /** @enum {string} */
+            status:
+              | 'pending'
+              | 'qr_ready'
+              | 'connected'
+              | 'reconnecting'
+              | 'unhealthy'
+              | 'failing_over'
+              | 'logged_out'
+              | 'failed'
+              | 'qr_expired'
+              | 'stopped'
+              | 'deleted';
+            pairingCode: null;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
       /** @description invalid input (VALIDATION_ERROR names the field) */
       400: {
         headers: {
@@ -1363,15 +1390,6 @@ export interface operations {
         headers: {
           /** @description seconds to wait */
           'Retry-After'?: number;
-          [name: string]: unknown;
-        };
-        content: {
-          'application/json': components['schemas']['Error'];
-        };
-      };
-      /** @description accepted, but the result did not come in time (ask again shortly) */
-      504: {
-        headers: {
           [name: string]: unknown;
         };
         content: {

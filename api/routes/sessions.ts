@@ -297,7 +297,7 @@ export function sessionRoutes(ctx: ApiContext) {
     });
 
     /** Switch a session waiting for its link (QR shown) to a pairing code for `phone`; answers with the code. */
-    app.post('/api/sessions/:id/pairing-code', async (request) => {
+    app.post('/api/sessions/:id/pairing-code', async (request, reply) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const { phone } = parseInput(PairingCodeBody, request.body, 'body');
       const record = await loadRecord(id, request.principal);
@@ -313,12 +313,8 @@ export function sessionRoutes(ctx: ApiContext) {
         return mapTemporalError(err, id, phone);
       }
       const pairingCode = await waitForPairingCode(id, t0);
-      if (!pairingCode)
-        throw new ApiError(
-          504,
-          'PAIRING_CODE_PENDING',
-          `the worker did not report a code in time; GET /api/sessions/${id}/pairing-code shortly`,
-        );
+      // Accepted, the code still on its way (a slow worker start): GET …/pairing-code shows it when it comes.
+      if (!pairingCode) return reply.status(202).send({ sessionId: id, status, pairingCode: null });
       return { sessionId: id, status, ...pairingCode };
     });
 
