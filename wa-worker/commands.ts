@@ -3,7 +3,6 @@
  * out on the socket (number check, read receipts) and post the result. Separate from the outbox loop so a check is
  * not held up behind a send that is still typing.
  */
-import { signedRequestHeaders } from '../common/events.js';
 import {
   CommandClaimResponseSchema,
   type CommandResultRequest,
@@ -12,38 +11,23 @@ import {
 import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
 import type { Logger } from './logger.js';
+import { SignedClient } from './signed-post.js';
 
 export class CommandClient {
-  constructor(
-    private readonly baseUrl: string,
-    private readonly secret: string,
-    private readonly timeoutMs: number,
-  ) {}
+  private readonly http: SignedClient;
+
+  constructor(baseUrl: string, secret: string, timeoutMs: number) {
+    this.http = new SignedClient(baseUrl, secret, timeoutMs, 'commands');
+  }
 
   async claim(): Promise<WorkerCommand | null> {
-    const res = await this.post('claim', {});
+    const res = await this.http.post('claim', {});
     if (res.status === 204) return null;
     return CommandClaimResponseSchema.parse(await res.json()).command;
   }
 
   async result(r: CommandResultRequest): Promise<void> {
-    await (await this.post('result', r)).body?.cancel();
-  }
-
-  private async post(op: string, payload: object): Promise<Response> {
-    const body = JSON.stringify(payload);
-    const url = `${this.baseUrl}/${op}`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: signedRequestHeaders(this.secret, 'POST', new URL(url).pathname, body),
-      body,
-      signal: AbortSignal.timeout(this.timeoutMs),
-    });
-    if (res.status >= 300 && res.status !== 204) {
-      const text = await res.text().catch(() => '');
-      throw new Error(`commands ${op} answered ${res.status}: ${text.slice(0, 200)}`);
-    }
-    return res;
+    await (await this.http.post('result', r)).body?.cancel();
   }
 }
 

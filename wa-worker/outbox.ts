@@ -8,12 +8,12 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { MessageRejectedError, type EngineSocket } from './engine.js';
-import { signedRequestHeaders } from '../common/events.js';
 import { ClaimResponseSchema, REJECTED_COLD_OUTREACH, type OutboxItem } from '../common/outbox.js';
 import { backoffDelay } from './config.js';
 import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
 import { JsonlLog } from './jsonl-log.js';
+import { SignedClient, SignedHttpError } from './signed-post.js';
 import type { Logger } from './logger.js';
 import type { SentMessageStore } from './sent-store.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -74,51 +74,25 @@ export function toJid(to: string): string {
   return /^\d+$/.test(to) ? `${to}@s.whatsapp.net` : to;
 }
 
-export class OutboxHttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export class OutboxClient {
-  constructor(
-    private readonly baseUrl: string,
-    private readonly secret: string,
-    private readonly timeoutMs: number,
-  ) {}
+  private readonly http: SignedClient;
+
+  constructor(baseUrl: string, secret: string, timeoutMs: number) {
+    this.http = new SignedClient(baseUrl, secret, timeoutMs, 'outbox');
+  }
 
   async claim(): Promise<OutboxItem | null> {
-    const res = await this.post('claim', {});
+    const res = await this.http.post('claim', {});
     if (res.status === 204) return null;
     return ClaimResponseSchema.parse(await res.json()).item;
   }
 
   async ack(messageId: string, waMessageId: string): Promise<void> {
-    await (await this.post('ack', { messageId, waMessageId })).body?.cancel();
+    await (await this.http.post('ack', { messageId, waMessageId })).body?.cancel();
   }
 
   async nack(messageId: string, reason: string, permanent: boolean): Promise<void> {
-    await (await this.post('nack', { messageId, reason: reason.slice(0, 1000), permanent })).body?.cancel();
-  }
-
-  private async post(op: string, payload: object): Promise<Response> {
-    const body = JSON.stringify(payload);
-    const url = `${this.baseUrl}/${op}`;
-    const res = await fetch(url, {
-      method: 'POST',
-      // Bound to this method and path, with a fresh nonce: a captured request cannot be replayed or redirected.
-      headers: signedRequestHeaders(this.secret, 'POST', new URL(url).pathname, body),
-      body,
-      signal: AbortSignal.timeout(this.timeoutMs),
-    });
-    if (res.status >= 300 && res.status !== 204) {
-      const text = await res.text().catch(() => '');
-      throw new OutboxHttpError(res.status, `outbox ${op} answered ${res.status}: ${text.slice(0, 200)}`);
-    }
-    return res;
+    await (await this.http.post('nack', { messageId, reason: reason.slice(0, 1000), permanent })).body?.cancel();
   }
 }
 
@@ -272,7 +246,7 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
         return 'done';
       } catch (err) {
         if (
-          err instanceof OutboxHttpError &&
+          err instanceof SignedHttpError &&
           err.status >= 400 &&
           err.status < 500 &&
           err.status !== 408 &&

@@ -1,0 +1,41 @@
+/**
+ * The worker's signed calls to the orchestrator/API (outbox, commands): POST JSON signed with the session's key,
+ * bound to method and path with a fresh nonce, so a captured request cannot be replayed or redirected.
+ */
+import { signedRequestHeaders } from '../common/events.js';
+
+/** A non-2xx answer (204 aside), with its status: callers tell refusals (4xx) from retryable failures. */
+export class SignedHttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class SignedClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly secret: string,
+    private readonly timeoutMs: number,
+    /** what is called, for error messages */
+    private readonly what: string,
+  ) {}
+
+  async post(op: string, payload: object): Promise<Response> {
+    const body = JSON.stringify(payload);
+    const url = `${this.baseUrl}/${op}`;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: signedRequestHeaders(this.secret, 'POST', new URL(url).pathname, body),
+      body,
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    if (res.status >= 300 && res.status !== 204) {
+      const text = await res.text().catch(() => '');
+      throw new SignedHttpError(res.status, `${this.what} ${op} answered ${res.status}: ${text.slice(0, 200)}`);
+    }
+    return res;
+  }
+}
