@@ -78,17 +78,18 @@ export async function buildApi(
         const pacing = new MessageStore(redis, config);
         await scope.register(workerOutboxRoutes, {
           store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
-          typingMsFor: async (sessionId, text) => {
+          pacingFor: async (sessionId, text) => {
             const l = await pacing.limits(sessionId);
+            const minGapMs = Math.floor(l.gapMs * (1 - l.jitterPercent / 100));
             // Typing fits inside the shortest gap, so the next hand-off never waits for this one's typing and a
             // message goes out at most one typing time after its planned hand-off.
-            const fit = Math.floor(l.gapMs * (1 - l.jitterPercent / 100) * 0.9);
-            return typingDuration(
+            const typingMs = typingDuration(
               text,
-              { min: l.typingMinMs, max: Math.min(l.typingMaxMs, fit) },
+              { min: l.typingMinMs, max: Math.min(l.typingMaxMs, Math.floor(minGapMs * 0.9)) },
               config.ANTIBAN_TYPING_MS_PER_CHAR,
               config.ANTIBAN_TYPING_JITTER_PERCENT,
             );
+            return { typingMs, minGapMs };
           },
         });
       },

@@ -22,6 +22,8 @@ export const OutboxItemSchema = z.object({
   attempt: z.number().int().positive(),
   /** Show `composing` to the recipient this long before sending (issue 15); absent or 0: send at once. */
   typingMs: z.number().int().min(0).max(30_000).optional(),
+  /** The session's shortest gap between two sends: the worker holds this one back so the wire keeps it too. */
+  minGapMs: z.number().int().min(0).max(86_400_000).optional(),
 });
 export type OutboxItem = z.infer<typeof OutboxItemSchema>;
 

@@ -131,7 +131,8 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
     // Never faster than mean − 30% (the anti-ban property); late only under CPU starvation (a busy machine can
     // delay a hand-off, never advance it), so at most 2 of 9 may exceed mean + 30% (+60 ms timer slack).
     for (const g of dispatchGaps) assert.ok(g >= GAP_MS * 0.7 - 5, `hand-off gap ${g} ≥ mean − 30%`);
-    for (const g of simGaps) assert.ok(g >= GAP_MS * 0.7 - 120, `arrival gap ${g} ≥ mean − 30% − worker poll`);
+    // The worker holds a late hand-off back by the shortest gap, so the wire keeps it too (less loopback jitter).
+    for (const g of simGaps) assert.ok(g >= GAP_MS * 0.7 - 60, `arrival gap ${g} ≥ mean − 30% − loopback jitter`);
     const late = dispatchGaps.filter((g) => g > GAP_MS * 1.3 + 60);
     assert.ok(late.length <= 2, `gaps above mean + 30%: ${late.join(', ')}`);
     assert.ok(Math.max(...dispatchGaps) - Math.min(...dispatchGaps) > GAP_MS * 0.1, 'gaps vary (jitter)');
@@ -216,9 +217,11 @@ describe('POST /api/send → dispatcher → outbox → worker → simulator', ()
       'fast1 promoted to warm',
       async () => {
         const r = await stack.call('GET', `/api/anti-ban/sessions/${FAST.id}/limits`);
-        return r.body.limits.level === 'warm' ? r.body : null;
+        // receipts trail the hand-offs: the counters settle once the last receipts are in
+        const settled = r.body.stats.delivered / r.body.stats.released >= 0.9;
+        return r.body.limits.level === 'warm' && settled ? r.body : null;
       },
-      15_000,
+      20_000,
     );
     assert.ok(lim.stats.released >= 12, JSON.stringify(lim.stats));
     assert.ok(lim.stats.delivered / lim.stats.released >= 0.9, JSON.stringify(lim.stats));

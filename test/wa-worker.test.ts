@@ -39,6 +39,8 @@ let proxyPort = 0;
 let rx: WebhookReceiver;
 let redis: Redis;
 let store: OutboxStore;
+/** The shortest gap the outbox hands the worker with each item (0: none). */
+let minGapMs = 0;
 let app: FastifyInstance;
 let outboxUrl = '';
 let sessionsDir = '';
@@ -140,7 +142,7 @@ before(async () => {
     signedScope(
       { secretFor: (id) => (id === SESSION ? SECRET : undefined), claimNonce: memoryNonces() },
       async (scope) => {
-        await scope.register(workerOutboxRoutes, { store });
+        await scope.register(workerOutboxRoutes, { store, pacingFor: async () => ({ typingMs: 0, minGapMs }) });
       },
     ),
   );
@@ -235,6 +237,22 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
       'delivered status',
     );
     assert.deepEqual(await store.counts(SESSION), { queued: 0, inflight: 0, acked: 20, failed: 0 });
+  });
+
+  test('outbox: items claimed back to back still leave at least the shortest gap apart', async () => {
+    minGapMs = 400;
+    try {
+      const texts = Array.from({ length: 5 }, (_, i) => `gap message #${i + 1}`);
+      for (const [i, text] of texts.entries())
+        assert.equal(await store.enqueue(SESSION, { messageId: `gap-${i}`, to: RECIPIENT, text }), true);
+      const arrived = () => sim.messages(PHONE).filter((m) => texts.includes(m.text));
+      await until(() => arrived().length === 5, 20_000, '5 gap messages');
+      const at = arrived().map((m) => m.at);
+      const gaps = at.slice(1).map((t, i) => t - at[i]!);
+      for (const g of gaps) assert.ok(g >= 400 - 20, `wire gap ${g} ≥ 400 ms (− loopback jitter): ${gaps.join(', ')}`);
+    } finally {
+      minGapMs = 0;
+    }
   });
 
   test('SIGTERM: exit 0 within 10 s, no logout, auth and spool flushed', async () => {

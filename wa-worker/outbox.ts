@@ -99,6 +99,8 @@ export class OutboxClient {
 export class OutboxWorker extends ClaimLoop<OutboxItem> {
   /** waMessageId → outbox messageId (for delivery/read statuses). */
   private readonly sent = new Map<string, string>();
+  /** When the last send left (for the session's shortest gap). */
+  private lastSentAt = 0;
   readonly stats = { claimed: 0, sent: 0, acked: 0, nacked: 0, duplicates: 0, rejected: 0, typedMs: 0 };
 
   constructor(
@@ -162,12 +164,16 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
       await this.nackWithRetry(messageId, 'not connected', false);
       return;
     }
+    // A late hand-off (a slow claim, a busy machine) must not squeeze the next send against this one on the wire.
+    const hold = this.lastSentAt + (item.minGapMs ?? 0) - Date.now();
+    if (hold > 0) await new Promise((resolve) => setTimeout(resolve, hold));
     const waMessageId = waMessageIdFor(this.sessionId, messageId);
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
     // Before the send: a retry receipt may come as soon as the message is out.
     await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
     let sentId: string;
     try {
+      this.lastSentAt = Date.now();
       sentId = (await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
     } catch (err) {
       if (err instanceof MessageRejectedError) {

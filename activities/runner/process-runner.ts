@@ -102,7 +102,32 @@ export class ProcessRunner implements WorkerRunner {
     });
   }
 
+  /**
+   * Processes running this session's worker (same id, same auth folder) that no pid file points at: an orchestrator
+   * died between spawning one and recording it. Two workers on one auth folder replace each other at WhatsApp (440).
+   */
+  private strays(record: PidRecord): number[] {
+    const markers = [`SESSION_ID=${record.sessionId}`, `SESSIONS_DIR=${record.env.SESSIONS_DIR ?? ''}`];
+    const known = record.pid;
+    const pids: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry) || Number(entry) === known || Number(entry) === process.pid) continue;
+      try {
+        const environ = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+        if (!markers.every((m) => environ.includes(m))) continue;
+        // Only the group leader: the worker's own children go with its group.
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (fields[0] !== 'Z' && fields[2] === entry) pids.push(Number(entry));
+      } catch {
+        /* gone, or not ours to read */
+      }
+    }
+    return pids;
+  }
+
   private spawnWorker(record: PidRecord): WorkerInfo {
+    for (const pid of this.strays(record)) signalGroup(pid, 'SIGKILL');
     const log = openSync(path.join(this.opts.logDir, `${record.sessionId}.log`), 'a');
     const [cmd, ...args] = this.opts.command;
     const child = spawn(cmd!, args, {

@@ -4,8 +4,10 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import QRCode from 'qrcode';
 import { z } from 'zod';
@@ -108,7 +110,7 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
   if (/rejected|validat/i.test(message)) throw new ApiError(409, 'COMMAND_REJECTED', message);
   // Temporal did not take the update (busy, timed out, unreachable): nothing changed, the caller may retry.
   // Found by the contract test: this was a 500.
-  if (err instanceof ServiceError)
+  if (err instanceof ServiceError || err instanceof WorkflowUpdateRPCTimeoutOrCancelledError)
     throw new ApiError(503, 'TEMPORAL_UNAVAILABLE', 'the session could not take the command now; retry', undefined, {
       'retry-after': '2',
     });
@@ -234,8 +236,15 @@ export function sessionRoutes(ctx: ApiContext) {
         ],
       });
       let result: { status: string; proxyEndpoint: string | null };
+      const updateId = randomUUID();
       try {
-        result = await temporal.workflow.executeUpdateWithStart(provisionedUpdate, { startWorkflowOperation });
+        result = await temporal.workflow
+          .executeUpdateWithStart(provisionedUpdate, { startWorkflowOperation, updateId })
+          .catch((err: unknown) => {
+            if (!(err instanceof WorkflowUpdateRPCTimeoutOrCancelledError)) throw err;
+            // A busy server let the call time out; the provision may well be running: wait for its answer.
+            return awaitProvisionAnswer(sessionId, updateId);
+          });
       } catch (err) {
         if (
           err instanceof WorkflowExecutionAlreadyStartedError ||
@@ -244,6 +253,9 @@ export function sessionRoutes(ctx: ApiContext) {
           throw new ApiError(409, 'SESSION_EXISTS', `session ${sessionId} already exists`, 'sessionId');
         }
         await hosts.release(host.hostId, sessionId); // not provisioned: the placement goes back
+        // The timed-out start never took (no workflow, no update): nothing changed, the caller may retry.
+        if (err instanceof WorkflowNotFoundError)
+          mapTemporalError(new ServiceError('provision did not start'), sessionId);
         mapTemporalError(err, sessionId, phone);
       }
       return {
@@ -252,6 +264,19 @@ export function sessionRoutes(ctx: ApiContext) {
         proxy: result.proxyEndpoint,
         workflowId: workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
       };
+    }
+
+    /** The provision update's answer after its first call timed out (the start may or may not have happened). */
+    async function awaitProvisionAnswer(sessionId: string, updateId: string) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await handleOf(sessionId)
+            .getUpdateHandle<{ status: string; proxyEndpoint: string | null }>(updateId)
+            .result();
+        } catch (err) {
+          if (!(err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) || attempt >= 5) throw err;
+        }
+      }
     }
 
     /** The code the worker reported since `since` (null when it did not within PAIRING_CODE_WAIT_MS). */

@@ -14,8 +14,8 @@ export interface WorkerOutboxOptions {
   store: OutboxStore;
   /** URL prefix (default `/api/worker/sessions`). */
   basePath?: string;
-  /** The `composing` time before sending this text (the session's typing bounds); absent: no typing. */
-  typingMsFor?: (sessionId: string, text: string) => Promise<number>;
+  /** The `composing` time before sending this text and the session's shortest gap; absent: neither. */
+  pacingFor?: (sessionId: string, text: string) => Promise<{ typingMs: number; minGapMs: number }>;
 }
 
 type Params = { id: string };
@@ -43,13 +43,14 @@ export const workerOutboxRoutes: FastifyPluginAsync<WorkerOutboxOptions> = async
     const claimed = await opts.store.claim(sessionId);
     if (!claimed) return reply.code(204).send();
     // Decided at hand-off (the session's current bounds), so typing always ends a typing time after the claim.
-    const typingMs = (await opts.typingMsFor?.(sessionId, claimed.text)) ?? 0;
+    const { typingMs, minGapMs } = (await opts.pacingFor?.(sessionId, claimed.text)) ?? { typingMs: 0, minGapMs: 0 };
     const item: OutboxItem = {
       messageId: claimed.messageId,
       to: claimed.to,
       text: claimed.text,
       attempt: claimed.attempt,
       ...(typingMs > 0 ? { typingMs } : {}),
+      ...(minGapMs > 0 ? { minGapMs } : {}),
     };
     return reply.code(200).send({ item });
   });
