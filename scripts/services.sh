@@ -96,15 +96,28 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------- Redis
-if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+# Redis has a password (issue 14): generated once, kept in data/redis (0600), handed out only through
+# data/services.env (0600). It is given to redis-server in a config file, never on a command line (ps shows those).
+REDIS_PASSWORD_FILE="$DATA/redis/password"
+if [ ! -s "$REDIS_PASSWORD_FILE" ]; then
+  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$REDIS_PASSWORD_FILE")
+fi
+REDIS_PASSWORD="$(cat "$REDIS_PASSWORD_FILE")"
+(umask 077 && printf 'requirepass %s\n' "$REDIS_PASSWORD" >"$DATA/redis/auth.conf")
+redis_ping() { REDISCLI_AUTH="$1" redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+if redis_ping "$REDIS_PASSWORD"; then
   say "redis already running on 127.0.0.1:$REDIS_PORT"
+  if redis_ping ""; then
+    # Started before it had a password (an older checkout): set it in place, no restart, no data touched.
+    say "redis had no password: setting it"
+    REDISCLI_AUTH="" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config set requirepass "$REDIS_PASSWORD" >/dev/null
+  fi
 else
-  say "starting redis on 127.0.0.1:$REDIS_PORT (AOF in $DATA/redis)"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" --appendonly yes \
+  say "starting redis on 127.0.0.1:$REDIS_PORT (AOF in $DATA/redis, password in $REDIS_PASSWORD_FILE)"
+  redis-server "$DATA/redis/auth.conf" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" --appendonly yes \
     --appendfsync everysec --daemonize yes --pidfile "$DATA/redis/redis.pid" \
     --logfile "$DATA/logs/redis.log" --save '' >/dev/null
-  wait_for redis 20 sh -c "redis-cli -h 127.0.0.1 -p $REDIS_PORT ping | grep -q PONG" ||
-    die "redis did not start (see $DATA/logs/redis.log)"
+  wait_for redis 20 redis_ping "$REDIS_PASSWORD" || die "redis did not start (see $DATA/logs/redis.log)"
 fi
 
 # ------------------------------------------------------------------------------ Temporal dev server
@@ -154,12 +167,13 @@ else
   fi
 fi
 
-cat >"$DATA/services.env" <<EOF
-REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+(umask 077 && cat >"$DATA/services.env") <<EOF
+REDIS_URL=redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT
 TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
 TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
 TEMPORAL_CLI_PATH=$TEMPORAL_BIN
 TEMPORAL_TEST_SERVER_PATH=$TOOLS/py/bin/temporal-test-server
 WA_NODE_BIN=$NODE_HOME/bin
 EOF
+chmod 600 "$DATA/services.env" "$DATA/redis/auth.conf" "$REDIS_PASSWORD_FILE"
 say "ready (settings in $DATA/services.env)"

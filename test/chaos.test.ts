@@ -39,6 +39,8 @@ async function redisConfig(redis: Stack['redis']): Promise<string[]> {
   const appendDir = await get('appenddirname');
   if (appendDir) args.push('--appenddirname', appendDir);
   args.push('--appendfilename', await get('appendfilename'), '--save', '', '--daemonize', 'yes');
+  const password = await get('requirepass');
+  if (password) args.push('--requirepass', password);
   return args;
 }
 

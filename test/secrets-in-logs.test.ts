@@ -129,6 +129,10 @@ describe('no secret in any log line or API response', () => {
       'bad-input password': 'Hunter2passX9',
       'added proxy password': 'AddedProxyPw77',
     };
+    // The Redis password (scripts/services.sh sets one) is as secret as the rest.
+    const redisPassword = decodeURIComponent(new URL(process.env.REDIS_URL ?? 'redis://x').password);
+    assert.ok(redisPassword.length >= 16, 'Redis has a password (REDIS_URL from data/services.env)');
+    secrets['Redis password'] = redisPassword;
 
     // Provision + connect through the pool, and one with a proxy override that carries credentials.
     let r = await call('POST', '/api/sessions/provision', { sessionId: 'sec1', phone: '15550009001' });

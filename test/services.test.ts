@@ -22,8 +22,18 @@ describe('scripts/services.sh', () => {
     assert.equal(count('^redis-server 127\\.0\\.0\\.1:6379'), 1, 'one redis-server');
     assert.equal(count('temporal server start-dev'), 1, 'one temporal dev server');
     assert.equal(count('^dockerd'), 1, 'one dockerd');
-    assert.match(execFileSync('redis-cli', ['ping'], { encoding: 'utf8' }), /PONG/);
-    assert.match(execFileSync('redis-cli', ['config', 'get', 'appendonly'], { encoding: 'utf8' }), /yes/);
+    // Redis answers only with the password from data/services.env (issue 14), never without it.
+    const redisUrl = process.env.REDIS_URL ?? '';
+    assert.match(redisUrl, /^redis:\/\/:[0-9a-f]{48}@127\.0\.0\.1:6379$/, 'REDIS_URL carries the password');
+    const cli = (args: string[], auth: string) =>
+      execFileSync('redis-cli', ['--no-auth-warning', ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, REDISCLI_AUTH: auth },
+      });
+    const password = decodeURIComponent(new URL(redisUrl).password);
+    assert.match(cli(['ping'], ''), /NOAUTH/);
+    assert.match(cli(['ping'], password), /PONG/);
+    assert.match(cli(['config', 'get', 'appendonly'], password), /yes/);
     assert.match(execFileSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8' }), /\d+\.\d+/);
   });
 });
