@@ -104,13 +104,18 @@ if [ ! -s "$REDIS_PASSWORD_FILE" ]; then
 fi
 REDIS_PASSWORD="$(cat "$REDIS_PASSWORD_FILE")"
 (umask 077 && printf 'requirepass %s\n' "$REDIS_PASSWORD" >"$DATA/redis/auth.conf")
-redis_ping() { REDISCLI_AUTH="$1" redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+# $1: the password, or empty to try without one (redis-cli would send AUTH "" for an empty REDISCLI_AUTH).
+redis_cli() {
+  if [ -n "$1" ]; then REDISCLI_AUTH="$1" redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" "${@:2}"
+  else env -u REDISCLI_AUTH redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "${@:2}"; fi
+}
+redis_ping() { redis_cli "$1" ping 2>/dev/null | grep -q PONG; }
 if redis_ping "$REDIS_PASSWORD"; then
   say "redis already running on 127.0.0.1:$REDIS_PORT"
   if redis_ping ""; then
     # Started before it had a password (an older checkout): set it in place, no restart, no data touched.
     say "redis had no password: setting it"
-    REDISCLI_AUTH="" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config set requirepass "$REDIS_PASSWORD" >/dev/null
+    redis_cli "" config set requirepass "$REDIS_PASSWORD" >/dev/null
   fi
 else
   say "starting redis on 127.0.0.1:$REDIS_PORT (AOF in $DATA/redis, password in $REDIS_PASSWORD_FILE)"

@@ -25,11 +25,13 @@ describe('scripts/services.sh', () => {
     // Redis answers only with the password from data/services.env (issue 14), never without it.
     const redisUrl = process.env.REDIS_URL ?? '';
     assert.match(redisUrl, /^redis:\/\/:[0-9a-f]{48}@127\.0\.0\.1:6379$/, 'REDIS_URL carries the password');
-    const cli = (args: string[], auth: string) =>
-      execFileSync('redis-cli', ['--no-auth-warning', ...args], {
+    const cli = (args: string[], auth: string) => {
+      const { REDISCLI_AUTH: _unused, ...env } = process.env;
+      return execFileSync('redis-cli', ['--no-auth-warning', ...args], {
         encoding: 'utf8',
-        env: { ...process.env, REDISCLI_AUTH: auth },
+        env: auth ? { ...env, REDISCLI_AUTH: auth } : env,
       });
+    };
     const password = decodeURIComponent(new URL(redisUrl).password);
     assert.match(cli(['ping'], ''), /NOAUTH/);
     assert.match(cli(['ping'], password), /PONG/);
