@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../common/config.js';
+import { proxyIdOf } from '../common/proxy-id.js';
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
 import {
@@ -22,6 +23,15 @@ import type { AlertKind, Alerts } from './alerts.js';
 import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from './auth-owner.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
 import type { WorkerInfo, WorkerRunner } from './runner/types.js';
+
+/**
+ * How workflows name a proxy in activity inputs: by id, so the URL and its credentials stay out of workflow history;
+ * `proxyUrl` only where a run from before ids still carries the URL.
+ */
+export interface ProxyRef {
+  proxyId?: string | null;
+  proxyUrl?: string | null;
+}
 
 export const WATCHDOG_OUTAGE = 'WatchdogOutage';
 
@@ -65,6 +75,15 @@ export function createSessionActivities(deps: ActivityDeps) {
   const sessionsDir = path.resolve(config.SESSIONS_DIR);
   const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
   const apiOrigin = new URL(config.WEBHOOK_URL).origin;
+  /** The URL behind a reference: the URL itself (histories from before ids), or looked up by id (null: gone). */
+  const urlOf = async (ref: ProxyRef): Promise<string | null> =>
+    ref.proxyUrl ?? (ref.proxyId ? await pool.urlOf(ref.proxyId) : null);
+  const requireUrl = async (ref: ProxyRef): Promise<string> => {
+    const url = await urlOf(ref);
+    if (!url)
+      throw ApplicationFailure.nonRetryable(`proxy ${ref.proxyId ?? '(none)'} is not registered any more`, 'ProxyGone');
+    return url;
+  };
   const events = deps.events ?? new EventBus(deps.redis, config.REDIS_KEY_PREFIX, logger);
   const profiles = new DeviceProfileStore(deps.redis, config.REDIS_KEY_PREFIX);
 
@@ -160,8 +179,8 @@ export function createSessionActivities(deps: ActivityDeps) {
      * Provision step: the session's device profile (state/device-profile-assign.lua), kept in its record for every
      * later worker start. Null when the inventory was never seeded (the worker keeps Baileys' default).
      */
-    async assignDeviceProfile(input: { sessionId: string; proxyUrl: string | null }): Promise<DeviceProfile | null> {
-      const profile = await profiles.assign(input.sessionId, input.proxyUrl);
+    async assignDeviceProfile(input: ProxyRef & { sessionId: string }): Promise<DeviceProfile | null> {
+      const profile = await profiles.assign(input.sessionId, await urlOf(input));
       if (!profile) {
         if ((await profiles.list()).length === 0) return null;
         throw ApplicationFailure.nonRetryable(
@@ -196,24 +215,41 @@ export function createSessionActivities(deps: ActivityDeps) {
       await sessions.update(input.sessionId, { phone: null, pairingPhone: null });
     },
 
+    /**
+     * Reserves a slot. `idOnly`: the answer names the proxy by id only (it goes into workflow history); `exclude`
+     * takes URLs (histories from before ids), `excludeIds` ids.
+     */
     async reserveProxy(input: {
       sessionId: string;
       phone: string | null;
       override: string | null;
       exclude: string[];
-    }): Promise<Reservation & { endpoint: string }> {
+      excludeIds?: string[];
+      idOnly?: boolean;
+    }): Promise<Omit<Reservation, 'proxyUrl'> & { proxyUrl?: string; proxyId: string; endpoint: string }> {
       try {
+        const exclude = [...input.exclude];
+        for (const id of input.excludeIds ?? []) {
+          const url = await pool.urlOf(id);
+          if (url) exclude.push(url);
+        }
         // The owner of an override: the session's tenant (recorded by registerSession just before).
         const tenant = input.override ? (await sessions.get(input.sessionId))?.tenant : undefined;
         const r = await pool.reserve({
           sessionId: input.sessionId,
           phone: input.phone ?? undefined,
           override: input.override ?? undefined,
-          exclude: input.exclude,
+          exclude,
           tenant,
         });
         await sessions.update(input.sessionId, { proxy: r.proxyUrl });
-        return { ...r, endpoint: proxyEndpoint(r.proxyUrl) };
+        const { proxyUrl, ...rest } = r;
+        return {
+          ...rest,
+          ...(input.idOnly ? {} : { proxyUrl }),
+          proxyId: proxyIdOf(proxyUrl),
+          endpoint: proxyEndpoint(proxyUrl),
+        };
       } catch (err) {
         if (err instanceof NoProxyCapacityError) throw ApplicationFailure.nonRetryable(err.message, NO_PROXY_CAPACITY);
         if (err instanceof ProxyOverrideRefusedError)
@@ -222,20 +258,26 @@ export function createSessionActivities(deps: ActivityDeps) {
       }
     },
 
+    /** The id of the proxy released (never its URL: the answer goes into workflow history), or null. */
     async releaseProxy(sessionId: string): Promise<string | null> {
-      return pool.release(sessionId);
+      const released = await pool.release(sessionId);
+      return released && proxyIdOf(released);
     },
 
-    async markProxyBad(proxyUrl: string): Promise<void> {
-      await pool.markBad(proxyUrl);
+    /** A URL (histories from before ids) or a reference. */
+    async markProxyBad(proxy: string | ProxyRef): Promise<void> {
+      const url = typeof proxy === 'string' ? proxy : await urlOf(proxy);
+      if (url) await pool.markBad(url);
     },
 
-    async probeProxy(input: { proxyUrl: string; timeoutMs: number }): Promise<ProbeResult> {
-      return probeSocks5(input.proxyUrl, input.timeoutMs);
+    async probeProxy(input: ProxyRef & { timeoutMs: number }): Promise<ProbeResult> {
+      return probeSocks5(await requireUrl(input), input.timeoutMs);
     },
 
-    async setStickyProxy(input: { phone: string; proxyUrl: string | null }): Promise<void> {
-      if (input.proxyUrl) await pool.setSticky(input.phone, input.proxyUrl);
+    /** No proxy (or one no longer registered): the binding is cleared. */
+    async setStickyProxy(input: ProxyRef & { phone: string }): Promise<void> {
+      const url = await urlOf(input);
+      if (url) await pool.setSticky(input.phone, url);
       else await pool.clearSticky(input.phone);
     },
 
@@ -243,22 +285,30 @@ export function createSessionActivities(deps: ActivityDeps) {
       return pool.getSticky(phone);
     },
 
+    async getStickyProxyId(phone: string): Promise<string | null> {
+      const url = await pool.getSticky(phone);
+      return url && proxyIdOf(url);
+    },
+
+    /** `proxyId` (null clears it) sets the record's proxy without its URL passing through the workflow. */
     async updateSession(input: {
       sessionId: string;
       fields: Partial<Omit<SessionRecord, 'sessionId'>>;
       increment?: 'restarts' | 'watchdogRestarts' | 'failovers';
+      proxyId?: string | null;
     }): Promise<void> {
-      await sessions.update(input.sessionId, input.fields);
+      const fields =
+        input.proxyId === undefined ? input.fields : { ...input.fields, proxy: await urlOf({ proxyId: input.proxyId }) };
+      await sessions.update(input.sessionId, fields);
       if (input.increment) await sessions.increment(input.sessionId, input.increment);
-      await publishStatus(input.sessionId, input.fields, input.increment);
+      await publishStatus(input.sessionId, fields, input.increment);
     },
 
     /** CONNECTED: lock the sticky binding, drop the temporary one, mark the session connected and active. */
-    async sessionConnected(input: {
+    async sessionConnected(input: ProxyRef & {
       sessionId: string;
       phone: string;
       jid: string;
-      proxyUrl: string;
       /** The phone claimed at provision (or by an earlier pairing): released when another phone was scanned. */
       previousPhone?: string | null;
     }): Promise<{ conflictWith: string | null }> {
@@ -266,7 +316,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       if (owner) return { conflictWith: owner };
       if (input.previousPhone && input.previousPhone !== input.phone)
         await sessions.releasePhone(input.previousPhone, input.sessionId);
-      await pool.setSticky(input.phone, input.proxyUrl);
+      const proxyUrl = await requireUrl(input);
+      await pool.setSticky(input.phone, proxyUrl);
       await pool.clearTemp(input.sessionId);
       await sessions.clearQr(input.sessionId);
       await sessions.clearPairingCode(input.sessionId);
@@ -275,7 +326,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         status: 'connected',
         phone: input.phone,
         jid: input.jid,
-        proxy: input.proxyUrl,
+        proxy: proxyUrl,
         connectedAt: now,
         lastPing: now,
         lastError: null,
@@ -285,20 +336,21 @@ export function createSessionActivities(deps: ActivityDeps) {
         type: 'connected',
         sessionId: input.sessionId,
         tenant: (await sessions.get(input.sessionId).catch(() => null))?.tenant ?? null,
-        data: { status: 'connected', phone: input.phone, proxy: proxyEndpoint(input.proxyUrl) },
+        data: { status: 'connected', phone: input.phone, proxy: proxyEndpoint(proxyUrl) },
       });
       return { conflictWith: null };
     },
 
     /** `generation`: the workflow's worker generation, stamped by the worker on its events. */
-    async startWorker(input: { sessionId: string; proxyUrl: string; generation?: number }): Promise<WorkerInfo> {
+    async startWorker(input: ProxyRef & { sessionId: string; generation?: number }): Promise<WorkerInfo> {
       safeSessionDir(sessionsDir, input.sessionId);
       heartbeat('starting');
+      const proxyUrl = await requireUrl(input);
       await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
       return runner.start({
         sessionId: input.sessionId,
-        proxyUrl: input.proxyUrl,
-        env: await workerEnv(input.sessionId, input.proxyUrl, input.generation),
+        proxyUrl,
+        env: await workerEnv(input.sessionId, proxyUrl, input.generation),
       });
     },
 
@@ -313,16 +365,17 @@ export function createSessionActivities(deps: ActivityDeps) {
     },
 
     /** Restarts a (possibly hung) worker with its current proxy; gives it a fresh ping grace period. */
-    async restartWorker(input: { sessionId: string; proxyUrl: string; generation?: number }): Promise<WorkerInfo> {
+    async restartWorker(input: ProxyRef & { sessionId: string; generation?: number }): Promise<WorkerInfo> {
       safeSessionDir(sessionsDir, input.sessionId);
+      const proxyUrl = await requireUrl(input);
       const beat = setInterval(() => heartbeat('restarting'), 1000);
       try {
         await sessions.recordPing(input.sessionId, Date.now());
         await runner.stop(input.sessionId);
         return await runner.start({
           sessionId: input.sessionId,
-          proxyUrl: input.proxyUrl,
-          env: await workerEnv(input.sessionId, input.proxyUrl, input.generation),
+          proxyUrl,
+          env: await workerEnv(input.sessionId, proxyUrl, input.generation),
         });
       } finally {
         clearInterval(beat);

@@ -156,6 +156,11 @@ export class ProxyPool {
     return released || null;
   }
 
+  /** The URL of a registered proxy (pool or a tenant's override in use) by its id; null when it is gone. */
+  async urlOf(proxyId: string): Promise<string | null> {
+    return this.redis.hget(this.keys.proxyUrls(), proxyId);
+  }
+
   /** The proxy whose slot the session holds, if any. */
   async heldBy(sessionId: string): Promise<string | null> {
     return this.redis.get(this.keys.sessionSlot(sessionId));

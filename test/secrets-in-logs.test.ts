@@ -3,8 +3,36 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sessionWebhookSecret } from '../common/session.js';
+import { AesGcmCodec } from '../common/codec.js';
 import { historyJson } from './helpers/replay.js';
-import { API_KEY, eventsUrl, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
+import { API_KEY, CODEC_KEYS, eventsUrl, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
+
+/**
+ * Every payload of a raw history, decrypted as the codec endpoint would, as text; `where` says which event holds it.
+ * What an operator with the codec key reads in the Web UI.
+ */
+async function decodedPayloads(history: string): Promise<Array<{ where: string; text: string }>> {
+  const codec = AesGcmCodec.fromEnv(CODEC_KEYS);
+  const out: Array<{ where: string; text: string }> = [];
+  const walk = async (node: unknown, where: string): Promise<void> => {
+    if (Array.isArray(node)) {
+      for (const item of node) await walk(item, where);
+      return;
+    }
+    if (!node || typeof node !== 'object') return;
+    const obj = node as Record<string, unknown>;
+    if (Array.isArray(obj.payloads)) {
+      const payloads = (obj.payloads as Array<{ metadata?: Record<string, string>; data?: string }>).map((p) => ({
+        metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+        data: Buffer.from(p.data ?? '', 'base64'),
+      }));
+      for (const d of await codec.decode(payloads)) out.push({ where, text: Buffer.from(d.data ?? []).toString() });
+    }
+    for (const [k, v] of Object.entries(obj)) await walk(v, /EventAttributes$/.test(k) ? k : where);
+  };
+  await walk(JSON.parse(history), '');
+  return out;
+}
 
 /**
  * Runs a stack through provision / connect / restart / failover (operator and proxy death) / bad input, keeps
@@ -217,6 +245,18 @@ describe('no secret in any log line or API response', () => {
     bodies.pop(); // this answer shows the secret on purpose (admin decode); every other response is checked
     const decoded = Buffer.from(r.body.payloads[0].data, 'base64').toString();
     assert.ok(decoded.includes(proxyPasswords[2]!), 'the decoded start input holds the override proxy password');
+
+    // Decoded (what the codec key holder reads): proxies go by id. The one URL left is sec2's own override, in
+    // the input it was provisioned with and the reservation that registers it.
+    for (const [w, raw] of histories) {
+      for (const { where, text } of await decodedPayloads(raw)) {
+        for (const [i, pw] of proxyPasswords.entries()) {
+          if (i === 2 && w.includes('session:sec2') && text.includes('"override"')) continue;
+          if (i === 2 && w.includes('session:sec2') && where === 'workflowExecutionStartedEventAttributes') continue;
+          assert.ok(!text.includes(pw), `decoded ${w} (${where}) holds proxy password ${i}: ${text.slice(0, 200)}`);
+        }
+      }
+    }
 
     // Redis key names (SCAN shows them to anyone with monitoring access): proxy keys carry an id, not the URL.
     const keyNames: string[] = [];

@@ -4,13 +4,15 @@
  * Each step after the reservation registers its compensation; if a later step fails, the compensations run in
  * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
  */
-import { ApplicationFailure, log } from '@temporalio/workflow';
+import { ApplicationFailure, log, patched } from '@temporalio/workflow';
 import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
 
 export interface FailoverInput {
   sessionId: string;
   phone: string | null;
-  oldProxy: string;
+  /** The proxy that failed, by id; `oldProxy` (its URL) only from sessions whose run predates ids. */
+  oldProxyId?: string;
+  oldProxy?: string;
   reason: string;
   maxAttempts: number;
   probeTimeoutMs: number;
@@ -23,37 +25,50 @@ export interface FailoverInput {
 }
 
 export type FailoverResult =
-  | { ok: true; proxyUrl: string; proxyEndpoint: string; attempts: number }
+  | { ok: true; proxyId?: string; proxyUrl?: string; proxyEndpoint: string; attempts: number }
   | { ok: false; reason: string; attempts: number };
 
 const quick = quickActivities();
 
 export async function failoverWorkflow(input: FailoverInput): Promise<FailoverResult> {
-  const { sessionId, phone, oldProxy } = input;
+  const { sessionId, phone } = input;
   const workers = containerActivitiesOn(input.hostQueue, 3);
+  // Proxies by id from here on: their URLs (credentials) stay out of this history (issue 14).
+  const byId = patched('proxy-id');
+  const oldRef = input.oldProxyId ? { proxyId: input.oldProxyId } : { proxyUrl: input.oldProxy! };
+  /** A proxy as activities take it, in this run's way of naming proxies. */
+  const ref = (proxy: string | null) => (byId ? { proxyId: proxy } : { proxyUrl: proxy });
   if (input.markOldBad !== false) {
-    await quick.markProxyBad(oldProxy);
+    await quick.markProxyBad(byId ? oldRef : input.oldProxy!);
     await bestEffortAlert({
       kind: 'proxy_burned',
       text: `proxy burned for session ${sessionId}: ${input.reason}`,
-      dedupeKey: `proxy_burned:${oldProxy}`,
+      dedupeKey: `proxy_burned:${input.oldProxyId ?? input.oldProxy}`,
     });
   }
   await quick.releaseProxy(sessionId);
-  const previousSticky = phone ? await quick.getStickyProxy(phone) : null;
-  const exclude = [oldProxy];
+  let previousSticky: string | null = null;
+  if (phone) previousSticky = byId ? await quick.getStickyProxyId(phone) : await quick.getStickyProxy(phone);
+  // In this run's naming; an old URL-named proxy is excluded by its URL.
+  const exclude = input.oldProxyId || !byId ? [input.oldProxyId ?? input.oldProxy!] : [];
+  const excludeUrls = byId && !input.oldProxyId ? [input.oldProxy!] : [];
 
   for (let attempt = 1; attempt <= input.maxAttempts; attempt++) {
     const compensations: Array<() => Promise<unknown>> = [];
     let candidate: string | null = null;
     try {
-      const reservation = await quick.reserveProxy({ sessionId, phone: null, override: null, exclude });
-      candidate = reservation.proxyUrl;
+      const reservation = await quick.reserveProxy(
+        byId
+          ? { sessionId, phone: null, override: null, exclude: excludeUrls, excludeIds: exclude, idOnly: true }
+          : { sessionId, phone: null, override: null, exclude },
+      );
+      const reserved = byId ? reservation.proxyId : reservation.proxyUrl!;
+      candidate = reserved;
       compensations.unshift(() => quick.releaseProxy(sessionId));
 
-      const probe = await quick.probeProxy({ proxyUrl: candidate, timeoutMs: input.probeTimeoutMs });
+      const probe = await quick.probeProxy({ ...ref(reserved), timeoutMs: input.probeTimeoutMs });
       if (!probe.ok) {
-        await quick.markProxyBad(candidate);
+        await quick.markProxyBad(byId ? ref(reserved) : reserved);
         throw ApplicationFailure.nonRetryable(
           `new proxy ${reservation.endpoint} is dead too: ${probe.error}`,
           'ProxyDead',
@@ -61,18 +76,25 @@ export async function failoverWorkflow(input: FailoverInput): Promise<FailoverRe
       }
 
       if (phone) {
-        await quick.setStickyProxy({ phone, proxyUrl: candidate });
-        compensations.unshift(() => quick.setStickyProxy({ phone, proxyUrl: previousSticky }));
+        await quick.setStickyProxy({ phone, ...ref(reserved) });
+        compensations.unshift(() => quick.setStickyProxy({ phone, ...ref(previousSticky) }));
       }
-      await quick.updateSession({ sessionId, fields: { proxy: candidate } });
+      await quick.updateSession(
+        byId ? { sessionId, fields: {}, proxyId: reserved } : { sessionId, fields: { proxy: reserved } },
+      );
       compensations.unshift(() => quick.updateSession({ sessionId, fields: { proxy: null } }));
 
       await workers.stopWorker({ sessionId, remove: true });
       // A worker that started half-way on the candidate must not outlive a failed attempt.
       compensations.unshift(() => workers.stopWorker({ sessionId, remove: true }));
-      await workers.startWorker({ sessionId, proxyUrl: candidate, generation: input.generation });
+      await workers.startWorker({ sessionId, ...ref(reserved), generation: input.generation });
       await quick.checkProxyInventory();
-      return { ok: true, proxyUrl: candidate, proxyEndpoint: reservation.endpoint, attempts: attempt };
+      return {
+        ok: true,
+        ...(byId ? { proxyId: reserved } : { proxyUrl: reserved }),
+        proxyEndpoint: reservation.endpoint,
+        attempts: attempt,
+      };
     } catch (err) {
       const cause = (err as { cause?: { type?: string; message?: string } }).cause;
       if (cause?.type === 'NoProxyCapacity') {

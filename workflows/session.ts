@@ -58,7 +58,9 @@ export interface SessionState {
   status: SessionStatus;
   phone: string | null;
   jid: string | null;
-  /** Canonical proxy URL, credentials included: never returned by the status query. */
+  /** The proxy the session holds, by id (its URL never enters workflow history). */
+  proxyId?: string | null;
+  /** Its URL, credentials included: only in runs from before proxy ids (never returned by the status query). */
   proxyUrl: string | null;
   proxyEndpoint: string | null;
   createdAt: number;
@@ -81,7 +83,7 @@ export interface SessionState {
   deviceProfile?: { id: string; os: string; browser: string; osVersion: string } | null;
 }
 
-export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'seenEventIds'>;
+export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'proxyId' | 'seenEventIds'>;
 
 export interface SessionInput {
   sessionId: string;
@@ -192,7 +194,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   let provisionFailure: { message: string; type: string } | null = null;
 
   const publicState = (): PublicSessionState => {
-    const { proxyUrl: _secret, seenEventIds: _ids, ...rest } = state;
+    const { proxyUrl: _secret, proxyId: _id, seenEventIds: _ids, ...rest } = state;
     return rest;
   };
 
@@ -242,7 +244,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     {
       validator: (req) => {
         notGone();
-        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status))
+        if (!holdsProxy() || !HOLDS_SLOT.includes(state.status))
           throw new Error(`cannot fail over a ${state.status} session`);
         void req;
       },
@@ -287,12 +289,16 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     state.lastError = lastError;
   };
 
+  /** The session's proxy as activities take it: by id, or by the URL a run from before ids still carries. */
+  const proxyRef = () => (state.proxyId ? { proxyId: state.proxyId } : { proxyUrl: state.proxyUrl });
+  const holdsProxy = () => Boolean(state.proxyId ?? state.proxyUrl);
+
   const startWorker = async () => {
     state.workerGeneration++;
     state.workerStartedAt = Date.now();
     await workers.startWorker({
       sessionId: state.sessionId,
-      proxyUrl: state.proxyUrl!,
+      ...proxyRef(),
       generation: state.workerGeneration,
     });
   };
@@ -302,7 +308,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     state.workerStartedAt = Date.now();
     await workers.restartWorker({
       sessionId: state.sessionId,
-      proxyUrl: state.proxyUrl!,
+      ...proxyRef(),
       generation: state.workerGeneration,
     });
   };
@@ -325,14 +331,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       });
   };
 
-  const reserve = async (exclude: string[] = []) => {
+  const reserve = async () => {
+    // By id from here on: the proxy's URL (credentials) stays out of this history (issue 14).
+    const byId = patched('proxy-id');
     const r = await quick.reserveProxy({
       sessionId: state.sessionId,
       phone: state.phone,
       override: input.proxyOverride,
-      exclude,
+      exclude: [],
+      ...(byId ? { idOnly: true } : {}),
     });
-    state.proxyUrl = r.proxyUrl;
+    if (byId) {
+      state.proxyId = r.proxyId;
+      state.proxyUrl = null;
+    } else state.proxyUrl = r.proxyUrl!;
     state.proxyEndpoint = r.endpoint;
   };
 
@@ -353,7 +365,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       await reserve();
       // One device/browser identity for life, never shared with another session on this proxy (issue 15).
       if (withDeviceProfile) {
-        const profile = await quick.assignDeviceProfile({ sessionId: state.sessionId, proxyUrl: state.proxyUrl });
+        const profile = await quick.assignDeviceProfile({ sessionId: state.sessionId, ...proxyRef() });
         state.deviceProfile = profile && {
           id: profile.id,
           os: profile.os,
@@ -399,7 +411,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   // ---------------------------------------------------------------------------------------- handlers
   const failover = async (reason: string, markOldBad = true): Promise<void> => {
-    const oldProxy = state.proxyUrl!;
+    const oldProxy = proxyRef();
     await setStatus('failing_over', reason);
     const result: FailoverResult = await executeChild(failoverWorkflow, {
       // uuid4() is replay-safe in workflows; a run id's prefix is time-based and can repeat across runs.
@@ -408,7 +420,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         {
           sessionId: state.sessionId,
           phone: state.phone,
-          oldProxy,
+          ...(oldProxy.proxyId ? { oldProxyId: oldProxy.proxyId } : { oldProxy: oldProxy.proxyUrl! }),
           reason,
           maxAttempts: timings.maxFailoverAttempts,
           probeTimeoutMs: timings.proxyProbeTimeoutMs,
@@ -422,13 +434,16 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     state.failovers++;
     state.proxyErrorsWhileAlive = 0;
     if (result.ok) {
-      state.proxyUrl = result.proxyUrl;
+      // The child names the new proxy the way its own run does (by id, or by URL in histories from before ids).
+      state.proxyId = result.proxyId ?? null;
+      state.proxyUrl = result.proxyUrl ?? null;
       state.proxyEndpoint = result.proxyEndpoint;
       state.workerGeneration++;
       state.workerStartedAt = Date.now();
       await save({ status: 'reconnecting', lastError: reason }, 'failovers');
       state.status = 'reconnecting';
     } else {
+      state.proxyId = null;
       state.proxyUrl = null;
       state.proxyEndpoint = null;
       await save({ status: 'failed', lastError: result.reason }, 'failovers');
@@ -443,9 +458,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   };
 
   const onProxyError = async (event: WorkerEvent) => {
-    if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || state.status === 'failing_over') return;
+    if (!holdsProxy() || !HOLDS_SLOT.includes(state.status) || state.status === 'failing_over') return;
     if (fromOldWorker(event)) return;
-    const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl, timeoutMs: timings.proxyProbeTimeoutMs });
+    const probe = await quick.probeProxy({ ...proxyRef(), timeoutMs: timings.proxyProbeTimeoutMs });
     if (!probe.ok) return failover(`proxy ${state.proxyEndpoint} failed: ${probe.error}`);
     // The proxy answers: the worker retries through it. Fail over only if errors keep coming.
     state.proxyErrorsWhileAlive++;
@@ -484,7 +499,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         }
         return;
       case 'CONNECTED': {
-        if (!state.proxyUrl || !HOLDS_SLOT.includes(state.status) || fromOldWorker(event)) return;
+        if (!holdsProxy() || !HOLDS_SLOT.includes(state.status) || fromOldWorker(event)) return;
         const phone = String(event.data.phoneNumber);
         const jid = String(event.data.jid);
         const wasConnectedBefore = state.connectedAt !== null;
@@ -492,7 +507,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           sessionId: state.sessionId,
           phone,
           jid,
-          proxyUrl: state.proxyUrl,
+          ...proxyRef(),
           previousPhone: state.phone,
         });
         if (conflictWith) {
@@ -628,7 +643,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     switch (command.kind) {
       case 'restart': {
         state.restarts++;
-        if (state.proxyUrl && HOLDS_SLOT.includes(state.status)) {
+        if (holdsProxy() && HOLDS_SLOT.includes(state.status)) {
           await restartWorker();
           await save({ status: 'reconnecting' }, 'restarts');
           state.status = 'reconnecting';
@@ -646,7 +661,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       case 'failover':
         // Probe first: a manual failover moves the session, but marks BAD only a proxy that is really dead.
         if (patched('manual-failover-probes')) {
-          const probe = await quick.probeProxy({ proxyUrl: state.proxyUrl!, timeoutMs: timings.proxyProbeTimeoutMs });
+          const probe = await quick.probeProxy({ ...proxyRef(), timeoutMs: timings.proxyProbeTimeoutMs });
           await failover(`manual failover: ${command.reason}`, !probe.ok);
         } else await failover(`manual failover: ${command.reason}`);
         return { proxyEndpoint: state.proxyEndpoint };
