@@ -46,14 +46,16 @@ const state = {
 // ---------------------------------------------------------------------------------------------- helpers
 
 export class ApiFailure extends Error {
-  constructor(status, code, message, field) {
+  constructor(status, code, message, field, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field;
+    this.retryAfter = retryAfter; // seconds, from a 429's Retry-After header
   }
   toString() {
-    return `${this.message} (HTTP ${this.status}${this.code ? ` ${this.code}` : ''}${this.field ? `, field ${this.field}` : ''})`;
+    const retry = this.retryAfter !== null ? `; retry after ${this.retryAfter} s` : '';
+    return `${this.message} (HTTP ${this.status}${this.code ? ` ${this.code}` : ''}${this.field ? `, field ${this.field}` : ''}${retry})`;
   }
 }
 
@@ -80,7 +82,14 @@ async function api(method, path, body, key = state.key) {
   }
   if (!res.ok) {
     const e = json && json.error;
-    throw new ApiFailure(res.status, e?.code ?? '', e?.message ?? (text.slice(0, 200) || res.statusText), e?.field);
+    const retry = res.headers.get('retry-after');
+    throw new ApiFailure(
+      res.status,
+      e?.code ?? '',
+      e?.message ?? (text.slice(0, 200) || res.statusText),
+      e?.field,
+      retry !== null && retry !== '' && !Number.isNaN(Number(retry)) ? Number(retry) : null,
+    );
   }
   return json;
 }
@@ -91,6 +100,27 @@ const esc = (v) =>
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
   );
 const dash = '—';
+
+/**
+ * Builds an element without innerHTML: attributes are set as attributes and children as text nodes or elements,
+ * so API data can never become markup. `el('td', {class: 'mono'}, value)`.
+ */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k === 'hidden' || k === 'disabled') node[k] = Boolean(v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+const badgeEl = (status, cls = status) =>
+  el('span', { class: `badge badge-${cls}` }, el('span', { class: 'dot' }), String(status));
 
 function ago(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return dash;
@@ -252,6 +282,7 @@ function onLiveEvent(e) {
   }
   if (e.type === 'failover' && e.data?.phase === 'completed') toast(`${e.sessionId}: failed over to ${e.data.proxy}`);
   if (e.type === 'backup' && state.view === 'backups') void loadBackups();
+  if (e.type === 'message' && e.data?.direction === 'in' && e.data.messageId) addInbound(e);
   if (e.type !== 'message') scheduleReload();
 }
 
@@ -313,7 +344,7 @@ async function loadSessions() {
     state.fetchedAt = Date.now();
     showError(err, null);
     renderSessions(prev);
-    fillAntiBanSessions();
+    fillSessionSelects();
     void loadPacing();
   } catch (e) {
     showError(err, e);
@@ -377,6 +408,7 @@ function renderSessions(prev = new Map()) {
           ${live ? `<button class="btn btn-sm" data-action="restart" data-id="${esc(s.sessionId)}">Restart</button>` : ''}
           ${live ? `<button class="btn btn-sm" data-action="failover" data-id="${esc(s.sessionId)}">Failover</button>` : ''}
           <button class="btn btn-sm" data-action="delete" data-id="${esc(s.sessionId)}">Delete</button>
+          <button class="btn btn-sm btn-ghost" data-action="limits" data-id="${esc(s.sessionId)}" title="Pacing, typing and read settings">Limits</button>
           ${s.temporalUrl ? `<a class="btn btn-sm btn-ghost" href="${esc(s.temporalUrl)}" target="_blank" rel="noopener noreferrer" title="Workflow ${esc(s.workflowId)} in the Temporal Web UI">Temporal ↗</a>` : ''}
         </div></td>
       </tr>`;
@@ -420,6 +452,10 @@ $('#sessions-body').addEventListener('click', async (ev) => {
   const btn = ev.target.closest('button[data-action]');
   if (!btn) return;
   const { action, id } = btn.dataset;
+  if (action === 'limits') {
+    showView('antiban', id);
+    return;
+  }
   const a = ACTIONS[action];
   if (!(await confirmDialog(a.title, a.text(id), action === 'delete' ? 'Delete' : 'Confirm'))) return;
   btn.disabled = true;
@@ -699,14 +735,27 @@ $('#backups-body').addEventListener('click', async (ev) => {
 
 // ---------------------------------------------------------------------------------------------- anti-ban
 
-function fillAntiBanSessions() {
-  const sel = $('#ab-session');
+/** Fills a session <select> from the sessions list (keeps the choice; `preferConnected` picks a connected one). */
+function fillSessionSelect(sel, { preferConnected = false, withStatus = false } = {}) {
   const current = sel.value;
-  sel.innerHTML = state.sessions
-    .map((s) => `<option value="${esc(s.sessionId)}">${esc(s.sessionId)}</option>`)
-    .join('');
+  sel.replaceChildren(
+    ...state.sessions.map((s) =>
+      el('option', { value: s.sessionId }, withStatus ? `${s.sessionId} (${s.status})` : s.sessionId),
+    ),
+  );
   if (current && state.sessions.some((s) => s.sessionId === current)) sel.value = current;
+  else if (preferConnected) {
+    const c = state.sessions.find((s) => s.status === 'connected');
+    if (c) sel.value = c.sessionId;
+  }
 }
+function fillSessionSelects() {
+  fillSessionSelect($('#ab-session'));
+  fillSessionSelect($('#read-session'), { preferConnected: true, withStatus: true });
+  fillSessionSelect($('#check-session'), { preferConnected: true, withStatus: true });
+}
+
+const ms = (v) => (typeof v === 'number' ? `${v} ms` : dash);
 
 async function loadLimits() {
   const id = $('#ab-session').value;
@@ -714,39 +763,105 @@ async function loadLimits() {
   if (!id) return showError(err, 'No session selected.');
   try {
     const v = await api('GET', `/api/anti-ban/sessions/${encodeURIComponent(id)}/limits`);
+    if ($('#ab-session').value !== id) return; // the operator picked another session meanwhile
     showError(err, null);
     const l = v.limits ?? {};
-    const overridden = (k) => (l.overrides && k in l.overrides ? ' (override)' : '');
+    const st = v.stats ?? {};
+    const overridden = (...ks) => (l.overrides && ks.some((k) => k in l.overrides) ? ' (override)' : '');
+    const typing =
+      l.typingMaxMs === undefined
+        ? dash
+        : l.typingMaxMs === 0
+          ? 'off (no typing)'
+          : `${l.typingMinMs}–${l.typingMaxMs} ms before each send`;
     const rows = [
-      ['Trust level', `${l.level ?? dash}${overridden('level')}`],
-      ['Sent / cap (rolling window)', `${v.sentInWindow ?? dash} / ${l.dailyCap ?? dash}${overridden('dailyCap')}`],
-      ['Mean gap', l.gapMs !== undefined ? `${l.gapMs} ms (≈${l.perMinute}/min)${overridden('gapMs')}` : dash],
-      ['Jitter', l.jitterPercent !== undefined ? `±${l.jitterPercent}%` : dash],
-      ['Burst threshold', `${l.burstCount ?? dash}${overridden('burstCount')}`],
-      ['Automatic promotion', l.autoPromote === undefined ? dash : l.autoPromote ? 'on' : 'off'],
-      ['Queued', v.pending ?? dash],
-      ['Slowed by burst until', v.burstUntil ? fmtTime(v.burstUntil) : dash],
+      ['Trust level', `${l.level ?? dash}${overridden('level')}`, 'level'],
+      [
+        'Sent / cap (rolling window)',
+        `${v.sentInWindow ?? dash} / ${l.dailyCap ?? dash}${overridden('dailyCap')}`,
+        'usage',
+      ],
+      ['Mean gap', l.gapMs !== undefined ? `${l.gapMs} ms (≈${l.perMinute}/min)${overridden('gapMs')}` : dash, 'gap'],
+      ['Jitter', l.jitterPercent !== undefined ? `±${l.jitterPercent}%` : dash, 'jitter'],
+      ['Burst threshold', `${l.burstCount ?? dash}${overridden('burstCount')}`, 'burst'],
+      [
+        'Automatic promotion',
+        l.autoPromote === undefined ? dash : l.autoPromote ? 'on' : 'off (pinned)',
+        'autoPromote',
+      ],
+      ['Typing', `${typing}${overridden('typingMinMs', 'typingMaxMs')}`, 'typing'],
+      [
+        'Auto-read inbound',
+        l.autoRead === undefined
+          ? dash
+          : `${l.autoRead ? `on, after ${l.readDelayMinMs}–${l.readDelayMaxMs} ms` : 'off'}${overridden('autoRead', 'readDelayMinMs', 'readDelayMaxMs')}`,
+        'autoRead',
+      ],
+      ['Queued', v.pending ?? dash, 'pending'],
+      ['Slowed by burst until', v.burstUntil ? fmtTime(v.burstUntil) : dash, 'burstUntil'],
+      [
+        'Handed off / delivered / failed',
+        `${st.released ?? dash} / ${st.delivered ?? dash} / ${st.failed ?? dash}`,
+        'stats',
+      ],
+      ['Number lookups', st.lookups ?? dash, 'lookups'],
     ];
-    $('#ab-current').innerHTML = rows.map(([k, val]) => `<dt>${esc(k)}</dt><dd>${esc(val)}</dd>`).join('');
+    $('#ab-current').dataset.session = id;
+    $('#ab-current').replaceChildren(
+      ...rows.flatMap(([k, val, key]) => [el('dt', {}, k), el('dd', { dataset: { limit: key } }, val)]),
+    );
+    // The form shows the effective typing bounds, so the operator edits what is in force.
+    for (const k of ['typingMinMs', 'typingMaxMs', 'readDelayMinMs', 'readDelayMaxMs'])
+      $(`#ab-${k}`).placeholder = l[k] !== undefined ? `${l[k]}` : 'default';
   } catch (e) {
-    $('#ab-current').innerHTML = '';
+    $('#ab-current').replaceChildren();
     showError(err, `Limits unavailable: ${String(e)}`);
   }
 }
+
+const AB_NUMBERS = [
+  'dailyCap',
+  'gapMs',
+  'burstCount',
+  'typingMinMs',
+  'typingMaxMs',
+  'readDelayMinMs',
+  'readDelayMaxMs',
+];
+const AB_BOOLEANS = ['autoPromote', 'autoRead'];
+
+/** Shows an API error next to the field it names (`typingMaxMs`, …), or clears every field error. */
+function showFieldErrors(form, err) {
+  for (const e of $$('[data-field-error]', form)) {
+    e.hidden = true;
+    e.textContent = '';
+  }
+  for (const i of $$('.field-invalid', form)) i.classList.remove('field-invalid');
+  const field = err?.field ? String(err.field).split('.')[0] : null;
+  const target = field ? $(`[data-field-error="${CSS.escape(field)}"]`, form) : null;
+  if (!target) return false;
+  target.hidden = false;
+  target.textContent = err.message;
+  $(`#ab-${CSS.escape(field)}`)?.classList.add('field-invalid');
+  return true;
+}
+
 $('#ab-load').addEventListener('click', loadLimits);
 $('#ab-session').addEventListener('change', loadLimits);
 $('#ab-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
+  const form = $('#ab-form');
   const id = $('#ab-session').value;
   const err = $('#ab-form-error');
+  showFieldErrors(form, null);
   if (!id) return showError(err, 'No session selected.');
   const body = {};
   if ($('#ab-level').value) body.level = $('#ab-level').value;
-  for (const k of ['dailyCap', 'gapMs', 'burstCount']) {
+  for (const k of AB_NUMBERS) {
     const raw = $(`#ab-${k}`).value.trim();
     if (raw !== '') body[k] = Number(raw);
   }
-  if ($('#ab-autoPromote').value) body.autoPromote = $('#ab-autoPromote').value === 'true';
+  for (const k of AB_BOOLEANS) if ($(`#ab-${k}`).value) body[k] = $(`#ab-${k}`).value === 'true';
   if (!Object.keys(body).length) return showError(err, 'Nothing to change: fill at least one field.');
   if (!(await confirmDialog('Override limits?', `New anti-ban limits for ${id}: ${JSON.stringify(body)}`, 'Save')))
     return;
@@ -755,25 +870,211 @@ $('#ab-form').addEventListener('submit', async (ev) => {
     showError(err, null);
     pacing.delete(id);
     toast(`Limits of ${id} saved`);
+    for (const k of [...AB_NUMBERS, 'level', ...AB_BOOLEANS]) $(`#ab-${k}`).value = '';
     await loadLimits();
   } catch (e) {
+    showFieldErrors(form, e);
     showError(err, `Override failed: ${String(e)}`);
   }
 });
 
+// ---------------------------------------------------------------------------------------------- inbox (read receipts)
+
+// Inbound messages seen on the live stream since the page opened (a tenant key sees only its sessions' events).
+const INBOX_MAX = 200;
+const inbox = []; // { key, sessionId, messageId, from, at, read: null | {state, text, title} }
+
+function addInbound(e) {
+  const key = `${e.sessionId}\n${e.data.messageId}`;
+  if (inbox.some((m) => m.key === key)) return;
+  inbox.unshift({
+    key,
+    sessionId: e.sessionId,
+    messageId: String(e.data.messageId),
+    from: e.data.from ?? null,
+    at: e.at ?? Date.now(),
+    read: null,
+  });
+  inbox.length = Math.min(inbox.length, INBOX_MAX);
+  renderInbox();
+  updateInboxTab();
+}
+
+function updateInboxTab() {
+  const unread = inbox.filter((m) => !m.read || m.read.state === 'error').length;
+  $('.tab[data-view="inbox"]').textContent = unread ? `Inbox (${unread})` : 'Inbox';
+}
+
+function renderInbox() {
+  $('#inbox-empty').hidden = inbox.length > 0;
+  $('#inbox-body').replaceChildren(
+    ...inbox.map((m) => {
+      const read = m.read;
+      const done = read?.state === 'queued' || read?.state === 'sending';
+      return el(
+        'tr',
+        { dataset: { session: m.sessionId, message: m.messageId, read: read?.state ?? 'unread' } },
+        el('td', {}, fmtTime(m.at)),
+        el('td', { class: 'mono' }, m.sessionId),
+        el('td', { class: 'mono' }, m.from ?? dash),
+        el('td', { class: 'mono small' }, m.messageId),
+        el(
+          'td',
+          { class: 'read-cell' },
+          read
+            ? read.state === 'error'
+              ? el('span', { class: 'field-error' }, read.text)
+              : el('span', { title: read.title ?? '' }, read.text)
+            : el('span', { class: 'muted' }, 'unread'),
+        ),
+        el(
+          'td',
+          {},
+          el(
+            'button',
+            { class: 'btn btn-sm', dataset: { markRead: m.key }, disabled: done },
+            done ? 'Marked' : 'Mark read',
+          ),
+        ),
+      );
+    }),
+  );
+}
+
+/** POST /api/sessions/:id/read for ids of one session; returns the API's answer (202: the receipt is queued). */
+function markRead(sessionId, messageIds) {
+  return api('POST', `/api/sessions/${encodeURIComponent(sessionId)}/read`, { messageIds });
+}
+
+$('#inbox-body').addEventListener('click', async (ev) => {
+  const btn = ev.target.closest('button[data-mark-read]');
+  if (!btn) return;
+  const m = inbox.find((x) => x.key === btn.dataset.markRead);
+  if (!m) return;
+  m.read = { state: 'sending', text: 'sending…' };
+  renderInbox();
+  try {
+    const r = await markRead(m.sessionId, [m.messageId]);
+    m.read = {
+      state: 'queued',
+      text: 'read receipt queued',
+      title: `command ${r.commandId}: the worker sends the receipt`,
+    };
+    toast(`Read receipt for ${m.messageId} queued`);
+  } catch (err) {
+    m.read = { state: 'error', text: String(err) };
+  }
+  renderInbox();
+  updateInboxTab();
+});
+$('#inbox-clear').addEventListener('click', () => {
+  inbox.length = 0;
+  renderInbox();
+  updateInboxTab();
+});
+
+$('#read-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const sessionId = $('#read-session').value;
+  const ids = $('#read-ids')
+    .value.split(/[\s,]+/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const err = $('#read-error');
+  const out = $('#read-result');
+  showError(err, null);
+  out.hidden = true;
+  if (!sessionId) return showError(err, 'No session selected.');
+  if (!ids.length) return showError(err, 'Enter at least one message id.');
+  const btn = $('#read-submit');
+  btn.disabled = true;
+  try {
+    const r = await markRead(sessionId, ids);
+    out.hidden = false;
+    out.textContent = `Read receipts queued for ${r.messageIds.length} message(s) of ${r.sessionId} (command ${r.commandId}).`;
+    for (const m of inbox)
+      if (m.sessionId === sessionId && r.messageIds.includes(m.messageId))
+        m.read = { state: 'queued', text: 'read receipt queued', title: `command ${r.commandId}` };
+    renderInbox();
+    updateInboxTab();
+  } catch (e) {
+    showError(err, String(e));
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------------------------------------- number check
+
+const CHECK_MAX = 50;
+
+$('#check-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const sessionId = $('#check-session').value;
+  const err = $('#check-error');
+  showError(err, null);
+  // One number per line; spaces, dashes, dots and brackets are typing aids, the API wants digits (+ optional '+').
+  const phones = $('#check-phones')
+    .value.split('\n')
+    .map((line) => line.replace(/[\s\-().]/g, ''))
+    .filter(Boolean);
+  if (!sessionId) return showError(err, 'No session selected.');
+  if (phones.length < 1) return showError(err, 'Enter at least one number (one per line).');
+  if (phones.length > CHECK_MAX)
+    return showError(err, `At most ${CHECK_MAX} numbers per check (${phones.length} given).`);
+  const btn = $('#check-submit');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', '/api/contacts/check', { sessionId, phones });
+    renderCheck(r);
+  } catch (e) {
+    // A bad number is named by its index (phones.3): say which line.
+    const m = /^phones\.(\d+)$/.exec(e.field ?? '');
+    const line = m ? `Number ${Number(m[1]) + 1} (${phones[Number(m[1])]}): ` : '';
+    const retry = e.status === 429 && e.retryAfter !== null ? `Rate limited: retry after ${e.retryAfter} s. ` : '';
+    showError(err, `${retry}${line}${String(e)}`);
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+function renderCheck(r) {
+  const yesNo = (b) => (b ? 'yes' : 'no');
+  $('#check-empty').hidden = r.results.length > 0;
+  $('#check-table').dataset.session = r.sessionId;
+  $('#check-body').replaceChildren(
+    ...r.results.map((x) =>
+      el(
+        'tr',
+        { dataset: { phone: x.phone, onWhatsapp: String(x.onWhatsApp), cached: String(x.cached) } },
+        el('td', { class: 'mono' }, `+${x.phone}`),
+        el('td', { class: 'on-wa' }, badgeEl(yesNo(x.onWhatsApp), x.onWhatsApp ? 'OK' : 'BAD')),
+        el('td', { class: 'mono small' }, x.jid ?? dash),
+        el('td', { class: 'mono small' }, x.lid ?? dash),
+        el('td', { class: 'cached' }, x.cached ? 'cached' : 'asked WhatsApp'),
+      ),
+    ),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------- views
 
-function showView(view) {
+const VIEWS = ['sessions', 'proxies', 'backups', 'antiban', 'inbox', 'numbers'];
+function showView(view, sessionId) {
   state.view = view;
   for (const t of $$('.tab')) t.classList.toggle('active', t.dataset.view === view);
-  for (const v of ['sessions', 'proxies', 'backups', 'antiban']) $(`#view-${v}`).hidden = v !== view;
+  for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
   if (view === 'sessions') void loadSessions();
   if (view === 'proxies') void loadProxies();
   if (view === 'backups') void loadBackups();
   if (view === 'antiban') {
-    fillAntiBanSessions();
+    fillSessionSelects();
+    if (sessionId) $('#ab-session').value = sessionId;
     if ($('#ab-session').value) void loadLimits();
   }
+  if (view === 'inbox') renderInbox();
+  // Both need the session list (its statuses may have moved since it was drawn).
+  if (view === 'inbox' || view === 'numbers') void loadSessions();
 }
 for (const t of $$('.tab')) t.addEventListener('click', () => showView(t.dataset.view));
 for (const b of $$('[data-reload]'))
@@ -783,7 +1084,10 @@ function start() {
   $('#signin').hidden = true;
   $('#app').hidden = false;
   $('#whoami').textContent = state.admin ? 'admin' : 'tenant key';
-  for (const el of $$('.admin-only')) el.hidden = !state.admin;
+  // Overrides are the admin's (a tenant raising its own caps would defeat them): a tenant key reads only.
+  $('#ab-admin-only').hidden = state.admin;
+  $('#ab-save').disabled = !state.admin;
+  for (const node of $$('.admin-only')) node.hidden = !state.admin;
   const sel = $('#f-status');
   if (sel.options.length === 1)
     for (const s of STATUSES) sel.insertAdjacentHTML('beforeend', `<option value="${s}">${s}</option>`);
