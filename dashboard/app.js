@@ -94,11 +94,6 @@ async function api(method, path, body, key = state.key) {
   return json;
 }
 
-const esc = (v) =>
-  String(v ?? '').replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
-  );
 const dash = '—';
 
 /**
@@ -137,7 +132,6 @@ function fmtBytes(n) {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
-const badge = (status) => `<span class="badge badge-${esc(status)}"><span class="dot"></span>${esc(status)}</span>`;
 
 function toast(text, kind = 'info') {
   const el = document.createElement('div');
@@ -324,12 +318,11 @@ async function loadStats() {
         ['Proxy slots free', `${s.proxies.slotsFree}`],
         ['Healthy proxies', `${s.proxies.healthy}/${s.proxies.total}`],
       );
-    $('#stats').innerHTML = cards
-      .map(
-        ([label, value]) =>
-          `<div class="card stat"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div></div>`,
-      )
-      .join('');
+    $('#stats').replaceChildren(
+      ...cards.map(([label, value]) =>
+        el('div', { class: 'card stat' }, el('div', { class: 'label' }, label), el('div', { class: 'value' }, value)),
+      ),
+    );
   } catch (err) {
     showError($('#sessions-error'), err);
   }
@@ -388,32 +381,72 @@ function todayOf(s) {
   return `${sent ?? dash} / ${cap ?? dash}`;
 }
 
+/** Only http(s) links from API data (a `javascript:` URL in an href would run on click). */
+const safeUrl = (u) => (typeof u === 'string' && /^https?:\/\//i.test(u) ? u : null);
+
 function renderSessions(prev = new Map()) {
-  const body = $('#sessions-body');
   $('#sessions-empty').hidden = state.sessions.length > 0;
-  body.innerHTML = state.sessions
-    .map((s) => {
+  $('#sessions-body').replaceChildren(
+    ...state.sessions.map((s) => {
       const changed = prev.has(s.sessionId) && prev.get(s.sessionId) !== s.status;
       const live = !['logged_out', 'failed', 'stopped', 'deleted'].includes(s.status);
-      return `<tr data-session="${esc(s.sessionId)}" data-status="${esc(s.status)}" class="${changed ? 'flash' : ''}">
-        <td><b class="mono">${esc(s.sessionId)}</b>${state.admin ? `<span class="sub">tenant ${esc(s.tenant)}</span>` : ''}</td>
-        <td class="mono">${s.phone ? `+${esc(s.phone)}` : dash}</td>
-        <td class="status-cell">${badge(s.status)}${s.lastError ? `<span class="sub" title="${esc(s.lastError)}">${esc(s.lastError.slice(0, 60))}</span>` : ''}</td>
-        <td class="mono">${esc(s.proxy ?? dash)}</td>
-        <td class="ping-age" data-age="${s.lastPingAgeMs ?? ''}">${ago(s.lastPingAgeMs)}</td>
-        <td class="num">${esc(s.restarts ?? 0)}${s.watchdogRestarts ? `<span class="sub">${esc(s.watchdogRestarts)} watchdog</span>` : ''}</td>
-        <td>${esc(trustOf(s) ?? dash)}</td>
-        <td class="num">${esc(todayOf(s))}</td>
-        <td><div class="actions">
-          ${live ? `<button class="btn btn-sm" data-action="restart" data-id="${esc(s.sessionId)}">Restart</button>` : ''}
-          ${live ? `<button class="btn btn-sm" data-action="failover" data-id="${esc(s.sessionId)}">Failover</button>` : ''}
-          <button class="btn btn-sm" data-action="delete" data-id="${esc(s.sessionId)}">Delete</button>
-          <button class="btn btn-sm btn-ghost" data-action="limits" data-id="${esc(s.sessionId)}" title="Pacing, typing and read settings">Limits</button>
-          ${s.temporalUrl ? `<a class="btn btn-sm btn-ghost" href="${esc(s.temporalUrl)}" target="_blank" rel="noopener noreferrer" title="Workflow ${esc(s.workflowId)} in the Temporal Web UI">Temporal ↗</a>` : ''}
-        </div></td>
-      </tr>`;
-    })
-    .join('');
+      const action = (name, label, extra = {}) =>
+        el('button', { class: 'btn btn-sm', dataset: { action: name, id: s.sessionId }, ...extra }, label);
+      const temporal = safeUrl(s.temporalUrl);
+      return el(
+        'tr',
+        { dataset: { session: s.sessionId, status: s.status }, class: changed ? 'flash' : '' },
+        el(
+          'td',
+          {},
+          el('b', { class: 'mono' }, s.sessionId),
+          state.admin ? el('span', { class: 'sub' }, `tenant ${s.tenant}`) : null,
+        ),
+        el('td', { class: 'mono' }, s.phone ? `+${s.phone}` : dash),
+        el(
+          'td',
+          { class: 'status-cell' },
+          badgeEl(s.status),
+          s.lastError ? el('span', { class: 'sub', title: s.lastError }, String(s.lastError).slice(0, 60)) : null,
+        ),
+        el('td', { class: 'mono' }, s.proxy ?? dash),
+        el('td', { class: 'ping-age', dataset: { age: s.lastPingAgeMs ?? '' } }, ago(s.lastPingAgeMs)),
+        el(
+          'td',
+          { class: 'num' },
+          s.restarts ?? 0,
+          s.watchdogRestarts ? el('span', { class: 'sub' }, `${s.watchdogRestarts} watchdog`) : null,
+        ),
+        el('td', {}, trustOf(s) ?? dash),
+        el('td', { class: 'num' }, todayOf(s)),
+        el(
+          'td',
+          {},
+          el(
+            'div',
+            { class: 'actions' },
+            live ? action('restart', 'Restart') : null,
+            live ? action('failover', 'Failover') : null,
+            action('delete', 'Delete'),
+            action('limits', 'Limits', { class: 'btn btn-sm btn-ghost', title: 'Pacing, typing and read settings' }),
+            temporal
+              ? el(
+                  'a',
+                  {
+                    class: 'btn btn-sm btn-ghost',
+                    href: temporal,
+                    target: '_blank',
+                    rel: 'noopener noreferrer',
+                    title: `Workflow ${s.workflowId} in the Temporal Web UI`,
+                  },
+                  'Temporal ↗',
+                )
+              : null,
+          ),
+        ),
+      );
+    }),
+  );
 }
 
 // Last ping ages tick every second without refetching.
@@ -644,24 +677,34 @@ async function loadProxies() {
     const body = await api('GET', '/api/v1/proxies');
     showError(err, null);
     $('#proxies-empty').hidden = body.proxies.length > 0;
-    $('#proxies-body').innerHTML = body.proxies
-      .map((p) => {
-        const bars = Array.from(
-          { length: p.limit },
-          (_, i) => `<span class="bar ${i < p.load ? 'on' : ''} ${p.load >= p.limit ? 'full' : ''}"></span>`,
-        ).join('');
-        return `<tr data-proxy="${esc(p.id)}">
-          <td class="mono">${esc(p.endpoint)}</td>
-          <td>${badge(p.status)}</td>
-          <td><span class="bars" title="${p.load} of ${p.limit} slots">${bars}</span><b>${p.load}/${p.limit}</b></td>
-          <td class="mono small">${p.sessions.length ? p.sessions.map(esc).join(', ') : dash}</td>
-          <td>${p.badAt ? `${fmtTime(p.badAt)} <span class="sub">${ago(Date.now() - p.badAt)}</span>` : dash}</td>
-        </tr>`;
-      })
-      .join('');
+    $('#proxies-body').replaceChildren(
+      ...body.proxies.map((p) => {
+        const bars = Array.from({ length: p.limit }, (_, i) =>
+          el('span', { class: `bar ${i < p.load ? 'on' : ''} ${p.load >= p.limit ? 'full' : ''}` }),
+        );
+        return el(
+          'tr',
+          { dataset: { proxy: p.id } },
+          el('td', { class: 'mono' }, p.endpoint),
+          el('td', {}, badgeEl(p.status)),
+          el(
+            'td',
+            {},
+            el('span', { class: 'bars', title: `${p.load} of ${p.limit} slots` }, bars),
+            el('b', {}, `${p.load}/${p.limit}`),
+          ),
+          el('td', { class: 'mono small' }, p.sessions.length ? p.sessions.join(', ') : dash),
+          el(
+            'td',
+            {},
+            p.badAt ? [`${fmtTime(p.badAt)} `, el('span', { class: 'sub' }, ago(Date.now() - p.badAt))] : dash,
+          ),
+        );
+      }),
+    );
   } catch (e) {
     showError(err, e);
-    $('#proxies-body').innerHTML = '';
+    $('#proxies-body').replaceChildren();
   }
 }
 
@@ -674,30 +717,36 @@ async function loadBackups() {
     const list = Array.isArray(body) ? body : (body.backups ?? []);
     showError(err, null);
     $('#backups-empty').hidden = list.length > 0;
-    $('#backups-body').innerHTML = list
-      .map((b) => {
+    $('#backups-body').replaceChildren(
+      ...list.map((b) => {
         const id = b.id ?? b.name ?? b.file;
         const sessions = b.sessions ?? [];
         const names = Array.isArray(sessions) ? sessions.map((s) => (typeof s === 'string' ? s : s.sessionId)) : [];
         const verified =
           b.verified === true
-            ? badge('verified').replace('badge-verified', 'badge-OK')
+            ? badgeEl('verified', 'OK')
             : b.verified === false
-              ? `${badge('invalid').replace('badge-invalid', 'badge-BAD')}<span class="sub">${esc(b.verificationError ?? '')}</span>`
+              ? [badgeEl('invalid', 'BAD'), el('span', { class: 'sub' }, b.verificationError ?? '')]
               : dash;
-        return `<tr data-backup="${esc(id)}">
-          <td class="mono">${esc(id)}</td>
-          <td>${fmtTime(b.createdAt ?? b.date)}</td>
-          <td class="num">${fmtBytes(b.size ?? b.sizeBytes)}</td>
-          <td class="small">${names.length ? esc(names.join(', ')) : dash}</td>
-          <td>${verified}</td>
-          <td><div class="actions"><button class="btn btn-sm" data-restore="${esc(id)}">Restore</button></div></td>
-        </tr>`;
-      })
-      .join('');
+        return el(
+          'tr',
+          { dataset: { backup: id } },
+          el('td', { class: 'mono' }, id),
+          el('td', {}, fmtTime(b.createdAt ?? b.date)),
+          el('td', { class: 'num' }, fmtBytes(b.size ?? b.sizeBytes)),
+          el('td', { class: 'small' }, names.length ? names.join(', ') : dash),
+          el('td', {}, verified),
+          el(
+            'td',
+            {},
+            el('div', { class: 'actions' }, el('button', { class: 'btn btn-sm', dataset: { restore: id } }, 'Restore')),
+          ),
+        );
+      }),
+    );
   } catch (e) {
     showError(err, `Backups unavailable: ${String(e)}`);
-    $('#backups-body').innerHTML = '';
+    $('#backups-body').replaceChildren();
   }
 }
 
@@ -754,8 +803,6 @@ function fillSessionSelects() {
   fillSessionSelect($('#read-session'), { preferConnected: true, withStatus: true });
   fillSessionSelect($('#check-session'), { preferConnected: true, withStatus: true });
 }
-
-const ms = (v) => (typeof v === 'number' ? `${v} ms` : dash);
 
 async function loadLimits() {
   const id = $('#ab-session').value;
@@ -1089,8 +1136,7 @@ function start() {
   $('#ab-save').disabled = !state.admin;
   for (const node of $$('.admin-only')) node.hidden = !state.admin;
   const sel = $('#f-status');
-  if (sel.options.length === 1)
-    for (const s of STATUSES) sel.insertAdjacentHTML('beforeend', `<option value="${s}">${s}</option>`);
+  if (sel.options.length === 1) for (const s of STATUSES) sel.append(el('option', { value: s }, s));
   void connectEvents();
   showView('sessions');
 }

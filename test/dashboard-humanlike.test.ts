@@ -209,6 +209,11 @@ describe('dashboard: typing limits, mark read, number check (real browser, real 
     await page.click('#check-submit');
     await waitFor('the bad number named', async () => /Number 2 \(12ab\)/.test(await err.innerText()));
     assert.match(await err.innerText(), /field phones\.1/);
+    // Markup in the input stays text on the page (nothing rendered through innerHTML).
+    await page.fill('#check-phones', '<b>x</b>');
+    await page.click('#check-submit');
+    await waitFor('the markup echoed as text', async () => (await err.innerText()).includes('(<b>x</b>)'));
+    assert.equal(await page.locator('#check-error b').count(), 0);
     await page.screenshot({ path: path.join(SHOTS, 'dashboard-numbers.png') });
     assert.deepEqual(pageErrors, [], 'no JavaScript errors in the page');
   });
