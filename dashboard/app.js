@@ -46,14 +46,16 @@ const state = {
 // ---------------------------------------------------------------------------------------------- helpers
 
 export class ApiFailure extends Error {
-  constructor(status, code, message, field) {
+  constructor(status, code, message, field, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field;
+    this.retryAfter = retryAfter; // seconds, from a 429's Retry-After header
   }
   toString() {
-    return `${this.message} (HTTP ${this.status}${this.code ? ` ${this.code}` : ''}${this.field ? `, field ${this.field}` : ''})`;
+    const retry = this.retryAfter !== null ? `; retry after ${this.retryAfter} s` : '';
+    return `${this.message} (HTTP ${this.status}${this.code ? ` ${this.code}` : ''}${this.field ? `, field ${this.field}` : ''}${retry})`;
   }
 }
 
@@ -80,17 +82,40 @@ async function api(method, path, body, key = state.key) {
   }
   if (!res.ok) {
     const e = json && json.error;
-    throw new ApiFailure(res.status, e?.code ?? '', e?.message ?? (text.slice(0, 200) || res.statusText), e?.field);
+    const retry = res.headers.get('retry-after');
+    throw new ApiFailure(
+      res.status,
+      e?.code ?? '',
+      e?.message ?? (text.slice(0, 200) || res.statusText),
+      e?.field,
+      retry !== null && retry !== '' && !Number.isNaN(Number(retry)) ? Number(retry) : null,
+    );
   }
   return json;
 }
 
-const esc = (v) =>
-  String(v ?? '').replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c],
-  );
 const dash = '—';
+
+/**
+ * Builds an element without innerHTML: attributes are set as attributes and children as text nodes or elements,
+ * so API data can never become markup. `el('td', {class: 'mono'}, value)`.
+ */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k === 'hidden' || k === 'disabled') node[k] = Boolean(v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+const badgeEl = (status, cls = status) =>
+  el('span', { class: `badge badge-${cls}` }, el('span', { class: 'dot' }), String(status));
 
 function ago(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return dash;
@@ -107,7 +132,6 @@ function fmtBytes(n) {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
-const badge = (status) => `<span class="badge badge-${esc(status)}"><span class="dot"></span>${esc(status)}</span>`;
 
 function toast(text, kind = 'info') {
   const el = document.createElement('div');
@@ -252,6 +276,7 @@ function onLiveEvent(e) {
   }
   if (e.type === 'failover' && e.data?.phase === 'completed') toast(`${e.sessionId}: failed over to ${e.data.proxy}`);
   if (e.type === 'backup' && state.view === 'backups') void loadBackups();
+  if (e.type === 'message' && e.data?.direction === 'in' && e.data.messageId) addInbound(e);
   if (e.type !== 'message') scheduleReload();
 }
 
@@ -293,12 +318,11 @@ async function loadStats() {
         ['Proxy slots free', `${s.proxies.slotsFree}`],
         ['Healthy proxies', `${s.proxies.healthy}/${s.proxies.total}`],
       );
-    $('#stats').innerHTML = cards
-      .map(
-        ([label, value]) =>
-          `<div class="card stat"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div></div>`,
-      )
-      .join('');
+    $('#stats').replaceChildren(
+      ...cards.map(([label, value]) =>
+        el('div', { class: 'card stat' }, el('div', { class: 'label' }, label), el('div', { class: 'value' }, value)),
+      ),
+    );
   } catch (err) {
     showError($('#sessions-error'), err);
   }
@@ -313,7 +337,7 @@ async function loadSessions() {
     state.fetchedAt = Date.now();
     showError(err, null);
     renderSessions(prev);
-    fillAntiBanSessions();
+    fillSessionSelects();
     void loadPacing();
   } catch (e) {
     showError(err, e);
@@ -357,31 +381,72 @@ function todayOf(s) {
   return `${sent ?? dash} / ${cap ?? dash}`;
 }
 
+/** Only http(s) links from API data (a `javascript:` URL in an href would run on click). */
+const safeUrl = (u) => (typeof u === 'string' && /^https?:\/\//i.test(u) ? u : null);
+
 function renderSessions(prev = new Map()) {
-  const body = $('#sessions-body');
   $('#sessions-empty').hidden = state.sessions.length > 0;
-  body.innerHTML = state.sessions
-    .map((s) => {
+  $('#sessions-body').replaceChildren(
+    ...state.sessions.map((s) => {
       const changed = prev.has(s.sessionId) && prev.get(s.sessionId) !== s.status;
       const live = !['logged_out', 'failed', 'stopped', 'deleted'].includes(s.status);
-      return `<tr data-session="${esc(s.sessionId)}" data-status="${esc(s.status)}" class="${changed ? 'flash' : ''}">
-        <td><b class="mono">${esc(s.sessionId)}</b>${state.admin ? `<span class="sub">tenant ${esc(s.tenant)}</span>` : ''}</td>
-        <td class="mono">${s.phone ? `+${esc(s.phone)}` : dash}</td>
-        <td class="status-cell">${badge(s.status)}${s.lastError ? `<span class="sub" title="${esc(s.lastError)}">${esc(s.lastError.slice(0, 60))}</span>` : ''}</td>
-        <td class="mono">${esc(s.proxy ?? dash)}</td>
-        <td class="ping-age" data-age="${s.lastPingAgeMs ?? ''}">${ago(s.lastPingAgeMs)}</td>
-        <td class="num">${esc(s.restarts ?? 0)}${s.watchdogRestarts ? `<span class="sub">${esc(s.watchdogRestarts)} watchdog</span>` : ''}</td>
-        <td>${esc(trustOf(s) ?? dash)}</td>
-        <td class="num">${esc(todayOf(s))}</td>
-        <td><div class="actions">
-          ${live ? `<button class="btn btn-sm" data-action="restart" data-id="${esc(s.sessionId)}">Restart</button>` : ''}
-          ${live ? `<button class="btn btn-sm" data-action="failover" data-id="${esc(s.sessionId)}">Failover</button>` : ''}
-          <button class="btn btn-sm" data-action="delete" data-id="${esc(s.sessionId)}">Delete</button>
-          ${s.temporalUrl ? `<a class="btn btn-sm btn-ghost" href="${esc(s.temporalUrl)}" target="_blank" rel="noopener noreferrer" title="Workflow ${esc(s.workflowId)} in the Temporal Web UI">Temporal ↗</a>` : ''}
-        </div></td>
-      </tr>`;
-    })
-    .join('');
+      const action = (name, label, extra = {}) =>
+        el('button', { class: 'btn btn-sm', dataset: { action: name, id: s.sessionId }, ...extra }, label);
+      const temporal = safeUrl(s.temporalUrl);
+      return el(
+        'tr',
+        { dataset: { session: s.sessionId, status: s.status }, class: changed ? 'flash' : '' },
+        el(
+          'td',
+          {},
+          el('b', { class: 'mono' }, s.sessionId),
+          state.admin ? el('span', { class: 'sub' }, `tenant ${s.tenant}`) : null,
+        ),
+        el('td', { class: 'mono' }, s.phone ? `+${s.phone}` : dash),
+        el(
+          'td',
+          { class: 'status-cell' },
+          badgeEl(s.status),
+          s.lastError ? el('span', { class: 'sub', title: s.lastError }, String(s.lastError).slice(0, 60)) : null,
+        ),
+        el('td', { class: 'mono' }, s.proxy ?? dash),
+        el('td', { class: 'ping-age', dataset: { age: s.lastPingAgeMs ?? '' } }, ago(s.lastPingAgeMs)),
+        el(
+          'td',
+          { class: 'num' },
+          s.restarts ?? 0,
+          s.watchdogRestarts ? el('span', { class: 'sub' }, `${s.watchdogRestarts} watchdog`) : null,
+        ),
+        el('td', {}, trustOf(s) ?? dash),
+        el('td', { class: 'num' }, todayOf(s)),
+        el(
+          'td',
+          {},
+          el(
+            'div',
+            { class: 'actions' },
+            live ? action('restart', 'Restart') : null,
+            live ? action('failover', 'Failover') : null,
+            action('delete', 'Delete'),
+            action('limits', 'Limits', { class: 'btn btn-sm btn-ghost', title: 'Pacing, typing and read settings' }),
+            temporal
+              ? el(
+                  'a',
+                  {
+                    class: 'btn btn-sm btn-ghost',
+                    href: temporal,
+                    target: '_blank',
+                    rel: 'noopener noreferrer',
+                    title: `Workflow ${s.workflowId} in the Temporal Web UI`,
+                  },
+                  'Temporal ↗',
+                )
+              : null,
+          ),
+        ),
+      );
+    }),
+  );
 }
 
 // Last ping ages tick every second without refetching.
@@ -420,6 +485,10 @@ $('#sessions-body').addEventListener('click', async (ev) => {
   const btn = ev.target.closest('button[data-action]');
   if (!btn) return;
   const { action, id } = btn.dataset;
+  if (action === 'limits') {
+    showView('antiban', id);
+    return;
+  }
   const a = ACTIONS[action];
   if (!(await confirmDialog(a.title, a.text(id), action === 'delete' ? 'Delete' : 'Confirm'))) return;
   btn.disabled = true;
@@ -608,24 +677,34 @@ async function loadProxies() {
     const body = await api('GET', '/api/v1/proxies');
     showError(err, null);
     $('#proxies-empty').hidden = body.proxies.length > 0;
-    $('#proxies-body').innerHTML = body.proxies
-      .map((p) => {
-        const bars = Array.from(
-          { length: p.limit },
-          (_, i) => `<span class="bar ${i < p.load ? 'on' : ''} ${p.load >= p.limit ? 'full' : ''}"></span>`,
-        ).join('');
-        return `<tr data-proxy="${esc(p.id)}">
-          <td class="mono">${esc(p.endpoint)}</td>
-          <td>${badge(p.status)}</td>
-          <td><span class="bars" title="${p.load} of ${p.limit} slots">${bars}</span><b>${p.load}/${p.limit}</b></td>
-          <td class="mono small">${p.sessions.length ? p.sessions.map(esc).join(', ') : dash}</td>
-          <td>${p.badAt ? `${fmtTime(p.badAt)} <span class="sub">${ago(Date.now() - p.badAt)}</span>` : dash}</td>
-        </tr>`;
-      })
-      .join('');
+    $('#proxies-body').replaceChildren(
+      ...body.proxies.map((p) => {
+        const bars = Array.from({ length: p.limit }, (_, i) =>
+          el('span', { class: `bar ${i < p.load ? 'on' : ''} ${p.load >= p.limit ? 'full' : ''}` }),
+        );
+        return el(
+          'tr',
+          { dataset: { proxy: p.id } },
+          el('td', { class: 'mono' }, p.endpoint),
+          el('td', {}, badgeEl(p.status)),
+          el(
+            'td',
+            {},
+            el('span', { class: 'bars', title: `${p.load} of ${p.limit} slots` }, bars),
+            el('b', {}, `${p.load}/${p.limit}`),
+          ),
+          el('td', { class: 'mono small' }, p.sessions.length ? p.sessions.join(', ') : dash),
+          el(
+            'td',
+            {},
+            p.badAt ? [`${fmtTime(p.badAt)} `, el('span', { class: 'sub' }, ago(Date.now() - p.badAt))] : dash,
+          ),
+        );
+      }),
+    );
   } catch (e) {
     showError(err, e);
-    $('#proxies-body').innerHTML = '';
+    $('#proxies-body').replaceChildren();
   }
 }
 
@@ -638,30 +717,36 @@ async function loadBackups() {
     const list = Array.isArray(body) ? body : (body.backups ?? []);
     showError(err, null);
     $('#backups-empty').hidden = list.length > 0;
-    $('#backups-body').innerHTML = list
-      .map((b) => {
+    $('#backups-body').replaceChildren(
+      ...list.map((b) => {
         const id = b.id ?? b.name ?? b.file;
         const sessions = b.sessions ?? [];
         const names = Array.isArray(sessions) ? sessions.map((s) => (typeof s === 'string' ? s : s.sessionId)) : [];
         const verified =
           b.verified === true
-            ? badge('verified').replace('badge-verified', 'badge-OK')
+            ? badgeEl('verified', 'OK')
             : b.verified === false
-              ? `${badge('invalid').replace('badge-invalid', 'badge-BAD')}<span class="sub">${esc(b.verificationError ?? '')}</span>`
+              ? [badgeEl('invalid', 'BAD'), el('span', { class: 'sub' }, b.verificationError ?? '')]
               : dash;
-        return `<tr data-backup="${esc(id)}">
-          <td class="mono">${esc(id)}</td>
-          <td>${fmtTime(b.createdAt ?? b.date)}</td>
-          <td class="num">${fmtBytes(b.size ?? b.sizeBytes)}</td>
-          <td class="small">${names.length ? esc(names.join(', ')) : dash}</td>
-          <td>${verified}</td>
-          <td><div class="actions"><button class="btn btn-sm" data-restore="${esc(id)}">Restore</button></div></td>
-        </tr>`;
-      })
-      .join('');
+        return el(
+          'tr',
+          { dataset: { backup: id } },
+          el('td', { class: 'mono' }, id),
+          el('td', {}, fmtTime(b.createdAt ?? b.date)),
+          el('td', { class: 'num' }, fmtBytes(b.size ?? b.sizeBytes)),
+          el('td', { class: 'small' }, names.length ? names.join(', ') : dash),
+          el('td', {}, verified),
+          el(
+            'td',
+            {},
+            el('div', { class: 'actions' }, el('button', { class: 'btn btn-sm', dataset: { restore: id } }, 'Restore')),
+          ),
+        );
+      }),
+    );
   } catch (e) {
     showError(err, `Backups unavailable: ${String(e)}`);
-    $('#backups-body').innerHTML = '';
+    $('#backups-body').replaceChildren();
   }
 }
 
@@ -699,13 +784,24 @@ $('#backups-body').addEventListener('click', async (ev) => {
 
 // ---------------------------------------------------------------------------------------------- anti-ban
 
-function fillAntiBanSessions() {
-  const sel = $('#ab-session');
+/** Fills a session <select> from the sessions list (keeps the choice; `preferConnected` picks a connected one). */
+function fillSessionSelect(sel, { preferConnected = false, withStatus = false } = {}) {
   const current = sel.value;
-  sel.innerHTML = state.sessions
-    .map((s) => `<option value="${esc(s.sessionId)}">${esc(s.sessionId)}</option>`)
-    .join('');
+  sel.replaceChildren(
+    ...state.sessions.map((s) =>
+      el('option', { value: s.sessionId }, withStatus ? `${s.sessionId} (${s.status})` : s.sessionId),
+    ),
+  );
   if (current && state.sessions.some((s) => s.sessionId === current)) sel.value = current;
+  else if (preferConnected) {
+    const c = state.sessions.find((s) => s.status === 'connected');
+    if (c) sel.value = c.sessionId;
+  }
+}
+function fillSessionSelects() {
+  fillSessionSelect($('#ab-session'));
+  fillSessionSelect($('#read-session'), { preferConnected: true, withStatus: true });
+  fillSessionSelect($('#check-session'), { preferConnected: true, withStatus: true });
 }
 
 async function loadLimits() {
@@ -714,39 +810,105 @@ async function loadLimits() {
   if (!id) return showError(err, 'No session selected.');
   try {
     const v = await api('GET', `/api/anti-ban/sessions/${encodeURIComponent(id)}/limits`);
+    if ($('#ab-session').value !== id) return; // the operator picked another session meanwhile
     showError(err, null);
     const l = v.limits ?? {};
-    const overridden = (k) => (l.overrides && k in l.overrides ? ' (override)' : '');
+    const st = v.stats ?? {};
+    const overridden = (...ks) => (l.overrides && ks.some((k) => k in l.overrides) ? ' (override)' : '');
+    const typing =
+      l.typingMaxMs === undefined
+        ? dash
+        : l.typingMaxMs === 0
+          ? 'off (no typing)'
+          : `${l.typingMinMs}–${l.typingMaxMs} ms before each send`;
     const rows = [
-      ['Trust level', `${l.level ?? dash}${overridden('level')}`],
-      ['Sent / cap (rolling window)', `${v.sentInWindow ?? dash} / ${l.dailyCap ?? dash}${overridden('dailyCap')}`],
-      ['Mean gap', l.gapMs !== undefined ? `${l.gapMs} ms (≈${l.perMinute}/min)${overridden('gapMs')}` : dash],
-      ['Jitter', l.jitterPercent !== undefined ? `±${l.jitterPercent}%` : dash],
-      ['Burst threshold', `${l.burstCount ?? dash}${overridden('burstCount')}`],
-      ['Automatic promotion', l.autoPromote === undefined ? dash : l.autoPromote ? 'on' : 'off'],
-      ['Queued', v.pending ?? dash],
-      ['Slowed by burst until', v.burstUntil ? fmtTime(v.burstUntil) : dash],
+      ['Trust level', `${l.level ?? dash}${overridden('level')}`, 'level'],
+      [
+        'Sent / cap (rolling window)',
+        `${v.sentInWindow ?? dash} / ${l.dailyCap ?? dash}${overridden('dailyCap')}`,
+        'usage',
+      ],
+      ['Mean gap', l.gapMs !== undefined ? `${l.gapMs} ms (≈${l.perMinute}/min)${overridden('gapMs')}` : dash, 'gap'],
+      ['Jitter', l.jitterPercent !== undefined ? `±${l.jitterPercent}%` : dash, 'jitter'],
+      ['Burst threshold', `${l.burstCount ?? dash}${overridden('burstCount')}`, 'burst'],
+      [
+        'Automatic promotion',
+        l.autoPromote === undefined ? dash : l.autoPromote ? 'on' : 'off (pinned)',
+        'autoPromote',
+      ],
+      ['Typing', `${typing}${overridden('typingMinMs', 'typingMaxMs')}`, 'typing'],
+      [
+        'Auto-read inbound',
+        l.autoRead === undefined
+          ? dash
+          : `${l.autoRead ? `on, after ${l.readDelayMinMs}–${l.readDelayMaxMs} ms` : 'off'}${overridden('autoRead', 'readDelayMinMs', 'readDelayMaxMs')}`,
+        'autoRead',
+      ],
+      ['Queued', v.pending ?? dash, 'pending'],
+      ['Slowed by burst until', v.burstUntil ? fmtTime(v.burstUntil) : dash, 'burstUntil'],
+      [
+        'Handed off / delivered / failed',
+        `${st.released ?? dash} / ${st.delivered ?? dash} / ${st.failed ?? dash}`,
+        'stats',
+      ],
+      ['Number lookups', st.lookups ?? dash, 'lookups'],
     ];
-    $('#ab-current').innerHTML = rows.map(([k, val]) => `<dt>${esc(k)}</dt><dd>${esc(val)}</dd>`).join('');
+    $('#ab-current').dataset.session = id;
+    $('#ab-current').replaceChildren(
+      ...rows.flatMap(([k, val, key]) => [el('dt', {}, k), el('dd', { dataset: { limit: key } }, val)]),
+    );
+    // The form shows the effective typing bounds, so the operator edits what is in force.
+    for (const k of ['typingMinMs', 'typingMaxMs', 'readDelayMinMs', 'readDelayMaxMs'])
+      $(`#ab-${k}`).placeholder = l[k] !== undefined ? `${l[k]}` : 'default';
   } catch (e) {
-    $('#ab-current').innerHTML = '';
+    $('#ab-current').replaceChildren();
     showError(err, `Limits unavailable: ${String(e)}`);
   }
 }
+
+const AB_NUMBERS = [
+  'dailyCap',
+  'gapMs',
+  'burstCount',
+  'typingMinMs',
+  'typingMaxMs',
+  'readDelayMinMs',
+  'readDelayMaxMs',
+];
+const AB_BOOLEANS = ['autoPromote', 'autoRead'];
+
+/** Shows an API error next to the field it names (`typingMaxMs`, …), or clears every field error. */
+function showFieldErrors(form, err) {
+  for (const e of $$('[data-field-error]', form)) {
+    e.hidden = true;
+    e.textContent = '';
+  }
+  for (const i of $$('.field-invalid', form)) i.classList.remove('field-invalid');
+  const field = err?.field ? String(err.field).split('.')[0] : null;
+  const target = field ? $(`[data-field-error="${CSS.escape(field)}"]`, form) : null;
+  if (!target) return false;
+  target.hidden = false;
+  target.textContent = err.message;
+  $(`#ab-${CSS.escape(field)}`)?.classList.add('field-invalid');
+  return true;
+}
+
 $('#ab-load').addEventListener('click', loadLimits);
 $('#ab-session').addEventListener('change', loadLimits);
 $('#ab-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
+  const form = $('#ab-form');
   const id = $('#ab-session').value;
   const err = $('#ab-form-error');
+  showFieldErrors(form, null);
   if (!id) return showError(err, 'No session selected.');
   const body = {};
   if ($('#ab-level').value) body.level = $('#ab-level').value;
-  for (const k of ['dailyCap', 'gapMs', 'burstCount']) {
+  for (const k of AB_NUMBERS) {
     const raw = $(`#ab-${k}`).value.trim();
     if (raw !== '') body[k] = Number(raw);
   }
-  if ($('#ab-autoPromote').value) body.autoPromote = $('#ab-autoPromote').value === 'true';
+  for (const k of AB_BOOLEANS) if ($(`#ab-${k}`).value) body[k] = $(`#ab-${k}`).value === 'true';
   if (!Object.keys(body).length) return showError(err, 'Nothing to change: fill at least one field.');
   if (!(await confirmDialog('Override limits?', `New anti-ban limits for ${id}: ${JSON.stringify(body)}`, 'Save')))
     return;
@@ -755,25 +917,211 @@ $('#ab-form').addEventListener('submit', async (ev) => {
     showError(err, null);
     pacing.delete(id);
     toast(`Limits of ${id} saved`);
+    for (const k of [...AB_NUMBERS, 'level', ...AB_BOOLEANS]) $(`#ab-${k}`).value = '';
     await loadLimits();
   } catch (e) {
+    showFieldErrors(form, e);
     showError(err, `Override failed: ${String(e)}`);
   }
 });
 
+// ---------------------------------------------------------------------------------------------- inbox (read receipts)
+
+// Inbound messages seen on the live stream since the page opened (a tenant key sees only its sessions' events).
+const INBOX_MAX = 200;
+const inbox = []; // { key, sessionId, messageId, from, at, read: null | {state, text, title} }
+
+function addInbound(e) {
+  const key = `${e.sessionId}\n${e.data.messageId}`;
+  if (inbox.some((m) => m.key === key)) return;
+  inbox.unshift({
+    key,
+    sessionId: e.sessionId,
+    messageId: String(e.data.messageId),
+    from: e.data.from ?? null,
+    at: e.at ?? Date.now(),
+    read: null,
+  });
+  inbox.length = Math.min(inbox.length, INBOX_MAX);
+  renderInbox();
+  updateInboxTab();
+}
+
+function updateInboxTab() {
+  const unread = inbox.filter((m) => !m.read || m.read.state === 'error').length;
+  $('.tab[data-view="inbox"]').textContent = unread ? `Inbox (${unread})` : 'Inbox';
+}
+
+function renderInbox() {
+  $('#inbox-empty').hidden = inbox.length > 0;
+  $('#inbox-body').replaceChildren(
+    ...inbox.map((m) => {
+      const read = m.read;
+      const done = read?.state === 'queued' || read?.state === 'sending';
+      return el(
+        'tr',
+        { dataset: { session: m.sessionId, message: m.messageId, read: read?.state ?? 'unread' } },
+        el('td', {}, fmtTime(m.at)),
+        el('td', { class: 'mono' }, m.sessionId),
+        el('td', { class: 'mono' }, m.from ?? dash),
+        el('td', { class: 'mono small' }, m.messageId),
+        el(
+          'td',
+          { class: 'read-cell' },
+          read
+            ? read.state === 'error'
+              ? el('span', { class: 'field-error' }, read.text)
+              : el('span', { title: read.title ?? '' }, read.text)
+            : el('span', { class: 'muted' }, 'unread'),
+        ),
+        el(
+          'td',
+          {},
+          el(
+            'button',
+            { class: 'btn btn-sm', dataset: { markRead: m.key }, disabled: done },
+            done ? 'Marked' : 'Mark read',
+          ),
+        ),
+      );
+    }),
+  );
+}
+
+/** POST /api/sessions/:id/read for ids of one session; returns the API's answer (202: the receipt is queued). */
+function markRead(sessionId, messageIds) {
+  return api('POST', `/api/sessions/${encodeURIComponent(sessionId)}/read`, { messageIds });
+}
+
+$('#inbox-body').addEventListener('click', async (ev) => {
+  const btn = ev.target.closest('button[data-mark-read]');
+  if (!btn) return;
+  const m = inbox.find((x) => x.key === btn.dataset.markRead);
+  if (!m) return;
+  m.read = { state: 'sending', text: 'sending…' };
+  renderInbox();
+  try {
+    const r = await markRead(m.sessionId, [m.messageId]);
+    m.read = {
+      state: 'queued',
+      text: 'read receipt queued',
+      title: `command ${r.commandId}: the worker sends the receipt`,
+    };
+    toast(`Read receipt for ${m.messageId} queued`);
+  } catch (err) {
+    m.read = { state: 'error', text: String(err) };
+  }
+  renderInbox();
+  updateInboxTab();
+});
+$('#inbox-clear').addEventListener('click', () => {
+  inbox.length = 0;
+  renderInbox();
+  updateInboxTab();
+});
+
+$('#read-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const sessionId = $('#read-session').value;
+  const ids = $('#read-ids')
+    .value.split(/[\s,]+/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const err = $('#read-error');
+  const out = $('#read-result');
+  showError(err, null);
+  out.hidden = true;
+  if (!sessionId) return showError(err, 'No session selected.');
+  if (!ids.length) return showError(err, 'Enter at least one message id.');
+  const btn = $('#read-submit');
+  btn.disabled = true;
+  try {
+    const r = await markRead(sessionId, ids);
+    out.hidden = false;
+    out.textContent = `Read receipts queued for ${r.messageIds.length} message(s) of ${r.sessionId} (command ${r.commandId}).`;
+    for (const m of inbox)
+      if (m.sessionId === sessionId && r.messageIds.includes(m.messageId))
+        m.read = { state: 'queued', text: 'read receipt queued', title: `command ${r.commandId}` };
+    renderInbox();
+    updateInboxTab();
+  } catch (e) {
+    showError(err, String(e));
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------------------------------------- number check
+
+const CHECK_MAX = 50;
+
+$('#check-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const sessionId = $('#check-session').value;
+  const err = $('#check-error');
+  showError(err, null);
+  // One number per line; spaces, dashes, dots and brackets are typing aids, the API wants digits (+ optional '+').
+  const phones = $('#check-phones')
+    .value.split('\n')
+    .map((line) => line.replace(/[\s\-().]/g, ''))
+    .filter(Boolean);
+  if (!sessionId) return showError(err, 'No session selected.');
+  if (phones.length < 1) return showError(err, 'Enter at least one number (one per line).');
+  if (phones.length > CHECK_MAX)
+    return showError(err, `At most ${CHECK_MAX} numbers per check (${phones.length} given).`);
+  const btn = $('#check-submit');
+  btn.disabled = true;
+  try {
+    const r = await api('POST', '/api/contacts/check', { sessionId, phones });
+    renderCheck(r);
+  } catch (e) {
+    // A bad number is named by its index (phones.3): say which line.
+    const m = /^phones\.(\d+)$/.exec(e.field ?? '');
+    const line = m ? `Number ${Number(m[1]) + 1} (${phones[Number(m[1])]}): ` : '';
+    const retry = e.status === 429 && e.retryAfter !== null ? `Rate limited: retry after ${e.retryAfter} s. ` : '';
+    showError(err, `${retry}${line}${String(e)}`);
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+function renderCheck(r) {
+  const yesNo = (b) => (b ? 'yes' : 'no');
+  $('#check-empty').hidden = r.results.length > 0;
+  $('#check-table').dataset.session = r.sessionId;
+  $('#check-body').replaceChildren(
+    ...r.results.map((x) =>
+      el(
+        'tr',
+        { dataset: { phone: x.phone, onWhatsapp: String(x.onWhatsApp), cached: String(x.cached) } },
+        el('td', { class: 'mono' }, `+${x.phone}`),
+        el('td', { class: 'on-wa' }, badgeEl(yesNo(x.onWhatsApp), x.onWhatsApp ? 'OK' : 'BAD')),
+        el('td', { class: 'mono small' }, x.jid ?? dash),
+        el('td', { class: 'mono small' }, x.lid ?? dash),
+        el('td', { class: 'cached' }, x.cached ? 'cached' : 'asked WhatsApp'),
+      ),
+    ),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------- views
 
-function showView(view) {
+const VIEWS = ['sessions', 'proxies', 'backups', 'antiban', 'inbox', 'numbers'];
+function showView(view, sessionId) {
   state.view = view;
   for (const t of $$('.tab')) t.classList.toggle('active', t.dataset.view === view);
-  for (const v of ['sessions', 'proxies', 'backups', 'antiban']) $(`#view-${v}`).hidden = v !== view;
+  for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
   if (view === 'sessions') void loadSessions();
   if (view === 'proxies') void loadProxies();
   if (view === 'backups') void loadBackups();
   if (view === 'antiban') {
-    fillAntiBanSessions();
+    fillSessionSelects();
+    if (sessionId) $('#ab-session').value = sessionId;
     if ($('#ab-session').value) void loadLimits();
   }
+  if (view === 'inbox') renderInbox();
+  // Both need the session list (its statuses may have moved since it was drawn).
+  if (view === 'inbox' || view === 'numbers') void loadSessions();
 }
 for (const t of $$('.tab')) t.addEventListener('click', () => showView(t.dataset.view));
 for (const b of $$('[data-reload]'))
@@ -783,10 +1131,12 @@ function start() {
   $('#signin').hidden = true;
   $('#app').hidden = false;
   $('#whoami').textContent = state.admin ? 'admin' : 'tenant key';
-  for (const el of $$('.admin-only')) el.hidden = !state.admin;
+  // Overrides are the admin's (a tenant raising its own caps would defeat them): a tenant key reads only.
+  $('#ab-admin-only').hidden = state.admin;
+  $('#ab-save').disabled = !state.admin;
+  for (const node of $$('.admin-only')) node.hidden = !state.admin;
   const sel = $('#f-status');
-  if (sel.options.length === 1)
-    for (const s of STATUSES) sel.insertAdjacentHTML('beforeend', `<option value="${s}">${s}</option>`);
+  if (sel.options.length === 1) for (const s of STATUSES) sel.append(el('option', { value: s }, s));
   void connectEvents();
   showView('sessions');
 }
