@@ -298,20 +298,24 @@ export function createSessionActivities(deps: ActivityDeps) {
       proxyId?: string | null;
     }): Promise<void> {
       const fields =
-        input.proxyId === undefined ? input.fields : { ...input.fields, proxy: await urlOf({ proxyId: input.proxyId }) };
+        input.proxyId === undefined
+          ? input.fields
+          : { ...input.fields, proxy: await urlOf({ proxyId: input.proxyId }) };
       await sessions.update(input.sessionId, fields);
       if (input.increment) await sessions.increment(input.sessionId, input.increment);
       await publishStatus(input.sessionId, fields, input.increment);
     },
 
     /** CONNECTED: lock the sticky binding, drop the temporary one, mark the session connected and active. */
-    async sessionConnected(input: ProxyRef & {
-      sessionId: string;
-      phone: string;
-      jid: string;
-      /** The phone claimed at provision (or by an earlier pairing): released when another phone was scanned. */
-      previousPhone?: string | null;
-    }): Promise<{ conflictWith: string | null }> {
+    async sessionConnected(
+      input: ProxyRef & {
+        sessionId: string;
+        phone: string;
+        jid: string;
+        /** The phone claimed at provision (or by an earlier pairing): released when another phone was scanned. */
+        previousPhone?: string | null;
+      },
+    ): Promise<{ conflictWith: string | null }> {
       const owner = await sessions.claimPhone(input.phone, input.sessionId);
       if (owner) return { conflictWith: owner };
       if (input.previousPhone && input.previousPhone !== input.phone)
