@@ -69,8 +69,10 @@ export default tseslint.config(
     },
   },
   {
-    // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O libraries.
+    // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O libraries. The typed client
+    // helpers beside a workflow (`*-client.ts`) run in the API and the orchestrator, never in the sandbox.
     files: ['workflows/**/*.ts'],
+    ignores: ['workflows/*-client.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
@@ -85,4 +87,51 @@ export default tseslint.config(
       ],
     },
   },
+  ...layers(),
 );
+
+/**
+ * The layers (README "Architecture"), lowest first: common ← state ← activities / workflows ← api, orchestrator.
+ * wa-worker and simulator stand apart (the worker shares common/ only). A folder never imports from a layer above
+ * it; workflows take activities as types only (Temporal's proxyActivities).
+ */
+function layers() {
+  const all = ['common', 'state', 'activities', 'workflows', 'api', 'orchestrator', 'wa-worker', 'simulator'];
+  const rule = (files, allowed, opts = {}) => ({
+    files,
+    ...(opts.ignores ? { ignores: opts.ignores } : {}),
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            ...all
+              .filter((f) => !allowed.includes(f) && !files.some((g) => g.startsWith(`${f}/`)))
+              .map((f) => ({
+                group: [`**/${f}/**`, `../${f}/*`, `../../${f}/*`],
+                message: `${files.join(', ')} must not import from ${f}/ (layering, see README "Architecture").`,
+              })),
+            ...(opts.typeOnly ?? []).map((f) => ({
+              group: [`**/${f}/**`, `../${f}/*`, `../../${f}/*`],
+              allowTypeImports: true,
+              message: `${files.join(', ')} may import ${f}/ as types only.`,
+            })),
+          ],
+        },
+      ],
+    },
+  });
+  return [
+    rule(['common/**/*.ts'], []),
+    rule(['state/**/*.ts'], ['common']),
+    rule(['activities/**/*.ts'], ['common', 'state']),
+    rule(['workflows/**/*.ts'], ['common', 'activities'], {
+      ignores: ['workflows/*-client.ts'],
+      typeOnly: ['activities'],
+    }),
+    rule(['workflows/*-client.ts'], ['common', 'state', 'workflows']),
+    rule(['api/**/*.ts'], ['common', 'state', 'workflows']),
+    rule(['wa-worker/**/*.ts'], ['common']),
+    rule(['simulator/**/*.ts'], []),
+  ];
+}

@@ -10,6 +10,7 @@ import { ApplicationFailure, heartbeat as activityHeartbeat } from '@temporalio/
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { LIVE_STATUSES } from '../common/session.js';
 import {
+  archiveLimits,
   backupIdFor,
   buildManifest,
   BackupInvalidError,
@@ -18,11 +19,10 @@ import {
   snapshotSessions,
   verifyArchive,
   writeArchive,
-  type ArchiveLimits,
   type BackupManifest,
   type SnapshotResult,
-} from './backup-archive.js';
-import { readAuthOwner, safeSessionDir } from './auth-owner.js';
+} from '../common/backup-archive.js';
+import { readAuthOwner, safeSessionDir } from '../common/auth-owner.js';
 import { HostRegistry } from '../state/hosts.js';
 import { NoProxyCapacityError } from '../state/proxy-pool.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
@@ -45,14 +45,6 @@ async function beating<T>(what: string, fn: () => Promise<T>): Promise<T> {
   } finally {
     clearInterval(beat);
   }
-}
-
-export function archiveLimits(config: ActivityDeps['config']): ArchiveLimits {
-  return {
-    maxTotalBytes: config.BACKUP_MAX_UNCOMPRESSED_MB * 1024 * 1024,
-    maxRatio: config.BACKUP_MAX_RATIO,
-    maxEntries: config.BACKUP_MAX_ENTRIES,
-  };
 }
 
 export interface BackupResult {

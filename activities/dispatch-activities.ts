@@ -1,14 +1,12 @@
 /**
  * Activities of the anti-ban dispatcher (workflows/dispatcher.ts) and the orchestrator's start-up sweep.
  */
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
-import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import type { Alerts } from './alerts.js';
 import { ClientWebhookStore } from '../state/client-webhooks.js';
-import { MessageStore, type StatusChange } from '../state/messages.js';
+import { MessageStore, statusEventData } from '../state/messages.js';
 import { OutboxStore } from '../state/outbox.js';
 
 export type DispatchStepOutput =
@@ -31,17 +29,6 @@ export interface DispatchActivities {
   dispatchStep(input: { sessionId: string; stepId: string; notBefore?: number }): Promise<DispatchStepOutput>;
   /** The session's current pacing (after a limits change the dispatcher re-plans the running gap with it). */
   currentPacing(input: { sessionId: string }): Promise<{ gapMs: number; jitterPercent: number; slowdown: number }>;
-}
-
-export function statusEventData(ch: StatusChange): Record<string, unknown> {
-  return {
-    messageId: ch.messageId,
-    sessionId: ch.sessionId,
-    status: ch.status,
-    previous: ch.previous,
-    waMessageId: ch.waMessageId,
-    ...(ch.reason ? { reason: ch.reason } : {}),
-  };
 }
 
 export function createDispatchActivities(deps: {
@@ -108,39 +95,4 @@ export function createDispatchActivities(deps: {
       return { gapMs: limits.gapMs, jitterPercent: limits.jitterPercent, slowdown };
     },
   };
-}
-
-/** Start (or wake) the dispatcher of a session: signal-with-start, idempotent. */
-export async function wakeDispatcher(client: Client, config: Config, sessionId: string): Promise<void> {
-  await client.workflow.signalWithStart('dispatcherWorkflow', {
-    workflowId: dispatcherWorkflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId),
-    taskQueue: config.TEMPORAL_TASK_QUEUE,
-    args: [{ sessionId }],
-    signal: 'wake',
-    signalArgs: [],
-  });
-}
-
-/** After `PUT .../limits`: the running dispatcher re-plans its current wait at once (none running: nothing to do). */
-export async function replanDispatcher(client: Client, config: Config, sessionId: string): Promise<void> {
-  try {
-    await client.workflow.getHandle(dispatcherWorkflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId)).signal('replan');
-  } catch (err) {
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
-}
-
-/** Orchestrator start-up: every session with pending messages gets its dispatcher (a lost wake loses nothing). */
-export async function ensureDispatchers(client: Client, config: Config, redis: Redis, logger: Logger) {
-  const messages = new MessageStore(redis, config);
-  const ids = await messages.sessionsWithPending();
-  for (const id of ids) {
-    try {
-      await wakeDispatcher(client, config, id);
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError))
-        logger.warn({ sessionId: id, err: String(err) }, 'could not wake a dispatcher');
-    }
-  }
-  return ids.length;
 }

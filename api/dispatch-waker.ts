@@ -5,7 +5,7 @@
  * after its own message was queued.
  */
 import type { Client } from '@temporalio/client';
-import { wakeDispatcher } from '../activities/dispatch-activities.js';
+import { wakeDispatcher } from '../workflows/dispatcher-client.js';
 import type { Config } from '../common/config.js';
 
 export class DispatchWaker {

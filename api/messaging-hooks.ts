@@ -6,7 +6,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import { statusEventData } from '../activities/dispatch-activities.js';
+import { statusEventData } from '../state/messages.js';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
 import type { WebhookEnvelope } from '../common/events.js';

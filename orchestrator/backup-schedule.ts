@@ -1,6 +1,7 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
+import { backupWorkflow } from '../workflows/backup.js';
 
 /** One schedule per deployment (the workflow id prefix keeps test stacks and deployments apart). */
 export const backupScheduleId = (config: Pick<Config, 'WORKFLOW_ID_PREFIX'>) => `${config.WORKFLOW_ID_PREFIX}-backups`;
@@ -11,7 +12,7 @@ export function backupScheduleOptions(config: Config): ScheduleOptions {
     spec: { cronExpressions: [config.BACKUP_CRON], timezone: config.BACKUP_TIMEZONE },
     action: {
       type: 'startWorkflow',
-      workflowType: 'backupWorkflow',
+      workflowType: backupWorkflow.name,
       workflowId: `${config.WORKFLOW_ID_PREFIX}:backup:scheduled`,
       taskQueue: config.TEMPORAL_TASK_QUEUE,
       args: [{ reason: 'scheduled' }],

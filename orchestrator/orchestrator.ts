@@ -11,7 +11,8 @@ import { ProcessRunner } from '../activities/runner/process-runner.js';
 import type { WorkerRunner } from '../activities/runner/types.js';
 import { createSessionActivities } from '../activities/session-activities.js';
 import { createBackupActivities } from '../activities/backup.js';
-import { createDispatchActivities, ensureDispatchers } from '../activities/dispatch-activities.js';
+import { createDispatchActivities } from '../activities/dispatch-activities.js';
+import { ensureDispatchers } from '../workflows/dispatcher-client.js';
 import { ensureBackupSchedule } from './backup-schedule.js';
 import { codecDataConverter } from '../common/codec.js';
 import type { Config } from '../common/config.js';
@@ -21,7 +22,7 @@ import { ProxyPool } from '../state/proxy-pool.js';
 import { createRedis } from '../state/redis.js';
 import { SessionStore } from '../state/sessions.js';
 import { DeviceProfileStore } from '../state/device-profiles.js';
-import { WATCHDOG_WORKFLOW_ID } from '../workflows/watchdog.js';
+import { WATCHDOG_WORKFLOW_ID, watchdogWorkflow } from '../workflows/watchdog.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -133,7 +134,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   });
 
   try {
-    await client.workflow.start('watchdogWorkflow', {
+    await client.workflow.start(watchdogWorkflow, {
       workflowId: `${config.WORKFLOW_ID_PREFIX}:${WATCHDOG_WORKFLOW_ID}:${config.TEMPORAL_TASK_QUEUE}`,
       taskQueue: config.TEMPORAL_TASK_QUEUE,
       args: [{ intervalMs: config.WATCHDOG_INTERVAL_MS, pingTimeoutMs: config.PING_TIMEOUT_MS }],

@@ -67,6 +67,18 @@ export interface StatusChange {
   reason: string | null;
 }
 
+/** The `message.status` customer webhook's data for a status change. */
+export function statusEventData(ch: StatusChange): Record<string, unknown> {
+  return {
+    messageId: ch.messageId,
+    sessionId: ch.sessionId,
+    status: ch.status,
+    previous: ch.previous,
+    waMessageId: ch.waMessageId,
+    ...(ch.reason ? { reason: ch.reason } : {}),
+  };
+}
+
 const num = (s: string | undefined) => (s === undefined || s === '' ? null : Number(s));
 
 export class MessageStore {

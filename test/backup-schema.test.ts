@@ -14,7 +14,7 @@ import {
   snapshotSessions,
   verifyArchive,
   writeArchive,
-} from '../activities/backup-archive.js';
+} from '../common/backup-archive.js';
 import { AUTH_SCHEMA_VERSION } from '../common/auth-schema.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-backup-schema-'));

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { verifyArchive } from '../activities/backup-archive.js';
+import { verifyArchive } from '../common/backup-archive.js';
 import { FakeTelegram } from './helpers/fake-telegram.js';
 import { Stack, sleep, waitFor } from './helpers/stack.js';
 import { writeRawZip } from './helpers/zip-writer.js';

@@ -3,7 +3,7 @@ import Docker from 'dockerode';
 import { containerNameFor } from '../../common/session.js';
 import { proxyEndpoint, proxyFingerprint } from './common.js';
 import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
-import { safeSessionDir } from '../auth-owner.js';
+import { safeSessionDir } from '../../common/auth-owner.js';
 
 const LABEL_SESSION = 'wa.session';
 const LABEL_MANAGED = 'wa.managed-by';

@@ -2,8 +2,15 @@ import path from 'node:path';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { archiveLimits } from '../../activities/backup.js';
-import { BACKUP_ID_RE, BackupInvalidError, listArchives, verifyArchive } from '../../activities/backup-archive.js';
+import { backupWorkflow } from '../../workflows/backup.js';
+import { restoreWorkflow } from '../../workflows/restore.js';
+import {
+  archiveLimits,
+  BACKUP_ID_RE,
+  BackupInvalidError,
+  listArchives,
+  verifyArchive,
+} from '../../common/backup-archive.js';
 import { SessionIdSchema } from '../../common/session.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
@@ -68,7 +75,7 @@ export function backupRoutes(ctx: ApiContext) {
     app.post('/api/v1/backups/create', async (request, reply) => {
       parseInput(CreateBody, request.body, 'body');
       try {
-        const result = await temporal.workflow.execute('backupWorkflow', {
+        const result = await temporal.workflow.execute(backupWorkflow, {
           workflowId: `${config.WORKFLOW_ID_PREFIX}:backup:manual`,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [{ reason: 'on demand' }],
@@ -103,7 +110,7 @@ export function backupRoutes(ctx: ApiContext) {
       }
       try {
         const workflowId = `${config.WORKFLOW_ID_PREFIX}:restore`;
-        const handle = await temporal.workflow.start('restoreWorkflow', {
+        const handle = await temporal.workflow.start(restoreWorkflow, {
           workflowId,
           taskQueue: config.TEMPORAL_TASK_QUEUE,
           args: [

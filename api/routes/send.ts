@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LimitsOverrideSchema } from '../../common/anti-ban.js';
-import { replanDispatcher } from '../../activities/dispatch-activities.js';
+import { replanDispatcher } from '../../workflows/dispatcher-client.js';
 import { documentAs } from '../../common/json-schema.js';
 import { PhoneSchema, RecipientSchema, SessionIdSchema } from '../../common/session.js';
 import { ClientWebhookStore } from '../../state/client-webhooks.js';

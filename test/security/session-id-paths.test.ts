@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { claimAuthDir, OWNER_FILE, safeSessionDir } from '../../activities/auth-owner.js';
+import { claimAuthDir, OWNER_FILE, safeSessionDir } from '../../common/auth-owner.js';
 
 describe('session ids in paths, and auth folder claims', () => {
   const root = mkdtempSync(path.join(os.tmpdir(), 'wa-ids-'));

@@ -10,8 +10,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ZipArchive } from 'archiver';
 import yauzl from 'yauzl';
-import { AUTH_SCHEMA_FILE, AUTH_SCHEMA_VERSION } from '../common/auth-schema.js';
-import { SessionIdSchema } from '../common/session.js';
+import { AUTH_SCHEMA_FILE, AUTH_SCHEMA_VERSION } from './auth-schema.js';
+import type { Config } from './config.js';
+import { SessionIdSchema } from './session.js';
 import { OWNER_FILE } from './auth-owner.js';
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -79,6 +80,17 @@ export interface ArchiveLimits {
 }
 
 export const DEFAULT_LIMITS: ArchiveLimits = { maxTotalBytes: 512 * 1024 * 1024, maxRatio: 200, maxEntries: 100_000 };
+
+/** The archive limits a deployment's configuration sets. */
+export function archiveLimits(
+  config: Pick<Config, 'BACKUP_MAX_UNCOMPRESSED_MB' | 'BACKUP_MAX_RATIO' | 'BACKUP_MAX_ENTRIES'>,
+): ArchiveLimits {
+  return {
+    maxTotalBytes: config.BACKUP_MAX_UNCOMPRESSED_MB * 1024 * 1024,
+    maxRatio: config.BACKUP_MAX_RATIO,
+    maxEntries: config.BACKUP_MAX_ENTRIES,
+  };
+}
 
 export class BackupInvalidError extends Error {
   override readonly name = 'BackupInvalidError';

@@ -6,9 +6,9 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { SessionIdSchema } from '../common/session.js';
+import { SessionIdSchema } from './session.js';
 
-// Starts with a letter: backups copy only such names (activities/backup-archive.ts FILE_NAME_RE).
+// Starts with a letter: backups copy only such names (common/backup-archive.ts FILE_NAME_RE).
 export const OWNER_FILE = 'wa-owner.json';
 /** ApplicationFailure type: the folder belongs to another tenant (the API answers 409, naming no one). */
 export const AUTH_OWNED_ELSEWHERE = 'AuthOwnedElsewhere';
