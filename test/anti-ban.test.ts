@@ -222,6 +222,10 @@ describe('anti-ban: pacing keeps a number alive with a cap above the ban thresho
 
   it('12 messages: unpaced → banned; paced (cap 30 > threshold 5 per 5 s) → all sent, alive', async () => {
     const load = Array.from({ length: 12 }, (_, i) => ({ to: `1555661${String(i).padStart(4, '0')}`, n: i }));
+    // Unpaced: the worker keeps a session's shortest gap even for items put straight into its outbox, so the
+    // unpaced session gets the smallest gap there is.
+    const unpaced = await stack.call('PUT', `/api/anti-ban/sessions/${RAW.id}/limits`, { gapMs: 10 });
+    assert.equal(unpaced.status, 200, JSON.stringify(unpaced.body));
     const outbox = new OutboxStore(stack.redis, { prefix: stack.prefix });
     for (const m of load) await outbox.enqueue(RAW.id, { messageId: `raw2-${m.n}`, to: m.to, text: `raw #${m.n}` });
     await waitFor('the unpaced number to be banned', () => bans.some((b) => b.phone === RAW.phone), 30_000);
