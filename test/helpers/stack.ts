@@ -103,6 +103,8 @@ export interface StackOptions {
   watchdogIntervalMs?: number;
   pingTimeoutMs?: number;
   extraEnv?: Record<string, string>;
+  /** Environment of the local orchestrator only (e.g. its own REDIS_URL through a link a test can cut). */
+  orchestratorEnv?: Record<string, string>;
   /** Options of the in-process WhatsApp simulator (e.g. `antiSpam`). */
   simOptions?: Parameters<typeof WhatsAppSimulator.start>[0];
 }
@@ -211,7 +213,7 @@ export class Stack {
   }
 
   async startOrchestrator(): Promise<void> {
-    this.orchestrator = await this.startHost('local');
+    this.orchestrator = await this.startHost('local', this.opts.orchestratorEnv);
   }
 
   /**
