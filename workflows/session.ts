@@ -629,8 +629,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       );
       return;
     }
-    state.status = 'unhealthy';
     await save({ status: 'unhealthy', lastError: 'no ping: restarting the worker' }, 'watchdogRestarts');
+    state.status = 'unhealthy';
     await bestEffortAlert({
       kind: 'session_unhealthy',
       text: `session ${state.sessionId}: no ping for ${timings.pingTimeoutMs} ms, restarting its worker`,
