@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import { CLIENT_WEBHOOK_CLAIM_LUA } from '../common/redis-scripts.js';
+import { execAll } from './redis.js';
 
 export const CLIENT_EVENT_TYPES = ['message.received', 'message.status', 'session.status', 'session.burst'] as const;
 export type ClientEventType = (typeof CLIENT_EVENT_TYPES)[number];
@@ -67,11 +68,12 @@ export class ClientWebhookStore {
 
   async setConfig(tenant: string, cfg: ClientWebhookConfig): Promise<void> {
     const key = this.keys.clientWebhook(tenant);
-    await this.redis
-      .multi()
-      .del(key)
-      .hset(key, { url: cfg.url, secret: cfg.secret, events: cfg.events.join(',') })
-      .exec();
+    await execAll(
+      this.redis
+        .multi()
+        .del(key)
+        .hset(key, { url: cfg.url, secret: cfg.secret, events: cfg.events.join(',') }),
+    );
   }
 
   async getConfig(tenant: string): Promise<ClientWebhookConfig | null> {
@@ -96,11 +98,12 @@ export class ClientWebhookStore {
     const id = `whd_${randomBytes(12).toString('hex')}`;
     const body = JSON.stringify({ id, event, tenant, timestamp: now, data });
     const item: ClientDelivery = { id, tenant, event, body, attempt: 0, createdAt: now };
-    await this.redis
-      .multi()
-      .hset(this.keys.clientWebhookItems(), id, JSON.stringify(item))
-      .zadd(this.keys.clientWebhookDue(), now, id)
-      .exec();
+    await execAll(
+      this.redis
+        .multi()
+        .hset(this.keys.clientWebhookItems(), id, JSON.stringify(item))
+        .zadd(this.keys.clientWebhookDue(), now, id),
+    );
     return id;
   }
 
@@ -112,26 +115,28 @@ export class ClientWebhookStore {
   }
 
   async complete(id: string): Promise<void> {
-    await this.redis.multi().zrem(this.keys.clientWebhookDue(), id).hdel(this.keys.clientWebhookItems(), id).exec();
+    await execAll(this.redis.multi().zrem(this.keys.clientWebhookDue(), id).hdel(this.keys.clientWebhookItems(), id));
   }
 
   async retryLater(item: ClientDelivery, dueAt: number): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(this.keys.clientWebhookItems(), item.id, JSON.stringify(item))
-      .zadd(this.keys.clientWebhookDue(), dueAt, item.id)
-      .exec();
+    await execAll(
+      this.redis
+        .multi()
+        .hset(this.keys.clientWebhookItems(), item.id, JSON.stringify(item))
+        .zadd(this.keys.clientWebhookDue(), dueAt, item.id),
+    );
   }
 
   async deadLetter(item: ClientDelivery, now = Date.now()): Promise<void> {
     const dead: DeadLetter = { ...item, deadAt: now };
-    await this.redis
-      .multi()
-      .lpush(this.keys.clientWebhookDead(item.tenant), JSON.stringify(dead))
-      .ltrim(this.keys.clientWebhookDead(item.tenant), 0, 9_999)
-      .zrem(this.keys.clientWebhookDue(), item.id)
-      .hdel(this.keys.clientWebhookItems(), item.id)
-      .exec();
+    await execAll(
+      this.redis
+        .multi()
+        .lpush(this.keys.clientWebhookDead(item.tenant), JSON.stringify(dead))
+        .ltrim(this.keys.clientWebhookDead(item.tenant), 0, 9_999)
+        .zrem(this.keys.clientWebhookDue(), item.id)
+        .hdel(this.keys.clientWebhookItems(), item.id),
+    );
   }
 
   async deadLetters(tenant: string, limit = 100): Promise<DeadLetter[]> {

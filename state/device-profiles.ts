@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { DEFAULT_DEVICE_PROFILES, deviceProfileId, type DeviceProfile } from '../common/device-profiles.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import { execAll } from './redis.js';
 
 const ASSIGN_LUA = readFileSync(new URL('./device-profile-assign.lua', import.meta.url), 'utf8');
 const RETIRE_LUA = readFileSync(new URL('./device-profile-retire.lua', import.meta.url), 'utf8');
@@ -82,7 +83,7 @@ export class DeviceProfileStore {
     const id = await this.redis.get(this.keys.sessionDeviceProfile(sessionId));
     const tx = this.redis.multi().del(this.keys.sessionDeviceProfile(sessionId));
     if (id) tx.srem(this.keys.deviceProfileSessions(id), sessionId);
-    await tx.exec();
+    await execAll(tx);
   }
 
   /** Active profiles no session presents. */

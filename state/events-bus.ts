@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactDeep } from '../common/redact.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import { execAll } from './redis.js';
 
 /** Live event types (dashboard, `/api/events`). `status` covers every other lifecycle change. */
 export const LIVE_EVENT_TYPES = [
@@ -89,7 +90,7 @@ export class EventBus {
     });
     const tx = this.redis.multi().publish(this.keys.eventsChannel(), JSON.stringify(event));
     for (const field of counterFields(event)) tx.hincrby(this.keys.eventCounters(), field, 1);
-    await tx.exec();
+    await execAll(tx);
     return event;
   }
 

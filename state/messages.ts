@@ -23,6 +23,7 @@ import {
   SEND_ACCEPT_LUA,
 } from '../common/redis-scripts.js';
 import type { OutboxStore } from './outbox.js';
+import { execAll } from './redis.js';
 
 export const MESSAGE_STATUSES = ['queued', 'scheduled', 'sent', 'delivered', 'read', 'failed'] as const;
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
@@ -250,7 +251,7 @@ export class MessageStore {
     const fields = Object.fromEntries(Object.entries(o).map(([k, v]) => [k, String(v)]));
     const tx = this.redis.multi().del(key);
     if (Object.keys(fields).length) tx.hset(key, fields);
-    await tx.exec();
+    await execAll(tx);
     return effectiveLimits(this.config, o);
   }
 
@@ -304,7 +305,7 @@ export class MessageStore {
   /** A triggered rejection run not alerted yet (its length), cleared by this call. */
   async takeRejectionAlert(sessionId: string): Promise<number> {
     const key = this.keys.dispatchState(sessionId);
-    const res = await this.redis.multi().hget(key, 'rejectAlert').hdel(key, 'rejectAlert').exec();
+    const res = await execAll(this.redis.multi().hget(key, 'rejectAlert').hdel(key, 'rejectAlert'));
     return Number(res?.[0]?.[1] ?? 0);
   }
 

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import { DELETE_IF_VALUE_LUA } from '../common/redis-scripts.js';
 import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session.js';
+import { execAll } from './redis.js';
 
 /** The session hash (SPEC §9 `session:<id>`), as the API and dashboard read it. */
 export interface SessionRecord {
@@ -68,21 +69,22 @@ export class SessionStore {
   }
 
   async create(sessionId: string, tenant: string, now = Date.now()): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(this.keys.session(sessionId), {
-        sessionId,
-        tenant,
-        status: 'pending',
-        createdAt: now,
-        updatedAt: now,
-        restarts: 0,
-        watchdogRestarts: 0,
-        failovers: 0,
-      })
-      .sadd(this.keys.sessionsAll(), sessionId)
-      .sadd(this.keys.tenantSessions(tenant), sessionId)
-      .exec();
+    await execAll(
+      this.redis
+        .multi()
+        .hset(this.keys.session(sessionId), {
+          sessionId,
+          tenant,
+          status: 'pending',
+          createdAt: now,
+          updatedAt: now,
+          restarts: 0,
+          watchdogRestarts: 0,
+          failovers: 0,
+        })
+        .sadd(this.keys.sessionsAll(), sessionId)
+        .sadd(this.keys.tenantSessions(tenant), sessionId),
+    );
   }
 
   /** Writes fields of the session hash; `null` deletes a field. Keeps sessions:active in step with the status. */
@@ -97,7 +99,7 @@ export class SessionStore {
     if (del.length) tx.hdel(this.keys.session(sessionId), ...del);
     if (fields.status && WATCHED_STATUSES.includes(fields.status)) tx.sadd(this.keys.sessionsActive(), sessionId);
     else if (fields.status && !LIVE_STATUSES.includes(fields.status)) tx.srem(this.keys.sessionsActive(), sessionId);
-    await tx.exec();
+    await execAll(tx);
   }
 
   async increment(sessionId: string, field: 'restarts' | 'watchdogRestarts' | 'failovers'): Promise<number> {
@@ -134,7 +136,7 @@ export class SessionStore {
         this.keys.sessionTemp(sessionId),
       );
     if (tenant) tx.srem(this.keys.tenantSessions(tenant), sessionId);
-    await tx.exec();
+    await execAll(tx);
   }
 
   async setQr(sessionId: string, qr: string, ttlMs = 120_000, now = Date.now()): Promise<QrRecord> {

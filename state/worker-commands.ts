@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import type { NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
+import { execAll } from './redis.js';
 
 /** Takes the earliest command that is due (score ≤ now), atomically: two claims never get the same one. */
 const CLAIM_DUE_LUA = `
@@ -57,12 +58,13 @@ export class WorkerCommandStore {
     const key = this.keys.sessionCommands(sessionId);
     // The queue lives as long as its latest deadline (a session that never comes back leaves nothing behind).
     const ttl = String(Math.max(1, deadline - Date.now()) + 60_000);
-    await this.redis
-      .multi()
-      .zadd(key, dueAt, JSON.stringify(command))
-      .call('PEXPIRE', key, ttl, 'NX')
-      .call('PEXPIRE', key, ttl, 'GT')
-      .exec();
+    await execAll(
+      this.redis
+        .multi()
+        .zadd(key, dueAt, JSON.stringify(command))
+        .call('PEXPIRE', key, ttl, 'NX')
+        .call('PEXPIRE', key, ttl, 'GT'),
+    );
     return command;
   }
 
@@ -122,7 +124,7 @@ export class WorkerCommandStore {
       };
       tx.set(this.keys.contactCheck(r.phone), JSON.stringify(v), 'PX', ttlMs);
     }
-    await tx.exec();
+    await execAll(tx);
   }
 
   /** Admits `n` lookups for the session within `limit` per `windowMs`: all or none. */
@@ -149,7 +151,7 @@ export class WorkerCommandStore {
 
   async recordInbound(sessionId: string, waMessageId: string, chat: string, ttlMs: number): Promise<void> {
     const key = this.keys.sessionInbound(sessionId);
-    await this.redis.multi().hset(key, waMessageId, chat).pexpire(key, ttlMs).exec();
+    await execAll(this.redis.multi().hset(key, waMessageId, chat).pexpire(key, ttlMs));
   }
 
   /** The chat JID of each inbound message id (null when the session never received it). */

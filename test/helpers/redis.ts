@@ -13,9 +13,12 @@ export async function connectTestRedis(): Promise<{ redis: Redis; prefix: string
     await redis.ping();
   } catch (err) {
     redis.disconnect();
-    throw new Error(`Redis is required at ${url} (run: bash scripts/services.sh): ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new Error(
+      `Redis is required at ${url.replace(/\/\/[^@/]*@/, '//***@')} (run: bash scripts/services.sh): ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
   const prefix = `test:${randomBytes(4).toString('hex')}:`;
   return {
