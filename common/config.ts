@@ -102,6 +102,8 @@ export const configSchema = z.object({
   PING_TIMEOUT_MS: int(180_000, 100),
   /** A session workflow continues as new past this many history events (small histories replay fast). */
   SESSION_MAX_HISTORY_EVENTS: int(2000, 20),
+  /** Attempts of each Redis step of a session workflow before the step fails and is retried later (~1 min at 10). */
+  SESSION_ACTIVITY_ATTEMPTS: int(10, 1, 100),
   /** Comma- or newline-separated pool, in addition to PROXY_URL_1, PROXY_URL_2, ... */
   PROXY_URLS: z.string().default(''),
   LOW_PROXY_INVENTORY_THRESHOLD: int(2, 0),

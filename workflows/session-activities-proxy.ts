@@ -6,10 +6,11 @@
 import { log, proxyActivities } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 
-export const quickActivities = () =>
+/** `maximumAttempts`: a session's timings may shrink it (tests that make a step fail after its retries). */
+export const quickActivities = (maximumAttempts = 10) =>
   proxyActivities<SessionActivities>({
     startToCloseTimeout: '20s',
-    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts },
   });
 
 /** `maximumAttempts`: a failover gives up on a candidate proxy sooner than a session on its own proxy. */

@@ -41,6 +41,8 @@ export interface SessionTimings {
   maxFailoverAttempts: number;
   /** Continue-as-new after this many history events (or when Temporal suggests it). */
   maxHistoryEvents: number;
+  /** Attempts of each quick (Redis) activity before its step fails (absent: 10, about a minute). */
+  quickActivityAttempts?: number;
 }
 
 export const DEFAULT_TIMINGS: SessionTimings = {
@@ -130,7 +132,6 @@ export const logoutUpdate = defineUpdate<{ status: SessionStatus }>('logout');
 export const pairingCodeUpdate = defineUpdate<{ status: SessionStatus }, [{ phone: string }]>('pairingCode');
 
 // ------------------------------------------------------------------------------------------ activities
-const quick = quickActivities();
 
 const TERMINAL: SessionStatus[] = ['logged_out', 'deleted'];
 /** States in which the session holds a proxy slot and a worker. */
@@ -185,6 +186,7 @@ function errorMessage(err: unknown): string {
 // ------------------------------------------------------------------------------------------ workflow
 export async function sessionWorkflow(input: SessionInput): Promise<PublicSessionState> {
   const timings = { ...DEFAULT_TIMINGS, ...input.timings };
+  const quick = quickActivities(timings.quickActivityAttempts);
   const state: SessionState = input.carried ?? initialState(input);
   const workers = containerActivitiesOn(input.hostQueue);
   const queue: Job[] = [];

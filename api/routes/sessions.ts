@@ -228,6 +228,7 @@ export function sessionRoutes(ctx: ApiContext) {
               ...DEFAULT_TIMINGS,
               pingTimeoutMs: config.PING_TIMEOUT_MS,
               maxHistoryEvents: config.SESSION_MAX_HISTORY_EVENTS,
+              quickActivityAttempts: config.SESSION_ACTIVITY_ATTEMPTS,
             },
             hostId: host.hostId,
             hostQueue: host.queue,
