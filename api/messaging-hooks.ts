@@ -1,5 +1,5 @@
 /**
- * What the API does with accepted worker events for messaging (issue 7), plugged into the webhook bridge through
+ * What the API does with accepted worker events for messaging, plugged into the webhook bridge through
  * WebhookHooks.onEvent: message statuses move the message record forward and go to the customer's webhook;
  * inbound messages and session status changes go to the customer's webhook; CONNECTED wakes the dispatcher.
  * Errors are logged, never thrown: the bridge has already recorded the event.

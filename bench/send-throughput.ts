@@ -1,5 +1,5 @@
 /**
- * Gateway throughput (issue 7): accepted `POST /api/send` requests per second and p50/p99 latency, with an
+ * Gateway throughput: accepted `POST /api/send` requests per second and p50/p99 latency, with an
  * idempotency key on every request, against a real stack (API + orchestrator processes, Temporal, Redis, one
  * connected simulator session). A small concurrent fetch loop keeps N requests in flight for a fixed time.
  *

@@ -1,5 +1,5 @@
 /**
- * Auth folders belong to a tenant (issue 14 item 2). The owning tenant is recorded in the folder itself
+ * Auth folders belong to a tenant. The owning tenant is recorded in the folder itself
  * (`wa-owner.json`, so it travels with backups and restores), and a provision may reuse an existing folder
  * (`keepAuth=true` delete, a restore) only for the same tenant: another tenant's provision is refused before any
  * file is touched, so nobody can take over a WhatsApp account by provisioning its session id.

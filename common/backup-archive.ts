@@ -52,7 +52,7 @@ export interface ManifestSession {
   phone: string | null;
   /** The owning tenant (the folder's owner file); null/absent for folders and archives from before owners. */
   tenant?: string | null;
-  /** The host whose disk held the folder (multi-host deployments); absent in archives from before issue 13. */
+  /** The host whose disk held the folder (multi-host deployments); absent in archives made by older, single-host versions. */
   host?: string | null;
   files: number;
   bytes: number;

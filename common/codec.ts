@@ -3,7 +3,7 @@ import type { Payload, PayloadCodec } from '@temporalio/common';
 import proto from '@temporalio/proto';
 
 /**
- * The Temporal payload codec (issue 14 item 7): every payload a client or worker sends to Temporal (workflow and
+ * The Temporal payload codec: every payload a client or worker sends to Temporal (workflow and
  * activity inputs and results, signals, updates, queries, memos, continue-as-new state) is AES-256-GCM encrypted,
  * so proxy passwords, keys and webhook secrets are never readable in the server's history or the Web UI.
  *

@@ -107,7 +107,7 @@ export const configSchema = z.object({
   /** Comma- or newline-separated pool, in addition to PROXY_URL_1, PROXY_URL_2, ... */
   PROXY_URLS: z.string().default(''),
   LOW_PROXY_INVENTORY_THRESHOLD: int(2, 0),
-  /** Alert when fewer device profiles than this are unused (issue 15). */
+  /** Alert when fewer device profiles than this are unused. */
   LOW_DEVICE_PROFILE_THRESHOLD: int(5, 0),
   TELEGRAM_BOT_TOKEN: z.string().optional(),
   TELEGRAM_CHAT_ID: z.string().optional(),
@@ -137,7 +137,7 @@ export const configSchema = z.object({
   DEMO_SIMULATOR_URL: url('http://127.0.0.1:9401', ['http:']).optional(),
   RATE_LIMIT_MAX_REQUESTS: int(30, 1),
   RATE_LIMIT_WINDOW_MS: int(60_000, 1000),
-  // --- Outbound messages and anti-ban (issue 7; README "Outbound messages and anti-ban") ---
+  // --- Outbound messages and anti-ban (README "Outbound messages and anti-ban") ---
   /** Accepted POST /api/send per window for the whole deployment (all tenants together). */
   RATE_LIMIT_GLOBAL_MAX_REQUESTS: int(1000, 1),
   /** How long an idempotency key maps to its first message and response. */
@@ -169,7 +169,7 @@ export const configSchema = z.object({
   ANTIBAN_HOT_MIN_SENT: int(100, 0),
   ANTIBAN_PROMOTE_MIN_DELIVERY_PERCENT: int(90, 0, 100),
   /**
-   * Typing before sends (issue 15): the worker shows `composing` for min + length · MS_PER_CHAR (± jitter),
+   * Typing before sends: the worker shows `composing` for min + length · MS_PER_CHAR (± jitter),
    * clamped to the level's [MIN, MAX], then sends, then `paused`. MAX 0 turns it off for that level; per-session
    * overrides in PUT /api/anti-ban/sessions/:id/limits (typingMinMs, typingMaxMs). ANTIBAN_TYPING=false: off.
    */

@@ -1,5 +1,5 @@
 /**
- * Device profiles (issue 15 item 5): the device/browser identity a session presents to WhatsApp, Baileys' `browser`
+ * Device profiles: the device/browser identity a session presents to WhatsApp, Baileys' `browser`
  * triple [os, browser, os version]. Each session gets one from the inventory at provision and keeps it for life
  * (restart, failover, restore, host moves), so a phone never sees its linked device change its identity; two
  * sessions on the same proxy never share one (state/device-profiles.lua).

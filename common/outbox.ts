@@ -20,7 +20,7 @@ export const OutboxItemSchema = z.object({
   text: z.string().min(1).max(4096),
   /** 1 on the first delivery, +1 on each re-delivery. */
   attempt: z.number().int().positive(),
-  /** Show `composing` to the recipient this long before sending (issue 15); absent or 0: send at once. */
+  /** Show `composing` to the recipient this long before sending; absent or 0: send at once. */
   typingMs: z.number().int().min(0).max(30_000).optional(),
   /** The session's shortest gap between two sends: the worker holds this one back so the wire keeps it too. */
   minGapMs: z.number().int().min(0).max(86_400_000).optional(),

@@ -35,7 +35,7 @@ export function redisKeys(prefix = '') {
     proxyBadAt: (proxyUrl: string) => `${p}proxy:bad_at:${proxyIdOf(proxyUrl)}`,
     /** SET of session ids holding a slot on the proxy (the counter is kept equal to its size). */
     proxySessions: (proxyUrl: string) => `${p}proxy:sessions:${proxyIdOf(proxyUrl)}`,
-    /** Key families named by proxy id; before issue 14 they were named by the URL (migrated at start). */
+    /** Key families named by proxy id; older versions named them by the URL (migrated at start). */
     proxyKeyFamilies: () => ['counter:proxy:', 'proxy:status:', 'proxy:bad_at:', 'proxy:sessions:'] as const,
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
     /** STRING JSON {code, phone, expiresAt, at}: the pairing code to type on the phone (TTL = its expiry). */
@@ -56,7 +56,7 @@ export function redisKeys(prefix = '') {
     hostSessions: (hostId: string) => `${p}host:sessions:${hostId}`,
     phoneQueue: (phone: string) => `${p}queue:session:${phone}`,
     gatewayJobs: () => `${p}gateway:jobs`,
-    // --- outbound messages, anti-ban dispatcher, customer webhooks (issue 7) ---
+    // --- outbound messages, anti-ban dispatcher, customer webhooks ---
     /** HASH: one outbound message {id, sessionId, tenant, to, text, status, plannedAt, ...}. */
     message: (messageId: string) => `${p}message:${messageId}`,
     /** STRING JSON {messageId, fingerprint, response}: an idempotency key of a tenant (TTL). */
@@ -91,7 +91,7 @@ export function redisKeys(prefix = '') {
     eventsChannel: () => `${p}events`,
     /** HASH of system-wide event counters (HINCRBY by every process; read by /metrics at scrape time). */
     eventCounters: () => `${p}metrics:events`,
-    // --- device profiles (issue 15; the Lua files beside state/device-profiles.ts build the same names) ---
+    // --- device profiles (the Lua files beside state/device-profiles.ts build the same names) ---
     /** HASH profile id → JSON {id, os, browser, osVersion, seq}: the inventory (retired ones stay, flagged below). */
     deviceProfiles: () => `${p}device:profiles`,
     /** SET of retired profile ids (never assigned again). */
@@ -113,7 +113,7 @@ export function redisKeys(prefix = '') {
     tenantProvisioning: (tenant: string) => `${p}tenant:provisioning:${tenant}`,
     /** ZSET sessionId → time: a tenant's recent manual failovers (sliding window; TTL = window). */
     failoverRate: (tenant: string) => `${p}ratelimit:failover:${tenant}`,
-    // --- human-like sending: worker commands, number checks, read receipts (issue 15) ---
+    // --- human-like sending: worker commands, number checks, read receipts ---
     /** ZSET command JSON → due time (ms): commands waiting for the session's worker (checks, read receipts). */
     sessionCommands: (sessionId: string) => `${p}session:commands:${sessionId}`,
     /** STRING JSON: a worker's answer to its session's command (short TTL; the waiting API request reads it). */

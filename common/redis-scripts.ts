@@ -159,7 +159,7 @@ return 0
 `;
 
 /**
- * Recompute every proxy's session set and counter from the slots the known sessions hold (restore, issue 6).
+ * Recompute every proxy's session set and counter from the slots the known sessions hold (restore).
  * ARGV: prefix. A session no longer known is not counted. Returns {proxyUrl, count, ...}.
  */
 export const RECOMPUTE_PROXY_COUNTERS_LUA = `${POOL_HELPERS}
@@ -189,7 +189,7 @@ return out
 `;
 
 // --------------------------------------------------------------------------------------------------------------
-// Outbound messages, the anti-ban dispatcher and customer webhooks (issue 7). Keys as in redis-keys.ts.
+// Outbound messages, the anti-ban dispatcher and customer webhooks. Keys as in redis-keys.ts.
 // --------------------------------------------------------------------------------------------------------------
 
 const NOW_MS = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -653,7 +653,7 @@ return {1, 0}
 `;
 
 /**
- * Move one proxy key named by URL (before issue 14) to its proxy-id name. Idempotent and safe beside new writes:
+ * Move one proxy key named by URL (as older versions named them) to its proxy-id name. Idempotent and safe beside new writes:
  * session sets are merged, BAD wins over OK, an existing new counter/bad_at is kept (the caller recomputes
  * counters afterwards). ARGV: prefix, family (e.g. 'counter:proxy:'), proxyUrl. Returns 1 when a key moved.
  */

@@ -1,5 +1,5 @@
 /**
- * Commands the API gives a session's worker besides sends (issue 15): number checks and read receipts. The worker
+ * Commands the API gives a session's worker besides sends: number checks and read receipts. The worker
  * pulls them like the outbox (it opens no port): signed like every worker call, served under
  * COMMANDS_URL = `http://host/api/worker/sessions/<id>/commands` (the outbox URL's sibling).
  *

@@ -1,5 +1,5 @@
 /**
- * Customer webhooks (issue 7): a tenant's endpoint config and the durable delivery queue. A delivery is a JSON
+ * Customer webhooks: a tenant's endpoint config and the durable delivery queue. A delivery is a JSON
  * item in a HASH plus its due time in a ZSET; the deliverer claims due items with a lease (CLIENT_WEBHOOK_CLAIM_LUA),
  * so a process killed mid-delivery loses nothing: the item simply comes due again.
  */

@@ -1,5 +1,5 @@
 /**
- * The device-profile inventory in Redis (issue 15 item 5): seeded with DEFAULT_DEVICE_PROFILES, extended and
+ * The device-profile inventory in Redis: seeded with DEFAULT_DEVICE_PROFILES, extended and
  * retired by the admin API, handed out at provision by one Lua script (state/device-profile-assign.lua) so two
  * sessions on the same proxy never present the same profile, and a session keeps its profile for life.
  */

@@ -1,5 +1,5 @@
 /**
- * Outbound messages in Redis (issue 7): the gateway's atomic accept (idempotency, rate limits, plan, burst), the
+ * Outbound messages in Redis: the gateway's atomic accept (idempotency, rate limits, plan, burst), the
  * dispatcher's atomic step (pending queue → worker outbox), forward-only status updates, pacing overrides and
  * the per-session counters that drive promotion. Every multi-key change is one Lua script
  * (common/redis-scripts.ts); keys are in common/redis-keys.ts.

@@ -83,7 +83,7 @@ export class ProxyPool {
   }
 
   /**
-   * Start-up migration (issue 14): proxy keys named by URL (`proxy:status:socks5h://user:pass@...`) move to their
+   * Start-up migration: proxy keys named by URL (`proxy:status:socks5h://user:pass@...`) move to their
    * proxy-id names, and `proxies:urls` is filled. Idempotent (a second run finds nothing); counters are recomputed
    * from the sessions' slots when anything moved. Returns how many keys moved.
    */

@@ -214,7 +214,7 @@ export class SessionStore {
   }
 
   /**
-   * Claims an event for processing (issue 13): `claimed` — process it, then `completeEvent`; `done` — a duplicate
+   * Claims an event for processing: `claimed` — process it, then `completeEvent`; `done` — a duplicate
    * of a processed event; `pending` — another request is processing it (or crashed doing so: the claim expires
    * after `pendingTtlMs`, so the worker's retry goes through). Completion is recorded only after the effects.
    */

@@ -1,6 +1,6 @@
 /**
  * Worker commands in Redis (contract: common/worker-commands.ts), the number-check cache and its per-session rate
- * limit, and the inbound-message index used by read receipts (issue 15). Keys: common/redis-keys.ts.
+ * limit, and the inbound-message index used by read receipts. Keys: common/redis-keys.ts.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';

@@ -22,7 +22,7 @@ export type BackupWorkflowResult = BackupResult & { pruned: string[] };
 const archive = proxyActivities<BackupActivities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '15s',
-  // Retried through outages (Redis, a restarting orchestrator) for up to an hour, not 3 quick attempts (issue 13).
+  // Retried through outages (Redis, a restarting orchestrator) for up to an hour, not 3 quick attempts.
   scheduleToCloseTimeout: '1h',
   retry: {
     initialInterval: '2s',
@@ -48,7 +48,7 @@ const onHost = (queue: string) =>
   });
 
 /**
- * Multi-host (issue 13): each live host copies its own sessions folder into the shared staging folder on its own
+ * Multi-host: each live host copies its own sessions folder into the shared staging folder on its own
  * queue, then one archive is assembled from all copies (sessions tagged with their host).
  */
 async function createBackupPerHost(input: BackupInput): Promise<BackupResult> {

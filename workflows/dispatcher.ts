@@ -1,5 +1,5 @@
 /**
- * The per-session anti-ban dispatcher (issue 7, README "Outbound messages and anti-ban"). One workflow per session
+ * The per-session anti-ban dispatcher (README "Outbound messages and anti-ban"). One workflow per session
  * with pending messages: each step (one idempotent local activity, one Lua script) hands at most one message from
  * the session's pending queue (Redis) to the worker outbox, then the workflow waits a durable, jittered gap. Past
  * the rolling-window cap it sleeps until the window opens; idle or disconnected it waits for a `wake` signal (sent
@@ -22,7 +22,7 @@ import {
 import type { DispatchActivities } from '../activities/dispatch-activities.js';
 
 export const wakeSignal = defineSignal('wake');
-/** Pacing limits changed (PUT .../limits): re-plan the wait in progress with the new gap (issue 13). */
+/** Pacing limits changed (PUT .../limits): re-plan the wait in progress with the new gap. */
 export const replanSignal = defineSignal('replan');
 
 /** The last part of a gap is waited inside the step (exact), the rest on a durable timer. */

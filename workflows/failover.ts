@@ -33,7 +33,7 @@ const quick = quickActivities();
 export async function failoverWorkflow(input: FailoverInput): Promise<FailoverResult> {
   const { sessionId, phone } = input;
   const workers = containerActivitiesOn(input.hostQueue, 3);
-  // Proxies by id from here on: their URLs (credentials) stay out of this history (issue 14).
+  // Proxies by id from here on: their URLs (credentials) stay out of this history.
   const byId = patched('proxy-id');
   const oldRef = input.oldProxyId ? { proxyId: input.oldProxyId } : { proxyUrl: input.oldProxy! };
   /** A proxy as activities take it, in this run's way of naming proxies. */

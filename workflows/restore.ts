@@ -75,7 +75,7 @@ const undoOn = (taskQueue?: string) =>
 const quick = quickOn();
 const files = filesOn();
 
-/** The sessions of one host, with their part of the plan (hostId null: the workflow's own queue, before issue 13). */
+/** The sessions of one host, with their part of the plan (hostId null: the workflow's own queue; archives from older, single-host versions). */
 interface HostPart {
   hostId: string | null;
   queue?: string;
@@ -131,7 +131,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
   };
 
   // 1 + 2: nothing has been touched if these fail.
-  // Multi-host (issue 13): each session's files and worker are handled on the queue of the host that owns it.
+  // Multi-host: each session's files and worker are handled on the queue of the host that owns it.
   const perHost = patched('restore-per-host');
   let verified: Awaited<ReturnType<BackupActivities['restoreVerify']>>;
   try {

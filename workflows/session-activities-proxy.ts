@@ -29,7 +29,7 @@ const alertActivities = () =>
   });
 
 /**
- * Alerts are best effort for the lifecycle (issue 13): the activity only queues the alert (the orchestrator
+ * Alerts are best effort for the lifecycle: the activity only queues the alert (the orchestrator
  * delivers and retries it), and even a failure to queue it (Redis down) never fails the step that raised it.
  */
 export async function bestEffortAlert(input: Parameters<SessionActivities['sendAlert']>[0]): Promise<void> {

@@ -334,7 +334,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   };
 
   const reserve = async () => {
-    // By id from here on: the proxy's URL (credentials) stays out of this history (issue 14).
+    // By id from here on: the proxy's URL (credentials) stays out of this history.
     const byId = patched('proxy-id');
     const r = await quick.reserveProxy({
       sessionId: state.sessionId,
@@ -361,11 +361,11 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         hostId: input.hostId,
         ...(state.pairingPhone ? { pairingPhone: state.pairingPhone } : {}),
       });
-      // The auth folder is new or this tenant's own (keepAuth, restore): never another tenant's (issue 14).
+      // The auth folder is new or this tenant's own (keepAuth, restore): never another tenant's.
       if (patched('auth-folder-owner'))
         await workers.claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
       await reserve();
-      // One device/browser identity for life, never shared with another session on this proxy (issue 15).
+      // One device/browser identity for life, never shared with another session on this proxy.
       if (withDeviceProfile) {
         const profile = await quick.assignDeviceProfile({ sessionId: state.sessionId, ...proxyRef() });
         state.deviceProfile = profile && {
@@ -382,7 +382,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       const answerAfterCleanup = patched('provision-failure-answers-after-cleanup');
       if (!answerAfterCleanup) provisionDone = true;
       if (patched('provision-failure-exits')) {
-        // Every exit path releases what it holds and answers every queued command (issue 13).
+        // Every exit path releases what it holds and answers every queued command.
         closing = `provision failed: ${provisionFailure.message}`;
         for (const job of queue.splice(0))
           if (job.kind === 'command') results.set(job.id, { ok: false, error: closing });

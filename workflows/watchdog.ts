@@ -34,7 +34,7 @@ export async function watchdogWorkflow(input: WatchdogInput): Promise<void> {
       ? { lastGoodSweepAt, maxGapMs: input.intervalMs + Math.max(input.pingTimeoutMs / 2, 5_000) }
       : {};
     // A failed sweep (Redis or Temporal unreachable) is skipped, never fatal: the next round tries again, so the
-    // watchdog outlives any outage and resumes by itself (issue 13).
+    // watchdog outlives any outage and resumes by itself.
     try {
       await signalStaleSessions({ pingTimeoutMs: input.pingTimeoutMs, signalName: 'watchdogAlarm', ...gapCheck });
       lastGoodSweepAt = Date.now();

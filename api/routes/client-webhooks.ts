@@ -1,5 +1,5 @@
 /**
- * Customer webhooks (issue 7), per tenant:
+ * Customer webhooks, per tenant:
  *   PUT    /api/v1/webhooks               {url, secret, events?}  (admin: ?tenant=<name>)
  *   GET    /api/v1/webhooks               → {tenant, url, events, secretSet} (never the secret)
  *   DELETE /api/v1/webhooks

@@ -1,5 +1,5 @@
 /**
- * Number checks and read receipts (issue 15), both carried out by the session's worker through worker commands
+ * Number checks and read receipts, both carried out by the session's worker through worker commands
  * (common/worker-commands.ts):
  *   POST /api/contacts/check {sessionId, phones}   → 200 {sessionId, results: [{phone, onWhatsApp, jid, lid, cached}]}
  *   POST /api/sessions/:id/read {messageIds}        → 202 {sessionId, commandId, messageIds}

@@ -7,7 +7,7 @@ import { ApiError, parseInput } from '../errors.js';
 
 export const ProfileParams = z.object({ id: DeviceProfileIdSchema });
 
-/** The device-profile inventory (issue 15), registered in the admin sub-scope (api/auth.ts requireAdmin). */
+/** The device-profile inventory, registered in the admin sub-scope (api/auth.ts requireAdmin). */
 export function deviceProfileRoutes(ctx: ApiContext) {
   const profiles = new DeviceProfileStore(ctx.redis, ctx.config.REDIS_KEY_PREFIX);
   return async function plugin(app: FastifyInstance) {

@@ -1,5 +1,5 @@
 /**
- * The send gateway (SPEC §6, issue 7):
+ * The send gateway (SPEC §6):
  *   POST /api/send {sessionId | from, to, text, idempotencyKey?}  → 202 {messageId, sessionId, status, plannedAt?}
  *   GET  /api/messages/:id                                         → the message and its status
  *   GET|PUT /api/anti-ban/sessions/:id/limits                      → pacing (PUT: admin key only)
