@@ -1,32 +1,9 @@
 // WA Orchestrator dashboard: plain ES module, no build step, no third-party code.
 // Talks to the API with the operator's key (sessionStorage) and listens to /api/events (SSE) for live changes.
 
+import { LIVE_TYPES, STATUSES } from './vocabulary.js';
+
 const KEY_STORAGE = 'wa-dashboard-api-key';
-const STATUSES = [
-  'pending',
-  'qr_ready',
-  'connected',
-  'reconnecting',
-  'unhealthy',
-  'failing_over',
-  'logged_out',
-  'failed',
-  'stopped',
-];
-const LIVE_TYPES = [
-  'status',
-  'qr',
-  'pairing_code',
-  'connected',
-  'disconnected',
-  'message',
-  'error',
-  'logout',
-  'reconnect_failed',
-  'health_check_failed',
-  'failover',
-  'backup',
-];
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];

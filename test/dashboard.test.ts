@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { SESSION_STATUSES } from '../common/session-status.js';
 import { parsePrometheusText, type PromText } from './helpers/prom-text.js';
 import { API_KEY, metricsAuth, ROOT, Stack, waitFor } from './helpers/stack.js';
 
@@ -73,6 +74,14 @@ describe('dashboard in a real browser (Chromium via playwright-core) against the
     await page.click('#signin-submit');
     await page.locator('#app').waitFor({ state: 'visible' });
     await page.locator('#live.live-on').waitFor({ timeout: 10_000 }); // SSE stream subscribed
+    // The status filter lists the product's states as the API defines them (not a copy in the page).
+    const filter = await page
+      .locator('#f-status option')
+      .evaluateAll((os) => os.map((o) => (o as unknown as { value: string }).value));
+    assert.deepEqual(
+      filter.filter(Boolean),
+      SESSION_STATUSES.filter((s) => s !== 'deleted'),
+    );
     // A marker that a page reload would erase.
     await page.evaluate(() => ((globalThis as unknown as { __noReload: number }).__noReload = 42));
 
