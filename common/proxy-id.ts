@@ -8,3 +8,11 @@ import { createHash } from 'node:crypto';
 export function proxyIdOf(proxyUrl: string): string {
   return createHash('sha1').update(proxyUrl).digest('hex').slice(0, 16);
 }
+
+/**
+ * The fingerprint a runner labels a worker with, to tell whether a start needs a new worker (another proxy).
+ * Not the id: running containers carry this label, and a changed label would restart every worker on upgrade.
+ */
+export function proxyFingerprint(proxyUrl: string): string {
+  return createHash('sha256').update(proxyUrl).digest('hex').slice(0, 16);
+}

@@ -5,7 +5,7 @@
  * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
  */
 import { ApplicationFailure, log, patched } from '@temporalio/workflow';
-import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
+import { bestEffortAlert, containerActivitiesOn, quickActivities } from './activity-options.js';
 
 export interface FailoverInput {
   sessionId: string;

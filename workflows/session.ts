@@ -25,7 +25,7 @@ import {
 import type { SessionActivities } from '../activities/session-activities.js';
 import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session-status.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
-import { bestEffortAlert, containerActivitiesOn, quickActivities } from './session-activities-proxy.js';
+import { bestEffortAlert, containerActivitiesOn, quickActivities } from './activity-options.js';
 
 // ------------------------------------------------------------------------------------------ definitions
 export interface SessionTimings {

@@ -1,7 +1,8 @@
 import { chownSync, mkdirSync } from 'node:fs';
 import Docker from 'dockerode';
 import { containerNameFor } from '../../common/session.js';
-import { proxyEndpoint, proxyFingerprint } from './common.js';
+import { proxyFingerprint } from '../../common/proxy-id.js';
+import { proxyEndpoint } from '../../common/proxy-url.js';
 import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
 import { safeSessionDir } from '../../common/auth-owner.js';
 

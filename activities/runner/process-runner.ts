@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { proxyEndpoint, proxyFingerprint, sleep } from './common.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { proxyFingerprint } from '../../common/proxy-id.js';
+import { proxyEndpoint } from '../../common/proxy-url.js';
 import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
 
 interface PidRecord {
