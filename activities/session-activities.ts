@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../common/config.js';
+import { FailureType } from '../common/failure.js';
 import { proxyIdOf } from '../common/proxy-id.js';
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
@@ -20,7 +21,7 @@ import { DeviceProfileStore } from '../state/device-profiles.js';
 import type { DeviceProfile } from '../common/device-profiles.js';
 import type { SessionRecord, SessionStore } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
-import { AUTH_OWNED_ELSEWHERE, AuthOwnerError, claimAuthDir, safeSessionDir } from '../common/auth-owner.js';
+import { AuthOwnerError, claimAuthDir, safeSessionDir } from '../common/auth-owner.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
 import type { WorkerInfo, WorkerRunner } from './runner/types.js';
 
@@ -60,12 +61,6 @@ function heartbeat(details: string) {
   }
 }
 
-/** Error types the workflows branch on (ApplicationFailure.type). */
-export const NO_PROXY_CAPACITY = 'NoProxyCapacity';
-export const PHONE_CONFLICT = 'PhoneConflict';
-export const PROXY_OVERRIDE_REFUSED = 'ProxyOverrideRefused';
-export const NO_DEVICE_PROFILE = 'NoDeviceProfile';
-
 /**
  * Every side effect of the session lifecycle. Each activity is idempotent, because Temporal retries activities
  * and an orchestrator may die between an effect and its acknowledgement.
@@ -81,7 +76,10 @@ export function createSessionActivities(deps: ActivityDeps) {
   const requireUrl = async (ref: ProxyRef): Promise<string> => {
     const url = await urlOf(ref);
     if (!url)
-      throw ApplicationFailure.nonRetryable(`proxy ${ref.proxyId ?? '(none)'} is not registered any more`, 'ProxyGone');
+      throw ApplicationFailure.nonRetryable(
+        `proxy ${ref.proxyId ?? '(none)'} is not registered any more`,
+        FailureType.ProxyGone,
+      );
     return url;
   };
   const events = deps.events ?? new EventBus(deps.redis, config.REDIS_KEY_PREFIX, logger);
@@ -152,7 +150,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         if (owner) {
           throw ApplicationFailure.nonRetryable(
             `phone ${input.phone} is already bound to session ${owner}`,
-            PHONE_CONFLICT,
+            FailureType.PhoneConflict,
           );
         }
         await sessions.update(input.sessionId, { phone: input.phone, pairingPhone: input.pairingPhone ?? null });
@@ -185,7 +183,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         if ((await profiles.list()).length === 0) return null;
         throw ApplicationFailure.nonRetryable(
           'no free device profile for this proxy: add profiles (POST /api/v1/device-profiles)',
-          NO_DEVICE_PROFILE,
+          FailureType.NoDeviceProfile,
         );
       }
       await sessions.update(input.sessionId, {
@@ -251,9 +249,10 @@ export function createSessionActivities(deps: ActivityDeps) {
           endpoint: proxyEndpoint(proxyUrl),
         };
       } catch (err) {
-        if (err instanceof NoProxyCapacityError) throw ApplicationFailure.nonRetryable(err.message, NO_PROXY_CAPACITY);
+        if (err instanceof NoProxyCapacityError)
+          throw ApplicationFailure.nonRetryable(err.message, FailureType.NoProxyCapacity);
         if (err instanceof ProxyOverrideRefusedError)
-          throw ApplicationFailure.nonRetryable(err.message, PROXY_OVERRIDE_REFUSED);
+          throw ApplicationFailure.nonRetryable(err.message, FailureType.ProxyOverrideRefused);
         throw err;
       }
     },
@@ -395,7 +394,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       try {
         return await claimAuthDir(sessionsDir, input.sessionId, input.tenant);
       } catch (err) {
-        if (err instanceof AuthOwnerError) throw ApplicationFailure.nonRetryable(err.message, AUTH_OWNED_ELSEWHERE);
+        if (err instanceof AuthOwnerError)
+          throw ApplicationFailure.nonRetryable(err.message, FailureType.AuthOwnedElsewhere);
         throw err;
       }
     },

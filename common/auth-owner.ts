@@ -10,8 +10,6 @@ import { SessionIdSchema } from './session.js';
 
 // Starts with a letter: backups copy only such names (common/backup-archive.ts FILE_NAME_RE).
 export const OWNER_FILE = 'wa-owner.json';
-/** ApplicationFailure type: the folder belongs to another tenant (the API answers 409, naming no one). */
-export const AUTH_OWNED_ELSEWHERE = 'AuthOwnedElsewhere';
 /** The tenant of sessions provisioned with the admin key (api/auth.ts tenantOf). */
 const ADMIN_TENANT = 'admin';
 

@@ -98,8 +98,16 @@ fi
 # ---------------------------------------------------------------------------------------------- Redis
 # Redis has a password (issue 14): generated once, kept in data/redis (0600), handed out only through
 # data/services.env (0600). It is given to redis-server in a config file, never on a command line (ps shows those).
+# A password given by the environment wins (REDIS_PASSWORD, or the one in a REDIS_URL for this port: another data
+# folder on the same machine shares the Redis that is already running).
 REDIS_PASSWORD_FILE="$DATA/redis/password"
-if [ ! -s "$REDIS_PASSWORD_FILE" ]; then
+given="${REDIS_PASSWORD:-}"
+if [ -z "$given" ] && [[ "${REDIS_URL:-}" =~ ^redis://:([0-9a-f]+)@127\.0\.0\.1:${REDIS_PORT}$ ]]; then
+  given="${BASH_REMATCH[1]}"
+fi
+if [ -n "$given" ]; then
+  (umask 077 && printf '%s' "$given" >"$REDIS_PASSWORD_FILE")
+elif [ ! -s "$REDIS_PASSWORD_FILE" ]; then
   (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$REDIS_PASSWORD_FILE")
 fi
 REDIS_PASSWORD="$(cat "$REDIS_PASSWORD_FILE")"
@@ -118,6 +126,9 @@ if redis_ping "$REDIS_PASSWORD"; then
     say "WARNING: redis on 127.0.0.1:$REDIS_PORT runs WITHOUT a password (started by an older checkout)." \
       "To protect it: redis-cli -p $REDIS_PORT shutdown && bash scripts/services.sh"
   fi
+elif redis_cli "" ping 2>/dev/null | grep -q NOAUTH; then
+  die "a redis on 127.0.0.1:$REDIS_PORT runs with a password this data folder does not know ($DATA):" \
+    "set REDIS_PASSWORD (or REDIS_URL) to it, or use another REDIS_PORT"
 else
   say "starting redis on 127.0.0.1:$REDIS_PORT (AOF in $DATA/redis, password in $REDIS_PASSWORD_FILE)"
   redis-server "$DATA/redis/auth.conf" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" --appendonly yes \

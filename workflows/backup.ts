@@ -4,6 +4,7 @@
  * MAX_BACKUPS, alert done / failed.
  */
 import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { failureOf } from '../common/failure.js';
 import type { BackupActivities, BackupResult } from '../activities/backup.js';
 import type { SessionActivities } from '../activities/session-activities.js';
 
@@ -62,11 +63,6 @@ async function createBackupPerHost(input: BackupInput): Promise<BackupResult> {
   });
 }
 
-function message(err: unknown): string {
-  const cause = (err as { cause?: { message?: string } }).cause;
-  return cause?.message ?? (err as Error).message ?? String(err);
-}
-
 export async function backupWorkflow(input: BackupInput): Promise<BackupWorkflowResult> {
   let result: BackupResult;
   try {
@@ -75,7 +71,7 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupWorkflow
       : await archive.createBackup({ reason: input.reason, only: input.only });
   } catch (err) {
     await quick
-      .sendAlert({ kind: 'backup_failed', text: `backup (${input.reason}) failed: ${message(err)}` })
+      .sendAlert({ kind: 'backup_failed', text: `backup (${input.reason}) failed: ${failureOf(err).message}` })
       .catch(() => undefined);
     throw err;
   }

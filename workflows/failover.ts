@@ -5,6 +5,7 @@
  * reverse and the next proxy is tried. "No proxy left" ends with no slot held and the old binding restored.
  */
 import { ApplicationFailure, log, patched } from '@temporalio/workflow';
+import { failureOf, FailureType } from '../common/failure.js';
 import { bestEffortAlert, containerActivitiesOn, quickActivities } from './activity-options.js';
 
 export interface FailoverInput {
@@ -96,12 +97,12 @@ export async function failoverWorkflow(input: FailoverInput): Promise<FailoverRe
         attempts: attempt,
       };
     } catch (err) {
-      const cause = (err as { cause?: { type?: string; message?: string } }).cause;
-      if (cause?.type === 'NoProxyCapacity') {
+      const cause = failureOf(err);
+      if (cause.type === FailureType.NoProxyCapacity) {
         await quick.checkProxyInventory();
         return { ok: false, reason: 'no proxy left with capacity', attempts: attempt };
       }
-      log.warn('failover attempt failed; compensating', { attempt, error: cause?.message ?? String(err) });
+      log.warn('failover attempt failed; compensating', { attempt, error: cause.message });
       for (const undo of compensations) await undo();
       if (candidate) exclude.push(candidate);
     }

@@ -14,6 +14,7 @@
  * (or rolled back) by the retry after restart.
  */
 import { ApplicationFailure, executeChild, log, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { failureOf } from '../common/failure.js';
 import type { BackupActivities, RestorePlan } from '../activities/backup.js';
 import type { SessionActivities } from '../activities/session-activities.js';
 import { backupWorkflow, type BackupWorkflowResult } from './backup.js';
@@ -83,11 +84,6 @@ interface HostPart {
   plan?: RestorePlan;
 }
 
-function message(err: unknown): string {
-  const cause = (err as { cause?: { message?: string } }).cause;
-  return cause?.message ?? (err as Error).message ?? String(err);
-}
-
 export async function restoreWorkflow(input: RestoreInput): Promise<RestoreReport> {
   const t0 = Date.now();
   // The random tail of the run id (run ids may be UUIDv7: their head is a timestamp shared by close runs).
@@ -139,7 +135,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
       files.restoreVerify({ backupId: input.backupId, sessionId: input.sessionId }),
     );
   } catch (err) {
-    return fail(`archive refused: ${message(err)}`, 'BackupInvalid');
+    return fail(`archive refused: ${failureOf(err).message}`, 'BackupInvalid');
   }
   let parts: HostPart[] = [{ hostId: null }];
   if (perHost) {
@@ -148,7 +144,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
         quick.restoreHosts({ sessions: verified.sessions, sessionId: input.sessionId }),
       );
     } catch (err) {
-      return fail(`no host for the restore: ${message(err)}`, 'RestoreFailed');
+      return fail(`no host for the restore: ${failureOf(err).message}`, 'RestoreFailed');
     }
   }
   let pre: BackupWorkflowResult;
@@ -160,7 +156,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
       }),
     );
   } catch (err) {
-    return fail(`automatic pre-restore backup failed: ${message(err)}`, 'PreRestoreBackupFailed');
+    return fail(`automatic pre-restore backup failed: ${failureOf(err).message}`, 'PreRestoreBackupFailed');
   }
   report.preRestoreBackup = pre.id;
 
@@ -195,7 +191,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
     });
   } catch (err) {
     for (const p of parts) await undoOn(p.queue).restoreCleanup({ restoreId });
-    return fail(`extraction failed: ${message(err)}`, 'RestoreFailed');
+    return fail(`extraction failed: ${failureOf(err).message}`, 'RestoreFailed');
   }
 
   // Compensations, run in reverse order of registration: files back, Redis rebuilt from them, workers started.
@@ -234,7 +230,7 @@ export async function restoreWorkflow(input: RestoreInput): Promise<RestoreRepor
       files.restoreAwaitConnected({ sessionIds: awaited, since, timeoutMs: input.connectTimeoutMs }),
     );
   } catch (err) {
-    const error = message(err);
+    const error = failureOf(err).message;
     log.error('restore failed: rolling back', { error });
     // Stop the workers of the restored folders before putting the old folders back, then run the compensations.
     await each((p) => undoOn(p.queue).restoreStopWorkers({ sessionIds: p.plan.live, reason: 'restore rollback' }));

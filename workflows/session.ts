@@ -25,6 +25,7 @@ import {
 import type { SessionActivities } from '../activities/session-activities.js';
 import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session-status.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
+import { failureOf, FailureType } from '../common/failure.js';
 import { bestEffortAlert, containerActivitiesOn, quickActivities } from './activity-options.js';
 
 // ------------------------------------------------------------------------------------------ definitions
@@ -173,16 +174,6 @@ function initialState(input: SessionInput): SessionState {
   };
 }
 
-function errorType(err: unknown): string | undefined {
-  const cause = (err as { cause?: { type?: string } }).cause;
-  return cause?.type ?? (err as { type?: string }).type;
-}
-
-function errorMessage(err: unknown): string {
-  const cause = (err as { cause?: { message?: string } }).cause;
-  return cause?.message ?? (err as Error).message ?? String(err);
-}
-
 // ------------------------------------------------------------------------------------------ workflow
 export async function sessionWorkflow(input: SessionInput): Promise<PublicSessionState> {
   const timings = { ...DEFAULT_TIMINGS, ...input.timings };
@@ -203,13 +194,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   /** Set when the run is ending: commands are refused at once instead of waiting for a loop that is gone. */
   let closing: string | null = null;
   const runCommand = async (command: Command): Promise<unknown> => {
-    if (closing) throw ApplicationFailure.nonRetryable(closing, 'CommandFailed');
+    if (closing) throw ApplicationFailure.nonRetryable(closing, FailureType.CommandFailed);
     const id = nextCommandId++;
     queue.push({ kind: 'command', id, command });
     await condition(() => results.has(id));
     const result = results.get(id)!;
     results.delete(id);
-    if (!result.ok) throw ApplicationFailure.nonRetryable(result.error, 'CommandFailed');
+    if (!result.ok) throw ApplicationFailure.nonRetryable(result.error, FailureType.CommandFailed);
     return result.value;
   };
   const notGone = () => {
@@ -265,7 +256,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       if (r.conflictWith)
         throw ApplicationFailure.nonRetryable(
           `phone ${req.phone} is already bound to another session`,
-          'PhoneConflict',
+          FailureType.PhoneConflict,
         );
       return { status: r.status };
     },
@@ -377,7 +368,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       }
       await save({ status: 'pending' });
     } catch (err) {
-      provisionFailure = { message: errorMessage(err), type: errorType(err) ?? 'ProvisionFailed' };
+      provisionFailure = { message: failureOf(err).message, type: failureOf(err).type ?? 'ProvisionFailed' };
       // The refusal is answered once nothing of this run is visible any more (no record left for its tenant).
       const answerAfterCleanup = patched('provision-failure-answers-after-cleanup');
       if (!answerAfterCleanup) provisionDone = true;
@@ -405,7 +396,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     try {
       await startWorker();
     } catch (err) {
-      await park('failed', `worker did not start: ${errorMessage(err)}`, 'session_failed');
+      await park('failed', `worker did not start: ${failureOf(err).message}`, 'session_failed');
     }
     await quick.checkProxyInventory();
     if (withDeviceProfile) await quick.checkDeviceProfileInventory();
@@ -719,9 +710,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       else if (job.kind === 'alarm') await onAlarm(job.at);
       else results.set(job.id, { ok: true, value: await onCommand(job.command) });
     } catch (err) {
-      log.error('session step failed', { error: errorMessage(err) });
-      state.lastError = errorMessage(err);
-      if (job.kind === 'command') results.set(job.id, { ok: false, error: errorMessage(err) });
+      log.error('session step failed', { error: failureOf(err).message });
+      state.lastError = failureOf(err).message;
+      if (job.kind === 'command') results.set(job.id, { ok: false, error: failureOf(err).message });
       else if (patched('failed-step-retried')) {
         // An event or alarm whose step failed (after its activities' own retries) is retried, not forgotten.
         const attempt = (job.attempt ?? 0) + 1;

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { backupWorkflow } from '../../workflows/backup.js';
 import { restoreWorkflow } from '../../workflows/restore.js';
+import { failureOf } from '../../common/failure.js';
 import {
   archiveLimits,
   BACKUP_ID_RE,
@@ -33,10 +34,6 @@ export function backupRoutes(ctx: ApiContext) {
   const { config, temporal } = ctx;
   const backupsDir = path.resolve(config.BACKUPS_DIR);
   const limits = archiveLimits(config);
-  const failureOf = (err: unknown) => {
-    const cause = (err as { cause?: { message?: string; type?: string; details?: unknown[] } }).cause;
-    return { message: cause?.message ?? (err as Error).message, type: cause?.type, details: cause?.details?.[0] };
-  };
 
   return async function plugin(app: FastifyInstance) {
     app.get('/api/v1/backups', async () => {

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import QRCode from 'qrcode';
 import { z } from 'zod';
+import { failureOf, FailureType } from '../../common/failure.js';
 import { proxyEndpoint } from '../../common/proxy-url.js';
 import {
   LIVE_STATUSES,
@@ -90,21 +91,19 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
   if (err instanceof WorkflowNotFoundError)
     throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${sessionId} is not running`);
   if (err instanceof WorkflowUpdateFailedError) {
-    const cause = err.cause as { type?: string; message?: string } | undefined;
-    if (cause?.type === 'NoDeviceProfile')
-      throw new ApiError(503, 'NO_DEVICE_PROFILE', cause.message ?? 'no free device profile');
-    if (cause?.type === 'NoProxyCapacity')
-      throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message ?? 'no proxy capacity');
-    if (cause?.type === 'ProxyOverrideRefused')
-      throw new ApiError(409, 'PROXY_OVERRIDE_REFUSED', cause.message ?? 'proxy override refused', 'proxyOverride');
+    const cause = failureOf(err);
+    if (cause.type === FailureType.NoDeviceProfile) throw new ApiError(503, 'NO_DEVICE_PROFILE', cause.message);
+    if (cause.type === FailureType.NoProxyCapacity) throw new ApiError(503, 'NO_PROXY_CAPACITY', cause.message);
+    if (cause.type === FailureType.ProxyOverrideRefused)
+      throw new ApiError(409, 'PROXY_OVERRIDE_REFUSED', cause.message, 'proxyOverride');
     // Same answer as another tenant's live session id: the id is taken, by whom is not said.
-    if (cause?.type === 'AuthOwnedElsewhere')
+    if (cause.type === FailureType.AuthOwnedElsewhere)
       throw new ApiError(409, 'SESSION_EXISTS', `session id ${sessionId} is not available`, 'sessionId');
-    if (cause?.type === 'PhoneConflict') {
+    if (cause.type === FailureType.PhoneConflict) {
       if (phone) throw phoneTaken(phone);
       throw new ApiError(409, 'PHONE_ALREADY_REGISTERED', 'the phone is already registered', 'phone');
     }
-    throw new ApiError(409, 'COMMAND_REJECTED', cause?.message ?? err.message);
+    throw new ApiError(409, 'COMMAND_REJECTED', cause.message);
   }
   const message = (err as Error).message ?? String(err);
   if (/rejected|validat/i.test(message)) throw new ApiError(409, 'COMMAND_REJECTED', message);
