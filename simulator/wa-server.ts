@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -75,8 +75,10 @@ export interface SimulatorOptions {
 }
 
 /**
- * A young number's first 1:1 message to a contact that never wrote to it, without a `tctoken`, is refused by the
- * server with `<ack class="message" error="463">` (to a group: 479); nothing is delivered, no receipt follows.
+ * A young number's first 1:1 message to a contact, without a valid `tctoken` issued by that contact to that number,
+ * is refused by the server with `<ack class="message" error="463">` (to a group: 479); nothing is delivered, no
+ * receipt follows. Contacts issue tokens as WhatsApp's clients do: writing to the number (or `grantPrivacyToken`)
+ * makes the server push a `privacy_token` notification the session stores and attaches to later sends.
  */
 export interface ColdOutreachRule {
   /** a phone counts as young for this long after it was first linked (default 7 days) */
@@ -146,8 +148,14 @@ export interface PhoneSummary {
   banned: boolean;
   online: boolean;
   messagesSent: number;
-  /** messages the server refused with error 463 (1:1, no privacy token) */
+  /** messages the server refused with error 463 (1:1, no valid privacy token) */
   rejected463: number;
+  /** privacy tokens contacts issued to this number (each pushed as a `privacy_token` notification) */
+  privacyTokensIssued: number;
+  /** cold 1:1 messages accepted because they carried a valid token */
+  acceptedWithToken: number;
+  /** cold 1:1 messages refused with 463 although they carried a token (forged, or issued by/for someone else) */
+  rejectedInvalidToken: number;
   /** messages the server refused with error 479 (group) */
   rejected479: number;
   /** recipient copies a contact could not decrypt (each answered with a retry receipt, up to 3 per message) */
@@ -211,9 +219,10 @@ interface PhoneState {
   recentSends: number[];
   /** recipient jid → time of the first message to it */
   recipientsFirstSeen: Map<string, number>;
-  /** users (phone or LID user part) who wrote to this phone: a chat exists, no privacy token needed */
-  wroteToUs: Set<string>;
   rejected463: number;
+  privacyTokensIssued: number;
+  acceptedWithToken: number;
+  rejectedInvalidToken: number;
   rejected479: number;
   decryptFailures: number;
   retryReceiptsSent: number;
@@ -222,6 +231,19 @@ interface PhoneState {
   pendingRetries: Map<string, number>;
   /** retry receipts for a session that was offline, sent at its next login */
   queuedRetryReceipts: Array<{ from: string; id: string; count: number }>;
+  /** privacy tokens granted while no session was online, pushed at the next login */
+  queuedPrivacyTokens: PrivacyTokenGrant[];
+}
+
+/** A contact's trusted-contact token for a phone. */
+interface PrivacyTokenGrant {
+  /** the contact's address as it wrote (phone jid or LID jid) */
+  from: string;
+  /** the contact's phone number */
+  issuer: string;
+  /** issue time, unix seconds */
+  t: number;
+  token: Buffer;
 }
 
 type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
@@ -287,6 +309,14 @@ const SIMULATOR_CERT_ROOT: KeyPair = {
   private: Buffer.from('8098cf06295e6a9f47438f41034bbcdbb721d4a5bc05957d3f548f0ce449d843', 'hex'),
   public: Buffer.from(SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX, 'hex'),
 };
+/**
+ * Privacy tokens are the server's: opaque to clients, so the server can check who issued one to whom. Derived from
+ * the fixed root so a restarted simulator still accepts the tokens it issued before.
+ */
+const PRIVACY_TOKEN_KEY = createHmac('sha256', SIMULATOR_CERT_ROOT.private).update('privacy tokens').digest();
+const PRIVACY_TOKEN_VERSION = 1;
+/** Baileys 7 / WhatsApp Web treat a token older than four 7-day buckets as expired */
+const PRIVACY_TOKEN_TTL_S = 28 * 24 * 3600;
 const FIRST_DEVICE_ID = 7;
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
@@ -756,10 +786,62 @@ export class WhatsAppSimulator {
       { conversation: text },
       { notify: 'Simulated contact', ...addressing },
     );
-    const sender = jidDecode(fromJid)?.user;
-    if (sender) this.phoneStates.get(phone)?.wroteToUs.add(sender);
     this.events.emit('inbound', { phone, from: fromJid, id, text });
+    // The contact's client issues its trusted-contact token to the number it wrote to (Baileys 7 / WhatsApp Web do
+    // so after each 1:1 send); the server hands it to the number's devices.
+    this.grantPrivacyToken(phone, fromJid);
     return id;
+  }
+
+  /**
+   * Contact `from` (phone number, phone jid or `<lid>@lid`) issues its privacy token to `phone`: the server pushes
+   * `<notification type="privacy_token">` with the token to the phone's connected sessions. Returns the token.
+   */
+  grantPrivacyToken(phone: string, from: string): Buffer {
+    const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
+    const decoded = jidDecode(fromJid);
+    if (!decoded?.user || (decoded.server !== SERVER_JID && decoded.server !== 'lid'))
+      throw new Error(`not a user address: ${from}`);
+    const issuer = decoded.server === 'lid' ? phoneForLid(decoded.user) : decoded.user;
+    // a number can be granted a token before it links this companion (queued like any notification)
+    const state = this.phoneState(phone);
+    const t = Math.floor(Date.now() / 1000);
+    const grant: PrivacyTokenGrant = {
+      from: `${decoded.user}@${decoded.server}`,
+      issuer,
+      t,
+      token: privacyToken(issuer, phone, t),
+    };
+    state.privacyTokensIssued++;
+    this.events.emit('privacy-token', { phone, from: grant.from, t });
+    const live = this.liveConnections(phone);
+    // like any notification, kept for a session that is offline and pushed at its next login
+    if (live.length === 0) state.queuedPrivacyTokens.push(grant);
+    for (const c of live) this.sendPrivacyToken(c, grant);
+    return grant.token;
+  }
+
+  private sendPrivacyToken(c: Connection, grant: PrivacyTokenGrant): void {
+    if (!c.device) return;
+    const t = String(grant.t);
+    this.send(c, {
+      tag: 'notification',
+      attrs: {
+        from: grant.from,
+        type: 'privacy_token',
+        id: stanzaId(),
+        t,
+        sender_lid: `${lidUserFor(grant.issuer)}@lid`,
+      },
+      content: [
+        {
+          tag: 'tokens',
+          attrs: {},
+          // `jid` is the receiving device; clients key the token by the notification's sender
+          content: [{ tag: 'token', attrs: { jid: c.device.jid, t, type: 'trusted_contact' }, content: grant.token }],
+        },
+      ],
+    });
   }
 
   /** Sends the queued retry receipts of `phone` to its live session (see `holdRetryReceipts`). */
@@ -841,6 +923,9 @@ export class WhatsAppSimulator {
       messagesSent: s.messagesSent,
       rejected463: s.rejected463,
       rejected479: s.rejected479,
+      privacyTokensIssued: s.privacyTokensIssued,
+      acceptedWithToken: s.acceptedWithToken,
+      rejectedInvalidToken: s.rejectedInvalidToken,
       decryptFailures: s.decryptFailures,
       retryReceiptsSent: s.retryReceiptsSent,
       resentDecrypted: s.resentDecrypted,
@@ -1011,14 +1096,17 @@ export class WhatsAppSimulator {
         messagesSent: 0,
         recentSends: [],
         recipientsFirstSeen: new Map(),
-        wroteToUs: new Set(),
         rejected463: 0,
+        privacyTokensIssued: 0,
+        acceptedWithToken: 0,
+        rejectedInvalidToken: 0,
         rejected479: 0,
         decryptFailures: 0,
         retryReceiptsSent: 0,
         resentDecrypted: 0,
         pendingRetries: new Map(),
         queuedRetryReceipts: [],
+        queuedPrivacyTokens: [],
       };
       this.phoneStates.set(phone, state);
     }
@@ -1206,6 +1294,7 @@ export class WhatsAppSimulator {
     const state = this.phoneStates.get(device.phone);
     for (const r of state?.queuedRetryReceipts.splice(0) ?? [])
       await this.sendRetryReceipt(c, state!, r.from, r.id, r.count);
+    for (const grant of state?.queuedPrivacyTokens.splice(0) ?? []) this.sendPrivacyToken(c, grant);
   }
 
   /** Resolves when the client sends a receipt for `messageId`, the connection closes, or after a timeout. */
@@ -1318,6 +1407,12 @@ export class WhatsAppSimulator {
         this.result(c, node, [
           { tag: 'privacy', attrs: {}, content: [{ tag: 'category', attrs: { name: 'readreceipts', value: 'all' } }] },
         ]);
+        return;
+      case 'privacy/set/tokens':
+        // The session issues its own trusted-contact token to a contact (Baileys 7 does after each 1:1 send and
+        // after a 463). The simulated contacts do not need it; the answer carries no token back: only a contact
+        // grants one (writing to the number), so a 463 cannot be cleared by the sender alone.
+        this.result(c, node);
         return;
       case 'usync/get/usync':
         this.onUsync(c, node);
@@ -1440,11 +1535,15 @@ export class WhatsAppSimulator {
       }
     }
     const at = Date.now();
-    const refusal = this.coldOutreachError(state, node, at);
-    if (refusal) {
+    // a copy re-sent after a retry receipt belongs to a message the server already accepted (clients send it
+    // without a token)
+    const refusal = state.pendingRetries.has(id) ? undefined : this.coldOutreachError(state, node, at);
+    if (refusal === 'token') state.acceptedWithToken++;
+    else if (refusal) {
       if (refusal === '463') state.rejected463++;
       else state.rejected479++;
-      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'message refused: no privacy token');
+      if (getBinaryNodeChild(node, 'tctoken')) state.rejectedInvalidToken++;
+      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'message refused: no valid privacy token');
       this.events.emit('rejected', { phone: device.phone, to, id, error: Number(refusal) });
       this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
       return;
@@ -1521,22 +1620,26 @@ export class WhatsAppSimulator {
   }
 
   /**
-   * The privacy-token gate: '463' (1:1) or '479' (group) when a young phone writes first to someone who never wrote
-   * to it, without a `tctoken` child; undefined when the message goes through. A chat the phone already had
-   * (an accepted message to that user) needs no token either.
+   * The privacy-token gate: '463' (1:1) or '479' (group) when a young phone writes first to a user without a valid
+   * `tctoken` issued by that user to this phone (a forged token, or one another contact or another number got, is
+   * refused like none); 'token' when a valid token let it through; undefined when the gate does not apply. A chat
+   * the phone already had (an accepted message to that user) needs no token.
    */
-  private coldOutreachError(state: PhoneState, node: BinaryNode, at: number): '463' | '479' | undefined {
+  private coldOutreachError(state: PhoneState, node: BinaryNode, at: number): '463' | '479' | 'token' | undefined {
     const rule = this.coldOutreach;
     if (!rule || state.firstLinkedAt === null || at - state.firstLinkedAt >= rule.youngForMs) return undefined;
-    if (getBinaryNodeChild(node, 'tctoken')) return undefined;
     const to = jidDecode(node.attrs.to);
     if (!to?.user) return undefined;
     if (to.server === 'g.us') return '479';
     if (to.server !== SERVER_JID && to.server !== 'lid') return undefined;
-    if (to.user === state.phone || to.user === lidUserFor(state.phone)) return undefined;
-    const alt = to.server === 'lid' ? phoneForLid(to.user) : lidUserFor(to.user);
-    if (state.wroteToUs.has(to.user) || state.wroteToUs.has(alt)) return undefined;
-    if (this.messageLog.some((m) => m.phone === state.phone && jidDecode(m.to)?.user === to.user)) return undefined;
+    const recipient = to.server === 'lid' ? phoneForLid(to.user) : to.user;
+    if (recipient === state.phone) return undefined;
+    const chatExists = this.messageLog.some(
+      (m) => m.phone === state.phone && jidDecode(pnJidOf(m.to))?.user === recipient,
+    );
+    if (chatExists) return undefined;
+    const token = getBinaryNodeChild(node, 'tctoken')?.content;
+    if (token instanceof Uint8Array && privacyTokenValid(token, recipient, state.phone, at)) return 'token';
     return '463';
   }
 
@@ -1684,4 +1787,23 @@ export function pnJidOf(jid: string): string {
   if (!decoded || decoded.server !== 'lid') return jid;
   const device = decoded.device ? `:${decoded.device}` : '';
   return `${phoneForLid(decoded.user)}${device}@${SERVER_JID}`;
+}
+
+/** A trusted-contact token `issuer` grants `recipient` (phone numbers): version, issue time, MAC over both. */
+function privacyToken(issuer: string, recipient: string, t: number): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt8(PRIVACY_TOKEN_VERSION, 0);
+  head.writeUInt32BE(t, 1);
+  const mac = createHmac('sha256', PRIVACY_TOKEN_KEY).update(head).update(`${issuer}>${recipient}`).digest();
+  return Buffer.concat([head, mac.subarray(0, 16)]);
+}
+
+/** True when `token` is one the server issued from `issuer` to `recipient`, and not expired at `at` (ms). */
+function privacyTokenValid(token: Uint8Array, issuer: string, recipient: string, at: number): boolean {
+  const bytes = Buffer.from(token);
+  if (bytes.length !== 21 || bytes.readUInt8(0) !== PRIVACY_TOKEN_VERSION) return false;
+  const t = bytes.readUInt32BE(1);
+  const now = Math.floor(at / 1000);
+  if (t > now + 300 || now - t > PRIVACY_TOKEN_TTL_S) return false;
+  return timingSafeEqual(bytes, privacyToken(issuer, recipient, t));
 }
