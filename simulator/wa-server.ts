@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { deflateSync } from 'node:zlib';
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -180,6 +181,8 @@ export interface ExportedPhone {
     noiseKey: string;
     identity: string;
     appStateKeyShared: boolean;
+    /** absent in exports of older simulators: then a device that got its key share had logged in before */
+    historySynced?: boolean;
     bundle: {
       registrationId: number;
       identity: string;
@@ -200,6 +203,8 @@ interface LinkedDevice {
   /** set once the device uploaded its pre-keys; needed to encrypt inbound messages to it */
   bundle: CompanionBundle | null;
   appStateKeyShared: boolean;
+  /** the device got its history sync (first login only) */
+  historySynced: boolean;
 }
 
 interface PhoneState {
@@ -299,6 +304,12 @@ interface Connection {
 }
 
 const SERVER_JID = 's.whatsapp.net';
+/**
+ * The server's own address in `from`/`to`: a JID with an empty user, so the encoder writes it as a JID_PAIR token
+ * (empty user + the `s.whatsapp.net` token) as WhatsApp does, not as the plain string token `s.whatsapp.net`.
+ * Clients decode it as `@s.whatsapp.net` (Baileys' S_WHATSAPP_NET, whatsmeow's types.ServerJID).
+ */
+const SERVER_ADDRESS = `@${SERVER_JID}`;
 /**
  * The simulator's certificate root (a published development key, never WhatsApp's). A client that verifies the
  * Noise certificate chain (Baileys 7.x does) trusts this public key instead of WhatsApp's when pointed at the
@@ -523,7 +534,7 @@ export class WhatsAppSimulator {
     });
     this.send(c, {
       tag: 'notification',
-      attrs: { from: SERVER_JID, type: 'link_code_companion_reg', id: stanzaId(), t: unixSeconds() },
+      attrs: { from: SERVER_ADDRESS, type: 'link_code_companion_reg', id: stanzaId(), t: unixSeconds() },
       content: [
         {
           tag: 'link_code_companion_reg',
@@ -557,7 +568,7 @@ export class WhatsAppSimulator {
       this.events.emit('pairing-code-refused', { phone, address: c.address });
       this.send(c, {
         tag: 'iq',
-        attrs: { from: SERVER_JID, type: 'error', id: node.attrs.id ?? '' },
+        attrs: { from: SERVER_ADDRESS, type: 'error', id: node.attrs.id ?? '' },
         content: [{ tag: 'error', attrs: { code: '401', text: 'not-authorized' } }],
       });
       this.closeWith(c, { tag: 'failure', attrs: { reason: '401', location: 'sim' } });
@@ -591,6 +602,7 @@ export class WhatsAppSimulator {
       identity,
       bundle: null,
       appStateKeyShared: false,
+      historySynced: false,
     };
     const details = proto.ADVDeviceIdentity.encode({
       rawId: 1 + (Number.parseInt(phone.slice(-6), 10) % 100_000),
@@ -620,7 +632,7 @@ export class WhatsAppSimulator {
       connection.pairing = { phone: state, device, iqId, resolve, reject, timer };
       this.send(connection, {
         tag: 'iq',
-        attrs: { from: SERVER_JID, type: 'set', id: iqId, xmlns: 'md' },
+        attrs: { from: SERVER_ADDRESS, type: 'set', id: iqId, xmlns: 'md' },
         content: [
           {
             tag: 'pair-success',
@@ -656,6 +668,7 @@ export class WhatsAppSimulator {
         noiseKey: d.noiseKey,
         identity: b64(d.identity),
         appStateKeyShared: d.appStateKeyShared,
+        historySynced: d.historySynced,
         bundle: d.bundle && {
           registrationId: d.bundle.registrationId,
           identity: b64(d.bundle.identity),
@@ -688,6 +701,7 @@ export class WhatsAppSimulator {
         noiseKey: d.noiseKey,
         identity: buf(d.identity),
         appStateKeyShared: d.appStateKeyShared,
+        historySynced: d.historySynced ?? d.appStateKeyShared,
         bundle: d.bundle && {
           registrationId: d.bundle.registrationId,
           identity: buf(d.bundle.identity),
@@ -1134,7 +1148,7 @@ export class WhatsAppSimulator {
     c.stage = 'pairing';
     this.send(c, {
       tag: 'iq',
-      attrs: { from: SERVER_JID, type: 'set', id: c.pairDeviceIqId, xmlns: 'md' },
+      attrs: { from: SERVER_ADDRESS, type: 'set', id: c.pairDeviceIqId, xmlns: 'md' },
       content: [{ tag: 'pair-device', attrs: {}, content: refs }],
     });
     this.events.emit('qr-shown', { refs: this.qrRefs, address: c.address });
@@ -1156,7 +1170,7 @@ export class WhatsAppSimulator {
     if (stage !== 'companion_hello' || c.stage !== 'pairing' || !phone || !wrapped || wrapped.length !== 80) {
       this.send(c, {
         tag: 'iq',
-        attrs: { from: SERVER_JID, type: 'error', id: node.attrs.id ?? '' },
+        attrs: { from: SERVER_ADDRESS, type: 'error', id: node.attrs.id ?? '' },
         content: [{ tag: 'error', attrs: { code: '400', text: 'bad-request' } }],
       });
       return;
@@ -1281,15 +1295,28 @@ export class WhatsAppSimulator {
     }
     this.result(c, passiveIq);
     this.send(c, { tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: '0' } }] });
-    // Baileys 6.7.24 buffers events after the offline marker until a history sync notification arrives
-    // (or 20 s pass); a NO_HISTORY notification is not downloadable, so it goes online and flushes at once.
-    const noHistory: proto.IMessage = {
-      protocolMessage: {
-        type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
-        historySyncNotification: { syncType: proto.Message.HistorySyncType.NO_HISTORY },
-      },
-    };
-    await this.deliverFrom(c, ownPhoneJid, noHistory, {});
+    if (!device.historySynced) {
+      // Like the primary phone, the history goes to a newly linked device once, at its first login: an (empty)
+      // initial bootstrap, inline so nothing needs downloading. Baileys 7 then syncs app state, counts the sync in
+      // its credentials (accountSyncCounter) and does not wait for a history sync at later logins.
+      const history = proto.HistorySync.encode({
+        syncType: proto.HistorySync.HistorySyncType.INITIAL_BOOTSTRAP,
+        conversations: [],
+        progress: 100,
+      }).finish();
+      const bootstrap: proto.IMessage = {
+        protocolMessage: {
+          type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
+          historySyncNotification: {
+            syncType: proto.Message.HistorySyncType.INITIAL_BOOTSTRAP,
+            initialHistBootstrapInlinePayload: deflateSync(history),
+            progress: 100,
+          },
+        },
+      };
+      await this.deliverFrom(c, ownPhoneJid, bootstrap, {});
+      device.historySynced = true;
+    }
     // Retry receipts the session missed while it was offline (WhatsApp queues them like any receipt).
     const state = this.phoneStates.get(device.phone);
     for (const r of state?.queuedRetryReceipts.splice(0) ?? [])
@@ -1370,7 +1397,7 @@ export class WhatsAppSimulator {
   private result(c: Connection, request: BinaryNode, content?: BinaryNode[]): void {
     const id = request.attrs.id;
     if (!id) return;
-    this.send(c, { tag: 'iq', attrs: { from: SERVER_JID, type: 'result', id }, content });
+    this.send(c, { tag: 'iq', attrs: { from: SERVER_ADDRESS, type: 'result', id }, content });
   }
 
   private async onIq(c: Connection, node: BinaryNode): Promise<void> {
@@ -1408,6 +1435,9 @@ export class WhatsAppSimulator {
           { tag: 'privacy', attrs: {}, content: [{ tag: 'category', attrs: { name: 'readreceipts', value: 'all' } }] },
         ]);
         return;
+      case 'w:sync:app:state/set/sync':
+        this.onAppStateSync(c, node);
+        return;
       case 'privacy/set/tokens':
         // The session issues its own trusted-contact token to a contact (Baileys 7 does after each 1:1 send and
         // after a 463). The simulated contacts do not need it; the answer carries no token back: only a contact
@@ -1436,6 +1466,22 @@ export class WhatsAppSimulator {
         this.logger.debug({ key }, 'unmodelled iq answered with an empty result');
         this.result(c, node);
     }
+  }
+
+  /**
+   * App-state sync: the simulator keeps no chat settings, so every requested collection is answered as one with
+   * nothing newer than the client has: `<collection name version>` without patches, snapshot or more to come.
+   * (An answer without `<sync>` is malformed: clients error out, and Baileys re-asks forever.)
+   */
+  private onAppStateSync(c: Connection, node: BinaryNode): void {
+    const requested = getBinaryNodeChildren(getBinaryNodeChild(node, 'sync'), 'collection');
+    const collections: BinaryNode[] = requested
+      .filter((r) => !!r.attrs.name)
+      .map((r) => ({
+        tag: 'collection',
+        attrs: { name: r.attrs.name!, version: /^\d+$/.test(r.attrs.version ?? '') ? r.attrs.version! : '0' },
+      }));
+    this.result(c, node, [{ tag: 'sync', attrs: {}, content: collections }]);
   }
 
   private onUsync(c: Connection, node: BinaryNode): void {
@@ -1586,7 +1632,7 @@ export class WhatsAppSimulator {
     this.later(PREKEY_NOTIFICATION_DELAY_MS, () => {
       this.send(c, {
         tag: 'notification',
-        attrs: { from: SERVER_JID, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
+        attrs: { from: SERVER_ADDRESS, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
         content: [{ tag: 'count', attrs: { value: String(device.bundle?.preKeys.length ?? 0) } }],
       });
     });
