@@ -24,7 +24,7 @@ import {
 } from '@whiskeysockets/baileys';
 import pino from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { FakeContact, messageText, type CompanionBundle } from './contacts.js';
+import { companionBundleNode, FakeContact, messageText, type CompanionBundle } from './contacts.js';
 import { encodeFrame, FrameReader, ServerNoise } from './noise.js';
 
 export const FAULT_KINDS = [
@@ -690,6 +690,8 @@ export class WhatsAppSimulator {
     for (const device of state.devices.values()) this.devicesByNoiseKey.delete(device.noiseKey);
     state.devices.clear();
     state.account = { public: buf(exported.account.public), private: buf(exported.account.private) };
+    // the primary's Signal identity is the account key: forget one made with another account
+    this.contacts.delete(`${exported.phone}@${SERVER_JID}`);
     state.nextDeviceId = exported.nextDeviceId;
     state.firstLinkedAt = exported.firstLinkedAt;
     for (const d of exported.devices) {
@@ -1131,8 +1133,22 @@ export class WhatsAppSimulator {
   private contact(jid: string): FakeContact {
     const key = pnJidOf(jid);
     let contact = this.contacts.get(key);
-    if (!contact) this.contacts.set(key, (contact = new FakeContact(key)));
+    if (!contact) {
+      // a simulated phone's primary device (device 0) signs with its account identity, as it did at pairing
+      const decoded = jidDecode(key);
+      const primaryOf = decoded && !decoded.device ? this.phoneStates.get(decoded.user) : undefined;
+      this.contacts.set(key, (contact = new FakeContact(key, primaryOf?.account)));
+    }
     return contact;
+  }
+
+  /** A linked companion device of a simulated phone, by jid (phone number or LID, with its device id). */
+  private linkedDevice(jid: string): LinkedDevice | undefined {
+    const decoded = jidDecode(pnJidOf(jid));
+    if (!decoded?.device) return undefined;
+    for (const device of this.phoneStates.get(decoded.user)?.devices.values() ?? [])
+      if (device.deviceId === decoded.device) return device;
+    return undefined;
   }
 
   // ------------------------------------------------------------------ pairing and login
@@ -1550,8 +1566,11 @@ export class WhatsAppSimulator {
     for (const user of users) {
       const jid = user.attrs.jid;
       if (!jid) continue;
-      // every (user, device) is a fake contact with its own identity, the own primary phone included
-      bundles.push(await this.contact(jid).bundleNode(jid));
+      // a linked companion's bundle is the one it uploaded; every other (user, device) is a fake contact with its
+      // own identity (a simulated phone's primary: its account identity)
+      const companion = this.linkedDevice(jid);
+      if (companion?.bundle) bundles.push(companionBundleNode(jid, companion.bundle));
+      else bundles.push(await this.contact(jid).bundleNode(jid));
     }
     this.result(c, node, [{ tag: 'list', attrs: {}, content: bundles }]);
   }
@@ -1570,6 +1589,8 @@ export class WhatsAppSimulator {
       const participantJid = participant.attrs.jid;
       const type = enc?.attrs.type;
       if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
+      // a copy for another companion of the same phone is encrypted to what that device uploaded: not for the server
+      if (this.linkedDevice(participantJid)) continue;
       try {
         const message = await this.contact(participantJid).decrypt(device.jid, type, enc.content);
         // the recipient's own copy is the message as sent; the sender's other devices get a wrapper

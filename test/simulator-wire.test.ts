@@ -36,6 +36,7 @@ const historyNotification = (m: WAMessage) => m.message?.protocolMessage?.histor
 describe('the simulator speaks like WhatsApp', () => {
   let sim: WhatsAppSimulator;
   let authDir: Awaited<ReturnType<typeof makeAuthDir>>;
+  const extraDirs: Array<Awaited<ReturnType<typeof makeAuthDir>>> = [];
   const clients: TestClient[] = [];
   let frames: BinaryNode[] = [];
   let client: TestClient;
@@ -66,6 +67,7 @@ describe('the simulator speaks like WhatsApp', () => {
     for (const c of clients) c.end();
     await sim.close();
     await authDir.remove();
+    for (const dir of extraDirs) await dir.remove();
   });
 
   test('server addresses travel as JIDs (JID_PAIR, empty user), never as the plain string token', async () => {
@@ -130,15 +132,20 @@ describe('the simulator speaks like WhatsApp', () => {
     // Baileys completes its initial sync (history, then app state) and counts it in its credentials; from then on
     // it does not wait for a history sync at login (otherwise it buffers every event up to 20 s)
     const credsFile = path.join(authDir.dir, 'creds.json');
-    const synced = await eventually(
-      () =>
-        Number((JSON.parse(readFileSync(credsFile, 'utf8')) as { accountSyncCounter?: number }).accountSyncCounter) > 0,
-      10_000,
-    );
+    const accountSyncCounter = (): number => {
+      try {
+        return Number(
+          (JSON.parse(readFileSync(credsFile, 'utf8')) as { accountSyncCounter?: number }).accountSyncCounter,
+        );
+      } catch {
+        return 0; // Baileys is rewriting the file (not atomically)
+      }
+    };
+    const synced = await eventually(() => accountSyncCounter() > 0, 10_000);
 
     client.end();
     const started = Date.now();
-    const again = await connect();
+    const again = (client = await connect());
     await again.waitForOpen();
     const opened = Date.now() - started;
     const id = await sim.sendInbound(PHONE, CONTACT, 'right after the reconnect');
@@ -149,5 +156,51 @@ describe('the simulator speaks like WhatsApp', () => {
     assert.ok(synced, 'the initial sync completed (accountSyncCounter > 0 in creds.json)');
     assert.deepEqual(again.upserts.filter((m) => !!historyNotification(m)).length, 0, 'no history sync at a reconnect');
     assert.ok(delivered < 5000, `the reconnect's events flow at once (${delivered} ms)`);
+  });
+
+  test("key bundles: the primary phone's identity is the account key from pairing; a companion's is what it uploaded", async () => {
+    // a second companion of the same phone
+    const otherDir = await makeAuthDir();
+    extraDirs.push(otherDir);
+    {
+      const registering = await TestClient.connect({ url: sim.url, authDir: otherDir.dir });
+      clients.push(registering);
+      await sim.scan(await registering.waitForQr(), PHONE);
+      await registering.waitForClose();
+      registering.end();
+      const other = await TestClient.connect({ url: sim.url, authDir: otherDir.dir });
+      clients.push(other);
+      await other.waitForOpen();
+      const otherJid = other.sock.user!.id;
+
+      const bundles = async (jids: string[]) => {
+        const result = (await client.sock.query({
+          tag: 'iq',
+          attrs: { to: S_WHATSAPP_NET, xmlns: 'encrypt', type: 'get' },
+          content: [{ tag: 'key', attrs: {}, content: jids.map((jid) => ({ tag: 'user', attrs: { jid } })) }],
+        })) as BinaryNode;
+        return getBinaryNodeChildren(getBinaryNodeChild(result, 'list'), 'user');
+      };
+      const [primary, companion] = await bundles([`${PHONE}@s.whatsapp.net`, otherJid]);
+      const bytes = (user: BinaryNode | undefined, tag: string) =>
+        Buffer.from(getBinaryNodeChild(user, tag)?.content as Uint8Array);
+      // creds read back from disk hold the proto's bytes as base64 text
+      const raw = client.sock.authState.creds.account?.accountSignatureKey as Uint8Array | string | null | undefined;
+      const account = typeof raw === 'string' ? Buffer.from(raw, 'base64') : raw;
+      assert.ok(account?.length, 'the ADV account key from pairing');
+      assert.equal(bytes(primary, 'identity').toString('hex'), Buffer.from(account).toString('hex'));
+      const uploaded = other.sock.authState.creds;
+      assert.equal(companion?.attrs.jid, otherJid);
+      assert.equal(
+        bytes(companion, 'identity').toString('hex'),
+        Buffer.from(uploaded.signedIdentityKey.public).toString('hex'),
+      );
+      assert.equal(bytes(companion, 'registration').readUInt32BE(0), uploaded.registrationId);
+      const skey = getBinaryNodeChild(companion, 'skey');
+      assert.equal(
+        Buffer.from(getBinaryNodeChild(skey, 'value')?.content as Uint8Array).toString('hex'),
+        Buffer.from(uploaded.signedPreKey.keyPair.public).toString('hex'),
+      );
+    }
   });
 });
