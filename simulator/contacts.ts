@@ -6,9 +6,11 @@ import {
   generateSignalPubKey,
   initAuthCreds,
   proto,
+  signedKeyPair,
   unpadRandomMax16,
   type AuthenticationCreds,
   type BinaryNode,
+  type KeyPair,
   type SignalDataSet,
   type SignalDataTypeMap,
   type SignalKeyStoreWithTransaction,
@@ -66,13 +68,19 @@ function memoryKeyStore(): SignalKeyStoreWithTransaction & { clearType(type: key
  * encrypt messages from it to a companion.
  */
 export class FakeContact {
-  private readonly creds: AuthenticationCreds = initAuthCreds();
+  private readonly creds: AuthenticationCreds;
   private readonly keys = memoryKeyStore();
   private readonly repository: SignalRepository;
   /** companion device jids this contact already has a Signal session with */
   private readonly sessionsWith = new Set<string>();
 
-  constructor(readonly jid: string) {
+  /** `identity`: the Signal identity key pair to use (a primary phone's is its account key); fresh otherwise. */
+  constructor(
+    readonly jid: string,
+    identity?: KeyPair,
+  ) {
+    const creds = initAuthCreds();
+    this.creds = identity ? { ...creds, signedIdentityKey: identity, signedPreKey: signedKeyPair(identity, 1) } : creds;
     this.repository = makeLibSignalRepository({ creds: this.creds, keys: this.keys }, SILENT);
   }
 
@@ -163,4 +171,34 @@ export class FakeContact {
 export function messageText(message: proto.IMessage): string | undefined {
   const inner = message.deviceSentMessage?.message ?? message;
   return inner.conversation ?? inner.extendedTextMessage?.text ?? undefined;
+}
+
+/** `<user>` node for an `encrypt/get key` answer from a companion's uploaded bundle, handing out one pre-key. */
+export function companionBundleNode(requestedJid: string, bundle: CompanionBundle): BinaryNode {
+  // like WhatsApp, each one-time pre-key is handed out once; without any left the bundle has none
+  const preKey = bundle.preKeys.shift();
+  const content: BinaryNode[] = [
+    { tag: 'registration', attrs: {}, content: encodeBigEndian(bundle.registrationId, 4) },
+    { tag: 'type', attrs: {}, content: Buffer.from([5]) },
+    { tag: 'identity', attrs: {}, content: bundle.identity },
+    {
+      tag: 'skey',
+      attrs: {},
+      content: [
+        { tag: 'id', attrs: {}, content: encodeBigEndian(bundle.signedPreKey.id, 3) },
+        { tag: 'value', attrs: {}, content: bundle.signedPreKey.value },
+        { tag: 'signature', attrs: {}, content: bundle.signedPreKey.signature },
+      ],
+    },
+  ];
+  if (preKey)
+    content.push({
+      tag: 'key',
+      attrs: {},
+      content: [
+        { tag: 'id', attrs: {}, content: encodeBigEndian(preKey.id, 3) },
+        { tag: 'value', attrs: {}, content: preKey.value },
+      ],
+    });
+  return { tag: 'user', attrs: { jid: requestedJid }, content };
 }

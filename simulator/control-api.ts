@@ -39,6 +39,11 @@ const inboundBody = z.object({
   /** with a LID sender: whether the contact shares its phone number (`sender_pn`) */
   revealPhone: z.boolean().optional(),
 });
+const privacyTokenBody = z.object({
+  from: z
+    .string()
+    .regex(/^(\d{6,15}(@s\.whatsapp\.net)?|\d{6,20}@lid)$/, 'from must be a phone number, user jid or LID jid'),
+});
 const readBody = z.object({ messageId: z.string().min(1).max(128) });
 const proxyFaultBody = z.object({ kind: z.enum(['none', 'refuse', 'hang', 'wrong-credentials', 'kill']) });
 const coldOutreachBody = z.object({
@@ -186,6 +191,18 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
         const { kind } = parse(faultBody, body);
         guard(() => sim.fault(number, kind));
         return { ok: true, phone: number, kind };
+      },
+    },
+    {
+      // Contact `from` issues its privacy token to the phone without writing (e.g. it saved the number): the
+      // session receives a `privacy_token` notification; its cold sends to that contact then pass the 463 gate.
+      method: 'POST',
+      pattern: /^\/phones\/([^/]+)\/privacy-tokens$/,
+      handler: ([phone], body) => {
+        const number = phoneFrom(phone);
+        const { from } = parse(privacyTokenBody, body);
+        guard(() => sim.grantPrivacyToken(number, from));
+        return { ok: true, phone: number, from };
       },
     },
     {

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { deflateSync } from 'node:zlib';
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,7 +24,7 @@ import {
 } from '@whiskeysockets/baileys';
 import pino from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { FakeContact, messageText, type CompanionBundle } from './contacts.js';
+import { companionBundleNode, FakeContact, messageText, type CompanionBundle } from './contacts.js';
 import { encodeFrame, FrameReader, ServerNoise } from './noise.js';
 
 export const FAULT_KINDS = [
@@ -75,8 +76,10 @@ export interface SimulatorOptions {
 }
 
 /**
- * A young number's first 1:1 message to a contact that never wrote to it, without a `tctoken`, is refused by the
- * server with `<ack class="message" error="463">` (to a group: 479); nothing is delivered, no receipt follows.
+ * A young number's first 1:1 message to a contact, without a valid `tctoken` issued by that contact to that number,
+ * is refused by the server with `<ack class="message" error="463">` (to a group: 479); nothing is delivered, no
+ * receipt follows. Contacts issue tokens as WhatsApp's clients do: writing to the number (or `grantPrivacyToken`)
+ * makes the server push a `privacy_token` notification the session stores and attaches to later sends.
  */
 export interface ColdOutreachRule {
   /** a phone counts as young for this long after it was first linked (default 7 days) */
@@ -146,8 +149,14 @@ export interface PhoneSummary {
   banned: boolean;
   online: boolean;
   messagesSent: number;
-  /** messages the server refused with error 463 (1:1, no privacy token) */
+  /** messages the server refused with error 463 (1:1, no valid privacy token) */
   rejected463: number;
+  /** privacy tokens contacts issued to this number (each pushed as a `privacy_token` notification) */
+  privacyTokensIssued: number;
+  /** cold 1:1 messages accepted because they carried a valid token */
+  acceptedWithToken: number;
+  /** cold 1:1 messages refused with 463 although they carried a token (forged, or issued by/for someone else) */
+  rejectedInvalidToken: number;
   /** messages the server refused with error 479 (group) */
   rejected479: number;
   /** recipient copies a contact could not decrypt (each answered with a retry receipt, up to 3 per message) */
@@ -172,6 +181,8 @@ export interface ExportedPhone {
     noiseKey: string;
     identity: string;
     appStateKeyShared: boolean;
+    /** absent in exports of older simulators: then a device that got its key share had logged in before */
+    historySynced?: boolean;
     bundle: {
       registrationId: number;
       identity: string;
@@ -192,6 +203,8 @@ interface LinkedDevice {
   /** set once the device uploaded its pre-keys; needed to encrypt inbound messages to it */
   bundle: CompanionBundle | null;
   appStateKeyShared: boolean;
+  /** the device got its history sync (first login only) */
+  historySynced: boolean;
 }
 
 interface PhoneState {
@@ -211,9 +224,10 @@ interface PhoneState {
   recentSends: number[];
   /** recipient jid → time of the first message to it */
   recipientsFirstSeen: Map<string, number>;
-  /** users (phone or LID user part) who wrote to this phone: a chat exists, no privacy token needed */
-  wroteToUs: Set<string>;
   rejected463: number;
+  privacyTokensIssued: number;
+  acceptedWithToken: number;
+  rejectedInvalidToken: number;
   rejected479: number;
   decryptFailures: number;
   retryReceiptsSent: number;
@@ -222,6 +236,19 @@ interface PhoneState {
   pendingRetries: Map<string, number>;
   /** retry receipts for a session that was offline, sent at its next login */
   queuedRetryReceipts: Array<{ from: string; id: string; count: number }>;
+  /** privacy tokens granted while no session was online, pushed at the next login */
+  queuedPrivacyTokens: PrivacyTokenGrant[];
+}
+
+/** A contact's trusted-contact token for a phone. */
+interface PrivacyTokenGrant {
+  /** the contact's address as it wrote (phone jid or LID jid) */
+  from: string;
+  /** the contact's phone number */
+  issuer: string;
+  /** issue time, unix seconds */
+  t: number;
+  token: Buffer;
 }
 
 type ConnectionStage = 'hello' | 'finish' | 'pairing' | 'ready' | 'closed';
@@ -278,6 +305,12 @@ interface Connection {
 
 const SERVER_JID = 's.whatsapp.net';
 /**
+ * The server's own address in `from`/`to`: a JID with an empty user, so the encoder writes it as a JID_PAIR token
+ * (empty user + the `s.whatsapp.net` token) as WhatsApp does, not as the plain string token `s.whatsapp.net`.
+ * Clients decode it as `@s.whatsapp.net` (Baileys' S_WHATSAPP_NET, whatsmeow's types.ServerJID).
+ */
+const SERVER_ADDRESS = `@${SERVER_JID}`;
+/**
  * The simulator's certificate root (a published development key, never WhatsApp's). A client that verifies the
  * Noise certificate chain (Baileys 7.x does) trusts this public key instead of WhatsApp's when pointed at the
  * simulator: wa-worker's `WA_CERT_ROOT_PUBLIC_KEY`. Fixed so a separately started worker can be configured.
@@ -287,6 +320,14 @@ const SIMULATOR_CERT_ROOT: KeyPair = {
   private: Buffer.from('8098cf06295e6a9f47438f41034bbcdbb721d4a5bc05957d3f548f0ce449d843', 'hex'),
   public: Buffer.from(SIMULATOR_CERT_ROOT_PUBLIC_KEY_HEX, 'hex'),
 };
+/**
+ * Privacy tokens are the server's: opaque to clients, so the server can check who issued one to whom. Derived from
+ * the fixed root so a restarted simulator still accepts the tokens it issued before.
+ */
+const PRIVACY_TOKEN_KEY = createHmac('sha256', SIMULATOR_CERT_ROOT.private).update('privacy tokens').digest();
+const PRIVACY_TOKEN_VERSION = 1;
+/** Baileys 7 / WhatsApp Web treat a token older than four 7-day buckets as expired */
+const PRIVACY_TOKEN_TTL_S = 28 * 24 * 3600;
 const FIRST_DEVICE_ID = 7;
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
@@ -493,7 +534,7 @@ export class WhatsAppSimulator {
     });
     this.send(c, {
       tag: 'notification',
-      attrs: { from: SERVER_JID, type: 'link_code_companion_reg', id: stanzaId(), t: unixSeconds() },
+      attrs: { from: SERVER_ADDRESS, type: 'link_code_companion_reg', id: stanzaId(), t: unixSeconds() },
       content: [
         {
           tag: 'link_code_companion_reg',
@@ -527,7 +568,7 @@ export class WhatsAppSimulator {
       this.events.emit('pairing-code-refused', { phone, address: c.address });
       this.send(c, {
         tag: 'iq',
-        attrs: { from: SERVER_JID, type: 'error', id: node.attrs.id ?? '' },
+        attrs: { from: SERVER_ADDRESS, type: 'error', id: node.attrs.id ?? '' },
         content: [{ tag: 'error', attrs: { code: '401', text: 'not-authorized' } }],
       });
       this.closeWith(c, { tag: 'failure', attrs: { reason: '401', location: 'sim' } });
@@ -561,6 +602,7 @@ export class WhatsAppSimulator {
       identity,
       bundle: null,
       appStateKeyShared: false,
+      historySynced: false,
     };
     const details = proto.ADVDeviceIdentity.encode({
       rawId: 1 + (Number.parseInt(phone.slice(-6), 10) % 100_000),
@@ -590,7 +632,7 @@ export class WhatsAppSimulator {
       connection.pairing = { phone: state, device, iqId, resolve, reject, timer };
       this.send(connection, {
         tag: 'iq',
-        attrs: { from: SERVER_JID, type: 'set', id: iqId, xmlns: 'md' },
+        attrs: { from: SERVER_ADDRESS, type: 'set', id: iqId, xmlns: 'md' },
         content: [
           {
             tag: 'pair-success',
@@ -626,6 +668,7 @@ export class WhatsAppSimulator {
         noiseKey: d.noiseKey,
         identity: b64(d.identity),
         appStateKeyShared: d.appStateKeyShared,
+        historySynced: d.historySynced,
         bundle: d.bundle && {
           registrationId: d.bundle.registrationId,
           identity: b64(d.bundle.identity),
@@ -647,6 +690,8 @@ export class WhatsAppSimulator {
     for (const device of state.devices.values()) this.devicesByNoiseKey.delete(device.noiseKey);
     state.devices.clear();
     state.account = { public: buf(exported.account.public), private: buf(exported.account.private) };
+    // the primary's Signal identity is the account key: forget one made with another account
+    this.contacts.delete(`${exported.phone}@${SERVER_JID}`);
     state.nextDeviceId = exported.nextDeviceId;
     state.firstLinkedAt = exported.firstLinkedAt;
     for (const d of exported.devices) {
@@ -658,6 +703,7 @@ export class WhatsAppSimulator {
         noiseKey: d.noiseKey,
         identity: buf(d.identity),
         appStateKeyShared: d.appStateKeyShared,
+        historySynced: d.historySynced ?? d.appStateKeyShared,
         bundle: d.bundle && {
           registrationId: d.bundle.registrationId,
           identity: buf(d.bundle.identity),
@@ -756,10 +802,62 @@ export class WhatsAppSimulator {
       { conversation: text },
       { notify: 'Simulated contact', ...addressing },
     );
-    const sender = jidDecode(fromJid)?.user;
-    if (sender) this.phoneStates.get(phone)?.wroteToUs.add(sender);
     this.events.emit('inbound', { phone, from: fromJid, id, text });
+    // The contact's client issues its trusted-contact token to the number it wrote to (Baileys 7 / WhatsApp Web do
+    // so after each 1:1 send); the server hands it to the number's devices.
+    this.grantPrivacyToken(phone, fromJid);
     return id;
+  }
+
+  /**
+   * Contact `from` (phone number, phone jid or `<lid>@lid`) issues its privacy token to `phone`: the server pushes
+   * `<notification type="privacy_token">` with the token to the phone's connected sessions. Returns the token.
+   */
+  grantPrivacyToken(phone: string, from: string): Buffer {
+    const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
+    const decoded = jidDecode(fromJid);
+    if (!decoded?.user || (decoded.server !== SERVER_JID && decoded.server !== 'lid'))
+      throw new Error(`not a user address: ${from}`);
+    const issuer = decoded.server === 'lid' ? phoneForLid(decoded.user) : decoded.user;
+    // a number can be granted a token before it links this companion (queued like any notification)
+    const state = this.phoneState(phone);
+    const t = Math.floor(Date.now() / 1000);
+    const grant: PrivacyTokenGrant = {
+      from: `${decoded.user}@${decoded.server}`,
+      issuer,
+      t,
+      token: privacyToken(issuer, phone, t),
+    };
+    state.privacyTokensIssued++;
+    this.events.emit('privacy-token', { phone, from: grant.from, t });
+    const live = this.liveConnections(phone);
+    // like any notification, kept for a session that is offline and pushed at its next login
+    if (live.length === 0) state.queuedPrivacyTokens.push(grant);
+    for (const c of live) this.sendPrivacyToken(c, grant);
+    return grant.token;
+  }
+
+  private sendPrivacyToken(c: Connection, grant: PrivacyTokenGrant): void {
+    if (!c.device) return;
+    const t = String(grant.t);
+    this.send(c, {
+      tag: 'notification',
+      attrs: {
+        from: grant.from,
+        type: 'privacy_token',
+        id: stanzaId(),
+        t,
+        sender_lid: `${lidUserFor(grant.issuer)}@lid`,
+      },
+      content: [
+        {
+          tag: 'tokens',
+          attrs: {},
+          // `jid` is the receiving device; clients key the token by the notification's sender
+          content: [{ tag: 'token', attrs: { jid: c.device.jid, t, type: 'trusted_contact' }, content: grant.token }],
+        },
+      ],
+    });
   }
 
   /** Sends the queued retry receipts of `phone` to its live session (see `holdRetryReceipts`). */
@@ -841,6 +939,9 @@ export class WhatsAppSimulator {
       messagesSent: s.messagesSent,
       rejected463: s.rejected463,
       rejected479: s.rejected479,
+      privacyTokensIssued: s.privacyTokensIssued,
+      acceptedWithToken: s.acceptedWithToken,
+      rejectedInvalidToken: s.rejectedInvalidToken,
       decryptFailures: s.decryptFailures,
       retryReceiptsSent: s.retryReceiptsSent,
       resentDecrypted: s.resentDecrypted,
@@ -1011,14 +1112,17 @@ export class WhatsAppSimulator {
         messagesSent: 0,
         recentSends: [],
         recipientsFirstSeen: new Map(),
-        wroteToUs: new Set(),
         rejected463: 0,
+        privacyTokensIssued: 0,
+        acceptedWithToken: 0,
+        rejectedInvalidToken: 0,
         rejected479: 0,
         decryptFailures: 0,
         retryReceiptsSent: 0,
         resentDecrypted: 0,
         pendingRetries: new Map(),
         queuedRetryReceipts: [],
+        queuedPrivacyTokens: [],
       };
       this.phoneStates.set(phone, state);
     }
@@ -1029,8 +1133,22 @@ export class WhatsAppSimulator {
   private contact(jid: string): FakeContact {
     const key = pnJidOf(jid);
     let contact = this.contacts.get(key);
-    if (!contact) this.contacts.set(key, (contact = new FakeContact(key)));
+    if (!contact) {
+      // a simulated phone's primary device (device 0) signs with its account identity, as it did at pairing
+      const decoded = jidDecode(key);
+      const primaryOf = decoded && !decoded.device ? this.phoneStates.get(decoded.user) : undefined;
+      this.contacts.set(key, (contact = new FakeContact(key, primaryOf?.account)));
+    }
     return contact;
+  }
+
+  /** A linked companion device of a simulated phone, by jid (phone number or LID, with its device id). */
+  private linkedDevice(jid: string): LinkedDevice | undefined {
+    const decoded = jidDecode(pnJidOf(jid));
+    if (!decoded?.device) return undefined;
+    for (const device of this.phoneStates.get(decoded.user)?.devices.values() ?? [])
+      if (device.deviceId === decoded.device) return device;
+    return undefined;
   }
 
   // ------------------------------------------------------------------ pairing and login
@@ -1046,7 +1164,7 @@ export class WhatsAppSimulator {
     c.stage = 'pairing';
     this.send(c, {
       tag: 'iq',
-      attrs: { from: SERVER_JID, type: 'set', id: c.pairDeviceIqId, xmlns: 'md' },
+      attrs: { from: SERVER_ADDRESS, type: 'set', id: c.pairDeviceIqId, xmlns: 'md' },
       content: [{ tag: 'pair-device', attrs: {}, content: refs }],
     });
     this.events.emit('qr-shown', { refs: this.qrRefs, address: c.address });
@@ -1068,7 +1186,7 @@ export class WhatsAppSimulator {
     if (stage !== 'companion_hello' || c.stage !== 'pairing' || !phone || !wrapped || wrapped.length !== 80) {
       this.send(c, {
         tag: 'iq',
-        attrs: { from: SERVER_JID, type: 'error', id: node.attrs.id ?? '' },
+        attrs: { from: SERVER_ADDRESS, type: 'error', id: node.attrs.id ?? '' },
         content: [{ tag: 'error', attrs: { code: '400', text: 'bad-request' } }],
       });
       return;
@@ -1193,19 +1311,33 @@ export class WhatsAppSimulator {
     }
     this.result(c, passiveIq);
     this.send(c, { tag: 'ib', attrs: {}, content: [{ tag: 'offline', attrs: { count: '0' } }] });
-    // Baileys 6.7.24 buffers events after the offline marker until a history sync notification arrives
-    // (or 20 s pass); a NO_HISTORY notification is not downloadable, so it goes online and flushes at once.
-    const noHistory: proto.IMessage = {
-      protocolMessage: {
-        type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
-        historySyncNotification: { syncType: proto.Message.HistorySyncType.NO_HISTORY },
-      },
-    };
-    await this.deliverFrom(c, ownPhoneJid, noHistory, {});
+    if (!device.historySynced) {
+      // Like the primary phone, the history goes to a newly linked device once, at its first login: an (empty)
+      // initial bootstrap, inline so nothing needs downloading. Baileys 7 then syncs app state, counts the sync in
+      // its credentials (accountSyncCounter) and does not wait for a history sync at later logins.
+      const history = proto.HistorySync.encode({
+        syncType: proto.HistorySync.HistorySyncType.INITIAL_BOOTSTRAP,
+        conversations: [],
+        progress: 100,
+      }).finish();
+      const bootstrap: proto.IMessage = {
+        protocolMessage: {
+          type: proto.Message.ProtocolMessage.Type.HISTORY_SYNC_NOTIFICATION,
+          historySyncNotification: {
+            syncType: proto.Message.HistorySyncType.INITIAL_BOOTSTRAP,
+            initialHistBootstrapInlinePayload: deflateSync(history),
+            progress: 100,
+          },
+        },
+      };
+      await this.deliverFrom(c, ownPhoneJid, bootstrap, {});
+      device.historySynced = true;
+    }
     // Retry receipts the session missed while it was offline (WhatsApp queues them like any receipt).
     const state = this.phoneStates.get(device.phone);
     for (const r of state?.queuedRetryReceipts.splice(0) ?? [])
       await this.sendRetryReceipt(c, state!, r.from, r.id, r.count);
+    for (const grant of state?.queuedPrivacyTokens.splice(0) ?? []) this.sendPrivacyToken(c, grant);
   }
 
   /** Resolves when the client sends a receipt for `messageId`, the connection closes, or after a timeout. */
@@ -1281,7 +1413,7 @@ export class WhatsAppSimulator {
   private result(c: Connection, request: BinaryNode, content?: BinaryNode[]): void {
     const id = request.attrs.id;
     if (!id) return;
-    this.send(c, { tag: 'iq', attrs: { from: SERVER_JID, type: 'result', id }, content });
+    this.send(c, { tag: 'iq', attrs: { from: SERVER_ADDRESS, type: 'result', id }, content });
   }
 
   private async onIq(c: Connection, node: BinaryNode): Promise<void> {
@@ -1319,6 +1451,15 @@ export class WhatsAppSimulator {
           { tag: 'privacy', attrs: {}, content: [{ tag: 'category', attrs: { name: 'readreceipts', value: 'all' } }] },
         ]);
         return;
+      case 'w:sync:app:state/set/sync':
+        this.onAppStateSync(c, node);
+        return;
+      case 'privacy/set/tokens':
+        // The session issues its own trusted-contact token to a contact (Baileys 7 does after each 1:1 send and
+        // after a 463). The simulated contacts do not need it; the answer carries no token back: only a contact
+        // grants one (writing to the number), so a 463 cannot be cleared by the sender alone.
+        this.result(c, node);
+        return;
       case 'usync/get/usync':
         this.onUsync(c, node);
         return;
@@ -1341,6 +1482,22 @@ export class WhatsAppSimulator {
         this.logger.debug({ key }, 'unmodelled iq answered with an empty result');
         this.result(c, node);
     }
+  }
+
+  /**
+   * App-state sync: the simulator keeps no chat settings, so every requested collection is answered as one with
+   * nothing newer than the client has: `<collection name version>` without patches, snapshot or more to come.
+   * (An answer without `<sync>` is malformed: clients error out, and Baileys re-asks forever.)
+   */
+  private onAppStateSync(c: Connection, node: BinaryNode): void {
+    const requested = getBinaryNodeChildren(getBinaryNodeChild(node, 'sync'), 'collection');
+    const collections: BinaryNode[] = requested
+      .filter((r) => !!r.attrs.name)
+      .map((r) => ({
+        tag: 'collection',
+        attrs: { name: r.attrs.name!, version: /^\d+$/.test(r.attrs.version ?? '') ? r.attrs.version! : '0' },
+      }));
+    this.result(c, node, [{ tag: 'sync', attrs: {}, content: collections }]);
   }
 
   private onUsync(c: Connection, node: BinaryNode): void {
@@ -1409,8 +1566,11 @@ export class WhatsAppSimulator {
     for (const user of users) {
       const jid = user.attrs.jid;
       if (!jid) continue;
-      // every (user, device) is a fake contact with its own identity, the own primary phone included
-      bundles.push(await this.contact(jid).bundleNode(jid));
+      // a linked companion's bundle is the one it uploaded; every other (user, device) is a fake contact with its
+      // own identity (a simulated phone's primary: its account identity)
+      const companion = this.linkedDevice(jid);
+      if (companion?.bundle) bundles.push(companionBundleNode(jid, companion.bundle));
+      else bundles.push(await this.contact(jid).bundleNode(jid));
     }
     this.result(c, node, [{ tag: 'list', attrs: {}, content: bundles }]);
   }
@@ -1429,6 +1589,8 @@ export class WhatsAppSimulator {
       const participantJid = participant.attrs.jid;
       const type = enc?.attrs.type;
       if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
+      // a copy for another companion of the same phone is encrypted to what that device uploaded: not for the server
+      if (this.linkedDevice(participantJid)) continue;
       try {
         const message = await this.contact(participantJid).decrypt(device.jid, type, enc.content);
         // the recipient's own copy is the message as sent; the sender's other devices get a wrapper
@@ -1440,11 +1602,15 @@ export class WhatsAppSimulator {
       }
     }
     const at = Date.now();
-    const refusal = this.coldOutreachError(state, node, at);
-    if (refusal) {
+    // a copy re-sent after a retry receipt belongs to a message the server already accepted (clients send it
+    // without a token)
+    const refusal = state.pendingRetries.has(id) ? undefined : this.coldOutreachError(state, node, at);
+    if (refusal === 'token') state.acceptedWithToken++;
+    else if (refusal) {
       if (refusal === '463') state.rejected463++;
       else state.rejected479++;
-      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'message refused: no privacy token');
+      if (getBinaryNodeChild(node, 'tctoken')) state.rejectedInvalidToken++;
+      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'message refused: no valid privacy token');
       this.events.emit('rejected', { phone: device.phone, to, id, error: Number(refusal) });
       this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
       return;
@@ -1487,7 +1653,7 @@ export class WhatsAppSimulator {
     this.later(PREKEY_NOTIFICATION_DELAY_MS, () => {
       this.send(c, {
         tag: 'notification',
-        attrs: { from: SERVER_JID, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
+        attrs: { from: SERVER_ADDRESS, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
         content: [{ tag: 'count', attrs: { value: String(device.bundle?.preKeys.length ?? 0) } }],
       });
     });
@@ -1521,22 +1687,26 @@ export class WhatsAppSimulator {
   }
 
   /**
-   * The privacy-token gate: '463' (1:1) or '479' (group) when a young phone writes first to someone who never wrote
-   * to it, without a `tctoken` child; undefined when the message goes through. A chat the phone already had
-   * (an accepted message to that user) needs no token either.
+   * The privacy-token gate: '463' (1:1) or '479' (group) when a young phone writes first to a user without a valid
+   * `tctoken` issued by that user to this phone (a forged token, or one another contact or another number got, is
+   * refused like none); 'token' when a valid token let it through; undefined when the gate does not apply. A chat
+   * the phone already had (an accepted message to that user) needs no token.
    */
-  private coldOutreachError(state: PhoneState, node: BinaryNode, at: number): '463' | '479' | undefined {
+  private coldOutreachError(state: PhoneState, node: BinaryNode, at: number): '463' | '479' | 'token' | undefined {
     const rule = this.coldOutreach;
     if (!rule || state.firstLinkedAt === null || at - state.firstLinkedAt >= rule.youngForMs) return undefined;
-    if (getBinaryNodeChild(node, 'tctoken')) return undefined;
     const to = jidDecode(node.attrs.to);
     if (!to?.user) return undefined;
     if (to.server === 'g.us') return '479';
     if (to.server !== SERVER_JID && to.server !== 'lid') return undefined;
-    if (to.user === state.phone || to.user === lidUserFor(state.phone)) return undefined;
-    const alt = to.server === 'lid' ? phoneForLid(to.user) : lidUserFor(to.user);
-    if (state.wroteToUs.has(to.user) || state.wroteToUs.has(alt)) return undefined;
-    if (this.messageLog.some((m) => m.phone === state.phone && jidDecode(m.to)?.user === to.user)) return undefined;
+    const recipient = to.server === 'lid' ? phoneForLid(to.user) : to.user;
+    if (recipient === state.phone) return undefined;
+    const chatExists = this.messageLog.some(
+      (m) => m.phone === state.phone && jidDecode(pnJidOf(m.to))?.user === recipient,
+    );
+    if (chatExists) return undefined;
+    const token = getBinaryNodeChild(node, 'tctoken')?.content;
+    if (token instanceof Uint8Array && privacyTokenValid(token, recipient, state.phone, at)) return 'token';
     return '463';
   }
 
@@ -1684,4 +1854,23 @@ export function pnJidOf(jid: string): string {
   if (!decoded || decoded.server !== 'lid') return jid;
   const device = decoded.device ? `:${decoded.device}` : '';
   return `${phoneForLid(decoded.user)}${device}@${SERVER_JID}`;
+}
+
+/** A trusted-contact token `issuer` grants `recipient` (phone numbers): version, issue time, MAC over both. */
+function privacyToken(issuer: string, recipient: string, t: number): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt8(PRIVACY_TOKEN_VERSION, 0);
+  head.writeUInt32BE(t, 1);
+  const mac = createHmac('sha256', PRIVACY_TOKEN_KEY).update(head).update(`${issuer}>${recipient}`).digest();
+  return Buffer.concat([head, mac.subarray(0, 16)]);
+}
+
+/** True when `token` is one the server issued from `issuer` to `recipient`, and not expired at `at` (ms). */
+function privacyTokenValid(token: Uint8Array, issuer: string, recipient: string, at: number): boolean {
+  const bytes = Buffer.from(token);
+  if (bytes.length !== 21 || bytes.readUInt8(0) !== PRIVACY_TOKEN_VERSION) return false;
+  const t = bytes.readUInt32BE(1);
+  const now = Math.floor(at / 1000);
+  if (t > now + 300 || now - t > PRIVACY_TOKEN_TTL_S) return false;
+  return timingSafeEqual(bytes, privacyToken(issuer, recipient, t));
 }

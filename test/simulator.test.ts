@@ -100,6 +100,9 @@ describe('real Baileys through a SOCKS5 proxy to the simulator', () => {
         messagesSent: 0,
         rejected463: 0,
         rejected479: 0,
+        privacyTokensIssued: 0,
+        acceptedWithToken: 0,
+        rejectedInvalidToken: 0,
         decryptFailures: 0,
         retryReceiptsSent: 0,
         resentDecrypted: 0,
@@ -391,6 +394,9 @@ describe('control API', () => {
         messagesSent: 0,
         rejected463: 0,
         rejected479: 0,
+        privacyTokensIssued: 0,
+        acceptedWithToken: 0,
+        rejectedInvalidToken: 0,
         decryptFailures: 0,
         retryReceiptsSent: 0,
         resentDecrypted: 0,
@@ -411,6 +417,13 @@ describe('control API', () => {
     const inbound = await call('POST', `/phones/${phone}/inbound`, { from: CONTACT, text: 'inbound via api' });
     assert.equal(inbound.status, 200);
     await client.waitFor(client.upserts, (m) => m.key.id === inbound.body.id, 5000, 'inbound via api');
+    // the contact's message came with its privacy token; another contact grants one without writing
+    const granted = await call('POST', `/phones/${phone}/privacy-tokens`, { from: '15559997777' });
+    assert.deepEqual(granted.body, { ok: true, phone, from: '15559997777' });
+    const badGrant = await call('POST', `/phones/${phone}/privacy-tokens`, { from: 'group@g.us' });
+    assert.equal(badGrant.status, 400);
+    assert.equal((badGrant.body.error as { field?: string }).field, 'from');
+    assert.equal(sim.phones().find((p) => p.phone === phone)?.privacyTokensIssued, 2);
 
     const proxies = await call('GET', '/proxies');
     assert.ok(!JSON.stringify(proxies.body).includes('do-not-leak'), 'proxy passwords never leave the API');
