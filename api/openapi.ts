@@ -507,7 +507,10 @@ export const OPERATIONS: Operation[] = [
     body: { schema: backups.RestoreBody, required: false },
     ok: {
       200: { description: 'restored', schema: z.object({ restore: anyObject }) },
-      202: { description: 'started (wait=false)', schema: z.object({ restore: anyObject }) },
+      202: {
+        description: 'started (wait=false), or still running after RESTORE_ANSWER_WAIT_MS: {workflowId, runId, status}',
+        schema: z.object({ restore: anyObject }),
+      },
     },
     errors: [404, 409, 422, 500],
   },

@@ -125,6 +125,8 @@ export const configSchema = z.object({
   BACKUP_MAX_ENTRIES: int(100_000, 10),
   /** How long a restore waits for the restored sessions to be connected before it rolls back. */
   RESTORE_CONNECT_TIMEOUT_MS: int(90_000, 1000),
+  /** A waiting restore call answers 202 (still running) after this long rather than hold the request open. */
+  RESTORE_ANSWER_WAIT_MS: int(45_000, 100),
   ENABLE_KEEP_ALIVE: bool(true),
   /** How sessions run: `docker` (one container each, production) or `process` (child processes). */
   RUNNER: z.enum(['docker', 'process']).default('docker'),

@@ -19,7 +19,7 @@ export const SCHEMATHESIS_VERSION = '4.32.5';
 const DATA = process.env.WA_DATA_DIR ?? path.join(ROOT, 'data');
 const ST = path.join(DATA, 'tools', 'schemathesis', 'bin', 'st');
 const SEED = 19;
-const HOST_CAPACITY = 10;
+const HOST_CAPACITY = 12;
 
 type Doc = {
   paths: Record<
@@ -67,6 +67,9 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     tenantGone: 'seed_tgone',
     adminPair: 'seed_pair',
     tenantPair: 'seed_tpair',
+    // GET …/pairing-code reads a code that no fuzzed POST …/pairing-code (another phone) can end.
+    adminPairGet: 'seed_pget',
+    tenantPairGet: 'seed_tpget',
   };
   const messageIds = { admin: '', tenant: '' };
   let proxyId = '';
@@ -126,21 +129,27 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       [admin, seeded.adminSpare],
       [admin, seeded.adminGone],
       [admin, seeded.adminPair],
+      [admin, seeded.adminPairGet],
       [tenant, seeded.tenant],
       [tenant, seeded.tenantSpare],
       [tenant, seeded.tenantGone],
       [tenant, seeded.tenantPair],
+      [tenant, seeded.tenantPairGet],
     ] as const) {
-      const pair = id === seeded.adminPair || id === seeded.tenantPair;
+      const phones: Record<string, string> = {
+        [seeded.adminPair]: '15550049001',
+        [seeded.tenantPair]: '15550049002',
+        [seeded.adminPairGet]: '15550049003',
+        [seeded.tenantPairGet]: '15550049004',
+      };
+      const pair = id in phones;
       const status = await client.GET('/api/sessions/{id}/status', { params: { path: { id } } });
       if (status.response.status === 200 && status.data!.status !== 'deleted' && !pair) continue;
       // The pairing session starts fresh with a code each run (a code lives 150 s; a run takes about 90 s), so
       // GET …/pairing-code finds one whatever order the run takes.
       if (pair && status.response.status === 200)
         await client.DELETE('/api/sessions/{id}', { params: { path: { id } } });
-      const body = pair
-        ? { sessionId: id, phone: id === seeded.adminPair ? '15550049001' : '15550049002', pairing: 'code' as const }
-        : { sessionId: id };
+      const body = pair ? { sessionId: id, phone: phones[id]!, pairing: 'code' as const } : { sessionId: id };
       // A deleted session's run may still be finishing its last step: its id is free once the run has closed.
       const r = await waitFor(
         `provision of ${id}`,
@@ -179,6 +188,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     const spare = who === 'admin' ? seeded.adminSpare : seeded.tenantSpare;
     const gone = who === 'admin' ? seeded.adminGone : seeded.tenantGone;
     const pair = who === 'admin' ? seeded.adminPair : seeded.tenantPair;
+    const pairGet = who === 'admin' ? seeded.adminPairGet : seeded.tenantPairGet;
     for (const [p, methods] of Object.entries(doc.paths)) {
       if (!p.includes('{id}')) continue;
       for (const method of Object.keys(methods)) {
@@ -188,7 +198,16 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         const disruptive = /logout|failover|restart/.test(p);
         // (read receipts too: a session nothing else deletes, so the run does not end on repeated 404s)
         const own = p.includes('pairing-code') || p.endsWith('/read');
-        const id = own ? pair : method === 'delete' ? gone : disruptive ? spare : live;
+        const id =
+          p.includes('pairing-code') && method === 'get'
+            ? pairGet
+            : own
+              ? pair
+              : method === 'delete'
+                ? gone
+                : disruptive
+                  ? spare
+                  : live;
         exampleId(doc, p, method, id);
       }
     }

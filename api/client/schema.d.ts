@@ -2486,7 +2486,7 @@ export interface operations {
           };
         };
       };
-      /** @description started (wait=false) */
+      /** @description started (wait=false), or still running after RESTORE_ANSWER_WAIT_MS: {workflowId, runId, status} */
       202: {
         headers: {
           [name: string]: unknown;

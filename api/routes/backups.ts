@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -20,7 +21,7 @@ export const IdParams = z.object({
   id: z.string().regex(BACKUP_ID_RE, 'must be a backup id from GET /api/v1/backups'),
 });
 export const CreateBody = z.object({}).strict();
-/** `wait=false`: answer 202 with the workflow id at once instead of waiting for the result. */
+/** `wait=false`: answer 202 with the workflow id at once instead of waiting for the result (a wait is bounded too). */
 export const WaitQuery = z.object({ wait: z.enum(['true', 'false']).default('true') });
 export const RestoreBody = z
   .object({
@@ -116,9 +117,16 @@ export function backupRoutes(ctx: ApiContext) {
           workflowIdConflictPolicy: 'FAIL',
           workflowExecutionTimeout: '2h',
         });
-        if (wait === 'false')
-          return reply.code(202).send({ restore: { workflowId, runId: handle.firstExecutionRunId } });
-        return { restore: await handle.result() };
+        const started = { restore: { workflowId, runId: handle.firstExecutionRunId, status: 'running' } };
+        if (wait === 'false') return reply.code(202).send(started);
+        // A long restore (many sessions, each waited for until connected) answers 202 rather than hold the request.
+        const result = handle.result();
+        const done = await Promise.race([result.then(() => true), sleep(config.RESTORE_ANSWER_WAIT_MS, false)]);
+        if (!done) {
+          result.catch(() => undefined); // its outcome is in the workflow (and its alerts), not in this answer
+          return reply.code(202).send(started);
+        }
+        return { restore: await result };
       } catch (err) {
         if (err instanceof WorkflowExecutionAlreadyStartedError)
           throw new ApiError(409, 'RESTORE_IN_PROGRESS', 'a restore is already running');
