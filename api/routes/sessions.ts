@@ -87,6 +87,12 @@ export const temporalLinks = (config: ApiContext['config']) => ({
 const phoneTaken = (phone: string) =>
   new ApiError(409, 'PHONE_ALREADY_REGISTERED', `phone ${phone} is already registered`, 'phone');
 
+/** Temporal did not take the command (busy, timed out, unreachable): nothing changed, the caller may retry. */
+const temporalUnavailable = () =>
+  new ApiError(503, 'TEMPORAL_UNAVAILABLE', 'the session could not take the command now; retry', undefined, {
+    'retry-after': '2',
+  });
+
 function mapTemporalError(err: unknown, sessionId: string, phone: string | null = null): never {
   if (err instanceof WorkflowNotFoundError)
     throw new ApiError(404, 'SESSION_NOT_RUNNING', `session ${sessionId} is not running`);
@@ -107,12 +113,8 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
   }
   const message = (err as Error).message ?? String(err);
   if (/rejected|validat/i.test(message)) throw new ApiError(409, 'COMMAND_REJECTED', message);
-  // Temporal did not take the update (busy, timed out, unreachable): nothing changed, the caller may retry.
-  // Found by the contract test: this was a 500.
   if (err instanceof ServiceError || err instanceof WorkflowUpdateRPCTimeoutOrCancelledError)
-    throw new ApiError(503, 'TEMPORAL_UNAVAILABLE', 'the session could not take the command now; retry', undefined, {
-      'retry-after': '2',
-    });
+    throw temporalUnavailable();
   throw err;
 }
 
@@ -254,8 +256,7 @@ export function sessionRoutes(ctx: ApiContext) {
         }
         await hosts.release(host.hostId, sessionId); // not provisioned: the placement goes back
         // The timed-out start never took (no workflow, no update): nothing changed, the caller may retry.
-        if (err instanceof WorkflowNotFoundError)
-          mapTemporalError(new ServiceError('provision did not start'), sessionId);
+        if (err instanceof WorkflowNotFoundError) throw temporalUnavailable();
         mapTemporalError(err, sessionId, phone);
       }
       return {
