@@ -496,6 +496,29 @@ export const OPERATIONS: Operation[] = [
     errors: [409, 500],
   },
   {
+    method: 'get',
+    path: '/api/v1/backups/restore',
+    operationId: 'getRestore',
+    summary: 'The last restore: running, completed (with its report) or failed (with the error)',
+    tag: 'backups',
+    access: 'admin',
+    ok: {
+      200: {
+        description: 'the last restore',
+        schema: z.object({
+          restore: z.object({
+            workflowId: z.string(),
+            runId: z.string(),
+            status: z.enum(['running', 'completed', 'failed']),
+            report: anyObject.optional(),
+            error: z.string().optional(),
+          }),
+        }),
+      },
+    },
+    errors: [404],
+  },
+  {
     method: 'post',
     path: '/api/v1/backups/restore/:id',
     operationId: 'restoreBackup',

@@ -61,6 +61,8 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
         BACKUP_TIMEZONE: 'Europe/Berlin',
         LOW_PROXY_INVENTORY_THRESHOLD: '4',
         RESTORE_CONNECT_TIMEOUT_MS: '30000',
+        // Shorter than any whole restore: restore calls answer 202 and their outcome is read from GET .../restore.
+        RESTORE_ANSWER_WAIT_MS: '500',
       },
     }).start();
   });
@@ -167,8 +169,23 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     await stack.redis.del(k(`session:slot:${b}`));
     assert.notDeepEqual(await redisState(), baseline, 'the drift is visible before the restore');
     const t0 = Date.now();
-    const r = await stack.call('POST', `/api/v1/backups/restore/${good}`, {});
-    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const first = await stack.call('POST', `/api/v1/backups/restore/${good}`, {});
+    assert.equal(first.status, 202, `still running after RESTORE_ANSWER_WAIT_MS: ${JSON.stringify(first.body)}`);
+    assert.equal(first.body.restore.status, 'running');
+    const again = await stack.call('POST', `/api/v1/backups/restore/${good}`, {});
+    assert.equal(again.status, 409, 'one restore at a time');
+    const done = await waitFor(
+      'the restore to complete',
+      async () => {
+        const s = await stack.call('GET', '/api/v1/backups/restore');
+        return s.body.restore?.runId === first.body.restore.runId && s.body.restore.status !== 'running'
+          ? s.body
+          : null;
+      },
+      120_000,
+    );
+    assert.equal(done.restore.status, 'completed', JSON.stringify(done));
+    const r = { body: { restore: done.restore.report } };
     assert.equal(r.body.restore.ok, true);
     assert.deepEqual(r.body.restore.restored, [...IDS].sort());
     assert.ok(r.body.restore.preRestoreBackup, 'automatic pre-restore backup');
@@ -286,7 +303,10 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     const again = await stack.call('POST', `/api/v1/backups/restore/${good}?wait=false`, {});
     assert.equal(again.status, 409, 'one restore at a time');
     assert.equal(again.body.error.code, 'RESTORE_IN_PROGRESS');
-    const handle = stack.temporal.workflow.getHandle(started.body.restore.workflowId);
+    const runId = started.body.restore.runId as string;
+    const state = await stack.call('GET', '/api/v1/backups/restore');
+    assert.equal(state.status, 200, JSON.stringify(state.body));
+    assert.deepEqual(state.body.restore, { workflowId: started.body.restore.workflowId, runId, status: 'running' });
     await waitFor(
       'the restore journal',
       () => readdirSync(stack.sessionsDir).some((n) => n.startsWith('.restore-')),
@@ -307,7 +327,18 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     await sleep(500);
     await stack.startOrchestrator();
     const t0 = Date.now();
-    const report = (await handle.result()) as { ok: boolean; restored: string[] };
+    // The outcome of a restore that answered 202 is read from GET /api/v1/backups/restore.
+    const done = await waitFor(
+      'the restore to complete',
+      async () => {
+        const r = await stack.call('GET', '/api/v1/backups/restore');
+        return r.body.restore?.runId === runId && r.body.restore.status !== 'running' ? r.body.restore : null;
+      },
+      120_000,
+      100,
+    );
+    assert.equal(done.status, 'completed', JSON.stringify(done));
+    const report = done.report as { ok: boolean; restored: string[] };
     console.log(`restore completed ${Date.now() - t0} ms after the orchestrator restart`);
     assert.equal(report.ok, true);
     for (const id of IDS) await stack.waitForStatus(id, 'connected');
@@ -320,7 +351,7 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     const good = (await stack.call('GET', '/api/v1/backups')).body.backups[0].id as string;
     const other = readFileSync(path.join(stack.sessionsDir, 'bk2', 'creds.json'), 'utf8');
     const logins2 = stack.sim.connections(PHONES.bk2).length;
-    const r = await stack.call('POST', `/api/v1/backups/restore/${good}`, { sessionId: 'bk1' });
+    const r = await stack.restore(good, { sessionId: 'bk1' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual(r.body.restore.restored, ['bk1']);
     await stack.waitForStatus('bk1', 'connected');

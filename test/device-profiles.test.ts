@@ -135,7 +135,7 @@ describe('device profiles on the real stack', { concurrency: 1 }, () => {
     );
     const backup = await stack.call('POST', '/api/v1/backups/create', {});
     assert.equal(backup.status, 201, JSON.stringify(backup.body));
-    const restored = await stack.call('POST', `/api/v1/backups/restore/${backup.body.backup.id}`, {});
+    const restored = await stack.restore(backup.body.backup.id, {});
     assert.equal(restored.status, 200, JSON.stringify(restored.body));
     assert.equal(restored.body.restore.ok, true);
     for (const v of live) {

@@ -336,7 +336,7 @@ describe('failure paths (issue 13) on the real stack', () => {
     const b = await stack.call('POST', '/api/v1/backups/create', {});
     assert.equal(b.status, 201, JSON.stringify(b.body));
     const t0 = Date.now();
-    const res = await stack.call('POST', `/api/v1/backups/restore/${b.body.backup.id}`, {});
+    const res = await stack.restore(b.body.backup.id, {});
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.restore.ok, true);
     assert.ok(res.body.restore.restored.includes('unp'));

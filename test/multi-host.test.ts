@@ -99,7 +99,7 @@ describe('two hosts: placement by capacity and host-pinned activities', () => {
     const folderIno = (id: string) => statSync(path.join(dirOf(hostOf[id]!), id)).ino;
     const before = Object.fromEntries(ids.map((id) => [id, folderIno(id)]));
     const since = Date.now();
-    const r = await stack.call('POST', `/api/v1/backups/restore/${created.body.backup.id}`, {});
+    const r = await stack.restore(created.body.backup.id, {});
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual([...r.body.restore.restored].sort(), ids);
     for (const id of ids) {

@@ -86,7 +86,7 @@ describe('retry receipts: a recipient device that cannot decrypt', () => {
     // The session's Signal state goes back 5 messages. Baileys 7 then opens a new Signal session (a pre-key message
     // with a new base key, which the recipient accepts) or, if it reused the old chain, the recipient would ask for
     // a re-encrypted copy through a retry receipt; either way the recipient must end up with the text, once.
-    const r = await stack.call('POST', `/api/v1/backups/restore/${b.body.backup.id as string}`, { sessionId: S.id });
+    const r = await stack.restore(b.body.backup.id as string, { sessionId: S.id });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await stack.waitForStatus(S.id, 'connected');
 

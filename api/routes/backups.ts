@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { backupWorkflow } from '../../workflows/backup.js';
@@ -87,6 +87,27 @@ export function backupRoutes(ctx: ApiContext) {
         if (err instanceof WorkflowFailedError)
           throw new ApiError(500, 'BACKUP_FAILED', `backup failed: ${failureOf(err).message}`);
         throw err;
+      }
+    });
+
+    // The outcome of a restore that answered 202: the last restore's state, its report once it has one.
+    app.get('/api/v1/backups/restore', async () => {
+      const workflowId = `${config.WORKFLOW_ID_PREFIX}:restore`;
+      const handle = temporal.workflow.getHandle(workflowId);
+      let described;
+      try {
+        described = await handle.describe();
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) throw new ApiError(404, 'NO_RESTORE', 'no restore has run');
+        throw err;
+      }
+      const base = { workflowId, runId: described.runId };
+      if (described.status.name === 'RUNNING') return { restore: { ...base, status: 'running' } };
+      try {
+        return { restore: { ...base, status: 'completed', report: await handle.result() } };
+      } catch (err) {
+        const message = err instanceof WorkflowFailedError ? failureOf(err).message : (err as Error).message;
+        return { restore: { ...base, status: 'failed', error: message } };
       }
     });
 

@@ -288,6 +288,29 @@ export class Stack {
     return { status: res.status, body: json };
   }
 
+  /**
+   * POST /api/v1/backups/restore/:id and, when it answers 202 (still running after RESTORE_ANSWER_WAIT_MS), waits on
+   * GET /api/v1/backups/restore for the outcome: answers as the call would have had it waited (200 with the report).
+   */
+  async restore(backupId: string, body: unknown = {}, timeoutMs = 180_000) {
+    const r = await this.call('POST', `/api/v1/backups/restore/${backupId}`, body);
+    if (r.status !== 202) return r;
+    const last = await waitFor(
+      'the restore to finish',
+      async () => {
+        const s = await this.call('GET', '/api/v1/backups/restore');
+        return s.status === 200 && s.body.restore.status !== 'running' && s.body.restore.runId === r.body.restore.runId
+          ? s.body.restore
+          : null;
+      },
+      timeoutMs,
+      250,
+    );
+    return last.status === 'completed'
+      ? { status: 200, body: { restore: last.report } }
+      : { status: 500, body: { error: { code: 'RESTORE_FAILED', message: last.error } } };
+  }
+
   async status(sessionId: string): Promise<any> {
     return (await this.call('GET', `/api/sessions/${sessionId}/status`)).body;
   }

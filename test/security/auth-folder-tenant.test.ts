@@ -96,13 +96,13 @@ describe('auth folders belong to a tenant', () => {
     assert.match(credsPhone(), new RegExp(`^${P_BETA}`));
 
     // Full restore: acme's copy of the id is left out.
-    r = await stack.call('POST', `/api/v1/backups/restore/${backupId}`, {});
+    r = await stack.restore(backupId, {});
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.match(credsPhone(), new RegExp(`^${P_BETA}`), 'still beta’s credentials');
     assert.ok(!(r.body.restore.restored as string[]).includes(ID), JSON.stringify(r.body.restore));
     assert.equal(owner(), 'beta');
     // Single-session restore of that id: refused, nothing replaced.
-    r = await stack.call('POST', `/api/v1/backups/restore/${backupId}`, { sessionId: ID });
+    r = await stack.restore(backupId, { sessionId: ID });
     assert.ok(r.status >= 400, JSON.stringify(r.body));
     assert.equal(owner(), 'beta');
     assert.match(credsPhone(), new RegExp(`^${P_BETA}`), 'still beta’s credentials after the refused restore');
