@@ -150,8 +150,12 @@ fi
 SCHEMATHESIS_VERSION=4.32.5
 if ! "$TOOLS/schemathesis/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   say "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (API contract test)"
-  { python3 -m venv "$TOOLS/schemathesis" &&
-    "$TOOLS/schemathesis/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"; } \
+  # A fresh venv at the real path: a venv's scripts name its interpreter by the path it was made at (a broken or
+  # moved one is made again).
+  SCHEMATHESIS_VENV="$(realpath -m "$TOOLS/schemathesis")"
+  rm -rf "$SCHEMATHESIS_VENV"
+  { python3 -m venv "$SCHEMATHESIS_VENV" &&
+    "$SCHEMATHESIS_VENV/bin/python3" -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"; } \
     >"$DATA/logs/pip-schemathesis.log" 2>&1 ||
     die "pip install schemathesis failed (see $DATA/logs/pip-schemathesis.log); needs access to PyPI"
 fi
