@@ -41,6 +41,7 @@ export default tseslint.config(
       'backups/**',
       'dashboard/static/**',
       '**/*.js',
+      '!dashboard/**/*.js',
       '**/*.cjs',
       '**/*.mjs',
     ],
@@ -48,6 +49,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
+    files: ['**/*.ts'],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       '@typescript-eslint/no-floating-promises': [
@@ -88,6 +90,30 @@ export default tseslint.config(
     },
   },
   ...layers(),
+  {
+    // The dashboard: plain ES modules in the browser (no build step), checked for undefined and unused names.
+    files: ['dashboard/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'document',
+          'window',
+          'fetch',
+          'sessionStorage',
+          'EventSource',
+          'URLSearchParams',
+          'CSS',
+          'Node',
+          'setTimeout',
+          'clearTimeout',
+          'setInterval',
+          'CustomEvent',
+        ].map((g) => [g, 'readonly']),
+      ),
+    },
+    rules: { 'no-undef': 'error', '@typescript-eslint/no-unused-vars': ['error', { caughtErrors: 'none' }] },
+  },
 );
 
 /**

@@ -24,12 +24,14 @@ describe('dashboard in a real browser (Chromium via playwright-core) against the
   let browser: BrowserContext;
   let page: Page;
   let userDataDir: string;
+  let backupsDir: string;
   const pageErrors: string[] = [];
 
   before(async () => {
     if (!existsSync(CHROMIUM))
       throw new Error(`${CHROMIUM} missing: apt-get install -y chromium (scripts/services.sh)`);
-    stack = await new Stack({ proxies: 2 }).start();
+    backupsDir = mkdtempSync(path.join(os.tmpdir(), 'wa-dash-backups-'));
+    stack = await new Stack({ proxies: 2, extraEnv: { BACKUPS_DIR: backupsDir } }).start();
     userDataDir = mkdtempSync(path.join(os.tmpdir(), 'wa-chromium-'));
     browser = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
@@ -52,6 +54,7 @@ describe('dashboard in a real browser (Chromium via playwright-core) against the
   after(async () => {
     await browser?.close().catch(() => undefined);
     if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    if (backupsDir) rmSync(backupsDir, { recursive: true, force: true });
     await stack?.stop();
   });
 
@@ -179,18 +182,20 @@ describe('dashboard in a real browser (Chromium via playwright-core) against the
     await page.click('.tab[data-view="sessions"]');
     await page.locator('tr[data-session="dash1"][data-status="connected"]').waitFor();
 
-    // Backups and anti-ban views: their data, or the API's error in plain sight (never a silent blank).
+    // Backups: create one, restore it; the restore's outcome (read from GET …/restore) is shown when it ends.
     await page.click('.tab[data-view="backups"]');
-    await waitFor(
-      'backups listed or an error shown',
-      async () =>
-        (await page.locator('#backups-empty').isVisible()) ||
-        (await page.locator('#backups-error').isVisible()) ||
-        (await page.locator('#backups-body tr').count()) > 0,
-      15_000,
-    );
-    if (await page.locator('#backups-error').isVisible())
-      assert.match(await page.locator('#backups-error').innerText(), /HTTP \d{3}/);
+    await page.locator('#backups-empty').waitFor();
+    await page.click('#backup-create');
+    await page.click('#confirm-ok');
+    await page.locator('#backups-body tr').first().waitFor({ timeout: 60_000 });
+    assert.match(await page.locator('#backups-body tr').first().innerText(), /dash1/);
+    await page.locator('#backups-body button[data-restore]').first().click();
+    await page.click('#confirm-ok');
+    await page
+      .locator('.toast', { hasText: /Restore of \S+ done: 1 session\(s\) restored/ })
+      .waitFor({ timeout: 120_000 });
+    assert.equal(await page.locator('#backups-error').isVisible(), false);
+    // Anti-ban view: its data, or the API's error in plain sight (never a silent blank).
     await page.click('.tab[data-view="antiban"]');
     await waitFor(
       'limits shown or an error shown',

@@ -43,9 +43,11 @@ const VOCABULARY_JS = Buffer.from(
 export function dashboardUiRoutes(dir = DASHBOARD_DIR) {
   // The file list is fixed at start: only these names are ever served (no path traversal possible).
   const files = new Map<string, { type: string; body: Buffer }>();
-  for (const name of readdirSync(dir)) {
-    const type = TYPES[path.extname(name)];
-    if (type) files.set(name, { type, body: readFileSync(path.join(dir, name)) });
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const type = TYPES[path.extname(entry.name)];
+    if (!entry.isFile() || !type) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    files.set(path.relative(dir, file).split(path.sep).join('/'), { type, body: readFileSync(file) });
   }
   files.set('vocabulary.js', { type: TYPES['.js']!, body: VOCABULARY_JS });
   return async function plugin(app: FastifyInstance) {
