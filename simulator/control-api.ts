@@ -225,7 +225,7 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       },
     },
     {
-      // The contact registry answering number checks: register a number as on WhatsApp or not (issue 15).
+      // The contact registry answering number checks: register a number as on WhatsApp or not.
       method: 'POST',
       pattern: /^\/contacts\/([^/]+)\/registration$/,
       handler: ([contact], body) => {
@@ -246,7 +246,7 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       handler: ([phone]) => ({ lookups: sim.lookups(phoneFrom(phone)) }),
     },
     {
-      // Chat states (composing / recording / paused) the phone's session sent, per contact (issue 15).
+      // Chat states (composing / recording / paused) the phone's session sent, per contact.
       method: 'GET',
       pattern: /^\/phones\/([^/]+)\/presence$/,
       handler: ([phone], _b, query) => {

@@ -103,7 +103,7 @@ export interface RecordedMessage {
   sourceAddress: string;
 }
 
-/** A chat state a session sent to one contact (`<chatstate>`): typing indicators (issue 15). */
+/** A chat state a session sent to one contact (`<chatstate>`): typing indicators. */
 export interface RecordedPresence {
   /** the session's phone */
   phone: string;
@@ -113,7 +113,7 @@ export interface RecordedPresence {
   at: number;
 }
 
-/** A read receipt a session sent for messages it received (issue 15). */
+/** A read receipt a session sent for messages it received. */
 export interface RecordedReadReceipt {
   phone: string;
   /** the chat's user part (the contact who wrote) */

@@ -87,7 +87,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     );
   }
 
-  // Number checks and read receipts (issue 15), next to the outbox.
+  // Number checks and read receipts, next to the outbox.
   const commands = cfg.outboxUrl
     ? new CommandWorker(
         new CommandClient(commandsUrlOf(cfg.outboxUrl), cfg.webhookSecret, cfg.webhookTimeoutMs),

@@ -1,5 +1,5 @@
 /**
- * Recently sent messages of this session (issue 12 item 4), backing Baileys' `getMessage`: a recipient device that
+ * Recently sent messages of this session, backing Baileys' `getMessage`: a recipient device that
  * could not decrypt a message sends a retry receipt, and the engine can only re-encrypt and re-send it when it
  * still has the message. Bounded: the last SENT_STORE_MAX_ENTRIES messages, none older than SENT_STORE_MAX_AGE_MS.
  * A JSONL file in the session folder (0600, like the auth files; backups carry it), appended before each send and
