@@ -23,7 +23,6 @@ import {
   type SnapshotResult,
 } from '../common/backup-archive.js';
 import { readAuthOwner, safeSessionDir } from '../common/auth-owner.js';
-import { HostRegistry } from '../state/hosts.js';
 import { NoProxyCapacityError } from '../state/proxy-pool.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
 
@@ -97,14 +96,14 @@ async function isPaired(folder: string): Promise<boolean> {
 }
 
 export function createBackupActivities(deps: ActivityDeps, session: Pick<SessionActivities, 'startWorker'>) {
-  const { config, pool, sessions, runner, logger } = deps;
+  const { config, runner, logger } = deps;
+  const { pool, sessions, hosts } = deps.stores;
   const sessionsDir = path.resolve(config.SESSIONS_DIR);
   const backupsDir = path.resolve(config.BACKUPS_DIR);
   const limits = archiveLimits(config);
   const journal = (restoreId: string) => path.join(sessionsDir, `.restore-${restoreId}`);
   // Per-host copies of a backup in progress, in the shared BACKUPS_DIR (assembled into one archive, then removed).
   const staging = (key: string) => path.join(backupsDir, `.staging-${key.replace(/[^A-Za-z0-9_-]/g, '_')}`);
-  const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
   const liveHosts = async (): Promise<HostRef[]> => {
     const staleMs = config.HOST_HEARTBEAT_MS * 3;
     return (await hosts.list())

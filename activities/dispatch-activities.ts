@@ -1,13 +1,11 @@
 /**
  * Activities of the anti-ban dispatcher (workflows/dispatcher.ts) and the orchestrator's start-up sweep.
  */
-import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import type { Alerts } from './alerts.js';
-import { ClientWebhookStore } from '../state/client-webhooks.js';
-import { MessageStore, statusEventData } from '../state/messages.js';
-import { OutboxStore } from '../state/outbox.js';
+import { statusEventData } from '../state/messages.js';
+import type { Stores } from '../state/stores.js';
 
 export type DispatchStepOutput =
   | {
@@ -33,21 +31,18 @@ export interface DispatchActivities {
 
 export function createDispatchActivities(deps: {
   config: Config;
-  redis: Redis;
+  stores: Stores;
   logger: Logger;
   /** Raises the alert of a run of 463/479 refusals (flagged by the API's messaging hook). */
   alerts?: Pick<Alerts, 'enqueue'>;
 }): DispatchActivities {
-  const { config, redis, logger, alerts } = deps;
-  const messages = new MessageStore(redis, config);
-  const outbox = new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX });
-  const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
+  const { config, logger, alerts } = deps;
+  const { messages, outbox, sessions, clientWebhooks: hooks } = deps.stores;
   return {
     async dispatchStep({ sessionId, stepId, notBefore }): Promise<DispatchStepOutput> {
       const wait = (notBefore ?? 0) - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 20_000)));
-      const status = await redis.hget(messages.keys.session(sessionId), 'status');
-      if (status === 'connected') await messages.markConnectedOnce(sessionId);
+      if ((await sessions.statusOf(sessionId)) === 'connected') await messages.markConnectedOnce(sessionId);
       for (const ch of await messages.reconcile(sessionId, outbox)) {
         await hooks.enqueue(ch.tenant, 'message.status', statusEventData(ch));
       }
@@ -85,7 +80,7 @@ export function createDispatchActivities(deps: {
         return r;
       }
       if (r.kind === 'gone') return { kind: 'gone' };
-      const inFlight = await redis.zcard(messages.keys.dispatchReleased(sessionId));
+      const inFlight = await messages.inFlightCount(sessionId);
       return { kind: r.kind, idlePollMs: config.ANTIBAN_IDLE_POLL_MS, inFlight };
     },
 

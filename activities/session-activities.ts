@@ -2,24 +2,17 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context, heartbeat as activityHeartbeat } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../common/config.js';
 import { FailureType } from '../common/failure.js';
 import { proxyIdOf } from '../common/proxy-id.js';
 import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
-import {
-  NoProxyCapacityError,
-  ProxyOverrideRefusedError,
-  type ProxyPool,
-  type Reservation,
-} from '../state/proxy-pool.js';
-import { EventBus, type LiveEventType } from '../state/events-bus.js';
-import { HostRegistry } from '../state/hosts.js';
-import { DeviceProfileStore } from '../state/device-profiles.js';
+import { NoProxyCapacityError, ProxyOverrideRefusedError, type Reservation } from '../state/proxy-pool.js';
+import type { LiveEventType } from '../state/events-bus.js';
+import type { Stores } from '../state/stores.js';
 import type { DeviceProfile } from '../common/device-profiles.js';
-import type { SessionRecord, SessionStore } from '../state/sessions.js';
+import type { SessionRecord } from '../state/sessions.js';
 import type { AlertKind, Alerts } from './alerts.js';
 import { AuthOwnerError, claimAuthDir, safeSessionDir } from '../common/auth-owner.js';
 import { probeSocks5, type ProbeResult } from './proxy-probe.js';
@@ -38,9 +31,7 @@ export const WATCHDOG_OUTAGE = 'WatchdogOutage';
 
 export interface ActivityDeps {
   config: Config;
-  redis: Redis;
-  pool: ProxyPool;
-  sessions: SessionStore;
+  stores: Stores;
   runner: WorkerRunner;
   alerts: Alerts;
   logger: Logger;
@@ -48,8 +39,6 @@ export interface ActivityDeps {
   temporal?: Client;
   /** Extra environment for every worker (tests shrink the worker's intervals with it). */
   workerEnv?: Record<string, string>;
-  /** Live events (dashboard, /api/events, metrics counters); defaults to a bus on `redis`. */
-  events?: EventBus;
 }
 
 /** Heartbeats when running as an activity; a no-op when called directly (reconcile at orchestrator start). */
@@ -66,9 +55,9 @@ function heartbeat(details: string) {
  * and an orchestrator may die between an effect and its acknowledgement.
  */
 export function createSessionActivities(deps: ActivityDeps) {
-  const { config, pool, sessions, runner, alerts, logger } = deps;
+  const { config, runner, alerts, logger } = deps;
+  const { pool, sessions, hosts, events, profiles } = deps.stores;
   const sessionsDir = path.resolve(config.SESSIONS_DIR);
-  const hosts = new HostRegistry(deps.redis, config.REDIS_KEY_PREFIX);
   const apiOrigin = new URL(config.WEBHOOK_URL).origin;
   /** The URL behind a reference: the URL itself (histories from before ids), or looked up by id (null: gone). */
   const urlOf = async (ref: ProxyRef): Promise<string | null> =>
@@ -82,8 +71,6 @@ export function createSessionActivities(deps: ActivityDeps) {
       );
     return url;
   };
-  const events = deps.events ?? new EventBus(deps.redis, config.REDIS_KEY_PREFIX, logger);
-  const profiles = new DeviceProfileStore(deps.redis, config.REDIS_KEY_PREFIX);
 
   /** Publishes the live event of a lifecycle change (best effort; never fails the activity). */
   async function publishStatus(

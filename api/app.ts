@@ -1,11 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { sessionWebhookSecret } from '../common/session.js';
-import { EventBus } from '../state/events-bus.js';
-import { OutboxStore } from '../state/outbox.js';
-import { MessageStore } from '../state/messages.js';
 import { typingDuration } from '../common/anti-ban.js';
-import { redisKeys } from '../common/redis-keys.js';
 import { adminScope, apiKeyScope, ApiKeys, installAuthGuard, publicScope } from './auth.js';
 import { signedScope } from './signed.js';
 import type { ApiContext } from './context.js';
@@ -30,7 +26,6 @@ import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
 import { workerCommandRoutes } from './routes/worker-commands.js';
-import { WorkerCommandStore } from '../state/worker-commands.js';
 
 /**
  * Builds the Fastify API: one plugin per route group, zod validation, one error handler, and authentication by
@@ -48,10 +43,9 @@ export async function buildApi(
   });
   installErrorHandler(app);
   installAuthGuard(app);
-  const { config, redis } = ctx;
-  const keys = new ApiKeys(config, redis);
-  const bus = new EventBus(redis, config.REDIS_KEY_PREFIX, opts.logger);
-  const nonceKeys = redisKeys(config.REDIS_KEY_PREFIX);
+  const { config, stores } = ctx;
+  const keys = new ApiKeys(config, stores.redis);
+  const bus = stores.events;
   await app.register(metricsRoutes(ctx, bus));
 
   await app.register(
@@ -67,19 +61,17 @@ export async function buildApi(
     signedScope(
       {
         secretFor: (sessionId) => sessionWebhookSecret(config.WEBHOOK_SECRET, sessionId),
-        claimNonce: async (sessionId, nonce, ttlMs) =>
-          (await redis.set(nonceKeys.workerNonce(sessionId, nonce), '1', 'PX', ttlMs, 'NX')) === 'OK',
+        claimNonce: (sessionId, nonce, ttlMs) => stores.sessions.claimWorkerNonce(sessionId, nonce, ttlMs),
       },
       async (scope) => {
         await scope.register(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
-        await scope.register(workerCommandRoutes, { store: new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX) });
-        const pacing = new MessageStore(redis, config);
+        await scope.register(workerCommandRoutes, { store: stores.commands });
         await scope.register(workerOutboxRoutes, {
-          store: new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX, retentionMs: config.MESSAGE_RETENTION_MS }),
+          store: stores.outbox,
           pacingFor: async (sessionId, text) => {
-            const l = await pacing.limits(sessionId);
+            const l = await stores.messages.limits(sessionId);
             const minGapMs = Math.floor(l.gapMs * (1 - l.jitterPercent / 100));
             // Typing fits inside the shortest gap, so the next hand-off never waits for this one's typing and a
             // message goes out at most one typing time after its planned hand-off.

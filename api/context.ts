@@ -1,14 +1,10 @@
 import type { Client } from '@temporalio/client';
-import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.js';
-import type { ProxyPool } from '../state/proxy-pool.js';
-import type { SessionStore } from '../state/sessions.js';
+import type { Stores } from '../state/stores.js';
 
-/** What every route plugin gets. */
+/** What every route plugin gets: the configuration, the stores (state/stores.ts) and the Temporal client. */
 export interface ApiContext {
   config: Config;
-  redis: Redis;
-  pool: ProxyPool;
-  sessions: SessionStore;
+  stores: Stores;
   temporal: Client;
 }

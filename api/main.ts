@@ -6,10 +6,8 @@ import { Client, Connection } from '@temporalio/client';
 import { codecDataConverter } from '../common/codec.js';
 import { loadConfigOrExit } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
-import { ProxyPool } from '../state/proxy-pool.js';
 import { createRedis } from '../state/redis.js';
-import { SessionStore } from '../state/sessions.js';
-import { DeviceProfileStore } from '../state/device-profiles.js';
+import { createStores } from '../state/stores.js';
 import { buildApi } from './app.js';
 
 const config = loadConfigOrExit();
@@ -23,13 +21,12 @@ async function main() {
     namespace: config.TEMPORAL_NAMESPACE,
     dataConverter: codecDataConverter(config.TEMPORAL_CODEC_KEYS),
   });
-  const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
+  const stores = createStores(redis, config, logger);
   // Both processes migrate (idempotent, safe concurrently): whichever starts first renames URL-named proxy keys.
-  await pool.migrateLegacyKeys();
-  if (config.proxyPool.length) await pool.register(...config.proxyPool);
-  await new DeviceProfileStore(redis, config.REDIS_KEY_PREFIX).seed();
-  const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
-  const app = await buildApi({ config, redis, pool, sessions, temporal }, { logger });
+  await stores.pool.migrateLegacyKeys();
+  if (config.proxyPool.length) await stores.pool.register(...config.proxyPool);
+  await stores.profiles.seed();
+  const app = await buildApi({ config, stores, temporal }, { logger });
   await app.listen({ host: config.API_HOST, port: config.API_PORT });
   logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

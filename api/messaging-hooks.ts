@@ -4,19 +4,14 @@
  * inbound messages and session status changes go to the customer's webhook; CONNECTED wakes the dispatcher.
  * Errors are logged, never thrown: the bridge has already recorded the event.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { statusEventData } from '../state/messages.js';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
-import type { Config } from '../common/config.js';
 import type { WebhookEnvelope } from '../common/events.js';
-import type { Redis } from 'ioredis';
-import { ClientWebhookStore } from '../state/client-webhooks.js';
-import { MessageStore } from '../state/messages.js';
-import { WorkerCommandStore } from '../state/worker-commands.js';
-import type { SessionStore } from '../state/sessions.js';
 import { replanSignal, wakeSignal } from '../workflows/dispatcher.js';
 import { REJECTED_COLD_OUTREACH } from '../common/outbox.js';
+import type { ApiContext } from './context.js';
 import type { WebhookHooks } from './routes/webhook.js';
 
 const SESSION_EVENTS = new Set([
@@ -41,17 +36,9 @@ function customerStatus(type: string, data: Record<string, unknown>): string {
 /** A sender's chat JID from the user part the worker reported (older workers send no `chat`). */
 const jidOf = (from: string) => (from.includes('@') ? from : `${from}@s.whatsapp.net`);
 
-export function createMessagingHooks(deps: {
-  config: Config;
-  redis: Redis;
-  sessions: SessionStore;
-  temporal: Client;
-  logger: Logger;
-}): Required<WebhookHooks> {
-  const { config, redis, sessions, temporal, logger } = deps;
-  const messages = new MessageStore(redis, config);
-  const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
-  const commands = new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX);
+function createMessagingHooks(ctx: ApiContext, logger: Logger): Required<WebhookHooks> {
+  const { config, temporal } = ctx;
+  const { sessions, messages, commands, clientWebhooks: hooks } = ctx.stores;
   /** Indexes the inbound message (for POST …/read) and, with auto-read on, queues its read receipt after a delay. */
   async function rememberInbound(sessionId: string, waMessageId: string, chat: string) {
     await commands.recordInbound(sessionId, waMessageId, chat, config.MESSAGE_RETENTION_MS);
@@ -137,12 +124,8 @@ export function createMessagingHooks(deps: {
 }
 
 /** Chains the messaging hooks in front of `inner` (other features' hooks keep working unchanged). */
-export function withMessagingHooks(
-  ctx: { config: Config; redis: Redis; sessions: SessionStore; temporal: Client },
-  logger: Logger,
-  inner?: WebhookHooks,
-): WebhookHooks {
-  const mine = createMessagingHooks({ ...ctx, logger });
+export function withMessagingHooks(ctx: ApiContext, logger: Logger, inner?: WebhookHooks): WebhookHooks {
+  const mine = createMessagingHooks(ctx, logger);
   return {
     async onEvent(event) {
       await mine.onEvent(event);

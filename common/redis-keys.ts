@@ -105,6 +105,8 @@ export function redisKeys(prefix = '') {
     alertDedupe: (dedupeKeyHash: string) => `${p}alert:dedupe:${dedupeKeyHash}`,
     /** STRING JSON principal: a live-events ticket, named by the SHA-256 of the ticket (single use, short TTL). */
     eventsTicket: (ticketHash: string) => `${p}events:ticket:${ticketHash}`,
+    /** STRING counter behind generated session ids (`worker_<n>`). */
+    sessionSequence: () => `${p}session:seq`,
     /** Marker of a worker request nonce already used (replay guard of the signed outbox calls; TTL). */
     workerNonce: (sessionId: string, nonce: string) => `${p}worker:nonce:${sessionId}:${nonce}`,
     /** ZSET sessionId → provision time: a tenant's recent provisions (sliding window; TTL = window). */

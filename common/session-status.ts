@@ -28,4 +28,10 @@ export const LIVE_STATUSES: readonly SessionStatus[] = [
 ];
 
 /** States in which a worker runs and must send its liveness heartbeat (the watchdog checks these). */
-export const WATCHED_STATUSES: readonly SessionStatus[] = ['pending', 'qr_ready', 'connected', 'reconnecting', 'unhealthy'];
+export const WATCHED_STATUSES: readonly SessionStatus[] = [
+  'pending',
+  'qr_ready',
+  'connected',
+  'reconnecting',
+  'unhealthy',
+];

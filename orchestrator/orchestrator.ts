@@ -17,11 +17,9 @@ import { ensureBackupSchedule } from './backup-schedule.js';
 import { codecDataConverter } from '../common/codec.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
-import { HostRegistry, hostQueueFor } from '../state/hosts.js';
-import { ProxyPool } from '../state/proxy-pool.js';
+import { hostQueueFor } from '../state/hosts.js';
 import { createRedis } from '../state/redis.js';
-import { SessionStore } from '../state/sessions.js';
-import { DeviceProfileStore } from '../state/device-profiles.js';
+import { createStores } from '../state/stores.js';
 import { WATCHDOG_WORKFLOW_ID, watchdogWorkflow } from '../workflows/watchdog.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -82,13 +80,13 @@ export interface Orchestrator {
  */
 export async function createOrchestrator(config: Config, logger: Logger): Promise<Orchestrator> {
   const redis = createRedis(config.REDIS_URL);
-  const pool = new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, config.REDIS_KEY_PREFIX);
-  const sessions = new SessionStore(redis, config.REDIS_KEY_PREFIX);
+  const stores = createStores(redis, config, logger.child({ component: 'activities' }));
+  const { pool, sessions, hosts } = stores;
   const migrated = await pool.migrateLegacyKeys();
   if (migrated) logger.info({ migrated }, 'proxy keys renamed from URL to proxy id');
   if (config.proxyPool.length) await pool.register(...config.proxyPool);
   // The default device-profile inventory (idempotent: added profiles and retirements are kept).
-  await new DeviceProfileStore(redis, config.REDIS_KEY_PREFIX).seed();
+  await stores.profiles.seed();
 
   const runner = createRunner(config);
   const alerts = new Alerts(redis, logger.child({ component: 'alerts' }), {
@@ -105,9 +103,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
   const activityDeps = {
     config,
-    redis,
-    pool,
-    sessions,
+    stores,
     runner,
     alerts,
     logger: logger.child({ component: 'activities' }),
@@ -127,7 +123,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     activities: {
       ...activities,
       ...backupActivities,
-      ...createDispatchActivities({ config, redis, logger: logger.child({ component: 'dispatcher' }), alerts }),
+      ...createDispatchActivities({ config, stores, logger: logger.child({ component: 'dispatcher' }), alerts }),
     },
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',
@@ -146,7 +142,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
 
   await ensureBackupSchedule(client, config, logger);
 
-  const dispatchers = await ensureDispatchers(client, config, redis, logger);
+  const dispatchers = await ensureDispatchers(client, config, stores.messages, logger);
   if (dispatchers) logger.info({ dispatchers }, 'dispatchers woken for sessions with pending messages');
 
   // This host's own queue: container activities of the sessions placed here (their auth volumes are here), and
@@ -160,7 +156,6 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
     activities: { ...activities, ...backupActivities },
     shutdownGraceTime: '10s',
   });
-  const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);
   const host = { hostId: config.HOST_ID, queue: hostQueue, capacity: config.HOST_CAPACITY };
   await hosts.heartbeat(host);
   const heartbeat = setInterval(() => {

@@ -282,6 +282,16 @@ export class MessageStore {
     return Number(ok) === 1 ? { from: lim.level, ...p } : null;
   }
 
+  /** Counts number lookups the session asked WhatsApp (cache misses), for its anti-ban stats. */
+  async countLookups(sessionId: string, n: number): Promise<void> {
+    await this.redis.hincrby(this.keys.antibanStats(sessionId), 'lookups', n);
+  }
+
+  /** Messages handed to the worker and not yet acknowledged by it. */
+  async inFlightCount(sessionId: string): Promise<number> {
+    return this.redis.zcard(this.keys.dispatchReleased(sessionId));
+  }
+
   async pendingCount(sessionId: string): Promise<number> {
     return this.redis.llen(this.keys.dispatchPending(sessionId));
   }

@@ -106,6 +106,11 @@ export class SessionStore {
     return this.redis.hincrby(this.keys.session(sessionId), field, 1);
   }
 
+  /** The status alone (the dispatcher asks it at every step). */
+  async statusOf(sessionId: string): Promise<string | null> {
+    return this.redis.hget(this.keys.session(sessionId), 'status');
+  }
+
   async get(sessionId: string): Promise<SessionRecord | null> {
     const raw = await this.redis.hgetall(this.keys.session(sessionId));
     return raw.sessionId ? toRecord(raw) : null;
@@ -209,6 +214,16 @@ export class SessionStore {
   }
 
   /** True the first time an event id is seen (webhook de-duplication, kept for a day). */
+  /** Claims a worker request's nonce once within `ttlMs` (replay protection of signed worker calls). */
+  async claimWorkerNonce(sessionId: string, nonce: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.workerNonce(sessionId, nonce), '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  /** The next number for a session id the caller did not choose (`worker_<n>`). */
+  async nextSequence(): Promise<number> {
+    return this.redis.incr(this.keys.sessionSequence());
+  }
+
   async firstSighting(eventId: string, ttlMs = 24 * 3600_000): Promise<boolean> {
     return (await this.redis.set(this.keys.webhookEventSeen(eventId), '1', 'PX', ttlMs, 'NX')) === 'OK';
   }

@@ -3,11 +3,10 @@
  * orchestrator wakes every dispatcher with pending messages at start-up. No string workflow or signal names.
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { Redis } from 'ioredis';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
-import { MessageStore } from '../state/messages.js';
+import type { MessageStore } from '../state/messages.js';
 import { dispatcherWorkflow, replanSignal, wakeSignal } from './dispatcher.js';
 
 /** Start (or wake) the dispatcher of a session: signal-with-start, idempotent. */
@@ -31,8 +30,7 @@ export async function replanDispatcher(client: Client, config: Config, sessionId
 }
 
 /** Orchestrator start-up: every session with pending messages gets its dispatcher (a lost wake loses nothing). */
-export async function ensureDispatchers(client: Client, config: Config, redis: Redis, logger: Logger) {
-  const messages = new MessageStore(redis, config);
+export async function ensureDispatchers(client: Client, config: Config, messages: MessageStore, logger: Logger) {
   const ids = await messages.sessionsWithPending();
   for (const id of ids) {
     try {

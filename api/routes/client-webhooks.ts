@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { checkTenantUrl, UrlRefusedError } from '../../common/net-policy.js';
-import { ClientWebhookConfigSchema, ClientWebhookStore } from '../../state/client-webhooks.js';
+import { ClientWebhookConfigSchema } from '../../state/client-webhooks.js';
 import { tenantOf, type Principal } from '../auth.js';
 import { ClientWebhookDeliverer } from '../client-webhook-deliverer.js';
 import type { ApiContext } from '../context.js';
@@ -33,7 +33,7 @@ function tenantFor(principal: Principal, query: z.infer<typeof TenantQuery>): st
 }
 
 export function clientWebhookRoutes(ctx: ApiContext, logger: Logger) {
-  const store = new ClientWebhookStore(ctx.redis, ctx.config.REDIS_KEY_PREFIX);
+  const store = ctx.stores.clientWebhooks;
   return async function plugin(app: FastifyInstance) {
     const deliverer = new ClientWebhookDeliverer(store, ctx.config, logger.child({ component: 'client-webhooks' }));
     app.addHook('onReady', async () => deliverer.start());

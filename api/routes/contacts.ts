@@ -10,8 +10,6 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { PhoneSchema, SessionIdSchema } from '../../common/session.js';
 import type { NumberCheckResult } from '../../common/worker-commands.js';
-import { MessageStore } from '../../state/messages.js';
-import { WorkerCommandStore } from '../../state/worker-commands.js';
 import { reaches, sessionNotFound, type Principal } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
@@ -62,9 +60,8 @@ export const ReadResponseSchema = z.object({
 const SessionParams = z.object({ id: SessionIdSchema });
 
 export function contactRoutes(ctx: ApiContext) {
-  const { config, redis, sessions } = ctx;
-  const commands = new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX);
-  const messages = new MessageStore(redis, config);
+  const { config } = ctx;
+  const { sessions, commands, messages } = ctx.stores;
 
   async function connectedSession(principal: Principal, sessionId: string, field: string) {
     const record = await sessions.get(sessionId);
@@ -118,7 +115,7 @@ export function contactRoutes(ctx: ApiContext) {
         // A number WhatsApp did not mention is not on WhatsApp.
         for (const p of misses) if (!fresh.has(p)) fresh.set(p, { phone: p, exists: false });
         await commands.cache([...fresh.values()], config.CONTACT_CHECK_CACHE_TTL_MS);
-        await redis.hincrby(messages.keys.antibanStats(sessionId), 'lookups', misses.length);
+        await messages.countLookups(sessionId, misses.length);
       }
       request.log.info({ sessionId, phones: phones.length, lookups: misses.length }, 'number check');
       return {

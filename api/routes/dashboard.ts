@@ -15,7 +15,8 @@ export const ListQuery = z.object({
 });
 
 export function dashboardRoutes(ctx: ApiContext) {
-  const { config, sessions, pool } = ctx;
+  const { config } = ctx;
+  const { sessions, pool } = ctx.stores;
   return async function plugin(app: FastifyInstance) {
     app.get('/api/v1/dashboard/sessions', async (request) => {
       const q = parseInput(ListQuery, request.query, 'query');

@@ -19,10 +19,10 @@ export function demoRoutes(ctx: ApiContext) {
     app.post('/api/demo/sessions/:id/scan', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const { phone } = parseInput(ScanBody, request.body, 'body');
-      const record = await ctx.sessions.get(id);
+      const record = await ctx.stores.sessions.get(id);
       if (!record) throw new ApiError(404, 'SESSION_NOT_FOUND', `session ${id} not found`);
       assertSessionAccess(request.principal, record.tenant, id);
-      const qr = await ctx.sessions.getQr(id);
+      const qr = await ctx.stores.sessions.getQr(id);
       if (!qr) throw new ApiError(409, 'QR_NOT_AVAILABLE', `session ${id} shows no QR (status ${record.status})`);
       const number = phone ?? record.phone ?? `1555${String(Math.floor(Math.random() * 1e7)).padStart(7, '0')}`;
       const res = await fetch(`${simulator}/scan`, {

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { DeviceProfileBodySchema, DeviceProfileIdSchema } from '../../common/device-profiles.js';
-import { DeviceProfileStore } from '../../state/device-profiles.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
 
@@ -9,7 +8,7 @@ export const ProfileParams = z.object({ id: DeviceProfileIdSchema });
 
 /** The device-profile inventory, registered in the admin sub-scope (api/auth.ts requireAdmin). */
 export function deviceProfileRoutes(ctx: ApiContext) {
-  const profiles = new DeviceProfileStore(ctx.redis, ctx.config.REDIS_KEY_PREFIX);
+  const { profiles } = ctx.stores;
   return async function plugin(app: FastifyInstance) {
     app.get('/api/v1/device-profiles', async () => {
       const list = await profiles.list();

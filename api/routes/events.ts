@@ -54,7 +54,7 @@ export function liveEventsHook(ctx: ApiContext, bus: EventBus): NonNullable<Webh
   return async (ev: WebhookEnvelope) => {
     let input: Omit<LiveEventInput, 'tenant' | 'sessionId'> | null = null;
     if (ev.type === 'QR_CODE') {
-      const qr = await ctx.sessions.getQr(ev.sessionId).catch(() => null);
+      const qr = await ctx.stores.sessions.getQr(ev.sessionId).catch(() => null);
       input = { type: 'qr', data: { count: qr?.count ?? null, generatedAt: qr?.at ?? ev.timestamp } };
     } else if (ev.type === 'PAIRING_CODE') {
       // Announces the code (GET /api/sessions/:id/pairing-code shows it), never carries it.
@@ -85,7 +85,7 @@ export function liveEventsHook(ctx: ApiContext, bus: EventBus): NonNullable<Webh
       };
     }
     if (!input) return;
-    const record = await ctx.sessions.get(ev.sessionId).catch(() => null);
+    const record = await ctx.stores.sessions.get(ev.sessionId).catch(() => null);
     await bus.publishSafe({ ...input, sessionId: ev.sessionId, tenant: record?.tenant ?? null, at: ev.timestamp });
   };
 }

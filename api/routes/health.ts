@@ -8,7 +8,7 @@ export function healthRoutes(ctx: ApiContext) {
     app.get('/readyz', async (_request, reply) => {
       const checks: Record<string, string> = {};
       await Promise.all([
-        withTimeout(ctx.redis.ping(), 1500)
+        withTimeout(ctx.stores.redis.ping(), 1500)
           .then(() => (checks.redis = 'ok'))
           .catch((err: Error) => (checks.redis = `unreachable: ${err.message}`)),
         withTimeout(ctx.temporal.connection.workflowService.getSystemInfo({}), 1500)

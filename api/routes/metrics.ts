@@ -1,12 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { proxyIdOf } from '../../common/proxy-id.js';
-import { redisKeys } from '../../common/redis-keys.js';
 import { markScope, sameSecret } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { SESSION_STATUSES } from '../../common/session.js';
 import type { EventBus } from '../../state/events-bus.js';
-import { OutboxStore } from '../../state/outbox.js';
 import type { ApiContext } from '../context.js';
 
 const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
@@ -19,7 +17,8 @@ const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T> =>
  * process reports the same numbers whatever process caused them; latency histograms are per process.
  */
 export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
-  const { sessions, pool, redis, temporal, config } = ctx;
+  const { temporal, config } = ctx;
+  const { sessions, pool, redis, messages: messageStore, outbox: outboxStore } = ctx.stores;
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: 'wa_api_process_' });
 
@@ -108,8 +107,6 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
     registers: [register],
   });
 
-  const outboxStore = new OutboxStore(redis, { prefix: config.REDIS_KEY_PREFIX });
-
   async function collect() {
     const fail = (source: string) => (err: unknown) => {
       scrapeErrors.inc({ source });
@@ -124,10 +121,7 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
           for (const s of SESSION_STATUSES) sessionsByStatus.set({ status: s }, 0);
           for (const r of rows) sessionsByStatus.inc({ status: r.status });
           const counts = await withTimeout(Promise.all(rows.map((r) => outboxStore.counts(r.sessionId))), 2000);
-          const pending = await withTimeout(
-            Promise.all(rows.map((r) => redis.llen(redisKeys(config.REDIS_KEY_PREFIX).dispatchPending(r.sessionId)))),
-            2000,
-          );
+          const pending = await withTimeout(Promise.all(rows.map((r) => messageStore.pendingCount(r.sessionId))), 2000);
           dispatchPending.set(pending.reduce((n, x) => n + x, 0));
           outbox.reset();
           for (const state of ['queued', 'inflight', 'acked', 'failed'] as const)

@@ -28,7 +28,7 @@ function proxyView(p: ProxyInfo) {
 
 /** Registered in the admin sub-scope (api/auth.ts requireAdmin). */
 export function proxyRoutes(ctx: ApiContext) {
-  const { pool } = ctx;
+  const { pool } = ctx.stores;
   const find = async (id: string) => {
     const p = (await pool.list()).find((x) => proxyIdOf(x.url) === id);
     if (!p) throw new ApiError(404, 'PROXY_NOT_FOUND', `proxy ${id} not found`);

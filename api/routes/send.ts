@@ -13,8 +13,6 @@ import { LimitsOverrideSchema } from '../../common/anti-ban.js';
 import { replanDispatcher } from '../../workflows/dispatcher-client.js';
 import { documentAs } from '../../common/json-schema.js';
 import { PhoneSchema, RecipientSchema, SessionIdSchema } from '../../common/session.js';
-import { ClientWebhookStore } from '../../state/client-webhooks.js';
-import { MessageStore } from '../../state/messages.js';
 import { reaches, requireAdmin, sessionNotFound, type Principal } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import type { DispatchWaker } from '../dispatch-waker.js';
@@ -51,9 +49,8 @@ export const SessionParams = z.object({ id: SessionIdSchema });
 export const IDEMPOTENCY_KEY_PATTERN = '^[A-Za-z0-9_.:-]{1,128}$';
 
 export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
-  const { config, redis, sessions } = ctx;
-  const messages = new MessageStore(redis, config);
-  const hooks = new ClientWebhookStore(redis, config.REDIS_KEY_PREFIX);
+  const { config } = ctx;
+  const { sessions, messages, commands, clientWebhooks: hooks } = ctx.stores;
 
   async function sessionFor(principal: Principal, sessionId: string) {
     const record = await sessions.get(sessionId);
@@ -71,7 +68,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
       const idempotencyKey = body.idempotencyKey ?? (typeof headerKey === 'string' ? headerKey : undefined);
       let sessionId = body.sessionId;
       if (!sessionId) {
-        sessionId = (await redis.get(sessions.keys.phoneSession(body.from!))) ?? undefined;
+        sessionId = (await sessions.phoneOwner(body.from!)) ?? undefined;
         if (!sessionId) throw new ApiError(404, 'SESSION_NOT_FOUND', `no session owns the number ${body.from}`, 'from');
       }
       const session = await sessionFor(request.principal, sessionId);
@@ -80,8 +77,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker) {
         throw new ApiError(409, 'FROM_MISMATCH', 'from: is not the phone number of that session', 'from');
 
       // A number a check found not on WhatsApp (cached): refusing costs nothing, sending would burn a send.
-      const known = await redis.get(messages.keys.contactCheck(body.to));
-      if (known && (JSON.parse(known) as { exists: boolean }).exists === false)
+      if ((await commands.cached([body.to])).get(body.to)?.exists === false)
         throw new ApiError(400, 'NOT_ON_WHATSAPP', `to: ${body.to} is not on WhatsApp (number check)`, 'to');
 
       const fingerprint = createHash('sha256').update(`${sessionId}\n${body.to}\n${body.text}`).digest('hex');

@@ -20,7 +20,6 @@ import {
   SessionIdSchema,
   workflowIdFor,
 } from '../../common/session.js';
-import { HostRegistry } from '../../state/hosts.js';
 import type { SessionRecord } from '../../state/sessions.js';
 import {
   DEFAULT_TIMINGS,
@@ -119,9 +118,9 @@ function mapTemporalError(err: unknown, sessionId: string, phone: string | null 
 }
 
 export function sessionRoutes(ctx: ApiContext) {
-  const { config, sessions, temporal, redis } = ctx;
-  const hosts = new HostRegistry(redis, config.REDIS_KEY_PREFIX);
-  const quotas = new TenantQuotas(redis, config);
+  const { config, temporal } = ctx;
+  const { sessions, hosts } = ctx.stores;
+  const quotas = new TenantQuotas(ctx.stores.redis, config);
   const handleOf = (sessionId: string) =>
     temporal.workflow.getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, sessionId));
 
@@ -143,7 +142,7 @@ export function sessionRoutes(ctx: ApiContext) {
     app.post('/api/sessions/provision', async (request, reply) => {
       const body = parseInput(ProvisionBodySchema, request.body, 'body');
       const tenant = tenantOf(request.principal);
-      const sessionId = body.sessionId ?? `worker_${await redis.incr(`${config.REDIS_KEY_PREFIX}session:seq`)}`;
+      const sessionId = body.sessionId ?? `worker_${await sessions.nextSequence()}`;
       const override = body.proxyOverride ?? body.proxy ?? null;
 
       const existing = await sessions.get(sessionId);

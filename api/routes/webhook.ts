@@ -30,7 +30,8 @@ export interface WebhookHooks {
  * or revives a workflow: an event for a session that does not exist is a 404.
  */
 export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
-  const { config, sessions, temporal } = ctx;
+  const { config, temporal } = ctx;
+  const { sessions } = ctx.stores;
   return async function plugin(app: FastifyInstance) {
     // Registered inside the signed scope (api/signed.ts): the signature is verified before this handler runs.
     app.post('/api/webhook', { config: { signed: { session: 'body', bound: false } } }, async (request, reply) => {

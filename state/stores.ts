@@ -1,0 +1,44 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../common/config.js';
+import type { Logger } from '../common/logger.js';
+import { ClientWebhookStore } from './client-webhooks.js';
+import { DeviceProfileStore } from './device-profiles.js';
+import { EventBus } from './events-bus.js';
+import { HostRegistry } from './hosts.js';
+import { MessageStore } from './messages.js';
+import { OutboxStore } from './outbox.js';
+import { ProxyPool } from './proxy-pool.js';
+import { SessionStore } from './sessions.js';
+import { WorkerCommandStore } from './worker-commands.js';
+
+/** Every store of the product's Redis state, over one connection and one deployment's key prefix. */
+export interface Stores {
+  /** The connection, for the few process-own records (API key tickets, tenant quotas) and health checks. */
+  redis: Redis;
+  sessions: SessionStore;
+  pool: ProxyPool;
+  profiles: DeviceProfileStore;
+  hosts: HostRegistry;
+  messages: MessageStore;
+  outbox: OutboxStore;
+  clientWebhooks: ClientWebhookStore;
+  commands: WorkerCommandStore;
+  events: EventBus;
+}
+
+/** The composition root of a process's state: each process (API, orchestrator) builds its stores here, once. */
+export function createStores(redis: Redis, config: Config, logger?: Logger): Stores {
+  const prefix = config.REDIS_KEY_PREFIX;
+  return {
+    redis,
+    sessions: new SessionStore(redis, prefix),
+    pool: new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, prefix),
+    profiles: new DeviceProfileStore(redis, prefix),
+    hosts: new HostRegistry(redis, prefix),
+    messages: new MessageStore(redis, config),
+    outbox: new OutboxStore(redis, { prefix, retentionMs: config.MESSAGE_RETENTION_MS }),
+    clientWebhooks: new ClientWebhookStore(redis, prefix),
+    commands: new WorkerCommandStore(redis, prefix),
+    events: new EventBus(redis, prefix, logger),
+  };
+}
