@@ -46,6 +46,10 @@ export function luaCommand<Keys extends readonly string[], Args extends readonly
     if (!fn) {
       // numberOfKeys left open: each call passes its own count, so the KEYS tuple is the only place it is stated.
       redis.defineCommand(name, { lua });
+      // An auto-pipeline batch made before this definition does not know the command (ioredis copies the scripts
+      // into a pipeline when it creates it): scripts go outside auto-pipelining, straight to the connection.
+      const ignored = redis.options.autoPipeliningIgnoredCommands ?? [];
+      redis.options.autoPipeliningIgnoredCommands = [...ignored, name];
       fn = client[name]!;
     }
     const argv = args.map((a) => (typeof a === 'object' ? JSON.stringify(a) : a));

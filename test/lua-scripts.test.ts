@@ -73,7 +73,13 @@ describe('Lua scripts: EVALSHA after the first call, re-sent after SCRIPT FLUSH'
   after(async () => server.stop());
 
   it('the source crosses once per connection; later calls are EVALSHA; a flushed cache costs one NOSCRIPT', async () => {
-    const redis = client(server.port);
+    // As createRedis (state/redis.ts) makes them: commands of one tick are batched in one pipeline.
+    const redis = new Redis({
+      port: server.port,
+      host: '127.0.0.1',
+      maxRetriesPerRequest: 1,
+      enableAutoPipelining: true,
+    });
     const monitorClient = client(server.port);
     let monitor: Redis | null = null;
     try {
@@ -84,7 +90,8 @@ describe('Lua scripts: EVALSHA after the first call, re-sent after SCRIPT FLUSH'
         if (source === addr && /^eval/i.test(args[0] ?? '')) seen.push(String(args[0]).toLowerCase());
       });
       const pool = new ProxyPool(redis, 4, 'evalsha:');
-      await pool.register(PROXY_A);
+      // A command batched in this tick before the script's first call: the batch must not swallow the script.
+      await Promise.all([redis.get('evalsha:nothing'), pool.register(PROXY_A)]);
       const first = await pool.reserve({ sessionId: 's1' });
       const second = await pool.reserve({ sessionId: 's2' });
       assert.deepEqual([first.load, second.load], [1, 2]);
