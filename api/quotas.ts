@@ -1,15 +1,26 @@
 /**
- * Per-tenant quotas, each one atomic Lua script (common/redis-scripts.ts): live sessions and provision rate
+ * Per-tenant quotas, each one atomic Lua script (the quota-*.lua files beside this one): live sessions and provision rate
  * (ONE_SESSION_PER_TENANT is a live-session limit of 1), and the rate of manual failovers. The admin key is not
  * limited.
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.js';
 import { redisKeys } from '../common/redis-keys.js';
-import { PROVISION_ADMIT_LUA, SLIDING_WINDOW_LUA } from '../common/redis-scripts.js';
+import { luaCommand } from '../state/lua.js';
 
 /** How long an admitted provision counts before its session record exists (covers a slow first activity). */
 const RESERVE_MS = 120_000;
+
+const provisionAdmitScript = luaCommand<
+  [tenantSessions: string, tenantProvisioning: string, provisionRate: string],
+  [prefix: string, sessionId: string, maxLive: number, rateMax: number, windowMs: number, reserveMs: number],
+  [kind: 'ok' | 'sessions' | 'rate', n: number]
+>(new URL('./quota-provision-admit.lua', import.meta.url));
+const failoverAdmitScript = luaCommand<
+  [failoverRate: string],
+  [max: number, windowMs: number, sessionId: string],
+  [ok: number, retryAfterMs: number]
+>(new URL('./quota-failover-admit.lua', import.meta.url));
 
 export type Admission =
   { ok: true } | { ok: false; limit: 'sessions'; max: number } | { ok: false; limit: 'rate'; retryAfterMs: number };
@@ -30,19 +41,18 @@ export class TenantQuotas {
 
   async admitProvision(tenant: string, sessionId: string): Promise<Admission> {
     const max = this.maxLiveSessions;
-    const [kind, n] = (await this.redis.eval(
-      PROVISION_ADMIT_LUA,
-      3,
-      this.keys.tenantSessions(tenant),
-      this.keys.tenantProvisioning(tenant),
-      this.keys.provisionRate(tenant),
-      this.config.REDIS_KEY_PREFIX,
-      sessionId,
-      max,
-      this.config.TENANT_PROVISION_MAX,
-      this.config.TENANT_PROVISION_WINDOW_MS,
-      RESERVE_MS,
-    )) as [string, number];
+    const [kind, n] = await provisionAdmitScript(
+      this.redis,
+      [this.keys.tenantSessions(tenant), this.keys.tenantProvisioning(tenant), this.keys.provisionRate(tenant)],
+      [
+        this.config.REDIS_KEY_PREFIX,
+        sessionId,
+        max,
+        this.config.TENANT_PROVISION_MAX,
+        this.config.TENANT_PROVISION_WINDOW_MS,
+        RESERVE_MS,
+      ],
+    );
     if (kind === 'sessions') return { ok: false, limit: 'sessions', max };
     if (kind === 'rate') return { ok: false, limit: 'rate', retryAfterMs: Number(n) };
     return { ok: true };
@@ -54,14 +64,11 @@ export class TenantQuotas {
   }
 
   async admitFailover(tenant: string, sessionId: string): Promise<{ ok: boolean; retryAfterMs: number }> {
-    const [ok, retry] = (await this.redis.eval(
-      SLIDING_WINDOW_LUA,
-      1,
-      this.keys.failoverRate(tenant),
-      this.config.TENANT_FAILOVER_MAX,
-      this.config.TENANT_FAILOVER_WINDOW_MS,
-      sessionId,
-    )) as [number, number];
+    const [ok, retry] = await failoverAdmitScript(
+      this.redis,
+      [this.keys.failoverRate(tenant)],
+      [this.config.TENANT_FAILOVER_MAX, this.config.TENANT_FAILOVER_WINDOW_MS, sessionId],
+    );
     return { ok: Number(ok) === 1, retryAfterMs: Number(retry) };
   }
 }

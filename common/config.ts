@@ -65,10 +65,14 @@ export const configSchema = z.object({
   /** Where workers send their events (the API's webhook bridge), as seen from a worker. */
   WEBHOOK_URL: url('http://127.0.0.1:3000/api/webhook', ['http:', 'https:']),
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+  /** A leading hash tag (`{wa}:`) puts every key of the deployment in one Redis Cluster slot (state/lua.ts). */
   REDIS_KEY_PREFIX: z
     .string()
     .default('')
-    .refine((s) => /^[A-Za-z0-9:_-]*$/.test(s), 'may contain only letters, digits, ":", "_" and "-"'),
+    .refine(
+      (s) => /^(\{[A-Za-z0-9_-]+\})?[A-Za-z0-9:_-]*$/.test(s),
+      'may contain only letters, digits, ":", "_" and "-", after an optional hash tag such as {wa}',
+    ),
   TEMPORAL_ADDRESS: z.string().min(3).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('wa-sessions'),

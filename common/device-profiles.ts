@@ -2,7 +2,7 @@
  * Device profiles: the device/browser identity a session presents to WhatsApp, Baileys' `browser`
  * triple [os, browser, os version]. Each session gets one from the inventory at provision and keeps it for life
  * (restart, failover, restore, host moves), so a phone never sees its linked device change its identity; two
- * sessions on the same proxy never share one (state/device-profiles.lua).
+ * sessions on the same proxy never share one (state/device-profile-assign.lua).
  */
 import { z } from 'zod';
 

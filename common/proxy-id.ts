@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 /**
  * The id by which the API, metrics, logs and Redis key names call a proxy: stable, short, and revealing neither
  * host, port nor credentials. SHA-1 (not for secrecy of a guessable input, just a stable name) because the pool's
- * Lua scripts must compute the same id (`redis.sha1hex`, see common/redis-scripts.ts `pid`).
+ * Lua scripts must compute the same id (`redis.sha1hex`, see `pid` in the proxy-*.lua files beside state/proxy-pool.ts).
  */
 export function proxyIdOf(proxyUrl: string): string {
   return createHash('sha1').update(proxyUrl).digest('hex').slice(0, 16);

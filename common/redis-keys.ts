@@ -7,6 +7,9 @@ import { proxyIdOf } from './proxy-id.js';
 
 export type RedisKeys = ReturnType<typeof redisKeys>;
 
+const PROXY_KEY_FAMILIES = ['counter:proxy:', 'proxy:status:', 'proxy:bad_at:', 'proxy:sessions:'] as const;
+export type ProxyKeyFamily = (typeof PROXY_KEY_FAMILIES)[number];
+
 export function redisKeys(prefix = '') {
   const p = prefix;
   return {
@@ -36,7 +39,10 @@ export function redisKeys(prefix = '') {
     /** SET of session ids holding a slot on the proxy (the counter is kept equal to its size). */
     proxySessions: (proxyUrl: string) => `${p}proxy:sessions:${proxyIdOf(proxyUrl)}`,
     /** Key families named by proxy id; older versions named them by the URL (migrated at start). */
-    proxyKeyFamilies: () => ['counter:proxy:', 'proxy:status:', 'proxy:bad_at:', 'proxy:sessions:'] as const,
+    proxyKeyFamilies: () => PROXY_KEY_FAMILIES,
+    /** A proxy key of one of those families, by proxy id; and its older name by URL (the start-up migration). */
+    proxyKeyOf: (family: ProxyKeyFamily, proxyUrl: string) => `${p}${family}${proxyIdOf(proxyUrl)}`,
+    legacyProxyKey: (family: ProxyKeyFamily, proxyUrl: string) => `${p}${family}${proxyUrl}`,
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
     /** STRING JSON {code, phone, expiresAt, at}: the pairing code to type on the phone (TTL = its expiry). */
     sessionPairingCode: (sessionId: string) => `${p}session:pairing:${sessionId}`,

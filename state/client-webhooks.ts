@@ -1,14 +1,18 @@
 /**
  * Customer webhooks: a tenant's endpoint config and the durable delivery queue. A delivery is a JSON
- * item in a HASH plus its due time in a ZSET; the deliverer claims due items with a lease (CLIENT_WEBHOOK_CLAIM_LUA),
+ * item in a HASH plus its due time in a ZSET; the deliverer claims due items with a lease (client-webhook-claim.lua),
  * so a process killed mid-delivery loses nothing: the item simply comes due again.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import { CLIENT_WEBHOOK_CLAIM_LUA } from '../common/redis-scripts.js';
+import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
+
+const claimScript = luaCommand<[due: string, items: string], [limit: number, leaseMs: number], string[]>(
+  new URL('./client-webhook-claim.lua', import.meta.url),
+);
 
 export const CLIENT_EVENT_TYPES = ['message.received', 'message.status', 'session.status', 'session.burst'] as const;
 export type ClientEventType = (typeof CLIENT_EVENT_TYPES)[number];
@@ -61,7 +65,7 @@ export class ClientWebhookStore {
 
   constructor(
     private readonly redis: Redis,
-    private readonly prefix = '',
+    prefix = '',
   ) {
     this.keys = redisKeys(prefix);
   }
@@ -108,7 +112,8 @@ export class ClientWebhookStore {
   }
 
   async claim(limit: number, leaseMs: number): Promise<ClientDelivery[]> {
-    const flat = (await this.redis.eval(CLIENT_WEBHOOK_CLAIM_LUA, 0, this.prefix, limit, leaseMs)) as string[];
+    const k = this.keys;
+    const flat = await claimScript(this.redis, [k.clientWebhookDue(), k.clientWebhookItems()], [limit, leaseMs]);
     const out: ClientDelivery[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) out.push(JSON.parse(flat[i + 1]!) as ClientDelivery);
     return out;

@@ -1,7 +1,10 @@
--- Retires a device profile unless a session presents it (state/device-profiles.ts), atomically with assignment.
--- ARGV: key prefix, profile id. Returns 'retired', 'in_use' or 'unknown'.
-local p, id = ARGV[1], ARGV[2]
-if redis.call('HEXISTS', p .. 'device:profiles', id) == 0 then return 'unknown' end
-if redis.call('SCARD', p .. 'device:profile:sessions:' .. id) > 0 then return 'in_use' end
-redis.call('SADD', p .. 'device:profiles:retired', id)
+-- Retires a device profile unless a session presents it (device-profiles.ts retire), atomically with assignment.
+-- KEYS: [1] device:profiles  [2] device:profile:sessions:<profile id>  [3] device:profiles:retired
+-- ARGV: [1] profile id
+-- Returns 'retired', 'in_use' or 'unknown'.
+local profilesKey, sessionsKey, retiredKey = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+if redis.call('HEXISTS', profilesKey, id) == 0 then return 'unknown' end
+if redis.call('SCARD', sessionsKey) > 0 then return 'in_use' end
+redis.call('SADD', retiredKey, id)
 return 'retired'

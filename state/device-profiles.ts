@@ -3,14 +3,24 @@
  * retired by the admin API, handed out at provision by one Lua script (state/device-profile-assign.lua) so two
  * sessions on the same proxy never present the same profile, and a session keeps its profile for life.
  */
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { DEFAULT_DEVICE_PROFILES, deviceProfileId, type DeviceProfile } from '../common/device-profiles.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
+import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
 
-const ASSIGN_LUA = readFileSync(new URL('./device-profile-assign.lua', import.meta.url), 'utf8');
-const RETIRE_LUA = readFileSync(new URL('./device-profile-retire.lua', import.meta.url), 'utf8');
+const assignScript = luaCommand<
+  // proxy:sessions of the session's proxy only when it has one
+  | [sessionProfile: string, profiles: string, retired: string]
+  | [sessionProfile: string, profiles: string, retired: string, proxySessions: string],
+  [prefix: string, sessionId: string],
+  [id: string, json: string]
+>(new URL('./device-profile-assign.lua', import.meta.url));
+const retireScript = luaCommand<
+  [profiles: string, profileSessions: string, retired: string],
+  [profileId: string],
+  'retired' | 'in_use' | 'unknown'
+>(new URL('./device-profile-retire.lua', import.meta.url));
 
 export interface DeviceProfileView extends DeviceProfile {
   retired: boolean;
@@ -60,15 +70,18 @@ export class DeviceProfileStore {
   }
 
   async retire(id: string): Promise<'retired' | 'in_use' | 'unknown'> {
-    return (await this.redis.eval(RETIRE_LUA, 0, this.keys.prefix, id)) as 'retired' | 'in_use' | 'unknown';
+    const k = this.keys;
+    return retireScript(this.redis, [k.deviceProfiles(), k.deviceProfileSessions(id), k.deviceProfilesRetired()], [id]);
   }
 
   /** The session's profile (assigned once, kept for life); null when none is free on its proxy. */
   async assign(sessionId: string, proxyUrl: string | null): Promise<DeviceProfile | null> {
-    const [id, json] = (await this.redis.eval(ASSIGN_LUA, 0, this.keys.prefix, sessionId, proxyUrl ?? '')) as [
-      string,
-      string,
-    ];
+    const k = this.keys;
+    const keys = [k.sessionDeviceProfile(sessionId), k.deviceProfiles(), k.deviceProfilesRetired()] as const;
+    const [id, json] = await assignScript(this.redis, proxyUrl ? [...keys, k.proxySessions(proxyUrl)] : [...keys], [
+      k.prefix,
+      sessionId,
+    ]);
     return id && json ? (JSON.parse(json) as DeviceProfile) : null;
   }
 

@@ -1,6 +1,12 @@
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import { PICK_HOST_LUA } from '../common/redis-scripts.js';
+import { luaCommand } from './lua.js';
+
+const placeScript = luaCommand<
+  [hosts: string],
+  [prefix: string, sessionId: string, staleMs: number, nowMs: number],
+  string
+>(new URL('./host-place.lua', import.meta.url));
 
 export interface HostInfo {
   hostId: string;
@@ -42,14 +48,7 @@ export class HostRegistry {
 
   /** Places the session (idempotent); null when every live host is full or none is alive. */
   async place(sessionId: string, staleMs: number, now = Date.now()): Promise<HostInfo | null> {
-    const hostId = (await this.redis.eval(
-      PICK_HOST_LUA,
-      0,
-      this.keys.prefix,
-      sessionId,
-      String(staleMs),
-      String(now),
-    )) as string;
+    const hostId = await placeScript(this.redis, [this.keys.hosts()], [this.keys.prefix, sessionId, staleMs, now]);
     if (!hostId) return null;
     const json = await this.redis.hget(this.keys.hosts(), hostId);
     return json ? { ...(JSON.parse(json) as Omit<HostInfo, 'hostId'>), hostId } : null;

@@ -1,8 +1,8 @@
 /**
  * Outbound messages in Redis: the gateway's atomic accept (idempotency, rate limits, plan, burst), the
  * dispatcher's atomic step (pending queue → worker outbox), forward-only status updates, pacing overrides and
- * the per-session counters that drive promotion. Every multi-key change is one Lua script
- * (common/redis-scripts.ts); keys are in common/redis-keys.ts.
+ * the per-session counters that drive promotion. Every multi-key change is one Lua script (the message-*.lua
+ * files beside this one); keys are in common/redis-keys.ts.
  */
 import type { Redis } from 'ioredis';
 import {
@@ -15,15 +15,78 @@ import {
 } from '../common/anti-ban.js';
 import type { Config } from '../common/config.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import {
-  DISPATCH_STEP_LUA,
-  MESSAGE_STATUS_LUA,
-  PROMOTE_LEVEL_LUA,
-  REJECTION_RUN_LUA,
-  SEND_ACCEPT_LUA,
-} from '../common/redis-scripts.js';
+import { luaCommand } from './lua.js';
 import type { OutboxStore } from './outbox.js';
 import { execAll } from './redis.js';
+
+/** The named arguments of message-accept.lua (its header says what each means). */
+interface AcceptArgs {
+  messageId: string;
+  sessionId: string;
+  tenant: string;
+  to: string;
+  fingerprint: string;
+  idempotencyKey?: string;
+  tenantMax: number;
+  globalMax: number;
+  rateWindowMs: number;
+  idemTtlMs: number;
+  dailyCaps: { cold: number; warm: number; hot: number };
+  dayMs: number;
+  burstCount: number;
+  burstWindowMs: number;
+  burstPauseMs: number;
+  staleBaseMs: number;
+  maxGapMs: number;
+  gapFactor: number;
+  retentionMs: number;
+}
+
+const acceptScript = luaCommand<
+  [
+    idempotency: string,
+    tenantRate: string,
+    globalRate: string,
+    limits: string,
+    sent: string,
+    pending: string,
+    message: string,
+    dispatchSessions: string,
+    dispatchState: string,
+    enqueued: string,
+  ],
+  [args: AcceptArgs, text: string],
+  [kind: string, payload: string, retryAfterMs: number, burst: number, wake?: number]
+>(new URL('./message-accept.lua', import.meta.url));
+const stepScript = luaCommand<
+  [
+    dispatchState: string,
+    session: string,
+    pending: string,
+    sent: string,
+    released: string,
+    stats: string,
+    outboxQueue: string,
+    outboxItems: string,
+    outboxAcked: string,
+    outboxFailed: string,
+  ],
+  [prefix: string, stepId: string, dayMs: number, cap: number],
+  [kind: string, messageId: string, ms: number]
+>(new URL('./message-dispatch-step.lua', import.meta.url));
+const statusScript = luaCommand<
+  [message: string],
+  [prefix: string, status: string, waMessageId: string, reason: string, onlySession: string, retentionMs: number],
+  [applied: number, previous: string, sessionId: string, tenant: string]
+>(new URL('./message-status.lua', import.meta.url));
+const promoteScript = luaCommand<[limits: string], [from: string, to: string], 0 | 1>(
+  new URL('./message-promote-level.lua', import.meta.url),
+);
+const rejectionRunScript = luaCommand<
+  [dispatchState: string],
+  [rejected: '1' | '0', run: number, pauseMs: number],
+  number
+>(new URL('./message-rejection-run.lua', import.meta.url));
 
 export const MESSAGE_STATUSES = ['queued', 'scheduled', 'sent', 'delivered', 'read', 'failed'] as const;
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
@@ -104,34 +167,47 @@ export class MessageStore {
     fingerprint: string;
   }): Promise<AcceptResult> {
     const c = this.config;
-    const r = (await this.redis.eval(
-      SEND_ACCEPT_LUA,
-      0,
-      this.prefix,
-      a.tenant,
-      a.idempotencyKey ?? '',
-      a.fingerprint,
-      a.messageId,
-      a.sessionId,
-      a.to,
-      a.text,
-      c.RATE_LIMIT_MAX_REQUESTS,
-      c.RATE_LIMIT_GLOBAL_MAX_REQUESTS,
-      c.RATE_LIMIT_WINDOW_MS,
-      c.IDEMPOTENCY_TTL_MS,
-      c.ANTIBAN_COLD_DAILY,
-      c.ANTIBAN_WARM_DAILY,
-      c.ANTIBAN_HOT_DAILY,
-      c.ANTIBAN_WINDOW_MS,
-      c.ANTIBAN_BURST_COUNT,
-      c.ANTIBAN_BURST_WINDOW_MS,
-      c.ANTIBAN_BURST_PAUSE_MS,
-      3 * c.ANTIBAN_IDLE_POLL_MS + 5_000,
-      Math.max(c.ANTIBAN_COLD_GAP_MS, c.ANTIBAN_WARM_GAP_MS, c.ANTIBAN_HOT_GAP_MS),
-      ((100 + c.ANTIBAN_JITTER_PERCENT) / 100) * c.ANTIBAN_BURST_SLOWDOWN,
-      c.MESSAGE_RETENTION_MS,
-    )) as [string, string, number, number, number?];
-    const [kind, payload, retry, burst, wake] = r;
+    const k = this.keys;
+    const [kind, payload, retry, burst, wake] = await acceptScript(
+      this.redis,
+      [
+        k.idempotency(a.tenant, a.idempotencyKey ?? ''),
+        k.rateLimitTenant(a.tenant),
+        k.rateLimitGlobal(),
+        k.antibanLimits(a.sessionId),
+        k.dispatchSent(a.sessionId),
+        k.dispatchPending(a.sessionId),
+        k.message(a.messageId),
+        k.dispatchSessions(),
+        k.dispatchState(a.sessionId),
+        k.dispatchEnqueued(a.sessionId),
+      ],
+      [
+        {
+          messageId: a.messageId,
+          sessionId: a.sessionId,
+          tenant: a.tenant,
+          to: a.to,
+          fingerprint: a.fingerprint,
+          // absent, not '': the script tests presence
+          ...(a.idempotencyKey ? { idempotencyKey: a.idempotencyKey } : {}),
+          tenantMax: c.RATE_LIMIT_MAX_REQUESTS,
+          globalMax: c.RATE_LIMIT_GLOBAL_MAX_REQUESTS,
+          rateWindowMs: c.RATE_LIMIT_WINDOW_MS,
+          idemTtlMs: c.IDEMPOTENCY_TTL_MS,
+          dailyCaps: { cold: c.ANTIBAN_COLD_DAILY, warm: c.ANTIBAN_WARM_DAILY, hot: c.ANTIBAN_HOT_DAILY },
+          dayMs: c.ANTIBAN_WINDOW_MS,
+          burstCount: c.ANTIBAN_BURST_COUNT,
+          burstWindowMs: c.ANTIBAN_BURST_WINDOW_MS,
+          burstPauseMs: c.ANTIBAN_BURST_PAUSE_MS,
+          staleBaseMs: 3 * c.ANTIBAN_IDLE_POLL_MS + 5_000,
+          maxGapMs: Math.max(c.ANTIBAN_COLD_GAP_MS, c.ANTIBAN_WARM_GAP_MS, c.ANTIBAN_HOT_GAP_MS),
+          gapFactor: ((100 + c.ANTIBAN_JITTER_PERCENT) / 100) * c.ANTIBAN_BURST_SLOWDOWN,
+          retentionMs: c.MESSAGE_RETENTION_MS,
+        },
+        a.text,
+      ],
+    );
     if (kind === 'conflict') return { kind, messageId: payload };
     if (kind === 'limited') return { kind, scope: payload as 'tenant' | 'global', retryAfterMs: Number(retry) };
     return {
@@ -176,36 +252,34 @@ export class MessageStore {
     reason: string | null,
     sessionId?: string,
   ): Promise<StatusChange | null> {
-    const [applied, previous, owner, tenant] = (await this.redis.eval(
-      MESSAGE_STATUS_LUA,
-      0,
-      this.prefix,
-      messageId,
-      status,
-      waMessageId ?? '',
-      reason ?? '',
-      sessionId ?? '',
-      this.config.MESSAGE_RETENTION_MS,
-    )) as [number, string, string, string];
+    const [applied, previous, owner, tenant] = await statusScript(
+      this.redis,
+      [this.keys.message(messageId)],
+      [this.prefix, status, waMessageId ?? '', reason ?? '', sessionId ?? '', this.config.MESSAGE_RETENTION_MS],
+    );
     if (Number(applied) !== 1) return null;
     return { messageId, sessionId: owner, tenant, status, previous, waMessageId, reason };
   }
 
   async step(sessionId: string, stepId: string, cap: number, outbox: OutboxStore): Promise<StepResult> {
+    const k = this.keys;
     const ok = outbox.keys(sessionId);
-    const [kind, messageId, until] = (await this.redis.eval(
-      DISPATCH_STEP_LUA,
-      0,
-      this.prefix,
-      sessionId,
-      stepId,
-      this.config.ANTIBAN_WINDOW_MS,
-      cap,
-      ok.queue,
-      ok.items,
-      ok.acked,
-      ok.failed,
-    )) as [string, string, number];
+    const [kind, messageId, until] = await stepScript(
+      this.redis,
+      [
+        k.dispatchState(sessionId),
+        k.session(sessionId),
+        k.dispatchPending(sessionId),
+        k.dispatchSent(sessionId),
+        k.dispatchReleased(sessionId),
+        k.antibanStats(sessionId),
+        ok.queue,
+        ok.items,
+        ok.acked,
+        ok.failed,
+      ],
+      [this.prefix, stepId, this.config.ANTIBAN_WINDOW_MS, cap],
+    );
     if (kind === 'released') return { kind, messageId, releasedAt: Number(until) };
     if (kind === 'skipped') return { kind, messageId };
     if (kind === 'cap') return { kind, untilMs: Number(until) };
@@ -278,7 +352,7 @@ export class MessageStore {
     const p = promotion(this.config, lim.level, await this.stats(sessionId), now);
     if (!p) return null;
     // A compare-and-set on the level: a concurrent manual PUT wins.
-    const ok = await this.redis.eval(PROMOTE_LEVEL_LUA, 1, this.keys.antibanLimits(sessionId), lim.level, p.to);
+    const ok = await promoteScript(this.redis, [this.keys.antibanLimits(sessionId)], [lim.level, p.to]);
     return Number(ok) === 1 ? { from: lim.level, ...p } : null;
   }
 
@@ -301,13 +375,10 @@ export class MessageStore {
    * length when it reached ANTIBAN_REJECTION_RUN (the session is now slowed like a burst), else 0.
    */
   async recordSendOutcome(sessionId: string, rejected: boolean): Promise<number> {
-    const r = await this.redis.eval(
-      REJECTION_RUN_LUA,
-      1,
-      this.keys.dispatchState(sessionId),
-      rejected ? '1' : '0',
-      String(this.config.ANTIBAN_REJECTION_RUN),
-      String(this.config.ANTIBAN_BURST_PAUSE_MS),
+    const r = await rejectionRunScript(
+      this.redis,
+      [this.keys.dispatchState(sessionId)],
+      [rejected ? '1' : '0', this.config.ANTIBAN_REJECTION_RUN, this.config.ANTIBAN_BURST_PAUSE_MS],
     );
     return Number(r);
   }

@@ -1,5 +1,6 @@
 /**
- * Per-session outbox in Redis (SPEC §9 `session:outbox:<id>`), every operation one atomic Lua script.
+ * Per-session outbox in Redis (SPEC §9 `session:outbox:<id>`), every operation one atomic Lua script (the
+ * outbox-*.lua files beside this one).
  *
  * Keys (base = `${prefix}session:outbox:<sessionId>`):
  *   base             LIST   message ids waiting, in order (head = next to claim)
@@ -17,13 +18,7 @@
  */
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../common/redis-keys.js';
-import {
-  OUTBOX_ACK_LUA,
-  OUTBOX_CLAIM_LUA,
-  OUTBOX_ENQUEUE_LUA,
-  OUTBOX_NACK_LUA,
-  OUTBOX_RECLAIM_LUA,
-} from '../common/redis-scripts.js';
+import { luaCommand } from './lua.js';
 
 export interface OutboxMessage {
   messageId: string;
@@ -40,9 +35,40 @@ export type AckResult = 'acked' | 'duplicate' | 'not_found' | 'conflict';
 export type NackResult = 'requeued' | 'failed' | 'not_found' | 'conflict';
 
 /** KEYS of the ACK and NACK scripts, in their order. */
-function settleKeys(k: ReturnType<OutboxStore['keys']>): string[] {
+type SettleKeys = [
+  queue: string,
+  items: string,
+  attempts: string,
+  inflight: string,
+  acked: string,
+  failed: string,
+  settled: string,
+];
+function settleKeys(k: ReturnType<OutboxStore['keys']>): SettleKeys {
   return [k.queue, k.items, k.attempts, k.inflight, k.acked, k.failed, k.settled];
 }
+
+const enqueueScript = luaCommand<
+  [queue: string, items: string, acked: string, failed: string],
+  [messageId: string, itemJson: string],
+  0 | 1
+>(new URL('./outbox-enqueue.lua', import.meta.url));
+const claimScript = luaCommand<
+  [queue: string, items: string, attempts: string, inflight: string],
+  [leaseMs: number],
+  [itemJson: string, attempt: number, leaseUntil: number] | null
+>(new URL('./outbox-claim.lua', import.meta.url));
+const ackScript = luaCommand<SettleKeys, [messageId: string, waMessageId: string, retentionMs: number], AckResult>(
+  new URL('./outbox-ack.lua', import.meta.url),
+);
+const nackScript = luaCommand<
+  SettleKeys,
+  [messageId: string, reason: string, permanent: '1' | '0', maxAttempts: number, retentionMs: number],
+  NackResult
+>(new URL('./outbox-nack.lua', import.meta.url));
+const reclaimScript = luaCommand<[queue: string, inflight: string], [], number>(
+  new URL('./outbox-reclaim.lua', import.meta.url),
+);
 
 export interface OutboxStoreOptions {
   prefix?: string;
@@ -87,22 +113,13 @@ export class OutboxStore {
   async enqueue(sessionId: string, msg: OutboxMessage): Promise<boolean> {
     const k = this.keys(sessionId);
     const json = JSON.stringify({ messageId: msg.messageId, to: msg.to, text: msg.text, enqueuedAt: Date.now() });
-    const r = await this.redis.eval(OUTBOX_ENQUEUE_LUA, 4, k.queue, k.items, k.acked, k.failed, msg.messageId, json);
-    return r === 1;
+    return (await enqueueScript(this.redis, [k.queue, k.items, k.acked, k.failed], [msg.messageId, json])) === 1;
   }
 
   /** Claims the next message (expired leases first), or null when the outbox is empty. */
   async claim(sessionId: string, leaseMs: number = this.leaseMs): Promise<ClaimedMessage | null> {
     const k = this.keys(sessionId);
-    const r = (await this.redis.eval(
-      OUTBOX_CLAIM_LUA,
-      4,
-      k.queue,
-      k.items,
-      k.attempts,
-      k.inflight,
-      String(leaseMs),
-    )) as [string, number, number] | null;
+    const r = await claimScript(this.redis, [k.queue, k.items, k.attempts, k.inflight], [leaseMs]);
     if (!r) return null;
     const item = JSON.parse(r[0]) as OutboxMessage;
     return { messageId: item.messageId, to: item.to, text: item.text, attempt: Number(r[1]), leaseUntil: Number(r[2]) };
@@ -111,34 +128,24 @@ export class OutboxStore {
   /** Records the WhatsApp id. Same id again → 'duplicate'; a different id for an acked message → 'conflict'. */
   async ack(sessionId: string, messageId: string, waMessageId: string): Promise<AckResult> {
     const k = this.keys(sessionId);
-    return (await this.redis.eval(
-      OUTBOX_ACK_LUA,
-      7,
-      ...settleKeys(k),
-      messageId,
-      waMessageId,
-      String(this.retentionMs),
-    )) as AckResult;
+    return ackScript(this.redis, settleKeys(k), [messageId, waMessageId, this.retentionMs]);
   }
 
   async nack(sessionId: string, messageId: string, reason: string, permanent: boolean): Promise<NackResult> {
     const k = this.keys(sessionId);
-    return (await this.redis.eval(
-      OUTBOX_NACK_LUA,
-      7,
-      ...settleKeys(k),
+    return nackScript(this.redis, settleKeys(k), [
       messageId,
       reason,
       permanent ? '1' : '0',
-      String(this.maxAttempts),
-      String(this.retentionMs),
-    )) as NackResult;
+      this.maxAttempts,
+      this.retentionMs,
+    ]);
   }
 
   /** Puts expired leases back at the head of the queue; returns how many. (claim does this too.) */
   async reclaimExpired(sessionId: string): Promise<number> {
     const k = this.keys(sessionId);
-    return Number(await this.redis.eval(OUTBOX_RECLAIM_LUA, 2, k.queue, k.inflight));
+    return reclaimScript(this.redis, [k.queue, k.inflight], []);
   }
 
   async ackedId(sessionId: string, messageId: string): Promise<string | null> {

@@ -1,16 +1,55 @@
 import type { Redis } from 'ioredis';
 import { proxyIdOf } from '../common/proxy-id.js';
 import { parseProxyUrl } from '../common/proxy-url.js';
-import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import {
-  MIGRATE_PROXY_KEY_LUA,
-  RELEASE_PROXY_LUA,
-  REGISTER_PROXY_LUA,
-  REMOVE_PROXY_LUA,
-  RECOMPUTE_PROXY_COUNTERS_LUA,
-  RESERVE_PROXY_LUA,
-  SET_PROXY_STATUS_LUA,
-} from '../common/redis-scripts.js';
+import { redisKeys, type ProxyKeyFamily, type RedisKeys } from '../common/redis-keys.js';
+import { luaCommand } from './lua.js';
+
+// The pool's scripts (headers in the .lua files): every change to a counter is one of them.
+const reserveScript = luaCommand<
+  [slot: string, temp: string, all: string, available: string, urls: string, privateTo: string, sticky: string],
+  [
+    prefix: string,
+    request: { sessionId: string; tenant: string; limit: number; exclude: string[]; phone?: string; override?: string },
+  ],
+  [proxyUrl: string, source: string, countAfter: number]
+>(new URL('./proxy-reserve.lua', import.meta.url));
+const releaseScript = luaCommand<
+  [slot: string, temp: string, all: string, available: string, urls: string, privateTo: string],
+  [prefix: string, sessionId: string],
+  string
+>(new URL('./proxy-release.lua', import.meta.url));
+const registerScript = luaCommand<
+  [all: string, urls: string, privateTo: string, status: string, counter: string, available: string],
+  [proxyUrl: string, proxyId: string],
+  number
+>(new URL('./proxy-register.lua', import.meta.url));
+const setStatusScript = luaCommand<
+  [all: string, status: string, badAt: string, available: string, privateTo: string],
+  [proxyUrl: string, proxyId: string, status: ProxyStatus, nowMs: number],
+  number
+>(new URL('./proxy-set-status.lua', import.meta.url));
+const removeScript = luaCommand<
+  [
+    all: string,
+    available: string,
+    urls: string,
+    privateTo: string,
+    counter: string,
+    status: string,
+    badAt: string,
+    sessions: string,
+  ],
+  [proxyUrl: string, proxyId: string],
+  1 | 0 | -1
+>(new URL('./proxy-remove.lua', import.meta.url));
+const recountScript = luaCommand<[sessionsAll: string, proxiesAll: string], [prefix: string], Array<string | number>>(
+  new URL('./proxy-recount.lua', import.meta.url),
+);
+const migrateKeyScript = luaCommand<
+  [oldKey: string, newKey: string, all: string, urls: string],
+  [family: ProxyKeyFamily, proxyUrl: string, proxyId: string],
+  number
+>(new URL('./proxy-migrate-key.lua', import.meta.url));
 
 export type ProxyStatus = 'OK' | 'BAD';
 export type ReservationSource = 'held' | 'override' | 'sticky' | 'pool';
@@ -78,7 +117,21 @@ export class ProxyPool {
   /** Validates and registers proxies (idempotent). Returns the canonical URLs. Throws ProxyUrlError on bad input. */
   async register(...rawUrls: string[]): Promise<string[]> {
     const urls = rawUrls.map((raw) => parseProxyUrl(raw).url);
-    for (const url of urls) await this.redis.eval(REGISTER_PROXY_LUA, 0, this.prefix, url);
+    const k = this.keys;
+    for (const url of urls) {
+      await registerScript(
+        this.redis,
+        [
+          k.proxiesAll(),
+          k.proxyUrls(),
+          k.proxiesPrivate(),
+          k.proxyStatus(url),
+          k.proxyCounter(url),
+          k.proxiesAvailable(),
+        ],
+        [url, proxyIdOf(url)],
+      );
+    }
     return urls;
   }
 
@@ -100,8 +153,14 @@ export class ProxyPool {
           if (rest.includes('://')) legacy.push(rest);
         }
       } while (cursor !== '0');
-      for (const url of legacy)
-        moved += Number(await this.redis.eval(MIGRATE_PROXY_KEY_LUA, 0, this.prefix, family, url));
+      const k = this.keys;
+      for (const url of legacy) {
+        moved += await migrateKeyScript(
+          this.redis,
+          [k.legacyProxyKey(family, url), k.proxyKeyOf(family, url), k.proxiesAll(), k.proxyUrls()],
+          [family, url, proxyIdOf(url)],
+        );
+      }
     }
     for (const url of await this.redis.smembers(this.keys.proxiesAll()))
       await this.redis.hset(this.keys.proxyUrls(), proxyIdOf(url), url);
@@ -122,17 +181,31 @@ export class ProxyPool {
     tenant?: string;
   }): Promise<Reservation> {
     const override = req.override ? parseProxyUrl(req.override).url : '';
-    const [proxyUrl, source, load] = (await this.redis.eval(
-      RESERVE_PROXY_LUA,
-      0,
-      this.prefix,
-      req.sessionId,
-      req.phone ?? '',
-      override,
-      String(this.limit),
-      (req.exclude ?? []).join('\n'),
-      req.tenant ?? 'admin',
-    )) as [string, string, number];
+    const k = this.keys;
+    const [proxyUrl, source, load] = await reserveScript(
+      this.redis,
+      [
+        k.sessionSlot(req.sessionId),
+        k.sessionTemp(req.sessionId),
+        k.proxiesAll(),
+        k.proxiesAvailable(),
+        k.proxyUrls(),
+        k.proxiesPrivate(),
+        k.phoneProxy(req.phone ?? ''),
+      ],
+      [
+        this.prefix,
+        {
+          sessionId: req.sessionId,
+          tenant: req.tenant ?? 'admin',
+          limit: this.limit,
+          exclude: req.exclude ?? [],
+          // absent, not '': the script tests presence
+          ...(req.phone ? { phone: req.phone } : {}),
+          ...(override ? { override } : {}),
+        },
+      ],
+    );
     if (source.startsWith('override_')) {
       throw new ProxyOverrideRefusedError(
         source === 'override_full'
@@ -152,7 +225,19 @@ export class ProxyPool {
 
   /** Releases the session's slot, if it holds one. Returns the proxy released, or null. Never below zero. */
   async release(sessionId: string): Promise<string | null> {
-    const released = (await this.redis.eval(RELEASE_PROXY_LUA, 0, this.prefix, sessionId)) as string;
+    const k = this.keys;
+    const released = await releaseScript(
+      this.redis,
+      [
+        k.sessionSlot(sessionId),
+        k.sessionTemp(sessionId),
+        k.proxiesAll(),
+        k.proxiesAvailable(),
+        k.proxyUrls(),
+        k.proxiesPrivate(),
+      ],
+      [this.prefix, sessionId],
+    );
     return released || null;
   }
 
@@ -167,16 +252,40 @@ export class ProxyPool {
   }
 
   async markBad(proxyUrl: string, now = Date.now()): Promise<boolean> {
-    return (await this.redis.eval(SET_PROXY_STATUS_LUA, 0, this.prefix, proxyUrl, 'BAD', String(now))) === 1;
+    return this.setStatus(proxyUrl, 'BAD', now);
   }
 
   async markOk(proxyUrl: string): Promise<boolean> {
-    return (await this.redis.eval(SET_PROXY_STATUS_LUA, 0, this.prefix, proxyUrl, 'OK', '0')) === 1;
+    return this.setStatus(proxyUrl, 'OK', 0);
+  }
+
+  private async setStatus(proxyUrl: string, status: ProxyStatus, now: number): Promise<boolean> {
+    const k = this.keys;
+    const result = await setStatusScript(
+      this.redis,
+      [k.proxiesAll(), k.proxyStatus(proxyUrl), k.proxyBadAt(proxyUrl), k.proxiesAvailable(), k.proxiesPrivate()],
+      [proxyUrl, proxyIdOf(proxyUrl), status, now],
+    );
+    return result === 1;
   }
 
   /** Removes a proxy with no sessions on it. Throws ProxyInUseError otherwise; false when unknown. */
   async remove(proxyUrl: string): Promise<boolean> {
-    const result = (await this.redis.eval(REMOVE_PROXY_LUA, 0, this.prefix, proxyUrl)) as number;
+    const k = this.keys;
+    const result = await removeScript(
+      this.redis,
+      [
+        k.proxiesAll(),
+        k.proxiesAvailable(),
+        k.proxyUrls(),
+        k.proxiesPrivate(),
+        k.proxyCounter(proxyUrl),
+        k.proxyStatus(proxyUrl),
+        k.proxyBadAt(proxyUrl),
+        k.proxySessions(proxyUrl),
+      ],
+      [proxyUrl, proxyIdOf(proxyUrl)],
+    );
     if (result === -1) throw new ProxyInUseError('proxy still has sessions; move or delete them first');
     return result === 1;
   }
@@ -238,7 +347,7 @@ export class ProxyPool {
    * the restore). Returns proxyUrl → count.
    */
   async recomputeCounters(): Promise<Record<string, number>> {
-    const flat = (await this.redis.eval(RECOMPUTE_PROXY_COUNTERS_LUA, 0, this.prefix)) as Array<string | number>;
+    const flat = await recountScript(this.redis, [this.keys.sessionsAll(), this.keys.proxiesAll()], [this.prefix]);
     const out: Record<string, number> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = Number(flat[i + 1]);
     return out;

@@ -1,8 +1,12 @@
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import { DELETE_IF_VALUE_LUA } from '../common/redis-scripts.js';
 import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session.js';
+import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
+
+const releasePhoneScript = luaCommand<[phoneSession: string], [sessionId: string], 0 | 1>(
+  new URL('./session-phone-release.lua', import.meta.url),
+);
 
 /** The session hash (SPEC §9 `session:<id>`), as the API and dashboard read it. */
 export interface SessionRecord {
@@ -210,7 +214,7 @@ export class SessionStore {
 
   /** Releases the phone only if `sessionId` still owns it. */
   async releasePhone(phone: string, sessionId: string): Promise<void> {
-    await this.redis.eval(DELETE_IF_VALUE_LUA, 1, this.keys.phoneSession(phone), sessionId);
+    await releasePhoneScript(this.redis, [this.keys.phoneSession(phone)], [sessionId]);
   }
 
   /** True the first time an event id is seen (webhook de-duplication, kept for a day). */

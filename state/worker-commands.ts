@@ -6,31 +6,17 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import type { NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
+import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
 
-/** Takes the earliest command that is due (score ≤ now), atomically: two claims never get the same one. */
-const CLAIM_DUE_LUA = `
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
-if #due == 0 then return false end
-redis.call('ZREM', KEYS[1], due[1])
-return due[1]`;
-
-/**
- * Sliding-window admission of n lookups at once: all or none. ARGV: now, windowMs, limit, n, member prefix.
- * Returns {1, 0} when admitted, {0, retryAfterMs} when not.
- */
-const ADMIT_LOOKUPS_LUA = `
-local now, window, limit, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if n > limit then return {0, window} end
-local count = redis.call('ZCARD', KEYS[1])
-if count + n > limit then
-  local freeing = redis.call('ZRANGE', KEYS[1], count + n - limit - 1, count + n - limit - 1, 'WITHSCORES')
-  return {0, math.max(1, tonumber(freeing[2]) + window - now)}
-end
-for i = 1, n do redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i) end
-redis.call('PEXPIRE', KEYS[1], window)
-return {1, 0}`;
+const claimScript = luaCommand<[commands: string], [nowMs: number], string | null>(
+  new URL('./worker-command-claim.lua', import.meta.url),
+);
+const admitLookupsScript = luaCommand<
+  [rate: string],
+  [nowMs: number, windowMs: number, limit: number, n: number, memberPrefix: string],
+  [ok: number, retryAfterMs: number]
+>(new URL('./contact-check-admit.lua', import.meta.url));
 
 export interface CachedCheck {
   exists: boolean;
@@ -74,8 +60,7 @@ export class WorkerCommandStore {
   }
 
   async claim(sessionId: string, now = Date.now()): Promise<WorkerCommand | null> {
-    const raw = (await this.redis.eval(CLAIM_DUE_LUA, 1, this.keys.sessionCommands(sessionId), String(now))) as
-      string | null;
+    const raw = await claimScript(this.redis, [this.keys.sessionCommands(sessionId)], [now]);
     return raw ? (JSON.parse(raw) as WorkerCommand) : null;
   }
 
@@ -134,16 +119,11 @@ export class WorkerCommandStore {
     limit: number,
     windowMs = 60_000,
   ): Promise<{ ok: true } | { ok: false; retryAfterMs: number }> {
-    const [ok, retry] = (await this.redis.eval(
-      ADMIT_LOOKUPS_LUA,
-      1,
-      this.keys.contactCheckRate(sessionId),
-      String(Date.now()),
-      String(windowMs),
-      String(limit),
-      String(n),
-      randomBytes(6).toString('hex'),
-    )) as [number, number];
+    const [ok, retry] = await admitLookupsScript(
+      this.redis,
+      [this.keys.contactCheckRate(sessionId)],
+      [Date.now(), windowMs, limit, n, randomBytes(6).toString('hex')],
+    );
     return Number(ok) === 1 ? { ok: true } : { ok: false, retryAfterMs: Number(retry) };
   }
 
