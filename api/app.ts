@@ -69,6 +69,11 @@ export async function buildApi(
         secretFor: (sessionId) => sessionWebhookSecret(config.WEBHOOK_SECRET, sessionId),
         claimNonce: async (sessionId, nonce, ttlMs) =>
           (await redis.set(nonceKeys.workerNonce(sessionId, nonce), '1', 'PX', ttlMs, 'NX')) === 'OK',
+        generationOf: (sessionId) => ctx.sessions.workerGeneration(sessionId),
+        // Deployment-wide (every API process reports the same count): /metrics wa_stale_generation_refusals_total.
+        onStale: async (route) => {
+          await redis.hincrby(nonceKeys.eventCounters(), `stale_generation:${route}`, 1);
+        },
       },
       async (scope) => {
         await scope.register(
