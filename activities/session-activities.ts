@@ -331,17 +331,25 @@ export function createSessionActivities(deps: ActivityDeps) {
       return { conflictWith: null };
     },
 
-    /** `generation`: the workflow's worker generation, stamped by the worker on its events. */
+    /**
+     * `generation`: the workflow's worker generation, which the worker signs into every call. The runner fences the
+     * auth folder with it before the start; the Redis mirror follows once the worker runs, so from then on the API
+     * refuses every call of an older generation. Without one (reconcile brings back a vanished worker) the recorded
+     * generation is reused: the same worker, started again.
+     */
     async startWorker(input: ProxyRef & { sessionId: string; generation?: number }): Promise<WorkerInfo> {
       safeSessionDir(sessionsDir, input.sessionId);
       heartbeat('starting');
       const proxyUrl = await requireUrl(input);
+      const generation = input.generation ?? (await sessions.workerGeneration(input.sessionId)) ?? undefined;
       await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
-      return runner.start({
+      const info = await runner.start({
         sessionId: input.sessionId,
         proxyUrl,
-        env: await workerEnv(input.sessionId, proxyUrl, input.generation),
+        env: await workerEnv(input.sessionId, proxyUrl, generation),
       });
+      if (generation !== undefined) await sessions.setWorkerGeneration(input.sessionId, generation);
+      return info;
     },
 
     async stopWorker(input: { sessionId: string; remove: boolean }): Promise<void> {
@@ -362,11 +370,14 @@ export function createSessionActivities(deps: ActivityDeps) {
       try {
         await sessions.recordPing(input.sessionId, Date.now());
         await runner.stop(input.sessionId);
-        return await runner.start({
+        const info = await runner.start({
           sessionId: input.sessionId,
           proxyUrl,
           env: await workerEnv(input.sessionId, proxyUrl, input.generation),
         });
+        // After the old worker stopped (its last events and ACKs went through): from now on it is refused.
+        if (input.generation !== undefined) await sessions.setWorkerGeneration(input.sessionId, input.generation);
+        return info;
       } finally {
         clearInterval(beat);
       }

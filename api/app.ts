@@ -62,6 +62,9 @@ export async function buildApi(
       {
         secretFor: (sessionId) => sessionWebhookSecret(config.WEBHOOK_SECRET, sessionId),
         claimNonce: (sessionId, nonce, ttlMs) => stores.sessions.claimWorkerNonce(sessionId, nonce, ttlMs),
+        generationOf: (sessionId) => stores.sessions.workerGeneration(sessionId),
+        // Deployment-wide (every API process reports the same count): /metrics wa_stale_generation_refusals_total.
+        onStale: (route) => stores.events.count(`stale_generation:${route}`),
       },
       async (scope) => {
         await scope.register(

@@ -728,7 +728,8 @@ export const OPERATIONS: Operation[] = [
     method: 'post',
     path: '/api/webhook',
     operationId: 'workerEvent',
-    summary: 'Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-signature)',
+    summary:
+      'Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-generation, x-wa-signature)',
     tag: 'internal',
     access: 'signed',
     body: { schema: WebhookEnvelopeSchema, required: true },
@@ -739,7 +740,8 @@ export const OPERATIONS: Operation[] = [
       },
       202: { description: 'accepted', schema: z.object({ ok: z.literal(true) }) },
     },
-    errors: [404, 503],
+    // 409 STALE_GENERATION: the sender (x-wa-generation) was replaced by a newer worker.
+    errors: [404, 409, 503],
   },
   {
     method: 'get',

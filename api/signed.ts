@@ -5,6 +5,10 @@
  * signature must be request-bound (method, path, nonce — the outbox) or body-only (the webhook, de-duplicated by
  * eventId instead). Errors use the one error handler: 401 BAD_SIGNATURE for anything unverified, never "no such
  * session" (existence is checked by the route only after the signature proved the caller holds that key).
+ *
+ * Fencing: a worker names its generation (WORKER_GENERATION) in a signed header; a call from a generation older than
+ * the session's current worker (mirrored in Redis at every worker start) is refused with 409 STALE_GENERATION, and
+ * the worker stops itself: it has been replaced.
  */
 import type { FastifyInstance } from 'fastify';
 import { SessionIdSchema, verifySignedRequest, verifyWebhook } from '../common/events.js';
@@ -28,6 +32,10 @@ export interface SignedScopeOptions {
   /** Accepted clock skew (default 5 min). */
   toleranceMs?: number;
   bodyLimit?: number;
+  /** The session's current worker generation (null: none recorded yet, nothing is fenced). */
+  generationOf?: (sessionId: string) => Promise<number | null>;
+  /** Called for each refused call of an older generation (metrics). Never throws into the request. */
+  onStale?: (route: string, sessionId: string) => void | Promise<void>;
 }
 
 export function signedScope(opts: SignedScopeOptions, register: (scope: FastifyInstance) => Promise<void>) {
@@ -88,10 +96,32 @@ export function signedScope(opts: SignedScopeOptions, register: (scope: FastifyI
         if (!(await opts.claimNonce(sid.data, nonce, tolerance * 2)))
           throw new ApiError(401, 'BAD_SIGNATURE', 'request replayed (nonce already used)');
       }
+      // Checked only after the signature: the generation header is covered by it.
+      const generation = verdict.generation;
+      if (generation !== undefined && opts.generationOf) {
+        const current = await opts.generationOf(sid.data);
+        if (current !== null && generation < current) {
+          await Promise.resolve(opts.onStale?.(routeName(request.routeOptions.url), sid.data)).catch(() => undefined);
+          throw new ApiError(
+            409,
+            'STALE_GENERATION',
+            `worker generation ${generation} was replaced by generation ${current}: stop`,
+            'x-wa-generation',
+          );
+        }
+      }
       request.signedSession = sid.data;
     });
     await register(app);
   };
+}
+
+/** A short route label for metrics: webhook, outbox or commands. */
+function routeName(url: string | undefined): string {
+  if (!url) return 'unknown';
+  if (url.includes('/outbox/')) return 'outbox';
+  if (url.includes('/commands/')) return 'commands';
+  return url.endsWith('/webhook') ? 'webhook' : 'other';
 }
 
 /** An in-process nonce memory (tests and single-process tools; the API uses Redis). */

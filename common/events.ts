@@ -11,6 +11,12 @@ import { z } from 'zod';
 export const WEBHOOK_TIMESTAMP_HEADER = 'x-wa-timestamp';
 export const WEBHOOK_SIGNATURE_HEADER = 'x-wa-signature';
 export const WEBHOOK_NONCE_HEADER = 'x-wa-nonce';
+/**
+ * The sender's worker generation (WORKER_GENERATION), covered by the signature: the API refuses calls of a replaced
+ * (older) worker with 409 STALE_GENERATION. Absent only from workers started before generations were fenced.
+ */
+export const WORKER_GENERATION_HEADER = 'x-wa-generation';
+const GENERATION_RE = /^\d{1,15}$/;
 
 export const EVENT_TYPES = [
   'QR_CODE',
@@ -122,24 +128,41 @@ export const WebhookEnvelopeSchema = z.discriminatedUnion('type', [
 export type WebhookEnvelope = z.infer<typeof WebhookEnvelopeSchema>;
 export type WebhookEnvelopeOf<T extends EventType> = Extract<WebhookEnvelope, { type: T }>;
 
-/** Hex HMAC-SHA256 over `${timestamp}.${body}`, returned as `sha256=<hex>`. */
-export function signWebhook(secret: string, timestamp: number | string, body: string | Buffer): string {
+/**
+ * Hex HMAC-SHA256 over `${timestamp}.${body}` (or `gen${generation}.${timestamp}.${body}` when the sender names its
+ * generation), returned as `sha256=<hex>`.
+ */
+export function signWebhook(
+  secret: string,
+  timestamp: number | string,
+  body: string | Buffer,
+  generation?: number | string,
+): string {
   const mac = createHmac('sha256', secret);
-  mac.update(`${timestamp}.`);
+  mac.update(generation === undefined ? `${timestamp}.` : `gen${generation}.${timestamp}.`);
   mac.update(body);
   return `sha256=${mac.digest('hex')}`;
 }
 
-/** Headers for a signed request (webhook or outbox call). */
-export function signedHeaders(secret: string, body: string, now: number = Date.now()): Record<string, string> {
+/** Headers for a signed webhook; `generation`: the sender's WORKER_GENERATION (signed with the body). */
+export function signedHeaders(
+  secret: string,
+  body: string,
+  now: number = Date.now(),
+  generation?: number,
+): Record<string, string> {
   return {
     'content-type': 'application/json',
     [WEBHOOK_TIMESTAMP_HEADER]: String(now),
-    [WEBHOOK_SIGNATURE_HEADER]: signWebhook(secret, now, body),
+    ...(generation !== undefined ? { [WORKER_GENERATION_HEADER]: String(generation) } : {}),
+    [WEBHOOK_SIGNATURE_HEADER]: signWebhook(secret, now, body, generation),
   };
 }
 
-export type VerifyResult = { ok: true } | { ok: false; reason: 'missing' | 'stale' | 'bad-signature' };
+/** `generation`: the signed sender generation (absent: a worker from before generations were fenced). */
+export type VerifyResult =
+  | { ok: true; generation?: number }
+  | { ok: false; reason: 'missing' | 'stale' | 'bad-signature' };
 
 type HeaderBag = Record<string, string | string[] | undefined> | { get(name: string): string | null };
 
@@ -163,21 +186,24 @@ export function verifyWebhook(
 ): VerifyResult {
   const ts = header(headers, WEBHOOK_TIMESTAMP_HEADER);
   const sig = header(headers, WEBHOOK_SIGNATURE_HEADER);
+  const gen = header(headers, WORKER_GENERATION_HEADER);
   if (!ts || !sig || !/^\d{1,16}$/.test(ts)) return { ok: false, reason: 'missing' };
+  if (gen !== undefined && !GENERATION_RE.test(gen)) return { ok: false, reason: 'missing' };
   const tolerance = opts.toleranceMs ?? 5 * 60_000;
   const now = opts.now ?? Date.now();
   if (Math.abs(now - Number(ts)) > tolerance) return { ok: false, reason: 'stale' };
-  const expected = Buffer.from(signWebhook(secret, ts, body));
+  const expected = Buffer.from(signWebhook(secret, ts, body, gen));
   const given = Buffer.from(sig);
   if (expected.length !== given.length || !timingSafeEqual(expected, given))
     return { ok: false, reason: 'bad-signature' };
-  return { ok: true };
+  return gen === undefined ? { ok: true } : { ok: true, generation: Number(gen) };
 }
 
 /**
  * Request-bound signature of the worker's outbox calls: HMAC-SHA256 over
- * `v2.${timestamp}.${nonce}.${METHOD}.${path}.${body}`, so a captured request cannot be replayed (the nonce is
- * accepted once) nor pointed at another operation or session (method and path are covered).
+ * `v2.${timestamp}.${nonce}.${METHOD}.${path}.${body}` (`v3.${timestamp}.${nonce}.${generation}.…` when the sender
+ * names its generation), so a captured request cannot be replayed (the nonce is accepted once) nor pointed at
+ * another operation or session (method and path are covered), nor passed off as another generation's.
  */
 export function signRequest(
   secret: string,
@@ -186,9 +212,14 @@ export function signRequest(
   method: string,
   path: string,
   body: string | Buffer,
+  generation?: number | string,
 ): string {
   const mac = createHmac('sha256', secret);
-  mac.update(`v2.${timestamp}.${nonce}.${method.toUpperCase()}.${path}.`);
+  mac.update(
+    generation === undefined
+      ? `v2.${timestamp}.${nonce}.${method.toUpperCase()}.${path}.`
+      : `v3.${timestamp}.${nonce}.${generation}.${method.toUpperCase()}.${path}.`,
+  );
   mac.update(body);
   return `sha256=${mac.digest('hex')}`;
 }
@@ -201,12 +232,14 @@ export function signedRequestHeaders(
   body: string,
   now: number = Date.now(),
   nonce: string = randomBytes(16).toString('hex'),
+  generation?: number,
 ): Record<string, string> {
   return {
     'content-type': 'application/json',
     [WEBHOOK_TIMESTAMP_HEADER]: String(now),
     [WEBHOOK_NONCE_HEADER]: nonce,
-    [WEBHOOK_SIGNATURE_HEADER]: signRequest(secret, now, nonce, method, path, body),
+    ...(generation !== undefined ? { [WORKER_GENERATION_HEADER]: String(generation) } : {}),
+    [WEBHOOK_SIGNATURE_HEADER]: signRequest(secret, now, nonce, method, path, body, generation),
   };
 }
 
@@ -220,13 +253,15 @@ export function verifySignedRequest(
   const ts = header(headers, WEBHOOK_TIMESTAMP_HEADER);
   const sig = header(headers, WEBHOOK_SIGNATURE_HEADER);
   const nonce = header(headers, WEBHOOK_NONCE_HEADER);
+  const gen = header(headers, WORKER_GENERATION_HEADER);
   if (!ts || !sig || !nonce || !/^\d{1,16}$/.test(ts) || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce))
     return { ok: false, reason: 'missing' };
+  if (gen !== undefined && !GENERATION_RE.test(gen)) return { ok: false, reason: 'missing' };
   const tolerance = opts.toleranceMs ?? 5 * 60_000;
   if (Math.abs((opts.now ?? Date.now()) - Number(ts)) > tolerance) return { ok: false, reason: 'stale' };
-  const expected = Buffer.from(signRequest(secret, ts, nonce, req.method, req.path, req.body));
+  const expected = Buffer.from(signRequest(secret, ts, nonce, req.method, req.path, req.body, gen));
   const given = Buffer.from(sig);
   if (expected.length !== given.length || !timingSafeEqual(expected, given))
     return { ok: false, reason: 'bad-signature' };
-  return { ok: true, nonce };
+  return gen === undefined ? { ok: true, nonce } : { ok: true, nonce, generation: Number(gen) };
 }

@@ -44,6 +44,11 @@ export function redisKeys(prefix = '') {
     proxyKeyOf: (family: ProxyKeyFamily, proxyUrl: string) => `${p}${family}${proxyIdOf(proxyUrl)}`,
     legacyProxyKey: (family: ProxyKeyFamily, proxyUrl: string) => `${p}${family}${proxyUrl}`,
     sessionQr: (sessionId: string) => `${p}session:qr:${sessionId}`,
+    /**
+     * STRING: the generation of the session's current worker (mirror of the workflow's, set at each worker start):
+     * signed worker calls of an older generation are refused (fencing).
+     */
+    sessionWorkerGeneration: (sessionId: string) => `${p}session:generation:${sessionId}`,
     /** STRING JSON {code, phone, expiresAt, at}: the pairing code to type on the phone (TTL = its expiry). */
     sessionPairingCode: (sessionId: string) => `${p}session:pairing:${sessionId}`,
     sessionEvents: (sessionId: string) => `${p}session:events:${sessionId}`,

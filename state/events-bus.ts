@@ -94,6 +94,11 @@ export class EventBus {
     return event;
   }
 
+  /** Bumps one deployment-wide counter of the events hash (read by /metrics) without publishing an event. */
+  async count(field: string): Promise<void> {
+    await this.redis.hincrby(this.keys.eventCounters(), field, 1);
+  }
+
   /** Best effort: a live event must never fail the lifecycle step that produced it. */
   async publishSafe(input: LiveEventInput): Promise<void> {
     try {

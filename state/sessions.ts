@@ -86,9 +86,22 @@ export class SessionStore {
           watchdogRestarts: 0,
           failovers: 0,
         })
+        // A new session (or one re-provisioned after a delete) starts its generations over.
+        .del(this.keys.sessionWorkerGeneration(sessionId))
         .sadd(this.keys.sessionsAll(), sessionId)
         .sadd(this.keys.tenantSessions(tenant), sessionId),
     );
+  }
+
+  /** Records the generation of the worker just started (the workflow's number; starts of a session are sequential). */
+  async setWorkerGeneration(sessionId: string, generation: number): Promise<void> {
+    await this.redis.set(this.keys.sessionWorkerGeneration(sessionId), String(generation));
+  }
+
+  /** The current worker's generation, null before any fenced start (one GET: read by every signed worker call). */
+  async workerGeneration(sessionId: string): Promise<number | null> {
+    const raw = await this.redis.get(this.keys.sessionWorkerGeneration(sessionId));
+    return raw === null ? null : Number(raw);
   }
 
   /** Writes fields of the session hash; `null` deletes a field. Keeps sessions:active in step with the status. */
@@ -143,6 +156,7 @@ export class SessionStore {
         this.keys.sessionQr(sessionId),
         this.keys.sessionPairingCode(sessionId),
         this.keys.sessionTemp(sessionId),
+        this.keys.sessionWorkerGeneration(sessionId),
       );
     if (tenant) tx.srem(this.keys.tenantSessions(tenant), sessionId);
     await execAll(tx);

@@ -30,8 +30,15 @@ export function authFileName(file: string): string {
   return file.replace(/\//g, '__').replace(/:/g, '-');
 }
 
-/** Durable atomic write: temp file (0600) + fsync + rename + fsync(dir). */
-export async function writeFileAtomic(filePath: string, data: string | Buffer): Promise<void> {
+/**
+ * Durable atomic write: temp file (0600) + fsync + rename + fsync(dir). `beforeCommit` runs just before the rename;
+ * when it throws, the target is left untouched (the generation fence).
+ */
+export async function writeFileAtomic(
+  filePath: string,
+  data: string | Buffer,
+  beforeCommit?: () => Promise<void>,
+): Promise<void> {
   const dir = path.dirname(filePath);
   const tmp = path.join(
     dir,
@@ -48,6 +55,7 @@ export async function writeFileAtomic(filePath: string, data: string | Buffer): 
   }
   await fh.close();
   try {
+    await beforeCommit?.();
     await fs.rename(tmp, filePath);
   } catch (err) {
     await fs.rm(tmp, { force: true });
@@ -103,7 +111,15 @@ export interface AuthStoreLogger {
   error(obj: object, msg?: string): void;
 }
 
-export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLogger): Promise<CrashSafeAuthState> {
+/**
+ * `opts.beforeCommit` runs before every write or removal of an auth file lands (the worker's generation fence: a
+ * replaced worker must never overwrite the newer worker's keys); when it throws, nothing is changed.
+ */
+export async function useCrashSafeAuthState(
+  folder: string,
+  logger?: AuthStoreLogger,
+  opts: { beforeCommit?: () => Promise<void> } = {},
+): Promise<CrashSafeAuthState> {
   await prepareSessionDir(folder);
   const chains = new Map<string, Promise<void>>();
   const pending = new Set<Promise<void>>();
@@ -124,11 +140,12 @@ export async function useCrashSafeAuthState(folder: string, logger?: AuthStoreLo
   const writeData = (data: unknown, file: string) => {
     const filePath = path.join(folder, authFileName(file));
     const json = JSON.stringify(data, BufferJSON.replacer);
-    return enqueue(filePath, () => writeFileAtomic(filePath, json));
+    return enqueue(filePath, () => writeFileAtomic(filePath, json, opts.beforeCommit));
   };
   const removeData = (file: string) => {
     const filePath = path.join(folder, authFileName(file));
     return enqueue(filePath, async () => {
+      await opts.beforeCommit?.();
       await fs.rm(filePath, { force: true });
     });
   };

@@ -11,13 +11,13 @@ import {
 import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
 import type { Logger } from './logger.js';
-import { SignedClient } from './signed-post.js';
+import { SignedClient, type Fencing } from './signed-post.js';
 
 export class CommandClient {
   private readonly http: SignedClient;
 
-  constructor(baseUrl: string, secret: string, timeoutMs: number) {
-    this.http = new SignedClient(baseUrl, secret, timeoutMs, 'commands');
+  constructor(baseUrl: string, secret: string, timeoutMs: number, fencing: Fencing = {}) {
+    this.http = new SignedClient(baseUrl, secret, timeoutMs, 'commands', fencing);
   }
 
   async claim(): Promise<WorkerCommand | null> {

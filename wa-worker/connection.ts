@@ -101,6 +101,8 @@ export interface ConnectionHooks {
   outboxIdFor?: (waMessageId: string) => string | undefined;
   /** Text of a message this session sent recently (for retry receipts). */
   sentText?: (waMessageId: string) => string | undefined;
+  /** Asked before every (re)connect: false = do not connect (a replaced worker must not take the device back). */
+  beforeConnect?: () => Promise<boolean>;
 }
 
 export class Connection {
@@ -189,6 +191,18 @@ export class Connection {
   }
 
   private connect(): void {
+    if (this.stopped) return;
+    const gate = this.hooks.beforeConnect;
+    if (!gate) return this.connectNow();
+    void gate().then(
+      (ok) => {
+        if (ok && !this.stopped) this.connectNow();
+      },
+      (err: unknown) => this.logger.error({ err: errorText(err) }, 'connect gate failed; not connecting'),
+    );
+  }
+
+  private connectNow(): void {
     if (this.stopped) return;
     const gen = ++this.generation;
     this.state = 'connecting';

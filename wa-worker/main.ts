@@ -17,6 +17,8 @@ import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
 import { CommandClient, CommandWorker } from './commands.js';
 import { commandsUrlOf } from '../common/worker-commands.js';
 import { WebhookReporter } from './webhooks.js';
+import { WorkerFence } from './fence.js';
+import { FENCED_EXIT_CODE } from '../common/worker-fence.js';
 
 async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   const baileysLogger = logger.child({ component: 'baileys' }, { level: cfg.baileysLogLevel });
@@ -38,6 +40,13 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     trustCertificateRoot(Buffer.from(cfg.waCertRootPublicKey, 'hex'));
     logger.warn({ root: cfg.waCertRootPublicKey }, 'trusting a non-WhatsApp certificate root (simulator only)');
   }
+  // Fencing: a worker replaced by a newer generation writes nothing more and exits (runners leave it down).
+  const fence = new WorkerFence(cfg.authDir, cfg.generation, (err) => {
+    logger.fatal({ generation: cfg.generation, newer: err.newer, source: err.source }, err.message);
+    process.exit(FENCED_EXIT_CODE);
+  });
+  await fence.check().catch(() => undefined); // a fenced start exits here, before it touches the folder
+
   // The schema check runs before anything else touches the folder (the reporter's spool lives beside it).
   let invalid: AuthStateInvalidError | undefined;
   try {
@@ -50,6 +59,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   const reporter = new WebhookReporter({
     sessionId: cfg.sessionId,
     generation: cfg.generation,
+    onStale: () => fence.refusedByApi(),
     url: cfg.webhookUrl,
     secret: cfg.webhookSecret,
     dir: cfg.authDir,
@@ -61,7 +71,8 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   });
   await reporter.open();
   if (invalid) return idleWithInvalidAuth(cfg, logger, reporter, invalid);
-  const auth = await useCrashSafeAuthState(cfg.authDir, logger);
+  const auth = await useCrashSafeAuthState(cfg.authDir, logger, { beforeCommit: () => fence.check() });
+  const fencing = { generation: cfg.generation, onStale: () => fence.refusedByApi() };
 
   const keepAlive = new KeepAlive(
     { presenceIntervalMs: cfg.presenceIntervalMs, hiddenMessageIntervalMs: cfg.hiddenMessageIntervalMs },
@@ -78,7 +89,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     await ledger.open();
     outbox = new OutboxWorker(
       cfg.sessionId,
-      new OutboxClient(cfg.outboxUrl, cfg.webhookSecret, cfg.webhookTimeoutMs),
+      new OutboxClient(cfg.outboxUrl, cfg.webhookSecret, cfg.webhookTimeoutMs, fencing),
       ledger,
       reporter,
       logger.child({ component: 'outbox' }),
@@ -90,7 +101,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   // Number checks and read receipts, next to the outbox.
   const commands = cfg.outboxUrl
     ? new CommandWorker(
-        new CommandClient(commandsUrlOf(cfg.outboxUrl), cfg.webhookSecret, cfg.webhookTimeoutMs),
+        new CommandClient(commandsUrlOf(cfg.outboxUrl), cfg.webhookSecret, cfg.webhookTimeoutMs, fencing),
         logger.child({ component: 'commands' }),
         { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
       )
@@ -109,6 +120,11 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     },
     outboxIdFor: (id) => outbox?.outboxIdFor(id),
     sentText: (id) => sentStore.get(id),
+    // A replaced worker never takes the device back from the newer one (WhatsApp would drop one of them: 440).
+    beforeConnect: () => fence.check().then(
+      () => true,
+      () => false,
+    ),
   });
 
   const healthPath = path.join(cfg.authDir, HEALTH_FILE);

@@ -13,7 +13,7 @@ import { backoffDelay } from './config.js';
 import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
 import { JsonlLog } from './jsonl-log.js';
-import { SignedClient, SignedHttpError } from './signed-post.js';
+import { SignedClient, SignedHttpError, type Fencing } from './signed-post.js';
 import type { Logger } from './logger.js';
 import type { SentMessageStore } from './sent-store.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -77,8 +77,8 @@ export function toJid(to: string): string {
 export class OutboxClient {
   private readonly http: SignedClient;
 
-  constructor(baseUrl: string, secret: string, timeoutMs: number) {
-    this.http = new SignedClient(baseUrl, secret, timeoutMs, 'outbox');
+  constructor(baseUrl: string, secret: string, timeoutMs: number, fencing: Fencing = {}) {
+    this.http = new SignedClient(baseUrl, secret, timeoutMs, 'outbox', fencing);
   }
 
   async claim(): Promise<OutboxItem | null> {

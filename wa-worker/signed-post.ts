@@ -14,6 +14,13 @@ export class SignedHttpError extends Error {
   }
 }
 
+/** The worker's generation, signed into every call, and what to do when the API says it was replaced. */
+export interface Fencing {
+  generation?: number;
+  /** Called on 409 STALE_GENERATION: a newer worker replaced this one. */
+  onStale?: () => void;
+}
+
 export class SignedClient {
   constructor(
     private readonly baseUrl: string,
@@ -21,6 +28,7 @@ export class SignedClient {
     private readonly timeoutMs: number,
     /** what is called, for error messages */
     private readonly what: string,
+    private readonly fencing: Fencing = {},
   ) {}
 
   async post(op: string, payload: object): Promise<Response> {
@@ -28,14 +36,33 @@ export class SignedClient {
     const url = `${this.baseUrl}/${op}`;
     const res = await fetch(url, {
       method: 'POST',
-      headers: signedRequestHeaders(this.secret, 'POST', new URL(url).pathname, body),
+      headers: signedRequestHeaders(
+        this.secret,
+        'POST',
+        new URL(url).pathname,
+        body,
+        undefined,
+        undefined,
+        this.fencing.generation,
+      ),
       body,
       signal: AbortSignal.timeout(this.timeoutMs),
     });
     if (res.status >= 300 && res.status !== 204) {
       const text = await res.text().catch(() => '');
+      if (isStaleGeneration(res.status, text)) this.fencing.onStale?.();
       throw new SignedHttpError(res.status, `${this.what} ${op} answered ${res.status}: ${text.slice(0, 200)}`);
     }
     return res;
+  }
+}
+
+/** The API's answer to a call of a replaced worker: 409 `{error: {code: 'STALE_GENERATION'}}`. */
+export function isStaleGeneration(status: number, text: string): boolean {
+  if (status !== 409) return false;
+  try {
+    return (JSON.parse(text) as { error?: { code?: unknown } }).error?.code === 'STALE_GENERATION';
+  } catch {
+    return false;
   }
 }

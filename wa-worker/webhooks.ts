@@ -25,14 +25,20 @@ import {
 import { backoffDelay } from './config.js';
 import { FILE_MODE, writeFileAtomic } from './auth-store.js';
 import type { Logger } from './logger.js';
+import { isStaleGeneration } from './signed-post.js';
 
 export const SPOOL_FILE = '.events-spool.jsonl';
 export const SPOOL_OFFSET_FILE = '.events-spool.offset';
 
 export interface WebhookReporterOptions {
   sessionId: string;
-  /** WORKER_GENERATION, stamped on every event (the orchestrator ignores events of replaced workers by it). */
+  /**
+   * WORKER_GENERATION, stamped on every event it produces (the workflow ignores events of replaced workers by it)
+   * and signed into every delivery as the sender's (the API refuses deliveries of a replaced worker: 409).
+   */
   generation?: number;
+  /** Called on 409 STALE_GENERATION: a newer worker replaced this one (the event stays spooled). */
+  onStale?: () => void;
   url: string;
   secret: string;
   dir: string;
@@ -191,11 +197,17 @@ export class WebhookReporter {
     try {
       const res = await this.fetchImpl(this.opts.url, {
         method: 'POST',
-        headers: signedHeaders(this.opts.secret, body),
+        headers: signedHeaders(this.opts.secret, body, undefined, this.opts.generation),
         body,
         signal: AbortSignal.timeout(this.opts.timeoutMs),
       });
+      const text = res.status === 409 ? await res.text().catch(() => '') : '';
       await res.body?.cancel().catch(() => undefined);
+      if (isStaleGeneration(res.status, text)) {
+        logger.error({ type: entry.env.type, status: res.status }, 'webhook refused: this worker was replaced');
+        this.opts.onStale?.();
+        return 'retry';
+      }
       if (res.ok) {
         logger.debug({ type: entry.env.type, eventId: entry.env.eventId, status: res.status }, 'event delivered');
         return 'delivered';

@@ -5,6 +5,7 @@ import { proxyFingerprint } from '../../common/proxy-id.js';
 import { proxyEndpoint } from '../../common/proxy-url.js';
 import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
 import { safeSessionDir } from '../../common/auth-owner.js';
+import { writeWorkerFence } from '../../common/worker-fence.js';
 
 const LABEL_SESSION = 'wa.session';
 const LABEL_MANAGED = 'wa.managed-by';
@@ -76,6 +77,9 @@ export class DockerRunner implements WorkerRunner {
     const hostAuthDir = safeSessionDir(this.opts.sessionsDir, spec.sessionId);
     mkdirSync(hostAuthDir, { recursive: true, mode: 0o700 });
     chownSync(hostAuthDir, this.opts.workerUid, this.opts.workerGid);
+    // The fence first: from here on a worker of an older generation can no longer write this folder's keys.
+    if (generation !== '')
+      writeWorkerFence(hostAuthDir, Number(generation), { uid: this.opts.workerUid, gid: this.opts.workerGid });
     const containerAuthDir = `/app/sessions/${spec.sessionId}`;
     const env = { ...spec.env, SESSIONS_DIR: '/app/sessions', AUTH_DIR: containerAuthDir };
     try {

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { proxyFingerprint } from '../../common/proxy-id.js';
 import { proxyEndpoint } from '../../common/proxy-url.js';
 import type { WorkerInfo, WorkerRunner, WorkerSpec } from './types.js';
+import { FENCED_EXIT_CODE, writeWorkerFence } from '../../common/worker-fence.js';
 
 interface PidRecord {
   sessionId: string;
@@ -91,8 +92,17 @@ export class ProcessRunner implements WorkerRunner {
     const existing = this.readRecord(spec.sessionId);
     const hash = proxyFingerprint(spec.proxyUrl);
     if (existing && this.isAlive(existing)) {
-      if (existing.proxyHash === hash) return this.info(existing);
+      // Same proxy and same generation: the very worker asked for. A new generation is a new worker (fencing).
+      if (existing.proxyHash === hash && existing.env.WORKER_GENERATION === spec.env.WORKER_GENERATION)
+        return this.info(existing);
       await this.stop(spec.sessionId);
+    }
+    const generation = spec.env.WORKER_GENERATION;
+    if (generation !== undefined && spec.env.SESSIONS_DIR) {
+      // The fence first: from here on a worker of an older generation can no longer write this folder's keys.
+      const dir = spec.env.AUTH_DIR ?? path.join(spec.env.SESSIONS_DIR, spec.sessionId);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeWorkerFence(dir, Number(generation));
     }
     return this.spawnWorker({
       sessionId: spec.sessionId,
@@ -149,7 +159,8 @@ export class ProcessRunner implements WorkerRunner {
   /**
    * `unless-stopped`, like Docker: every `intervalMs`, a worker that died on its own (crash, kill -9) is started
    * again with exponential backoff — also workers started by an orchestrator that has since been replaced (found
-   * through their pid files). Workers stopped on purpose, and clean or bad-config exits (0, 2), are left alone.
+   * through their pid files). Workers stopped on purpose, and clean, bad-config or fenced exits (0, 2, 3: replaced by
+   * a newer generation) are left alone.
    */
   startSupervisor(intervalMs = 2000): void {
     if (this.supervisor) return;
@@ -164,7 +175,7 @@ export class ProcessRunner implements WorkerRunner {
       const record = this.readRecord(file.slice(0, -5));
       if (!record || record.stopped || this.stopping.has(record.sessionId) || this.isAlive(record)) continue;
       const code = this.exitCodes.get(`${record.sessionId}:${record.pid}`);
-      if (code === 0 || code === 2) continue;
+      if (code === 0 || code === 2 || code === FENCED_EXIT_CODE) continue;
       const history = this.restarts.get(record.sessionId) ?? { count: 0, lastAt: 0 };
       if (now - history.lastAt < Math.min(500 * 2 ** history.count, 30_000)) continue;
       // A worker that had run for a minute was healthy: its next crash starts the backoff from scratch.

@@ -63,6 +63,11 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
     ['kind'],
   );
   const events = counter('wa_live_events_total', 'Live events published, by type', ['type']);
+  const staleGenerations = counter(
+    'wa_stale_generation_refusals_total',
+    'Signed worker calls refused because a newer worker generation replaced the caller (409 STALE_GENERATION), by route',
+    ['route'],
+  );
   const outbox = new Gauge({
     name: 'wa_outbox_messages',
     help: 'Outbox messages by state (queued = queue depth)',
@@ -174,6 +179,7 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
             errors,
             messages,
             events,
+            staleGenerations,
           ])
             m.reset();
           set(qrCodes, v('qr'));
@@ -190,6 +196,8 @@ export function metricsRoutes(ctx: ApiContext, bus: EventBus) {
           for (const [k, n] of Object.entries(c)) {
             if (k.startsWith('disconnected_reason:'))
               set(disconnects, n, { reason: k.slice('disconnected_reason:'.length) });
+            else if (k.startsWith('stale_generation:'))
+              set(staleGenerations, n, { route: k.slice('stale_generation:'.length) });
             else if (!k.includes(':')) set(events, n, { type: k });
           }
         }, fail('counters'))
