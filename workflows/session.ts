@@ -275,9 +275,18 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
   ) => quick.updateSession({ sessionId: state.sessionId, fields, increment });
 
-  /** One transition: the Redis mirror first, then the workflow state (a failed save leaves both unchanged). */
-  const setStatus = async (status: SessionStatus, lastError: string | null = state.lastError) => {
-    await save({ status, lastError });
+  /**
+   * Every status change of the session goes through here: the Redis mirror first (one activity, with the counter
+   * the change moves), then the workflow state, so a failed save leaves both unchanged and they never disagree.
+   * The exceptions are the changes an activity mirrors itself: CONNECTED (sessionConnected) and the terminal ones
+   * (finishSession).
+   */
+  const transition = async (
+    status: SessionStatus,
+    lastError: string | null = state.lastError,
+    increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
+  ) => {
+    await save({ status, lastError }, increment);
     state.status = status;
     state.lastError = lastError;
   };
@@ -315,7 +324,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   const park = async (status: SessionStatus, reason: string, alert: 'session_failed' | null) => {
     await workers.stopWorker({ sessionId: state.sessionId, remove: false });
     await quick.releaseProxy(state.sessionId);
-    await setStatus(status, reason);
+    await transition(status, reason);
     if (alert)
       await bestEffortAlert({
         kind: alert,
@@ -366,7 +375,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           osVersion: profile.osVersion,
         };
       }
-      await save({ status: 'pending' });
+      await transition('pending');
     } catch (err) {
       provisionFailure = { message: failureOf(err).message, type: failureOf(err).type ?? 'ProvisionFailed' };
       // The refusal is answered once nothing of this run is visible any more (no record left for its tenant).
@@ -405,7 +414,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   // ---------------------------------------------------------------------------------------- handlers
   const failover = async (reason: string, markOldBad = true): Promise<void> => {
     const oldProxy = proxyRef();
-    await setStatus('failing_over', reason);
+    await transition('failing_over', reason);
     const result: FailoverResult = await executeChild(failoverWorkflow, {
       // uuid4() is replay-safe in workflows; a run id's prefix is time-based and can repeat across runs.
       workflowId: `${workflowInfo().workflowId}:failover:${state.failovers + 1}:${uuid4().slice(0, 8)}`,
@@ -433,15 +442,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       state.proxyEndpoint = result.proxyEndpoint;
       state.workerGeneration++;
       state.workerStartedAt = Date.now();
-      await save({ status: 'reconnecting', lastError: reason }, 'failovers');
-      state.status = 'reconnecting';
+      await transition('reconnecting', reason, 'failovers');
     } else {
       state.proxyId = null;
       state.proxyUrl = null;
       state.proxyEndpoint = null;
-      await save({ status: 'failed', lastError: result.reason }, 'failovers');
-      state.status = 'failed';
-      state.lastError = result.reason;
+      await transition('failed', result.reason, 'failovers');
       await bestEffortAlert({
         kind: 'session_failed',
         text: `session ${state.sessionId}: failover impossible (${result.reason})`,
@@ -460,7 +466,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     if (state.proxyErrorsWhileAlive >= timings.maxProxyErrorsWhileAlive) {
       return failover(`proxy ${state.proxyEndpoint} keeps failing (${state.proxyErrorsWhileAlive} errors in a row)`);
     }
-    if (state.status === 'connected') await setStatus('reconnecting', 'proxy error; worker retrying');
+    if (state.status === 'connected') await transition('reconnecting', 'proxy error; worker retrying');
   };
 
   const logout = async (reason: string) => {
@@ -488,7 +494,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         if (event.type === 'PAIRING_CODE' && fromOldWorker(event)) return;
         if (state.status === 'pending' || state.status === 'qr_ready' || state.status === 'reconnecting') {
           state.qrCount++;
-          if (state.status !== 'qr_ready') await setStatus('qr_ready', null);
+          if (state.status !== 'qr_ready') await transition('qr_ready', null);
         }
         return;
       case 'CONNECTED': {
@@ -585,7 +591,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         if (code === 403)
           return park('failed', 'account locked by WhatsApp (403): open WhatsApp on the phone', 'session_failed');
         if (HOLDS_SLOT.includes(state.status) && state.status !== 'failing_over') {
-          await setStatus('reconnecting', `connection lost (${code ?? 'no code'}): ${String(event.data.reason ?? '')}`);
+          await transition(
+            'reconnecting',
+            `connection lost (${code ?? 'no code'}): ${String(event.data.reason ?? '')}`,
+          );
         }
         return;
       }
@@ -622,8 +631,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       );
       return;
     }
-    await save({ status: 'unhealthy', lastError: 'no ping: restarting the worker' }, 'watchdogRestarts');
-    state.status = 'unhealthy';
+    await transition('unhealthy', 'no ping: restarting the worker', 'watchdogRestarts');
     await bestEffortAlert({
       kind: 'session_unhealthy',
       text: `session ${state.sessionId}: no ping for ${timings.pingTimeoutMs} ms, restarting its worker`,
@@ -638,15 +646,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         state.restarts++;
         if (holdsProxy() && HOLDS_SLOT.includes(state.status)) {
           await restartWorker();
-          await save({ status: 'reconnecting' }, 'restarts');
-          state.status = 'reconnecting';
+          await transition('reconnecting', state.lastError, 'restarts');
         } else {
           // failed / stopped: take a slot again (the sticky proxy first) and start over.
           await reserve();
           await startWorker();
-          await save({ status: 'pending', lastError: null }, 'restarts');
-          state.status = 'pending';
-          state.lastError = null;
+          await transition('pending', null, 'restarts');
           state.consecutiveWatchdogRestarts = 0;
         }
         return { status: state.status };
@@ -671,7 +676,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         state.phone = command.phone;
         state.pairingPhone = command.phone;
         await restartWorker();
-        await setStatus('pending', null);
+        await transition('pending', null);
         return { status: state.status };
       }
       case 'delete':
