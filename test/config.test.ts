@@ -35,6 +35,18 @@ describe('configuration schema', () => {
     ]);
   });
 
+  it('REDIS_KEY_PREFIX may start with a Redis Cluster hash tag, and has braces nowhere else', () => {
+    assert.equal(loadConfig({ ...base, REDIS_KEY_PREFIX: '{wa}:' }).REDIS_KEY_PREFIX, '{wa}:');
+    assert.equal(loadConfig({ ...base, REDIS_KEY_PREFIX: '{wa-2}:prod:' }).REDIS_KEY_PREFIX, '{wa-2}:prod:');
+    for (const bad of ['wa:{x}:', '{}:', '{wa:', '{a}{b}:', 'wa prefix']) {
+      assert.throws(
+        () => loadConfig({ ...base, REDIS_KEY_PREFIX: bad }),
+        (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.variable === 'REDIS_KEY_PREFIX'),
+        bad,
+      );
+    }
+  });
+
   it('names every bad variable and why in one error, without leaking secrets', () => {
     try {
       loadConfig({
