@@ -158,6 +158,21 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
      * the shared staging folder `<BACKUPS_DIR>/.staging-<key>/<hostId>/` (idempotent: a retry starts over).
      */
     async snapshotHost(input: { key: string; hostId: string; only?: string[] }): Promise<{ sessions: number }> {
+      if (store.staging) {
+        // s3: the hosts share no folder; this host's copy travels as a zip through the bucket.
+        heartbeat('snapshot');
+        const snap = await snapshotSessions(sessionsDir, input.only);
+        await fs.mkdir(backupsDir, { recursive: true, mode: 0o700 });
+        const file = `${staging(input.key)}-${input.hostId.replace(/[^A-Za-z0-9_-]/g, '_')}.zip`;
+        await fs.rm(`${file}.partial`, { force: true });
+        await writeArchive(file, buildManifest('staging', `host ${input.hostId}`, Date.now(), snap), snap.entries);
+        try {
+          await beating('upload', () => store.staging!.put(input.key, input.hostId, file)).catch(storeFailure);
+        } finally {
+          await fs.rm(file, { force: true });
+        }
+        return { sessions: snap.sessions.length };
+      }
       const dir = path.join(staging(input.key), input.hostId);
       await fs.rm(dir, { recursive: true, force: true });
       heartbeat('snapshot');
@@ -198,6 +213,23 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         snap = { sessions: [], entries: [], skipped: [] };
         for (const hostId of input.staging.hosts) {
           const dir = path.join(staging(input.staging.key), hostId);
+          if (store.staging) {
+            // s3: download this host's copy, verify it and extract it where the shared folder would have it.
+            await fs.rm(dir, { recursive: true, force: true });
+            const opened = await store.staging
+              .open(input.staging.key, hostId, staging(input.staging.key))
+              .catch(storeFailure);
+            try {
+              const m = await verifyArchive(opened.file, limits, dir, () => heartbeat('assemble'));
+              for (const s of m.sessions) await fs.mkdir(path.join(dir, s.sessionId), { recursive: true, mode: 0o700 });
+              await fs.writeFile(path.join(dir, '.skipped.json'), JSON.stringify(m.skipped), { mode: 0o600 });
+            } catch (err) {
+              // A host's copy that does not verify fails this attempt (the snapshot is retried with the workflow).
+              throw err instanceof BackupInvalidError ? new Error(`host ${hostId}'s copy: ${err.message}`) : err;
+            } finally {
+              await opened.release();
+            }
+          }
           const part = await snapshotSessions(dir, input.only);
           for (const s of part.sessions) {
             if (snap.sessions.some((x) => x.sessionId === s.sessionId)) {
@@ -226,7 +258,10 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         return storeFailure(err);
       });
       const uploadMs = Date.now() - u0;
-      if (input.staging) await fs.rm(staging(input.staging.key), { recursive: true, force: true });
+      if (input.staging) {
+        await fs.rm(staging(input.staging.key), { recursive: true, force: true });
+        await store.staging?.remove(input.staging.key).catch(storeFailure);
+      }
       const result: BackupResult = {
         id,
         file: stored.where,
@@ -254,6 +289,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         await store.remove(b.id).catch(storeFailure);
         removed.push(b.id);
       }
+      await store.staging?.prune(3600_000).catch(storeFailure);
       for (const n of await fs.readdir(backupsDir).catch(() => [] as string[]))
         if (n.endsWith('.zip.partial') || n.startsWith('.staging-')) {
           const st = await fs.stat(path.join(backupsDir, n)).catch(() => null);

@@ -61,6 +61,17 @@ export interface BackupStore {
   remove(id: string): Promise<void>;
   /** Checks the store answers (and creates the bucket if missing). */
   check(): Promise<void>;
+  /**
+   * Per-host copies of a backup in progress (s3 only: hosts then share no folder). `key` names the backup run,
+   * `host` the host whose sessions the archive holds.
+   */
+  staging?: {
+    put(key: string, host: string, localFile: string): Promise<void>;
+    open(key: string, host: string, tmpDir: string): Promise<OpenedArchive>;
+    remove(key: string): Promise<void>;
+    /** Removes the copies of runs older than `ageMs` (a backup that failed before assembling them). */
+    prune(ageMs: number): Promise<number>;
+  };
 }
 
 export class BackupNotFoundError extends Error {
@@ -234,15 +245,9 @@ class S3Store implements BackupStore {
     await this.check();
     await fs.mkdir(tmpDir, { recursive: true, mode: 0o700 });
     const file = path.join(tmpDir, `${id}.download-${process.pid}-${Date.now()}.zip`);
-    try {
-      if (!(await this.exists(id)) || !(await this.hasManifest(id)))
-        throw new BackupNotFoundError(`backup ${id} not found`);
-      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(id, 'zip') }));
-      await pipeline(r.Body as Readable, createWriteStream(file, { mode: 0o600 }));
-    } catch (err) {
-      await fs.rm(file, { force: true });
-      this.fail(`download of ${id}`, err);
-    }
+    if (!(await this.exists(id)) || !(await this.hasManifest(id)))
+      throw new BackupNotFoundError(`backup ${id} not found`);
+    await this.download(this.key(id, 'zip'), file, id);
     return { file, release: () => fs.rm(file, { force: true }) };
   }
   private async hasManifest(id: string) {
@@ -254,6 +259,81 @@ class S3Store implements BackupStore {
       return this.fail(`lookup of ${id}'s manifest`, err);
     }
   }
+  private stagingKey(key: string, host = '') {
+    const safe = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, '_');
+    return `${this.prefix}.staging/${safe(key)}/${host ? `${safe(host)}.zip` : ''}`;
+  }
+  private async download(key: string, file: string, what: string) {
+    try {
+      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      await pipeline(r.Body as Readable, createWriteStream(file, { mode: 0o600 }));
+    } catch (err) {
+      await fs.rm(file, { force: true });
+      this.fail(`download of ${what}`, err);
+    }
+  }
+  private async deleteKeys(keys: string[], what: string) {
+    for (let i = 0; i < keys.length; i += 1000)
+      try {
+        await this.s3.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })) },
+          }),
+        );
+      } catch (err) {
+        this.fail(`removal of ${what}`, err);
+      }
+  }
+  private async listKeys(prefix: string): Promise<Array<{ key: string; modified: number }>> {
+    const out: Array<{ key: string; modified: number }> = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.s3.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        for (const o of page.Contents ?? []) out.push({ key: o.Key!, modified: o.LastModified?.getTime() ?? 0 });
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      this.fail('listing', err);
+    }
+    return out;
+  }
+  readonly staging = {
+    put: async (key: string, host: string, localFile: string) => {
+      await this.check();
+      try {
+        await new Upload({
+          client: this.s3,
+          params: { Bucket: this.bucket, Key: this.stagingKey(key, host), Body: createReadStream(localFile) },
+          partSize: 8 * 1024 * 1024,
+          queueSize: 2,
+        }).done();
+      } catch (err) {
+        this.fail(`upload of host ${host}'s copy`, err);
+      }
+    },
+    open: async (key: string, host: string, tmpDir: string): Promise<OpenedArchive> => {
+      await fs.mkdir(tmpDir, { recursive: true, mode: 0o700 });
+      const file = path.join(tmpDir, `staging-${process.pid}-${Date.now()}.zip`);
+      await this.download(this.stagingKey(key, host), file, `host ${host}'s copy`);
+      return { file, release: () => fs.rm(file, { force: true }) };
+    },
+    remove: async (key: string) => {
+      const keys = (await this.listKeys(this.stagingKey(key))).map((o) => o.key);
+      await this.deleteKeys(keys, 'staging copies');
+    },
+    prune: async (ageMs: number) => {
+      const old = (await this.listKeys(`${this.prefix}.staging/`)).filter((o) => Date.now() - o.modified > ageMs);
+      await this.deleteKeys(
+        old.map((o) => o.key),
+        'stale staging copies',
+      );
+      return old.length;
+    },
+  };
   async remove(id: string) {
     await this.check();
     try {
@@ -302,7 +382,6 @@ export function backupStoreFor(
     | 'S3_SECRET_ACCESS_KEY'
   >,
 ): BackupStore & { manifest?: (id: string) => Promise<BackupManifest> } {
-  if (config.BACKUP_STORE === 's3')
-    return new S3Store(s3ClientFor(config), config.S3_BUCKET!, config.S3_PREFIX);
+  if (config.BACKUP_STORE === 's3') return new S3Store(s3ClientFor(config), config.S3_BUCKET!, config.S3_PREFIX);
   return new LocalStore(path.resolve(config.BACKUPS_DIR));
 }
