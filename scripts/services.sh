@@ -236,10 +236,11 @@ JSON
     say "seaweedfs S3 already running on 127.0.0.1:$S3_PORT"
   else
     say "starting seaweedfs (weed server -s3) on 127.0.0.1:$S3_PORT (data in $WEED_DATA/store)"
-    # Fixed loopback ports for its inner servers (master, volume, filer; gRPC on each port + 10000).
+    # Fixed loopback ports for its inner servers (master, volume, filer; gRPC on each port + 10000). Each bucket
+    # grows 7 volumes at once: small volumes and room for many (weed's default of 8 fits one bucket only).
     nohup "$WEED_BIN" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WEED_DATA/store" \
       -master.port="${WEED_MASTER_PORT:-19333}" -volume.port="${WEED_VOLUME_PORT:-18080}" \
-      -master.volumeSizeLimitMB=256 -master.telemetry=false \
+      -master.volumeSizeLimitMB=64 -volume.max=200 -master.telemetry=false \
       -filer -filer.port="${WEED_FILER_PORT:-18888}" \
       -s3 -s3.port="$S3_PORT" -s3.config="$WEED_DATA/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
       >"$DATA/logs/seaweedfs.log" 2>&1 </dev/null &
