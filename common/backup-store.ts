@@ -15,7 +15,6 @@ import {
   CreateBucketCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
-  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   S3Client,
@@ -133,7 +132,12 @@ class S3Store implements BackupStore {
     if (err instanceof BackupNotFoundError) throw err;
     const e = err as S3ServiceException & { code?: string };
     const status = e.$metadata?.httpStatusCode;
-    const detail = e.name && e.name !== 'Error' ? e.name : (e.code ?? '');
+    const detail =
+      e.name && e.name !== 'Error' && e.name !== 'Unknown'
+        ? e.name
+        : status === 403
+          ? 'AccessDenied (wrong credentials or no permission on the bucket)'
+          : (e.code ?? '');
     throw new BackupStoreError(
       `S3 ${what} in bucket ${this.bucket} failed: ${[detail, status ? `HTTP ${status}` : '', e.message]
         .filter(Boolean)
@@ -143,7 +147,8 @@ class S3Store implements BackupStore {
   async check() {
     if (this.bucketReady) return;
     try {
-      await this.s3.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      // A listing rather than HeadBucket: its error has a body, so a refusal says why (SignatureDoesNotMatch, ...).
+      await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }));
     } catch (err) {
       const status = (err as S3ServiceException).$metadata?.httpStatusCode;
       if (status !== 404) this.fail('access check', err);
