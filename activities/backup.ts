@@ -120,10 +120,11 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
   };
   const archivePath = (backupId: string) => path.join(backupsDir, `${backupId}.zip`);
   const store = backupStoreFor(config);
-  // A store that cannot be reached (wrong credentials, no bucket access) fails the step at once with S3's answer:
-  // retrying for an hour would only delay the alert.
+  // A store that refuses (wrong credentials, no bucket access) fails the step at once with S3's answer: retrying
+  // for an hour would only delay the alert. A 5xx or a network error is retried like any other activity failure.
   const storeFailure = (err: unknown): never => {
-    if (err instanceof BackupStoreError) throw ApplicationFailure.nonRetryable(err.message, 'BackupStoreFailed');
+    if (err instanceof BackupStoreError && err.refused)
+      throw ApplicationFailure.nonRetryable(err.message, 'BackupStoreFailed');
     if (err instanceof BackupNotFoundError) throw ApplicationFailure.nonRetryable(err.message, BACKUP_INVALID);
     throw err;
   };
@@ -224,7 +225,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
               for (const s of m.sessions) await fs.mkdir(path.join(dir, s.sessionId), { recursive: true, mode: 0o700 });
               await fs.writeFile(path.join(dir, '.skipped.json'), JSON.stringify(m.skipped), { mode: 0o600 });
             } catch (err) {
-              // A host's copy that does not verify fails this attempt (the snapshot is retried with the workflow).
+              // A host's copy that does not verify fails this attempt (a download cut short is fetched again).
               throw err instanceof BackupInvalidError ? new Error(`host ${hostId}'s copy: ${err.message}`) : err;
             } finally {
               await opened.release();

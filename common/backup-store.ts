@@ -46,6 +46,13 @@ export interface OpenedArchive {
 /** A failure to reach or use the store (credentials, network, bucket): its message names the store, never a secret. */
 export class BackupStoreError extends Error {
   override readonly name = 'BackupStoreError';
+  /** The store refused (4xx: credentials, permission, bad request): retrying will not help, unlike a 5xx or a network error. */
+  constructor(
+    message: string,
+    readonly refused = false,
+  ) {
+    super(message);
+  }
 }
 
 export interface BackupStore {
@@ -142,6 +149,7 @@ class S3Store implements BackupStore {
       `S3 ${what} in bucket ${this.bucket} failed: ${[detail, status ? `HTTP ${status}` : '', e.message]
         .filter(Boolean)
         .join(' ')}`.trim(),
+      status !== undefined && status >= 400 && status < 500,
     );
   }
   async check() {
