@@ -14,7 +14,6 @@ import {
   backupIdFor,
   buildManifest,
   BackupInvalidError,
-  listArchives,
   phoneFromCreds,
   snapshotSessions,
   verifyArchive,
@@ -23,6 +22,7 @@ import {
   type SnapshotResult,
 } from '../common/backup-archive.js';
 import { readAuthOwner, safeSessionDir } from '../common/auth-owner.js';
+import { backupStoreFor, BackupNotFoundError, BackupStoreError, type BackupLocation } from '../common/backup-store.js';
 import { NoProxyCapacityError } from '../state/proxy-pool.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
 
@@ -48,7 +48,13 @@ async function beating<T>(what: string, fn: () => Promise<T>): Promise<T> {
 
 export interface BackupResult {
   id: string;
+  /** A local path, or `s3://bucket/key` with BACKUP_STORE=s3. */
   file: string;
+  location?: BackupLocation;
+  /** The host that wrote (and uploaded) the archive. */
+  writtenBy?: string;
+  /** Upload time to the store (s3), within durationMs. */
+  uploadMs?: number;
   size: number;
   durationMs: number;
   sessions: BackupManifest['sessions'];
@@ -112,6 +118,24 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       .sort((a, b) => a.hostId.localeCompare(b.hostId));
   };
   const archivePath = (backupId: string) => path.join(backupsDir, `${backupId}.zip`);
+  const store = backupStoreFor(config);
+  // A store that refuses (wrong credentials, no bucket access) fails the step at once with S3's answer: retrying
+  // for an hour would only delay the alert. A 5xx or a network error is retried like any other activity failure.
+  const storeFailure = (err: unknown): never => {
+    if (err instanceof BackupStoreError && err.refused)
+      throw ApplicationFailure.nonRetryable(err.message, 'BackupStoreFailed');
+    if (err instanceof BackupNotFoundError) throw ApplicationFailure.nonRetryable(err.message, BACKUP_INVALID);
+    throw err;
+  };
+  /** A local copy of an archive (a download with s3, into `tmpDir`), released after `fn`. */
+  const withArchive = async <T>(backupId: string, tmpDir: string, fn: (file: string) => Promise<T>): Promise<T> => {
+    const opened = await store.open(backupId, tmpDir).catch(storeFailure);
+    try {
+      return await fn(opened.file);
+    } finally {
+      await opened.release();
+    }
+  };
   const exists = (p: string) =>
     fs.lstat(p).then(
       () => true,
@@ -134,6 +158,21 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
      * the shared staging folder `<BACKUPS_DIR>/.staging-<key>/<hostId>/` (idempotent: a retry starts over).
      */
     async snapshotHost(input: { key: string; hostId: string; only?: string[] }): Promise<{ sessions: number }> {
+      if (store.staging) {
+        // s3: the hosts share no folder; this host's copy travels as a zip through the bucket.
+        heartbeat('snapshot');
+        const snap = await snapshotSessions(sessionsDir, input.only);
+        await fs.mkdir(backupsDir, { recursive: true, mode: 0o700 });
+        const file = `${staging(input.key)}-${input.hostId.replace(/[^A-Za-z0-9_-]/g, '_')}.zip`;
+        await fs.rm(`${file}.partial`, { force: true });
+        await writeArchive(file, buildManifest('staging', `host ${input.hostId}`, Date.now(), snap), snap.entries);
+        try {
+          await beating('upload', () => store.staging!.put(input.key, input.hostId, file)).catch(storeFailure);
+        } finally {
+          await fs.rm(file, { force: true });
+        }
+        return { sessions: snap.sessions.length };
+      }
       const dir = path.join(staging(input.key), input.hostId);
       await fs.rm(dir, { recursive: true, force: true });
       heartbeat('snapshot');
@@ -158,8 +197,15 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
     }): Promise<BackupResult> {
       const t0 = Date.now();
       await fs.mkdir(backupsDir, { recursive: true, mode: 0o700 });
+      await store.check().catch(storeFailure); // before any work: a store we cannot write fails fast
       let id = backupIdFor(new Date(t0));
-      for (let n = 2; (await exists(archivePath(id))) || (await exists(`${archivePath(id)}.partial`)); n++)
+      for (
+        let n = 2;
+        (await exists(archivePath(id))) ||
+        (await exists(`${archivePath(id)}.partial`)) ||
+        (await store.exists(id).catch(storeFailure));
+        n++
+      )
         id = `${backupIdFor(new Date(t0))}-${n}`;
       heartbeat('snapshot');
       let snap: SnapshotResult;
@@ -167,6 +213,23 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
         snap = { sessions: [], entries: [], skipped: [] };
         for (const hostId of input.staging.hosts) {
           const dir = path.join(staging(input.staging.key), hostId);
+          if (store.staging) {
+            // s3: download this host's copy, verify it and extract it where the shared folder would have it.
+            await fs.rm(dir, { recursive: true, force: true });
+            const opened = await store.staging
+              .open(input.staging.key, hostId, staging(input.staging.key))
+              .catch(storeFailure);
+            try {
+              const m = await verifyArchive(opened.file, limits, dir, () => heartbeat('assemble'));
+              for (const s of m.sessions) await fs.mkdir(path.join(dir, s.sessionId), { recursive: true, mode: 0o700 });
+              await fs.writeFile(path.join(dir, '.skipped.json'), JSON.stringify(m.skipped), { mode: 0o600 });
+            } catch (err) {
+              // A host's copy that does not verify fails this attempt (a download cut short is fetched again).
+              throw err instanceof BackupInvalidError ? new Error(`host ${hostId}'s copy: ${err.message}`) : err;
+            } finally {
+              await opened.release();
+            }
+          }
           const part = await snapshotSessions(dir, input.only);
           for (const s of part.sessions) {
             if (snap.sessions.some((x) => x.sessionId === s.sessionId)) {
@@ -187,10 +250,24 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       heartbeat('verify');
       // Never report a backup that would not restore.
       await verifyArchive(archivePath(id), limits, undefined, () => heartbeat('verify'));
-      if (input.staging) await fs.rm(staging(input.staging.key), { recursive: true, force: true });
+      heartbeat('upload');
+      const u0 = Date.now();
+      const stored = await beating('upload', () => store.publish(id, archivePath(id), manifest)).catch(async (err) => {
+        // No half state: the local archive of a failed upload is removed (the upload itself left nothing listed).
+        if (store.location !== 'local') await fs.rm(archivePath(id), { force: true });
+        return storeFailure(err);
+      });
+      const uploadMs = Date.now() - u0;
+      if (input.staging) {
+        await fs.rm(staging(input.staging.key), { recursive: true, force: true });
+        await store.staging?.remove(input.staging.key).catch(storeFailure);
+      }
       const result: BackupResult = {
         id,
-        file: archivePath(id),
+        file: stored.where,
+        location: stored.location,
+        writtenBy: config.HOST_ID,
+        ...(store.location === 's3' ? { uploadMs } : {}),
         size,
         durationMs: Date.now() - t0,
         sessions: manifest.sessions,
@@ -205,13 +282,14 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
 
     /** Keeps the newest MAX_BACKUPS archives (and any protected one); removes stale `.partial` and staging files too. */
     async pruneBackups(input: { protect?: string[] } = {}): Promise<string[]> {
-      const all = await listArchives(backupsDir);
+      const all = await store.list().catch(storeFailure);
       const removed: string[] = [];
       for (const b of all.slice(config.MAX_BACKUPS)) {
         if (input.protect?.includes(b.id)) continue; // the archive a restore is reading right now
-        await fs.rm(b.file, { force: true });
+        await store.remove(b.id).catch(storeFailure);
         removed.push(b.id);
       }
+      await store.staging?.prune(3600_000).catch(storeFailure);
       for (const n of await fs.readdir(backupsDir).catch(() => [] as string[]))
         if (n.endsWith('.zip.partial') || n.startsWith('.staging-')) {
           const st = await fs.stat(path.join(backupsDir, n)).catch(() => null);
@@ -226,9 +304,9 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
     async restoreVerify(input: { backupId: string; sessionId: string | null }): Promise<{
       sessions: Array<{ sessionId: string; phone: string | null; host: string | null }>;
     }> {
-      const manifest = await verifyArchive(archivePath(input.backupId), limits, undefined, () =>
-        heartbeat('verify'),
-      ).catch(invalid);
+      const manifest = await withArchive(input.backupId, path.join(backupsDir, '.downloads'), (file) =>
+        verifyArchive(file, limits, undefined, () => heartbeat('verify')).catch(invalid),
+      );
       const list = manifest.sessions.map((s) => ({
         sessionId: s.sessionId,
         phone: s.phone,
@@ -288,8 +366,9 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       heartbeat('extract');
       let manifest: BackupManifest;
       try {
-        manifest = await verifyArchive(archivePath(input.backupId), limits, path.join(j, 'extract'), () =>
-          heartbeat('extract'),
+        // With s3 each host downloads the archive itself into its journal (its own disk).
+        manifest = await withArchive(input.backupId, j, (file) =>
+          verifyArchive(file, limits, path.join(j, 'extract'), () => heartbeat('extract')),
         );
       } catch (err) {
         await fs.rm(j, { recursive: true, force: true });

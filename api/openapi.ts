@@ -480,9 +480,16 @@ export const OPERATIONS: Operation[] = [
     tag: 'backups',
     access: 'admin',
     ok: {
-      200: { description: 'backups', schema: z.object({ backups: z.array(anyObject), maxBackups: z.number().int() }) },
+      200: {
+        description: 'backups (each with `location` local|s3 and `where`: its path or s3:// URL)',
+        schema: z.object({
+          backups: z.array(anyObject),
+          maxBackups: z.number().int(),
+          store: z.enum(['local', 's3']),
+        }),
+      },
     },
-    errors: [],
+    errors: [502],
   },
   {
     method: 'post',
@@ -535,7 +542,7 @@ export const OPERATIONS: Operation[] = [
         schema: z.object({ restore: anyObject }),
       },
     },
-    errors: [404, 409, 422, 500],
+    errors: [404, 409, 422, 500, 502],
   },
   {
     method: 'post',
@@ -853,7 +860,7 @@ const ERROR_TEXT: Record<number, string> = {
   422: 'well-formed but unusable (e.g. a corrupt backup)',
   429: 'rate limited (Retry-After)',
   500: 'the operation failed',
-  502: 'an upstream (the simulator) failed',
+  502: 'an upstream failed (the simulator, the backup store)',
   503: 'temporarily unavailable (capacity, an unreachable dependency); retry later',
   504: 'accepted, but the result did not come in time (ask again shortly)',
 };

@@ -123,6 +123,26 @@ export const configSchema = z.object({
   MAX_BACKUPS: int(7, 1, 1000),
   BACKUP_CRON: z.string().min(9).default('0 3 * * *'),
   BACKUP_TIMEZONE: z.string().min(1).default('UTC'),
+  /**
+   * Where archives live: `local` (BACKUPS_DIR) or `s3` (an S3-compatible bucket: written and verified in BACKUPS_DIR,
+   * uploaded, then the local copy removed). Credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, else the AWS
+   * SDK's default chain (instance roles).
+   */
+  BACKUP_STORE: z.enum(['local', 's3']).default('local'),
+  S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 of a-z 0-9 . -)')
+    .optional(),
+  /** Key prefix of every object (several deployments in one bucket), e.g. `prod/`. */
+  S3_PREFIX: z
+    .string()
+    .default('backups/')
+    .refine((s) => s === '' || /^[A-Za-z0-9!_.*'()/-]{0,200}\/$/.test(s), 'must be empty or end with / (safe characters)'),
+  /** A non-AWS endpoint (SeaweedFS, MinIO): path-style addressing is used. Unset: AWS in S3_REGION. */
+  S3_ENDPOINT: url('http://127.0.0.1:8333', ['http:', 'https:']).optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   /** Restore refuses archives that expand beyond this (zip bombs), or compress an entry more than the ratio. */
   BACKUP_MAX_UNCOMPRESSED_MB: int(512, 1),
   BACKUP_MAX_RATIO: int(200, 2),
@@ -297,6 +317,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (parsed.success && parsed.data.PING_TIMEOUT_MS <= parsed.data.WATCHDOG_INTERVAL_MS / 2) {
     problems.push({ variable: 'PING_TIMEOUT_MS', message: 'must be more than half of WATCHDOG_INTERVAL_MS' });
+  }
+  if (parsed.success && parsed.data.BACKUP_STORE === 's3') {
+    if (!parsed.data.S3_BUCKET) problems.push({ variable: 'S3_BUCKET', message: 'is required with BACKUP_STORE=s3' });
+    if (!parsed.data.S3_ACCESS_KEY_ID !== !parsed.data.S3_SECRET_ACCESS_KEY)
+      problems.push({
+        variable: parsed.data.S3_ACCESS_KEY_ID ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID',
+        message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together',
+      });
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   return { ...parsed.data, proxyPool };

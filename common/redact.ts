@@ -23,6 +23,11 @@ export const REDACTED_LOG_PATHS = [
   'env.WEBHOOK_SECRET',
   'env.TELEGRAM_BOT_TOKEN',
   'env.PROXY_URL',
+  'env.S3_SECRET_ACCESS_KEY',
+  'S3_SECRET_ACCESS_KEY',
+  '*.S3_SECRET_ACCESS_KEY',
+  'secretAccessKey',
+  '*.secretAccessKey',
 ];
 
 /** Redacts proxy credentials and Telegram bot tokens inside any string. */

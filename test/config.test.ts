@@ -86,6 +86,45 @@ describe('configuration schema', () => {
     }
   });
 
+  it('BACKUP_STORE=s3 needs a bucket, credentials set together and a valid endpoint; local stays the default', () => {
+    assert.equal(loadConfig({ ...base }).BACKUP_STORE, 'local');
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig({ ...base, ...env });
+        return [];
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.problems.map((p) => `${p.variable}: ${p.message}`);
+      }
+    };
+    assert.deepEqual(problems({ BACKUP_STORE: 's3' }), ['S3_BUCKET: is required with BACKUP_STORE=s3']);
+    assert.deepEqual(problems({ BACKUP_STORE: 's3', S3_BUCKET: 'b1-ok', S3_ACCESS_KEY_ID: 'AKIA1' }), [
+      'S3_SECRET_ACCESS_KEY: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together',
+    ]);
+    const bad = problems({
+      BACKUP_STORE: 'nfs',
+      S3_BUCKET: 'Bad_Bucket',
+      S3_ENDPOINT: 'ftp://x',
+      S3_PREFIX: 'no-slash',
+      S3_SECRET_ACCESS_KEY: 'secret-value-1234',
+    });
+    assert.deepEqual(
+      bad.map((p) => p.split(':')[0]),
+      ['BACKUP_STORE', 'S3_BUCKET', 'S3_PREFIX', 'S3_ENDPOINT'],
+    );
+    assert.ok(!bad.join('\n').includes('secret-value-1234'));
+    const c = loadConfig({
+      ...base,
+      BACKUP_STORE: 's3',
+      S3_BUCKET: 'wa-backups',
+      S3_ENDPOINT: 'http://127.0.0.1:8333',
+      S3_ACCESS_KEY_ID: 'AKIA1',
+      S3_SECRET_ACCESS_KEY: 'secret-value-1234',
+    });
+    assert.equal(c.S3_PREFIX, 'backups/');
+    assert.equal(c.S3_REGION, 'us-east-1');
+  });
+
   it('a process entry point stops with exit code 2 and the message on stderr', () => {
     const r = spawnSync(
       process.execPath,

@@ -3,7 +3,7 @@
  * (POST /api/v1/backups/create). Archive the session folders with a verified manifest, keep the newest
  * MAX_BACKUPS, alert done / failed.
  */
-import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import { failureOf } from '../common/failure.js';
 import type { BackupActivities, BackupResult } from '../activities/backup.js';
 import type { SessionActivities } from '../activities/session-activities.js';
@@ -70,10 +70,12 @@ export async function backupWorkflow(input: BackupInput): Promise<BackupWorkflow
       ? await createBackupPerHost(input)
       : await archive.createBackup({ reason: input.reason, only: input.only });
   } catch (err) {
+    const f = failureOf(err);
     await quick
-      .sendAlert({ kind: 'backup_failed', text: `backup (${input.reason}) failed: ${failureOf(err).message}` })
+      .sendAlert({ kind: 'backup_failed', text: `backup (${input.reason}) failed: ${f.message}` })
       .catch(() => undefined);
-    throw err;
+    // The activity's own failure (e.g. what S3 answered), not the SDK's "Activity task failed" wrapper.
+    throw ApplicationFailure.nonRetryable(f.message, f.type ?? 'BackupFailed');
   }
   const pruned = await quick.pruneBackups({ protect: input.protect });
   if (input.alert !== false) {

@@ -509,7 +509,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-signature) */
+    /** Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-generation, x-wa-signature) */
     post: operations['workerEvent'];
     delete?: never;
     options?: never;
@@ -2349,7 +2349,7 @@ export interface operations {
     };
     requestBody?: never;
     responses: {
-      /** @description backups */
+      /** @description backups (each with `location` local|s3 and `where`: its path or s3:// URL) */
       200: {
         headers: {
           [name: string]: unknown;
@@ -2360,6 +2360,8 @@ export interface operations {
               [key: string]: unknown;
             }[];
             maxBackups: number;
+            /** @enum {string} */
+            store: 'local' | 's3';
           } & {
             [key: string]: unknown;
           };
@@ -2385,6 +2387,15 @@ export interface operations {
       };
       /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
       403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description an upstream failed (the simulator, the backup store) */
+      502: {
         headers: {
           [name: string]: unknown;
         };
@@ -2645,6 +2656,15 @@ export interface operations {
       };
       /** @description the operation failed */
       500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description an upstream failed (the simulator, the backup store) */
+      502: {
         headers: {
           [name: string]: unknown;
         };
@@ -3113,7 +3133,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator) failed */
+      /** @description an upstream failed (the simulator, the backup store) */
       502: {
         headers: {
           [name: string]: unknown;
@@ -3880,6 +3900,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description temporarily unavailable (capacity, an unreachable dependency); retry later */
       503: {
         headers: {
@@ -4282,7 +4311,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator) failed */
+      /** @description an upstream failed (the simulator, the backup store) */
       502: {
         headers: {
           [name: string]: unknown;

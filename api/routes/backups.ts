@@ -6,13 +6,8 @@ import { z } from 'zod';
 import { backupWorkflow } from '../../workflows/backup.js';
 import { restoreWorkflow } from '../../workflows/restore.js';
 import { failureOf } from '../../common/failure.js';
-import {
-  archiveLimits,
-  BACKUP_ID_RE,
-  BackupInvalidError,
-  listArchives,
-  verifyArchive,
-} from '../../common/backup-archive.js';
+import { archiveLimits, BACKUP_ID_RE, BackupInvalidError, verifyArchive } from '../../common/backup-archive.js';
+import { backupStoreFor, BackupNotFoundError, BackupStoreError } from '../../common/backup-store.js';
 import { SessionIdSchema } from '../../common/session.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput } from '../errors.js';
@@ -35,17 +30,25 @@ export function backupRoutes(ctx: ApiContext) {
   const { config, temporal } = ctx;
   const backupsDir = path.resolve(config.BACKUPS_DIR);
   const limits = archiveLimits(config);
+  const store = backupStoreFor(config);
+  // The store's own failure (wrong credentials, unreachable endpoint) as one 502 naming it, never a secret.
+  const storeError = (err: unknown): never => {
+    if (err instanceof BackupStoreError) throw new ApiError(502, 'BACKUP_STORE_UNAVAILABLE', err.message);
+    throw err;
+  };
 
   return async function plugin(app: FastifyInstance) {
     app.get('/api/v1/backups', async () => {
       const out = [];
-      for (const b of await listArchives(backupsDir)) {
+      for (const b of await store.list().catch(storeError)) {
         let verification: { ok: boolean; error: string | null } = { ok: true, error: null };
         let sessions: Array<{ sessionId: string; phone: string | null; files: number; bytes: number }> = [];
         let createdAt = b.createdAt;
         let reason: string | null = null;
         try {
-          const m = await verifyArchive(b.file, limits);
+          // A local archive is verified on every listing; one in the bucket was verified before its upload and is
+          // listed from the manifest stored beside it (a restore downloads and verifies it again).
+          const m = store.manifest ? await store.manifest(b.id) : await verifyArchive(b.where, limits);
           sessions = m.sessions.map((s) => ({
             sessionId: s.sessionId,
             phone: s.phone,
@@ -63,11 +66,13 @@ export function backupRoutes(ctx: ApiContext) {
           createdAt: new Date(createdAt).toISOString(),
           reason,
           sessions,
+          location: b.location,
+          where: b.where,
           verified: verification.ok,
           verificationError: verification.error,
         });
       }
-      return { backups: out, maxBackups: config.MAX_BACKUPS };
+      return { backups: out, maxBackups: config.MAX_BACKUPS, store: store.location };
     });
 
     app.post('/api/v1/backups/create', async (request, reply) => {
@@ -115,17 +120,22 @@ export function backupRoutes(ctx: ApiContext) {
       const { id } = parseInput(IdParams, request.params, 'params');
       const body = parseInput(RestoreBody, request.body, 'body');
       const { wait } = parseInput(WaitQuery, request.query, 'query');
-      const file = path.join(backupsDir, `${id}.zip`);
-      if (!(await listArchives(backupsDir)).some((b) => b.id === id))
+      if (!(await store.list().catch(storeError)).some((b) => b.id === id))
         throw new ApiError(404, 'BACKUP_NOT_FOUND', `backup ${id} not found`);
       // Refused before any workflow starts (the workflow verifies again before touching anything).
+      const opened = await store.open(id, path.join(backupsDir, '.downloads')).catch((err: unknown) => {
+        if (err instanceof BackupNotFoundError) throw new ApiError(404, 'BACKUP_NOT_FOUND', `backup ${id} not found`);
+        return storeError(err);
+      });
       try {
-        const m = await verifyArchive(file, limits);
+        const m = await verifyArchive(opened.file, limits);
         if (body.sessionId && !m.sessions.some((s) => s.sessionId === body.sessionId))
           throw new ApiError(404, 'SESSION_NOT_IN_BACKUP', `backup ${id} holds no session ${body.sessionId}`);
       } catch (err) {
         if (err instanceof BackupInvalidError) throw new ApiError(422, 'BACKUP_INVALID', err.message);
         throw err;
+      } finally {
+        await opened.release();
       }
       try {
         const workflowId = `${config.WORKFLOW_ID_PREFIX}:restore`;
