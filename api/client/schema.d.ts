@@ -509,7 +509,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-signature) */
+    /** Worker events, signed with the session key: HMAC-SHA256 (x-wa-timestamp, x-wa-generation, x-wa-signature) */
     post: operations['workerEvent'];
     delete?: never;
     options?: never;
@@ -3873,6 +3873,15 @@ export interface operations {
       };
       /** @description not found (another tenant’s resource answers the same) */
       404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
         headers: {
           [name: string]: unknown;
         };
