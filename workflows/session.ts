@@ -24,6 +24,7 @@ import {
 } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session-status.js';
+import type { EventData } from '../common/events.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
 import { failureOf, FailureType } from '../common/failure.js';
 import { bestEffortAlert, containerActivitiesOn, quickActivities } from './activity-options.js';
@@ -103,23 +104,33 @@ export interface SessionInput {
   carried?: SessionState;
 }
 
-export interface WorkerEvent {
-  eventId: string;
-  type:
-    | 'QR_CODE'
-    | 'CONNECTED'
-    | 'DISCONNECTED'
-    | 'PROXY_ERROR'
-    | 'AUTH_FAILURE'
-    | 'AUTH_STATE_INVALID'
-    | 'CLIENT_OUTDATED'
-    | 'PAIRING_CODE'
-    | 'PAIRING_FAILED';
-  timestamp: number;
-  /** The worker generation that produced it (absent from workers started before generations existed). */
-  generation?: number;
-  data: Record<string, unknown>;
-}
+/** The worker events the API turns into workflow signals (PINGs and messages never reach the workflow). */
+export type SignalledEventType =
+  | 'QR_CODE'
+  | 'CONNECTED'
+  | 'DISCONNECTED'
+  | 'PROXY_ERROR'
+  | 'AUTH_FAILURE'
+  | 'AUTH_STATE_INVALID'
+  | 'CLIENT_OUTDATED'
+  | 'PAIRING_CODE'
+  | 'PAIRING_FAILED';
+
+/**
+ * A worker event as signalled: typed from the webhook envelope's zod schemas (common/events.ts). Its data is
+ * partial because histories keep events from older workers that sent fewer fields; the pairing code itself is
+ * never signalled (a one-time secret, kept in Redis).
+ */
+export type WorkerEvent = {
+  [T in SignalledEventType]: {
+    eventId: string;
+    type: T;
+    timestamp: number;
+    /** The worker generation that produced it (absent from workers started before generations existed). */
+    generation?: number;
+    data: Partial<T extends 'PAIRING_CODE' ? Omit<EventData<T>, 'code'> : EventData<T>>;
+  };
+}[SignalledEventType];
 
 export const workerEventSignal = defineSignal<[WorkerEvent]>('workerEvent');
 export const watchdogAlarmSignal = defineSignal<[{ at: number }]>('watchdogAlarm');

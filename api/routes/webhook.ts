@@ -62,17 +62,15 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
           (event.type === 'DISCONNECTED' && event.data.isProxyError === true) ||
           (event.type === 'PROXY_ERROR' && record.status === 'failing_over');
         if (SIGNALLED.has(event.type) && !redundant) {
-          const signal: WorkerEvent = {
+          const signal = {
             eventId: event.eventId,
-            type: event.type as WorkerEvent['type'],
+            type: event.type,
             timestamp: event.timestamp,
             ...(event.generation !== undefined ? { generation: event.generation } : {}),
             // The pairing code is a one-time secret: it stays in Redis, never in the workflow's history.
             data:
-              event.type === 'PAIRING_CODE'
-                ? { phone: event.data.phone, expiresAt: event.data.expiresAt }
-                : (event.data as Record<string, unknown>),
-          };
+              event.type === 'PAIRING_CODE' ? { phone: event.data.phone, expiresAt: event.data.expiresAt } : event.data,
+          } as WorkerEvent;
           await temporal.workflow
             .getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, event.sessionId))
             .signal(workerEventSignal, signal);
