@@ -25,6 +25,8 @@ import { metricsRoutes } from './routes/metrics.js';
 import { proxyRoutes } from './routes/proxies.js';
 import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
+import { mediaRoutes, workerMediaRoutes } from './routes/media.js';
+import { MediaUploads } from './media-uploads.js';
 import { contactRoutes } from './routes/contacts.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
@@ -52,6 +54,11 @@ export async function buildApi(
   const keys = new ApiKeys(config, redis);
   const bus = new EventBus(redis, config.REDIS_KEY_PREFIX, opts.logger);
   const nonceKeys = redisKeys(config.REDIS_KEY_PREFIX);
+  const uploads = new MediaUploads(redis, config);
+  // Upload files outlive their Redis records only until the next sweep.
+  const sweep = setInterval(() => void uploads.sweep().catch(() => undefined), 10 * 60_000);
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
   await app.register(metricsRoutes(ctx, bus));
 
   await app.register(
@@ -74,6 +81,7 @@ export async function buildApi(
         await scope.register(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
+        await scope.register(workerMediaRoutes(ctx, uploads));
         await scope.register(workerCommandRoutes, { store: new WorkerCommandStore(redis, config.REDIS_KEY_PREFIX) });
         const pacing = new MessageStore(redis, config);
         await scope.register(workerOutboxRoutes, {
@@ -101,7 +109,8 @@ export async function buildApi(
       await scope.register(sessionRoutes(ctx));
       await scope.register(dashboardRoutes(ctx));
       await scope.register(liveEventsRoutes(ctx, bus, keys));
-      await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config)));
+      await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config), uploads));
+      await scope.register(mediaRoutes(ctx, uploads));
       await scope.register(contactRoutes(ctx));
       await scope.register(clientWebhookRoutes(ctx, opts.logger));
       if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));

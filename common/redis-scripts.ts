@@ -217,7 +217,7 @@ end
  * ARGV: prefix, tenant, idemKey|'', fingerprint, messageId, sessionId, to, text, tenantMax, globalMax,
  *       rateWindowMs, idemTtlMs, coldCap, warmCap, hotCap, dayMs, burstCount, burstWindowMs, burstPauseMs,
  *       staleBaseMs, defaultMaxGapMs, gapFactor (dispatcher considered stuck after staleBase + gap · factor),
- *       retentionMs (the record's expiry).
+ *       retentionMs (the record's expiry), media descriptor JSON|'' (issue 16).
  * Returns {kind, payload, retryAfterMs, burst, wake}: kind accepted|replay (payload = response JSON),
  * conflict (payload = the key's message id), limited (payload = 'tenant'|'global').
  */
@@ -274,6 +274,7 @@ end
 redis.call('HSET', mk, 'id', mid, 'sessionId', sid, 'tenant', tenant, 'to', to, 'text', text, 'status', status,
   'createdAt', now, 'updatedAt', now)
 if idem ~= '' then redis.call('HSET', mk, 'idempotencyKey', idem) end
+if (ARGV[24] or '') ~= '' then redis.call('HSET', mk, 'media', ARGV[24]) end
 -- Records do not live forever: kept MESSAGE_RETENTION_MS from the last change.
 redis.call('PEXPIRE', mk, tonumber(ARGV[23]))
 redis.call('RPUSH', pending, mid)
@@ -370,10 +371,13 @@ end
 local id = redis.call('LPOP', pending)
 local mk = p .. 'message:' .. id
 if redis.call('EXISTS', mk) == 0 then return done({'skipped', id, 0}) end
-local m = redis.call('HMGET', mk, 'to', 'text')
+local m = redis.call('HMGET', mk, 'to', 'text', 'media')
 if redis.call('HEXISTS', oitems, id) == 0 and redis.call('HEXISTS', oacked, id) == 0
   and redis.call('HEXISTS', ofailed, id) == 0 then
-  redis.call('HSET', oitems, id, cjson.encode({messageId = id, to = m[1], text = m[2], enqueuedAt = now}))
+  local item = {messageId = id, to = m[1], text = m[2], enqueuedAt = now}
+  -- media: the descriptor JSON (type, uploadId, MIME, ...), never the bytes
+  if m[3] then item.media = m[3] end
+  redis.call('HSET', oitems, id, cjson.encode(item))
   redis.call('RPUSH', oq, id)
 end
 redis.call('ZADD', sentKey, now, id)

@@ -22,6 +22,7 @@ import {
   REJECTION_RUN_LUA,
   SEND_ACCEPT_LUA,
 } from '../common/redis-scripts.js';
+import type { OutboxMedia } from '../common/media.js';
 import type { OutboxStore } from './outbox.js';
 import { execAll } from './redis.js';
 
@@ -34,6 +35,8 @@ export interface MessageRecord {
   tenant: string;
   to: string;
   text: string;
+  /** a media message: what it sends (the text is its caption) */
+  media?: OutboxMedia;
   status: MessageStatus;
   plannedAt: number | null;
   createdAt: number;
@@ -102,6 +105,8 @@ export class MessageStore {
     text: string;
     idempotencyKey?: string;
     fingerprint: string;
+    /** media descriptor (common/media.ts OutboxMedia); the text is then the caption, possibly empty */
+    media?: OutboxMedia;
   }): Promise<AcceptResult> {
     const c = this.config;
     const r = (await this.redis.eval(
@@ -130,6 +135,7 @@ export class MessageStore {
       Math.max(c.ANTIBAN_COLD_GAP_MS, c.ANTIBAN_WARM_GAP_MS, c.ANTIBAN_HOT_GAP_MS),
       ((100 + c.ANTIBAN_JITTER_PERCENT) / 100) * c.ANTIBAN_BURST_SLOWDOWN,
       c.MESSAGE_RETENTION_MS,
+      a.media ? JSON.stringify(a.media) : '',
     )) as [string, string, number, number, number?];
     const [kind, payload, retry, burst, wake] = r;
     if (kind === 'conflict') return { kind, messageId: payload };
@@ -151,6 +157,7 @@ export class MessageStore {
       tenant: h.tenant ?? '',
       to: h.to ?? '',
       text: h.text ?? '',
+      ...(h.media ? { media: JSON.parse(h.media) as OutboxMedia } : {}),
       status: (h.status ?? 'queued') as MessageStatus,
       plannedAt: num(h.plannedAt),
       createdAt: Number(h.createdAt),
