@@ -126,9 +126,11 @@ export class MediaUploads {
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
         if (size > max) {
-          done(new ApiError(413, 'MEDIA_TOO_LARGE', `${claim.field}: larger than ${max} bytes`, claim.field, {
-            connection: 'close',
-          }));
+          done(
+            new ApiError(413, 'MEDIA_TOO_LARGE', `${claim.field}: larger than ${max} bytes`, claim.field, {
+              connection: 'close',
+            }),
+          );
           return;
         }
         hash.update(chunk);
@@ -210,7 +212,10 @@ export class MediaUploads {
         timeout: timeoutMs,
         headers: { 'user-agent': 'wa-orchestrator-media/1' },
       });
-      const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
+      const timer = setTimeout(
+        () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
+        timeoutMs,
+      );
       req.on('response', (r) => {
         // the whole download, not just the headers, must fit the time limit
         r.on('close', () => clearTimeout(timer));

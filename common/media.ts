@@ -17,9 +17,20 @@ export const INLINE_MIME: Record<Exclude<MediaType, 'document'>, readonly string
   image: ['image/jpeg', 'image/png'],
   video: ['video/mp4', 'video/3gpp'],
   audio: ['audio/mpeg', 'audio/mp4', 'audio/ogg', 'audio/aac', 'audio/amr'],
-  voice: ['audio/ogg'],
+  // a voice note is Opus in OGG (what the phone records); conversion of other audio is not done yet
+  voice: ['audio/ogg; codecs=opus'],
   sticker: ['image/webp'],
 };
+
+/** A MIME type without its parameters (`audio/ogg; codecs=opus` → `audio/ogg`). */
+export const baseMime = (mime: string) => mime.split(';')[0]!.trim().toLowerCase();
+
+/** Whether a file of `mime` can go as a `type` message (a document takes anything). */
+export function suits(type: MediaType, mime: string): boolean {
+  if (type === 'document') return true;
+  const allowed = INLINE_MIME[type];
+  return allowed.includes(mime) || (type !== 'voice' && allowed.includes(baseMime(mime)));
+}
 
 export const OutboxMediaSchema = z.object({
   type: z.enum(MEDIA_TYPES),

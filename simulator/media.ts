@@ -58,9 +58,23 @@ export function mediaCertificate(): Certificate {
   execFileSync(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyPath, '-out', certPath, '-days', '30', '-subj', '/CN=wa-simulator-media',
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+      '-days',
+      '30',
+      '-subj',
+      '/CN=wa-simulator-media',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
     ],
     { stdio: 'ignore' },
   );
@@ -75,6 +89,8 @@ export class MediaServer {
   private readonly uploads = new Map<string, Buffer>();
   readonly auth = b64url(randomBytes(24));
   uploadsReceived = 0;
+  /** the remote address of each accepted upload (a session's proxy binds its outgoing side to its own address) */
+  readonly uploadSources: string[] = [];
 
   private constructor(
     private readonly server: https.Server,
@@ -120,6 +136,7 @@ export class MediaServer {
         if (b64url(createHash('sha256').update(body).digest()) !== token) return deny(400, 'hash mismatch');
         media.uploads.set(token, body);
         media.uploadsReceived++;
+        media.uploadSources.push((req.socket.remoteAddress ?? '').replace(/^::ffff:/, ''));
         const directPath = `/v/t62.7118-24/${token}`;
         res
           .writeHead(200, { 'content-type': 'application/json' })
@@ -135,7 +152,9 @@ export class MediaServer {
     inner = inner.documentWithCaptionMessage?.message ?? inner;
     const field = (Object.keys(KINDS) as MediaField[]).find((f) => inner[f]);
     if (!field) return null;
-    const m = inner[field]! as proto.Message.IImageMessage & proto.Message.IDocumentMessage & proto.Message.IAudioMessage;
+    const m = inner[field]! as proto.Message.IImageMessage &
+      proto.Message.IDocumentMessage &
+      proto.Message.IAudioMessage;
     const kind = KINDS[field];
     const type: RecordedMedia['type'] = field === 'audioMessage' && m.ptt ? 'voice' : kind.type;
     const base = {
@@ -167,7 +186,8 @@ export class MediaServer {
     }
     const sha256 = createHash('sha256').update(plain).digest();
     const recorded = { ...base, size: plain.length, sha256: sha256.toString('hex') };
-    if (!sha256.equals(Buffer.from(m.fileSha256))) return { ...recorded, verified: false, error: 'fileSha256 mismatch' };
+    if (!sha256.equals(Buffer.from(m.fileSha256)))
+      return { ...recorded, verified: false, error: 'fileSha256 mismatch' };
     if (m.fileLength !== undefined && m.fileLength !== null && Number(m.fileLength) !== plain.length)
       return { ...recorded, verified: false, error: 'fileLength mismatch' };
     return { ...recorded, verified: true };

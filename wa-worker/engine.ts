@@ -347,7 +347,11 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async sendMedia(jid, media, opts = {}) {
       const send = async () => {
-        const msg = await sock.sendMessage(jid, mediaContent(media), opts.messageId ? { messageId: opts.messageId } : {});
+        const msg = await sock.sendMessage(
+          jid,
+          mediaContent(media),
+          opts.messageId ? { messageId: opts.messageId } : {},
+        );
         return msg?.key.id ?? opts.messageId ?? '';
       };
       return opts.messageId ? withServerAck(opts.messageId, send) : send();

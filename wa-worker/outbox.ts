@@ -108,7 +108,11 @@ export class OutboxClient {
         done(null, chunk);
       },
     });
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), counter, createWriteStream(file));
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      counter,
+      createWriteStream(file),
+    );
     if (size !== media.size || hash.digest('hex') !== media.sha256)
       throw new Error('fetched media does not match its descriptor (size or SHA-256)');
   }

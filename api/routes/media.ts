@@ -46,10 +46,7 @@ export function mediaRoutes(ctx: ApiContext, uploads: MediaUploads) {
         ...(part.filename ? { fileName: part.filename } : {}),
         field: 'file',
       });
-      request.log.info(
-        { uploadId: record.uploadId, size: record.size, mimeType: record.mimeType },
-        'media uploaded',
-      );
+      request.log.info({ uploadId: record.uploadId, size: record.size, mimeType: record.mimeType }, 'media uploaded');
       return reply.status(201).send({
         uploadId: record.uploadId,
         mimeType: record.mimeType,

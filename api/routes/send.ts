@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LimitsOverrideSchema } from '../../common/anti-ban.js';
-import { INLINE_MIME, MEDIA_TYPES, UploadIdSchema, type OutboxMedia } from '../../common/media.js';
+import { baseMime, INLINE_MIME, MEDIA_TYPES, suits, UploadIdSchema, type OutboxMedia } from '../../common/media.js';
 import { replanDispatcher } from '../../workflows/dispatcher-client.js';
 import { documentAs } from '../../common/json-schema.js';
 import { PhoneSchema, RecipientSchema, SessionIdSchema } from '../../common/session.js';
@@ -114,16 +114,21 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
         ? await uploads.get(source.uploadId, tenant)
         : await uploads.fromUrl(tenant, source.url, 'media.url');
     if (!record)
-      throw new ApiError(404, 'UPLOAD_NOT_FOUND', `upload ${'uploadId' in source ? source.uploadId : ''} not found`, 'media.uploadId');
+      throw new ApiError(
+        404,
+        'UPLOAD_NOT_FOUND',
+        `upload ${'uploadId' in source ? source.uploadId : ''} not found`,
+        'media.uploadId',
+      );
     let mimeType = record.mimeType;
     if (body.mimeType) {
       const declared = body.mimeType.toLowerCase();
       // The client may name what nothing recognised (a CSV, a text file), never contradict what the content is.
-      if (record.sniffed && declared !== mimeType)
+      if (record.sniffed && baseMime(declared) !== baseMime(mimeType))
         throw new ApiError(415, 'MEDIA_TYPE_MISMATCH', `mimeType: the file is ${mimeType}`, 'mimeType');
-      mimeType = declared;
+      if (!record.sniffed) mimeType = declared;
     }
-    if (type !== 'document' && !INLINE_MIME[type].includes(mimeType))
+    if (type !== 'document' && !suits(type, mimeType))
       throw new ApiError(
         415,
         'MEDIA_TYPE_MISMATCH',
