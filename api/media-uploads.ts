@@ -56,25 +56,31 @@ const EXTENSION_MIME: Record<string, string> = {
 /** Types file-type always recognises: a file claiming one of these that is not recognised is not what it says. */
 const RECOGNISABLE = (mime: string) => /^(image|video|audio)\//.test(mime) || mime === 'application/pdf';
 
-const GENERIC = new Set(['', 'application/octet-stream', 'binary/octet-stream']);
+/** Declarations that say nothing (text/plain is what a multipart part without a Content-Type defaults to). */
+const GENERIC = new Set(['', 'application/octet-stream', 'binary/octet-stream', 'text/plain']);
 
-function claimedType(mimeType: string | undefined, fileName: string | undefined): string {
+/**
+ * What the client claims: its declared type (explicit), else what the file name's extension suggests (not
+ * explicit: a wrong extension is re-typed, never refused).
+ */
+function claimedType(mimeType: string | undefined, fileName: string | undefined): { mime: string; explicit: boolean } {
   const declared = (mimeType ?? '').split(';')[0]!.trim().toLowerCase();
-  if (!GENERIC.has(declared)) return declared;
+  if (!GENERIC.has(declared)) return { mime: declared, explicit: true };
   const ext = fileName?.toLowerCase().match(/\.([a-z0-9]{1,8})$/)?.[1];
-  return (ext && EXTENSION_MIME[ext]) || '';
+  return { mime: (ext && EXTENSION_MIME[ext]) || '', explicit: false };
 }
 
 /**
- * The type to store: the sniffed one; a claim of another kind (image vs application, ...) is a contradiction and
- * refused (415), a claim of the same kind is re-typed to what the content is; nothing recognised keeps the claim
- * unless the claim is a type that would have been recognised.
+ * The type to store: the sniffed one. An explicit claim of another kind (image vs application, ...) is a
+ * contradiction and refused (415), as is an explicit claim of a type that would have been recognised; anything
+ * else is re-typed to what the content is (unrecognised content: the explicit claim, else application/octet-stream).
  */
 export function resolveMime(
   sniffed: string | undefined,
-  claimed: string,
+  claim: { mime: string; explicit: boolean },
   field: string,
 ): { mimeType: string; sniffed: boolean } {
+  const claimed = claim.explicit ? claim.mime : '';
   if (sniffed) {
     if (claimed && claimed.split('/')[0] !== sniffed.split('/')[0])
       throw new ApiError(
@@ -87,7 +93,8 @@ export function resolveMime(
   }
   if (claimed && RECOGNISABLE(claimed))
     throw new ApiError(415, 'MEDIA_TYPE_MISMATCH', `${field}: content is not ${claimed}`, field);
-  return { mimeType: claimed || 'application/octet-stream', sniffed: false };
+  const kept = claimed || (claim.mime && !RECOGNISABLE(claim.mime) ? claim.mime : '');
+  return { mimeType: kept || 'application/octet-stream', sniffed: false };
 }
 
 export class MediaUploads {
@@ -191,12 +198,13 @@ export class MediaUploads {
    */
   async fromUrl(tenant: string, raw: string, field: string): Promise<UploadRecord> {
     const policy = { allowHosts: this.config.CLIENT_WEBHOOK_ALLOW_HOSTS };
-    const refused = (why: string) => new ApiError(400, 'MEDIA_URL_REFUSED', `${field}: ${why}`, field);
+    // Well-formed but refused by the address policy: 403, as for customer webhooks.
+    const refused = (why: string) => new ApiError(403, 'URL_NOT_ALLOWED', `${field}: ${why}`, field);
     let url: URL;
     try {
       url = parseTenantUrl(raw);
     } catch (err) {
-      throw refused((err as Error).message);
+      throw new ApiError(400, 'VALIDATION_ERROR', `${field}: ${(err as Error).message}`, field);
     }
     const host = url.hostname.toLowerCase().replace(/^\[|\]$/g, '');
     // An address literal never goes through lookup: check it here.

@@ -313,7 +313,7 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
     assert.match(v.body.error.message, /not converted/);
   });
 
-  it('a URL to a private, loopback or link-local address is refused (400) and nothing is fetched', async () => {
+  it('a URL to a private, loopback or link-local address is refused (403) and nothing is fetched', async () => {
     const port = (files.address() as AddressInfo).port;
     let hits = 0;
     files.on('request', () => hits++);
@@ -322,7 +322,6 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
       'http://10.1.2.3/x.png',
       'http://169.254.169.254/latest/meta-data',
       'http://[::1]/x.png',
-      'ftp://example.com/x.png',
     ]) {
       const r = await stack.call('POST', '/api/send', {
         sessionId: S.id,
@@ -330,9 +329,19 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
         type: 'image',
         media: { url },
       });
-      assert.equal(r.status, 400, `${url}: ${JSON.stringify(r.body)}`);
-      assert.equal(r.body.error.code, 'MEDIA_URL_REFUSED', url);
+      assert.equal(r.status, 403, `${url}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'URL_NOT_ALLOWED', url);
       assert.equal(r.body.error.field, 'media.url', url);
+    }
+    for (const url of ['ftp://example.com/x.png', 'http://user:pw@example.com/x.png']) {
+      const r = await stack.call('POST', '/api/send', {
+        sessionId: S.id,
+        to: '15559000010',
+        type: 'image',
+        media: { url },
+      });
+      assert.equal(r.status, 400, `${url}: ${JSON.stringify(r.body)}`);
+      assert.match(r.body.error.field, /^media/, url);
     }
     assert.equal(hits, 0, 'the file server was never reached');
     assert.equal(received('15559000010').length, 0);
@@ -351,6 +360,20 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
     const retyped = await upload(stack, image, 'pic.jpg', 'image/jpeg');
     assert.equal(retyped.status, 201, JSON.stringify(retyped.body));
     assert.equal(retyped.body.mimeType, 'image/png');
+    // only the extension lies (no declared type): re-typed to what the content is
+    const byExt = await upload(stack, image, 'invoice.pdf', 'application/octet-stream');
+    assert.equal(byExt.status, 201, JSON.stringify(byExt.body));
+    assert.equal(byExt.body.mimeType, 'image/png');
+    const textByExt = await upload(stack, Buffer.from('plain words\n'), 'photo.jpg', 'application/octet-stream');
+    assert.equal(textByExt.status, 201, JSON.stringify(textByExt.body));
+    assert.equal(textByExt.body.mimeType, 'application/octet-stream', 'not an image, whatever the name says');
+    const notImage = await stack.call('POST', '/api/send', {
+      sessionId: S.id,
+      to: '15559000011',
+      type: 'image',
+      media: { uploadId: textByExt.body.uploadId },
+    });
+    assert.equal(notImage.status, 415, JSON.stringify(notImage.body));
     // a PDF sent as an image: refused at the send
     const doc = await upload(stack, pdf(), 'a.pdf', 'application/pdf');
     const r = await stack.call('POST', '/api/send', {

@@ -344,6 +344,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/media': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Upload a media file (multipart part "file"; streamed to disk, size-capped, type sniffed from the content) */
+    post: operations['uploadMedia'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/send': {
     parameters: {
       query?: never;
@@ -2654,6 +2671,90 @@ export interface operations {
       };
     };
   };
+  uploadMedia: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'multipart/form-data': {
+          /**
+           * Format: binary
+           * @description the file (its part Content-Type and filename are the claim)
+           */
+          file: string;
+        };
+      };
+    };
+    responses: {
+      /** @description stored; send it with POST /api/send {type, media: {uploadId}} */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            uploadId: string;
+            mimeType: string;
+            size: number;
+            sha256: string;
+            fileName: string | null;
+            expiresAt: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description too large (refused while streaming, or at once from the declared length) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the content is not of the required or declared type */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
   sendMessage: {
     parameters: {
       query?: never;
@@ -2674,16 +2775,25 @@ export interface operations {
          *       "idempotencyKey": "order-42"
          *     }
          */
-        'application/json':
-          | {
-              sessionId?: string;
-              from?: string;
-              to: string;
-              text: string;
-              idempotencyKey?: string;
-            }
-          | unknown
-          | unknown;
+        'application/json': {
+          sessionId?: string;
+          from?: string;
+          to: string;
+          text?: string;
+          /** @enum {string} */
+          type?: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+          media?:
+            | {
+                uploadId: string;
+              }
+            | {
+                url: string;
+              };
+          caption?: string;
+          fileName?: string;
+          mimeType?: string;
+          idempotencyKey?: string;
+        } & ((unknown | unknown) & (unknown | unknown) & unknown & unknown);
       };
     };
     responses: {
@@ -2749,11 +2859,38 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description too large (refused while streaming, or at once from the declared length) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the content is not of the required or declared type */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description rate limited (Retry-After) */
       429: {
         headers: {
           /** @description seconds to wait */
           'Retry-After'?: number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description an upstream (the simulator, a media URL) failed */
+      502: {
+        headers: {
           [name: string]: unknown;
         };
         content: {
@@ -2785,6 +2922,17 @@ export interface operations {
             tenant: string;
             to: string;
             text: string;
+            media?: {
+              /** @enum {string} */
+              type: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+              uploadId: string;
+              mimeType: string;
+              size: number;
+              sha256: string;
+              fileName?: string;
+            } & {
+              [key: string]: unknown;
+            };
             /** @enum {string} */
             status: 'queued' | 'scheduled' | 'sent' | 'delivered' | 'read' | 'failed';
             plannedAt: number | null;
@@ -3113,7 +3261,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator) failed */
+      /** @description an upstream (the simulator, a media URL) failed */
       502: {
         headers: {
           [name: string]: unknown;
@@ -4282,7 +4430,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator) failed */
+      /** @description an upstream (the simulator, a media URL) failed */
       502: {
         headers: {
           [name: string]: unknown;

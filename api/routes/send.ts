@@ -27,7 +27,14 @@ import type { MediaUploads } from '../media-uploads.js';
 const MediaSourceSchema = z.union(
   [
     z.object({ uploadId: UploadIdSchema }).strict(),
-    z.object({ url: z.string().min(1).max(2048, 'must be at most 2048 characters') }).strict(),
+    z
+      .object({
+        url: z
+          .string()
+          .max(2048, 'must be at most 2048 characters')
+          .regex(/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/\S*)?$/i, 'must be an http(s) URL without credentials'),
+      })
+      .strict(),
   ],
   { errorMap: () => ({ message: 'must be {uploadId} or {url}' }) },
 );
@@ -81,7 +88,28 @@ export const SendBodySchema = documentAs(
       message: 'give sessionId or from (the sending phone number)',
       path: ['sessionId'],
     }),
-  { anyOf: [{ required: ['sessionId'] }, { required: ['from'] }] },
+  {
+    allOf: [
+      { anyOf: [{ required: ['sessionId'] }, { required: ['from'] }] },
+      // a text message, or a media message (type + media, a caption instead of text)
+      {
+        oneOf: [
+          {
+            required: ['text'],
+            not: {
+              anyOf: ['type', 'media', 'caption', 'fileName', 'mimeType'].map((f) => ({ required: [f] })),
+            },
+          },
+          { required: ['type', 'media'], not: { required: ['text'] } },
+        ],
+      },
+      {
+        if: { required: ['caption'] },
+        then: { properties: { type: { enum: ['image', 'video', 'document'] } } },
+      },
+      { if: { required: ['fileName'] }, then: { properties: { type: { const: 'document' } } } },
+    ],
+  },
   'extend',
 );
 
