@@ -236,13 +236,13 @@ export class MediaUploads {
       req.end();
     }).catch((err: unknown) => {
       if (err instanceof UrlRefusedError) throw refused('private, loopback, link-local or reserved address');
-      throw new ApiError(502, 'MEDIA_URL_FAILED', `${field}: could not fetch the URL`, field);
+      throw new ApiError(422, 'MEDIA_URL_FAILED', `${field}: could not fetch the URL`, field);
     });
     const status = res.statusCode ?? 0;
     if (status !== 200) {
       res.destroy();
       const why = status >= 300 && status < 400 ? 'redirects are not followed' : `the URL answered ${status}`;
-      throw new ApiError(502, 'MEDIA_URL_FAILED', `${field}: ${why}`, field);
+      throw new ApiError(422, 'MEDIA_URL_FAILED', `${field}: ${why}`, field);
     }
     const declared = Number(res.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > this.config.MEDIA_MAX_BYTES) {

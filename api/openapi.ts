@@ -605,7 +605,7 @@ export const OPERATIONS: Operation[] = [
         },
       },
     },
-    errors: [404, 409, 413, 415, 429, 502],
+    errors: [404, 409, 413, 415, 422, 429],
   },
   {
     method: 'get',
@@ -886,12 +886,12 @@ const ERROR_TEXT: Record<number, string> = {
   404: 'not found (another tenant’s resource answers the same)',
   409: 'conflicts with the current state',
   410: 'gone for good (e.g. a pairing code that expired or was refused)',
-  422: 'well-formed but unusable (e.g. a corrupt backup)',
+  422: 'well-formed but unusable (e.g. a corrupt backup, a media URL that cannot be fetched)',
   429: 'rate limited (Retry-After)',
   500: 'the operation failed',
   413: 'too large (refused while streaming, or at once from the declared length)',
   415: 'the content is not of the required or declared type',
-  502: 'an upstream (the simulator, a media URL) failed',
+  502: 'an upstream (the simulator) failed',
   503: 'temporarily unavailable (capacity, an unreachable dependency); retry later',
   504: 'accepted, but the result did not come in time (ask again shortly)',
 };

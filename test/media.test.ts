@@ -344,6 +344,16 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
       assert.match(r.body.error.field, /^media/, url);
     }
     assert.equal(hits, 0, 'the file server was never reached');
+    // allowed, but not there: the URL is unusable (422), nothing queued
+    const missing = await stack.call('POST', '/api/send', {
+      sessionId: S.id,
+      to: '15559000010',
+      type: 'image',
+      media: { url: `${filesUrl}/files/missing.png` },
+    });
+    assert.equal(missing.status, 422, JSON.stringify(missing.body));
+    assert.equal(missing.body.error.code, 'MEDIA_URL_FAILED');
+    assert.match(missing.body.error.message, /answered 404/);
     assert.equal(received('15559000010').length, 0);
   });
 
@@ -384,6 +394,13 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
     });
     assert.equal(r.status, 415, JSON.stringify(r.body));
     assert.equal(r.body.error.field, 'media');
+    // a multipart body without a boundary is the client's error, not a crash
+    const noBoundary = await fetch(`${stack.apiUrl}/api/media`, {
+      method: 'POST',
+      headers: { 'x-api-key': API_KEY, 'content-type': 'multipart/form-data' },
+      body: 'x',
+    });
+    assert.equal(noBoundary.status, 400, await noBoundary.text());
     // input errors name the field
     const bad = await stack.call('POST', '/api/send', { sessionId: S.id, to: '15559000011', type: 'image' });
     assert.equal(bad.status, 400);
@@ -532,5 +549,60 @@ describe('simulator media host: decrypts and checks uploads as a WhatsApp client
       });
     assert.equal(await post(`/mms/image/${token}?auth=${encodeURIComponent(media.auth)}`, randomBytes(100)), 400);
     assert.equal(await post(`/mms/image/${token}?auth=wrong`, readFileSync(enc.encFilePath)), 401);
+  });
+});
+
+describe('media with the Docker runner: the worker container uploads through its proxy', () => {
+  let stack: Stack;
+  const S = { id: 'mediadk1', phone: '15550008101' };
+  before(async () => {
+    stack = await new Stack({
+      proxies: 1,
+      runner: 'docker',
+      extraEnv: {
+        DOCKER_NETWORK: 'host',
+        // the image scripts/build-images.sh built for this checkout (IMAGE_NAME, default whatsapp-worker-image)
+        WORKER_IMAGE: `${process.env.IMAGE_NAME ?? 'whatsapp-worker-image'}:0.1.0`,
+        ANTIBAN_COLD_GAP_MS: '300',
+        ANTIBAN_IDLE_POLL_MS: '500',
+        WORKER_ENV_OUTBOX_POLL_MS: '50',
+      },
+    }).start();
+    await connectedSession(stack, S.id, S.phone);
+  });
+  after(async () => {
+    if (stack) await terminateDispatchers(stack, [S.id]);
+    await stack?.stop();
+  });
+
+  it('an image and a document arrive decrypted and byte-identical', async () => {
+    const image = png(100, 80);
+    const doc = pdf();
+    const sends = [
+      { to: '15559100001', bytes: image, name: 'p.png', mime: 'image/png', type: 'image', caption: 'from a container' },
+      { to: '15559100002', bytes: doc, name: 'offer.pdf', mime: 'application/pdf', type: 'document' },
+    ];
+    for (const x of sends) {
+      const up = await upload(stack, x.bytes, x.name, x.mime);
+      assert.equal(up.status, 201, JSON.stringify(up.body));
+      const r = await stack.call('POST', '/api/send', {
+        sessionId: S.id,
+        to: x.to,
+        type: x.type,
+        media: { uploadId: up.body.uploadId },
+        ...(x.caption ? { caption: x.caption } : {}),
+      });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+    }
+    const got = (to: string) => stack.sim.messages(S.phone).filter((m) => m.to.startsWith(to) && m.media);
+    await waitFor('both at the simulator', () => sends.every((x) => got(x.to).length === 1), 90_000);
+    for (const x of sends) {
+      const m = got(x.to)[0]!.media!;
+      assert.equal(m.verified, true, m.error);
+      assert.equal(m.sha256, sha(x.bytes));
+    }
+    assert.equal(got('15559100001')[0]!.media!.caption, 'from a container');
+    assert.equal(got('15559100002')[0]!.media!.fileName, 'offer.pdf');
+    assert.deepEqual([...new Set(stack.sim.media.uploadSources)], [stack.proxies[0]!.bindAddress]);
   });
 });

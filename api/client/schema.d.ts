@@ -2651,7 +2651,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description well-formed but unusable (e.g. a corrupt backup) */
+      /** @description well-formed but unusable (e.g. a corrupt backup, a media URL that cannot be fetched) */
       422: {
         headers: {
           [name: string]: unknown;
@@ -2877,20 +2877,20 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description rate limited (Retry-After) */
-      429: {
+      /** @description well-formed but unusable (e.g. a corrupt backup, a media URL that cannot be fetched) */
+      422: {
         headers: {
-          /** @description seconds to wait */
-          'Retry-After'?: number;
           [name: string]: unknown;
         };
         content: {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator, a media URL) failed */
-      502: {
+      /** @description rate limited (Retry-After) */
+      429: {
         headers: {
+          /** @description seconds to wait */
+          'Retry-After'?: number;
           [name: string]: unknown;
         };
         content: {
@@ -3261,7 +3261,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator, a media URL) failed */
+      /** @description an upstream (the simulator) failed */
       502: {
         headers: {
           [name: string]: unknown;
@@ -4430,7 +4430,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description an upstream (the simulator, a media URL) failed */
+      /** @description an upstream (the simulator) failed */
       502: {
         headers: {
           [name: string]: unknown;

@@ -17,6 +17,15 @@ import type { MediaUploads } from '../media-uploads.js';
 /** Multipart framing around the file (boundaries, part headers) allowed beyond MEDIA_MAX_BYTES. */
 const FRAMING_BYTES = 64 * 1024;
 
+/**
+ * A multipart parse error (no boundary, a body cut short) is the client's: 400. Our own refusals pass through, and
+ * so do system errors (disk full, permissions: a `syscall`), which stay 500s.
+ */
+function malformed(err: unknown): never {
+  if (err instanceof ApiError || (err as { syscall?: string }).syscall) throw err;
+  throw new ApiError(400, 'VALIDATION_ERROR', 'body: malformed multipart/form-data', 'file');
+}
+
 export function mediaRoutes(ctx: ApiContext, uploads: MediaUploads) {
   const { config } = ctx;
   return async function plugin(app: FastifyInstance) {
@@ -38,14 +47,16 @@ export function mediaRoutes(ctx: ApiContext, uploads: MediaUploads) {
     app.post('/api/media', async (request, reply) => {
       if (!request.isMultipart())
         throw new ApiError(415, 'VALIDATION_ERROR', 'body: must be multipart/form-data with a part "file"', 'file');
-      const part = await request.file();
+      const part = await request.file().catch(malformed);
       if (!part || part.fieldname !== 'file')
         throw new ApiError(400, 'VALIDATION_ERROR', 'file: a part named "file" is required', 'file');
-      const record = await uploads.store(tenantOf(request.principal), part.file, {
-        mimeType: part.mimetype,
-        ...(part.filename ? { fileName: part.filename } : {}),
-        field: 'file',
-      });
+      const record = await uploads
+        .store(tenantOf(request.principal), part.file, {
+          mimeType: part.mimetype,
+          ...(part.filename ? { fileName: part.filename } : {}),
+          field: 'file',
+        })
+        .catch(malformed);
       request.log.info({ uploadId: record.uploadId, size: record.size, mimeType: record.mimeType }, 'media uploaded');
       return reply.status(201).send({
         uploadId: record.uploadId,
