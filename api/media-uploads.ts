@@ -204,7 +204,9 @@ export class MediaUploads {
     try {
       url = parseTenantUrl(raw);
     } catch (err) {
-      throw new ApiError(400, 'VALIDATION_ERROR', `${field}: ${(err as Error).message}`, field);
+      // the request's shape was checked already (an http(s) URL without credentials): a host that does not parse
+      // makes the URL unusable, like an unreachable one
+      throw new ApiError(422, 'MEDIA_URL_FAILED', `${field}: ${(err as Error).message}`, field);
     }
     const host = url.hostname.toLowerCase().replace(/^\[|\]$/g, '');
     // An address literal never goes through lookup: check it here.

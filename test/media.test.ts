@@ -354,6 +354,13 @@ describe('media: POST /api/media and media sends → worker → Baileys upload �
     assert.equal(missing.status, 422, JSON.stringify(missing.body));
     assert.equal(missing.body.error.code, 'MEDIA_URL_FAILED');
     assert.match(missing.body.error.message, /answered 404/);
+    const unparsable = await stack.call('POST', '/api/send', {
+      sessionId: S.id,
+      to: '15559000010',
+      type: 'image',
+      media: { url: 'http://0yw]1' },
+    });
+    assert.equal(unparsable.status, 422, JSON.stringify(unparsable.body));
     assert.equal(received('15559000010').length, 0);
   });
 
