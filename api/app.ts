@@ -21,6 +21,8 @@ import { metricsRoutes } from './routes/metrics.js';
 import { proxyRoutes } from './routes/proxies.js';
 import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
+import { mediaRoutes, workerMediaRoutes } from './routes/media.js';
+import { MediaUploads } from './media-uploads.js';
 import { contactRoutes } from './routes/contacts.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
@@ -46,6 +48,11 @@ export async function buildApi(
   const { config, stores } = ctx;
   const keys = new ApiKeys(config, stores.redis);
   const bus = stores.events;
+  const uploads = new MediaUploads(stores.redis, config);
+  // Upload files outlive their Redis records only until the next sweep.
+  const sweep = setInterval(() => void uploads.sweep().catch(() => undefined), 10 * 60_000);
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
   await app.register(metricsRoutes(ctx, bus));
 
   await app.register(
@@ -70,6 +77,7 @@ export async function buildApi(
         await scope.register(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
+        await scope.register(workerMediaRoutes(ctx, uploads));
         await scope.register(workerCommandRoutes, { store: stores.commands });
         await scope.register(workerOutboxRoutes, {
           store: stores.outbox,
@@ -96,7 +104,8 @@ export async function buildApi(
       await scope.register(sessionRoutes(ctx));
       await scope.register(dashboardRoutes(ctx));
       await scope.register(liveEventsRoutes(ctx, bus, keys));
-      await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config)));
+      await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config), uploads));
+      await scope.register(mediaRoutes(ctx, uploads));
       await scope.register(contactRoutes(ctx));
       await scope.register(clientWebhookRoutes(ctx, opts.logger));
       if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));

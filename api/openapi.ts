@@ -12,6 +12,8 @@ import { jsonSchemaHints } from '../common/json-schema.js';
 import { ProvisionBodySchema, SESSION_STATUSES } from '../common/session.js';
 import { DeviceProfileBodySchema } from '../common/device-profiles.js';
 import { LimitsOverrideSchema, TRUST_LEVELS } from '../common/anti-ban.js';
+import { OutboxMediaSchema } from '../common/media.js';
+import { documentAs } from '../common/json-schema.js';
 import { CLIENT_EVENT_TYPES, ClientWebhookConfigSchema } from '../state/client-webhooks.js';
 import { LIVE_EVENT_TYPES } from '../state/events-bus.js';
 import { MESSAGE_STATUSES } from '../state/messages.js';
@@ -114,6 +116,26 @@ const Queued = z.object({
   status: z.enum(['queued', 'scheduled']),
   plannedAt: z.number().int().optional(),
 });
+const MediaUploadBody = documentAs(z.object({ file: z.unknown() }), {
+  type: 'object',
+  properties: {
+    file: {
+      minLength: 1,
+      type: 'string',
+      format: 'binary',
+      description: 'the file (its part Content-Type and filename are the claim)',
+    },
+  },
+  required: ['file'],
+});
+const MediaUploaded = z.object({
+  uploadId: z.string(),
+  mimeType: z.string(),
+  size: z.number().int(),
+  sha256: z.string(),
+  fileName: nullable(z.string()),
+  expiresAt: z.number().int(),
+});
 const Message = z
   .object({
     messageId: z.string(),
@@ -121,6 +143,8 @@ const Message = z
     tenant: z.string(),
     to: z.string(),
     text: z.string(),
+    /** a media message: what it sends (text is then its caption) */
+    media: OutboxMediaSchema.optional(),
     status: z.enum(MESSAGE_STATUSES),
     plannedAt: nullable(z.number()),
     createdAt: z.number(),
@@ -200,7 +224,7 @@ interface Operation {
   params?: z.AnyZodObject;
   query?: ZodTypeAny;
   headers?: Json[];
-  body?: { schema: ZodTypeAny; required: boolean; example?: unknown };
+  body?: { schema: ZodTypeAny; required: boolean; example?: unknown; contentType?: string };
   ok: Record<number, Reply>;
   /** Error statuses besides the ones every route of its access level can answer. */
   errors: number[];
@@ -546,6 +570,20 @@ export const OPERATIONS: Operation[] = [
   },
   {
     method: 'post',
+    path: '/api/media',
+    operationId: 'uploadMedia',
+    summary:
+      'Upload a media file (multipart part "file"; streamed to disk, size-capped, type sniffed from the content)',
+    tag: 'messages',
+    access: 'apiKey',
+    body: { schema: MediaUploadBody, required: true, contentType: 'multipart/form-data' },
+    ok: {
+      201: { description: 'stored; send it with POST /api/send {type, media: {uploadId}}', schema: MediaUploaded },
+    },
+    errors: [413, 415],
+  },
+  {
+    method: 'post',
     path: '/api/send',
     operationId: 'sendMessage',
     summary: 'Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher',
@@ -574,7 +612,7 @@ export const OPERATIONS: Operation[] = [
         },
       },
     },
-    errors: [404, 409, 429],
+    errors: [404, 409, 413, 415, 422, 429],
   },
   {
     method: 'get',
@@ -857,9 +895,11 @@ const ERROR_TEXT: Record<number, string> = {
   404: 'not found (another tenant’s resource answers the same)',
   409: 'conflicts with the current state',
   410: 'gone for good (e.g. a pairing code that expired or was refused)',
-  422: 'well-formed but unusable (e.g. a corrupt backup)',
+  422: 'well-formed but unusable (e.g. a corrupt backup, a media URL that cannot be fetched)',
   429: 'rate limited (Retry-After)',
   500: 'the operation failed',
+  413: 'too large (refused while streaming, or at once from the declared length)',
+  415: 'the content is not of the required or declared type',
   502: 'an upstream failed (the simulator, the backup store)',
   503: 'temporarily unavailable (capacity, an unreachable dependency); retry later',
   504: 'accepted, but the result did not come in time (ask again shortly)',
@@ -935,7 +975,7 @@ function operation(op: Operation): Json {
           requestBody: {
             required: op.body.required,
             content: {
-              'application/json': {
+              [op.body.contentType ?? 'application/json']: {
                 schema: jsonSchema(op.body.schema),
                 ...(op.body.example !== undefined ? { example: op.body.example } : {}),
               },

@@ -246,6 +246,15 @@ export const configSchema = z.object({
     ),
   /** Largest customer webhook response body read (the rest is discarded). */
   CLIENT_WEBHOOK_MAX_RESPONSE_BYTES: int(16_384, 0),
+  // --- Media (issue 16) ---
+  /** Where uploaded media waits for its send (local disk; one file per upload). */
+  MEDIA_DIR: z.string().min(1).default('./media'),
+  /** Largest media file accepted by POST /api/media or fetched from a URL (WhatsApp's document limit: 2 GB). */
+  MEDIA_MAX_BYTES: int(100 * 1024 * 1024, 1),
+  /** How long an upload stays usable (and on disk) after it was made. */
+  MEDIA_UPLOAD_TTL_MS: int(86_400_000, 1_000),
+  /** Time limit of fetching a media URL. */
+  MEDIA_URL_TIMEOUT_MS: int(60_000, 100),
   // --- Tenant isolation (README "Security") ---
   /** Bearer token of GET /metrics; unset = /metrics answers 401 to everyone. */
   METRICS_TOKEN: z.preprocess(

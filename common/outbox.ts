@@ -8,6 +8,7 @@
  *   POST {OUTBOX_URL}/nack   {messageId, reason, permanent}         → 200 {ok, requeued}
  */
 import { z } from 'zod';
+import { OutboxMediaSchema } from './media.js';
 
 export const OutboxMessageIdSchema = z
   .string()
@@ -17,7 +18,10 @@ export const OutboxItemSchema = z.object({
   messageId: OutboxMessageIdSchema,
   /** Digits only (E.164 without '+') or a full JID. */
   to: z.string().regex(/^(\d{5,20}|[^\s@]+@[a-z.]+)$/, 'must be a phone number (digits) or a JID'),
-  text: z.string().min(1).max(4096),
+  /** the text, or a media message's caption (then possibly empty) */
+  text: z.string().max(4096),
+  /** a media message (issue 16): what to fetch from the API and send */
+  media: OutboxMediaSchema.optional(),
   /** 1 on the first delivery, +1 on each re-delivery. */
   attempt: z.number().int().positive(),
   /** Show `composing` to the recipient this long before sending; absent or 0: send at once. */

@@ -25,6 +25,7 @@ import {
 import pino from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { companionBundleNode, FakeContact, messageText, type CompanionBundle } from './contacts.js';
+import { MediaServer, type RecordedMedia } from './media.js';
 import { encodeFrame, FrameReader, ServerNoise } from './noise.js';
 
 export const FAULT_KINDS = [
@@ -101,6 +102,8 @@ export interface RecordedMessage {
   text: string;
   at: number;
   sourceAddress: string;
+  /** media the message carried, decrypted from the upload and checked (text is then '') */
+  media?: RecordedMedia;
 }
 
 /** A chat state a session sent to one contact (`<chatstate>`): typing indicators. */
@@ -414,6 +417,8 @@ export class WhatsAppSimulator {
   private constructor(
     private readonly wss: WebSocketServer,
     private readonly server: http.Server,
+    /** the HTTPS upload host named in `media_conn` answers */
+    readonly media: MediaServer,
     opts: SimulatorOptions,
   ) {
     const address = server.address() as AddressInfo;
@@ -453,7 +458,7 @@ export class WhatsAppSimulator {
       server.once('error', reject);
       server.listen(opts.port ?? 0, host);
     });
-    const sim = new WhatsAppSimulator(wss, server, opts);
+    const sim = new WhatsAppSimulator(wss, server, await MediaServer.start(), opts);
     server.on('request', (req, res) => sim.onHttpRequest(req, res));
     return sim;
   }
@@ -964,6 +969,7 @@ export class WhatsAppSimulator {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.media.close();
   }
 
   // ------------------------------------------------------------------ connection handling
@@ -1469,6 +1475,16 @@ export class WhatsAppSimulator {
       case 'md/set/link_code_companion_reg':
         this.onLinkCodeStanza(c, node);
         return;
+      case 'w:m/set/media_conn':
+        // WhatsApp names its upload hosts here; the simulator names its own HTTPS endpoint (self-signed, loopback)
+        this.result(c, node, [
+          {
+            tag: 'media_conn',
+            attrs: { auth: this.media.auth, ttl: '3600' },
+            content: [{ tag: 'host', attrs: { hostname: this.media.host, maxContentLengthBytes: '134217728' } }],
+          },
+        ]);
+        return;
       case 'md/set/remove-companion-device':
         // the session logged out itself
         if (device) {
@@ -1583,6 +1599,7 @@ export class WhatsAppSimulator {
     const state = this.phoneStates.get(device.phone);
     if (!state) return;
     let text: string | undefined;
+    let media: RecordedMedia | undefined;
     let undecryptableBy: string | undefined;
     for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
       const enc = getBinaryNodeChild(participant, 'enc');
@@ -1594,7 +1611,10 @@ export class WhatsAppSimulator {
       try {
         const message = await this.contact(participantJid).decrypt(device.jid, type, enc.content);
         // the recipient's own copy is the message as sent; the sender's other devices get a wrapper
-        if (jidDecode(participantJid)?.user === jidDecode(to)?.user) text ??= messageText(message);
+        if (jidDecode(participantJid)?.user === jidDecode(to)?.user) {
+          text ??= messageText(message);
+          media ??= this.media.open(message) ?? undefined;
+        }
       } catch (error) {
         this.logger.warn({ err: error, participantJid }, 'could not decrypt a message from the session');
         // the recipient's copy, whether addressed by phone number or LID
@@ -1615,7 +1635,7 @@ export class WhatsAppSimulator {
       this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
       return;
     }
-    if (undecryptableBy && text === undefined) {
+    if (undecryptableBy && text === undefined && media === undefined) {
       // The recipient's device cannot decrypt this copy (e.g. the sender's Signal state went back with a restored
       // backup): like WhatsApp, the server acks it and the device asks for a re-encrypted copy with a retry
       // receipt carrying a fresh key bundle. No delivery receipt until a copy decrypts.
@@ -1636,7 +1656,15 @@ export class WhatsAppSimulator {
       return;
     }
     if (state.pendingRetries.delete(id)) state.resentDecrypted++;
-    const recorded: RecordedMessage = { id, phone: device.phone, to, text: text ?? '', at, sourceAddress: c.address };
+    const recorded: RecordedMessage = {
+      id,
+      phone: device.phone,
+      to,
+      text: text ?? '',
+      at,
+      sourceAddress: c.address,
+      ...(media ? { media } : {}),
+    };
     this.messageLog.push(recorded);
     state.messagesSent++;
     this.events.emit('message', { ...recorded });

@@ -65,10 +65,13 @@ end
 local id = redis.call('LPOP', pendingKey)
 local mk = messageKey(id)
 if redis.call('EXISTS', mk) == 0 then return done({'skipped', id, 0}) end
-local m = redis.call('HMGET', mk, 'to', 'text')
+local m = redis.call('HMGET', mk, 'to', 'text', 'media')
 if redis.call('HEXISTS', outboxItems, id) == 0 and redis.call('HEXISTS', outboxAcked, id) == 0
   and redis.call('HEXISTS', outboxFailed, id) == 0 then
-  redis.call('HSET', outboxItems, id, cjson.encode({messageId = id, to = m[1], text = m[2], enqueuedAt = now}))
+  local item = {messageId = id, to = m[1], text = m[2], enqueuedAt = now}
+  -- a media message carries its descriptor JSON (never the bytes: they stay in MEDIA_DIR)
+  if m[3] then item.media = m[3] end
+  redis.call('HSET', outboxItems, id, cjson.encode(item))
   redis.call('RPUSH', outboxQueue, id)
 end
 redis.call('ZADD', sentKey, now, id)

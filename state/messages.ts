@@ -16,6 +16,7 @@ import {
 import type { Config } from '../common/config.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import { luaCommand } from './lua.js';
+import type { OutboxMedia } from '../common/media.js';
 import type { OutboxStore } from './outbox.js';
 import { execAll } from './redis.js';
 
@@ -55,7 +56,7 @@ const acceptScript = luaCommand<
     dispatchState: string,
     enqueued: string,
   ],
-  [args: AcceptArgs, text: string],
+  [args: AcceptArgs, text: string, media: string],
   [kind: string, payload: string, retryAfterMs: number, burst: number, wake?: number]
 >(new URL('./message-accept.lua', import.meta.url));
 const stepScript = luaCommand<
@@ -97,6 +98,8 @@ export interface MessageRecord {
   tenant: string;
   to: string;
   text: string;
+  /** a media message: what it sends (the text is its caption) */
+  media?: OutboxMedia;
   status: MessageStatus;
   plannedAt: number | null;
   createdAt: number;
@@ -165,6 +168,8 @@ export class MessageStore {
     text: string;
     idempotencyKey?: string;
     fingerprint: string;
+    /** media descriptor (common/media.ts OutboxMedia); the text is then the caption, possibly empty */
+    media?: OutboxMedia;
   }): Promise<AcceptResult> {
     const c = this.config;
     const k = this.keys;
@@ -206,6 +211,7 @@ export class MessageStore {
           retentionMs: c.MESSAGE_RETENTION_MS,
         },
         a.text,
+        a.media ? JSON.stringify(a.media) : '',
       ],
     );
     if (kind === 'conflict') return { kind, messageId: payload };
@@ -227,6 +233,7 @@ export class MessageStore {
       tenant: h.tenant ?? '',
       to: h.to ?? '',
       text: h.text ?? '',
+      ...(h.media ? { media: JSON.parse(h.media) as OutboxMedia } : {}),
       status: (h.status ?? 'queued') as MessageStatus,
       plannedAt: num(h.plannedAt),
       createdAt: Number(h.createdAt),

@@ -17,6 +17,7 @@
  * moves the message to failed (permanent).
  */
 import type { Redis } from 'ioredis';
+import type { OutboxMedia } from '../common/media.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { luaCommand } from './lua.js';
 
@@ -27,6 +28,8 @@ export interface OutboxMessage {
 }
 
 export interface ClaimedMessage extends OutboxMessage {
+  /** a media message's descriptor (issue 16) */
+  media?: OutboxMedia;
   attempt: number;
   leaseUntil: number;
 }
@@ -121,8 +124,15 @@ export class OutboxStore {
     const k = this.keys(sessionId);
     const r = await claimScript(this.redis, [k.queue, k.items, k.attempts, k.inflight], [leaseMs]);
     if (!r) return null;
-    const item = JSON.parse(r[0]) as OutboxMessage;
-    return { messageId: item.messageId, to: item.to, text: item.text, attempt: Number(r[1]), leaseUntil: Number(r[2]) };
+    const item = JSON.parse(r[0]) as OutboxMessage & { media?: string };
+    return {
+      messageId: item.messageId,
+      to: item.to,
+      text: item.text,
+      ...(item.media ? { media: JSON.parse(item.media) as OutboxMedia } : {}),
+      attempt: Number(r[1]),
+      leaseUntil: Number(r[2]),
+    };
   }
 
   /** Records the WhatsApp id. Same id again → 'duplicate'; a different id for an acked message → 'conflict'. */

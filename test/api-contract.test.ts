@@ -263,6 +263,12 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         '[[operations]]',
         'include-operation-id = "markRead"',
         `parameters = { "path.id" = "${who === 'admin' ? seeded.adminPair : seeded.tenantPair}" }`,
+        // Media: a schema-valid file or URL can still be too large (413), not of the type it claims (415) or, for a
+        // URL, unreachable (422).
+        '[[operations]]',
+        'include-operation-id-regex = "^(uploadMedia|sendMessage)$"',
+        'generation = { max-examples = 3 }',
+        'checks.positive_data_acceptance = { expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "415", "422", "429", "5xx"] }',
         '[[operations]]',
         'include-operation-id-regex = "^(getSessionHealth|readyz)$"',
         'checks.not_a_server_error = { expected-statuses = ["2xx", "3xx", "4xx", "503"] }',

@@ -18,6 +18,7 @@ import makeWASocket, {
   USyncQuery,
   USyncUser,
   WA_CERT_DETAILS,
+  type AnyMessageContent,
   type AuthenticationCreds,
   type AuthenticationState,
   type SignalDataSet,
@@ -91,6 +92,34 @@ export interface InboundText {
   timestamp: number;
 }
 
+/** A media file to send: the file on local disk and how WhatsApp should show it. */
+export interface EngineMedia {
+  type: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+  filePath: string;
+  mimeType: string;
+  caption?: string;
+  fileName?: string;
+}
+
+function mediaContent(m: EngineMedia): AnyMessageContent {
+  const file = { url: m.filePath };
+  const caption = m.caption ? { caption: m.caption } : {};
+  switch (m.type) {
+    case 'image':
+      return { image: file, mimetype: m.mimeType, ...caption };
+    case 'video':
+      return { video: file, mimetype: m.mimeType, ...caption };
+    case 'document':
+      return { document: file, mimetype: m.mimeType, fileName: m.fileName ?? 'file', ...caption };
+    case 'audio':
+      return { audio: file, mimetype: m.mimeType };
+    case 'voice':
+      return { audio: file, mimetype: 'audio/ogg; codecs=opus', ptt: true };
+    case 'sticker':
+      return { sticker: file, mimetype: m.mimeType };
+  }
+}
+
 export interface ConnectionUpdate {
   qr?: string;
   isNewLogin?: boolean;
@@ -136,6 +165,11 @@ export interface EngineSocket {
    * rejects with MessageRejectedError when the server's ack carries an error (463/479 and the like).
    */
   sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
+  /**
+   * Sends a media file (issue 16): Baileys encrypts it, uploads it through the session's proxy to the media host
+   * `media_conn` named, and sends the message; resolves / rejects like sendText.
+   */
+  sendMedia(jid: string, media: EngineMedia, opts?: { messageId?: string }): Promise<string>;
   sendPresenceAvailable(): Promise<void>;
   /**
    * Link by pairing code instead of a QR (7.x `requestPairingCode`: the `link_code_companion_reg` companion_hello
@@ -250,6 +284,23 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     const id = node.attrs.id;
     if (id) ackWaiters.get(id)?.(node.attrs.error);
   });
+  /** Runs a send and waits for the server's ack of message `id` (an error ack rejects). */
+  const withServerAck = async (id: string, send: () => Promise<string>): Promise<string> => {
+    let timer: NodeJS.Timeout | undefined;
+    const acked = new Promise<string | undefined>((resolve) => {
+      ackWaiters.set(id, resolve);
+      timer = setTimeout(() => resolve(undefined), SERVER_ACK_TIMEOUT_MS);
+    });
+    try {
+      const sentId = await send();
+      const error = await acked;
+      if (error) throw new MessageRejectedError(error, sentId || id);
+      return sentId;
+    } finally {
+      clearTimeout(timer);
+      ackWaiters.delete(id);
+    }
+  };
   return {
     get userJid() {
       return sock.user?.id;
@@ -292,21 +343,18 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async sendText(jid, text, opts = {}) {
       if (!opts.messageId) return sendUnwaited(jid, text, opts);
-      const id = opts.messageId;
-      let timer: NodeJS.Timeout | undefined;
-      const acked = new Promise<string | undefined>((resolve) => {
-        ackWaiters.set(id, resolve);
-        timer = setTimeout(() => resolve(undefined), SERVER_ACK_TIMEOUT_MS);
-      });
-      try {
-        const sentId = await sendUnwaited(jid, text, opts);
-        const error = await acked;
-        if (error) throw new MessageRejectedError(error, sentId || id);
-        return sentId;
-      } finally {
-        clearTimeout(timer);
-        ackWaiters.delete(id);
-      }
+      return withServerAck(opts.messageId, () => sendUnwaited(jid, text, opts));
+    },
+    async sendMedia(jid, media, opts = {}) {
+      const send = async () => {
+        const msg = await sock.sendMessage(
+          jid,
+          mediaContent(media),
+          opts.messageId ? { messageId: opts.messageId } : {},
+        );
+        return msg?.key.id ?? opts.messageId ?? '';
+      };
+      return opts.messageId ? withServerAck(opts.messageId, send) : send();
     },
     async sendPresenceAvailable() {
       await sock.sendPresenceUpdate('available');

@@ -121,10 +121,11 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     outboxIdFor: (id) => outbox?.outboxIdFor(id),
     sentText: (id) => sentStore.get(id),
     // A replaced worker never takes the device back from the newer one (WhatsApp would drop one of them: 440).
-    beforeConnect: () => fence.check().then(
-      () => true,
-      () => false,
-    ),
+    beforeConnect: () =>
+      fence.check().then(
+        () => true,
+        () => false,
+      ),
   });
 
   const healthPath = path.join(cfg.authDir, HEALTH_FILE);

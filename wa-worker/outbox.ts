@@ -5,8 +5,14 @@
  * "sent" (with the WhatsApp id) after it. A re-delivered message that the ledger shows as sent is only ACKed again;
  * one that was being sent when the worker crashed (delivery unknown) is NACKed permanently, never resent.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { OutboxMedia } from '../common/media.js';
 import { MessageRejectedError, type EngineSocket } from './engine.js';
 import { ClaimResponseSchema, REJECTED_COLD_OUTREACH, type OutboxItem } from '../common/outbox.js';
 import { backoffDelay } from './config.js';
@@ -19,6 +25,8 @@ import type { SentMessageStore } from './sent-store.js';
 import type { WebhookReporter } from './webhooks.js';
 
 export const LEDGER_FILE = '.outbox-ledger.jsonl';
+/** A media file is fetched from the API within this time. */
+const MEDIA_FETCH_TIMEOUT_MS = 120_000;
 const LEDGER_MAX_ENTRIES = 20_000;
 
 export type LedgerState = 'sending' | 'sent' | 'aborted' | 'cleared' | 'rejected';
@@ -76,9 +84,37 @@ export function toJid(to: string): string {
 
 export class OutboxClient {
   private readonly http: SignedClient;
+  /** `…/sessions/<id>`: the session's media fetch (`…/media`) sits beside its outbox */
+  private readonly session: SignedClient;
 
   constructor(baseUrl: string, secret: string, timeoutMs: number, fencing: Fencing = {}) {
     this.http = new SignedClient(baseUrl, secret, timeoutMs, 'outbox', fencing);
+    this.session = new SignedClient(baseUrl.replace(/\/outbox$/, ''), secret, MEDIA_FETCH_TIMEOUT_MS, 'media', fencing);
+  }
+
+  /**
+   * Streams an upload's bytes from the API into `file` (never whole in memory) and checks size and SHA-256
+   * against the descriptor. Throws SignedHttpError (404: gone) or an Error on a mismatch.
+   */
+  async fetchMedia(media: OutboxMedia, file: string): Promise<void> {
+    const res = await this.session.post('media', { uploadId: media.uploadId });
+    if (!res.body) throw new Error('media fetch answered without a body');
+    const hash = createHash('sha256');
+    let size = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    });
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      counter,
+      createWriteStream(file),
+    );
+    if (size !== media.size || hash.digest('hex') !== media.sha256)
+      throw new Error('fetched media does not match its descriptor (size or SHA-256)');
   }
 
   async claim(): Promise<OutboxItem | null> {
@@ -157,9 +193,34 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
       await this.nackWithRetry(messageId, 'not connected', false);
       return;
     }
+    // Media first (before typing and the ledger's "sending"): a fetch that fails leaves nothing sent.
+    let mediaFile: string | undefined;
+    if (item.media) {
+      mediaFile = path.join(os.tmpdir(), `wa-media-${randomBytes(8).toString('hex')}`);
+      try {
+        await this.client.fetchMedia(item.media, mediaFile);
+      } catch (err) {
+        await rm(mediaFile, { force: true });
+        const gone = err instanceof SignedHttpError && err.status === 404;
+        const reason = gone ? 'media upload not found (expired or removed)' : `media fetch failed: ${errorText(err)}`;
+        this.logger.warn({ messageId, err: errorText(err) }, 'could not fetch the media; NACK');
+        await this.nackWithRetry(messageId, reason, gone);
+        return;
+      }
+    }
+    try {
+      await this.sendClaimed(sock, item, mediaFile);
+    } finally {
+      if (mediaFile) await rm(mediaFile, { force: true });
+    }
+  }
+
+  private async sendClaimed(sock: EngineSocket, item: OutboxItem, mediaFile: string | undefined): Promise<void> {
+    const { messageId } = item;
     // Typing comes before the ledger's "sending": a crash while typing leaves nothing sent, so the re-delivery
-    // types and sends again.
-    if (item.typingMs) await this.type(sock, toJid(item.to), item.typingMs, messageId);
+    // types and sends again. A voice note shows `recording` instead.
+    const typingState = item.media?.type === 'voice' ? 'recording' : 'composing';
+    if (item.typingMs) await this.type(sock, toJid(item.to), item.typingMs, messageId, typingState);
     if (!this.sock) {
       await this.nackWithRetry(messageId, 'not connected', false);
       return;
@@ -169,12 +230,26 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
     if (hold > 0) await new Promise((resolve) => setTimeout(resolve, hold));
     const waMessageId = waMessageIdFor(this.sessionId, messageId);
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
-    // Before the send: a retry receipt may come as soon as the message is out.
-    await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
+    // Before the send: a retry receipt may come as soon as the message is out (text only: a media message's
+    // re-send would need its upload again).
+    if (!item.media) await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
     let sentId: string;
     try {
       this.lastSentAt = Date.now();
-      sentId = (await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
+      sentId =
+        (item.media && mediaFile
+          ? await sock.sendMedia(
+              toJid(item.to),
+              {
+                type: item.media.type,
+                filePath: mediaFile,
+                mimeType: item.media.mimeType,
+                ...(item.text ? { caption: item.text } : {}),
+                ...(item.media.fileName ? { fileName: item.media.fileName } : {}),
+              },
+              { messageId: waMessageId },
+            )
+          : await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
     } catch (err) {
       if (err instanceof MessageRejectedError) {
         await this.onRejected(messageId, err);
@@ -198,13 +273,24 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
   }
 
   /** Shows `composing` for `ms` (a human typing the text). A failed presence never blocks the send. */
-  private async type(sock: EngineSocket, jid: string, ms: number, messageId: string): Promise<void> {
-    await this.chatState(sock, jid, 'composing', messageId);
+  private async type(
+    sock: EngineSocket,
+    jid: string,
+    ms: number,
+    messageId: string,
+    state: 'composing' | 'recording' = 'composing',
+  ): Promise<void> {
+    await this.chatState(sock, jid, state, messageId);
     this.stats.typedMs += ms;
     await new Promise((resolve) => setTimeout(resolve, ms));
   }
 
-  private async chatState(sock: EngineSocket, jid: string, state: 'composing' | 'paused', messageId: string) {
+  private async chatState(
+    sock: EngineSocket,
+    jid: string,
+    state: 'composing' | 'recording' | 'paused',
+    messageId: string,
+  ) {
     try {
       await sock.sendChatState(jid, state);
     } catch (err) {

@@ -1,4 +1,5 @@
-import { chownSync, mkdirSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import Docker from 'dockerode';
 import { containerNameFor } from '../../common/session.js';
 import { proxyFingerprint } from '../../common/proxy-id.js';
@@ -15,6 +16,8 @@ const LABEL_PROXY_ENDPOINT = 'wa.proxy-endpoint';
 /** The worker generation the container was created for (its events carry it; a new generation needs a new one). */
 const LABEL_GENERATION = 'wa.generation';
 const MANAGED_BY = 'wa-orchestrator';
+/** Where NODE_EXTRA_CA_CERTS (a host file) is mounted in a worker container. */
+const CONTAINER_EXTRA_CA = '/etc/wa-extra-ca.pem';
 
 /**
  * One container per session (SPEC §5): `wa_session_<id>`, labelled, its auth folder bind-mounted at
@@ -81,7 +84,14 @@ export class DockerRunner implements WorkerRunner {
     if (generation !== '')
       writeWorkerFence(hostAuthDir, Number(generation), { uid: this.opts.workerUid, gid: this.opts.workerGid });
     const containerAuthDir = `/app/sessions/${spec.sessionId}`;
-    const env = { ...spec.env, SESSIONS_DIR: '/app/sessions', AUTH_DIR: containerAuthDir };
+    const env: Record<string, string> = { ...spec.env, SESSIONS_DIR: '/app/sessions', AUTH_DIR: containerAuthDir };
+    const binds = [`${hostAuthDir}:${containerAuthDir}:rw`];
+    // Extra trusted roots (the simulator's media host in tests and the demo): the host's PEM file, mounted read-only.
+    const extraCa = spec.env.NODE_EXTRA_CA_CERTS;
+    if (extraCa && path.isAbsolute(extraCa) && existsSync(extraCa)) {
+      binds.push(`${extraCa}:${CONTAINER_EXTRA_CA}:ro`);
+      env.NODE_EXTRA_CA_CERTS = CONTAINER_EXTRA_CA;
+    }
     try {
       const container = await this.docker.createContainer({
         name: containerNameFor(spec.sessionId),
@@ -96,7 +106,7 @@ export class DockerRunner implements WorkerRunner {
           [LABEL_GENERATION]: generation,
         },
         HostConfig: {
-          Binds: [`${hostAuthDir}:${containerAuthDir}:rw`],
+          Binds: binds,
           RestartPolicy: { Name: 'unless-stopped' },
           Memory: this.opts.memoryMb * 1024 * 1024,
           NetworkMode: this.opts.network,

@@ -344,6 +344,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/media': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Upload a media file (multipart part "file"; streamed to disk, size-capped, type sniffed from the content) */
+    post: operations['uploadMedia'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/send': {
     parameters: {
       query?: never;
@@ -2645,7 +2662,7 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
-      /** @description well-formed but unusable (e.g. a corrupt backup) */
+      /** @description well-formed but unusable (e.g. a corrupt backup, a media URL that cannot be fetched) */
       422: {
         headers: {
           [name: string]: unknown;
@@ -2665,6 +2682,90 @@ export interface operations {
       };
       /** @description an upstream failed (the simulator, the backup store) */
       502: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  uploadMedia: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'multipart/form-data': {
+          /**
+           * Format: binary
+           * @description the file (its part Content-Type and filename are the claim)
+           */
+          file: string;
+        };
+      };
+    };
+    responses: {
+      /** @description stored; send it with POST /api/send {type, media: {uploadId}} */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            uploadId: string;
+            mimeType: string;
+            size: number;
+            sha256: string;
+            fileName: string | null;
+            expiresAt: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description too large (refused while streaming, or at once from the declared length) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the content is not of the required or declared type */
+      415: {
         headers: {
           [name: string]: unknown;
         };
@@ -2694,16 +2795,25 @@ export interface operations {
          *       "idempotencyKey": "order-42"
          *     }
          */
-        'application/json':
-          | {
-              sessionId?: string;
-              from?: string;
-              to: string;
-              text: string;
-              idempotencyKey?: string;
-            }
-          | unknown
-          | unknown;
+        'application/json': {
+          sessionId?: string;
+          from?: string;
+          to: string;
+          text?: string;
+          /** @enum {string} */
+          type?: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+          media?:
+            | {
+                uploadId: string;
+              }
+            | {
+                url: string;
+              };
+          caption?: string;
+          fileName?: string;
+          mimeType?: string;
+          idempotencyKey?: string;
+        } & ((unknown | unknown) & (unknown | unknown) & unknown & unknown);
       };
     };
     responses: {
@@ -2769,6 +2879,33 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description too large (refused while streaming, or at once from the declared length) */
+      413: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the content is not of the required or declared type */
+      415: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description well-formed but unusable (e.g. a corrupt backup, a media URL that cannot be fetched) */
+      422: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
       /** @description rate limited (Retry-After) */
       429: {
         headers: {
@@ -2805,6 +2942,17 @@ export interface operations {
             tenant: string;
             to: string;
             text: string;
+            media?: {
+              /** @enum {string} */
+              type: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+              uploadId: string;
+              mimeType: string;
+              size: number;
+              sha256: string;
+              fileName?: string;
+            } & {
+              [key: string]: unknown;
+            };
             /** @enum {string} */
             status: 'queued' | 'scheduled' | 'sent' | 'delivered' | 'read' | 'failed';
             plannedAt: number | null;

@@ -48,6 +48,7 @@ export const workerOutboxRoutes: FastifyPluginAsync<WorkerOutboxOptions> = async
       messageId: claimed.messageId,
       to: claimed.to,
       text: claimed.text,
+      ...(claimed.media ? { media: claimed.media } : {}),
       attempt: claimed.attempt,
       ...(typingMs > 0 ? { typingMs } : {}),
       ...(minGapMs > 0 ? { minGapMs } : {}),

@@ -171,6 +171,9 @@ export class Stack {
       RUNNER: this.opts.runner ?? 'process',
       WA_WEBSOCKET_URL: this.sim.url,
       WORKER_ENV_WA_CERT_ROOT_PUBLIC_KEY: Buffer.from(this.sim.certificateRootPublicKey).toString('hex'),
+      // Workers upload media over HTTPS to the simulator's media host (self-signed certificate).
+      WORKER_ENV_NODE_EXTRA_CA_CERTS: this.sim.media.certPath,
+      MEDIA_DIR: path.join(this.dataDir, 'media'),
       LOW_PROXY_INVENTORY_THRESHOLD: '1',
       // Worker intervals shrunk for tests (passed through by the orchestrator).
       WORKER_ENV_PRESENCE_INTERVAL_MS: '1000',

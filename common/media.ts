@@ -1,0 +1,47 @@
+/**
+ * Media sends (issue 16): the types a message can carry, the descriptor that travels with a queued message (Redis,
+ * outbox) and the worker's signed fetch of the bytes. The bytes themselves never go through Redis or Temporal: they
+ * stay in the API's MEDIA_DIR until the worker fetches them over HTTP (signed with its session key).
+ *
+ *   POST {MEDIA_FETCH_URL}  {uploadId}   → 200 application/octet-stream (the file) | 404
+ */
+import { z } from 'zod';
+
+export const MEDIA_TYPES = ['image', 'document', 'audio', 'voice', 'video', 'sticker'] as const;
+export type MediaType = (typeof MEDIA_TYPES)[number];
+
+export const UploadIdSchema = z.string().regex(/^up_[a-f0-9]{32}$/, 'not an upload id');
+
+/** MIME types WhatsApp shows inline for each type; other types go as documents. */
+export const INLINE_MIME: Record<Exclude<MediaType, 'document'>, readonly string[]> = {
+  image: ['image/jpeg', 'image/png'],
+  video: ['video/mp4', 'video/3gpp'],
+  audio: ['audio/mpeg', 'audio/mp4', 'audio/ogg', 'audio/aac', 'audio/amr'],
+  // a voice note is Opus in OGG (what the phone records); conversion of other audio is not done yet
+  voice: ['audio/ogg; codecs=opus'],
+  sticker: ['image/webp'],
+};
+
+/** A MIME type without its parameters (`audio/ogg; codecs=opus` → `audio/ogg`). */
+export const baseMime = (mime: string) => mime.split(';')[0]!.trim().toLowerCase();
+
+/** Whether a file of `mime` can go as a `type` message (a document takes anything). */
+export function suits(type: MediaType, mime: string): boolean {
+  if (type === 'document') return true;
+  const allowed = INLINE_MIME[type];
+  return allowed.includes(mime) || (type !== 'voice' && allowed.includes(baseMime(mime)));
+}
+
+export const OutboxMediaSchema = z.object({
+  type: z.enum(MEDIA_TYPES),
+  uploadId: UploadIdSchema,
+  /** as sniffed from the content (a document may carry what the client declared when nothing was recognised) */
+  mimeType: z.string().min(3).max(255),
+  size: z.number().int().nonnegative(),
+  /** hex SHA-256 of the bytes: the worker refuses a fetched file that does not match */
+  sha256: z.string().regex(/^[a-f0-9]{64}$/),
+  fileName: z.string().min(1).max(255).optional(),
+});
+export type OutboxMedia = z.infer<typeof OutboxMediaSchema>;
+
+export const MediaFetchRequestSchema = z.object({ uploadId: UploadIdSchema }).strict();
