@@ -111,7 +111,8 @@ describe('the simulator speaks like WhatsApp', () => {
     // Baileys' own sync of every collection finishes (on an answer without <sync> it re-asks forever)
     let queries = 0;
     const count = (f: BinaryNode) => {
-      if (f.tag === 'iq' && f.attrs.type === 'result') queries++;
+      // app-state answers only: other queries of the client (pings, pre-keys) may be answered meanwhile
+      if (f.tag === 'iq' && f.attrs.type === 'result' && getBinaryNodeChild(f, 'sync')) queries++;
     };
     client.sock.ws.on('frame', count);
     const all = ['critical_block', 'critical_unblock_low', 'regular', 'regular_low', 'regular_high'] as const;

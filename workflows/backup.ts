@@ -55,7 +55,13 @@ const onHost = (queue: string) =>
 async function createBackupPerHost(input: BackupInput): Promise<BackupResult> {
   const hosts = await quick.backupHosts();
   const key = workflowInfo().runId;
-  await Promise.all(hosts.map((h) => onHost(h.queue).snapshotHost({ key, hostId: h.hostId, only: input.only })));
+  const snapshots = hosts.map((h) => onHost(h.queue).snapshotHost({ key, hostId: h.hostId, only: input.only }));
+  if (patched('backup-snapshots-settle')) {
+    // One host failing fails the backup only once every host's snapshot has stopped: no host still writes its
+    // staging copy after the failure is answered.
+    const failed = (await Promise.allSettled(snapshots)).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  } else await Promise.all(snapshots);
   return archive.createBackup({
     reason: input.reason,
     only: input.only,
