@@ -7,7 +7,7 @@ import { codecDataConverter } from '../common/codec.js';
 import { loadConfigOrExit } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { createRedis } from '../state/redis.js';
-import { createStores } from '../state/stores.js';
+import { createStores, prepareStores } from '../state/stores.js';
 import { buildApi } from './app.js';
 
 const config = loadConfigOrExit();
@@ -22,10 +22,7 @@ async function main() {
     dataConverter: codecDataConverter(config.TEMPORAL_CODEC_KEYS),
   });
   const stores = createStores(redis, config, logger);
-  // Both processes migrate (idempotent, safe concurrently): whichever starts first renames URL-named proxy keys.
-  await stores.pool.migrateLegacyKeys();
-  if (config.proxyPool.length) await stores.pool.register(...config.proxyPool);
-  await stores.profiles.seed();
+  await prepareStores(stores, config);
   const app = await buildApi({ config, stores, temporal }, { logger });
   await app.listen({ host: config.API_HOST, port: config.API_PORT });
   logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');

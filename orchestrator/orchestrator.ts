@@ -19,7 +19,7 @@ import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import { hostQueueFor } from '../state/hosts.js';
 import { createRedis } from '../state/redis.js';
-import { createStores } from '../state/stores.js';
+import { createStores, prepareStores } from '../state/stores.js';
 import { WATCHDOG_WORKFLOW_ID, watchdogWorkflow } from '../workflows/watchdog.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -81,12 +81,9 @@ export interface Orchestrator {
 export async function createOrchestrator(config: Config, logger: Logger): Promise<Orchestrator> {
   const redis = createRedis(config.REDIS_URL);
   const stores = createStores(redis, config, logger.child({ component: 'activities' }));
-  const { pool, sessions, hosts } = stores;
-  const migrated = await pool.migrateLegacyKeys();
+  const { sessions, hosts } = stores;
+  const migrated = await prepareStores(stores, config);
   if (migrated) logger.info({ migrated }, 'proxy keys renamed from URL to proxy id');
-  if (config.proxyPool.length) await pool.register(...config.proxyPool);
-  // The default device-profile inventory (idempotent: added profiles and retirements are kept).
-  await stores.profiles.seed();
 
   const runner = createRunner(config);
   const alerts = new Alerts(redis, logger.child({ component: 'alerts' }), {

@@ -42,3 +42,15 @@ export function createStores(redis: Redis, config: Config, logger?: Logger): Sto
     events: new EventBus(redis, prefix, logger),
   };
 }
+
+/**
+ * Start-up of the API and of each orchestrator (idempotent, safe concurrently: whichever starts first does the work):
+ * proxy keys named by URL renamed to proxy ids, the configured pool registered, the default device-profile inventory
+ * seeded (added profiles and retirements are kept). Returns how many proxy keys were renamed.
+ */
+export async function prepareStores(stores: Stores, config: Config): Promise<number> {
+  const migrated = await stores.pool.migrateLegacyKeys();
+  if (config.proxyPool.length) await stores.pool.register(...config.proxyPool);
+  await stores.profiles.seed();
+  return migrated;
+}

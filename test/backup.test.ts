@@ -174,18 +174,9 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     assert.equal(first.body.restore.status, 'running');
     const again = await stack.call('POST', `/api/v1/backups/restore/${good}`, {});
     assert.equal(again.status, 409, 'one restore at a time');
-    const done = await waitFor(
-      'the restore to complete',
-      async () => {
-        const s = await stack.call('GET', '/api/v1/backups/restore');
-        return s.body.restore?.runId === first.body.restore.runId && s.body.restore.status !== 'running'
-          ? s.body
-          : null;
-      },
-      120_000,
-    );
-    assert.equal(done.restore.status, 'completed', JSON.stringify(done));
-    const r = { body: { restore: done.restore.report } };
+    const done = await stack.restoreOutcome(first.body.restore.runId, 120_000);
+    assert.equal(done.status, 'completed', JSON.stringify(done));
+    const r = { body: { restore: done.report } };
     assert.equal(r.body.restore.ok, true);
     assert.deepEqual(r.body.restore.restored, [...IDS].sort());
     assert.ok(r.body.restore.preRestoreBackup, 'automatic pre-restore backup');
@@ -328,15 +319,7 @@ describe('backups, restore and Telegram alerts (real stack: Temporal, Redis, wor
     await stack.startOrchestrator();
     const t0 = Date.now();
     // The outcome of a restore that answered 202 is read from GET /api/v1/backups/restore.
-    const done = await waitFor(
-      'the restore to complete',
-      async () => {
-        const r = await stack.call('GET', '/api/v1/backups/restore');
-        return r.body.restore?.runId === runId && r.body.restore.status !== 'running' ? r.body.restore : null;
-      },
-      120_000,
-      100,
-    );
+    const done = await stack.restoreOutcome(runId, 120_000);
     assert.equal(done.status, 'completed', JSON.stringify(done));
     const report = done.report as { ok: boolean; restored: string[] };
     console.log(`restore completed ${Date.now() - t0} ms after the orchestrator restart`);

@@ -298,20 +298,25 @@ export class Stack {
   async restore(backupId: string, body: unknown = {}, timeoutMs = 180_000) {
     const r = await this.call('POST', `/api/v1/backups/restore/${backupId}`, body);
     if (r.status !== 202) return r;
-    const last = await waitFor(
-      'the restore to finish',
+    const last = await this.restoreOutcome(r.body.restore.runId, timeoutMs);
+    return last.status === 'completed'
+      ? { status: 200, body: { restore: last.report } }
+      : { status: 500, body: { error: { code: 'RESTORE_FAILED', message: last.error } } };
+  }
+
+  /** Waits on GET /api/v1/backups/restore until the restore of this run is no longer running; returns its state. */
+  async restoreOutcome(runId: string, timeoutMs = 180_000): Promise<any> {
+    return waitFor(
+      `restore ${runId} to finish`,
       async () => {
         const s = await this.call('GET', '/api/v1/backups/restore');
-        return s.status === 200 && s.body.restore.status !== 'running' && s.body.restore.runId === r.body.restore.runId
+        return s.status === 200 && s.body.restore.runId === runId && s.body.restore.status !== 'running'
           ? s.body.restore
           : null;
       },
       timeoutMs,
-      250,
+      100,
     );
-    return last.status === 'completed'
-      ? { status: 200, body: { restore: last.report } }
-      : { status: 500, body: { error: { code: 'RESTORE_FAILED', message: last.error } } };
   }
 
   async status(sessionId: string): Promise<any> {
