@@ -40,6 +40,8 @@ export async function reconcileWorkers(deps: {
     if ((session.host ?? 'local') !== deps.hostId) continue;
     const worker = known.get(session.sessionId);
     if (worker?.running) continue;
+    // Never started by its workflow yet (a provision in flight): that start is the workflow's, with its generation.
+    if (!worker && (await sessions.workerGeneration(session.sessionId)) === null) continue;
     await activities.startWorker({ sessionId: session.sessionId, proxyUrl: session.proxy });
     started.push(session.sessionId);
   }

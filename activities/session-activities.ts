@@ -341,7 +341,10 @@ export function createSessionActivities(deps: ActivityDeps) {
       safeSessionDir(sessionsDir, input.sessionId);
       heartbeat('starting');
       const proxyUrl = await requireUrl(input);
-      const generation = input.generation ?? (await sessions.workerGeneration(input.sessionId)) ?? undefined;
+      const recorded = await sessions.workerGeneration(input.sessionId);
+      const generation = input.generation ?? recorded ?? undefined;
+      // A new generation is a new worker with its own QR: the old one's would only make a phone scan a dead code.
+      if (generation !== undefined && generation !== recorded) await sessions.clearQr(input.sessionId);
       await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
       const info = await runner.start({
         sessionId: input.sessionId,
@@ -370,6 +373,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       try {
         await sessions.recordPing(input.sessionId, Date.now());
         await runner.stop(input.sessionId);
+        if (input.generation !== undefined) await sessions.clearQr(input.sessionId);
         const info = await runner.start({
           sessionId: input.sessionId,
           proxyUrl,
