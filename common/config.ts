@@ -102,6 +102,10 @@ export const configSchema = z.object({
     .default('wa'),
   TEMPORAL_UI_URL: url('http://127.0.0.1:8233', ['http:', 'https:']),
   MAX_SESSIONS_PER_PROXY: int(4, 1, 1000),
+  /** Worker logins (connect → open, QR or failure) in flight at once per host: a fleet restart is no login storm. */
+  MAX_CONCURRENT_LOGINS: int(10, 1, 10_000),
+  /** A login slot whose worker neither opened, showed a QR nor failed within this is given to the next one. */
+  LOGIN_LEASE_MS: int(60_000, 100),
   WATCHDOG_INTERVAL_MS: int(60_000, 100),
   PING_TIMEOUT_MS: int(180_000, 100),
   /** A session workflow continues as new past this many history events (small histories replay fast). */

@@ -65,6 +65,8 @@ export function redisKeys(prefix = '') {
     hosts: () => `${p}hosts`,
     /** SET of the session ids placed on a host (its load). */
     hostSessions: (hostId: string) => `${p}host:sessions:${hostId}`,
+    /** ZSET session id → lease expiry (ms): the logins in flight on a host, at most MAX_CONCURRENT_LOGINS. */
+    loginSlots: (hostId: string) => `${p}login:slots:${hostId}`,
     phoneQueue: (phone: string) => `${p}queue:session:${phone}`,
     gatewayJobs: () => `${p}gateway:jobs`,
     // --- outbound messages, anti-ban dispatcher, customer webhooks ---

@@ -304,6 +304,8 @@ interface Connection {
   queue: Promise<void>;
   /** message id → callback, for stanzas the simulator waits on */
   receiptWaiters: Map<string, () => void>;
+  /** Counted as a login in flight: connected, neither logged in, showing a QR, nor closed yet. */
+  loginPending: boolean;
 }
 
 const SERVER_JID = 's.whatsapp.net';
@@ -382,6 +384,9 @@ export class WhatsAppSimulator {
   private readonly contacts = new Map<string, FakeContact>();
   private readonly connectionsOpen = new Set<Connection>();
   private readonly connectionLog: ConnectionRecord[] = [];
+  private readonly logins = { inFlight: 0, max: 0 };
+  /** How long the server takes to accept a login (WhatsApp under load, offline sync): 0 = at once. */
+  loginDelayMs = 0;
   private readonly messageLog: RecordedMessage[] = [];
   private readonly presenceLog: RecordedPresence[] = [];
   private readonly readLog: RecordedReadReceipt[] = [];
@@ -927,6 +932,21 @@ export class WhatsAppSimulator {
     return !this.notOnWhatsApp.has(number);
   }
 
+  /** Logins in flight now, and the most seen at once since the last reset. */
+  loginConcurrency(): { inFlight: number; max: number } {
+    return { ...this.logins };
+  }
+
+  resetLoginConcurrency(): void {
+    this.logins.max = this.logins.inFlight;
+  }
+
+  private settleLogin(c: Connection): void {
+    if (!c.loginPending) return;
+    c.loginPending = false;
+    this.logins.inFlight--;
+  }
+
   connections(phone?: string): ConnectionRecord[] {
     return this.connectionLog.filter((c) => phone === undefined || c.phone === phone).map((c) => ({ ...c }));
   }
@@ -992,8 +1012,11 @@ export class WhatsAppSimulator {
       device: null,
       queue: Promise.resolve(),
       receiptWaiters: new Map(),
+      loginPending: true,
     };
     this.connectionsOpen.add(connection);
+    this.logins.inFlight++;
+    this.logins.max = Math.max(this.logins.max, this.logins.inFlight);
     this.logger.debug({ address, url: req.url }, 'websocket connected');
     ws.on('message', (data: Buffer) => {
       connection.queue = connection.queue
@@ -1006,6 +1029,7 @@ export class WhatsAppSimulator {
     ws.on('error', (error) => this.logger.debug({ err: error }, 'websocket error'));
     ws.on('close', () => {
       connection.stage = 'closed';
+      this.settleLogin(connection);
       this.connectionsOpen.delete(connection);
       for (const release of [...connection.receiptWaiters.values()]) release();
       if (connection.pairing) {
@@ -1070,7 +1094,7 @@ export class WhatsAppSimulator {
         return;
       }
       if (payload.devicePairingData) this.startPairing(c);
-      else this.login(c, payload);
+      else await this.login(c, payload);
       return;
     }
     const node = await decodeBinaryNode(noise.decrypt(frame));
@@ -1168,6 +1192,7 @@ export class WhatsAppSimulator {
     }));
     c.pairDeviceIqId = stanzaId();
     c.stage = 'pairing';
+    this.settleLogin(c);
     this.send(c, {
       tag: 'iq',
       attrs: { from: SERVER_ADDRESS, type: 'set', id: c.pairDeviceIqId, xmlns: 'md' },
@@ -1249,7 +1274,7 @@ export class WhatsAppSimulator {
     this.closeWith(c, { tag: 'stream:error', attrs: { code: '515' } });
   }
 
-  private login(c: Connection, payload: proto.ClientPayload): void {
+  private async login(c: Connection, payload: proto.ClientPayload): Promise<void> {
     const device = c.clientNoiseKey ? this.devicesByNoiseKey.get(c.clientNoiseKey) : undefined;
     const username = payload.username?.toString();
     const state = device ? this.phoneStates.get(device.phone) : undefined;
@@ -1271,9 +1296,14 @@ export class WhatsAppSimulator {
       this.closeWith(c, { tag: 'failure', attrs: { reason: code!, location: 'sim', ...rest } });
       return;
     }
+    if (this.loginDelayMs > 0) {
+      await new Promise<void>((resolve) => this.later(this.loginDelayMs, resolve));
+      if (c.stage === 'closed') return;
+    }
     c.record.kind = 'login';
     c.device = device;
     c.stage = 'ready';
+    this.settleLogin(c);
     this.send(c, {
       tag: 'success',
       attrs: { t: unixSeconds(), props: '1', abprops: '1', location: 'sim', lid: device.lid, creation: '1' },

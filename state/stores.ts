@@ -5,6 +5,7 @@ import { ClientWebhookStore } from './client-webhooks.js';
 import { DeviceProfileStore } from './device-profiles.js';
 import { EventBus } from './events-bus.js';
 import { HostRegistry } from './hosts.js';
+import { LoginSlots } from './login-slots.js';
 import { MessageStore } from './messages.js';
 import { OutboxStore } from './outbox.js';
 import { ProxyPool } from './proxy-pool.js';
@@ -19,6 +20,7 @@ export interface Stores {
   pool: ProxyPool;
   profiles: DeviceProfileStore;
   hosts: HostRegistry;
+  logins: LoginSlots;
   messages: MessageStore;
   outbox: OutboxStore;
   clientWebhooks: ClientWebhookStore;
@@ -35,6 +37,7 @@ export function createStores(redis: Redis, config: Config, logger?: Logger): Sto
     pool: new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, prefix),
     profiles: new DeviceProfileStore(redis, prefix),
     hosts: new HostRegistry(redis, prefix),
+    logins: new LoginSlots(redis, prefix),
     messages: new MessageStore(redis, config),
     outbox: new OutboxStore(redis, { prefix, retentionMs: config.MESSAGE_RETENTION_MS }),
     clientWebhooks: new ClientWebhookStore(redis, prefix),

@@ -77,6 +77,10 @@ const EnvSchema = z.object({
     .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
+  /** Longest wait between two asks for a login slot while the host's logins are all taken. */
+  LOGIN_POLL_MAX_MS: int(1000, 10),
+  /** The API cannot be asked for a login slot for this long: connect anyway (pacing never keeps a session down). */
+  LOGIN_GATE_TIMEOUT_MS: int(30_000, 100),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
   /** Set by the orchestrator: which start of this session's worker this is (stamped on every event). */
   WORKER_GENERATION: int(0, 0).optional(),
@@ -122,6 +126,8 @@ export interface WorkerConfig {
   browser: [string, string, string] | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
+  loginPollMaxMs: number;
+  loginGateTimeoutMs: number;
   presenceIntervalMs: number;
   generation: number | undefined;
   livenessIntervalMs: number;
@@ -197,6 +203,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     browser: e.WA_BROWSER ? (e.WA_BROWSER.split('|') as [string, string, string]) : undefined,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
+    loginPollMaxMs: e.LOGIN_POLL_MAX_MS,
+    loginGateTimeoutMs: e.LOGIN_GATE_TIMEOUT_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
     generation: e.WORKER_GENERATION,
     livenessIntervalMs: e.LIVENESS_INTERVAL_MS ?? e.PRESENCE_INTERVAL_MS,

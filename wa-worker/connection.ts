@@ -101,6 +101,8 @@ export interface ConnectionHooks {
   outboxIdFor?: (waMessageId: string) => string | undefined;
   /** Text of a message this session sent recently (for retry receipts). */
   sentText?: (waMessageId: string) => string | undefined;
+  /** The login of the current socket is over: it opened, shows a QR (a human's pace from here) or closed. */
+  loginSettled?: () => void;
   /** Asked before every (re)connect: false = do not connect (a replaced worker must not take the device back). */
   beforeConnect?: () => Promise<boolean>;
 }
@@ -179,6 +181,7 @@ export class Connection {
     const sock = this.sock;
     this.sock = undefined;
     this.generation++;
+    this.hooks.loginSettled?.();
     if (this.state === 'open') this.hooks.onClose?.();
     this.state = 'stopped';
     if (sock) {
@@ -197,6 +200,7 @@ export class Connection {
     void gate().then(
       (ok) => {
         if (ok && !this.stopped) this.connectNow();
+        else if (ok) this.hooks.loginSettled?.();
       },
       (err: unknown) => this.logger.error({ err: errorText(err) }, 'connect gate failed; not connecting'),
     );
@@ -226,6 +230,7 @@ export class Connection {
       });
     } catch (err) {
       this.logger.error({ err: errorText(err) }, 'could not create the WhatsApp socket');
+      this.hooks.loginSettled?.();
       this.scheduleReconnect(backoffDelay(this.attempt++, cfg.reconnectBaseMs, cfg.reconnectMaxMs));
       return;
     }
@@ -274,6 +279,7 @@ export class Connection {
           this.justPaired = true;
           this.logger.info('paired; waiting for the restart');
         }
+        if (update.qr || update.connection === 'open' || update.connection === 'close') this.hooks.loginSettled?.();
         if (update.connection === 'open') this.onOpen(sock);
         if (update.connection === 'close') this.onClose(update.error);
       } catch (err) {

@@ -16,6 +16,8 @@ import { SentMessageStore } from './sent-store.js';
 import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
 import { CommandClient, CommandWorker } from './commands.js';
 import { commandsUrlOf } from '../common/worker-commands.js';
+import { loginUrlOf } from '../common/worker-login.js';
+import { LoginGate } from './login-gate.js';
 import { WebhookReporter } from './webhooks.js';
 import { WorkerFence } from './fence.js';
 import { FENCED_EXIT_CODE } from '../common/worker-fence.js';
@@ -107,6 +109,17 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       )
     : undefined;
 
+  const loginGate = cfg.outboxUrl
+    ? new LoginGate(
+        loginUrlOf(cfg.outboxUrl),
+        cfg.webhookSecret,
+        cfg.webhookTimeoutMs,
+        fencing,
+        logger.child({ component: 'login-gate' }),
+        { pollMaxMs: cfg.loginPollMaxMs, timeoutMs: cfg.loginGateTimeoutMs, retryBaseMs: cfg.webhookRetryBaseMs },
+      )
+    : undefined;
+
   const connection = new Connection(cfg, auth, reporter, logger, baileysLogger, {
     onOpen: (sock, info) => {
       if (cfg.enableKeepAlive) keepAlive.start(sock, info.jid);
@@ -123,9 +136,10 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     // A replaced worker never takes the device back from the newer one (WhatsApp would drop one of them: 440).
     beforeConnect: () =>
       fence.check().then(
-        () => true,
+        () => loginGate?.acquire() ?? true,
         () => false,
       ),
+    loginSettled: () => loginGate?.release(),
   });
 
   const healthPath = path.join(cfg.authDir, HEALTH_FILE);
@@ -182,6 +196,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       if (outbox) await Promise.race([outbox.stop(), sleep(budget(0.3))]);
       if (commands) await Promise.race([commands.stop(), sleep(budget(0.1))]);
       connection.stop();
+      loginGate?.close();
       await auth.flush();
       await ledger?.close();
       await sentStore.close();
