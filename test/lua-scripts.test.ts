@@ -17,6 +17,7 @@ import { loadConfig } from '../common/config.js';
 import { ClientWebhookStore } from '../state/client-webhooks.js';
 import { DeviceProfileStore } from '../state/device-profiles.js';
 import { HostRegistry } from '../state/hosts.js';
+import { LoginSlots } from '../state/login-slots.js';
 import { MessageStore } from '../state/messages.js';
 import { OutboxStore } from '../state/outbox.js';
 import { ProxyPool } from '../state/proxy-pool.js';
@@ -202,6 +203,15 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     const cmd = await commands.enqueue('s1', { kind: 'check', phones: ['491700000002'] }, 0, Date.now() + 60_000);
     assert.equal((await commands.claim('s1'))?.id, cmd.id);
     assert.deepEqual(await commands.admitLookups('s1', 2, 5), { ok: true });
+
+    const logins = new LoginSlots(redis, prefix);
+    const slots = { max: 1, leaseMs: 60_000 };
+    assert.deepEqual(await logins.acquire('h1', 's1', slots, 1000), { granted: true });
+    assert.deepEqual(await logins.acquire('h1', 's1', slots, 1001), { granted: true }, 'a retried ask renews');
+    assert.deepEqual(await logins.acquire('h1', 's2', slots, 1002), { granted: false, retryAfterMs: 59_999 });
+    assert.deepEqual(await logins.acquire('h1', 's2', slots, 61_002), { granted: true }, "an expired lease's slot");
+    await logins.release('h1', 's2');
+    assert.equal(await logins.inFlight('h1', 61_003), 0);
 
     const quotas = new TenantQuotas(redis, config);
     assert.deepEqual(await quotas.admitProvision('t1', 's9'), { ok: true });
