@@ -4,6 +4,7 @@ import { sessionWebhookSecret } from '../common/session.js';
 import { typingDuration } from '../common/anti-ban.js';
 import { adminScope, apiKeyScope, ApiKeys, installAuthGuard, publicScope } from './auth.js';
 import { signedScope } from './signed.js';
+import { WorkerWake } from '../state/worker-wake.js';
 import type { ApiContext } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { DispatchWaker } from './dispatch-waker.js';
@@ -54,6 +55,10 @@ export async function buildApi(
   const sweep = setInterval(() => void uploads.sweep().catch(() => undefined), 10 * 60_000);
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
+  // Workers' long-polls wait on it; closing answers them at once, so a shutdown never waits out their waits.
+  const wake = new WorkerWake(stores.redis, config.REDIS_KEY_PREFIX, opts.logger);
+  wake.start().catch((err: unknown) => opts.logger.warn({ err: String(err) }, 'worker wake-ups unavailable'));
+  app.addHook('preClose', async () => wake.close());
   await app.register(metricsRoutes(ctx, bus));
 
   await app.register(
@@ -79,10 +84,11 @@ export async function buildApi(
           webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
         );
         await scope.register(workerMediaRoutes(ctx, uploads));
-        await scope.register(workerCommandRoutes, { store: stores.commands });
+        await scope.register(workerCommandRoutes, { store: stores.commands, wake });
         await scope.register(workerLoginRoutes(ctx));
         await scope.register(workerOutboxRoutes, {
           store: stores.outbox,
+          wake,
           pacingFor: async (sessionId, text) => {
             const l = await stores.messages.limits(sessionId);
             const minGapMs = Math.floor(l.gapMs * (1 - l.jitterPercent / 100));

@@ -141,7 +141,10 @@ export const configSchema = z.object({
   S3_PREFIX: z
     .string()
     .default('backups/')
-    .refine((s) => s === '' || /^[A-Za-z0-9!_.*'()/-]{0,200}\/$/.test(s), 'must be empty or end with / (safe characters)'),
+    .refine(
+      (s) => s === '' || /^[A-Za-z0-9!_.*'()/-]{0,200}\/$/.test(s),
+      'must be empty or end with / (safe characters)',
+    ),
   /** A non-AWS endpoint (SeaweedFS, MinIO): path-style addressing is used. Unset: AWS in S3_REGION. */
   S3_ENDPOINT: url('http://127.0.0.1:8333', ['http:', 'https:']).optional(),
   S3_REGION: z.string().min(1).default('us-east-1'),

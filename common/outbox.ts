@@ -34,7 +34,12 @@ export type OutboxItem = z.infer<typeof OutboxItemSchema>;
 /** MESSAGE_STATUS reason of a message WhatsApp refused with error 463 (1:1) or 479 (group): no privacy token. */
 export const REJECTED_COLD_OUTREACH = 'rejected_cold_outreach';
 
-export const ClaimRequestSchema = z.object({}).strict();
+/** The longest a claim may wait for an item (a long-poll); 0 or absent: answer at once. */
+export const MAX_CLAIM_WAIT_MS = 30_000;
+/** A claim (outbox or commands): `waitMs` holds the request until an item is claimable or the time is up (204). */
+export const ClaimRequestSchema = z
+  .object({ waitMs: z.number().int().min(0).max(MAX_CLAIM_WAIT_MS).optional() })
+  .strict();
 export const ClaimResponseSchema = z.object({ item: OutboxItemSchema });
 
 export const AckRequestSchema = z.object({

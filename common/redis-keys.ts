@@ -131,6 +131,8 @@ export function redisKeys(prefix = '') {
     // --- human-like sending: worker commands, number checks, read receipts ---
     /** ZSET command JSON → due time (ms): commands waiting for the session's worker (checks, read receipts). */
     sessionCommands: (sessionId: string) => `${p}session:commands:${sessionId}`,
+    /** Pub/sub channel: a session id whose worker has something to claim now (wakes its long-poll). */
+    workerWake: () => `${p}worker:wake`,
     /** STRING JSON: a worker's answer to its session's command (short TTL; the waiting API request reads it). */
     commandResult: (sessionId: string, commandId: string) => `${p}command:result:${sessionId}:${commandId}`,
     /** STRING JSON {exists, jid?, lid?, checkedAt}: whether a number is on WhatsApp (TTL CONTACT_CHECK_CACHE_TTL_MS). */

@@ -19,6 +19,7 @@ import { luaCommand } from './lua.js';
 import type { OutboxMedia } from '../common/media.js';
 import type { OutboxStore } from './outbox.js';
 import { execAll } from './redis.js';
+import { wakeWorker } from './worker-wake.js';
 
 /** The named arguments of message-accept.lua (its header says what each means). */
 interface AcceptArgs {
@@ -287,7 +288,10 @@ export class MessageStore {
       ],
       [this.prefix, stepId, this.config.ANTIBAN_WINDOW_MS, cap],
     );
-    if (kind === 'released') return { kind, messageId, releasedAt: Number(until) };
+    if (kind === 'released') {
+      await wakeWorker(this.redis, this.keys, sessionId);
+      return { kind, messageId, releasedAt: Number(until) };
+    }
     if (kind === 'skipped') return { kind, messageId };
     if (kind === 'cap') return { kind, untilMs: Number(until) };
     return { kind: kind as 'idle' | 'offline' | 'gone' };

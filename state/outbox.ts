@@ -20,6 +20,7 @@ import type { Redis } from 'ioredis';
 import type { OutboxMedia } from '../common/media.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { luaCommand } from './lua.js';
+import { wakeWorker } from './worker-wake.js';
 
 export interface OutboxMessage {
   messageId: string;
@@ -116,7 +117,15 @@ export class OutboxStore {
   async enqueue(sessionId: string, msg: OutboxMessage): Promise<boolean> {
     const k = this.keys(sessionId);
     const json = JSON.stringify({ messageId: msg.messageId, to: msg.to, text: msg.text, enqueuedAt: Date.now() });
-    return (await enqueueScript(this.redis, [k.queue, k.items, k.acked, k.failed], [msg.messageId, json])) === 1;
+    const added = (await enqueueScript(this.redis, [k.queue, k.items, k.acked, k.failed], [msg.messageId, json])) === 1;
+    if (added) await wakeWorker(this.redis, redisKeys(this.prefix), sessionId);
+    return added;
+  }
+
+  /** When the earliest lease in flight runs out (its message becomes claimable again), or null. */
+  async nextDueAt(sessionId: string): Promise<number | null> {
+    const first = await this.redis.zrange(this.keys(sessionId).inflight, 0, 0, 'WITHSCORES');
+    return first.length === 2 ? Number(first[1]) : null;
   }
 
   /** Claims the next message (expired leases first), or null when the outbox is empty. */

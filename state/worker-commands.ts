@@ -8,6 +8,7 @@ import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import type { NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
 import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
+import { wakeWorker } from './worker-wake.js';
 
 const claimScript = luaCommand<[commands: string], [nowMs: number], string | null>(
   new URL('./worker-command-claim.lua', import.meta.url),
@@ -51,7 +52,14 @@ export class WorkerCommandStore {
         .call('PEXPIRE', key, ttl, 'NX')
         .call('PEXPIRE', key, ttl, 'GT'),
     );
+    await wakeWorker(this.redis, this.keys, sessionId);
     return command;
+  }
+
+  /** When the earliest queued command is due, or null. */
+  async nextDueAt(sessionId: string): Promise<number | null> {
+    const first = await this.redis.zrange(this.keys.sessionCommands(sessionId), 0, 0, 'WITHSCORES');
+    return first.length === 2 ? Number(first[1]) : null;
   }
 
   /** Withdraws a command not claimed yet (the caller stopped waiting); true when it was still queued. */

@@ -13,6 +13,7 @@ import { memoryNonces, signedScope } from '../api/signed.js';
 import { AckResponseSchema, ClaimResponseSchema, NackResponseSchema, OutboxErrorSchema } from '../common/outbox.js';
 import { workerOutboxRoutes } from '../api/routes/worker-outbox.js';
 import { OutboxStore } from '../state/outbox.js';
+import { WorkerWake } from '../state/worker-wake.js';
 
 const prefix = `test:${randomBytes(6).toString('hex')}:`;
 const SECRET = 'outbox-secret-0123456789';
@@ -221,3 +222,100 @@ describe('worker outbox routes', () => {
     assert.equal((await call('claim', {}, { id: 'bad.id' })).statusCode, 401);
   });
 });
+
+describe('worker outbox long-poll (claims with waitMs)', () => {
+  let app: FastifyInstance;
+  let wake: WorkerWake;
+  let base: string;
+  // The enqueueing side is another process in production (the orchestrator): its own connection and store.
+  let publisherRedis: Redis;
+  let publisher: OutboxStore;
+  before(async () => {
+    wake = new WorkerWake(redis, prefix);
+    await wake.start();
+    publisherRedis = redis.duplicate();
+    publisher = new OutboxStore(publisherRedis, { prefix, leaseMs: 400, maxAttempts: 3 });
+    app = Fastify();
+    installErrorHandler(app);
+    await app.register(
+      signedScope({ secretFor: () => SECRET, claimNonce: memoryNonces() }, async (scope) => {
+        await scope.register(workerOutboxRoutes, { store: publisher, wake });
+      }),
+    );
+    base = await app.listen({ port: 0, host: '127.0.0.1' });
+  });
+  after(async () => {
+    await wake.close();
+    await app.close();
+    publisherRedis.disconnect();
+  });
+
+  const claim = (sid: string, body: object, signal?: AbortSignal) => {
+    const payload = JSON.stringify(body);
+    const path = `/api/worker/sessions/${sid}/outbox/claim`;
+    return fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: signedRequestHeaders(SECRET, 'POST', path, payload),
+      body: payload,
+      ...(signal ? { signal } : {}),
+    });
+  };
+
+  test('a waiting claim gets a message the moment it is queued, in one request', async () => {
+    const pending = claim('lp1', { waitMs: 10_000 });
+    await waitUntil(() => wake.waiting === 1);
+    const queuedAt = Date.now();
+    await publisher.enqueue('lp1', msg(1));
+    const res = await pending;
+    const latency = Date.now() - queuedAt;
+    assert.equal(res.status, 200);
+    assert.equal(ClaimResponseSchema.parse(await res.json()).item.messageId, 'm1');
+    assert.ok(latency < 1000, `claimed ${latency} ms after it was queued`);
+    assert.equal(wake.waiting, 0);
+  });
+
+  test('nothing to claim: 204 once the wait is up; another session is not woken', async () => {
+    const started = Date.now();
+    const pending = claim('lp2', { waitMs: 600 });
+    await waitUntil(() => wake.waiting === 1);
+    await publisher.enqueue('lp2-other', msg(2));
+    const res = await pending;
+    assert.equal(res.status, 204);
+    assert.ok(Date.now() - started >= 550, `answered after ${Date.now() - started} ms`);
+  });
+
+  test('a lease running out wakes the wait: the message is claimed again (attempt 2) in the same request', async () => {
+    await publisher.enqueue('lp3', msg(3));
+    assert.equal((await publisher.claim('lp3'))?.attempt, 1); // leased for 400 ms to a worker that vanished
+    const res = await claim('lp3', { waitMs: 10_000 });
+    assert.equal(res.status, 200);
+    assert.equal(ClaimResponseSchema.parse(await res.json()).item.attempt, 2);
+  });
+
+  test('a worker that hung up claims nothing: the message stays for its next claim', async () => {
+    const gone = new AbortController();
+    const pending = claim('lp4', { waitMs: 10_000 }, gone.signal).catch(() => null);
+    await waitUntil(() => wake.waiting === 1);
+    gone.abort();
+    await pending;
+    await waitUntil(() => wake.waiting === 0);
+    await publisher.enqueue('lp4', msg(4));
+    const res = await claim('lp4', {});
+    assert.equal(res.status, 200);
+    assert.equal(ClaimResponseSchema.parse(await res.json()).item.attempt, 1, 'never leased to the hung-up claim');
+  });
+
+  test('waitMs is validated', async () => {
+    const res = await claim('lp5', { waitMs: 60_000 });
+    assert.equal(res.status, 400);
+    assert.equal(OutboxErrorSchema.parse(await res.json()).error.field, 'waitMs');
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -16,12 +16,21 @@ import { SignedClient, type Fencing } from './signed-post.js';
 export class CommandClient {
   private readonly http: SignedClient;
 
-  constructor(baseUrl: string, secret: string, timeoutMs: number, fencing: Fencing = {}) {
+  constructor(
+    baseUrl: string,
+    secret: string,
+    private readonly timeoutMs: number,
+    fencing: Fencing = {},
+  ) {
     this.http = new SignedClient(baseUrl, secret, timeoutMs, 'commands', fencing);
   }
 
-  async claim(): Promise<WorkerCommand | null> {
-    const res = await this.http.post('claim', {});
+  /** Waits up to `waitMs` on the API for a command (a long-poll). */
+  async claim(waitMs = 0, signal?: AbortSignal): Promise<WorkerCommand | null> {
+    const res = await this.http.post('claim', waitMs > 0 ? { waitMs } : {}, {
+      timeoutMs: waitMs + this.timeoutMs,
+      signal,
+    });
     if (res.status === 204) return null;
     return CommandClaimResponseSchema.parse(await res.json()).command;
   }
@@ -42,8 +51,8 @@ export class CommandWorker extends ClaimLoop<WorkerCommand> {
     super(logger, opts, 'command');
   }
 
-  protected claim(): Promise<WorkerCommand | null> {
-    return this.client.claim();
+  protected claim(waitMs: number, signal: AbortSignal): Promise<WorkerCommand | null> {
+    return this.client.claim(waitMs, signal);
   }
 
   protected async process(command: WorkerCommand): Promise<void> {

@@ -77,6 +77,8 @@ const EnvSchema = z.object({
     .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
+  /** Outbox and command claims wait this long on the API for work (long-poll); 0: poll every OUTBOX_POLL_MS. */
+  OUTBOX_WAIT_MS: int(20_000, 0, 30_000),
   /** Longest wait between two asks for a login slot while the host's logins are all taken. */
   LOGIN_POLL_MAX_MS: int(1000, 10),
   /** The API cannot be asked for a login slot for this long: connect anyway (pacing never keeps a session down). */
@@ -126,6 +128,7 @@ export interface WorkerConfig {
   browser: [string, string, string] | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
+  outboxWaitMs: number;
   loginPollMaxMs: number;
   loginGateTimeoutMs: number;
   presenceIntervalMs: number;
@@ -203,6 +206,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     browser: e.WA_BROWSER ? (e.WA_BROWSER.split('|') as [string, string, string]) : undefined,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
+    outboxWaitMs: e.OUTBOX_WAIT_MS,
     loginPollMaxMs: e.LOGIN_POLL_MAX_MS,
     loginGateTimeoutMs: e.LOGIN_GATE_TIMEOUT_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,

@@ -95,7 +95,12 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       ledger,
       reporter,
       logger.child({ component: 'outbox' }),
-      { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
+      {
+        pollMs: cfg.outboxPollMs,
+        waitMs: cfg.outboxWaitMs,
+        retryBaseMs: cfg.webhookRetryBaseMs,
+        retryMaxMs: cfg.webhookRetryMaxMs,
+      },
       sentStore,
     );
   }
@@ -105,7 +110,12 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     ? new CommandWorker(
         new CommandClient(commandsUrlOf(cfg.outboxUrl), cfg.webhookSecret, cfg.webhookTimeoutMs, fencing),
         logger.child({ component: 'commands' }),
-        { pollMs: cfg.outboxPollMs, retryBaseMs: cfg.webhookRetryBaseMs, retryMaxMs: cfg.webhookRetryMaxMs },
+        {
+          pollMs: cfg.outboxPollMs,
+          waitMs: cfg.outboxWaitMs,
+          retryBaseMs: cfg.webhookRetryBaseMs,
+          retryMaxMs: cfg.webhookRetryMaxMs,
+        },
       )
     : undefined;
 

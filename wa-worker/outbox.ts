@@ -87,7 +87,12 @@ export class OutboxClient {
   /** `…/sessions/<id>`: the session's media fetch (`…/media`) sits beside its outbox */
   private readonly session: SignedClient;
 
-  constructor(baseUrl: string, secret: string, timeoutMs: number, fencing: Fencing = {}) {
+  constructor(
+    baseUrl: string,
+    secret: string,
+    private readonly timeoutMs: number,
+    fencing: Fencing = {},
+  ) {
     this.http = new SignedClient(baseUrl, secret, timeoutMs, 'outbox', fencing);
     this.session = new SignedClient(baseUrl.replace(/\/outbox$/, ''), secret, MEDIA_FETCH_TIMEOUT_MS, 'media', fencing);
   }
@@ -117,8 +122,12 @@ export class OutboxClient {
       throw new Error('fetched media does not match its descriptor (size or SHA-256)');
   }
 
-  async claim(): Promise<OutboxItem | null> {
-    const res = await this.http.post('claim', {});
+  /** Waits up to `waitMs` on the API for an item (a long-poll: one request per wait while idle). */
+  async claim(waitMs = 0, signal?: AbortSignal): Promise<OutboxItem | null> {
+    const res = await this.http.post('claim', waitMs > 0 ? { waitMs } : {}, {
+      timeoutMs: waitMs + this.timeoutMs,
+      signal,
+    });
     if (res.status === 204) return null;
     return ClaimResponseSchema.parse(await res.json()).item;
   }
@@ -155,8 +164,8 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
     return this.sent.get(waMessageId);
   }
 
-  protected claim(): Promise<OutboxItem | null> {
-    return this.client.claim();
+  protected claim(waitMs: number, signal: AbortSignal): Promise<OutboxItem | null> {
+    return this.client.claim(waitMs, signal);
   }
 
   protected async process(item: OutboxItem): Promise<void> {

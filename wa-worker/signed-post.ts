@@ -31,7 +31,8 @@ export class SignedClient {
     private readonly fencing: Fencing = {},
   ) {}
 
-  async post(op: string, payload: object): Promise<Response> {
+  /** `timeoutMs` replaces the client's for this call (a long-poll); `signal` cancels it. */
+  async post(op: string, payload: object, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
     const body = JSON.stringify(payload);
     const url = `${this.baseUrl}/${op}`;
     const res = await fetch(url, {
@@ -46,7 +47,9 @@ export class SignedClient {
         this.fencing.generation,
       ),
       body,
-      signal: AbortSignal.timeout(this.timeoutMs),
+      signal: opts.signal
+        ? AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs), opts.signal])
+        : AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs),
     });
     if (res.status >= 300 && res.status !== 204) {
       const text = await res.text().catch(() => '');

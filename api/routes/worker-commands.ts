@@ -3,13 +3,17 @@
  *   POST /api/worker/sessions/:id/commands/claim | result
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import { ClaimRequestSchema } from '../../common/outbox.js';
 import { CommandResultRequestSchema } from '../../common/worker-commands.js';
 import type { WorkerCommandStore } from '../../state/worker-commands.js';
+import type { WorkerWake } from '../../state/worker-wake.js';
+import { claimWithWait } from '../long-poll.js';
 import { ApiError, zodToApiError } from '../errors.js';
 
 export interface WorkerCommandsOptions {
   store: WorkerCommandStore;
+  /** Wakes waiting claims (`waitMs`); absent: every claim answers at once. */
+  wake?: WorkerWake;
   basePath?: string;
 }
 
@@ -24,12 +28,16 @@ export const workerCommandRoutes: FastifyPluginAsync<WorkerCommandsOptions> = as
 
   app.post<{ Params: { id: string } }>(`${base}/:id/commands/claim`, SIGNED, async (req, reply) => {
     const sessionId = sessionOf(req);
-    const parsed = z
-      .object({})
-      .strict()
-      .safeParse(req.body ?? {});
+    const parsed = ClaimRequestSchema.safeParse(req.body ?? {});
     if (!parsed.success) throw zodToApiError(parsed.error, 'body');
-    const command = await opts.store.claim(sessionId);
+    const command = await claimWithWait({
+      wake: opts.wake,
+      sessionId,
+      waitMs: parsed.data.waitMs ?? 0,
+      reply,
+      claim: () => opts.store.claim(sessionId),
+      nextDueAt: () => opts.store.nextDueAt(sessionId),
+    });
     if (!command) return reply.code(204).send();
     return reply.code(200).send({ command });
   });

@@ -8,10 +8,14 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastif
 import type { ZodTypeAny, z } from 'zod';
 import { AckRequestSchema, ClaimRequestSchema, NackRequestSchema, type OutboxItem } from '../../common/outbox.js';
 import type { OutboxStore } from '../../state/outbox.js';
+import type { WorkerWake } from '../../state/worker-wake.js';
+import { claimWithWait } from '../long-poll.js';
 import { ApiError, zodToApiError } from '../errors.js';
 
 export interface WorkerOutboxOptions {
   store: OutboxStore;
+  /** Wakes waiting claims (`waitMs`); absent: every claim answers at once. */
+  wake?: WorkerWake;
   /** URL prefix (default `/api/worker/sessions`). */
   basePath?: string;
   /** The `composing` time before sending this text and the session's shortest gap; absent: neither. */
@@ -39,8 +43,15 @@ export const workerOutboxRoutes: FastifyPluginAsync<WorkerOutboxOptions> = async
 
   app.post<{ Params: Params }>(`${base}/:id/outbox/claim`, SIGNED, async (req, reply) => {
     const sessionId = sessionOf(req);
-    parseBody(req, ClaimRequestSchema);
-    const claimed = await opts.store.claim(sessionId);
+    const { waitMs = 0 } = parseBody(req, ClaimRequestSchema);
+    const claimed = await claimWithWait({
+      wake: opts.wake,
+      sessionId,
+      waitMs,
+      reply,
+      claim: () => opts.store.claim(sessionId),
+      nextDueAt: () => opts.store.nextDueAt(sessionId),
+    });
     if (!claimed) return reply.code(204).send();
     // Decided at hand-off (the session's current bounds), so typing always ends a typing time after the claim.
     const { typingMs, minGapMs } = (await opts.pacingFor?.(sessionId, claimed.text)) ?? { typingMs: 0, minGapMs: 0 };
