@@ -111,6 +111,9 @@ export function createSessionActivities(deps: ActivityDeps) {
       SESSIONS_DIR: sessionsDir,
       OUTBOX_URL: `${apiOrigin}/api/worker/sessions/${sessionId}/outbox`,
       LOG_LEVEL: config.LOG_LEVEL === 'silent' ? 'silent' : 'info',
+      // Four PINGs per watchdog window: a hung worker is still caught within PING_TIMEOUT_MS, at a quarter of the
+      // API's ingest cost of a PING every presence interval.
+      LIVENESS_INTERVAL_MS: String(Math.max(100, Math.floor(config.PING_TIMEOUT_MS / 4))),
       ...deps.workerEnv,
     };
     if (config.WA_WEBSOCKET_URL) env.WA_WEBSOCKET_URL = config.WA_WEBSOCKET_URL;

@@ -35,7 +35,7 @@ export type OutboxItem = z.infer<typeof OutboxItemSchema>;
 export const REJECTED_COLD_OUTREACH = 'rejected_cold_outreach';
 
 /** The longest a claim may wait for an item (a long-poll); 0 or absent: answer at once. */
-export const MAX_CLAIM_WAIT_MS = 30_000;
+export const MAX_CLAIM_WAIT_MS = 60_000;
 /** A claim (outbox or commands): `waitMs` holds the request until an item is claimable or the time is up (204). */
 export const ClaimRequestSchema = z
   .object({ waitMs: z.number().int().min(0).max(MAX_CLAIM_WAIT_MS).optional() })

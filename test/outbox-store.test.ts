@@ -306,7 +306,7 @@ describe('worker outbox long-poll (claims with waitMs)', () => {
   });
 
   test('waitMs is validated', async () => {
-    const res = await claim('lp5', { waitMs: 60_000 });
+    const res = await claim('lp5', { waitMs: 120_000 });
     assert.equal(res.status, 400);
     assert.equal(OutboxErrorSchema.parse(await res.json()).error.field, 'waitMs');
   });

@@ -78,7 +78,7 @@ const EnvSchema = z.object({
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
   /** Outbox and command claims wait this long on the API for work (long-poll); 0: poll every OUTBOX_POLL_MS. */
-  OUTBOX_WAIT_MS: int(20_000, 0, 30_000),
+  OUTBOX_WAIT_MS: int(50_000, 0, 60_000),
   /** Longest wait between two asks for a login slot while the host's logins are all taken. */
   LOGIN_POLL_MAX_MS: int(1000, 10),
   /** The API cannot be asked for a login slot for this long: connect anyway (pacing never keeps a session down). */

@@ -3,12 +3,23 @@
  * workflow's queue, and container steps (start/stop/restart a worker, its auth files) on the session's host
  * queue, with heartbeats. One definition, so both workflows retry the same way.
  */
-import { log, proxyActivities } from '@temporalio/workflow';
+import { log, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 
 /** `maximumAttempts`: a session's timings may shrink it (tests that make a step fail after its retries). */
 export const quickActivities = (maximumAttempts = 10) =>
   proxyActivities<SessionActivities>({
+    startToCloseTimeout: '20s',
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts },
+  });
+
+/**
+ * The same quick steps as local activities: run by the workflow's own worker inside its workflow task, they add
+ * one history event each instead of an activity's three plus a second workflow task. For the steps every
+ * reconnect takes (the status mirror, CONNECTED), so a long-lived session's history grows slowly.
+ */
+export const localQuickActivities = (maximumAttempts = 10) =>
+  proxyLocalActivities<SessionActivities>({
     startToCloseTimeout: '20s',
     retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts },
   });

@@ -27,7 +27,7 @@ import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/s
 import type { EventData } from '../common/events.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
 import { failureOf, FailureType } from '../common/failure.js';
-import { bestEffortAlert, containerActivitiesOn, quickActivities } from './activity-options.js';
+import { bestEffortAlert, containerActivitiesOn, localQuickActivities, quickActivities } from './activity-options.js';
 
 // ------------------------------------------------------------------------------------------ definitions
 export interface SessionTimings {
@@ -189,6 +189,8 @@ function initialState(input: SessionInput): SessionState {
 export async function sessionWorkflow(input: SessionInput): Promise<PublicSessionState> {
   const timings = { ...DEFAULT_TIMINGS, ...input.timings };
   const quick = quickActivities(timings.quickActivityAttempts);
+  /** The status mirror and CONNECTED: local activities (histories recorded before run them as activities). */
+  const mirror = patched('local-mirror') ? localQuickActivities(timings.quickActivityAttempts) : quick;
   const state: SessionState = input.carried ?? initialState(input);
   const workers = containerActivitiesOn(input.hostQueue);
   const queue: Job[] = [];
@@ -284,7 +286,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   const save = (
     fields: Parameters<SessionActivities['updateSession']>[0]['fields'],
     increment?: 'restarts' | 'watchdogRestarts' | 'failovers',
-  ) => quick.updateSession({ sessionId: state.sessionId, fields, increment });
+  ) => mirror.updateSession({ sessionId: state.sessionId, fields, increment });
 
   /**
    * Every status change of the session goes through here: the Redis mirror first (one activity, with the counter
@@ -513,7 +515,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         const phone = String(event.data.phoneNumber);
         const jid = String(event.data.jid);
         const wasConnectedBefore = state.connectedAt !== null;
-        const { conflictWith } = await quick.sessionConnected({
+        const { conflictWith } = await mirror.sessionConnected({
           sessionId: state.sessionId,
           phone,
           jid,
