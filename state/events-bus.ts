@@ -70,12 +70,15 @@ export class EventBus {
   private subscribed: Promise<void> | null = null;
   private readonly handlers = new Set<(e: LiveEvent) => void>();
 
+  private readonly logger: Logger | undefined;
+
   constructor(
     private readonly redis: Redis,
-    prefix = '',
-    private readonly logger?: Logger,
+    prefix: string,
+    opts: { logger?: Logger } = {},
   ) {
     this.keys = redisKeys(prefix);
+    this.logger = opts.logger;
   }
 
   /** Publishes an event and moves its counters (one MULTI). Throws on Redis errors: see {@link publishSafe}. */

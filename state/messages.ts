@@ -155,9 +155,11 @@ export class MessageStore {
 
   constructor(
     private readonly redis: Redis,
+    prefix: string,
+    /** Anti-ban limits, rate limits and retention (the options of this store). */
     private readonly config: Config,
   ) {
-    this.prefix = config.REDIS_KEY_PREFIX;
+    this.prefix = prefix;
     this.keys = redisKeys(this.prefix);
   }
 

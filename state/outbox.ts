@@ -75,7 +75,6 @@ const reclaimScript = luaCommand<[queue: string, inflight: string], [], number>(
 );
 
 export interface OutboxStoreOptions {
-  prefix?: string;
   /** How long a claim is leased before it is re-delivered (default 60 s). */
   leaseMs?: number;
   /** Retryable NACKs after which a message fails for good (default 5). */
@@ -92,9 +91,10 @@ export class OutboxStore {
 
   constructor(
     private readonly redis: Redis,
+    prefix: string,
     opts: OutboxStoreOptions = {},
   ) {
-    this.prefix = opts.prefix ?? '';
+    this.prefix = prefix;
     this.leaseMs = opts.leaseMs ?? 60_000;
     this.maxAttempts = opts.maxAttempts ?? 5;
     this.retentionMs = opts.retentionMs ?? 7 * 86_400_000;

@@ -102,12 +102,16 @@ export class ProxyInUseError extends Error {
 export class ProxyPool {
   readonly keys: RedisKeys;
 
+  /** Sessions per proxy (MAX_SESSIONS_PER_PROXY). */
+  readonly limit: number;
+
   constructor(
     private readonly redis: Redis,
-    readonly limit: number,
-    prefix = '',
+    prefix: string,
+    opts: { maxSessionsPerProxy: number },
   ) {
     this.keys = redisKeys(prefix);
+    this.limit = opts.maxSessionsPerProxy;
   }
 
   private get prefix(): string {

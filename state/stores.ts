@@ -34,15 +34,15 @@ export function createStores(redis: Redis, config: Config, logger?: Logger): Sto
   return {
     redis,
     sessions: new SessionStore(redis, prefix),
-    pool: new ProxyPool(redis, config.MAX_SESSIONS_PER_PROXY, prefix),
+    pool: new ProxyPool(redis, prefix, { maxSessionsPerProxy: config.MAX_SESSIONS_PER_PROXY }),
     profiles: new DeviceProfileStore(redis, prefix),
     hosts: new HostRegistry(redis, prefix),
     logins: new LoginSlots(redis, prefix),
-    messages: new MessageStore(redis, config),
-    outbox: new OutboxStore(redis, { prefix, retentionMs: config.MESSAGE_RETENTION_MS }),
+    messages: new MessageStore(redis, prefix, config),
+    outbox: new OutboxStore(redis, prefix, { retentionMs: config.MESSAGE_RETENTION_MS }),
     clientWebhooks: new ClientWebhookStore(redis, prefix),
     commands: new WorkerCommandStore(redis, prefix),
-    events: new EventBus(redis, prefix, logger),
+    events: new EventBus(redis, prefix, { logger }),
   };
 }
 

@@ -55,7 +55,7 @@ describe('anti-ban: unpaced sending gets banned, the dispatcher keeps the number
     const load = Array.from({ length: 25 }, (_, i) => ({ to: `1555660${String(i).padStart(4, '0')}`, n: i }));
 
     // 1. Unpaced: the same 25 messages pushed straight into the worker outbox (what a gateway without a queue does).
-    const outbox = new OutboxStore(stack.redis, { prefix: stack.prefix });
+    const outbox = new OutboxStore(stack.redis, stack.prefix);
     for (const m of load) {
       await outbox.enqueue(RAW.id, { messageId: `raw-${m.n}`, to: m.to, text: `raw #${m.n}` });
     }
@@ -226,7 +226,7 @@ describe('anti-ban: pacing keeps a number alive with a cap above the ban thresho
     // unpaced session gets the smallest gap there is.
     const unpaced = await stack.call('PUT', `/api/anti-ban/sessions/${RAW.id}/limits`, { gapMs: 10 });
     assert.equal(unpaced.status, 200, JSON.stringify(unpaced.body));
-    const outbox = new OutboxStore(stack.redis, { prefix: stack.prefix });
+    const outbox = new OutboxStore(stack.redis, stack.prefix);
     for (const m of load) await outbox.enqueue(RAW.id, { messageId: `raw2-${m.n}`, to: m.to, text: `raw #${m.n}` });
     await waitFor('the unpaced number to be banned', () => bans.some((b) => b.phone === RAW.phone), 30_000);
     console.log(`unpaced: banned after ${stack.sim.messages(RAW.phone).length} messages`);

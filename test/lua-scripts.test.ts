@@ -90,7 +90,7 @@ describe('Lua scripts: EVALSHA after the first call, re-sent after SCRIPT FLUSH'
       monitor.on('monitor', (_time: string, args: string[], source: string) => {
         if (source === addr && /^eval/i.test(args[0] ?? '')) seen.push(String(args[0]).toLowerCase());
       });
-      const pool = new ProxyPool(redis, 4, 'evalsha:');
+      const pool = new ProxyPool(redis, 'evalsha:', { maxSessionsPerProxy: 4 });
       // A command batched in this tick before the script's first call: the batch must not swallow the script.
       await Promise.all([redis.get('evalsha:nothing'), pool.register(PROXY_A)]);
       const first = await pool.reserve({ sessionId: 's1' });
@@ -139,7 +139,7 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
       TEMPORAL_CODEC_KEYS: `k1:${'A'.repeat(43)}=`,
       REDIS_KEY_PREFIX: prefix,
     });
-    const pool = new ProxyPool(redis, 4, prefix);
+    const pool = new ProxyPool(redis, prefix, { maxSessionsPerProxy: 4 });
     await pool.register(PROXY_A, PROXY_B);
     await redis.sadd(`${prefix}sessions:all`, 's1', 's2');
     await pool.setSticky('491700000001', PROXY_B);
@@ -169,8 +169,8 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     await hosts.heartbeat({ hostId: 'h1', queue: 'q@h1', capacity: 2 });
     assert.equal((await hosts.place('s1', 60_000))?.hostId, 'h1');
 
-    const outbox = new OutboxStore(redis, { prefix });
-    const messages = new MessageStore(redis, config);
+    const outbox = new OutboxStore(redis, prefix);
+    const messages = new MessageStore(redis, config.REDIS_KEY_PREFIX, config);
     await redis.hset(`${prefix}session:s1`, 'status', 'connected');
     const accepted = await messages.accept({
       tenant: 't1',

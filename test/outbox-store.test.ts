@@ -23,7 +23,7 @@ let store: OutboxStore;
 before(async () => {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 2 });
   await redis.connect();
-  store = new OutboxStore(redis, { prefix, leaseMs: 60_000, maxAttempts: 3 });
+  store = new OutboxStore(redis, prefix, { leaseMs: 60_000, maxAttempts: 3 });
 });
 
 after(async () => {
@@ -115,7 +115,7 @@ describe('OutboxStore', () => {
     for (let i = 0; i < 50; i++) await store.enqueue(s, msg(i));
     const clients = Array.from({ length: 5 }, () => new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
     try {
-      const stores = clients.map((c) => new OutboxStore(c, { prefix }));
+      const stores = clients.map((c) => new OutboxStore(c, prefix));
       const got: string[] = [];
       await Promise.all(
         stores.map(async (st) => {
@@ -234,7 +234,7 @@ describe('worker outbox long-poll (claims with waitMs)', () => {
     wake = new WorkerWake(redis, prefix);
     await wake.start();
     publisherRedis = redis.duplicate();
-    publisher = new OutboxStore(publisherRedis, { prefix, leaseMs: 400, maxAttempts: 3 });
+    publisher = new OutboxStore(publisherRedis, prefix, { leaseMs: 400, maxAttempts: 3 });
     app = Fastify();
     installErrorHandler(app);
     await app.register(

@@ -18,7 +18,7 @@ describe('proxy pool on real Redis', () => {
   after(async () => cleanup());
 
   it('200 concurrent reservations over 10 proxies with limit 4: exactly 40 succeed, never above 4', async () => {
-    const pool = new ProxyPool(redis, 4, `${prefix}conc:`);
+    const pool = new ProxyPool(redis, `${prefix}conc:`, { maxSessionsPerProxy: 4 });
     await pool.register(...Array.from({ length: 10 }, (_, i) => proxy(i + 1)));
     const urls = (await pool.list()).map((p) => p.url);
 
@@ -36,7 +36,9 @@ describe('proxy pool on real Redis', () => {
     await Promise.all(clients.map((c) => c.ping()));
     const results = await Promise.allSettled(
       Array.from({ length: 200 }, (_, i) =>
-        new ProxyPool(clients[i % clients.length]!, 4, `${prefix}conc:`).reserve({ sessionId: `s${i}` }),
+        new ProxyPool(clients[i % clients.length]!, `${prefix}conc:`, { maxSessionsPerProxy: 4 }).reserve({
+          sessionId: `s${i}`,
+        }),
       ),
     );
     const during = monitor.samples - before;
@@ -74,7 +76,7 @@ describe('proxy pool on real Redis', () => {
   });
 
   it('picks the least-loaded healthy proxy, and a retry of the same session keeps its slot', async () => {
-    const pool = new ProxyPool(redis, 4, `${prefix}least:`);
+    const pool = new ProxyPool(redis, `${prefix}least:`, { maxSessionsPerProxy: 4 });
     const [a, b] = await pool.register(proxy(1), proxy(2));
     const r1 = await pool.reserve({ sessionId: 'x1' });
     const r2 = await pool.reserve({ sessionId: 'x2' });
@@ -89,7 +91,7 @@ describe('proxy pool on real Redis', () => {
   });
 
   it('sticky: a bound phone gets its proxy again even when others are emptier; after BAD it moves', async () => {
-    const pool = new ProxyPool(redis, 4, `${prefix}sticky:`);
+    const pool = new ProxyPool(redis, `${prefix}sticky:`, { maxSessionsPerProxy: 4 });
     const [p1, p2, p3] = await pool.register(proxy(1), proxy(2), proxy(3));
     // Load P1 with two other sessions so it is the fullest.
     await pool.reserve({ sessionId: 'other1', override: p1 });
@@ -117,7 +119,7 @@ describe('proxy pool on real Redis', () => {
   });
 
   it('override first (when healthy and below capacity), then sticky, then pool', async () => {
-    const pool = new ProxyPool(redis, 2, `${prefix}override:`);
+    const pool = new ProxyPool(redis, `${prefix}override:`, { maxSessionsPerProxy: 2 });
     const [p1, p2] = await pool.register(proxy(1), proxy(2));
     const o = await pool.reserve({ sessionId: 'o1', override: p2 });
     assert.deepEqual([o.proxyUrl, o.source], [p2, 'override']);
@@ -134,7 +136,7 @@ describe('proxy pool on real Redis', () => {
   });
 
   it('failover can exclude the burned proxy; remove refuses a proxy that still has sessions', async () => {
-    const pool = new ProxyPool(redis, 4, `${prefix}excl:`);
+    const pool = new ProxyPool(redis, `${prefix}excl:`, { maxSessionsPerProxy: 4 });
     const [p1, p2] = await pool.register(proxy(1), proxy(2));
     const r = await pool.reserve({ sessionId: 'e1', exclude: [p1!] });
     assert.equal(r.proxyUrl, p2);
@@ -146,7 +148,7 @@ describe('proxy pool on real Redis', () => {
   });
 
   it('registration is idempotent and keeps a BAD proxy BAD', async () => {
-    const pool = new ProxyPool(redis, 4, `${prefix}reg:`);
+    const pool = new ProxyPool(redis, `${prefix}reg:`, { maxSessionsPerProxy: 4 });
     const [p1] = await pool.register(proxy(1));
     await pool.reserve({ sessionId: 'r1' });
     await pool.markBad(p1!);

@@ -128,7 +128,7 @@ before(async () => {
   proxyPort = proxy.port;
   rx = await WebhookReceiver.start(SECRET);
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 2 });
-  store = new OutboxStore(redis, { prefix, leaseMs: 3000 });
+  store = new OutboxStore(redis, prefix, { leaseMs: 3000 });
   app = Fastify();
   // Test hook: hold ACKs (never answer them) to simulate a crash between the send and the ACK.
   app.addHook('preHandler', async (req) => {

@@ -69,7 +69,7 @@ export async function waitForQuiet(
   sessionIds: string[],
   opts: { allowScheduled?: boolean; timeoutMs?: number } = {},
 ): Promise<void> {
-  const outbox = new OutboxStore(stack.redis, { prefix: stack.prefix });
+  const outbox = new OutboxStore(stack.redis, stack.prefix);
   await waitFor(
     `nothing left to send for ${sessionIds.join(', ')}`,
     async () => {

@@ -28,7 +28,7 @@ describe('tenant proxy overrides stay private', () => {
 
   it('never joins the pool; same 4-per-proxy limit; refused when full, BAD or another tenant’s; gone with its last session', async () => {
     const p = `${prefix}private:`;
-    const pool = new ProxyPool(redis, 4, p);
+    const pool = new ProxyPool(redis, p, { maxSessionsPerProxy: 4 });
     await pool.register(shared);
     const a1 = await pool.reserve({ sessionId: 'a1', override: own, tenant: 'acme' });
     assert.deepEqual([a1.proxyUrl, a1.source], [own, 'override']);

@@ -36,7 +36,7 @@ describe('Redis key names carry a proxy id, never the proxy URL', () => {
 
   it('register, reserve, mark BAD, release: no key name holds a URL or password', async () => {
     const p = `${prefix}fresh:`;
-    const pool = new ProxyPool(redis, 4, p);
+    const pool = new ProxyPool(redis, p, { maxSessionsPerProxy: 4 });
     await pool.register(url1, url2);
     await pool.reserve({ sessionId: 's1' });
     await pool.reserve({ sessionId: 's2', override: 'socks5h://carol:KeyNamePw3@10.1.0.3:1080' });
@@ -70,7 +70,7 @@ describe('Redis key names carry a proxy id, never the proxy URL', () => {
     await redis.set(k('session:slot:s2'), url1);
     await redis.set(k('session:slot:s3'), url2);
 
-    const pool = new ProxyPool(redis, 4, p);
+    const pool = new ProxyPool(redis, p, { maxSessionsPerProxy: 4 });
     assert.equal(await pool.migrateLegacyKeys(), 7);
     const names = await keyNames(redis, p);
     assert.deepEqual(
@@ -105,7 +105,7 @@ describe('Redis key names carry a proxy id, never the proxy URL', () => {
   it('a key written in the old name after a partial migration is merged, BAD winning', async () => {
     const p = `${prefix}merge:`;
     const k = (s: string) => `${p}${s}`;
-    const pool = new ProxyPool(redis, 4, p);
+    const pool = new ProxyPool(redis, p, { maxSessionsPerProxy: 4 });
     await pool.register(url1);
     await redis.sadd(k('sessions:all'), 's1', 's2');
     await pool.reserve({ sessionId: 's1' });

@@ -18,7 +18,7 @@ describe('records expire', () => {
   let outbox: OutboxStore;
   before(async () => {
     api = await new ApiOnly({ MESSAGE_RETENTION_MS: String(RETENTION) }).start();
-    outbox = new OutboxStore(api.redis, { prefix: api.prefix });
+    outbox = new OutboxStore(api.redis, api.prefix);
     await api.sessions.create('sec_exp', 'acme');
   });
   after(async () => api?.stop());

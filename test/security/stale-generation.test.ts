@@ -25,7 +25,7 @@ describe('calls of a replaced worker generation', () => {
   const secret = sessionWebhookSecret(WEBHOOK_SECRET, SESSION);
   before(async () => {
     api = await new ApiOnly().start();
-    outbox = new OutboxStore(api.redis, { prefix: api.prefix });
+    outbox = new OutboxStore(api.redis, api.prefix);
     commands = new WorkerCommandStore(api.redis, api.prefix);
     await api.sessions.create(SESSION, 'admin');
     // What the orchestrator records when it starts generation 3 of this session's worker.

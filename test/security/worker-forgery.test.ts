@@ -19,7 +19,7 @@ describe('a worker forging beyond its own session', () => {
   let outbox: OutboxStore;
   before(async () => {
     api = await new ApiOnly().start();
-    outbox = new OutboxStore(api.redis, { prefix: api.prefix });
+    outbox = new OutboxStore(api.redis, api.prefix);
     await api.sessions.create('sec_worker_a', 'admin');
     await api.sessions.create('sec_worker_b', 'acme');
   });
