@@ -9,6 +9,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { defaultWorkerCommand } from '../orchestrator/orchestrator.js';
 import { Stack, sleep, waitFor } from '../test/helpers/stack.js';
 
 const { values } = parseArgs({
@@ -19,6 +20,8 @@ const { values } = parseArgs({
     /** Then a host reboot: kill -9 every worker and the orchestrator, start it again, time the way back. */
     'fleet-restart': { type: 'boolean', default: false },
     'max-logins': { type: 'string', default: '10' },
+    /** Extra Node/V8 flags for every worker, e.g. "--optimize-for-size" (memory levers). */
+    'worker-flags': { type: 'string', default: '' },
   },
 });
 const target = Number(values.sessions);
@@ -86,6 +89,15 @@ const stack = await new Stack({
     WORKER_ENV_WA_KEEPALIVE_INTERVAL_MS: '30000',
     WORKER_ENV_LOG_LEVEL: 'warn',
     MAX_CONCURRENT_LOGINS: String(values['max-logins']),
+    ...(values['worker-flags']
+      ? {
+          WORKER_COMMAND: JSON.stringify(
+            ((cmd) => [cmd[0], ...values['worker-flags']!.split(' ').filter(Boolean), ...cmd.slice(1)])(
+              defaultWorkerCommand(),
+            ),
+          ),
+        }
+      : {}),
   },
 }).start();
 const started = Date.now();
@@ -136,6 +148,7 @@ try {
     .connected as number;
   const results = {
     machine: { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    workerFlags: values['worker-flags'],
     at: new Date().toISOString(),
     target,
     connected,
