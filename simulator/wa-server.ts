@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -306,6 +306,38 @@ interface Connection {
   receiptWaiters: Map<string, () => void>;
   /** Counted as a login in flight: connected, neither logged in, showing a QR, nor closed yet. */
   loginPending: boolean;
+}
+
+/** WhatsApp's `encrypt/get/digest` answer: registration id, key type, identity, signed pre-key, pre-key ids, hash. */
+function digestOf(bundle: CompanionBundle): BinaryNode {
+  const u32 = (n: number) => Buffer.from([(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  const u24 = (n: number) => Buffer.from([(n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  const hash = createHash('sha1')
+    .update(bundle.identity)
+    .update(bundle.signedPreKey.value)
+    .update(bundle.signedPreKey.signature)
+    .update(Buffer.concat(bundle.preKeys.map((k) => k.value)))
+    .digest();
+  return {
+    tag: 'digest',
+    attrs: {},
+    content: [
+      { tag: 'registration', attrs: {}, content: u32(bundle.registrationId) },
+      { tag: 'type', attrs: {}, content: Buffer.from([5]) },
+      { tag: 'identity', attrs: {}, content: bundle.identity },
+      {
+        tag: 'skey',
+        attrs: {},
+        content: [
+          { tag: 'id', attrs: {}, content: u24(bundle.signedPreKey.id) },
+          { tag: 'value', attrs: {}, content: bundle.signedPreKey.value },
+          { tag: 'signature', attrs: {}, content: bundle.signedPreKey.signature },
+        ],
+      },
+      { tag: 'list', attrs: {}, content: bundle.preKeys.map((k) => ({ tag: 'id', attrs: {}, content: u24(k.id) })) },
+      { tag: 'hash', attrs: {}, content: hash },
+    ],
+  };
 }
 
 const SERVER_JID = 's.whatsapp.net';
@@ -1466,8 +1498,18 @@ export class WhatsAppSimulator {
       case 'encrypt/get/count':
         this.result(c, node, [{ tag: 'count', attrs: { value: String(device?.bundle?.preKeys.length ?? 0) } }]);
         return;
+      case 'encrypt/get/digest':
+        // Like WhatsApp: the digest of the key bundle this device uploaded. Without a digest node a client takes its
+        // keys for lost and generates and uploads a whole new set of pre-keys after every login.
+        if (!device?.bundle) {
+          this.result(c, node);
+          return;
+        }
+        this.result(c, node, [digestOf(device.bundle)]);
+        return;
       case 'encrypt/set/registration':
         if (device) device.bundle = parseUploadedBundle(node);
+        this.events.emit('pre-keys-uploaded', { phone: device?.phone, count: device?.bundle?.preKeys.length ?? 0 });
         this.result(c, node);
         return;
       case 'passive/set/active':

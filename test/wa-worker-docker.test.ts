@@ -72,7 +72,7 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
       Volumes: Record<string, unknown>;
     };
     assert.equal(cfg.User, '1000:1000');
-    assert.deepEqual(cfg.Entrypoint, ['node', '--max-semi-space-size=1', '/app/main.mjs']);
+    assert.deepEqual(cfg.Entrypoint, ['node', '--max-semi-space-size=1', '--optimize-for-size', '/app/main.mjs']);
     assert.deepEqual(cfg.Healthcheck?.Test, ['CMD', 'node', '/app/healthcheck.mjs']);
     assert.ok('/app/sessions' in cfg.Volumes);
     // The image runs the supported runtime, Node 24 LTS (the local base is a docker import of data/tools/node).

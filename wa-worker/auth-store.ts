@@ -32,12 +32,14 @@ export function authFileName(file: string): string {
 
 /**
  * Durable atomic write: temp file (0600) + fsync + rename + fsync(dir). `beforeCommit` runs just before the rename;
- * when it throws, the target is left untouched (the generation fence).
+ * when it throws, the target is left untouched (the generation fence). `syncDir` replaces the folder fsync (a
+ * {@link DirSync} shared by many writes).
  */
 export async function writeFileAtomic(
   filePath: string,
   data: string | Buffer,
   beforeCommit?: () => Promise<void>,
+  syncDir?: () => Promise<void>,
 ): Promise<void> {
   const dir = path.dirname(filePath);
   const tmp = path.join(
@@ -61,7 +63,36 @@ export async function writeFileAtomic(
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  await fsyncDir(dir);
+  await (syncDir ? syncDir() : fsyncDir(dir));
+}
+
+/**
+ * Group commit of a folder's fsync: a rename is durable once an fsync of its folder that started after it has
+ * finished, so writes landing while one runs share the next one. Baileys stores ~800 pre-keys at once at the first
+ * login: one folder fsync for them instead of ~800.
+ */
+export class DirSync {
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+
+  constructor(private readonly dir: string) {}
+
+  sync(): Promise<void> {
+    if (!this.running) return this.start();
+    this.queued ??= this.running.then(() => {
+      this.queued = null;
+      return this.start();
+    });
+    return this.queued;
+  }
+
+  private start(): Promise<void> {
+    const run: Promise<void> = fsyncDir(this.dir).finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -121,6 +152,8 @@ export async function useCrashSafeAuthState(
   opts: { beforeCommit?: () => Promise<void> } = {},
 ): Promise<CrashSafeAuthState> {
   await prepareSessionDir(folder);
+  const dirSync = new DirSync(folder);
+  const syncDir = () => dirSync.sync();
   const chains = new Map<string, Promise<void>>();
   const pending = new Set<Promise<void>>();
 
@@ -140,7 +173,7 @@ export async function useCrashSafeAuthState(
   const writeData = (data: unknown, file: string) => {
     const filePath = path.join(folder, authFileName(file));
     const json = JSON.stringify(data, BufferJSON.replacer);
-    return enqueue(filePath, () => writeFileAtomic(filePath, json, opts.beforeCommit));
+    return enqueue(filePath, () => writeFileAtomic(filePath, json, opts.beforeCommit, syncDir));
   };
   const removeData = (file: string) => {
     const filePath = path.join(folder, authFileName(file));
