@@ -12,6 +12,19 @@ import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 
+/**
+ * The script's source with each `--- @include "other.lua"` line replaced by that file (beside it), recursively and
+ * once per file, as BullMQ composes its scripts: helpers shared by several scripts live in one place.
+ */
+function withIncludes(file: URL, seen = new Set<string>()): string {
+  const key = fileURLToPath(file);
+  if (seen.has(key)) return '';
+  seen.add(key);
+  return readFileSync(file, 'utf8').replace(/^--- @include "([\w./-]+)"$/gm, (_, name: string) =>
+    withIncludes(new URL(name, file), seen),
+  );
+}
+
 /** One ARGV value; an object is sent as one JSON argument (the script reads it with cjson.decode). */
 export type LuaArg = string | number | object;
 
@@ -34,7 +47,7 @@ const names = new Map<string, string>();
 export function luaCommand<Keys extends readonly string[], Args extends readonly LuaArg[], Result>(
   file: URL,
 ): LuaCommand<Keys, Args, Result> {
-  const lua = readFileSync(file, 'utf8');
+  const lua = withIncludes(file);
   // One name per file, e.g. `lua:outbox-claim`: cannot clash with a Redis command or another script.
   const path = fileURLToPath(file);
   const name = `lua:${basename(path, '.lua')}`;

@@ -47,17 +47,7 @@ for _, k in ipairs({tenantRate, globalRate}) do
   redis.call('PEXPIRE', k, a.rateWindowMs)
 end
 
--- Planned time of entry idx (0-based) of the session's send sequence: the rolling-window entries (oldest first)
--- followed by the pending queue. Entry idx may go one window after entry idx - cap.
-local function planned(used, cap, idx)
-  local r = idx % cap
-  local base = now
-  if r < used then
-    local e = redis.call('ZRANGE', sentKey, r, r, 'WITHSCORES')
-    if e[2] then base = tonumber(e[2]) end
-  end
-  return base + a.dayMs * math.floor(idx / cap)
-end
+--- @include "message-shared.lua"
 
 local level = redis.call('HGET', limitsKey, 'level') or 'cold'
 local cap = tonumber(redis.call('HGET', limitsKey, 'dailyCap') or '') or a.dailyCaps[level] or a.dailyCaps.cold
@@ -68,7 +58,7 @@ local status = 'queued'
 local response
 if idx >= cap then
   status = 'scheduled'
-  local at = planned(used, cap, idx)
+  local at = plannedAt(sentKey, now, a.dayMs, used, cap, idx)
   redis.call('HSET', messageKey, 'plannedAt', at)
   response = cjson.encode({messageId = mid, sessionId = sid, status = status, plannedAt = at})
 else

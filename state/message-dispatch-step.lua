@@ -14,6 +14,7 @@ local stateKey, sessionKey, pendingKey, sentKey, releasedKey, statsKey, outboxQu
 local p, step, dayMs, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--- @include "message-shared.lua"
 local function messageKey(id) return p .. 'message:' .. id end
 
 if redis.call('HGET', stateKey, 'step') == step then
@@ -42,21 +43,10 @@ redis.call('ZREMRANGEBYSCORE', sentKey, '-inf', now - dayMs)
 local used = redis.call('ZCARD', sentKey)
 if redis.call('LLEN', pendingKey) == 0 then return done({'idle', '', 0}) end
 if used >= cap then
-  -- Planned time of entry idx (0-based) of the send sequence: the rolling-window entries (oldest first) followed
-  -- by the pending queue. Entry idx may go one window after entry idx - cap.
-  local function planned(idx)
-    local r = idx % cap
-    local base = now
-    if r < used then
-      local e = redis.call('ZRANGE', sentKey, r, r, 'WITHSCORES')
-      if e[2] then base = tonumber(e[2]) end
-    end
-    return base + dayMs * math.floor(idx / cap)
-  end
   for i, id in ipairs(redis.call('LRANGE', pendingKey, 0, 999)) do
     local mk = messageKey(id)
     if redis.call('EXISTS', mk) == 1 then
-      redis.call('HSET', mk, 'status', 'scheduled', 'plannedAt', planned(used + i - 1), 'updatedAt', now)
+      redis.call('HSET', mk, 'status', 'scheduled', 'plannedAt', plannedAt(sentKey, now, dayMs, used, cap, used + i - 1), 'updatedAt', now)
     end
   end
   local e = redis.call('ZRANGE', sentKey, used - cap, used - cap, 'WITHSCORES')

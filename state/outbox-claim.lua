@@ -4,13 +4,9 @@
 -- ARGV: [1] leaseMs
 -- Returns {item JSON, attempt, lease deadline ms}, or nil when the outbox is empty.
 local queue, items, attempts, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', now)
-for i = #expired, 1, -1 do
-  redis.call('ZREM', inflight, expired[i])
-  redis.call('LPUSH', queue, expired[i])
-end
+--- @include "outbox-shared.lua"
+local now = nowMs()
+requeueExpired(queue, inflight, now)
 while true do
   local id = redis.call('LPOP', queue)
   if not id then return nil end

@@ -1,5 +1,5 @@
 -- A worker could not send a message (outbox.ts nack): it goes back to the head of the queue (retryable, until
--- maxAttempts claims) or to :failed for good (permanent). A failure is settled as in outbox-ack.lua: noted in
+-- maxAttempts claims) or to :failed for good (permanent). A failure is settled (outbox-shared.lua): noted in
 -- :settled, records older than retentionMs dropped (up to 100), the expiry of the three keys re-armed.
 -- KEYS: [1] session:outbox:<session> (queue)  [2] its :items  [3] its :attempts  [4] its :inflight  [5] its :acked
 --       [6] its :failed  [7] its :settled
@@ -7,8 +7,8 @@
 -- Returns requeued | failed | conflict (acked already) | not_found.
 local queue, items, attempts, inflight, acked, failed, settled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, reason, permanent, maxAttempts, retention = ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--- @include "outbox-shared.lua"
+local now = nowMs()
 if redis.call('HEXISTS', acked, id) == 1 then return 'conflict' end
 if redis.call('HEXISTS', items, id) == 0 then
   if redis.call('HEXISTS', failed, id) == 1 then return 'failed' end
@@ -24,13 +24,5 @@ end
 redis.call('HDEL', items, id)
 redis.call('HDEL', attempts, id)
 redis.call('HSET', failed, id, cjson.encode({reason = reason, attempts = n, at = now, permanent = permanent}))
-redis.call('ZADD', settled, now, id)
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', settled, '-inf', now - retention, 'LIMIT', 0, 100)) do
-  redis.call('HDEL', acked, old)
-  redis.call('HDEL', failed, old)
-  redis.call('ZREM', settled, old)
-end
-for _, k in ipairs({acked, failed, settled}) do
-  if redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, retention) end
-end
+settle(acked, failed, settled, id, now, retention)
 return 'failed'
