@@ -820,7 +820,11 @@ export class WhatsAppSimulator {
    * blob at its directPath), then sends the message with the keys and hashes through its Signal session, as
    * `<message type="media">`.
    */
-  async sendInboundMedia(phone: string, from: string, media: InboundMediaInput): Promise<{ id: string; media: SentMedia }> {
+  async sendInboundMedia(
+    phone: string,
+    from: string,
+    media: InboundMediaInput,
+  ): Promise<{ id: string; media: SentMedia }> {
     const connection = this.liveConnections(phone)[0];
     if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
     const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
