@@ -77,6 +77,10 @@ const EnvSchema = z.object({
     .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
   OUTBOX_POLL_MS: int(2000, 50),
+  /** Inbound media larger than this is not downloaded (the event says `too_large`). */
+  INBOUND_MEDIA_MAX_BYTES: int(100 * 1024 * 1024, 1, 4 * 1024 ** 3),
+  /** Time limit of downloading one inbound media file, and of handing it to the API. */
+  INBOUND_MEDIA_TIMEOUT_MS: int(120_000, 100),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
   /** Set by the orchestrator: which start of this session's worker this is (stamped on every event). */
   WORKER_GENERATION: int(0, 0).optional(),
@@ -122,6 +126,8 @@ export interface WorkerConfig {
   browser: [string, string, string] | undefined;
   outboxUrl: string | undefined;
   outboxPollMs: number;
+  inboundMediaMaxBytes: number;
+  inboundMediaTimeoutMs: number;
   presenceIntervalMs: number;
   generation: number | undefined;
   livenessIntervalMs: number;
@@ -197,6 +203,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     browser: e.WA_BROWSER ? (e.WA_BROWSER.split('|') as [string, string, string]) : undefined,
     outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
     outboxPollMs: e.OUTBOX_POLL_MS,
+    inboundMediaMaxBytes: e.INBOUND_MEDIA_MAX_BYTES,
+    inboundMediaTimeoutMs: e.INBOUND_MEDIA_TIMEOUT_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
     generation: e.WORKER_GENERATION,
     livenessIntervalMs: e.LIVENESS_INTERVAL_MS ?? e.PRESENCE_INTERVAL_MS,

@@ -17,7 +17,15 @@ import { disconnectStatusCode, isProxyError } from '../common/baileys-errors.js'
 import { redactProxyUrl } from '../common/proxy-url.js';
 import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
-import { createEngineSocket, DEFAULT_WA_VERSION, userOf, type EngineSocket } from './engine.js';
+import type { InboundMediaEvent } from '../common/media.js';
+import {
+  createEngineSocket,
+  DEFAULT_WA_VERSION,
+  userOf,
+  type EngineSocket,
+  type InboundMedia,
+  type InboundText,
+} from './engine.js';
 import { fetchWebVersion } from './web-version.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -103,6 +111,8 @@ export interface ConnectionHooks {
   sentText?: (waMessageId: string) => string | undefined;
   /** Asked before every (re)connect: false = do not connect (a replaced worker must not take the device back). */
   beforeConnect?: () => Promise<boolean>;
+  /** Downloads and stores an inbound media file; what the MESSAGE_RECEIVED event says about it. Never throws. */
+  inboundMedia?: (sock: EngineSocket, waMessageId: string, media: InboundMedia) => Promise<InboundMediaEvent>;
 }
 
 export class Connection {
@@ -118,6 +128,8 @@ export class Connection {
   private pairingCodeGen = -1;
   private pairingTimer: NodeJS.Timeout | undefined;
   private readonly statusSent = new Map<string, Set<string>>();
+  /** Inbound messages are reported in the order they came, a media download holding back the ones after it. */
+  private inbound: Promise<void> = Promise.resolve();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
   /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
   version: [number, number, number];
@@ -202,6 +214,25 @@ export class Connection {
     );
   }
 
+  private async reportInbound(sock: EngineSocket, m: InboundText): Promise<void> {
+    try {
+      const media =
+        m.media && this.hooks.inboundMedia ? await this.hooks.inboundMedia(sock, m.waMessageId, m.media) : undefined;
+      this.reporter.emit('MESSAGE_RECEIVED', {
+        messageId: m.waMessageId,
+        from: m.from,
+        fromPhone: m.fromPhone,
+        fromLid: m.fromLid,
+        chat: m.chat,
+        text: m.text,
+        timestamp: m.timestamp,
+        ...(media ? { media } : {}),
+      });
+    } catch (err) {
+      this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
+    }
+  }
+
   private connectNow(): void {
     if (this.stopped) return;
     const gen = ++this.generation;
@@ -282,19 +313,7 @@ export class Connection {
     });
 
     sock.onInboundText((m) => {
-      try {
-        this.reporter.emit('MESSAGE_RECEIVED', {
-          messageId: m.waMessageId,
-          from: m.from,
-          fromPhone: m.fromPhone,
-          fromLid: m.fromLid,
-          chat: m.chat,
-          text: m.text,
-          timestamp: m.timestamp,
-        });
-      } catch (err) {
-        this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
-      }
+      this.inbound = this.inbound.then(() => this.reportInbound(sock, m));
     });
 
     sock.onOwnMessageStatus((waMessageId, status) => {

@@ -17,6 +17,7 @@ import { OutboxClient, OutboxLedger, OutboxWorker } from './outbox.js';
 import { CommandClient, CommandWorker } from './commands.js';
 import { commandsUrlOf } from '../common/worker-commands.js';
 import { WebhookReporter } from './webhooks.js';
+import { InboundMediaHandler } from './inbound-media.js';
 import { WorkerFence } from './fence.js';
 import { FENCED_EXIT_CODE } from '../common/worker-fence.js';
 
@@ -107,7 +108,22 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       )
     : undefined;
 
+  // Inbound media files go to the API beside the session's outbox (`…/sessions/<id>/inbound-media`).
+  const inboundMedia = new InboundMediaHandler(
+    cfg.outboxUrl?.replace(/\/outbox$/, ''),
+    cfg.webhookSecret,
+    fencing,
+    {
+      maxBytes: cfg.inboundMediaMaxBytes,
+      timeoutMs: cfg.inboundMediaTimeoutMs,
+      retryBaseMs: cfg.webhookRetryBaseMs,
+      retryMaxMs: cfg.webhookRetryMaxMs,
+    },
+    logger.child({ component: 'inbound-media' }),
+  );
+
   const connection = new Connection(cfg, auth, reporter, logger, baileysLogger, {
+    inboundMedia: (sock, waMessageId, media) => inboundMedia.handle(sock, waMessageId, media),
     onOpen: (sock, info) => {
       if (cfg.enableKeepAlive) keepAlive.start(sock, info.jid);
       outbox?.start(sock);
