@@ -137,7 +137,10 @@ export const configSchema = z.object({
   S3_PREFIX: z
     .string()
     .default('backups/')
-    .refine((s) => s === '' || /^[A-Za-z0-9!_.*'()/-]{0,200}\/$/.test(s), 'must be empty or end with / (safe characters)'),
+    .refine(
+      (s) => s === '' || /^[A-Za-z0-9!_.*'()/-]{0,200}\/$/.test(s),
+      'must be empty or end with / (safe characters)',
+    ),
   /** A non-AWS endpoint (SeaweedFS, MinIO): path-style addressing is used. Unset: AWS in S3_REGION. */
   S3_ENDPOINT: url('http://127.0.0.1:8333', ['http:', 'https:']).optional(),
   S3_REGION: z.string().min(1).default('us-east-1'),
@@ -255,6 +258,23 @@ export const configSchema = z.object({
   MEDIA_UPLOAD_TTL_MS: int(86_400_000, 1_000),
   /** Time limit of fetching a media URL. */
   MEDIA_URL_TIMEOUT_MS: int(60_000, 100),
+  /** How long inbound media files (received messages) are kept on disk and downloadable. */
+  MEDIA_RETENTION_HOURS: int(168, 1, 24 * 365),
+  /** Lifetime of the signed download URL a `message.received` webhook carries (never beyond the retention). */
+  MEDIA_URL_TTL_MS: int(86_400_000, 1_000),
+  /** Key of the signed download URLs (HMAC); unset: derived from WEBHOOK_SECRET. */
+  MEDIA_URL_SECRET: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.string().min(16, 'must be at least 16 characters').optional(),
+  ),
+  /** The API's address as customers reach it, the base of signed download URLs (unset: http://API_HOST:API_PORT). */
+  API_PUBLIC_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .refine((s) => /^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(s) && URL.canParse(s), 'must be an http(s) URL')
+      .optional(),
+  ),
   // --- Tenant isolation (README "Security") ---
   /** Bearer token of GET /metrics; unset = /metrics answers 401 to everyone. */
   METRICS_TOKEN: z.preprocess(
