@@ -7,7 +7,9 @@
  *     requires — a route registered outside every scope, or reached by an unusual path encoding, gets nothing;
  *   - the API-key check is ONE function ({@link ApiKeys.authenticate}) used by HTTP, SSE and the WebSocket upgrade;
  *     live events also accept a short-lived single-use ticket (`POST /api/events/ticket`) instead of a key in the
- *     URL; the admin sub-scope adds ONE {@link requireAdmin}.
+ *     URL; the admin sub-scope adds ONE {@link requireAdmin};
+ *   - a route marked `signedUrl` (media downloads) also answers a signed URL without a key: its plugin verifies the
+ *     signature before the guard and sets `request.urlGrant`, which the guard accepts for that route only.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';

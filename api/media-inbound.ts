@@ -152,7 +152,11 @@ export class InboundMediaStore {
    * The record a signed URL grants, or a 403 ApiError: an unknown id, a wrong signature and an expired one are
    * refused alike until the signature is proven (nobody learns which ids exist).
    */
-  async verifyUrl(mediaId: string, query: Partial<MediaUrlQuery>, now = Date.now()): Promise<InboundMediaRecord> {
+  async verifyUrl(
+    mediaId: string,
+    query: { [K in keyof MediaUrlQuery]?: string | undefined },
+    now = Date.now(),
+  ): Promise<InboundMediaRecord> {
     const refuse = (message: string) => new ApiError(403, 'BAD_MEDIA_SIGNATURE', message, 'sig');
     const expires = Number(query.expires);
     if (!query.sig || !/^\d{1,16}$/.test(query.expires ?? '') || !Number.isSafeInteger(expires))

@@ -6,6 +6,9 @@
  * eventId instead). Errors use the one error handler: 401 BAD_SIGNATURE for anything unverified, never "no such
  * session" (existence is checked by the route only after the signature proved the caller holds that key).
  *
+ * A route streaming a file (inbound media) signs a description header instead of the body (`payload.header`): the
+ * route checks the bytes against the size and SHA-256 it describes.
+ *
  * Fencing: a worker names its generation (WORKER_GENERATION) in a signed header; a call from a generation older than
  * the session's current worker (mirrored in Redis at every worker start) is refused with 409 STALE_GENERATION, and
  * the worker stops itself: it has been replaced.
