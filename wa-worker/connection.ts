@@ -18,6 +18,7 @@ import { redactProxyUrl } from '../common/proxy-url.js';
 import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
 import type { InboundMediaEvent } from '../common/media.js';
+import type { InboundPending } from './inbound-pending.js';
 import {
   createEngineSocket,
   DEFAULT_WA_VERSION,
@@ -113,6 +114,8 @@ export interface ConnectionHooks {
   beforeConnect?: () => Promise<boolean>;
   /** Downloads and stores an inbound media file; what the MESSAGE_RECEIVED event says about it. Never throws. */
   inboundMedia?: (sock: EngineSocket, waMessageId: string, media: InboundMedia) => Promise<InboundMediaEvent>;
+  /** Durable record of media messages not reported yet (re-processed after a restart). */
+  inboundPending?: InboundPending;
 }
 
 export class Connection {
@@ -130,6 +133,8 @@ export class Connection {
   private readonly statusSent = new Map<string, Set<string>>();
   /** Inbound messages are reported in the order they came, a media download holding back the ones after it. */
   private inbound: Promise<void> = Promise.resolve();
+  /** media messages queued on `inbound` (a recorded one is not queued twice when the connection opens again) */
+  private readonly inboundQueued = new Set<string>();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
   /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
   version: [number, number, number];
@@ -212,6 +217,30 @@ export class Connection {
       },
       (err: unknown) => this.logger.error({ err: errorText(err) }, 'connect gate failed; not connecting'),
     );
+  }
+
+  /** Queues an inbound message's report; a media message is recorded durably first (see inbound-pending.ts). */
+  private queueInbound(sock: EngineSocket, m: InboundText, recorded = false): void {
+    const pending = m.media ? this.hooks.inboundPending : undefined;
+    if (pending) {
+      if (this.inboundQueued.has(m.waMessageId)) return;
+      this.inboundQueued.add(m.waMessageId);
+    }
+    const durable =
+      pending && !recorded
+        ? pending.add(m as InboundText & { media: InboundMedia }).catch((err: unknown) => {
+            this.logger.error({ err: errorText(err) }, 'could not record an inbound media message');
+          })
+        : undefined;
+    this.inbound = this.inbound.then(async () => {
+      await durable;
+      await this.reportInbound(sock, m);
+      if (!pending) return;
+      this.inboundQueued.delete(m.waMessageId);
+      await pending
+        .done(m.waMessageId)
+        .catch((err: unknown) => this.logger.warn({ err: errorText(err) }, 'could not mark an inbound message done'));
+    });
   }
 
   private async reportInbound(sock: EngineSocket, m: InboundText): Promise<void> {
@@ -313,7 +342,7 @@ export class Connection {
     });
 
     sock.onInboundText((m) => {
-      this.inbound = this.inbound.then(() => this.reportInbound(sock, m));
+      this.queueInbound(sock, m);
     });
 
     sock.onOwnMessageStatus((waMessageId, status) => {
@@ -393,6 +422,8 @@ export class Connection {
     this.reporter.emit('CONNECTED', { phoneNumber, jid, fingerprint });
     this.logger.info({ phoneNumber }, 'connected');
     this.hooks.onOpen?.(sock, { phoneNumber, jid });
+    // media messages a previous run (or connection) received and did not report: download and report them now
+    for (const m of this.hooks.inboundPending?.pending() ?? []) this.queueInbound(sock, m, true);
   }
 
   private onClose(err: unknown): void {

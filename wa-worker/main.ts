@@ -18,6 +18,7 @@ import { CommandClient, CommandWorker } from './commands.js';
 import { commandsUrlOf } from '../common/worker-commands.js';
 import { WebhookReporter } from './webhooks.js';
 import { InboundMediaHandler } from './inbound-media.js';
+import { InboundPending } from './inbound-pending.js';
 import { WorkerFence } from './fence.js';
 import { FENCED_EXIT_CODE } from '../common/worker-fence.js';
 
@@ -122,8 +123,12 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
     logger.child({ component: 'inbound-media' }),
   );
 
+  const inboundPending = new InboundPending(cfg.authDir);
+  await inboundPending.open();
+
   const connection = new Connection(cfg, auth, reporter, logger, baileysLogger, {
     inboundMedia: (sock, waMessageId, media) => inboundMedia.handle(sock, waMessageId, media),
+    inboundPending,
     onOpen: (sock, info) => {
       if (cfg.enableKeepAlive) keepAlive.start(sock, info.jid);
       outbox?.start(sock);
@@ -201,6 +206,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       await auth.flush();
       await ledger?.close();
       await sentStore.close();
+      await inboundPending.close();
       const drained = await reporter.flush(budget(0.5));
       await reporter.close();
       logger.info({ drained, backlog: reporter.backlog, ms: Date.now() - started }, 'stopped');
