@@ -112,6 +112,9 @@ export class MediaServer {
   readonly uploadSources: string[] = [];
   /** the remote address of each download of an encrypted blob */
   readonly downloadSources: string[] = [];
+  /** Tests: downloads are held (no answer) while set; `downloadsHeld` counts the requests that came meanwhile. */
+  holdDownloads = false;
+  downloadsHeld = 0;
 
   private constructor(
     private readonly server: https.Server,
@@ -143,6 +146,10 @@ export class MediaServer {
         const blob = media.uploads.get(d[1]!);
         if (!blob) return deny(404, 'not found');
         req.resume();
+        if (media.holdDownloads) {
+          media.downloadsHeld++;
+          return;
+        }
         media.downloadSources.push((req.socket.remoteAddress ?? '').replace(/^::ffff:/, ''));
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.length }).end(blob);
         return;

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -229,6 +229,33 @@ describe('inbound media: contact → simulator media host → worker (through it
     assert.equal(m.url, null);
     assert.equal(m.size, big.length, 'the announced size');
     assert.equal(m.fileName, 'big.pdf');
+  });
+
+  it('a worker killed while downloading: its restart downloads and reports the message', async () => {
+    const photo = png(64, 48);
+    stack.sim.media.holdDownloads = true;
+    const held = stack.sim.media.downloadsHeld;
+    let s: Awaited<ReturnType<typeof contactSends>>;
+    try {
+      s = await contactSends({ type: 'image', data: photo.toString('base64'), mimetype: 'image/png' });
+      await waitFor('the worker downloading (held)', () => stack.sim.media.downloadsHeld > held, 30_000);
+      const { pid } = JSON.parse(readFileSync(path.join(stack.runDir(), `${S.id}.json`), 'utf8')) as { pid: number };
+      const logins = stack.sim.connections(S.phone).length;
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the restarted worker logging in', () => stack.sim.connections(S.phone).length > logins, 60_000);
+    } finally {
+      stack.sim.media.holdDownloads = false;
+    }
+    assert.equal(
+      receiver.of('message.received').filter((d) => d.json.data.messageId === s.id).length,
+      0,
+      'not reported before the download',
+    );
+    const m = mediaOf(await delivered(s.id));
+    assert.equal(m.sha256, sha(photo));
+    const got = await download(m.url!);
+    assert.equal(got.status, 200);
+    assert.equal(sha(got.bytes), sha(photo), 'byte-identical after the restart');
   });
 
   it('the signed worker call: bytes that differ from the signed description are refused, a bad signature too', async () => {
