@@ -57,11 +57,14 @@ export const InboundMediaIdSchema = z.string().regex(/^in_[a-f0-9]{32}$/, 'not a
  */
 export const INBOUND_MEDIA_HEADER = 'x-wa-media';
 
+/** A MIME type with optional parameters (`audio/ogg; codecs=opus`): what a Content-Type header can carry safely. */
+export const MIME_TYPE_RE = /^[A-Za-z0-9][\w.+-]*\/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+-]+)*$/;
+
 export const InboundMediaMetaSchema = z
   .object({
     waMessageId: z.string().min(1).max(128),
     type: z.enum(MEDIA_TYPES),
-    mimetype: z.string().min(3).max(255),
+    mimetype: z.string().max(255).regex(MIME_TYPE_RE, 'not a MIME type'),
     size: z.number().int().positive(),
     sha256: z.string().regex(/^[a-f0-9]{64}$/),
     fileName: z.string().min(1).max(255).nullable(),

@@ -29,6 +29,7 @@ import makeWASocket, {
   type WASocket,
 } from '@whiskeysockets/baileys';
 import type { Agent } from 'node:https';
+import { MIME_TYPE_RE } from '../common/media.js';
 import { decryptMediaTo, httpsGet, MediaDownloadError } from './media-download.js';
 
 export { BufferJSON, initAuthCreds };
@@ -134,7 +135,11 @@ function mediaOf(msg: proto.IMessage | null | undefined): InboundMedia | undefin
     if (!m.directPath || !m.mediaKey || !m.fileEncSha256 || !m.fileSha256) return undefined;
     return {
       type: kind === 'audio' && m.ptt ? 'voice' : kind,
-      mimetype: m.mimetype || 'application/octet-stream',
+      // the sender's claim: kept only when it is a plain MIME type (it becomes a Content-Type header downstream)
+      mimetype:
+        m.mimetype && m.mimetype.length <= 255 && MIME_TYPE_RE.test(m.mimetype)
+          ? m.mimetype
+          : 'application/octet-stream',
       caption: m.caption || null,
       fileName: field === 'documentMessage' ? m.fileName || null : null,
       fileLength: m.fileLength === null || m.fileLength === undefined ? null : toNumber(m.fileLength),

@@ -52,15 +52,19 @@ export const SignedUrlQuery = z
   })
   .strict();
 
-/** An inbound file's bytes, with what a browser needs to show or save it. */
+/** A file name as an RFC 5987 value (percent-encoded UTF-8; `'()*` are not attr-chars either). */
+const rfc5987 = (name: string) =>
+  encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+/** An inbound file's bytes, with what a browser needs to save it (never to render it on the API's origin). */
 function sendFile(reply: FastifyReply, inbound: InboundMediaStore, record: InboundMediaRecord) {
-  const name = record.fileName ?? `${record.mediaId}`;
+  const name = record.fileName ?? record.mediaId;
   return reply
     .header('content-type', record.mimetype)
     .header('content-length', String(record.size))
     .header('x-content-type-options', 'nosniff')
     .header('cache-control', 'private, no-store')
-    .header('content-disposition', `attachment; filename*=UTF-8''${encodeURIComponent(name)}`)
+    .header('content-disposition', `attachment; filename*=UTF-8''${rfc5987(name)}`)
     .send(inbound.open(record.mediaId));
 }
 
