@@ -8,11 +8,16 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { getMediaKeys } from '@whiskeysockets/baileys';
 import { sessionWebhookSecret } from '../common/session.js';
 import { startControlApi, type ControlApi } from '../simulator/control-api.js';
+import { MediaServer } from '../simulator/media.js';
+import { decryptMediaTo, MediaDownloadError } from '../wa-worker/media-download.js';
 import { SignedClient, SignedHttpError } from '../wa-worker/signed-post.js';
 import { ClientReceiver, SECRET, type Delivery } from './helpers/client-receiver.js';
 import { png, pdf } from './helpers/media-files.js';
@@ -297,5 +302,74 @@ describe('inbound media: contact → simulator media host → worker (through it
       'test',
     );
     assert.equal(await status(otherSession.postFile('inbound-media', 'x-wa-media', meta, file)), 401);
+  });
+});
+
+describe('inbound media decryption (worker): checks what WhatsApp clients check', () => {
+  let media: MediaServer;
+  before(async () => {
+    media = await MediaServer.start();
+  });
+  after(async () => media?.close());
+
+  /** What the contact sends and the encrypted blob the media host serves, with the keys Baileys derives. */
+  async function encrypted(plain: Buffer) {
+    const { message } = media.encryptInbound({ type: 'image', data: plain, mimetype: 'image/png' });
+    const m = message.imageMessage!;
+    const blob = await new Promise<Buffer>((resolve, reject) => {
+      https
+        .get(`https://${media.host}${m.directPath}`, { ca: readFileSync(media.certPath) }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => resolve(Buffer.concat(chunks)));
+        })
+        .on('error', reject);
+    });
+    const k = await getMediaKeys(m.mediaKey!, 'image');
+    const keys = { iv: Buffer.from(k.iv), cipherKey: Buffer.from(k.cipherKey), macKey: Buffer.from(k.macKey!) };
+    const expected = {
+      fileEncSha256: Buffer.from(m.fileEncSha256!),
+      fileSha256: Buffer.from(m.fileSha256!),
+      fileLength: Number(m.fileLength),
+    };
+    return { blob, keys, expected };
+  }
+  const file = () => path.join(os.tmpdir(), `inmedia-dec-${randomBytes(4).toString('hex')}`);
+  /** Feeds `blob` in small chunks (the MAC trailer split across them). */
+  const chunked = (blob: Buffer) =>
+    Readable.from(Array.from({ length: Math.ceil(blob.length / 7) }, (_, i) => blob.subarray(i * 7, i * 7 + 7)));
+
+  it('a good blob decrypts byte-identical; a flipped byte, a wrong hash or length, an oversize are refused', async () => {
+    const plain = png(40, 30);
+    const { blob, keys, expected } = await encrypted(plain);
+    const out = file();
+    const ok = await decryptMediaTo(chunked(blob), keys, expected, out, 1024 * 1024);
+    assert.equal(ok.sha256, sha(plain));
+    assert.equal(ok.size, plain.length);
+    assert.equal(sha(readFileSync(out)), sha(plain));
+    const refused = async (source: Buffer, exp: typeof expected, max = 1024 * 1024) =>
+      decryptMediaTo(Readable.from([source]), keys, exp, file(), max).then(
+        () => 'accepted',
+        (err: unknown) => (err instanceof MediaDownloadError ? `${err.reason}: ${err.message}` : String(err)),
+      );
+    const flipped = Buffer.from(blob);
+    flipped[5] = flipped[5]! ^ 1;
+    assert.equal(await refused(flipped, expected), 'verification_failed: media MAC mismatch');
+    const badMac = Buffer.from(blob);
+    badMac[badMac.length - 1] = badMac[badMac.length - 1]! ^ 1;
+    assert.equal(await refused(badMac, expected), 'verification_failed: media MAC mismatch');
+    assert.equal(
+      await refused(blob, { ...expected, fileEncSha256: randomBytes(32) }),
+      'verification_failed: fileEncSha256 mismatch',
+    );
+    assert.equal(
+      await refused(blob, { ...expected, fileSha256: randomBytes(32) }),
+      'verification_failed: fileSha256 mismatch',
+    );
+    assert.equal(
+      await refused(blob, { ...expected, fileLength: plain.length + 1 }),
+      'verification_failed: fileLength mismatch',
+    );
+    assert.match(await refused(blob, expected, 100), /^too_large/);
   });
 });
