@@ -7,13 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { getMediaKeys } from '@whiskeysockets/baileys';
+import type { Redis } from 'ioredis';
+import { InboundMediaStore } from '../api/media-inbound.js';
+import { loadConfig } from '../common/config.js';
+import { redisKeys } from '../common/redis-keys.js';
 import { sessionWebhookSecret } from '../common/session.js';
 import { startControlApi, type ControlApi } from '../simulator/control-api.js';
 import { MediaServer } from '../simulator/media.js';
@@ -22,7 +26,7 @@ import { SignedClient, SignedHttpError } from '../wa-worker/signed-post.js';
 import { ClientReceiver, SECRET, type Delivery } from './helpers/client-receiver.js';
 import { png, pdf } from './helpers/media-files.js';
 import { connectedSession, terminateDispatchers } from './helpers/messaging.js';
-import { API_KEY, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
+import { API_KEY, serviceEnv, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
 
 const OTHER_KEY = 'test-other-tenant-key-0123456789ab';
 const URL_TTL_MS = 15_000;
@@ -153,6 +157,9 @@ describe('inbound media: contact → simulator media host → worker (through it
       assert.equal(sha(got.bytes), sha(e.bytes), `${e.type}: byte-identical to what the contact sent`);
       assert.equal(got.headers.get('content-type'), e.mimetype);
     }
+    // kept for the retention (MEDIA_RETENTION_HOURS, default 168 h): the record's TTL
+    const ttl = await stack.redis.pttl(redisKeys(stack.prefix).mediaInbound(mediaOf(sent.image.delivery!).id!));
+    assert.ok(ttl > 167 * 3_600_000 && ttl <= 168 * 3_600_000, `TTL ${ttl} ms`);
     // the worker fetched both blobs through the session's proxy (bound to its own address), never directly
     assert.ok(stack.sim.media.downloadSources.length >= 2, 'the worker downloaded from the media host');
     assert.deepEqual([...new Set(stack.sim.media.downloadSources)], [stack.proxies[0]!.bindAddress]);
@@ -371,5 +378,37 @@ describe('inbound media decryption (worker): checks what WhatsApp clients check'
       'verification_failed: fileLength mismatch',
     );
     assert.match(await refused(blob, expected, 100), /^too_large/);
+  });
+});
+
+describe('inbound media retention: the sweep removes files past MEDIA_RETENTION_HOURS', () => {
+  it('old inbound files go, recent ones and other files stay', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'inmedia-sweep-'));
+    const config = loadConfig({
+      ...serviceEnv({
+        apiPort: 1,
+        redisUrl: 'redis://127.0.0.1:1',
+        prefix: 'x:',
+        temporalAddress: '127.0.0.1:1',
+        taskQueue: 'x',
+        workflowIdPrefix: 'x',
+      }),
+      MEDIA_DIR: dir,
+      MEDIA_RETENTION_HOURS: '2',
+    });
+    // the sweep only reads the folder: no Redis needed
+    const store = new InboundMediaStore(null as unknown as Redis, config);
+    const old = store.idFor('s1', 'OLD');
+    const fresh = store.idFor('s1', 'NEW');
+    for (const name of [old, fresh, `${old}.123.456.part`, 'up_' + 'a'.repeat(32), 'notes.txt'])
+      writeFileSync(path.join(dir, name), 'x');
+    const threeHoursAgo = new Date(Date.now() - 3 * 3_600_000);
+    for (const name of [old, `${old}.123.456.part`, 'up_' + 'a'.repeat(32), 'notes.txt'])
+      utimesSync(path.join(dir, name), threeHoursAgo, threeHoursAgo);
+    assert.equal(await store.sweep(), 2);
+    assert.deepEqual(readdirSync(dir).sort(), [fresh, 'notes.txt', 'up_' + 'a'.repeat(32)].sort());
+    assert.notEqual(old, fresh);
+    assert.equal(store.idFor('s1', 'OLD'), old, 'one id per session and message');
+    assert.notEqual(store.idFor('s2', 'OLD'), old);
   });
 });
