@@ -264,7 +264,7 @@ describe('inbound media: contact → simulator media host → worker (through it
       'not reported before the download',
     );
     const m = mediaOf(await delivered(s.id));
-    assert.equal(m.sha256, sha(photo));
+    assert.equal(m.sha256, sha(photo), `downloaded after the restart: ${JSON.stringify(m)}`);
     const got = await download(m.url!);
     assert.equal(got.status, 200);
     assert.equal(sha(got.bytes), sha(photo), 'byte-identical after the restart');
@@ -410,5 +410,56 @@ describe('inbound media retention: the sweep removes files past MEDIA_RETENTION_
     assert.notEqual(old, fresh);
     assert.equal(store.idFor('s1', 'OLD'), old, 'one id per session and message');
     assert.notEqual(store.idFor('s2', 'OLD'), old);
+  });
+});
+
+describe('inbound media with the Docker runner: the worker container downloads through its proxy', () => {
+  let stack: Stack;
+  const receiver = new ClientReceiver();
+  // a fresh session id per run: a container of an earlier run (same name) may still be going away
+  const S = { id: `inmediadk_${randomBytes(3).toString('hex')}`, phone: '15550008302' };
+  before(async () => {
+    await receiver.up();
+    stack = await new Stack({
+      proxies: 1,
+      runner: 'docker',
+      extraEnv: {
+        DOCKER_NETWORK: 'host',
+        // the image scripts/build-images.sh built for this checkout (IMAGE_NAME, default whatsapp-worker-image)
+        WORKER_IMAGE: `${process.env.IMAGE_NAME ?? 'whatsapp-worker-image'}:0.1.0`,
+        CLIENT_WEBHOOK_POLL_MS: '100',
+        ANTIBAN_IDLE_POLL_MS: '500',
+      },
+    }).start();
+    const put = await stack.call('PUT', '/api/v1/webhooks', { url: receiver.url, secret: SECRET }, TENANT_KEY);
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await connectedSession(stack, S.id, S.phone, TENANT_KEY);
+  });
+  after(async () => {
+    if (stack) await terminateDispatchers(stack, [S.id]);
+    await stack?.stop();
+    await receiver.down().catch(() => undefined);
+  });
+
+  it('a document arrives at the webhook and downloads byte-identical through the signed URL', async () => {
+    const doc = pdf(200_000);
+    const { id } = await stack.sim.sendInboundMedia(S.phone, '15557773002', {
+      type: 'document',
+      data: doc,
+      mimetype: 'application/pdf',
+      fileName: 'from-a-container.pdf',
+    });
+    const d = await waitFor(
+      'message.received from the container',
+      () => receiver.of('message.received').find((x) => x.json.data.messageId === id),
+      90_000,
+    );
+    const m = d.json.data.media as WebhookMedia;
+    assert.equal(m.fileName, 'from-a-container.pdf');
+    assert.equal(m.sha256, sha(doc));
+    const res = await fetch(m.url!);
+    assert.equal(res.status, 200);
+    assert.equal(sha(Buffer.from(await res.arrayBuffer())), sha(doc));
+    assert.deepEqual([...new Set(stack.sim.media.downloadSources)], [stack.proxies[0]!.bindAddress]);
   });
 });

@@ -234,19 +234,29 @@ export class Connection {
         : undefined;
     this.inbound = this.inbound.then(async () => {
       await durable;
-      await this.reportInbound(sock, m);
+      const reported = await this.reportInbound(sock, m, Boolean(pending));
       if (!pending) return;
       this.inboundQueued.delete(m.waMessageId);
+      // not reported: it stays recorded and the next connection tries again
+      if (!reported) return;
       await pending
         .done(m.waMessageId)
         .catch((err: unknown) => this.logger.warn({ err: errorText(err) }, 'could not mark an inbound message done'));
     });
   }
 
-  private async reportInbound(sock: EngineSocket, m: InboundText): Promise<void> {
+  /**
+   * Downloads (media) and reports an inbound message; false when a recorded media message is left for the next
+   * connection: its download failed because this connection went away meanwhile.
+   */
+  private async reportInbound(sock: EngineSocket, m: InboundText, recorded: boolean): Promise<boolean> {
     try {
       const media =
         m.media && this.hooks.inboundMedia ? await this.hooks.inboundMedia(sock, m.waMessageId, m.media) : undefined;
+      if (recorded && media?.error === 'download_failed' && (this.sock !== sock || this.state !== 'open')) {
+        this.logger.info({ waMessageId: m.waMessageId }, 'inbound media download cut by a reconnect; retried later');
+        return false;
+      }
       this.reporter.emit('MESSAGE_RECEIVED', {
         messageId: m.waMessageId,
         from: m.from,
@@ -260,6 +270,7 @@ export class Connection {
     } catch (err) {
       this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
     }
+    return true;
   }
 
   private connectNow(): void {
