@@ -24,6 +24,7 @@ import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
 import { mediaRoutes, workerMediaRoutes } from './routes/media.js';
 import { MediaUploads } from './media-uploads.js';
+import { InboundMediaStore } from './media-inbound.js';
 import { contactRoutes } from './routes/contacts.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
@@ -51,8 +52,12 @@ export async function buildApi(
   const keys = new ApiKeys(config, stores.redis);
   const bus = stores.events;
   const uploads = new MediaUploads(stores.redis, config);
-  // Upload files outlive their Redis records only until the next sweep.
-  const sweep = setInterval(() => void uploads.sweep().catch(() => undefined), 10 * 60_000);
+  const inbound = new InboundMediaStore(stores.redis, config);
+  // Media files outlive their Redis records only until the next sweep.
+  const sweep = setInterval(() => {
+    void uploads.sweep().catch(() => undefined);
+    void inbound.sweep().catch(() => undefined);
+  }, 10 * 60_000);
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   // Workers' long-polls wait on it; closing answers them at once, so a shutdown never waits out their waits.
@@ -81,9 +86,9 @@ export async function buildApi(
       },
       async (scope) => {
         await scope.register(
-          webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, opts.hooks))),
+          webhookRoutes(ctx, withLiveEvents(ctx, bus, withMessagingHooks(ctx, opts.logger, inbound, opts.hooks))),
         );
-        await scope.register(workerMediaRoutes(ctx, uploads));
+        await scope.register(workerMediaRoutes(ctx, uploads, inbound));
         await scope.register(workerCommandRoutes, { store: stores.commands, wake });
         await scope.register(workerLoginRoutes(ctx));
         await scope.register(workerOutboxRoutes, {
@@ -113,7 +118,7 @@ export async function buildApi(
       await scope.register(dashboardRoutes(ctx));
       await scope.register(liveEventsRoutes(ctx, bus, keys));
       await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config), uploads));
-      await scope.register(mediaRoutes(ctx, uploads));
+      await scope.register(mediaRoutes(ctx, uploads, inbound));
       await scope.register(contactRoutes(ctx));
       await scope.register(clientWebhookRoutes(ctx, opts.logger));
       if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));

@@ -7,7 +7,9 @@
  *     requires — a route registered outside every scope, or reached by an unusual path encoding, gets nothing;
  *   - the API-key check is ONE function ({@link ApiKeys.authenticate}) used by HTTP, SSE and the WebSocket upgrade;
  *     live events also accept a short-lived single-use ticket (`POST /api/events/ticket`) instead of a key in the
- *     URL; the admin sub-scope adds ONE {@link requireAdmin}.
+ *     URL; the admin sub-scope adds ONE {@link requireAdmin};
+ *   - a route marked `signedUrl` (media downloads) also answers a signed URL without a key: its plugin verifies the
+ *     signature before the guard and sets `request.urlGrant`, which the guard accepts for that route only.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -33,11 +35,18 @@ declare module 'fastify' {
     signedSession: string | null;
     /** Set by the metrics scope once the bearer token matched. */
     metricsAuthorized: boolean;
+    /** Set by a `signedUrl` route's own verifier: what the request's signed URL grants (e.g. one media id). */
+    urlGrant: string | null;
   }
   interface FastifyContextConfig {
     auth?: AuthScope;
     /** apiKey routes that also accept a live-events ticket (`?ticket=`). */
     ticket?: boolean;
+    /**
+     * apiKey routes that also answer a signed URL (`?sig=` and no X-API-Key): the route's plugin verifies the
+     * signature in its own `onRequest` hook and sets `request.urlGrant`; without it the guard refuses.
+     */
+    signedUrl?: boolean;
   }
 }
 
@@ -128,11 +137,18 @@ const queryTicket = (request: FastifyRequest): string | null => {
   return typeof t === 'string' ? t : null;
 };
 
+/** A request presenting a signed URL instead of a key: `?sig=` and no X-API-Key header. */
+export function isSignedUrlRequest(request: FastifyRequest): boolean {
+  const sig = (request.query as { sig?: unknown } | undefined)?.sig;
+  return typeof sig === 'string' && request.headers['x-api-key'] === undefined;
+}
+
 /** The api-key scope: routes registered by `register` need a valid key (or a ticket where allowed). */
 export function apiKeyScope(keys: ApiKeys, register: (scope: FastifyInstance) => Promise<void>) {
   return async function scope(app: FastifyInstance) {
     markScope(app, 'apiKey');
     app.addHook('onRequest', async (request) => {
+      if (request.routeOptions.config.signedUrl === true && isSignedUrlRequest(request)) return;
       const allowTicket = request.routeOptions.config.ticket === true;
       request.principal = await keys.authenticate(request.headers, queryTicket(request), allowTicket);
     });
@@ -169,11 +185,13 @@ export function installAuthGuard(app: FastifyInstance) {
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('signedSession', null);
   app.decorateRequest('metricsAuthorized', false);
+  app.decorateRequest('urlGrant', null);
   app.addHook('preHandler', async (request) => {
     if (request.is404) return;
     const scope = request.routeOptions.config?.auth;
     if (scope === 'public') return;
     if (scope === 'apiKey' && request.principal) return;
+    if (scope === 'apiKey' && request.routeOptions.config.signedUrl === true && request.urlGrant) return;
     if (scope === 'signed' && request.signedSession) return;
     if (scope === 'metrics' && request.metricsAuthorized) return;
     throw new ApiError(401, 'UNAUTHORIZED', 'authentication required');

@@ -9,9 +9,11 @@ import type { Logger } from 'pino';
 import { statusEventData } from '../state/messages.js';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { WebhookEnvelope } from '../common/events.js';
+import type { InboundMediaEvent } from '../common/media.js';
 import { replanSignal, wakeSignal } from '../workflows/dispatcher.js';
 import { REJECTED_COLD_OUTREACH } from '../common/outbox.js';
 import type { ApiContext } from './context.js';
+import type { InboundMediaStore } from './media-inbound.js';
 import type { WebhookHooks } from './routes/webhook.js';
 
 const SESSION_EVENTS = new Set([
@@ -36,7 +38,7 @@ function customerStatus(type: string, data: Record<string, unknown>): string {
 /** A sender's chat JID from the user part the worker reported (older workers send no `chat`). */
 const jidOf = (from: string) => (from.includes('@') ? from : `${from}@s.whatsapp.net`);
 
-function createMessagingHooks(ctx: ApiContext, logger: Logger): Required<WebhookHooks> {
+function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundMediaStore): Required<WebhookHooks> {
   const { config, temporal } = ctx;
   const { sessions, messages, commands, clientWebhooks: hooks } = ctx.stores;
   /** Indexes the inbound message (for POST …/read) and, with auto-read on, queues its read receipt after a delay. */
@@ -47,6 +49,26 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger): Required<Webhook
     const delay = limits.readDelayMinMs + Math.random() * (limits.readDelayMaxMs - limits.readDelayMinMs);
     const due = Date.now() + Math.round(delay);
     await commands.enqueue(sessionId, { kind: 'read', messages: [{ id: waMessageId, chat }] }, due, due + 10 * 60_000);
+  }
+  /**
+   * The media object of a `message.received` webhook: what the worker reported, plus a signed download URL when the
+   * file was stored for this tenant (a file that is not, or another tenant's, gets no URL).
+   */
+  async function customerMedia(tenant: string, m: InboundMediaEvent) {
+    const record = m.id ? await inbound.get(m.id, tenant) : null;
+    const link = record ? inbound.signedUrl(record) : null;
+    return {
+      id: record ? record.mediaId : null,
+      type: m.type,
+      mimetype: m.mimetype,
+      size: m.size,
+      sha256: m.sha256,
+      fileName: m.fileName,
+      caption: m.caption,
+      url: link?.url ?? null,
+      urlExpiresAt: link?.expiresAt ?? null,
+      ...(m.error ? { error: m.error } : !record ? { error: 'store_failed' } : {}),
+    };
   }
   return {
     async onEvent(event: WebhookEnvelope) {
@@ -85,6 +107,7 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger): Required<Webhook
         if (!session) return;
         if (event.type === 'MESSAGE_RECEIVED') {
           await rememberInbound(event.sessionId, event.data.messageId, event.data.chat ?? jidOf(event.data.from));
+          const media = event.data.media ? await customerMedia(session.tenant, event.data.media) : undefined;
           await hooks.enqueue(session.tenant, 'message.received', {
             sessionId: event.sessionId,
             messageId: event.data.messageId,
@@ -93,6 +116,7 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger): Required<Webhook
             fromLid: event.data.fromLid ?? null,
             text: event.data.text,
             timestamp: event.data.timestamp,
+            ...(media ? { media } : {}),
           });
           return;
         }
@@ -124,8 +148,13 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger): Required<Webhook
 }
 
 /** Chains the messaging hooks in front of `inner` (other features' hooks keep working unchanged). */
-export function withMessagingHooks(ctx: ApiContext, logger: Logger, inner?: WebhookHooks): WebhookHooks {
-  const mine = createMessagingHooks(ctx, logger);
+export function withMessagingHooks(
+  ctx: ApiContext,
+  logger: Logger,
+  inbound: InboundMediaStore,
+  inner?: WebhookHooks,
+): WebhookHooks {
+  const mine = createMessagingHooks(ctx, logger, inbound);
   return {
     async onEvent(event) {
       await mine.onEvent(event);

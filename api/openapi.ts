@@ -25,6 +25,7 @@ import * as deviceProfiles from './routes/device-profiles.js';
 import * as demo from './routes/demo.js';
 import * as events from './routes/events.js';
 import * as proxies from './routes/proxies.js';
+import * as media from './routes/media.js';
 import * as send from './routes/send.js';
 import * as contacts from './routes/contacts.js';
 import * as sessions from './routes/sessions.js';
@@ -204,7 +205,7 @@ export const ErrorSchema = z.object({
 
 // ---------------------------------------------------------------------------------------------------------------
 // Route table
-type Access = 'apiKey' | 'apiKeyOrTicket' | 'admin' | 'public' | 'signed' | 'metrics';
+type Access = 'apiKey' | 'apiKeyOrTicket' | 'apiKeyOrSignedUrl' | 'admin' | 'public' | 'signed' | 'metrics';
 interface Reply {
   description: string;
   schema?: ZodTypeAny | Json;
@@ -583,6 +584,28 @@ export const OPERATIONS: Operation[] = [
     errors: [413, 415],
   },
   {
+    method: 'get',
+    path: '/api/media/:id',
+    operationId: 'getMedia',
+    summary:
+      'Download an inbound media file (the `media.id` of a message.received webhook): with a key (a tenant key ' +
+      "reaches its own files only; another tenant's answers 404 MEDIA_NOT_FOUND), or without a key through the " +
+      "webhook's signed URL (`expires` + `sig`; tampered → 403 BAD_MEDIA_SIGNATURE, expired → 403 MEDIA_URL_EXPIRED). " +
+      'Kept MEDIA_RETENTION_HOURS.',
+    tag: 'messages',
+    access: 'apiKeyOrSignedUrl',
+    params: media.MediaParams,
+    query: media.SignedUrlQuery,
+    ok: {
+      200: {
+        description: 'the file, with its MIME type as Content-Type (Content-Disposition: attachment)',
+        contentType: '*/*',
+        schema: { type: 'string', format: 'binary' },
+      },
+    },
+    errors: [404],
+  },
+  {
     method: 'post',
     path: '/api/send',
     operationId: 'sendMessage',
@@ -884,6 +907,7 @@ const COMMON_ERRORS: Record<Access, number[]> = {
   public: [],
   apiKey: [400, 401, 403],
   apiKeyOrTicket: [400, 401, 403],
+  apiKeyOrSignedUrl: [400, 401, 403],
   admin: [400, 401, 403],
   signed: [400, 401],
   metrics: [401],
@@ -909,6 +933,8 @@ const SECURITY: Record<Access, Json[]> = {
   apiKey: [{ apiKey: [] }],
   // EventSource cannot send headers: a single-use ticket in the query stands for the key
   apiKeyOrTicket: [{ apiKey: [] }, { eventsTicket: [] }],
+  // a signed download URL (`expires` + `sig` in the query) is its own credential: no key
+  apiKeyOrSignedUrl: [{ apiKey: [] }, {}],
   admin: [{ adminApiKey: [] }],
   signed: [{ workerSignature: [], workerTimestamp: [] }],
   metrics: [{ metricsToken: [] }],

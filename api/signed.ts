@@ -6,6 +6,9 @@
  * eventId instead). Errors use the one error handler: 401 BAD_SIGNATURE for anything unverified, never "no such
  * session" (existence is checked by the route only after the signature proved the caller holds that key).
  *
+ * A route streaming a file (inbound media) signs a description header instead of the body (`payload.header`): the
+ * route checks the bytes against the size and SHA-256 it describes.
+ *
  * Fencing: a worker names its generation (WORKER_GENERATION) in a signed header; a call from a generation older than
  * the session's current worker (mirrored in Redis at every worker start) is refused with 409 STALE_GENERATION, and
  * the worker stops itself: it has been replaced.
@@ -17,7 +20,11 @@ import { ApiError } from './errors.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    signed?: { session: 'body' | 'params'; bound: boolean };
+    /**
+     * `payload`: a header whose value is signed instead of the body (a streamed file: the header describes the
+     * bytes, size and SHA-256, and the route checks the body against it).
+     */
+    signed?: { session: 'body' | 'params'; bound: boolean; payload?: { header: string } };
   }
   interface FastifyRequest {
     rawBody?: string;
@@ -69,7 +76,10 @@ export function signedScope(opts: SignedScopeOptions, register: (scope: FastifyI
       if (!sid.success)
         throw new ApiError(401, 'BAD_SIGNATURE', 'signature cannot be verified: session id missing or invalid');
       const secret = await opts.secretFor(sid.data);
-      const raw = request.rawBody ?? '';
+      const described = how.payload ? request.headers[how.payload.header] : undefined;
+      if (how.payload && typeof described !== 'string')
+        throw new ApiError(401, 'BAD_SIGNATURE', `signature cannot be verified: ${how.payload.header} missing`);
+      const raw = how.payload ? (described as string) : (request.rawBody ?? '');
       const verdict = !secret
         ? ({ ok: false, reason: 'bad-signature' } as const)
         : how.bound

@@ -28,6 +28,7 @@ const FILE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@+=,-]{0,199}$/;
  *    after a restore would mislead the session workflow, and the spool is append-only, not atomically written);
  *  - `.outbox-ledger*`: the send ledger of the outbox; a stale copy would mark messages of another time as sent
  *    or sending. Outgoing messages live in the Redis outbox, not in the folder.
+ *  - `.inbound-pending*`: inbound media messages not reported yet; a restored copy would report old ones again.
  */
 export function isTransientFile(name: string): boolean {
   return (
@@ -35,7 +36,8 @@ export function isTransientFile(name: string): boolean {
     name.endsWith('.tmp') ||
     name === '.health.json' ||
     name.startsWith('.events-spool') ||
-    name.startsWith('.outbox-ledger')
+    name.startsWith('.outbox-ledger') ||
+    name.startsWith('.inbound-pending')
   );
 }
 

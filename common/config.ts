@@ -262,6 +262,23 @@ export const configSchema = z.object({
   MEDIA_UPLOAD_TTL_MS: int(86_400_000, 1_000),
   /** Time limit of fetching a media URL. */
   MEDIA_URL_TIMEOUT_MS: int(60_000, 100),
+  /** How long inbound media files (received messages) are kept on disk and downloadable. */
+  MEDIA_RETENTION_HOURS: int(168, 1, 24 * 365),
+  /** Lifetime of the signed download URL a `message.received` webhook carries (never beyond the retention). */
+  MEDIA_URL_TTL_MS: int(86_400_000, 1_000),
+  /** Key of the signed download URLs (HMAC); unset: derived from WEBHOOK_SECRET. */
+  MEDIA_URL_SECRET: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z.string().min(16, 'must be at least 16 characters').optional(),
+  ),
+  /** The API's address as customers reach it, the base of signed download URLs (unset: http://API_HOST:API_PORT). */
+  API_PUBLIC_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .refine((s) => /^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(s) && URL.canParse(s), 'must be an http(s) URL')
+      .optional(),
+  ),
   // --- Tenant isolation (README "Security") ---
   /** Bearer token of GET /metrics; unset = /metrics answers 401 to everyone. */
   METRICS_TOKEN: z.preprocess(

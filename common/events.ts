@@ -7,6 +7,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { InboundMediaEventSchema } from './media.js';
 
 export const WEBHOOK_TIMESTAMP_HEADER = 'x-wa-timestamp';
 export const WEBHOOK_SIGNATURE_HEADER = 'x-wa-signature';
@@ -64,8 +65,11 @@ export const MessageReceivedData = z.object({
   fromLid: z.string().nullable().optional(),
   /** the chat's JID (`…@s.whatsapp.net` or `…@lid`): where a read receipt goes */
   chat: z.string().min(3).max(256).optional(),
+  /** the text, or a media message's caption ('' without one) */
   text: z.string(),
   timestamp: z.number().int(),
+  /** a media message's file: stored by the API under `id` (the customer webhook adds a signed download URL) */
+  media: InboundMediaEventSchema.optional(),
 });
 export const MESSAGE_STATUSES = ['sent', 'delivered', 'read', 'failed'] as const;
 export const MessageStatusData = z.object({
@@ -161,8 +165,7 @@ export function signedHeaders(
 
 /** `generation`: the signed sender generation (absent: a worker from before generations were fenced). */
 export type VerifyResult =
-  | { ok: true; generation?: number }
-  | { ok: false; reason: 'missing' | 'stale' | 'bad-signature' };
+  { ok: true; generation?: number } | { ok: false; reason: 'missing' | 'stale' | 'bad-signature' };
 
 type HeaderBag = Record<string, string | string[] | undefined> | { get(name: string): string | null };
 

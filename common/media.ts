@@ -1,9 +1,11 @@
 /**
- * Media sends (issue 16): the types a message can carry, the descriptor that travels with a queued message (Redis,
- * outbox) and the worker's signed fetch of the bytes. The bytes themselves never go through Redis or Temporal: they
- * stay in the API's MEDIA_DIR until the worker fetches them over HTTP (signed with its session key).
+ * Media (issue 16): the types a message can carry, the descriptor that travels with a queued message (Redis,
+ * outbox), the worker's signed fetch of the bytes, and inbound media the worker hands to the API. The bytes
+ * themselves never go through Redis or Temporal: they stay in the API's MEDIA_DIR.
  *
- *   POST {MEDIA_FETCH_URL}  {uploadId}   → 200 application/octet-stream (the file) | 404
+ *   POST …/sessions/:id/media          {uploadId}   → 200 application/octet-stream (the file) | 404
+ *   POST …/sessions/:id/inbound-media  the decrypted file (application/octet-stream), its description in the
+ *        signed header `x-wa-media`      → 201 {mediaId}
  */
 import { z } from 'zod';
 
@@ -45,3 +47,48 @@ export const OutboxMediaSchema = z.object({
 export type OutboxMedia = z.infer<typeof OutboxMediaSchema>;
 
 export const MediaFetchRequestSchema = z.object({ uploadId: UploadIdSchema }).strict();
+
+/** An inbound media file's id (the API derives it from the session and the WhatsApp message id). */
+export const InboundMediaIdSchema = z.string().regex(/^in_[a-f0-9]{32}$/, 'not a media id');
+
+/**
+ * The header describing the bytes of an inbound-media call: base64url of the JSON {@link InboundMediaMetaSchema}.
+ * The signature covers this header instead of the body; the API checks the body against its size and SHA-256.
+ */
+export const INBOUND_MEDIA_HEADER = 'x-wa-media';
+
+/** A MIME type with optional parameters (`audio/ogg; codecs=opus`): what a Content-Type header can carry safely. */
+export const MIME_TYPE_RE = /^[A-Za-z0-9][\w.+-]*\/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+-]+)*$/;
+
+export const InboundMediaMetaSchema = z
+  .object({
+    waMessageId: z.string().min(1).max(128),
+    type: z.enum(MEDIA_TYPES),
+    mimetype: z.string().max(255).regex(MIME_TYPE_RE, 'not a MIME type'),
+    size: z.number().int().positive(),
+    sha256: z.string().regex(/^[a-f0-9]{64}$/),
+    fileName: z.string().min(1).max(255).nullable(),
+  })
+  .strict();
+export type InboundMediaMeta = z.infer<typeof InboundMediaMetaSchema>;
+
+export const INBOUND_MEDIA_ERRORS = ['too_large', 'download_failed', 'verification_failed', 'store_failed'] as const;
+
+/** The media of an inbound message, as the worker reports it in MESSAGE_RECEIVED (no bytes, no URL). */
+export const InboundMediaEventSchema = z.object({
+  /** null when the file could not be stored (`error` says why) */
+  id: InboundMediaIdSchema.nullable(),
+  type: z.enum(MEDIA_TYPES),
+  mimetype: z.string().min(1).max(255),
+  /** plaintext size in bytes (the announced size when the file was not stored) */
+  size: z.number().int().nonnegative(),
+  /** hex SHA-256 of the plaintext, null when it was not downloaded */
+  sha256: z
+    .string()
+    .regex(/^[a-f0-9]{64}$/)
+    .nullable(),
+  fileName: z.string().max(255).nullable(),
+  caption: z.string().nullable(),
+  error: z.enum(INBOUND_MEDIA_ERRORS).optional(),
+});
+export type InboundMediaEvent = z.infer<typeof InboundMediaEventSchema>;

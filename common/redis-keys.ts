@@ -144,5 +144,7 @@ export function redisKeys(prefix = '') {
     // --- media (issue 16): metadata only, the bytes stay on disk under MEDIA_DIR ---
     /** HASH {tenant, mimeType, size, sha256, fileName, createdAt}: one upload (TTL MEDIA_UPLOAD_TTL_MS). */
     mediaUpload: (uploadId: string) => `${p}media:upload:${uploadId}`,
+    /** STRING (JSON record {tenant, sessionId, type, mimetype, size, sha256, …}): one inbound file (TTL MEDIA_RETENTION_HOURS). */
+    mediaInbound: (mediaId: string) => `${p}media:inbound:${mediaId}`,
   };
 }

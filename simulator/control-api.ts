@@ -39,6 +39,21 @@ const inboundBody = z.object({
   /** with a LID sender: whether the contact shares its phone number (`sender_pn`) */
   revealPhone: z.boolean().optional(),
 });
+/** Inbound media: the file travels base64-encoded (the control API is a loopback test tool). */
+const INBOUND_MEDIA_MAX_BYTES = 32 * 1024 * 1024;
+const inboundMediaBody = z.object({
+  from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
+  type: z.enum(['image', 'document']),
+  /** the file, base64 */
+  data: z
+    .string()
+    .min(1)
+    .max(Math.ceil(INBOUND_MEDIA_MAX_BYTES / 3) * 4)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'data must be base64'),
+  mimetype: z.string().regex(/^[\w.+-]+\/[\w.+-]+(; ?[\w.+-]+=[\w.+-]+)?$/, 'mimetype must be a MIME type'),
+  caption: z.string().min(1).max(4096).optional(),
+  fileName: z.string().min(1).max(255).optional(),
+});
 const privacyTokenBody = z.object({
   from: z
     .string()
@@ -71,6 +86,8 @@ interface Route {
   method: 'GET' | 'POST';
   pattern: RegExp;
   handler: Handler;
+  /** largest JSON body (default MAX_BODY_BYTES) */
+  maxBody?: number;
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, field?: string): T {
@@ -215,6 +232,27 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       },
     },
     {
+      // A contact sends an image or a document: encrypted as WhatsApp clients do, served by the media host.
+      method: 'POST',
+      pattern: /^\/phones\/([^/]+)\/inbound-media$/,
+      maxBody: Math.ceil(INBOUND_MEDIA_MAX_BYTES / 3) * 4 + 64 * 1024,
+      handler: async ([phone], body) => {
+        const number = phoneFrom(phone);
+        const { from, type, data, mimetype, caption, fileName } = parse(inboundMediaBody, body);
+        const bytes = Buffer.from(data, 'base64');
+        if (bytes.length === 0) throw new ApiError(400, 'invalid_request', 'data is empty', 'data');
+        return guardAsync(() =>
+          sim.sendInboundMedia(number, from, {
+            type,
+            data: bytes,
+            mimetype,
+            ...(caption ? { caption } : {}),
+            ...(fileName ? { fileName } : {}),
+          }),
+        );
+      },
+    },
+    {
       method: 'POST',
       pattern: /^\/phones\/([^/]+)\/read$/,
       handler: ([phone], body) => {
@@ -321,7 +359,7 @@ async function handle(routes: Route[], req: http.IncomingMessage, res: http.Serv
     const route = candidates.find((r) => r.method === req.method);
     if (!route) throw new ApiError(405, 'method_not_allowed', `${req.method ?? '?'} not allowed on ${url.pathname}`);
     const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map((p) => decodeURIComponent(p));
-    const body = req.method === 'POST' ? await readJson(req) : undefined;
+    const body = req.method === 'POST' ? await readJson(req, route.maxBody ?? MAX_BODY_BYTES) : undefined;
     send(res, 200, await route.handler(params, body, url.searchParams));
   } catch (error) {
     if (error instanceof ApiError) {
@@ -334,12 +372,12 @@ async function handle(routes: Route[], req: http.IncomingMessage, res: http.Serv
   }
 }
 
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
+async function readJson(req: http.IncomingMessage, maxBytes: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new ApiError(413, 'payload_too_large', `body larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) throw new ApiError(413, 'payload_too_large', `body larger than ${maxBytes} bytes`);
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');

@@ -7,7 +7,7 @@
  * trailing 10 bytes; AES-256-CBC; fileEncSha256, fileSha256 and fileLength checked.
  */
 import { execFileSync } from 'node:child_process';
-import { createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +24,25 @@ const KINDS = {
   stickerMessage: { type: 'sticker', info: 'Image' },
 } as const;
 type MediaField = keyof typeof KINDS;
+
+/** Media a contact sends to a session: encrypted here, served from the media host at its directPath. */
+export interface InboundMediaInput {
+  type: 'image' | 'document';
+  data: Buffer;
+  mimetype: string;
+  caption?: string;
+  fileName?: string;
+}
+
+/** What the simulator sent inbound (control API answer): the plaintext's hash and where the encrypted blob is. */
+export interface SentMedia {
+  type: 'image' | 'document';
+  mimetype: string;
+  size: number;
+  /** SHA-256 (hex) of the plaintext */
+  sha256: string;
+  directPath: string;
+}
 
 /** What a contact received as media, decrypted and checked (control API `GET /messages`). */
 export interface RecordedMedia {
@@ -91,6 +110,11 @@ export class MediaServer {
   uploadsReceived = 0;
   /** the remote address of each accepted upload (a session's proxy binds its outgoing side to its own address) */
   readonly uploadSources: string[] = [];
+  /** the remote address of each download of an encrypted blob */
+  readonly downloadSources: string[] = [];
+  /** Tests: downloads are held (no answer) while set; `downloadsHeld` counts the requests that came meanwhile. */
+  holdDownloads = false;
+  downloadsHeld = 0;
 
   private constructor(
     private readonly server: https.Server,
@@ -116,6 +140,20 @@ export class MediaServer {
         req.resume();
         res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: reason }));
       };
+      // A download: WhatsApp's media hosts serve the encrypted blob at its directPath (clients decrypt it).
+      const d = /^\/v\/t62\.7118-24\/([A-Za-z0-9_-]{43})$/.exec(url.pathname);
+      if (req.method === 'GET' && d) {
+        const blob = media.uploads.get(d[1]!);
+        if (!blob) return deny(404, 'not found');
+        req.resume();
+        if (media.holdDownloads) {
+          media.downloadsHeld++;
+          return;
+        }
+        media.downloadSources.push((req.socket.remoteAddress ?? '').replace(/^::ffff:/, ''));
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.length }).end(blob);
+        return;
+      }
       if (req.method !== 'POST' || !m) return deny(404, 'not found');
       if (url.searchParams.get('auth') !== media.auth) return deny(401, 'bad auth');
       const token = m[2]!;
@@ -144,6 +182,58 @@ export class MediaServer {
       });
     });
     return media;
+  }
+
+  /**
+   * Encrypts `input` as a WhatsApp client does before it uploads (mediaKey, HKDF "WhatsApp <Type> Keys",
+   * AES-256-CBC, HMAC-SHA256 over iv‖ciphertext truncated to 10 bytes appended), keeps the blob for download at its
+   * directPath, and returns the message content a contact sends (`documentWithCaptionMessage` for a captioned
+   * document, as WhatsApp wraps it).
+   */
+  encryptInbound(input: InboundMediaInput): { message: proto.IMessage; sent: SentMedia } {
+    const field: MediaField = input.type === 'image' ? 'imageMessage' : 'documentMessage';
+    const mediaKey = randomBytes(32);
+    const keys = hkdf(mediaKey, 112, { info: `WhatsApp ${KINDS[field].info} Keys` });
+    const iv = keys.subarray(0, 16);
+    const cipher = createCipheriv('aes-256-cbc', keys.subarray(16, 48), iv);
+    const ciphertext = Buffer.concat([cipher.update(input.data), cipher.final()]);
+    const mac = createHmac('sha256', keys.subarray(48, 80)).update(iv).update(ciphertext).digest().subarray(0, 10);
+    const enc = Buffer.concat([ciphertext, mac]);
+    const fileEncSha256 = createHash('sha256').update(enc).digest();
+    const fileSha256 = createHash('sha256').update(input.data).digest();
+    const token = b64url(fileEncSha256);
+    this.uploads.set(token, enc);
+    const directPath = `/v/t62.7118-24/${token}`;
+    const common = {
+      url: `https://${this.host}${directPath}`,
+      directPath,
+      mediaKey,
+      fileEncSha256,
+      fileSha256,
+      fileLength: input.data.length,
+      mimetype: input.mimetype,
+      mediaKeyTimestamp: Math.floor(Date.now() / 1000),
+    };
+    const sent: SentMedia = {
+      type: input.type,
+      mimetype: input.mimetype,
+      size: input.data.length,
+      sha256: fileSha256.toString('hex'),
+      directPath,
+    };
+    if (input.type === 'image')
+      return { message: { imageMessage: { ...common, ...(input.caption ? { caption: input.caption } : {}) } }, sent };
+    const fileName = input.fileName ?? 'file';
+    const documentMessage = {
+      ...common,
+      fileName,
+      title: fileName,
+      ...(input.caption ? { caption: input.caption } : {}),
+    };
+    return {
+      message: input.caption ? { documentWithCaptionMessage: { message: { documentMessage } } } : { documentMessage },
+      sent,
+    };
   }
 
   /** Media in a decrypted message (looking through the sender-device wrapper), decrypted and checked; else null. */

@@ -25,7 +25,7 @@ import {
 import pino from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { companionBundleNode, FakeContact, messageText, type CompanionBundle } from './contacts.js';
-import { MediaServer, type RecordedMedia } from './media.js';
+import { MediaServer, type InboundMediaInput, type RecordedMedia, type SentMedia } from './media.js';
 import { encodeFrame, FrameReader, ServerNoise } from './noise.js';
 
 export const FAULT_KINDS = [
@@ -849,6 +849,33 @@ export class WhatsAppSimulator {
     // so after each 1:1 send); the server hands it to the number's devices.
     this.grantPrivacyToken(phone, fromJid);
     return id;
+  }
+
+  /**
+   * A contact (phone number or phone jid) sends an image or a document to the session linked to `phone`: the
+   * contact's client encrypts the file with a fresh media key and "uploads" it (the media host serves the encrypted
+   * blob at its directPath), then sends the message with the keys and hashes through its Signal session, as
+   * `<message type="media">`.
+   */
+  async sendInboundMedia(
+    phone: string,
+    from: string,
+    media: InboundMediaInput,
+  ): Promise<{ id: string; media: SentMedia }> {
+    const connection = this.liveConnections(phone)[0];
+    if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
+    const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
+    const { message, sent } = this.media.encryptInbound(media);
+    const id = await this.deliverFrom(
+      connection,
+      fromJid,
+      message,
+      { notify: 'Simulated contact', type: 'media' },
+      { mediatype: media.type },
+    );
+    this.events.emit('inbound', { phone, from: fromJid, id, text: media.caption ?? '', media: sent });
+    this.grantPrivacyToken(phone, fromJid);
+    return { id, media: sent };
   }
 
   /**
@@ -1773,6 +1800,7 @@ export class WhatsAppSimulator {
     fromJid: string,
     message: proto.IMessage,
     extraAttrs: Record<string, string>,
+    encAttrs: Record<string, string> = {},
   ): Promise<string> {
     const device = c.device;
     if (!device?.bundle) throw new Error('the session has not uploaded its pre-keys yet');
@@ -1781,7 +1809,7 @@ export class WhatsAppSimulator {
     this.send(c, {
       tag: 'message',
       attrs: { from: fromJid, type: 'text', id, t: unixSeconds(), ...extraAttrs },
-      content: [{ tag: 'enc', attrs: { v: '2', type }, content: ciphertext }],
+      content: [{ tag: 'enc', attrs: { v: '2', type, ...encAttrs }, content: ciphertext }],
     });
     return id;
   }

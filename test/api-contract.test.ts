@@ -7,13 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { apiClient } from '../api/client/index.js';
+import { INBOUND_MEDIA_HEADER } from '../common/media.js';
+import { sessionWebhookSecret } from '../common/session.js';
+import { SignedClient } from '../wa-worker/signed-post.js';
 import { terminateDispatchers } from './helpers/messaging.js';
-import { API_KEY, METRICS_TOKEN, ROOT, Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
+import { API_KEY, METRICS_TOKEN, ROOT, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
 
 export const SCHEMATHESIS_VERSION = '4.32.5';
 const DATA = process.env.WA_DATA_DIR ?? path.join(ROOT, 'data');
@@ -72,6 +76,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     tenantPairGet: 'seed_tpget',
   };
   const messageIds = { admin: '', tenant: '' };
+  const mediaIds = { admin: '', tenant: '' };
   let proxyId = '';
   let backupId = '';
 
@@ -105,6 +110,29 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       const sent = await client.POST('/api/send', { body: { sessionId, to: '15559990001', text: 'seed' } });
       assert.equal(sent.response.status, 202, JSON.stringify(sent.error));
       messageIds[who] = sent.data!.messageId;
+    }
+    // An inbound media file per tenant, handed over as the session's worker does (signed with the session's key).
+    for (const who of ['admin', 'tenant'] as const) {
+      const sessionId = who === 'admin' ? seeded.admin : seeded.tenant;
+      const worker = new SignedClient(
+        `${stack.apiUrl}/api/worker/sessions/${sessionId}`,
+        sessionWebhookSecret(WEBHOOK_SECRET, sessionId),
+        10_000,
+        'seed',
+      );
+      const bytes = randomBytes(2048);
+      const file = path.join(dir, `inbound-${who}`);
+      writeFileSync(file, bytes);
+      const meta = {
+        waMessageId: `SEED${who.toUpperCase()}`,
+        type: 'document',
+        mimetype: 'application/octet-stream',
+        size: bytes.length,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        fileName: 'seed.bin',
+      };
+      const stored = await worker.postFile('inbound-media', INBOUND_MEDIA_HEADER, meta, file);
+      mediaIds[who] = ((await stored.json()) as { mediaId: string }).mediaId;
     }
     proxyId = (await admin.GET('/api/v1/proxies')).data!.proxies[0]!.id;
     const backup = await admin.POST('/api/v1/backups/create', {});
@@ -212,6 +240,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       }
     }
     exampleId(doc, '/api/messages/{id}', 'get', messageIds[who]);
+    exampleId(doc, '/api/media/{id}', 'get', mediaIds[who]);
     // The number check names its session in the body.
     const checkOp = doc.paths['/api/contacts/check']!.post! as {
       requestBody?: { content: Record<string, { example?: { sessionId?: string } }> };
@@ -269,6 +298,10 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         'include-operation-id-regex = "^(uploadMedia|sendMessage)$"',
         'generation = { max-examples = 3 }',
         'checks.positive_data_acceptance = { expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "415", "422", "429", "5xx"] }',
+        // Inbound media: the stateful phase would fill the id from other answers (session ids): the seeded file.
+        '[[operations]]',
+        'include-operation-id = "getMedia"',
+        `parameters = { "path.id" = "${mediaIds[who]}" }`,
         '[[operations]]',
         'include-operation-id-regex = "^(getSessionHealth|readyz)$"',
         'checks.not_a_server_error = { expected-statuses = ["2xx", "3xx", "4xx", "503"] }',

@@ -83,6 +83,10 @@ const EnvSchema = z.object({
   LOGIN_POLL_MAX_MS: int(1000, 10),
   /** The API cannot be asked for a login slot for this long: connect anyway (pacing never keeps a session down). */
   LOGIN_GATE_TIMEOUT_MS: int(30_000, 100),
+  /** Inbound media larger than this is not downloaded (the event says `too_large`). */
+  INBOUND_MEDIA_MAX_BYTES: int(100 * 1024 * 1024, 1, 4 * 1024 ** 3),
+  /** Time limit of downloading one inbound media file, and of handing it to the API. */
+  INBOUND_MEDIA_TIMEOUT_MS: int(120_000, 100),
   PRESENCE_INTERVAL_MS: int(15_000, 100),
   /** Set by the orchestrator: which start of this session's worker this is (stamped on every event). */
   WORKER_GENERATION: int(0, 0).optional(),
@@ -131,6 +135,8 @@ export interface WorkerConfig {
   outboxWaitMs: number;
   loginPollMaxMs: number;
   loginGateTimeoutMs: number;
+  inboundMediaMaxBytes: number;
+  inboundMediaTimeoutMs: number;
   presenceIntervalMs: number;
   generation: number | undefined;
   livenessIntervalMs: number;
@@ -209,6 +215,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     outboxWaitMs: e.OUTBOX_WAIT_MS,
     loginPollMaxMs: e.LOGIN_POLL_MAX_MS,
     loginGateTimeoutMs: e.LOGIN_GATE_TIMEOUT_MS,
+    inboundMediaMaxBytes: e.INBOUND_MEDIA_MAX_BYTES,
+    inboundMediaTimeoutMs: e.INBOUND_MEDIA_TIMEOUT_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
     generation: e.WORKER_GENERATION,
     livenessIntervalMs: e.LIVENESS_INTERVAL_MS ?? e.PRESENCE_INTERVAL_MS,

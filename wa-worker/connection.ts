@@ -17,7 +17,16 @@ import { disconnectStatusCode, isProxyError } from '../common/baileys-errors.js'
 import { redactProxyUrl } from '../common/proxy-url.js';
 import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
-import { createEngineSocket, DEFAULT_WA_VERSION, userOf, type EngineSocket } from './engine.js';
+import type { InboundMediaEvent } from '../common/media.js';
+import type { InboundPending } from './inbound-pending.js';
+import {
+  createEngineSocket,
+  DEFAULT_WA_VERSION,
+  userOf,
+  type EngineSocket,
+  type InboundMedia,
+  type InboundText,
+} from './engine.js';
 import { fetchWebVersion } from './web-version.js';
 import type { Logger } from './logger.js';
 import type { WebhookReporter } from './webhooks.js';
@@ -105,6 +114,10 @@ export interface ConnectionHooks {
   loginSettled?: () => void;
   /** Asked before every (re)connect: false = do not connect (a replaced worker must not take the device back). */
   beforeConnect?: () => Promise<boolean>;
+  /** Downloads and stores an inbound media file; what the MESSAGE_RECEIVED event says about it. Never throws. */
+  inboundMedia?: (sock: EngineSocket, waMessageId: string, media: InboundMedia) => Promise<InboundMediaEvent>;
+  /** Durable record of media messages not reported yet (re-processed after a restart). */
+  inboundPending?: InboundPending;
 }
 
 export class Connection {
@@ -120,6 +133,10 @@ export class Connection {
   private pairingCodeGen = -1;
   private pairingTimer: NodeJS.Timeout | undefined;
   private readonly statusSent = new Map<string, Set<string>>();
+  /** Inbound messages are reported in the order they came, a media download holding back the ones after it. */
+  private inbound: Promise<void> = Promise.resolve();
+  /** media messages queued on `inbound` (a recorded one is not queued twice when the connection opens again) */
+  private readonly inboundQueued = new Set<string>();
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
   /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
   version: [number, number, number];
@@ -206,6 +223,60 @@ export class Connection {
     );
   }
 
+  /** Queues an inbound message's report; a media message is recorded durably first (see inbound-pending.ts). */
+  private queueInbound(sock: EngineSocket, m: InboundText, recorded = false): void {
+    const pending = m.media ? this.hooks.inboundPending : undefined;
+    if (pending) {
+      if (this.inboundQueued.has(m.waMessageId)) return;
+      this.inboundQueued.add(m.waMessageId);
+    }
+    const durable =
+      pending && !recorded
+        ? pending.add(m as InboundText & { media: InboundMedia }).catch((err: unknown) => {
+            this.logger.error({ err: errorText(err) }, 'could not record an inbound media message');
+          })
+        : undefined;
+    this.inbound = this.inbound.then(async () => {
+      await durable;
+      const reported = await this.reportInbound(sock, m, Boolean(pending));
+      if (!pending) return;
+      this.inboundQueued.delete(m.waMessageId);
+      // not reported: it stays recorded and the next connection tries again
+      if (!reported) return;
+      await pending
+        .done(m.waMessageId)
+        .catch((err: unknown) => this.logger.warn({ err: errorText(err) }, 'could not mark an inbound message done'));
+    });
+  }
+
+  /**
+   * Downloads (media) and reports an inbound message; false when a recorded media message is left for the next
+   * connection: its download failed because this connection went away meanwhile.
+   */
+  private async reportInbound(sock: EngineSocket, m: InboundText, recorded: boolean): Promise<boolean> {
+    try {
+      const media =
+        m.media && this.hooks.inboundMedia ? await this.hooks.inboundMedia(sock, m.waMessageId, m.media) : undefined;
+      if (recorded && media?.error === 'download_failed' && (this.sock !== sock || this.state !== 'open')) {
+        this.logger.info({ waMessageId: m.waMessageId }, 'inbound media download cut by a reconnect; retried later');
+        return false;
+      }
+      this.reporter.emit('MESSAGE_RECEIVED', {
+        messageId: m.waMessageId,
+        from: m.from,
+        fromPhone: m.fromPhone,
+        fromLid: m.fromLid,
+        chat: m.chat,
+        text: m.text,
+        timestamp: m.timestamp,
+        ...(media ? { media } : {}),
+      });
+    } catch (err) {
+      this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
+    }
+    return true;
+  }
+
   private connectNow(): void {
     if (this.stopped) return;
     const gen = ++this.generation;
@@ -288,19 +359,7 @@ export class Connection {
     });
 
     sock.onInboundText((m) => {
-      try {
-        this.reporter.emit('MESSAGE_RECEIVED', {
-          messageId: m.waMessageId,
-          from: m.from,
-          fromPhone: m.fromPhone,
-          fromLid: m.fromLid,
-          chat: m.chat,
-          text: m.text,
-          timestamp: m.timestamp,
-        });
-      } catch (err) {
-        this.logger.error({ err: errorText(err) }, 'could not report an inbound message');
-      }
+      this.queueInbound(sock, m);
     });
 
     sock.onOwnMessageStatus((waMessageId, status) => {
@@ -380,6 +439,8 @@ export class Connection {
     this.reporter.emit('CONNECTED', { phoneNumber, jid, fingerprint });
     this.logger.info({ phoneNumber }, 'connected');
     this.hooks.onOpen?.(sock, { phoneNumber, jid });
+    // media messages a previous run (or connection) received and did not report: download and report them now
+    for (const m of this.hooks.inboundPending?.pending() ?? []) this.queueInbound(sock, m, true);
   }
 
   private onClose(err: unknown): void {

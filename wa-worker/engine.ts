@@ -12,7 +12,10 @@ import makeWASocket, {
   initAuthCreds,
   jidDecode,
   jidNormalizedUser,
+  DEFAULT_ORIGIN,
+  getMediaKeys,
   makeCacheableSignalKeyStore,
+  normalizeMessageContent,
   proto,
   toNumber,
   USyncQuery,
@@ -26,6 +29,8 @@ import makeWASocket, {
   type WASocket,
 } from '@whiskeysockets/baileys';
 import type { Agent } from 'node:https';
+import { MIME_TYPE_RE } from '../common/media.js';
+import { decryptMediaTo, httpsGet, MediaDownloadError } from './media-download.js';
 
 export { BufferJSON, initAuthCreds };
 export type { AuthenticationCreds, AuthenticationState, SignalDataSet, SignalDataTypeMap };
@@ -88,8 +93,63 @@ export interface InboundText {
   fromLid: string | null;
   /** the chat's JID (where a read receipt goes) */
   chat: string;
+  /** the text, or a media message's caption ('' without one) */
   text: string;
   timestamp: number;
+  /** the file a media message announces (downloaded with downloadMedia) */
+  media?: InboundMedia;
+}
+
+export const INBOUND_MEDIA_TYPES = ['image', 'video', 'audio', 'voice', 'document', 'sticker'] as const;
+
+/** A media message's file as the message announces it: where it is, its keys and hashes. */
+export interface InboundMedia {
+  type: (typeof INBOUND_MEDIA_TYPES)[number];
+  mimetype: string;
+  caption: string | null;
+  fileName: string | null;
+  /** plaintext length the message announces (null: not announced) */
+  fileLength: number | null;
+  directPath: string;
+  mediaKey: Uint8Array;
+  fileEncSha256: Uint8Array;
+  fileSha256: Uint8Array;
+}
+
+/** The media fields of a message (after unwrapping ephemeral / caption wrappers), in the order WhatsApp uses. */
+const MEDIA_FIELDS = [
+  ['imageMessage', 'image'],
+  ['videoMessage', 'video'],
+  ['audioMessage', 'audio'],
+  ['documentMessage', 'document'],
+  ['stickerMessage', 'sticker'],
+] as const;
+
+function mediaOf(msg: proto.IMessage | null | undefined): InboundMedia | undefined {
+  const content = normalizeMessageContent(msg);
+  if (!content) return undefined;
+  for (const [field, kind] of MEDIA_FIELDS) {
+    const m = content[field] as
+      (proto.Message.IImageMessage & proto.Message.IDocumentMessage & proto.Message.IAudioMessage) | null | undefined;
+    if (!m) continue;
+    if (!m.directPath || !m.mediaKey || !m.fileEncSha256 || !m.fileSha256) return undefined;
+    return {
+      type: kind === 'audio' && m.ptt ? 'voice' : kind,
+      // the sender's claim: kept only when it is a plain MIME type (it becomes a Content-Type header downstream)
+      mimetype:
+        m.mimetype && m.mimetype.length <= 255 && MIME_TYPE_RE.test(m.mimetype)
+          ? m.mimetype
+          : 'application/octet-stream',
+      caption: m.caption || null,
+      fileName: field === 'documentMessage' ? m.fileName || null : null,
+      fileLength: m.fileLength === null || m.fileLength === undefined ? null : toNumber(m.fileLength),
+      directPath: m.directPath,
+      mediaKey: m.mediaKey,
+      fileEncSha256: m.fileEncSha256,
+      fileSha256: m.fileSha256,
+    };
+  }
+  return undefined;
 }
 
 /** A media file to send: the file on local disk and how WhatsApp should show it. */
@@ -158,7 +218,18 @@ export interface EngineSocket {
   readonly hasPushName: boolean;
   onConnectionUpdate(handler: (u: ConnectionUpdate) => void): void;
   onCredsUpdate(handler: () => void): void;
+  /** Inbound texts and media messages (a media message's text is its caption). */
   onInboundText(handler: (m: InboundText) => void): void;
+  /**
+   * Downloads an inbound media file from the media host `media_conn` names, through the session's proxy (as the
+   * uploads go), decrypting and checking it on the way into `file`; refuses more than `maxBytes`. Throws
+   * MediaDownloadError.
+   */
+  downloadMedia(
+    media: InboundMedia,
+    file: string,
+    opts: { maxBytes: number; timeoutMs: number },
+  ): Promise<{ size: number; sha256: string }>;
   onOwnMessageStatus(handler: (waMessageId: string, status: MessageStatus) => void): void;
   /**
    * Sends a text; resolves with the WhatsApp message id once the server acked it (or SERVER_ACK_TIMEOUT_MS passed),
@@ -322,12 +393,13 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
         for (const m of messages) {
           const jid = m.key.remoteJid;
           if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
-          const text = textOf(m.message);
+          const media = mediaOf(m.message);
+          const text = media ? (media.caption ?? '') : textOf(m.message);
           if (text === undefined) continue;
           const id = m.key.id;
           const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
           void addressOf(jid, m.key.remoteJidAlt ?? undefined).then((a) =>
-            handler({ waMessageId: id, ...a, chat: jid, text, timestamp }),
+            handler({ waMessageId: id, ...a, chat: jid, text, timestamp, ...(media ? { media } : {}) }),
           );
         }
       });
@@ -355,6 +427,30 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
         return msg?.key.id ?? opts.messageId ?? '';
       };
       return opts.messageId ? withServerAck(opts.messageId, send) : send();
+    },
+    async downloadMedia(media, file, opts) {
+      if (media.fileLength !== null && media.fileLength > opts.maxBytes)
+        throw new MediaDownloadError('too_large', `media of ${media.fileLength} bytes is over ${opts.maxBytes}`);
+      // WhatsApp clients fetch the directPath from a media host of `media_conn`, never a host the message names.
+      const conn = await sock.refreshMediaConn(false);
+      const host = conn.hosts[0]?.hostname;
+      if (!host) throw new MediaDownloadError('download_failed', 'media_conn named no media host');
+      const keys = await getMediaKeys(media.mediaKey, media.type === 'voice' ? 'audio' : media.type);
+      if (!keys.macKey) throw new MediaDownloadError('download_failed', 'no MAC key for this media type');
+      const body = await httpsGet(`https://${host}${media.directPath}`, o.agent, opts.timeoutMs, {
+        Origin: DEFAULT_ORIGIN,
+      });
+      return decryptMediaTo(
+        body,
+        { iv: Buffer.from(keys.iv), cipherKey: Buffer.from(keys.cipherKey), macKey: Buffer.from(keys.macKey) },
+        {
+          fileEncSha256: Buffer.from(media.fileEncSha256),
+          fileSha256: Buffer.from(media.fileSha256),
+          fileLength: media.fileLength,
+        },
+        file,
+        opts.maxBytes,
+      );
     },
     async sendPresenceAvailable() {
       await sock.sendPresenceUpdate('available');

@@ -19,6 +19,8 @@ import { commandsUrlOf } from '../common/worker-commands.js';
 import { loginUrlOf } from '../common/worker-login.js';
 import { LoginGate } from './login-gate.js';
 import { WebhookReporter } from './webhooks.js';
+import { InboundMediaHandler } from './inbound-media.js';
+import { InboundPending } from './inbound-pending.js';
 import { WorkerFence } from './fence.js';
 import { FENCED_EXIT_CODE } from '../common/worker-fence.js';
 
@@ -130,7 +132,26 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       )
     : undefined;
 
+  // Inbound media files go to the API beside the session's outbox (`…/sessions/<id>/inbound-media`).
+  const inboundMedia = new InboundMediaHandler(
+    cfg.outboxUrl?.replace(/\/outbox$/, ''),
+    cfg.webhookSecret,
+    fencing,
+    {
+      maxBytes: cfg.inboundMediaMaxBytes,
+      timeoutMs: cfg.inboundMediaTimeoutMs,
+      retryBaseMs: cfg.webhookRetryBaseMs,
+      retryMaxMs: cfg.webhookRetryMaxMs,
+    },
+    logger.child({ component: 'inbound-media' }),
+  );
+
+  const inboundPending = new InboundPending(cfg.authDir);
+  await inboundPending.open();
+
   const connection = new Connection(cfg, auth, reporter, logger, baileysLogger, {
+    inboundMedia: (sock, waMessageId, media) => inboundMedia.handle(sock, waMessageId, media),
+    inboundPending,
     onOpen: (sock, info) => {
       if (cfg.enableKeepAlive) keepAlive.start(sock, info.jid);
       outbox?.start(sock);
@@ -210,6 +231,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       await auth.flush();
       await ledger?.close();
       await sentStore.close();
+      await inboundPending.close();
       const drained = await reporter.flush(budget(0.5));
       await reporter.close();
       logger.info({ drained, backlog: reporter.backlog, ms: Date.now() - started }, 'stopped');

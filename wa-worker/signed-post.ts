@@ -2,6 +2,7 @@
  * The worker's signed calls to the orchestrator/API (outbox, commands): POST JSON signed with the session's key,
  * bound to method and path with a fresh nonce, so a captured request cannot be replayed or redirected.
  */
+import { openAsBlob } from 'node:fs';
 import { signedRequestHeaders } from '../common/events.js';
 
 /** A non-2xx answer (204 aside), with its status: callers tell refusals (4xx) from retryable failures. */
@@ -51,6 +52,35 @@ export class SignedClient {
         ? AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs), opts.signal])
         : AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs),
     });
+    return this.checked(op, res);
+  }
+
+  /**
+   * POSTs a file (streamed from disk, application/octet-stream) described by `meta`: the signature covers the
+   * description, carried base64url-encoded in `header`; the receiver checks the bytes against it.
+   */
+  async postFile(op: string, header: string, meta: object, file: string): Promise<Response> {
+    const described = Buffer.from(JSON.stringify(meta)).toString('base64url');
+    const url = `${this.baseUrl}/${op}`;
+    const signed = signedRequestHeaders(
+      this.secret,
+      'POST',
+      new URL(url).pathname,
+      described,
+      undefined,
+      undefined,
+      this.fencing.generation,
+    );
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { ...signed, 'content-type': 'application/octet-stream', [header]: described },
+      body: await openAsBlob(file),
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    return this.checked(op, res);
+  }
+
+  private async checked(op: string, res: Response): Promise<Response> {
     if (res.status >= 300 && res.status !== 204) {
       const text = await res.text().catch(() => '');
       if (isStaleGeneration(res.status, text)) this.fencing.onStale?.();

@@ -361,6 +361,23 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/api/media/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Download an inbound media file (the `media.id` of a message.received webhook): with a key (a tenant key reaches its own files only; another tenant's answers 404 MEDIA_NOT_FOUND), or without a key through the webhook's signed URL (`expires` + `sig`; tampered → 403 BAD_MEDIA_SIGNATURE, expired → 403 MEDIA_URL_EXPIRED). Kept MEDIA_RETENTION_HOURS. */
+    get: operations['getMedia'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/api/send': {
     parameters: {
       query?: never;
@@ -2775,6 +2792,69 @@ export interface operations {
       };
     };
   };
+  getMedia: {
+    parameters: {
+      query?: {
+        /** @description signed URL: expiry, ms since the epoch */
+        expires?: string;
+        /** @description signed URL: HMAC-SHA256 over media id, tenant and expiry (base64url) */
+        sig?: string;
+      };
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description the file, with its MIME type as Content-Type (Content-Disposition: attachment) */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          '*/*': string;
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
   sendMessage: {
     parameters: {
       query?: never;
@@ -3929,6 +4009,20 @@ export interface operations {
                 chat?: string;
                 text: string;
                 timestamp: number;
+                media?: {
+                  id: string | null;
+                  /** @enum {string} */
+                  type: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+                  mimetype: string;
+                  size: number;
+                  sha256: string | null;
+                  fileName: string | null;
+                  caption: string | null;
+                  /** @enum {string} */
+                  error?: 'too_large' | 'download_failed' | 'verification_failed' | 'store_failed';
+                } & {
+                  [key: string]: unknown;
+                };
               } & {
                 [key: string]: unknown;
               };
