@@ -28,6 +28,7 @@ import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
 import { workerCommandRoutes } from './routes/worker-commands.js';
+import { workerAuthRoutes } from './routes/worker-auth.js';
 
 /**
  * Builds the Fastify API: one plugin per route group, zod validation, one error handler, and authentication by
@@ -79,6 +80,12 @@ export async function buildApi(
         );
         await scope.register(workerMediaRoutes(ctx, uploads));
         await scope.register(workerCommandRoutes, { store: stores.commands });
+        if (ctx.authStore)
+          await scope.register(workerAuthRoutes, {
+            store: ctx.authStore,
+            sessions: stores.sessions,
+            onStale: () => stores.events.count('stale_generation:auth'),
+          });
         await scope.register(workerOutboxRoutes, {
           store: stores.outbox,
           pacingFor: async (sessionId, text) => {
