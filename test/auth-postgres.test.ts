@@ -16,17 +16,9 @@ import { CREDS_CATEGORY, parseAuthFileName } from '../common/auth-keys.js';
 import { signedRequestHeaders } from '../common/events.js';
 import { sessionWebhookSecret } from '../common/session.js';
 import { PgAuthStore, StaleAuthGenerationError } from '../state/auth-pg.js';
+import { AUTH_SECRET, authDatabaseUrl } from './helpers/auth-db.js';
 import { terminateDispatchers } from './helpers/messaging.js';
 import { Stack, waitFor, WEBHOOK_SECRET } from './helpers/stack.js';
-
-export const AUTH_SECRET = 'test-auth-store-secret-0123456789abcdef0123';
-
-export function authDatabaseUrl(): string {
-  const url = process.env.AUTH_DATABASE_URL;
-  // Never skipped: without PostgreSQL this suite fails and says how to get it.
-  if (!url) throw new Error('AUTH_DATABASE_URL is not set: run scripts/services.sh and load data/services.env');
-  return url;
-}
 
 interface PidRecord {
   pid: number;
