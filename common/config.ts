@@ -157,12 +157,18 @@ export const configSchema = z.object({
    * the API's signed auth-state endpoint and get no database credentials).
    */
   AUTH_STORE: z.enum(['file', 'postgres']).default('file'),
-  AUTH_DATABASE_URL: url('postgres://127.0.0.1:5432/wa_auth', ['postgres:', 'postgresql:']).optional(),
-  AUTH_STORE_SECRET: z
-    .string()
-    .min(32, 'must be at least 32 characters')
-    .refine((s) => !/\s/.test(s), 'must not contain whitespace')
-    .optional(),
+  AUTH_DATABASE_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    url('postgres://127.0.0.1:5432/wa_auth', ['postgres:', 'postgresql:']).optional(),
+  ),
+  AUTH_STORE_SECRET: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .min(32, 'must be at least 32 characters')
+      .refine((s) => !/\s/.test(s), 'must not contain whitespace')
+      .optional(),
+  ),
   /** How long a worker gathers auth writes before it sends them as one request (one transaction). */
   AUTH_WRITE_BATCH_MS: int(5, 0, 1000),
   RESTORE_CONNECT_TIMEOUT_MS: int(90_000, 1000),
