@@ -16,6 +16,9 @@ import { CREDS_CATEGORY, parseAuthFileName } from '../common/auth-keys.js';
 import { signedRequestHeaders } from '../common/events.js';
 import { sessionWebhookSecret } from '../common/session.js';
 import { PgAuthStore, StaleAuthGenerationError } from '../state/auth-pg.js';
+import { SessionStore } from '../state/sessions.js';
+import { useRemoteAuthState } from '../wa-worker/auth-remote.js';
+import { SignedClient } from '../wa-worker/signed-post.js';
 import { AUTH_SECRET, authDatabaseUrl } from './helpers/auth-db.js';
 import { terminateDispatchers } from './helpers/messaging.js';
 import { Stack, waitFor, WEBHOOK_SECRET } from './helpers/stack.js';
@@ -229,6 +232,64 @@ describe('auth state in PostgreSQL (AUTH_STORE=postgres)', () => {
     const bad = await authCall(b, b, 'read', { keys: [{ category: 'nope', keyId: 'x' }] }, 1);
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
     assert.match(JSON.stringify(bad.body.error), /category/);
+  });
+
+  it("the worker's store batches writes into one request and one transaction, in order, and caches reads", async () => {
+    // A session record of its own (the endpoint serves existing sessions only), driven by the worker's real store.
+    const c = sid('pgc');
+    await new SessionStore(stack.redis, stack.prefix).create(c, 'acme');
+    const client = new SignedClient(
+      `${stack.apiUrl}/api/worker/sessions/${c}/auth`,
+      sessionWebhookSecret(WEBHOOK_SECRET, c),
+      10_000,
+      'auth state',
+      { generation: 1 },
+    );
+    const auth = await useRemoteAuthState(client, undefined, { batchMs: 20 });
+    assert.equal(auth.hadCreds, false);
+    assert.equal(auth.stats.readRequests, 1, 'one read for the creds');
+
+    // 30 keys written at once by 30 callers (one message's keys): one request.
+    const writes = Array.from({ length: 30 }, (_, i) =>
+      auth.state.keys.set({ 'pre-key': { [String(i)]: { public: Buffer.from([i]), private: Buffer.from([i, i]) } } }),
+    );
+    await Promise.all([...writes, auth.saveCreds()]);
+    assert.equal(auth.stats.writeRequests, 1, 'one write request for 31 entries');
+    assert.equal(auth.stats.writtenEntries, 31);
+    assert.equal((await store.readAll(c)).length, 31, 'all of them stored');
+
+    // Successive values of one key (and a delete) land in the order they were made.
+    const ordered = [
+      auth.state.keys.set({ session: { 'x.0': Buffer.from('v1') } }),
+      auth.state.keys.set({ session: { 'x.0': Buffer.from('v2') } }),
+      auth.state.keys.set({ 'pre-key': { '3': null } }),
+    ];
+    await auth.flush();
+    await Promise.all(ordered);
+    const stored = await store.readAll(c);
+    const session = stored.find((e) => e.category === 'session' && e.keyId === 'x.0');
+    assert.equal(Buffer.from(JSON.parse(session!.value!.toString()).data, 'base64').toString(), 'v2');
+    assert.equal(
+      stored.some((e) => e.category === 'pre-key' && e.keyId === '3'),
+      false,
+      'deleted',
+    );
+
+    // Reads: what it wrote or read before is served from the cache; only new keys are asked for, at once.
+    const reads = auth.stats.readRequests;
+    const got = await auth.state.keys.get('pre-key', ['1', '2', '3']);
+    assert.deepEqual(Object.keys(got).sort(), ['1', '2']);
+    assert.equal(auth.stats.readRequests, reads, 'no request for cached keys');
+    await auth.state.keys.get('session', ['y.0', 'z.0']);
+    await auth.state.keys.get('session', ['y.0', 'z.0']);
+    assert.equal(auth.stats.readRequests, reads + 1, 'one request for two new keys, none the second time');
+
+    // A new store (a restarted worker) reads everything back from PostgreSQL.
+    const again = await useRemoteAuthState(client, undefined, {});
+    assert.equal(again.hadCreds, true);
+    const back = await again.state.keys.get('pre-key', ['7']);
+    assert.deepEqual([...(back['7']!.private as Uint8Array)], [7, 7]);
+    await store.deleteSession(c);
   });
 
   it('deleting a session removes its entries', async () => {
