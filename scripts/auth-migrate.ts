@@ -13,14 +13,13 @@
  * resumable: a session whose creds are already only in the target is `done` (leftover source keys of an
  * interrupted switch are removed then); a session interrupted before its switch is copied again.
  */
-import { chown, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { authEntryFileName, CREDS_CATEGORY, parseAuthFileName, type AuthCategory } from '../common/auth-keys.js';
 import { SessionIdSchema } from '../common/events.js';
-import { PgAuthStore, type AuthEntry } from '../state/auth-pg.js';
-import { fsyncDir, writeFileAtomic } from '../wa-worker/auth-store.js';
+import { PgAuthStore } from '../state/auth-pg.js';
+import { folderToPostgres, postgresToFolder } from '../state/auth-transfer.js';
 import { HEALTH_FILE } from '../wa-worker/health.js';
 
 export type Outcome = 'moved' | 'done' | 'empty' | 'busy' | 'failed';
@@ -39,25 +38,6 @@ const EnvSchema = z.object({
     .min(32, 'must be at least 32 characters'),
 });
 
-const entryKey = (e: { category: string; keyId: string }) => `${e.category}\u0000${e.keyId}`;
-
-async function folderEntries(dir: string): Promise<Array<AuthEntry & { file: string }>> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  const out: Array<AuthEntry & { file: string }> = [];
-  for (const name of names.sort()) {
-    const ref = parseAuthFileName(name);
-    if (!ref) continue;
-    out.push({ ...ref, file: name, value: await readFile(path.join(dir, name)) });
-  }
-  return out;
-}
-
 /** A worker wrote its heartbeat within `idleMs`: it may still be writing keys. */
 async function busy(dir: string, idleMs: number): Promise<boolean> {
   if (idleMs <= 0) return false;
@@ -67,93 +47,6 @@ async function busy(dir: string, idleMs: number): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function sameEntries(a: AuthEntry[], b: AuthEntry[]): boolean {
-  if (a.length !== b.length) return false;
-  const byKey = new Map(b.map((e) => [entryKey(e), e.value]));
-  return a.every((e) => {
-    const other = byKey.get(entryKey(e));
-    return other !== undefined && other !== null && e.value !== null && other.equals(e.value);
-  });
-}
-
-/** Removes the key files of a folder, creds.json first (the switch: from then on the target holds the session). */
-async function removeKeyFiles(dir: string, files: string[]): Promise<void> {
-  const ordered = [...files].sort((x, y) => Number(y === 'creds.json') - Number(x === 'creds.json'));
-  for (const f of ordered) {
-    await rm(path.join(dir, f), { force: true });
-    if (f === 'creds.json') await fsyncDir(dir);
-  }
-  await fsyncDir(dir);
-}
-
-export async function toPostgres(
-  store: PgAuthStore,
-  sessionsDir: string,
-  sessionId: string,
-  idleMs: number,
-): Promise<{ outcome: Outcome; entries?: number }> {
-  const dir = path.join(sessionsDir, sessionId);
-  if (await busy(dir, idleMs)) return { outcome: 'busy' };
-  const files = await folderEntries(dir);
-  if (!files.some((e) => e.category === CREDS_CATEGORY)) {
-    if (!(await store.hasCreds(sessionId))) return { outcome: 'empty' };
-    // Switched before: only leftovers of an interrupted switch can be here.
-    if (files.length)
-      await removeKeyFiles(
-        dir,
-        files.map((f) => f.file),
-      );
-    return { outcome: 'done' };
-  }
-  const entries = files.map(({ category, keyId, value }) => ({ category, keyId, value }));
-  await store.replaceAll(sessionId, entries);
-  if (!sameEntries(entries, await store.readAll(sessionId)))
-    throw new Error('verification failed: PostgreSQL does not hold what was copied');
-  await removeKeyFiles(
-    dir,
-    files.map((f) => f.file),
-  );
-  return { outcome: 'moved', entries: entries.length };
-}
-
-export async function toFile(
-  store: PgAuthStore,
-  sessionsDir: string,
-  sessionId: string,
-  idleMs: number,
-): Promise<{ outcome: Outcome; entries?: number }> {
-  const dir = path.join(sessionsDir, sessionId);
-  if (await busy(dir, idleMs)) return { outcome: 'busy' };
-  const entries = await store.readAll(sessionId);
-  const existing = await folderEntries(dir);
-  if (!entries.some((e) => e.category === CREDS_CATEGORY)) {
-    if (existing.some((e) => e.category === CREDS_CATEGORY)) {
-      if (entries.length) await store.deleteSession(sessionId);
-      return { outcome: 'done' };
-    }
-    return { outcome: 'empty' };
-  }
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  // The folder's owner (the worker's user in a container) must own the files too.
-  const owner = await stat(dir);
-  const wanted = new Set(entries.map((e) => authEntryFileName(e.category, e.keyId)));
-  // Keys in the folder that PostgreSQL does not hold are older than it: the folder becomes an exact copy.
-  for (const e of existing) if (!wanted.has(e.file)) await rm(path.join(dir, e.file), { force: true });
-  // creds.json last: a folder with creds is a complete one.
-  const ordered = [...entries].sort(
-    (x, y) => Number(x.category === CREDS_CATEGORY) - Number(y.category === CREDS_CATEGORY),
-  );
-  for (const e of ordered) {
-    const file = path.join(dir, authEntryFileName(e.category as AuthCategory, e.keyId));
-    await writeFileAtomic(file, e.value!);
-    if (process.getuid?.() === 0) await chown(file, owner.uid, owner.gid);
-  }
-  const back = await folderEntries(dir);
-  if (!sameEntries(entries, back)) throw new Error('verification failed: the folder does not hold what was copied');
-  await store.deleteSession(sessionId);
-  return { outcome: 'moved', entries: entries.length };
 }
 
 export async function migrate(opts: {
@@ -177,10 +70,12 @@ export async function migrate(opts: {
   const report: MigrationReport = { to: opts.to, sessions: [] };
   for (const sessionId of [...new Set(ids)].sort()) {
     try {
-      const r =
-        opts.to === 'postgres'
-          ? await toPostgres(opts.store, opts.sessionsDir, sessionId, idleMs)
-          : await toFile(opts.store, opts.sessionsDir, sessionId, idleMs);
+      const dir = path.join(opts.sessionsDir, sessionId);
+      const r = (await busy(dir, idleMs))
+        ? { outcome: 'busy' as const }
+        : opts.to === 'postgres'
+          ? await folderToPostgres(opts.store, dir, sessionId)
+          : await postgresToFolder(opts.store, dir, sessionId);
       report.sessions.push({ sessionId, ...r });
     } catch (err) {
       report.sessions.push({ sessionId, outcome: 'failed', error: (err as Error).message });
