@@ -214,6 +214,45 @@ export class PgAuthStore {
     }));
   }
 
+  /**
+   * Every entry of these sessions as of one moment (one REPEATABLE READ transaction): the consistent snapshot a
+   * backup archives.
+   */
+  async snapshot(sessionIds: string[]): Promise<Map<string, AuthEntry[]>> {
+    const out = new Map<string, AuthEntry[]>();
+    if (!sessionIds.length) return out;
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const { rows } = await client.query<{
+        session_id: string;
+        category: AuthCategory;
+        key_id: string;
+        value: Buffer;
+      }>(
+        `SELECT session_id, category, key_id, value FROM wa_auth_entries
+          WHERE session_id = ANY($1::text[]) ORDER BY session_id, category, key_id`,
+        [sessionIds],
+      );
+      await client.query('COMMIT');
+      for (const r of rows) {
+        const list = out.get(r.session_id) ?? [];
+        list.push({
+          category: r.category,
+          keyId: r.key_id,
+          value: this.decrypt(r.session_id, r.category, r.key_id, r.value),
+        });
+        out.set(r.session_id, list);
+      }
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
   /** Replaces every entry of a session by `entries`, in one transaction (migration into PostgreSQL). */
   async replaceAll(sessionId: string, entries: AuthEntry[]): Promise<void> {
     await this.tx(async (client) => {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { CREDS_CATEGORY, parseAuthFileName } from '../common/auth-keys.js';
+import { verifyArchive } from '../common/backup-archive.js';
 import { signedRequestHeaders } from '../common/events.js';
 import { sessionWebhookSecret } from '../common/session.js';
 import { PgAuthStore, StaleAuthGenerationError } from '../state/auth-pg.js';
@@ -46,13 +47,15 @@ describe('auth state in PostgreSQL (AUTH_STORE=postgres)', () => {
   before(async () => {
     db = new pg.Pool({ connectionString: url, max: 2 });
     store = new PgAuthStore(db, AUTH_SECRET);
-    stack = await new Stack({
+    stack = new Stack({
       proxies: 2,
       extraEnv: { AUTH_STORE: 'postgres', AUTH_DATABASE_URL: url, AUTH_STORE_SECRET: AUTH_SECRET },
-    }).start();
+    });
+    stack.opts.extraEnv!.BACKUPS_DIR = path.join(stack.dataDir, 'backups');
+    await stack.start();
   });
   after(async () => {
-    if (stack) await terminateDispatchers(stack, [sid('pga'), sid('pgb')]);
+    if (stack) await terminateDispatchers(stack, [sid('pga'), sid('pgb'), sid('pgd')]);
     await stack?.stop();
     await db?.end();
   });
@@ -290,6 +293,46 @@ describe('auth state in PostgreSQL (AUTH_STORE=postgres)', () => {
     const back = await again.state.keys.get('pre-key', ['7']);
     assert.deepEqual([...(back['7']!.private as Uint8Array)], [7, 7]);
     await store.deleteSession(c);
+  });
+
+  it('a backup archives the keys from PostgreSQL; a restore puts them back and the session logs in without a QR', async () => {
+    const d = sid('pgd');
+    const phone = '15550008004';
+    await connectedSession(d, phone);
+    await stack.sim.sendInbound(phone, '15550009944', 'before the backup');
+    await waitFor('the Signal session entry', async () => (await rawRows(d)).some((e) => e.category === 'session'));
+    const made = await stack.call('POST', '/api/v1/backups/create', {});
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const backup = made.body.backup;
+    const inArchive = backup.sessions.find((x: { sessionId: string }) => x.sessionId === d);
+    assert.equal(inArchive.phone, phone, 'the phone read from the creds in PostgreSQL');
+    const manifest = await verifyArchive(backup.file);
+    const files = manifest.files.map((f) => f.path).filter((f) => f.startsWith(`sessions/${d}/`));
+    assert.ok(files.includes(`sessions/${d}/creds.json`), files.join(','));
+    assert.ok(
+      files.some((f) => f.startsWith(`sessions/${d}/session-`)),
+      'its Signal session key',
+    );
+    assert.ok(
+      files.some((f) => f.startsWith(`sessions/${d}/pre-key-`)),
+      'its pre-keys',
+    );
+
+    // The database loses the session's keys (the running worker still has them cached).
+    await store.deleteSession(d);
+    const loginsBefore = stack.sim.connections(phone).filter((c) => c.kind === 'login').length;
+    const restored = await stack.restore(backup.id, { sessionId: d });
+    assert.equal(restored.status, 200, JSON.stringify(restored.body));
+    assert.deepEqual(restored.body.restore.restored, [d]);
+    await stack.waitForStatus(d, 'connected', 60_000);
+    assert.ok(stack.sim.connections(phone).filter((c) => c.kind === 'login').length > loginsBefore, 'a new login');
+    assert.equal(stack.sim.connections(phone).filter((c) => c.kind === 'registration').length, 1, 'no QR');
+    assert.ok(await store.hasCreds(d), 'the keys are back in PostgreSQL');
+    assert.deepEqual(
+      readdirSync(path.join(stack.sessionsDir, d)).filter((n) => parseAuthFileName(n) !== null),
+      [],
+      'and not in the folder',
+    );
   });
 
   it('deleting a session removes its entries', async () => {
