@@ -6,7 +6,8 @@
  *     latency-bound worst case), and a message's worth of keys at once (Baileys writes a transaction's keys in one
  *     keys.set: here 10 keys), many messages in flight;
  *  2. send latency p50/p99: POST /api/send accepted → the message at the simulator, sequential sends to one
- *     contact (each send ratchets and stores its Signal session), on a real stack per store.
+ *     contact (each send ratchets and stores its Signal session), on a real stack per store, both stacks up at once
+ *     and the sends interleaved, so both stores see the same machine load.
  *
  *   node --import tsx bench/auth-store.ts [writes=2000] [sends=60]
  *
@@ -101,15 +102,17 @@ async function postgresRates(stack: Stack) {
   };
 }
 
-async function sendLatencies(stack: Stack, tag: string): Promise<number[]> {
+/** A connected session ready to send, and one send measured: accepted → at the simulator. */
+async function sender(stack: Stack, tag: string) {
   const sessionId = `bench-send-${tag}-${stack.id}`;
   const phone = tag === 'file' ? '15553330001' : '15553330002';
   await connectedSession(stack, sessionId, phone);
   const to = '15553339999';
-  const latencies: number[] = [];
-  try {
-    for (let i = 0; i < SENDS + 1; i++) {
-      const text = `bench ${tag} ${i}`;
+  let n = 0;
+  return {
+    sessionId,
+    async send(): Promise<number> {
+      const text = `bench ${tag} ${n++}`;
       const t0 = performance.now();
       const res = await fetch(`${stack.apiUrl}/api/send`, {
         method: 'POST',
@@ -123,13 +126,33 @@ async function sendLatencies(stack: Stack, tag: string): Promise<number[]> {
         30_000,
         2,
       );
-      // The first send also creates the contact's Signal session: not a steady-state send.
-      if (i > 0) latencies.push(performance.now() - t0);
+      return performance.now() - t0;
+    },
+  };
+}
+
+/**
+ * Send latencies of both stores, interleaved (file, postgres, file, …) so both see the same machine load; the
+ * first send of each (it creates the contact's Signal session) is left out.
+ */
+async function sendLatencies(fileStack: Stack, pgStack: Stack): Promise<{ file: number[]; postgres: number[] }> {
+  const f = await sender(fileStack, 'file');
+  const p = await sender(pgStack, 'postgres');
+  const out = { file: [] as number[], postgres: [] as number[] };
+  try {
+    await f.send();
+    await p.send();
+    for (let i = 0; i < SENDS; i++) {
+      out.file.push(await f.send());
+      out.postgres.push(await p.send());
     }
   } finally {
-    await terminateDispatchers(stack, [sessionId]);
+    await terminateDispatchers(fileStack, [f.sessionId]);
+    await terminateDispatchers(pgStack, [p.sessionId]);
   }
-  return latencies.sort((a, b) => a - b);
+  out.file.sort((a, b) => a - b);
+  out.postgres.sort((a, b) => a - b);
+  return out;
 }
 
 function stackFor(store: 'file' | 'postgres'): Stack {
@@ -154,21 +177,18 @@ function stackFor(store: 'file' | 'postgres'): Stack {
 async function main() {
   const file = await fileRates();
   const fileStack = await stackFor('file').start();
-  let fileSends: number[];
-  try {
-    fileSends = await sendLatencies(fileStack, 'file');
-  } finally {
-    await fileStack.stop();
-  }
   const pgStack = await stackFor('postgres').start();
   let pgRates: Awaited<ReturnType<typeof postgresRates>>;
-  let pgSends: number[];
+  let sends: Awaited<ReturnType<typeof sendLatencies>>;
   try {
     pgRates = await postgresRates(pgStack);
-    pgSends = await sendLatencies(pgStack, 'postgres');
+    sends = await sendLatencies(fileStack, pgStack);
   } finally {
     await pgStack.stop();
+    await fileStack.stop();
   }
+  const fileSends = sends.file;
+  const pgSends = sends.postgres;
 
   const rows = [
     {
