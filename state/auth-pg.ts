@@ -170,35 +170,54 @@ export class PgAuthStore {
     });
   }
 
-  /** Applies a batch of sets and deletes in one transaction (later entries of the batch win). */
+  /**
+   * Applies a batch of sets and deletes atomically (later entries of the batch win), fenced by `generation`: ONE
+   * statement (data-modifying CTEs: the fence, the upserts, the deletes), so one round trip and one commit per batch.
+   * A stale generation changes nothing: the entries are written only when the fence row allows it.
+   */
   async write(sessionId: string, entries: AuthEntry[], generation?: number): Promise<void> {
     const last = new Map<string, AuthEntry>();
     for (const e of entries) last.set(`${e.category}\u0000${e.keyId}`, e);
     const sets = [...last.values()].filter((e) => e.value !== null);
     const dels = [...last.values()].filter((e) => e.value === null);
-    await this.tx(async (client) => {
-      await this.fence(client, sessionId, generation);
-      if (sets.length) {
-        await client.query(
-          `INSERT INTO wa_auth_entries (session_id, category, key_id, value)
-           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[])
-           ON CONFLICT (session_id, category, key_id) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
-          [
-            sessionId,
-            sets.map((e) => e.category),
-            sets.map((e) => e.keyId),
-            sets.map((e) => this.encrypt(sessionId, e.category, e.keyId, e.value!)),
-          ],
-        );
-      }
-      if (dels.length) {
-        await client.query(
-          `DELETE FROM wa_auth_entries e USING unnest($2::text[], $3::text[]) AS r(category, key_id)
-            WHERE e.session_id = $1 AND e.category = r.category AND e.key_id = r.key_id`,
-          [sessionId, dels.map((e) => e.category), dels.map((e) => e.keyId)],
-        );
-      }
-    });
+    const { rows } = await this.pool.query<{ generation: string | null }>(
+      `WITH fence AS (
+         INSERT INTO wa_auth_sessions (session_id, generation)
+         SELECT $1, $2::bigint WHERE $2::bigint IS NOT NULL
+         ON CONFLICT (session_id) DO UPDATE
+           SET generation = GREATEST(wa_auth_sessions.generation, EXCLUDED.generation), updated_at = now()
+         RETURNING generation
+       ),
+       allowed AS (
+         SELECT 1 WHERE $2::bigint IS NULL OR (SELECT generation FROM fence) <= $2::bigint
+       ),
+       upserted AS (
+         INSERT INTO wa_auth_entries (session_id, category, key_id, value)
+         SELECT $1, t.category, t.key_id, t.value
+           FROM unnest($3::text[], $4::text[], $5::bytea[]) AS t(category, key_id, value), allowed
+         ON CONFLICT (session_id, category, key_id) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+         RETURNING 1
+       ),
+       deleted AS (
+         DELETE FROM wa_auth_entries e USING unnest($6::text[], $7::text[]) AS r(category, key_id), allowed
+          WHERE e.session_id = $1 AND e.category = r.category AND e.key_id = r.key_id
+         RETURNING 1
+       )
+       SELECT (SELECT generation FROM fence) AS generation,
+              (SELECT count(*) FROM upserted) + (SELECT count(*) FROM deleted) AS changed`,
+      [
+        sessionId,
+        generation ?? null,
+        sets.map((e) => e.category),
+        sets.map((e) => e.keyId),
+        sets.map((e) => this.encrypt(sessionId, e.category, e.keyId, e.value!)),
+        dels.map((e) => e.category),
+        dels.map((e) => e.keyId),
+      ],
+    );
+    const current = rows[0]?.generation;
+    if (generation !== undefined && current !== null && current !== undefined && Number(current) > generation)
+      throw new StaleAuthGenerationError(generation, Number(current));
   }
 
   /** Every entry of a session, decrypted (migration, verification). */

@@ -212,9 +212,21 @@ describe('auth state in PostgreSQL (AUTH_STORE=postgres)', () => {
 
     // The store fences on its own too (before the API's Redis mirror of the generation has moved on).
     await assert.rejects(
-      store.write(a, [{ category: 'creds', keyId: 'creds', value: Buffer.from('{}') }], current),
+      store.write(a, [{ category: 'tctoken', keyId: 'stale-probe', value: Buffer.from('{}') }], current),
       StaleAuthGenerationError,
     );
+    assert.equal(
+      (await rawRows(a)).some((r) => r.key_id === 'stale-probe'),
+      false,
+      'the store wrote nothing for the stale generation',
+    );
+    // The current generation may write that very entry.
+    await store.write(a, [{ category: 'tctoken', keyId: 'stale-probe', value: Buffer.from('{}') }], current + 1);
+    assert.equal(
+      (await rawRows(a)).some((r) => r.key_id === 'stale-probe'),
+      true,
+    );
+    await store.write(a, [{ category: 'tctoken', keyId: 'stale-probe', value: null }], current + 1);
 
     // Session A's key on B's path: not verified (401), B's entries never answered.
     const cross = await authCall(a, b, 'read', { keys: creds }, 1);
