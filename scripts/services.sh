@@ -272,7 +272,11 @@ PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 mkdir -p "$PG_DIR"
 chmod 700 "$PG_DIR"
 PG_PASSWORD_FILE="$PG_DIR/password"
-if [ ! -s "$PG_PASSWORD_FILE" ]; then
+# Like Redis: the password in an AUTH_DATABASE_URL for this port wins (another data folder shares the cluster
+# that is already running, e.g. the demo's).
+if [[ "${AUTH_DATABASE_URL:-}" =~ ^postgres://wa_auth:([0-9a-f]+)@127\.0\.0\.1:${PG_PORT}/wa_auth$ ]]; then
+  (umask 077 && printf '%s' "${BASH_REMATCH[1]}" >"$PG_PASSWORD_FILE")
+elif [ ! -s "$PG_PASSWORD_FILE" ]; then
   (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$PG_PASSWORD_FILE")
 fi
 PG_PASSWORD="$(cat "$PG_PASSWORD_FILE")"
@@ -308,17 +312,24 @@ else
 fi
 pg_sql() { pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/run" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 # Role and database (idempotent); the password is set from stdin so it never shows in a process list.
+pg_env="AUTH_DATABASE_URL=postgres://wa_auth:$PG_PASSWORD@127.0.0.1:$PG_PORT/wa_auth"
 if ! PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U wa_auth -d wa_auth -c 'select 1' >/dev/null 2>&1; then
-  say "creating the postgresql role and database wa_auth"
-  pg_sql <<SQL >/dev/null || die "could not create the wa_auth role/database (see above)"
+  if [ ! -S "$PG_DIR/run/.s.PGSQL.$PG_PORT" ]; then
+    # Not this data folder's cluster, and its wa_auth password unknown here: AUTH_STORE=file needs none.
+    say "WARNING: the postgresql on 127.0.0.1:$PG_PORT was not started from this data folder ($DATA) and does" \
+      "not take its wa_auth password: AUTH_DATABASE_URL left out (set it, or use another PG_PORT)"
+    pg_env=""
+  else
+    say "creating the postgresql role and database wa_auth"
+    pg_sql <<SQL >/dev/null || die "could not create the wa_auth role/database (see above)"
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wa_auth') THEN CREATE ROLE wa_auth LOGIN; END IF;
 END \$\$;
 ALTER ROLE wa_auth WITH LOGIN PASSWORD '$PG_PASSWORD';
 SELECT 'CREATE DATABASE wa_auth OWNER wa_auth' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'wa_auth')\gexec
 SQL
+  fi
 fi
-pg_env="AUTH_DATABASE_URL=postgres://wa_auth:$PG_PASSWORD@127.0.0.1:$PG_PORT/wa_auth"
 
 (umask 077 && cat >"$DATA/services.env") <<EOF
 REDIS_URL=redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT
