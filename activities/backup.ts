@@ -24,6 +24,8 @@ import {
 import { readAuthOwner, safeSessionDir } from '../common/auth-owner.js';
 import { backupStoreFor, BackupNotFoundError, BackupStoreError, type BackupLocation } from '../common/backup-store.js';
 import { NoProxyCapacityError } from '../state/proxy-pool.js';
+import { folderToPostgres, postgresToFolder } from '../state/auth-transfer.js';
+import { authEntryFileName, CREDS_CATEGORY, CREDS_KEY_ID } from '../common/auth-keys.js';
 import type { ActivityDeps, SessionActivities } from './session-activities.js';
 
 export const BACKUP_INVALID = 'BackupInvalid';
@@ -91,6 +93,14 @@ export interface RestorePlan {
   crossTenant?: string[];
 }
 
+/** The folder holds creds (AUTH_STORE=postgres: its keys still have to move into the database). */
+async function folderHasCreds(folder: string): Promise<boolean> {
+  return fs
+    .stat(path.join(folder, 'creds.json'))
+    .then(() => true)
+    .catch(() => false);
+}
+
 /** True when the folder's creds.json belongs to a paired device (Baileys writes `me` once a QR was scanned). */
 async function isPaired(folder: string): Promise<boolean> {
   try {
@@ -107,6 +117,18 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
   const sessionsDir = path.resolve(config.SESSIONS_DIR);
   const backupsDir = path.resolve(config.BACKUPS_DIR);
   const limits = archiveLimits(config);
+  // AUTH_STORE=postgres: archives hold the keys as the folder store would (one consistent read of the tables), and a
+  // restored folder's keys move into the database before its worker starts.
+  const authStore = deps.authStore;
+  const authFiles = authStore
+    ? async (ids: string[]) =>
+        new Map(
+          [...(await authStore.snapshot(ids))].map(([id, entries]) => [
+            id,
+            entries.map((e) => ({ name: authEntryFileName(e.category, e.keyId), data: e.value! })),
+          ]),
+        )
+    : undefined;
   const journal = (restoreId: string) => path.join(sessionsDir, `.restore-${restoreId}`);
   // Per-host copies of a backup in progress, in the shared BACKUPS_DIR (assembled into one archive, then removed).
   const staging = (key: string) => path.join(backupsDir, `.staging-${key.replace(/[^A-Za-z0-9_-]/g, '_')}`);
@@ -161,7 +183,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       if (store.staging) {
         // s3: the hosts share no folder; this host's copy travels as a zip through the bucket.
         heartbeat('snapshot');
-        const snap = await snapshotSessions(sessionsDir, input.only);
+        const snap = await snapshotSessions(sessionsDir, input.only, authFiles);
         await fs.mkdir(backupsDir, { recursive: true, mode: 0o700 });
         const file = `${staging(input.key)}-${input.hostId.replace(/[^A-Za-z0-9_-]/g, '_')}.zip`;
         await fs.rm(`${file}.partial`, { force: true });
@@ -176,7 +198,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       const dir = path.join(staging(input.key), input.hostId);
       await fs.rm(dir, { recursive: true, force: true });
       heartbeat('snapshot');
-      const snap = await snapshotSessions(sessionsDir, input.only);
+      const snap = await snapshotSessions(sessionsDir, input.only, authFiles);
       for (const s of snap.sessions) await fs.mkdir(path.join(dir, s.sessionId), { recursive: true, mode: 0o700 });
       for (const e of snap.entries) {
         heartbeat('copy');
@@ -243,7 +265,7 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
           snap.skipped.push(...(JSON.parse(skipped) as SnapshotResult['skipped']));
         }
         snap.sessions.sort((a, b) => a.sessionId.localeCompare(b.sessionId));
-      } else snap = await snapshotSessions(sessionsDir, input.only);
+      } else snap = await snapshotSessions(sessionsDir, input.only, authFiles);
       const manifest = buildManifest(id, input.reason, t0, snap);
       heartbeat('archive');
       const size = await writeArchive(archivePath(id), manifest, snap.entries);
@@ -465,13 +487,20 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
           const cur = path.join(sessionsDir, id);
           const next = path.join(j, 'new', id);
           const old = path.join(j, 'old', id);
-          if (!(await exists(next))) continue; // already swapped
-          if (await exists(cur)) {
-            if (await exists(old))
-              await fs.rm(cur, { recursive: true, force: true }); // re-created by a stray start
-            else await fs.rename(cur, old);
+          if (await exists(next)) {
+            if (await exists(cur)) {
+              if (await exists(old))
+                await fs.rm(cur, { recursive: true, force: true }); // re-created by a stray start
+              else {
+                // The database's keys go aside with the folder they belong to (a rollback brings both back).
+                if (authStore) await postgresToFolder(authStore, cur, id, { keepSource: true });
+                await fs.rename(cur, old);
+              }
+            }
+            await fs.rename(next, cur);
+            if (authStore && !(await folderHasCreds(cur))) await authStore.deleteSession(id);
           }
-          await fs.rename(next, cur);
+          if (authStore) await folderToPostgres(authStore, cur, id);
         }
         return Date.now() - t0;
       });
@@ -494,10 +523,15 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
               await fs.rename(cur, failed);
             }
             await fs.rename(old, cur);
+            if (authStore) {
+              if (await folderHasCreds(cur)) await folderToPostgres(authStore, cur, id);
+              else await authStore.deleteSession(id);
+            }
           } else if (!input.hadFolder.includes(id) && (await exists(cur)) && !(await exists(path.join(j, 'new', id)))) {
             // A folder the restore created (the session had none before): remove it.
             await fs.rm(failed, { recursive: true, force: true });
             await fs.rename(cur, failed);
+            await authStore?.deleteSession(id);
           }
         }
       });
@@ -520,7 +554,10 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
       for (const id of input.sessionIds) {
         let me: { phone: string; jid: string } | null;
         try {
-          me = phoneFromCreds(JSON.parse(await fs.readFile(path.join(sessionsDir, id, 'creds.json'), 'utf8')));
+          const creds = authStore
+            ? (await authStore.read(id, [{ category: CREDS_CATEGORY, keyId: CREDS_KEY_ID }]))[0]?.value
+            : await fs.readFile(path.join(sessionsDir, id, 'creds.json'));
+          me = creds ? phoneFromCreds(JSON.parse(creds.toString('utf8'))) : null;
         } catch {
           me = null;
         }

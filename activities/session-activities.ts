@@ -10,6 +10,7 @@ import { proxyEndpoint } from '../common/proxy-url.js';
 import { sessionWebhookSecret, workflowIdFor, type SessionStatus } from '../common/session.js';
 import { NoProxyCapacityError, ProxyOverrideRefusedError, type Reservation } from '../state/proxy-pool.js';
 import type { LiveEventType } from '../state/events-bus.js';
+import type { PgAuthStore } from '../state/auth-pg.js';
 import type { Stores } from '../state/stores.js';
 import type { DeviceProfile } from '../common/device-profiles.js';
 import type { SessionRecord } from '../state/sessions.js';
@@ -39,6 +40,8 @@ export interface ActivityDeps {
   temporal?: Client;
   /** Extra environment for every worker (tests shrink the worker's intervals with it). */
   workerEnv?: Record<string, string>;
+  /** The PostgreSQL auth store (AUTH_STORE=postgres): fenced at each start, emptied with the session. */
+  authStore?: PgAuthStore;
 }
 
 /** Heartbeats when running as an activity; a no-op when called directly (reconcile at orchestrator start). */
@@ -110,6 +113,8 @@ export function createSessionActivities(deps: ActivityDeps) {
       ENABLE_KEEP_ALIVE: String(config.ENABLE_KEEP_ALIVE),
       SESSIONS_DIR: sessionsDir,
       OUTBOX_URL: `${apiOrigin}/api/worker/sessions/${sessionId}/outbox`,
+      AUTH_STORE: config.AUTH_STORE,
+      AUTH_WRITE_BATCH_MS: String(config.AUTH_WRITE_BATCH_MS),
       LOG_LEVEL: config.LOG_LEVEL === 'silent' ? 'silent' : 'info',
       // Four PINGs per watchdog window: a hung worker is still caught within PING_TIMEOUT_MS, at a quarter of the
       // API's ingest cost of a PING every presence interval.
@@ -349,6 +354,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       // A new generation is a new worker with its own QR: the old one's would only make a phone scan a dead code.
       if (generation !== undefined && generation !== recorded) await sessions.clearQr(input.sessionId);
       await sessions.recordPing(input.sessionId, Date.now()); // the watchdog's grace period for a new worker
+      if (generation !== undefined) await deps.authStore?.setGeneration(input.sessionId, generation);
       const info = await runner.start({
         sessionId: input.sessionId,
         proxyUrl,
@@ -377,6 +383,8 @@ export function createSessionActivities(deps: ActivityDeps) {
         await sessions.recordPing(input.sessionId, Date.now());
         await runner.stop(input.sessionId);
         if (input.generation !== undefined) await sessions.clearQr(input.sessionId);
+        // Like the folder's fence file: from here on the stopped generation's auth writes are refused.
+        if (input.generation !== undefined) await deps.authStore?.setGeneration(input.sessionId, input.generation);
         const info = await runner.start({
           sessionId: input.sessionId,
           proxyUrl,
@@ -392,6 +400,7 @@ export function createSessionActivities(deps: ActivityDeps) {
 
     async deleteAuthFiles(sessionId: string): Promise<void> {
       await rm(safeSessionDir(sessionsDir, sessionId), { recursive: true, force: true });
+      await deps.authStore?.deleteSession(sessionId);
     },
 
     /** Provision step on the session's host: its auth folder is new, or already this tenant's (never another's). */

@@ -31,6 +31,7 @@ import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
 import { workerCommandRoutes } from './routes/worker-commands.js';
 import { workerLoginRoutes } from './routes/worker-login.js';
+import { workerAuthRoutes } from './routes/worker-auth.js';
 
 /**
  * Builds the Fastify API: one plugin per route group, zod validation, one error handler, and authentication by
@@ -91,6 +92,12 @@ export async function buildApi(
         await scope.register(workerMediaRoutes(ctx, uploads, inbound));
         await scope.register(workerCommandRoutes, { store: stores.commands, wake });
         await scope.register(workerLoginRoutes(ctx));
+        if (ctx.authStore)
+          await scope.register(workerAuthRoutes, {
+            store: ctx.authStore,
+            sessions: stores.sessions,
+            onStale: () => stores.events.count('stale_generation:auth'),
+          });
         await scope.register(workerOutboxRoutes, {
           store: stores.outbox,
           wake,

@@ -8,6 +8,7 @@ import { loadConfigOrExit } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { createRedis } from '../state/redis.js';
 import { createStores, prepareStores } from '../state/stores.js';
+import { PgAuthStore } from '../state/auth-pg.js';
 import { buildApi } from './app.js';
 
 const config = loadConfigOrExit();
@@ -23,7 +24,13 @@ async function main() {
   });
   const stores = createStores(redis, config, logger);
   await prepareStores(stores, config);
-  const app = await buildApi({ config, stores, temporal }, { logger });
+  // Workers' auth state in PostgreSQL: the tables are created (idempotently) before the first worker call.
+  const authStore =
+    config.AUTH_STORE === 'postgres'
+      ? PgAuthStore.connect(config.AUTH_DATABASE_URL!, config.AUTH_STORE_SECRET!)
+      : undefined;
+  await authStore?.migrate();
+  const app = await buildApi({ config, stores, temporal, authStore }, { logger });
   await app.listen({ host: config.API_HOST, port: config.API_PORT });
   logger.info({ url: `http://${config.API_HOST}:${config.API_PORT}` }, 'api listening');
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -32,6 +39,7 @@ async function main() {
       void app
         .close()
         .then(() => connection.close())
+        .then(() => authStore?.close())
         .then(() => redis.quit())
         .finally(() => process.exit(0));
     });

@@ -28,6 +28,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     rawBody?: string;
+    /** The worker generation the signed call named (undefined: none). */
+    signedGeneration?: number;
   }
 }
 
@@ -121,16 +123,18 @@ export function signedScope(opts: SignedScopeOptions, register: (scope: FastifyI
         }
       }
       request.signedSession = sid.data;
+      request.signedGeneration = generation;
     });
     await register(app);
   };
 }
 
-/** A short route label for metrics: webhook, outbox or commands. */
+/** A short route label for metrics: webhook, outbox, commands or auth. */
 function routeName(url: string | undefined): string {
   if (!url) return 'unknown';
   if (url.includes('/outbox/')) return 'outbox';
   if (url.includes('/commands/')) return 'commands';
+  if (url.includes('/auth/')) return 'auth';
   return url.endsWith('/webhook') ? 'webhook' : 'other';
 }
 

@@ -146,7 +146,12 @@ export interface SnapshotResult {
  * Reads every session folder once, file by file. The worker writes each auth file with temp + fsync + rename, so a
  * read returns a complete old or new version; JSON files are parsed to prove it. No worker is paused.
  */
-export async function snapshotSessions(sessionsDir: string, only?: string[]): Promise<SnapshotResult> {
+export async function snapshotSessions(
+  sessionsDir: string,
+  only?: string[],
+  /** Auth files kept elsewhere (AUTH_STORE=postgres), per session, read at one moment for all listed sessions. */
+  authFiles?: (sessionIds: string[]) => Promise<Map<string, Array<{ name: string; data: Buffer }>>>,
+): Promise<SnapshotResult> {
   const out: SnapshotResult = { sessions: [], entries: [], skipped: [] };
   let dirents: import('node:fs').Dirent[] = [];
   try {
@@ -202,6 +207,21 @@ export async function snapshotSessions(sessionsDir: string, only?: string[]): Pr
       bytes,
       copyMs: Math.round((performance.now() - t0) * 100) / 100,
     });
+  }
+  if (authFiles) {
+    const extra = await authFiles(out.sessions.map((x) => x.sessionId));
+    for (const session of out.sessions) {
+      for (const f of extra.get(session.sessionId) ?? []) {
+        const rel = `sessions/${session.sessionId}/${f.name}`;
+        // A file in the folder wins (a session not moved to the database yet).
+        if (!FILE_NAME_RE.test(f.name) || out.entries.some((e) => e.path === rel)) continue;
+        out.entries.push({ path: rel, data: f.data });
+        session.files++;
+        session.bytes += f.data.length;
+        if (f.name === 'creds.json') session.phone = phoneFromCreds(JSON.parse(f.data.toString('utf8')))?.phone ?? null;
+      }
+    }
+    out.entries.sort((a, b) => a.path.localeCompare(b.path));
   }
   return out;
 }

@@ -155,6 +155,26 @@ export const configSchema = z.object({
   BACKUP_MAX_RATIO: int(200, 2),
   BACKUP_MAX_ENTRIES: int(100_000, 10),
   /** How long a restore waits for the restored sessions to be connected before it rolls back. */
+  /**
+   * Where Baileys' auth state lives: `file` (each session's folder under SESSIONS_DIR) or `postgres` (PostgreSQL at
+   * AUTH_DATABASE_URL, encrypted per session with a key derived from AUTH_STORE_SECRET; workers reach it only through
+   * the API's signed auth-state endpoint and get no database credentials).
+   */
+  AUTH_STORE: z.enum(['file', 'postgres']).default('file'),
+  AUTH_DATABASE_URL: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    url('postgres://127.0.0.1:5432/wa_auth', ['postgres:', 'postgresql:']).optional(),
+  ),
+  AUTH_STORE_SECRET: z.preprocess(
+    (v) => (v === '' ? undefined : v),
+    z
+      .string()
+      .min(32, 'must be at least 32 characters')
+      .refine((s) => !/\s/.test(s), 'must not contain whitespace')
+      .optional(),
+  ),
+  /** How long a worker gathers auth writes before it sends them as one request (one transaction). */
+  AUTH_WRITE_BATCH_MS: int(5, 0, 1000),
   RESTORE_CONNECT_TIMEOUT_MS: int(90_000, 1000),
   /** A waiting restore call answers 202 (still running) after this long rather than hold the request open. */
   RESTORE_ANSWER_WAIT_MS: int(45_000, 100),
@@ -357,6 +377,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push({
         variable: parsed.data.S3_ACCESS_KEY_ID ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID',
         message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together',
+      });
+  }
+  if (parsed.success && parsed.data.AUTH_STORE === 'postgres') {
+    if (!parsed.data.AUTH_DATABASE_URL)
+      problems.push({ variable: 'AUTH_DATABASE_URL', message: 'is required with AUTH_STORE=postgres' });
+    if (!parsed.data.AUTH_STORE_SECRET)
+      problems.push({
+        variable: 'AUTH_STORE_SECRET',
+        message: 'is required with AUTH_STORE=postgres (at least 32 characters, e.g. `openssl rand -hex 32`)',
       });
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);

@@ -31,11 +31,19 @@ export const REDACTED_LOG_PATHS = [
   '*.S3_SECRET_ACCESS_KEY',
   'secretAccessKey',
   '*.secretAccessKey',
+  'env.AUTH_STORE_SECRET',
+  'AUTH_STORE_SECRET',
+  '*.AUTH_STORE_SECRET',
+  'env.AUTH_DATABASE_URL',
+  'AUTH_DATABASE_URL',
+  '*.AUTH_DATABASE_URL',
 ];
 
-/** Redacts proxy credentials and Telegram bot tokens inside any string. */
+/** Redacts proxy and database credentials and Telegram bot tokens inside any string. */
 export function redactText(text: string): string {
-  return redactProxyUrl(text).replace(/\bbot\d{3,}:[A-Za-z0-9_-]{20,}/g, 'bot***');
+  return redactProxyUrl(text)
+    .replace(/\b(postgres(?:ql)?):\/\/([^:@/\s]*):([^@\s]*)@/gi, '$1://$2:***@')
+    .replace(/\bbot\d{3,}:[A-Za-z0-9_-]{20,}/g, 'bot***');
 }
 
 /** Deep-copies a JSON-like value, redacting every string in it. For API responses and log payloads. */

