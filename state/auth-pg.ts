@@ -134,10 +134,10 @@ export class PgAuthStore {
     if (current > generation) throw new StaleAuthGenerationError(generation, current);
   }
 
-  private async tx<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  private async tx<T>(fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
+      await client.query(begin);
       const out = await fn(client);
       await client.query('COMMIT');
       return out;
@@ -240,10 +240,8 @@ export class PgAuthStore {
   async snapshot(sessionIds: string[]): Promise<Map<string, AuthEntry[]>> {
     const out = new Map<string, AuthEntry[]>();
     if (!sessionIds.length) return out;
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const { rows } = await client.query<{
+    const rows = await this.tx(async (client) => {
+      const result = await client.query<{
         session_id: string;
         category: AuthCategory;
         key_id: string;
@@ -253,23 +251,18 @@ export class PgAuthStore {
           WHERE session_id = ANY($1::text[]) ORDER BY session_id, category, key_id`,
         [sessionIds],
       );
-      await client.query('COMMIT');
-      for (const r of rows) {
-        const list = out.get(r.session_id) ?? [];
-        list.push({
-          category: r.category,
-          keyId: r.key_id,
-          value: this.decrypt(r.session_id, r.category, r.key_id, r.value),
-        });
-        out.set(r.session_id, list);
-      }
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
+      return result.rows;
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    for (const r of rows) {
+      const list = out.get(r.session_id) ?? [];
+      list.push({
+        category: r.category,
+        keyId: r.key_id,
+        value: this.decrypt(r.session_id, r.category, r.key_id, r.value),
+      });
+      out.set(r.session_id, list);
     }
+    return out;
   }
 
   /** Replaces every entry of a session by `entries`, in one transaction (migration into PostgreSQL). */
