@@ -31,6 +31,8 @@ describe('auth-migrate: file → postgres → file, each step without a QR', () 
   before(async () => {
     db = new pg.Pool({ connectionString: url, max: 2 });
     store = new PgAuthStore(db, AUTH_SECRET);
+    // The stack starts on the file store, so nothing else has created the tables on a fresh database.
+    await store.migrate();
     stack = await new Stack({
       proxies: 2,
       extraEnv: { AUTH_STORE: 'file', AUTH_DATABASE_URL: url, AUTH_STORE_SECRET: AUTH_SECRET },
