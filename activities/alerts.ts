@@ -19,6 +19,9 @@ export const ALERT_KINDS = [
   'backup_failed',
   'restore_done',
   'restore_failed',
+  /** A host stopped heartbeating: its sessions were moved to the live hosts (or why not). */
+  'host_failover',
+  'host_drained',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 

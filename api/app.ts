@@ -20,6 +20,7 @@ import { liveEventsRoutes, withLiveEvents } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { proxyRoutes } from './routes/proxies.js';
+import { hostRoutes } from './routes/hosts.js';
 import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
 import { mediaRoutes, workerMediaRoutes } from './routes/media.js';
@@ -132,6 +133,7 @@ export async function buildApi(
       await scope.register(
         adminScope(async (admin) => {
           await admin.register(proxyRoutes(ctx));
+          await admin.register(hostRoutes(ctx));
           await admin.register(deviceProfileRoutes(ctx));
           await admin.register(backupRoutes(ctx));
           await admin.register(codecRoutes(config));

@@ -25,6 +25,7 @@ import * as deviceProfiles from './routes/device-profiles.js';
 import * as demo from './routes/demo.js';
 import * as events from './routes/events.js';
 import * as proxies from './routes/proxies.js';
+import * as hosts from './routes/hosts.js';
 import * as media from './routes/media.js';
 import * as send from './routes/send.js';
 import * as contacts from './routes/contacts.js';
@@ -167,6 +168,23 @@ const Limits = z.object({
   pending: z.number().int(),
   burstUntil: nullable(z.number().int()),
   stats: z.object({}).passthrough(),
+});
+const HostView = z.object({
+  hostId: z.string(),
+  alive: z.boolean().describe('heartbeat within HOST_DEAD_AFTER_MS'),
+  draining: z.boolean().describe('takes no new session until its drain is ended'),
+  capacity: z.number().int(),
+  load: z.number().int().describe('sessions placed on it'),
+  heartbeatAt: z.number().int(),
+});
+const DrainProgress = z.object({
+  hostId: z.string(),
+  mode: z.enum(['dead', 'drain']),
+  total: z.number().int(),
+  moved: z.array(z.object({ sessionId: z.string(), hostId: z.string() })),
+  stayed: z.array(z.object({ sessionId: z.string(), reason: z.string() })),
+  done: z.boolean(),
+  draining: z.boolean(),
 });
 const ProxyView = z.object({
   id: z.string(),
@@ -440,6 +458,59 @@ export const OPERATIONS: Operation[] = [
     params: proxies.IdParams,
     ok: { 200: { description: 'removed', schema: z.object({ id: z.string(), removed: z.literal(true) }) } },
     errors: [404, 409],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/hosts',
+    operationId: 'listHosts',
+    summary: 'The Docker hosts: alive, draining, capacity and load',
+    tag: 'hosts',
+    access: 'admin',
+    ok: { 200: { description: 'hosts', schema: z.object({ hosts: z.array(HostView) }) } },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/api/v1/hosts/:id/drain',
+    operationId: 'drainHost',
+    summary:
+      'Move every session off a host for maintenance, one by one, each stopped before it starts elsewhere (needs AUTH_STORE=postgres; 409 AUTH_ON_HOST otherwise, 409 NO_OTHER_HOST without a live host to move to)',
+    tag: 'hosts',
+    access: 'admin',
+    params: hosts.HostParams,
+    ok: {
+      202: {
+        description: 'drain started (or already running)',
+        schema: z.object({
+          drain: z.object({ hostId: z.string(), sessions: z.number().int(), workflowId: z.string() }),
+        }),
+      },
+    },
+    errors: [404, 409],
+  },
+  {
+    method: 'get',
+    path: '/api/v1/hosts/:id/drain',
+    operationId: 'getHostDrain',
+    summary: "The host's last drain: sessions moved, sessions that stayed and why",
+    tag: 'hosts',
+    access: 'admin',
+    params: hosts.HostParams,
+    ok: { 200: { description: 'progress', schema: z.object({ drain: DrainProgress }) } },
+    errors: [404],
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/hosts/:id/drain',
+    operationId: 'endHostDrain',
+    summary: 'End a drain: the host takes new sessions again',
+    tag: 'hosts',
+    access: 'admin',
+    params: hosts.HostParams,
+    ok: {
+      200: { description: 'ended', schema: z.object({ hostId: z.string(), draining: z.literal(false) }) },
+    },
+    errors: [404],
   },
   {
     method: 'get',

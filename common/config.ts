@@ -95,6 +95,13 @@ export const configSchema = z.object({
   /** Sessions this host may hold (placement picks the live host with the most free capacity). */
   HOST_CAPACITY: int(500, 1),
   HOST_HEARTBEAT_MS: int(5000, 100),
+  /**
+   * A host whose heartbeat is older than this is dead: the live hosts move its sessions (workflows/host-failover.ts;
+   * needs AUTH_STORE=postgres, else its sessions wait for it). Well above HOST_HEARTBEAT_MS: a pause is not a death.
+   */
+  HOST_DEAD_AFTER_MS: int(60_000, 500),
+  /** Sessions a host failover moves at once (each move is a login on the new host: no login storm). */
+  HOST_FAILOVER_CONCURRENCY: int(4, 1),
   /** Prefix of every workflow id: one per deployment sharing a Temporal namespace. */
   WORKFLOW_ID_PREFIX: z
     .string()
@@ -388,6 +395,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         message: 'is required with AUTH_STORE=postgres (at least 32 characters, e.g. `openssl rand -hex 32`)',
       });
   }
+  if (parsed.success && parsed.data.HOST_DEAD_AFTER_MS < 3 * parsed.data.HOST_HEARTBEAT_MS)
+    problems.push({
+      variable: 'HOST_DEAD_AFTER_MS',
+      message: 'must be at least 3 × HOST_HEARTBEAT_MS (a host missing one heartbeat is not dead)',
+    });
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   return { ...parsed.data, proxyPool };
 }

@@ -65,6 +65,8 @@ export function redisKeys(prefix = '') {
     hosts: () => `${p}hosts`,
     /** SET of the session ids placed on a host (its load). */
     hostSessions: (hostId: string) => `${p}host:sessions:${hostId}`,
+    /** SET of host ids being drained: they keep running their sessions but take no new ones. */
+    hostsDraining: () => `${p}hosts:draining`,
     /** ZSET session id → lease expiry (ms): the logins in flight on a host, at most MAX_CONCURRENT_LOGINS. */
     loginSlots: (hostId: string) => `${p}login:slots:${hostId}`,
     phoneQueue: (phone: string) => `${p}queue:session:${phone}`,

@@ -12,6 +12,8 @@ import type { WorkerRunner } from '../activities/runner/types.js';
 import { createSessionActivities } from '../activities/session-activities.js';
 import { createBackupActivities } from '../activities/backup.js';
 import { createDispatchActivities } from '../activities/dispatch-activities.js';
+import { createHostActivities } from '../activities/host-activities.js';
+import { failOverDeadHosts } from '../workflows/host-failover-client.js';
 import { ensureDispatchers } from '../workflows/dispatcher-client.js';
 import { ensureBackupSchedule } from './backup-schedule.js';
 import { codecDataConverter } from '../common/codec.js';
@@ -131,6 +133,7 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
       ...activities,
       ...backupActivities,
       ...createDispatchActivities({ config, stores, logger: logger.child({ component: 'dispatcher' }), alerts }),
+      ...createHostActivities(activityDeps),
     },
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',
@@ -165,8 +168,12 @@ export async function createOrchestrator(config: Config, logger: Logger): Promis
   });
   const host = { hostId: config.HOST_ID, queue: hostQueue, capacity: config.HOST_CAPACITY };
   await hosts.heartbeat(host);
+  // Each beat also looks for dead hosts: any live orchestrator starts their failover (one per death).
   const heartbeat = setInterval(() => {
     hosts.heartbeat(host).catch((err: unknown) => logger.warn({ err: String(err) }, 'host heartbeat failed'));
+    failOverDeadHosts(client, config, hosts, logger).catch((err: unknown) =>
+      logger.warn({ err: String(err) }, 'dead host check failed'),
+    );
   }, config.HOST_HEARTBEAT_MS);
 
   const reconciled = await reconcileWorkers({ runner, sessions, activities, logger, hostId: config.HOST_ID });

@@ -24,10 +24,18 @@ export const localQuickActivities = (maximumAttempts = 10) =>
     retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts },
   });
 
-/** `maximumAttempts`: a failover gives up on a candidate proxy sooner than a session on its own proxy. */
-export const containerActivitiesOn = (hostQueue: string | undefined, maximumAttempts = 5) =>
+/**
+ * `maximumAttempts`: a failover gives up on a candidate proxy sooner than a session on its own proxy.
+ * `scheduleToStartTimeout`: a host that may be dead (nothing polls its queue) is given up on after it.
+ */
+export const containerActivitiesOn = (
+  hostQueue: string | undefined,
+  maximumAttempts = 5,
+  scheduleToStartTimeout?: string,
+) =>
   proxyActivities<SessionActivities>({
     taskQueue: hostQueue,
+    ...(scheduleToStartTimeout ? { scheduleToStartTimeout } : {}),
     startToCloseTimeout: '90s',
     heartbeatTimeout: '30s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts },

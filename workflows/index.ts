@@ -5,3 +5,4 @@ export { watchdogWorkflow } from './watchdog.js';
 export { backupWorkflow } from './backup.js';
 export { restoreWorkflow } from './restore.js';
 export { dispatcherWorkflow } from './dispatcher.js';
+export { hostFailoverWorkflow } from './host-failover.js';

@@ -8,6 +8,7 @@
 import {
   ApplicationFailure,
   ParentClosePolicy,
+  proxyActivities,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -15,6 +16,7 @@ import {
   defineSignal,
   defineUpdate,
   executeChild,
+  getExternalWorkflowHandle,
   log,
   patched,
   setHandler,
@@ -23,9 +25,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
+import type { HostActivities } from '../activities/host-activities.js';
 import { LIVE_STATUSES, WATCHED_STATUSES, type SessionStatus } from '../common/session-status.js';
 import type { EventData } from '../common/events.js';
 import { failoverWorkflow, type FailoverResult } from './failover.js';
+import { hostMoveResultSignal } from './host-failover.js';
 import { failureOf, FailureType } from '../common/failure.js';
 import { bestEffortAlert, containerActivitiesOn, localQuickActivities, quickActivities } from './activity-options.js';
 
@@ -85,6 +89,9 @@ export interface SessionState {
   pairingPhone?: string | null;
   /** The device profile the session presents for life (absent/null: sessions from before profiles, Baileys' default). */
   deviceProfile?: { id: string; os: string; browser: string; osVersion: string } | null;
+  /** The host and its queue after a move (absent: where it was provisioned, the input's). */
+  hostId?: string;
+  hostQueue?: string;
 }
 
 export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'proxyId' | 'seenEventIds'>;
@@ -143,6 +150,21 @@ export const logoutUpdate = defineUpdate<{ status: SessionStatus }>('logout');
 /** Switch a session waiting for its link to a pairing code for `phone`: the worker restarts and reports the code. */
 export const pairingCodeUpdate = defineUpdate<{ status: SessionStatus }, [{ phone: string }]>('pairingCode');
 
+export interface MoveHostRequest {
+  /** The host the move is for: a session already elsewhere answers where it is, unchanged. */
+  fromHostId: string;
+  /** A drain: the old worker must stop before the new one starts. Else the old host is dead (tried briefly). */
+  graceful: boolean;
+  reason: string;
+}
+export type MoveHostResult = { moved: true; hostId: string } | { moved: false; hostId: string; reason: string };
+/**
+ * Move the session to another live host (host failover, drain): same proxy, device profile and auth state. A
+ * signal, answered with `hostMoveResultSignal` to the asking workflow (`replyTo`), because workflows cannot call
+ * each other's updates.
+ */
+export const moveHostSignal = defineSignal<[MoveHostRequest & { replyTo: string; requestId: string }]>('moveHost');
+
 // ------------------------------------------------------------------------------------------ activities
 
 const TERMINAL: SessionStatus[] = ['logged_out', 'deleted'];
@@ -154,7 +176,8 @@ type Command =
   | { kind: 'delete'; keepAuth: boolean }
   | { kind: 'failover'; reason: string }
   | { kind: 'logout' }
-  | { kind: 'pairingCode'; phone: string };
+  | { kind: 'pairingCode'; phone: string }
+  | { kind: 'moveHost'; request: MoveHostRequest };
 type Job =
   | { kind: 'event'; event: WorkerEvent; attempt?: number }
   | { kind: 'alarm'; at?: number; attempt?: number }
@@ -192,7 +215,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   /** The status mirror and CONNECTED: local activities (histories recorded before run them as activities). */
   const mirror = patched('local-mirror') ? localQuickActivities(timings.quickActivityAttempts) : quick;
   const state: SessionState = input.carried ?? initialState(input);
-  const workers = containerActivitiesOn(input.hostQueue);
+  const hosting = proxyActivities<HostActivities>({
+    startToCloseTimeout: '20s',
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+  });
+  const hostId = () => state.hostId ?? input.hostId ?? 'local';
+  const hostQueue = () => state.hostQueue ?? input.hostQueue;
+  /** Container steps run on the host the session is on now. */
+  const workers = () => containerActivitiesOn(hostQueue());
   const queue: Job[] = [];
   const results = new Map<number, { ok: true; value: unknown } | { ok: false; error: string }>();
   let nextCommandId = 1;
@@ -259,6 +289,20 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   setHandler(logoutUpdate, async () => (await runCommand({ kind: 'logout' })) as { status: SessionStatus }, {
     validator: notGone,
   });
+  setHandler(moveHostSignal, async ({ replyTo, requestId, ...request }) => {
+    let result: MoveHostResult;
+    try {
+      notGone();
+      result = (await runCommand({ kind: 'moveHost', request })) as MoveHostResult;
+    } catch (err) {
+      result = { moved: false, hostId: hostId(), reason: failureOf(err).message };
+    }
+    await getExternalWorkflowHandle(replyTo).signal(hostMoveResultSignal, {
+      requestId,
+      sessionId: state.sessionId,
+      result,
+    });
+  });
   setHandler(
     pairingCodeUpdate,
     async (req) => {
@@ -311,7 +355,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   const startWorker = async () => {
     state.workerGeneration++;
     state.workerStartedAt = Date.now();
-    await workers.startWorker({
+    await workers().startWorker({
       sessionId: state.sessionId,
       ...proxyRef(),
       generation: state.workerGeneration,
@@ -321,7 +365,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   const restartWorker = async () => {
     state.workerGeneration++;
     state.workerStartedAt = Date.now();
-    await workers.restartWorker({
+    await workers().restartWorker({
       sessionId: state.sessionId,
       ...proxyRef(),
       generation: state.workerGeneration,
@@ -335,7 +379,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
 
   /** Stops the worker and gives the slot back (failed / stopped sessions hold no proxy). */
   const park = async (status: SessionStatus, reason: string, alert: 'session_failed' | null) => {
-    await workers.stopWorker({ sessionId: state.sessionId, remove: false });
+    await workers().stopWorker({ sessionId: state.sessionId, remove: false });
     await quick.releaseProxy(state.sessionId);
     await transition(status, reason);
     if (alert)
@@ -376,7 +420,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       });
       // The auth folder is new or this tenant's own (keepAuth, restore): never another tenant's.
       if (patched('auth-folder-owner'))
-        await workers.claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
+        await workers().claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
       await reserve();
       // One device/browser identity for life, never shared with another session on this proxy.
       if (withDeviceProfile) {
@@ -439,7 +483,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
           reason,
           maxAttempts: timings.maxFailoverAttempts,
           probeTimeoutMs: timings.proxyProbeTimeoutMs,
-          hostQueue: input.hostQueue,
+          hostQueue: hostQueue(),
           generation: state.workerGeneration + 1,
           ...(markOldBad ? {} : { markOldBad: false }),
         },
@@ -483,8 +527,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   };
 
   const logout = async (reason: string) => {
-    await workers.stopWorker({ sessionId: state.sessionId, remove: true });
-    await workers.deleteAuthFiles(state.sessionId);
+    await workers().stopWorker({ sessionId: state.sessionId, remove: true });
+    await workers().deleteAuthFiles(state.sessionId);
     await quick.releaseProxy(state.sessionId);
     await quick.finishSession({
       sessionId: state.sessionId,
@@ -497,6 +541,80 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     state.status = 'logged_out';
     state.lastError = reason;
     await bestEffortAlert({ kind: 'session_logged_out', text: `session ${state.sessionId}: ${reason}` });
+  };
+
+  /**
+   * Moves the session to another host (host failover, drain). Steps:
+   *  1. place it on the best other live host (one Redis step; nothing changed when none has room);
+   *  2. stop the worker on the old host: a drain must (compensation: the placement goes back); a dead host is tried
+   *     briefly, in case it came back, and else the generation fence refuses its worker from step 3 on;
+   *  3. claim the auth folder there and start the worker as a new generation, same proxy and device profile;
+   *     compensation: stop that worker and place the session on the next host (a drain ends back on its own host).
+   * Invariant: the session is placed on one host at a time, and only the newest worker generation is accepted.
+   * A session without a worker (failed, stopped, expired QR) only changes its placement.
+   */
+  const moveHost = async (req: MoveHostRequest): Promise<MoveHostResult> => {
+    const from = hostId();
+    if (from !== req.fromHostId) return { moved: false, hostId: from, reason: `the session is on ${from}` };
+    const placeOn = (host: { hostId: string; queue: string }) => {
+      state.hostId = host.hostId;
+      state.hostQueue = host.queue;
+    };
+    const first = await hosting.moveSessionHost({ sessionId: state.sessionId, from, exclude: [] });
+    if (!first) return { moved: false, hostId: from, reason: 'no other live host has room' };
+    const oldQueue = hostQueue();
+    placeOn(first);
+    if (!holdsProxy() || !HOLDS_SLOT.includes(state.status)) return { moved: true, hostId: first.hostId };
+
+    try {
+      await containerActivitiesOn(oldQueue, req.graceful ? 3 : 1, req.graceful ? '60s' : '5s').stopWorker({
+        sessionId: state.sessionId,
+        remove: true,
+      });
+    } catch (err) {
+      if (req.graceful) {
+        const back = await hosting.moveSessionHost({
+          sessionId: state.sessionId,
+          from: first.hostId,
+          exclude: [],
+          to: from,
+        });
+        if (back) placeOn(back);
+        return { moved: false, hostId: from, reason: `the worker on ${from} did not stop: ${failureOf(err).message}` };
+      }
+      log.warn('old host did not answer; its worker is fenced by generation', { host: from });
+    }
+
+    const tried = [from];
+    let target: { hostId: string; queue: string } | null = first;
+    let backHome = false;
+    while (target) {
+      try {
+        await workers().claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
+        await startWorker();
+        const landed = target.hostId;
+        await transition('reconnecting', `moved from host ${from} to ${landed}: ${req.reason}`);
+        return landed === from
+          ? { moved: false, hostId: from, reason: 'no other host could start the worker: back on its host' }
+          : { moved: true, hostId: landed };
+      } catch (err) {
+        log.warn('worker did not start on the new host', { host: target.hostId, error: failureOf(err).message });
+        await containerActivitiesOn(target.queue, 1, '5s')
+          .stopWorker({ sessionId: state.sessionId, remove: true })
+          .catch(() => undefined);
+        tried.push(target.hostId);
+        const at: string = target.hostId;
+        target = await hosting.moveSessionHost({ sessionId: state.sessionId, from: at, exclude: tried });
+        // A drained host is alive: the session goes back there rather than down.
+        if (!target && req.graceful && !backHome) {
+          backHome = true;
+          target = await hosting.moveSessionHost({ sessionId: state.sessionId, from: at, exclude: [], to: from });
+        }
+        if (target) placeOn(target);
+      }
+    }
+    await park('failed', `no host could start the worker after leaving ${from}`, 'session_failed');
+    return { moved: false, hostId: hostId(), reason: state.lastError ?? 'no host could start the worker' };
   };
 
   const onEvent = async (event: WorkerEvent) => {
@@ -692,10 +810,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
         await transition('pending', null);
         return { status: state.status };
       }
+      case 'moveHost':
+        return moveHost(command.request);
       case 'delete':
-        await workers.stopWorker({ sessionId: state.sessionId, remove: true });
+        await workers().stopWorker({ sessionId: state.sessionId, remove: true });
         await quick.releaseProxy(state.sessionId);
-        if (!command.keepAuth) await workers.deleteAuthFiles(state.sessionId);
+        if (!command.keepAuth) await workers().deleteAuthFiles(state.sessionId);
         await quick.finishSession({
           sessionId: state.sessionId,
           tenant: state.tenant,

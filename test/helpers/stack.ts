@@ -114,6 +114,9 @@ export interface StackOptions {
  * API as child processes (so tests can kill -9 them), the real Temporal dev server and Redis from
  * scripts/services.sh. Each stack has its own task queue, Redis prefix and sessions folder.
  */
+/** A child killed by a signal has no exit code, only a signal code: either means it is gone. */
+const isGone = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
 export class Stack {
   sim!: WhatsAppSimulator;
   proxies: Socks5Proxy[] = [];
@@ -231,7 +234,7 @@ export class Stack {
     await waitFor(
       `orchestrator ${hostId} to poll its task queues`,
       async () => {
-        if (child.exitCode !== null) throw new Error(`orchestrator ${hostId} exited with ${child.exitCode}`);
+        if (isGone(child)) throw new Error(`orchestrator ${hostId} exited with ${child.exitCode ?? child.signalCode}`);
         return /orchestrator ready/.test(readFileSync(this.logPath(name), 'utf8').slice(before));
       },
       60_000,
@@ -246,7 +249,7 @@ export class Stack {
     await waitFor(
       'the API to answer /readyz',
       async () => {
-        if (child.exitCode !== null) throw new Error(`api exited with ${child.exitCode}`);
+        if (isGone(child)) throw new Error(`api exited with ${child.exitCode ?? child.signalCode}`);
         const res = await fetch(`${this.apiUrl}/readyz`).catch(() => null);
         return res?.status === 200;
       },
@@ -257,7 +260,7 @@ export class Stack {
 
   async killOrchestrator(signal: NodeJS.Signals = 'SIGKILL') {
     const child = this.orchestrator;
-    if (!child || child.exitCode !== null) return;
+    if (!child || isGone(child)) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill(signal);
     await exited;
@@ -265,7 +268,7 @@ export class Stack {
 
   async killApi(signal: NodeJS.Signals = 'SIGKILL') {
     const child = this.api;
-    if (!child || child.exitCode !== null) return;
+    if (!child || isGone(child)) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill(signal);
     await exited;
@@ -376,7 +379,7 @@ export class Stack {
     await this.killApi('SIGTERM').catch(() => undefined);
     await this.killOrchestrator('SIGTERM').catch(() => undefined);
     for (const child of this.extraHosts) {
-      if (child.exitCode === null) {
+      if (!isGone(child)) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;
