@@ -138,6 +138,8 @@ export interface ConnectionRecord {
   address: string;
   at: number;
   kind: 'registration' | 'login' | 'rejected';
+  /** when the socket closed (absent while open) */
+  closedAt?: number;
   /**
    * The device identity the client presented: its user-agent platform on every connection; at registration (QR or
    * code) also the companion's DeviceProps `os` and platform type (the browser), and with a pairing code the
@@ -1092,6 +1094,7 @@ export class WhatsAppSimulator {
     ws.on('error', (error) => this.logger.debug({ err: error }, 'websocket error'));
     ws.on('close', () => {
       connection.stage = 'closed';
+      connection.record.closedAt = Date.now();
       this.settleLogin(connection);
       this.connectionsOpen.delete(connection);
       for (const release of [...connection.receiptWaiters.values()]) release();

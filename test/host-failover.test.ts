@@ -73,6 +73,15 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
         .map((p) => [p.phone, p.replacedConnections]),
     );
   const noneReplaced = Object.fromEntries(phones.map((p) => [p, 0]));
+  /** Logins of a phone whose connection was still open when the next one logged in (a second copy running). */
+  const overlaps = (since: number) =>
+    phones.flatMap((phone) => {
+      const logins = stack.sim
+        .connections(phone)
+        .filter((c) => c.kind === 'login' && (c.closedAt ?? Infinity) >= since)
+        .sort((a, b) => a.at - b.at);
+      return logins.slice(1).flatMap((c, i) => ((logins[i]!.closedAt ?? Infinity) > c.at ? [`${phone}@${c.at}`] : []));
+    });
   const received = (i: number, text: string) =>
     stack.sim.messages(phones[i]!).filter((m) => m.to.startsWith(contact(i)) && m.text === text).length;
   const send = async (i: number, text: string) => {
@@ -188,6 +197,7 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
       sending = false;
     });
 
+    const drainStarted = Date.now();
     const r = await stack.call('POST', '/api/v1/hosts/local/drain');
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.drain.sessions, ids.length);
@@ -222,6 +232,7 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
     for (const [i, text] of texts) await waitFor(`${text} at the simulator`, () => received(i, text) >= 1, 60_000);
     for (const [i, text] of texts) assert.equal(received(i, text), 1, `${text} sent exactly once`);
     assert.deepEqual(replaced(), noneReplaced, 'never two connections of one phone');
+    assert.deepEqual(overlaps(drainStarted), [], 'each old connection closed before its new login');
   });
 
   it('tenants never see hosts', async () => {
