@@ -168,6 +168,18 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     const hosts = new HostRegistry(redis, prefix);
     await hosts.heartbeat({ hostId: 'h1', queue: 'q@h1', capacity: 2 });
     assert.equal((await hosts.place('s1', 60_000))?.hostId, 'h1');
+    await hosts.heartbeat({ hostId: 'h2', queue: 'q@h2', capacity: 2 });
+    await hosts.setDraining('h2', true);
+    assert.equal(await hosts.move('s1', 'h1', { staleMs: 60_000 }), null, 'no other host that is not draining');
+    assert.equal((await hosts.place('s2', 60_000))?.hostId, 'h1', 'a draining host takes no new session');
+    await hosts.setDraining('h2', false);
+    await redis.hset(`${prefix}session:s1`, 'host', 'h1');
+    assert.equal((await hosts.move('s1', 'h1', { staleMs: 60_000 }))?.hostId, 'h2');
+    assert.equal(await redis.hget(`${prefix}session:s1`, 'host'), 'h2', "the record's host follows");
+    assert.equal((await hosts.move('s1', 'h1', { staleMs: 60_000 }))?.hostId, 'h2', 'idempotent');
+    assert.equal((await hosts.move('s1', 'h2', { staleMs: 60_000, to: 'h1' }))?.hostId, 'h1', 'the way back');
+    assert.deepEqual(await hosts.sessionsOn('h1'), ['s1', 's2']);
+    assert.deepEqual(await hosts.sessionsOn('h2'), []);
 
     const outbox = new OutboxStore(redis, prefix);
     const messages = new MessageStore(redis, config.REDIS_KEY_PREFIX, config);
