@@ -184,7 +184,6 @@ const DrainProgress = z.object({
   moved: z.array(z.object({ sessionId: z.string(), hostId: z.string() })),
   stayed: z.array(z.object({ sessionId: z.string(), reason: z.string() })),
   done: z.boolean(),
-  draining: z.boolean(),
 });
 const ProxyView = z.object({
   id: z.string(),
@@ -492,11 +491,17 @@ export const OPERATIONS: Operation[] = [
     method: 'get',
     path: '/api/v1/hosts/:id/drain',
     operationId: 'getHostDrain',
-    summary: "The host's last drain: sessions moved, sessions that stayed and why",
+    summary:
+      'Whether the host is draining, and its last drain (null: never drained): sessions moved, sessions that stayed and why',
     tag: 'hosts',
     access: 'admin',
     params: hosts.HostParams,
-    ok: { 200: { description: 'progress', schema: z.object({ drain: DrainProgress }) } },
+    ok: {
+      200: {
+        description: 'drain state',
+        schema: z.object({ hostId: z.string(), draining: z.boolean(), drain: nullable(DrainProgress) }),
+      },
+    },
     errors: [404],
   },
   {

@@ -177,6 +177,8 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
   it('a drain moves every session off a host one by one, with messages flowing: none lost or doubled', async () => {
     const noB = await stack.call('POST', '/api/v1/hosts/nope/drain');
     assert.equal(noB.status, 404, JSON.stringify(noB.body));
+    const never = await stack.call('GET', '/api/v1/hosts/local/drain');
+    assert.deepEqual(never.body, { hostId: 'local', draining: false, drain: null });
     const bad = await stack.call('POST', '/api/v1/hosts/no%20pe/drain');
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
 
@@ -206,7 +208,7 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
       async () => {
         if (flowError) throw flowError;
         const p = await stack.call('GET', '/api/v1/hosts/local/drain');
-        return p.status === 200 && p.body.drain.done ? p.body.drain : null;
+        return p.status === 200 && p.body.drain?.done ? p.body : null;
       },
       180_000,
       250,
@@ -214,8 +216,8 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
     sending = false;
     await flow;
     assert.equal(flowError, null);
-    assert.equal(done.moved.length, ids.length, JSON.stringify(done));
-    assert.deepEqual(done.stayed, []);
+    assert.equal(done.drain.moved.length, ids.length, JSON.stringify(done));
+    assert.deepEqual(done.drain.stayed, []);
     assert.equal(done.draining, true);
     for (const id of ids) assert.equal((await stack.waitForStatus(id, 'connected', 60_000)).host, 'host-b');
     assert.deepEqual(runningWorkers('local'), [], 'no worker left on the drained host');

@@ -248,7 +248,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** The host's last drain: sessions moved, sessions that stayed and why */
+    /** Whether the host is draining, and its last drain (null: never drained): sessions moved, sessions that stayed and why */
     get: operations['getHostDrain'];
     put?: never;
     /** Move every session off a host for maintenance, one by one, each stopped before it starts elsewhere (needs AUTH_STORE=postgres; 409 AUTH_ON_HOST otherwise, 409 NO_OTHER_HOST without a live host to move to) */
@@ -2196,35 +2196,38 @@ export interface operations {
     };
     requestBody?: never;
     responses: {
-      /** @description progress */
+      /** @description drain state */
       200: {
         headers: {
           [name: string]: unknown;
         };
         content: {
           'application/json': {
-            drain: {
-              hostId: string;
-              /** @enum {string} */
-              mode: 'dead' | 'drain';
-              total: number;
-              moved: ({
-                sessionId: string;
-                hostId: string;
-              } & {
-                [key: string]: unknown;
-              })[];
-              stayed: ({
-                sessionId: string;
-                reason: string;
-              } & {
-                [key: string]: unknown;
-              })[];
-              done: boolean;
-              draining: boolean;
-            } & {
-              [key: string]: unknown;
-            };
+            hostId: string;
+            draining: boolean;
+            drain:
+              | ({
+                  hostId: string;
+                  /** @enum {string} */
+                  mode: 'dead' | 'drain';
+                  total: number;
+                  moved: ({
+                    sessionId: string;
+                    hostId: string;
+                  } & {
+                    [key: string]: unknown;
+                  })[];
+                  stayed: ({
+                    sessionId: string;
+                    reason: string;
+                  } & {
+                    [key: string]: unknown;
+                  })[];
+                  done: boolean;
+                } & {
+                  [key: string]: unknown;
+                })
+              | null;
           } & {
             [key: string]: unknown;
           };

@@ -54,12 +54,11 @@ export function hostRoutes(ctx: ApiContext) {
       return reply.status(202).send({ drain: { hostId: host.hostId, sessions: host.load, workflowId } });
     });
 
+    /** The host's last drain (null: never drained) and whether it is draining now. */
     app.get('/api/v1/hosts/:id/drain', async (request) => {
       const { id } = parseInput(HostParams, request.params, 'params');
       const host = await find(id);
-      const progress = await drainProgress(temporal, config, id);
-      if (!progress) throw new ApiError(404, 'DRAIN_NOT_FOUND', `host ${id} was never drained`);
-      return { drain: { ...progress, draining: host.draining } };
+      return { hostId: id, draining: host.draining, drain: await drainProgress(temporal, config, id) };
     });
 
     /** Ends the drain: the host takes new sessions again (moved sessions stay where they are). */
