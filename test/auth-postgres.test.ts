@@ -23,19 +23,11 @@ import { SignedClient } from '../wa-worker/signed-post.js';
 import { AUTH_SECRET, authDatabaseUrl } from './helpers/auth-db.js';
 import { terminateDispatchers } from './helpers/messaging.js';
 import { Stack, waitFor, WEBHOOK_SECRET } from './helpers/stack.js';
+import { processAlive } from './helpers/processes.js';
 
 interface PidRecord {
   pid: number;
   env: Record<string, string>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 describe('auth state in PostgreSQL (AUTH_STORE=postgres)', () => {
@@ -144,10 +136,10 @@ describe('auth state in PostgreSQL (AUTH_STORE=postgres)', () => {
     const loginsBefore = logins();
     const first = pidRecord(a);
     process.kill(first.pid, 'SIGKILL');
-    await waitFor('the killed worker to be gone', () => !alive(first.pid), 20_000);
+    await waitFor('the killed worker to be gone', () => !processAlive(first.pid), 20_000);
     await waitFor(
       'the worker to be started again and log in',
-      () => pidRecord(a).pid !== first.pid && alive(pidRecord(a).pid) && logins() > loginsBefore,
+      () => pidRecord(a).pid !== first.pid && processAlive(pidRecord(a).pid) && logins() > loginsBefore,
       60_000,
       100,
     );

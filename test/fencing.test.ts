@@ -15,19 +15,11 @@ import { after, before, describe, it } from 'node:test';
 import { WORKER_FENCE_FILE, writeWorkerFence } from '../common/worker-fence.js';
 import { Stack, waitFor } from './helpers/stack.js';
 import { WorkerProcess } from './helpers/worker-process.js';
+import { processAlive } from './helpers/processes.js';
 
 interface PidRecord {
   pid: number;
   env: Record<string, string>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 /** Generations of the worker processes running for a session of `sessionsDir`, found by their environment. */
@@ -106,7 +98,7 @@ describe('fencing by worker generation', () => {
     const snapshot = authSnapshot(dir);
     // A new contact: decrypting its first message makes the worker store a new Signal session (a key write).
     await stack.sim.sendInbound('15550007001', '15550009902', 'after the fence');
-    await waitFor('the fenced worker to exit', () => !alive(first.pid), 30_000);
+    await waitFor('the fenced worker to exit', () => !processAlive(first.pid), 30_000);
     const log = readFileSync(path.join(stack.dataDir, 'logs', 'workers', 'fence1.log'), 'utf8');
     assert.match(log, /replaced: the session folder is fenced at generation 2, this worker is generation 1/);
     const after = authSnapshot(dir);
@@ -142,7 +134,7 @@ describe('fencing by worker generation', () => {
     const runFile = path.join(stack.runDir(), 'fence2.json');
     writeFileSync(runFile, JSON.stringify({ ...old, stopped: true }), { mode: 0o600 });
     process.kill(-old.pid, 'SIGTERM');
-    await waitFor('the runner-started worker to stop', () => !alive(old.pid), 20_000);
+    await waitFor('the runner-started worker to stop', () => !processAlive(old.pid), 20_000);
     // …and the same generation runs on, from a path the runner does not recognise as its session folder (another
     // mount of the same folder): the "old worker kept alive" of a lost host or a half-finished stop.
     const alias = path.join(stack.dataDir, 'alias-sessions');
@@ -176,7 +168,7 @@ describe('fencing by worker generation', () => {
     assert.equal(st.phone, '15550007002');
     const current = pidRecord('fence2');
     assert.equal(current.env.WORKER_GENERATION, '2');
-    assert.ok(alive(current.pid), 'generation 2 runs');
+    assert.ok(processAlive(current.pid), 'generation 2 runs');
     assert.deepEqual(runningGenerations('fence2', stack.sessionsDir), ['2'], 'only generation 2 runs');
     assert.equal(readFileSync(path.join(dir, WORKER_FENCE_FILE), 'utf8').trim(), '2');
   });

@@ -8,18 +8,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Stack, waitFor } from './helpers/stack.js';
+import { processAlive } from './helpers/processes.js';
 
 const MAX_LOGINS = 2;
 const SESSIONS = Array.from({ length: 6 }, (_, i) => ({ id: `fleet${i}`, phone: `1555001300${i}` }));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('fleet restart: every worker and the orchestrator killed at once', () => {
   let stack: Stack;
@@ -46,7 +38,7 @@ describe('fleet restart: every worker and the orchestrator killed at once', () =
       .map((f) => (JSON.parse(readFileSync(path.join(stack.runDir(), f), 'utf8')) as { pid: number }).pid);
     assert.equal(pids.length, SESSIONS.length);
     for (const pid of pids) process.kill(-pid, 'SIGKILL');
-    await waitFor('every worker to be gone', () => pids.every((pid) => !alive(pid)), 10_000);
+    await waitFor('every worker to be gone', () => pids.every((pid) => !processAlive(pid)), 10_000);
     const rebootAt = Date.now();
     stack.sim.resetLoginConcurrency();
 

@@ -7,18 +7,10 @@ import type { ChildProcess } from 'node:child_process';
 import { AUTH_SECRET, authDatabaseUrl } from './helpers/auth-db.js';
 import { terminateDispatchers } from './helpers/messaging.js';
 import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
+import { processAlive } from './helpers/processes.js';
 
-const HEARTBEAT_MS = 300;
-const DEAD_AFTER_MS = 3000;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+const HEARTBEAT_MS = 1000;
+const DEAD_AFTER_MS = 5000;
 
 /**
  * Losing a whole host: two orchestrators act as two Docker hosts on this machine, each with its own sessions
@@ -39,6 +31,8 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
     const url = authDatabaseUrl();
     stack = await new Stack({
       proxies: 2,
+      // As in production (180 s against 60 s): a dead host is noticed before its sessions' missing pings are.
+      pingTimeoutMs: 4 * DEAD_AFTER_MS,
       extraEnv: {
         AUTH_STORE: 'postgres',
         AUTH_DATABASE_URL: url,
@@ -94,7 +88,7 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
     return readdirSync(dir)
       .filter((n) => n.endsWith('.json'))
       .map((n) => ({ id: n.slice(0, -5), ...(JSON.parse(readFileSync(path.join(dir, n), 'utf8')) as { pid: number }) }))
-      .filter((w) => w.pid > 0 && alive(w.pid))
+      .filter((w) => w.pid > 0 && processAlive(w.pid))
       .map((w) => w.id);
   };
 
@@ -120,7 +114,7 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
     const dir = stack.runDir('host-b');
     for (const n of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
       const { pid } = JSON.parse(readFileSync(path.join(dir, n), 'utf8')) as { pid: number };
-      if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');
+      if (pid > 0 && processAlive(pid)) process.kill(pid, 'SIGKILL');
     }
     renameSync(hostBSessions, `${hostBSessions}.lost`);
     // Messages queued while the host is dead.

@@ -3,6 +3,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { ChildProcess } from 'node:child_process';
+import { hostFailoverWorkflowId } from '../workflows/host-failover-client.js';
+import type { HostFailoverResult } from '../workflows/host-failover.js';
 import { Stack, waitFor } from './helpers/stack.js';
 
 /**
@@ -12,6 +15,7 @@ import { Stack, waitFor } from './helpers/stack.js';
  */
 describe('two hosts: placement by capacity and host-pinned activities', () => {
   let stack: Stack;
+  let hostB: ChildProcess;
   const hostBSessions = mkdtempSync(path.join(os.tmpdir(), 'wa-host-b-'));
   // One backup volume shared by the API and every host (each host keeps its own sessions folder).
   const backupsDir = mkdtempSync(path.join(os.tmpdir(), 'wa-mh-backups-'));
@@ -19,9 +23,15 @@ describe('two hosts: placement by capacity and host-pinned activities', () => {
   before(async () => {
     stack = await new Stack({
       proxies: 5,
-      extraEnv: { BACKUPS_DIR: backupsDir, BACKUP_CRON: '15 4 * * *', RESTORE_CONNECT_TIMEOUT_MS: '60000' },
+      extraEnv: {
+        BACKUPS_DIR: backupsDir,
+        BACKUP_CRON: '15 4 * * *',
+        RESTORE_CONNECT_TIMEOUT_MS: '60000',
+        HOST_HEARTBEAT_MS: '1000',
+        HOST_DEAD_AFTER_MS: '5000',
+      },
     }).start();
-    await stack.startHost('host-b', { SESSIONS_DIR: hostBSessions });
+    hostB = await stack.startHost('host-b', { SESSIONS_DIR: hostBSessions });
   });
   after(async () => {
     await stack?.temporal.schedule
@@ -116,5 +126,44 @@ describe('two hosts: placement by capacity and host-pinned activities', () => {
       assert.equal(s.host, host);
       assert.ok(Number(await stack.redis.hget(`${stack.prefix}session:${id}`, 'connectedAt')) >= since);
     }
+  });
+
+  it("with the auth state on the hosts' disks, a dead host's sessions stay and wait for it", async () => {
+    const onB = [];
+    for (let i = 0; i < 4; i++) if ((await stack.status(`mh${i}`)).host === 'host-b') onB.push(`mh${i}`);
+    assert.ok(onB.length > 0);
+    const exited = new Promise((r) => hostB.once('exit', r));
+    hostB.kill('SIGKILL');
+    await exited;
+    const dead = await waitFor('host-b seen dead', async () => {
+      const r = await stack.call('GET', '/api/v1/hosts');
+      return (r.body.hosts as Array<{ hostId: string; alive: boolean; heartbeatAt: number }>).find(
+        (h) => h.hostId === 'host-b' && !h.alive,
+      );
+    });
+    const handle = stack.temporal.workflow.getHandle(
+      hostFailoverWorkflowId(stack.env.WORKFLOW_ID_PREFIX!, 'host-b', dead.heartbeatAt),
+    );
+    const result = (await waitFor(
+      'the host failover of host-b',
+      () => handle.result().catch(() => null),
+      60_000,
+      500,
+    )) as HostFailoverResult;
+    assert.deepEqual(result.moved, []);
+    assert.deepEqual(
+      result.stayed.map((s) => s.sessionId).sort(),
+      onB.sort(),
+      'every session of host-b stayed (no QR forced on anyone)',
+    );
+    assert.match(result.stayed[0]!.reason, /AUTH_STORE=file/);
+    for (const id of onB) assert.equal((await stack.status(id)).host, 'host-b');
+    const drain = await stack.call('POST', '/api/v1/hosts/local/drain');
+    assert.equal(drain.status, 409, JSON.stringify(drain.body));
+    assert.equal(drain.body.error.code, 'AUTH_ON_HOST');
+
+    // The host returns: it runs its own sessions again.
+    hostB = await stack.startHost('host-b', { SESSIONS_DIR: hostBSessions });
+    for (const id of onB) assert.equal((await stack.waitForStatus(id, 'connected', 60_000)).host, 'host-b');
   });
 });

@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ProcessRunner } from '../activities/runner/process-runner.js';
 import { waitFor } from './helpers/stack.js';
-
-/** Running (a zombie waiting to be reaped is dead). */
-const alive = (pid: number) => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-};
+import { processAlive } from './helpers/processes.js';
 
 /** A process that looks like a worker for `sessionId` on `sessionsDir`, started behind the runner's back. */
 function stray(sessionId: string, sessionsDir: string) {
@@ -40,7 +31,7 @@ describe('process runner', () => {
   });
   const spawned: number[] = [];
   after(async () => {
-    for (const pid of spawned) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of spawned) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     await runner.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -53,13 +44,13 @@ describe('process runner', () => {
     const info = await runner.start({ sessionId: 's1', proxyUrl: 'socks5h://127.0.0.1:1080', env });
     spawned.push(info.pid!);
     assert.ok(info.running);
-    await waitFor('the orphan to die', () => !alive(orphan), 5000);
-    assert.ok(alive(elsewhere), "another deployment's worker with the same id is not ours");
+    await waitFor('the orphan to die', () => !processAlive(orphan), 5000);
+    assert.ok(processAlive(elsewhere), "another deployment's worker with the same id is not ours");
     // Idempotent: a second start keeps the worker it started.
     const again = await runner.start({ sessionId: 's1', proxyUrl: 'socks5h://127.0.0.1:1080', env });
     assert.equal(again.pid, info.pid);
-    assert.ok(alive(info.pid!));
+    assert.ok(processAlive(info.pid!));
     await runner.stop('s1', { remove: true });
-    assert.ok(!alive(info.pid!));
+    assert.ok(!processAlive(info.pid!));
   });
 });

@@ -26,16 +26,17 @@ export const localQuickActivities = (maximumAttempts = 10) =>
 
 /**
  * `maximumAttempts`: a failover gives up on a candidate proxy sooner than a session on its own proxy.
- * `scheduleToStartTimeout`: a host that may be dead (nothing polls its queue) is given up on after it.
+ * `scheduleToStartTimeout`: nothing polls a dead host's queue; a step waiting there fails after it instead of
+ * holding its session forever (a move, which waits behind it, can then take the session elsewhere).
  */
 export const containerActivitiesOn = (
   hostQueue: string | undefined,
   maximumAttempts = 5,
-  scheduleToStartTimeout?: string,
+  scheduleToStartTimeout = '60s',
 ) =>
   proxyActivities<SessionActivities>({
     taskQueue: hostQueue,
-    ...(scheduleToStartTimeout ? { scheduleToStartTimeout } : {}),
+    ...(hostQueue ? { scheduleToStartTimeout } : {}),
     startToCloseTimeout: '90s',
     heartbeatTimeout: '30s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '15s', maximumAttempts },

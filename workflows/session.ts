@@ -20,7 +20,6 @@ import {
   log,
   patched,
   setHandler,
-  sleep,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -853,10 +852,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       if (job.kind === 'command') results.set(job.id, { ok: false, error: failureOf(err).message });
       else if (patched('failed-step-retried')) {
         // An event or alarm whose step failed (after its activities' own retries) is retried, not forgotten.
+        // A move to another host goes first: the failed step may have been waiting on a dead host.
         const attempt = (job.attempt ?? 0) + 1;
+        const moveWaiting = () => queue.some((j) => j.kind === 'command' && j.command.kind === 'moveHost');
         if (attempt <= 5) {
-          await sleep(Math.min(60_000, 2000 * 2 ** attempt));
-          queue.unshift({ ...job, attempt });
+          await condition(moveWaiting, Math.min(60_000, 2000 * 2 ** attempt));
+          if (moveWaiting()) queue.push({ ...job, attempt });
+          else queue.unshift({ ...job, attempt });
         } else log.error('session step dropped after retries', { kind: job.kind });
       }
     }
