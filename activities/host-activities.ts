@@ -20,15 +20,23 @@ export function createHostActivities(deps: Pick<ActivityDeps, 'config' | 'stores
     /**
      * Moves the session's placement off `from` (one Redis step; the session record's `host` follows). null: no
      * other live host has room (nothing changed). `to`: that host, the way back of a move that failed.
+     * `fromAlive`: `from` still heartbeats (a dead host came back, or a drain), so its worker can be stopped there.
      */
     async moveSessionHost(input: {
       sessionId: string;
       from: string;
       exclude: string[];
       to?: string;
-    }): Promise<{ hostId: string; queue: string } | null> {
+    }): Promise<{ hostId: string; queue: string; fromAlive: boolean } | null> {
       const host = await hosts.move(input.sessionId, input.from, { staleMs, exclude: input.exclude, to: input.to });
-      return host && { hostId: host.hostId, queue: host.queue };
+      const from = await hosts.get(input.from);
+      return (
+        host && {
+          hostId: host.hostId,
+          queue: host.queue,
+          fromAlive: !!from && Date.now() - from.heartbeatAt <= staleMs,
+        }
+      );
     },
 
     /** A drained host takes sessions again. */

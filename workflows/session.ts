@@ -545,8 +545,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   /**
    * Moves the session to another host (host failover, drain). Steps:
    *  1. place it on the best other live host (one Redis step; nothing changed when none has room);
-   *  2. stop the worker on the old host: a drain must (compensation: the placement goes back); a dead host is tried
-   *     briefly, in case it came back, and else the generation fence refuses its worker from step 3 on;
+   *  2. stop the worker on the old host: a drain must (compensation: the placement goes back); a dead host only if it
+   *     heartbeats again, and else the generation fence refuses its worker from step 3 on;
    *  3. claim the auth folder there and start the worker as a new generation, same proxy and device profile;
    *     compensation: stop that worker and place the session on the next host (a drain ends back on its own host).
    * Invariant: the session is placed on one host at a time, and only the newest worker generation is accepted.
@@ -566,10 +566,13 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     if (!holdsProxy() || !HOLDS_SLOT.includes(state.status)) return { moved: true, hostId: first.hostId };
 
     try {
-      await containerActivitiesOn(oldQueue, req.graceful ? 3 : 1, req.graceful ? '60s' : '5s').stopWorker({
-        sessionId: state.sessionId,
-        remove: true,
-      });
+      // A host still dead is not waited for: nothing polls its queue.
+      if (req.graceful || first.fromAlive)
+        await containerActivitiesOn(oldQueue, req.graceful ? 3 : 1, req.graceful ? '60s' : '10s').stopWorker({
+          sessionId: state.sessionId,
+          remove: true,
+        });
+      else log.warn('old host is dead; its worker is fenced by generation', { host: from });
     } catch (err) {
       if (req.graceful) {
         const back = await hosting.moveSessionHost({
