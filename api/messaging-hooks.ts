@@ -114,6 +114,7 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
             from: event.data.from,
             fromPhone: event.data.fromPhone ?? null,
             fromLid: event.data.fromLid ?? null,
+            group: event.data.group ?? null,
             text: event.data.text,
             timestamp: event.data.timestamp,
             ...(media ? { media } : {}),

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import type { NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
+import type { GroupCommand, NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
 import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
 import { wakeWorker } from './worker-wake.js';
@@ -27,7 +27,9 @@ export interface CachedCheck {
 }
 
 export type CommandInput =
-  { kind: 'check'; phones: string[] } | { kind: 'read'; messages: Array<{ id: string; chat: string }> };
+  | { kind: 'check'; phones: string[] }
+  | { kind: 'read'; messages: Array<{ id: string; chat: string }> }
+  | Omit<GroupCommand, 'id' | 'deadline'>;
 
 export class WorkerCommandStore {
   readonly keys: RedisKeys;
