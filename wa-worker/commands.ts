@@ -115,7 +115,11 @@ export class CommandWorker extends ClaimLoop<WorkerCommand> {
         return done({ group: await sock.groupCreate(need(c.subject, 'subject'), need(c.phones, 'phones')) });
       case 'participants':
         return done({
-          participants: await sock.groupParticipants(need(c.jid, 'jid'), need(c.phones, 'phones'), need(c.change, 'change')),
+          participants: await sock.groupParticipants(
+            need(c.jid, 'jid'),
+            need(c.phones, 'phones'),
+            need(c.change, 'change'),
+          ),
         });
       case 'leave':
         await sock.groupLeave(need(c.jid, 'jid'));

@@ -537,7 +537,12 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       return groupInfoOf(await sock.groupMetadata(jid));
     },
     async groupCreate(subject, phones) {
-      return groupInfoOf(await sock.groupCreate(subject, phones.map((p) => `${p}@s.whatsapp.net`)));
+      return groupInfoOf(
+        await sock.groupCreate(
+          subject,
+          phones.map((p) => `${p}@s.whatsapp.net`),
+        ),
+      );
     },
     async groupParticipants(jid, phones, change) {
       const answer = await sock.groupParticipantsUpdate(
