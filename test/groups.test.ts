@@ -203,6 +203,18 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     assert.equal(removed.response.status, 200, JSON.stringify(removed.error));
     assert.deepEqual(removed.data!.results, [{ phone: C, status: '200' }]);
     assert.deepEqual(members(), [S.phone, A, B].sort());
+    // the next message goes to the members left (Baileys reads the members from WhatsApp before each group send)
+    const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'without C' }, TENANT_KEY);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const m = await waitFor(
+      'the message after the removal at the simulator',
+      () => simGroup().messages.find((x) => x.direction === 'outbound' && x.text === 'without C'),
+      60_000,
+    );
+    assert.deepEqual(m.received.map((x) => [x.participant, x.decrypted, x.text]).sort(), [
+      [A, true, 'without C'],
+      [B, true, 'without C'],
+    ]);
   });
 
   it("another tenant's key gets 404 on every group route; bad input is a 400 naming the field", async () => {
@@ -246,6 +258,40 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     });
     assert.equal(unknown.response.status, 404);
     assert.equal((unknown.error as { error: { code: string } }).error.code, 'GROUP_NOT_FOUND');
+  });
+
+  it("a young number's group message refused with 479 ends failed with the reason; nothing reaches the members", async () => {
+    const delivered = simGroup().messages.length;
+    stack.sim.coldOutreach = { youngForMs: 7 * 24 * 3_600_000 };
+    try {
+      const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'cold' }, TENANT_KEY);
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      const rec = await waitFor(
+        'the refused group message failed',
+        async () => {
+          const m = await stack.call('GET', `/api/messages/${r.body.messageId}`, undefined, TENANT_KEY);
+          return m.body.status === 'failed' ? m.body : null;
+        },
+        30_000,
+      );
+      assert.equal(rec.reason, 'rejected_cold_outreach');
+      assert.equal(stack.sim.phones().find((p) => p.phone === S.phone)?.rejected479, 1);
+      assert.equal(simGroup().messages.length, delivered, 'no member got it');
+    } finally {
+      stack.sim.coldOutreach = null;
+    }
+  });
+
+  it('a session that is not connected: 409 naming the session', async () => {
+    // one live session per tenant: the other tenant's
+    const api2 = other();
+    const provisioned = await api2.POST('/api/sessions/provision', { body: { sessionId: 'groups2' } });
+    assert.equal(provisioned.response.status, 201, JSON.stringify(provisioned.error));
+    const list = await api2.GET('/api/sessions/{id}/groups', { params: { path: { id: 'groups2' } } });
+    assert.equal(list.response.status, 409);
+    assert.equal((list.error as { error: { code: string; field: string } }).error.code, 'SESSION_NOT_CONNECTED');
+    const del = await stack.call('DELETE', '/api/sessions/groups2', undefined, OTHER_KEY);
+    assert.ok(del.status < 300, JSON.stringify(del.body));
   });
 
   it('leaves the group: gone from the list, its metadata 404', async () => {
