@@ -76,7 +76,8 @@ export type NumberCheckResult = z.infer<typeof NumberCheckResultSchema>;
 
 /** A group as the worker reports it (from WhatsApp's group metadata). */
 export const GroupInfoSchema = z.object({
-  jid: GroupJidSchema,
+  /** as WhatsApp names it (not held to GroupJidSchema: an answer is never dropped over an unusual id) */
+  jid: z.string().min(3).max(256),
   subject: z.string(),
   /** the creator's phone number, when WhatsApp names it */
   owner: z.string().nullable(),

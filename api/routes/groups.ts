@@ -102,6 +102,8 @@ export function groupRoutes(ctx: ApiContext) {
       );
     }
     if (!answer.ok) {
+      if (answer.error === 'expired')
+        throw new ApiError(504, 'WORKER_TIMEOUT', `the session's worker took the command too late`);
       if (answer.error === 'not connected')
         throw new ApiError(409, 'SESSION_NOT_CONNECTED', `session ${sessionId} is not connected to WhatsApp`, 'id');
       if (input.jid && answer.errorCode !== undefined && GROUP_NOT_FOUND_CODES.has(answer.errorCode))
