@@ -24,7 +24,7 @@ describe('groups: create / members / send / inbound / leave through the API, wor
   let control: ControlApi;
   const receiver = new ClientReceiver();
   const S = { id: 'groups1', phone: '15550008401' };
-  const [A, B, C] = ['15557774001', '15557774002', '15557774003'];
+  const [A, B, C, D] = ['15557774001', '15557774002', '15557774003', '15557774004'];
   let jid = '';
   const api = () => apiClient(stack.apiUrl, TENANT_KEY);
   const other = () => apiClient(stack.apiUrl, OTHER_KEY);
@@ -195,7 +195,7 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     }
   });
 
-  it('removes a member', async () => {
+  it('removes a member; a member added later gets the sender key with the next message', async () => {
     const removed = await api().POST('/api/sessions/{id}/groups/{jid}/participants', {
       params: { path: { id: S.id, jid } },
       body: { action: 'remove', participants: [C] },
@@ -215,6 +215,29 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       [A, true, 'without C'],
       [B, true, 'without C'],
     ]);
+    // D joins after the group's sender key went out: the next send distributes it to D's device only
+    const added = await api().POST('/api/sessions/{id}/groups/{jid}/participants', {
+      params: { path: { id: S.id, jid } },
+      body: { action: 'add', participants: [D] },
+    });
+    assert.deepEqual(added.data?.results, [{ phone: D, status: '200' }]);
+    const r2 = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'welcome D' }, TENANT_KEY);
+    assert.equal(r2.status, 202, JSON.stringify(r2.body));
+    const m2 = await waitFor(
+      'the message after D joined at the simulator',
+      () => simGroup().messages.find((x) => x.direction === 'outbound' && x.text === 'welcome D'),
+      60_000,
+    );
+    assert.deepEqual(m2.received.map((x) => [x.participant, x.decrypted, x.text]).sort(), [
+      [A, true, 'welcome D'],
+      [B, true, 'welcome D'],
+      [D, true, 'welcome D'],
+    ]);
+    const removeD = await api().POST('/api/sessions/{id}/groups/{jid}/participants', {
+      params: { path: { id: S.id, jid } },
+      body: { action: 'remove', participants: [D] },
+    });
+    assert.deepEqual(removeD.data?.results, [{ phone: D, status: '200' }]);
   });
 
   it("another tenant's key gets 404 on every group route; bad input is a 400 naming the field", async () => {
