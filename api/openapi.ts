@@ -749,7 +749,8 @@ export const OPERATIONS: Operation[] = [
     method: 'post',
     path: '/api/sessions/:id/groups/:jid/participants',
     operationId: 'updateGroupParticipants',
-    summary: "Add or remove members (the session must be an admin); WhatsApp's answer per number ('200' = done)",
+    summary:
+      "Add or remove members (the session must be an admin, else 403); WhatsApp's answer per number ('200' = done)",
     tag: 'groups',
     access: 'apiKey',
     params: groups.GroupParams,
@@ -759,7 +760,7 @@ export const OPERATIONS: Operation[] = [
       example: { action: 'add', participants: ['15557654323'] },
     },
     ok: { 200: { description: 'per-number results', schema: groups.GroupParticipantsResponseSchema } },
-    errors: [404, 409, 502, 504],
+    errors: [403, 404, 409, 502, 504],
   },
   {
     method: 'post',

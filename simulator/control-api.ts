@@ -60,6 +60,11 @@ const privacyTokenBody = z.object({
     .regex(/^(\d{6,15}(@s\.whatsapp\.net)?|\d{6,20}@lid)$/, 'from must be a phone number, user jid or LID jid'),
 });
 const groupParam = z.string().regex(/^\d{6,32}(-\d{6,12})?(@g\.us)?$/, 'group must be a group id or <id>@g.us');
+const groupCreateBody = z.object({
+  creator: phoneParam,
+  subject: z.string().min(1).max(100),
+  participants: z.array(phoneParam).min(1).max(256),
+});
 const groupInboundBody = z.object({
   from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
   text: z.string().min(1).max(65_536),
@@ -204,6 +209,15 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       handler: (_p, _b, query) => {
         const phone = query.get('phone');
         return { groups: sim.groupList(phone === null ? undefined : phoneFrom(phone)) };
+      },
+    },
+    {
+      // A simulated contact creates a group (the members' connected sessions get a `w:gp2` notification).
+      method: 'POST',
+      pattern: /^\/groups$/,
+      handler: (_p, body) => {
+        const { creator, subject, participants } = parse(groupCreateBody, body);
+        return guard(() => sim.createGroupBy(creator, subject, participants));
       },
     },
     {

@@ -1881,7 +1881,7 @@ export class WhatsAppSimulator {
       if (type === 'set' && first.tag === 'create') {
         const subject = first.attrs.subject?.trim();
         if (!subject) return fail('400', 'bad-request');
-        const group = this.createGroup(phone, subject, getBinaryNodeChildren(first, 'participant'));
+        const group = this.createGroup(phone, subject, getBinaryNodeChildren(first, 'participant'), c);
         return reply([groupNode(group)]);
       }
       if (type === 'set' && first.tag === 'leave') {
@@ -1894,6 +1894,8 @@ export class WhatsAppSimulator {
           }
           this.removeMember(group, phone);
           this.events.emit('group-left', { group: group.jid, phone });
+          const self = { tag: 'participant', attrs: { jid: `${phone}@${SERVER_JID}` } };
+          this.notifyGroup(group, phone, { tag: 'leave', attrs: {}, content: [self] }, c, [phone]);
           left.push({ tag: 'group', attrs: { id: group.jid } });
         }
         return reply([{ tag: 'leave', attrs: {}, content: left }]);
@@ -1924,7 +1926,11 @@ export class WhatsAppSimulator {
         } else if (!group.participants.has(member)) error = '404';
         else this.removeMember(group, member);
         results.push({ tag: 'participant', attrs: { jid, ...(error ? { error } : {}) } });
-        if (!error) this.events.emit(`group-${first.tag}`, { group: group.jid, phone: member, by: phone });
+        if (error || !member) continue;
+        this.events.emit(`group-${first.tag}`, { group: group.jid, phone: member, by: phone });
+        const who = { tag: 'participant', attrs: { jid: `${member}@${SERVER_JID}` } };
+        // a removed member is told too
+        this.notifyGroup(group, phone, { tag: first.tag, attrs: {}, content: [who] }, c, [member]);
       }
       return reply([{ tag: first.tag, attrs: {}, content: results }]);
     }
@@ -1932,7 +1938,7 @@ export class WhatsAppSimulator {
     reply([]);
   }
 
-  private createGroup(creator: string, subject: string, invited: BinaryNode[]): GroupState {
+  private createGroup(creator: string, subject: string, invited: BinaryNode[], exclude?: Connection): GroupState {
     let id: string;
     do id = `120363${randomInt(0, 1e12).toString().padStart(12, '0')}`;
     while (this.groups.has(`${id}@g.us`));
@@ -1957,7 +1963,41 @@ export class WhatsAppSimulator {
     }
     this.groups.set(group.jid, group);
     this.events.emit('group-created', { group: group.jid, creator, participants: [...group.participants.keys()] });
+    this.notifyGroup(group, creator, { tag: 'create', attrs: {}, content: [groupNode(group)] }, exclude);
     return group;
+  }
+
+  /**
+   * A simulated contact (`creator`, phone number) creates a group with these members (phone numbers, the session's
+   * among them): WhatsApp tells the members' connected sessions with a `w:gp2` notification (`<create>`).
+   */
+  createGroupBy(creator: string, subject: string, members: string[]): GroupSummary {
+    const invited = members.map((m) => ({ tag: 'participant', attrs: { jid: `${m}@${SERVER_JID}` } }));
+    return groupSummary(this.createGroup(creator, subject, invited));
+  }
+
+  /**
+   * `<notification type="w:gp2" from=group participant=actor>` with the change (`create`, `add`, `remove`,
+   * `leave`) to the connected sessions of the members, except the connection that made the change (it has the
+   * answer to its query).
+   */
+  private notifyGroup(group: GroupState, actor: string, change: BinaryNode, exclude?: Connection, also: string[] = []) {
+    for (const member of new Set([...group.participants.keys(), ...also]))
+      for (const c of this.liveConnections(member)) {
+        if (c === exclude) continue;
+        this.send(c, {
+          tag: 'notification',
+          attrs: {
+            from: group.jid,
+            type: 'w:gp2',
+            id: stanzaId(),
+            t: unixSeconds(),
+            participant: `${actor}@${SERVER_JID}`,
+            addressing_mode: 'pn',
+          },
+          content: [change],
+        });
+      }
   }
 
   private removeMember(group: GroupState, phone: string): void {

@@ -333,4 +333,51 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     assert.equal(meta.response.status, 404);
     assert.equal((meta.error as { error: { code: string } }).error.code, 'GROUP_NOT_FOUND');
   });
+
+  it('a group a contact created with the session in it: listed, its metadata, messages to it', async () => {
+    const res = await fetch(`${control.url}/groups`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ creator: A, subject: 'From A', participants: [S.phone, B] }),
+    });
+    const made = (await res.json()) as GroupSummary;
+    assert.equal(res.status, 200, JSON.stringify(made));
+    const list = await api().GET('/api/sessions/{id}/groups', { params: { path: { id: S.id } } });
+    assert.equal(list.response.status, 200, JSON.stringify(list.error));
+    assert.deepEqual(
+      list.data!.groups.map((g) => g.jid),
+      [made.jid],
+      'the group it left is gone, the new one is there',
+    );
+    const meta = await api().GET('/api/sessions/{id}/groups/{jid}', {
+      params: { path: { id: S.id, jid: made.jid } },
+    });
+    assert.equal(meta.data?.group.owner, A);
+    assert.equal(meta.data?.group.participants.find((p) => p.phone === S.phone)?.admin, null, 'a plain member');
+    // not an admin: WhatsApp refuses adding anyone
+    const add = await api().POST('/api/sessions/{id}/groups/{jid}/participants', {
+      params: { path: { id: S.id, jid: made.jid } },
+      body: { action: 'add', participants: [C] },
+    });
+    assert.equal(add.response.status, 403, JSON.stringify(add.error));
+    assert.equal((add.error as { error: { code: string } }).error.code, 'GROUP_FORBIDDEN');
+    assert.deepEqual(
+      stack.sim
+        .group(made.jid)
+        ?.participants.map((p) => p.phone)
+        .sort(),
+      [S.phone, A, B].sort(),
+    );
+    const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: made.jid, text: 'hi A and B' }, TENANT_KEY);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const m = await waitFor(
+      'the message to the contact-made group',
+      () => stack.sim.group(made.jid)?.messages.find((x) => x.text === 'hi A and B'),
+      60_000,
+    );
+    assert.deepEqual(m.received.map((x) => [x.participant, x.decrypted]).sort(), [
+      [A, true],
+      [B, true],
+    ]);
+  });
 });

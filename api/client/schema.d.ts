@@ -508,7 +508,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Add or remove members (the session must be an admin); WhatsApp's answer per number ('200' = done) */
+    /** Add or remove members (the session must be an admin, else 403); WhatsApp's answer per number ('200' = done) */
     post: operations['updateGroupParticipants'];
     delete?: never;
     options?: never;

@@ -5,6 +5,7 @@
  *   GET  /api/sessions/:id/groups/:jid                    → 200 {sessionId, group}
  *   POST /api/sessions/:id/groups {subject, participants} → 201 {sessionId, group}
  *   POST /api/sessions/:id/groups/:jid/participants {action: add|remove, participants} → 200 {sessionId, jid, results}
+ *     (403 GROUP_FORBIDDEN when the session is not an admin)
  *   POST /api/sessions/:id/groups/:jid/leave              → 200 {sessionId, jid, left}
  * Messages go to a group through POST /api/send with the group JID as `to`.
  */
@@ -106,6 +107,14 @@ export function groupRoutes(ctx: ApiContext) {
         throw new ApiError(504, 'WORKER_TIMEOUT', `the session's worker took the command too late`);
       if (answer.error === 'not connected')
         throw new ApiError(409, 'SESSION_NOT_CONNECTED', `session ${sessionId} is not connected to WhatsApp`, 'id');
+      // a member who is not an admin may not add or remove (WhatsApp: 403 for the whole query)
+      if (input.action === 'participants' && answer.errorCode === 403)
+        throw new ApiError(
+          403,
+          'GROUP_FORBIDDEN',
+          `WhatsApp refused: session ${sessionId} is not an admin of group ${input.jid}`,
+          'jid',
+        );
       if (input.jid && answer.errorCode !== undefined && GROUP_NOT_FOUND_CODES.has(answer.errorCode))
         throw new ApiError(404, 'GROUP_NOT_FOUND', `group ${input.jid} not found for session ${sessionId}`, 'jid');
       throw new ApiError(
