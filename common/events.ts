@@ -66,10 +66,7 @@ export const MessageReceivedData = z.object({
   /** the chat's JID (`…@s.whatsapp.net`, `…@lid` or a group's `…@g.us`): where a read receipt goes */
   chat: z.string().min(3).max(256).optional(),
   /** a group message: the group's JID (`from` is the member who wrote) */
-  group: z
-    .string()
-    .regex(/^[0-9]{6,32}(-[0-9]{6,12})?@g\.us$/)
-    .optional(),
+  group: z.string().min(3).max(256).optional(),
   /** the text, or a media message's caption ('' without one) */
   text: z.string(),
   timestamp: z.number().int(),

@@ -1,8 +1,8 @@
 /**
  * Commands the API gives a session's worker besides sends: number checks, read receipts and group operations
- * (list, metadata, create, add/remove members, leave). The worker
- * pulls them like the outbox (it opens no port): signed like every worker call, served under
- * COMMANDS_URL = `http://host/api/worker/sessions/<id>/commands` (the outbox URL's sibling).
+ * (list, metadata, create, add/remove members, leave). The worker pulls them like the outbox (it opens no port):
+ * signed like every worker call, served under COMMANDS_URL = `http://host/api/worker/sessions/<id>/commands` (the
+ * outbox URL's sibling).
  *
  *   POST {COMMANDS_URL}/claim   {}                                       → 200 {command} | 204 (nothing due)
  *   POST {COMMANDS_URL}/result  {commandId, ok, result?, error?}         → 200 {ok}

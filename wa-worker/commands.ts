@@ -1,7 +1,7 @@
 /**
  * Worker command loop (contract: common/worker-commands.ts): while connected, claim the next due command, carry it
- * out on the socket (number check, read receipts, group operations) and post the result. Separate from the outbox loop so a check is
- * not held up behind a send that is still typing.
+ * out on the socket (number check, read receipts, group operations) and post the result. Separate from the outbox
+ * loop so a check is not held up behind a send that is still typing.
  */
 import {
   CommandClaimResponseSchema,
