@@ -27,9 +27,15 @@ export const ReadCommandSchema = z.object({
   id: CommandIdSchema,
   kind: z.literal('read'),
   deadline: z.number().int(),
-  /** inbound messages to mark read: WhatsApp id and the chat's JID */
+  /** inbound messages to mark read: WhatsApp id, the chat's JID and, in a group, the member who wrote */
   messages: z
-    .array(z.object({ id: z.string().min(1).max(256), chat: z.string().min(3).max(256) }))
+    .array(
+      z.object({
+        id: z.string().min(1).max(256),
+        chat: z.string().min(3).max(256),
+        participant: z.string().min(3).max(256).optional(),
+      }),
+    )
     .min(1)
     .max(500),
 });

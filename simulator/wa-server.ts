@@ -119,8 +119,10 @@ export interface RecordedPresence {
 /** A read receipt a session sent for messages it received. */
 export interface RecordedReadReceipt {
   phone: string;
-  /** the chat's user part (the contact who wrote) */
+  /** the chat's user part (the contact who wrote; for a group, the group's id) */
   contact: string;
+  /** a group's read receipt: the member whose messages were read (user part) */
+  participant?: string;
   messageIds: string[];
   type: 'read' | 'read-self';
   at: number;
@@ -1541,7 +1543,8 @@ export class WhatsAppSimulator {
     const more = getBinaryNodeChildren(getBinaryNodeChild(node, 'list'), 'item').map((i) => i.attrs.id ?? '');
     const messageIds = [node.attrs.id, ...more.filter(Boolean)];
     const type = node.attrs.type === 'read-self' ? 'read-self' : 'read';
-    this.readLog.push({ phone, contact, messageIds, type, at: Date.now() });
+    const participant = node.attrs.participant ? jidDecode(node.attrs.participant)?.user : undefined;
+    this.readLog.push({ phone, contact, ...(participant ? { participant } : {}), messageIds, type, at: Date.now() });
     this.events.emit('read-receipt', { phone, contact, messageIds });
   }
 

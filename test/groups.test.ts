@@ -193,6 +193,14 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       assert.equal(d.json.data.group, jid, 'group: the group JID');
       assert.equal(d.json.data.text, m.text);
     }
+    // marking one read: a group read receipt names the member who wrote
+    const read = await stack.call('POST', `/api/sessions/${S.id}/read`, { messageIds: [sent[2]!.id] }, TENANT_KEY);
+    assert.equal(read.status, 202, JSON.stringify(read.body));
+    const receipt = await waitFor('the read receipt at the simulator', () =>
+      stack.sim.readReceipts(S.phone).find((r) => r.messageIds.includes(sent[2]!.id)),
+    );
+    assert.equal(receipt.contact, jid.replace('@g.us', ''));
+    assert.equal(receipt.participant, B);
   });
 
   it('removes a member; a member added later gets the sender key with the next message', async () => {

@@ -257,7 +257,7 @@ export interface EngineSocket {
    */
   checkNumbers(phones: string[]): Promise<Array<{ phone: string; exists: boolean; jid?: string; lid?: string }>>;
   /** Read receipts for inbound messages (`<receipt type="read">`, or `read-self` when the account hides them). */
-  readMessages(messages: Array<{ id: string; chat: string }>): Promise<void>;
+  readMessages(messages: Array<{ id: string; chat: string; participant?: string }>): Promise<void>;
   /** The groups the account is in (`w:g2` participating). */
   groupList(): Promise<GroupInfo[]>;
   /** One group's metadata and members (`w:g2` query); rejects with WhatsApp's code (404, 403…) in `errorCode`. */
@@ -528,7 +528,14 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       });
     },
     async readMessages(messages) {
-      await sock.readMessages(messages.map((m) => ({ remoteJid: m.chat, id: m.id, fromMe: false })));
+      await sock.readMessages(
+        messages.map((m) => ({
+          remoteJid: m.chat,
+          id: m.id,
+          fromMe: false,
+          ...(m.participant ? { participant: m.participant } : {}),
+        })),
+      );
     },
     async groupList() {
       return Object.values(await sock.groupFetchAllParticipating()).map(groupInfoOf);
