@@ -64,6 +64,8 @@ const groupCreateBody = z.object({
   creator: phoneParam,
   subject: z.string().min(1).max(100),
   participants: z.array(phoneParam).min(1).max(256),
+  /** 'lid': members addressed by LID, as WhatsApp addresses most groups today */
+  addressingMode: z.enum(['pn', 'lid']).optional(),
 });
 const groupInboundBody = z.object({
   from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
@@ -216,8 +218,8 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       method: 'POST',
       pattern: /^\/groups$/,
       handler: (_p, body) => {
-        const { creator, subject, participants } = parse(groupCreateBody, body);
-        return guard(() => sim.createGroupBy(creator, subject, participants));
+        const { creator, subject, participants, addressingMode } = parse(groupCreateBody, body);
+        return guard(() => sim.createGroupBy(creator, subject, participants, addressingMode));
       },
     },
     {

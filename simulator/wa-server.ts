@@ -162,6 +162,8 @@ export interface GroupSummary {
   /** `<id>@g.us` */
   jid: string;
   subject: string;
+  /** how WhatsApp addresses the members: by phone number, or by LID (the phone number alongside) */
+  addressingMode: 'pn' | 'lid';
   /** the creator's phone number */
   creator: string;
   creation: number;
@@ -176,6 +178,7 @@ interface GroupState {
   id: string;
   jid: string;
   subject: string;
+  addressingMode: 'pn' | 'lid';
   creator: string;
   /** unix seconds */
   creation: number;
@@ -1897,7 +1900,7 @@ export class WhatsAppSimulator {
           }
           this.removeMember(group, phone);
           this.events.emit('group-left', { group: group.jid, phone });
-          const self = { tag: 'participant', attrs: { jid: `${phone}@${SERVER_JID}` } };
+          const self = { tag: 'participant', attrs: memberAttrs(group, phone) };
           this.notifyGroup(group, phone, { tag: 'leave', attrs: {}, content: [self] }, c, [phone]);
           left.push({ tag: 'group', attrs: { id: group.jid } });
         }
@@ -1931,7 +1934,7 @@ export class WhatsAppSimulator {
         results.push({ tag: 'participant', attrs: { jid, ...(error ? { error } : {}) } });
         if (error || !member) continue;
         this.events.emit(`group-${first.tag}`, { group: group.jid, phone: member, by: phone });
-        const who = { tag: 'participant', attrs: { jid: `${member}@${SERVER_JID}` } };
+        const who = { tag: 'participant', attrs: memberAttrs(group, member) };
         // a removed member is told too
         this.notifyGroup(group, phone, { tag: first.tag, attrs: {}, content: [who] }, c, [member]);
       }
@@ -1941,7 +1944,13 @@ export class WhatsAppSimulator {
     reply([]);
   }
 
-  private createGroup(creator: string, subject: string, invited: BinaryNode[], exclude?: Connection): GroupState {
+  private createGroup(
+    creator: string,
+    subject: string,
+    invited: BinaryNode[],
+    exclude?: Connection,
+    addressingMode: 'pn' | 'lid' = 'pn',
+  ): GroupState {
     let id: string;
     do id = `120363${randomInt(0, 1e12).toString().padStart(12, '0')}`;
     while (this.groups.has(`${id}@g.us`));
@@ -1950,6 +1959,7 @@ export class WhatsAppSimulator {
       id,
       jid: `${id}@g.us`,
       subject,
+      addressingMode,
       creator,
       creation: now,
       subjectTime: now,
@@ -1974,9 +1984,14 @@ export class WhatsAppSimulator {
    * A simulated contact (`creator`, phone number) creates a group with these members (phone numbers, the session's
    * among them): WhatsApp tells the members' connected sessions with a `w:gp2` notification (`<create>`).
    */
-  createGroupBy(creator: string, subject: string, members: string[]): GroupSummary {
+  createGroupBy(
+    creator: string,
+    subject: string,
+    members: string[],
+    addressingMode: 'pn' | 'lid' = 'pn',
+  ): GroupSummary {
     const invited = members.map((m) => ({ tag: 'participant', attrs: { jid: `${m}@${SERVER_JID}` } }));
-    return groupSummary(this.createGroup(creator, subject, invited));
+    return groupSummary(this.createGroup(creator, subject, invited, undefined, addressingMode));
   }
 
   /**
@@ -1995,8 +2010,7 @@ export class WhatsAppSimulator {
             type: 'w:gp2',
             id: stanzaId(),
             t: unixSeconds(),
-            participant: `${actor}@${SERVER_JID}`,
-            addressing_mode: 'pn',
+            ...actorAttrs(group, actor),
           },
           content: [change],
         });
@@ -2151,12 +2165,11 @@ export class WhatsAppSimulator {
           tag: 'message',
           attrs: {
             from: group.jid,
-            participant: fromJid,
             type: 'text',
             id,
             t: unixSeconds(),
             notify: 'Simulated contact',
-            addressing_mode: 'pn',
+            ...actorAttrs(group, sender),
           },
           content,
         });
@@ -2396,22 +2409,39 @@ function groupJidOf(id: string): string {
   return id.endsWith('@g.us') ? id : `${id}@g.us`;
 }
 
-/** A group as WhatsApp describes it in `w:g2` answers: attributes and its members (phone-number addressed). */
+/** A member's address in the group: its phone number's JID, or in a LID group its LID with the number alongside. */
+function memberAttrs(g: GroupState, phone: string): Record<string, string> {
+  const pn = `${phone}@${SERVER_JID}`;
+  return g.addressingMode === 'lid' ? { jid: `${lidUserFor(phone)}@lid`, phone_number: pn } : { jid: pn };
+}
+
+/** Who acted or wrote, on a notification or message from the group (`participant`, `addressing_mode`). */
+function actorAttrs(g: GroupState, phone: string): Record<string, string> {
+  const pn = `${phone}@${SERVER_JID}`;
+  return g.addressingMode === 'lid'
+    ? { participant: `${lidUserFor(phone)}@lid`, participant_pn: pn, addressing_mode: 'lid' }
+    : { participant: pn, addressing_mode: 'pn' };
+}
+
+/** A group as WhatsApp describes it in `w:g2` answers: attributes and its members. */
 function groupNode(g: GroupState): BinaryNode {
+  const creator = memberAttrs(g, g.creator);
   return {
     tag: 'group',
     attrs: {
       id: g.id,
       subject: g.subject,
-      s_o: `${g.creator}@${SERVER_JID}`,
+      s_o: creator.jid!,
       s_t: String(g.subjectTime),
-      creator: `${g.creator}@${SERVER_JID}`,
+      creator: creator.jid!,
+      ...(creator.phone_number ? { creator_pn: creator.phone_number, s_o_pn: creator.phone_number } : {}),
       creation: String(g.creation),
       size: String(g.participants.size),
+      ...(g.addressingMode === 'lid' ? { addressing_mode: 'lid' } : {}),
     },
     content: [...g.participants].map(([phone, admin]) => ({
       tag: 'participant',
-      attrs: { jid: `${phone}@${SERVER_JID}`, ...(admin ? { type: admin } : {}) },
+      attrs: { ...memberAttrs(g, phone), ...(admin ? { type: admin } : {}) },
     })),
   };
 }
@@ -2420,6 +2450,7 @@ function groupSummary(g: GroupState): GroupSummary {
   return {
     jid: g.jid,
     subject: g.subject,
+    addressingMode: g.addressingMode,
     creator: g.creator,
     creation: g.creation,
     participants: [...g.participants].map(([phone, admin]) => ({ phone, admin })),

@@ -388,4 +388,51 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       [B, true],
     ]);
   });
+
+  it("a LID-addressed group: members by LID with their numbers; sends decrypt, a member's message names its number", async () => {
+    const res = await fetch(`${control.url}/groups`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ creator: B, subject: 'LID group', participants: [S.phone, A], addressingMode: 'lid' }),
+    });
+    const made = (await res.json()) as GroupSummary;
+    assert.equal(res.status, 200, JSON.stringify(made));
+    const meta = await api().GET('/api/sessions/{id}/groups/{jid}', {
+      params: { path: { id: S.id, jid: made.jid } },
+    });
+    assert.equal(meta.response.status, 200, JSON.stringify(meta.error));
+    assert.equal(meta.data!.group.owner, B);
+    assert.deepEqual(meta.data!.group.participants.map((p) => p.phone).sort(), [S.phone, A, B].sort());
+    assert.ok(
+      meta.data!.group.participants.every((p) => p.jid.endsWith('@lid')),
+      JSON.stringify(meta.data!.group.participants),
+    );
+    const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: made.jid, text: 'hi by LID' }, TENANT_KEY);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const m = await waitFor(
+      'the message to the LID group',
+      () => stack.sim.group(made.jid)?.messages.find((x) => x.text === 'hi by LID'),
+      60_000,
+    );
+    assert.deepEqual(m.received.map((x) => [x.participant, x.decrypted]).sort(), [
+      [A, true],
+      [B, true],
+    ]);
+    const post = await fetch(`${control.url}/groups/${encodeURIComponent(made.jid)}/inbound`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ from: A, text: 'A by LID' }),
+    });
+    const posted = (await post.json()) as { id: string };
+    assert.equal(post.status, 200, JSON.stringify(posted));
+    const d = await waitFor(
+      `message.received ${posted.id}`,
+      () => receiver.of('message.received').find((x) => x.json.data.messageId === posted.id),
+      30_000,
+    );
+    assert.equal(d.json.data.group, made.jid);
+    assert.equal(d.json.data.from, A, 'the number that came with the LID');
+    assert.equal(d.json.data.fromPhone, A);
+    assert.equal(d.json.data.text, 'A by LID');
+  });
 });
