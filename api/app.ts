@@ -27,6 +27,7 @@ import { mediaRoutes, workerMediaRoutes } from './routes/media.js';
 import { MediaUploads } from './media-uploads.js';
 import { InboundMediaStore } from './media-inbound.js';
 import { contactRoutes } from './routes/contacts.js';
+import { groupRoutes } from './routes/groups.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { webhookRoutes, type WebhookHooks } from './routes/webhook.js';
 import { workerOutboxRoutes } from './routes/worker-outbox.js';
@@ -128,6 +129,7 @@ export async function buildApi(
       await scope.register(sendRoutes(ctx, new DispatchWaker(ctx.temporal, config), uploads));
       await scope.register(mediaRoutes(ctx, uploads, inbound));
       await scope.register(contactRoutes(ctx));
+      await scope.register(groupRoutes(ctx));
       await scope.register(clientWebhookRoutes(ctx, opts.logger));
       if (config.DEMO_SIMULATOR_URL) await scope.register(demoRoutes(ctx));
       await scope.register(

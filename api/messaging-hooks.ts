@@ -42,13 +42,14 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
   const { config, temporal } = ctx;
   const { sessions, messages, commands, clientWebhooks: hooks } = ctx.stores;
   /** Indexes the inbound message (for POST …/read) and, with auto-read on, queues its read receipt after a delay. */
-  async function rememberInbound(sessionId: string, waMessageId: string, chat: string) {
-    await commands.recordInbound(sessionId, waMessageId, chat, config.MESSAGE_RETENTION_MS);
+  async function rememberInbound(sessionId: string, waMessageId: string, chat: string, participant?: string) {
+    await commands.recordInbound(sessionId, waMessageId, chat, config.MESSAGE_RETENTION_MS, participant);
     const limits = await messages.limits(sessionId);
     if (!limits.autoRead) return;
     const delay = limits.readDelayMinMs + Math.random() * (limits.readDelayMaxMs - limits.readDelayMinMs);
     const due = Date.now() + Math.round(delay);
-    await commands.enqueue(sessionId, { kind: 'read', messages: [{ id: waMessageId, chat }] }, due, due + 10 * 60_000);
+    const message = { id: waMessageId, chat, ...(participant ? { participant } : {}) };
+    await commands.enqueue(sessionId, { kind: 'read', messages: [message] }, due, due + 10 * 60_000);
   }
   /**
    * The media object of a `message.received` webhook: what the worker reported, plus a signed download URL when the
@@ -106,7 +107,13 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
         const session = await sessions.get(event.sessionId);
         if (!session) return;
         if (event.type === 'MESSAGE_RECEIVED') {
-          await rememberInbound(event.sessionId, event.data.messageId, event.data.chat ?? jidOf(event.data.from));
+          const { group } = event.data;
+          await rememberInbound(
+            event.sessionId,
+            event.data.messageId,
+            group ?? event.data.chat ?? jidOf(event.data.from),
+            group ? jidOf(event.data.from) : undefined,
+          );
           const media = event.data.media ? await customerMedia(session.tenant, event.data.media) : undefined;
           await hooks.enqueue(session.tenant, 'message.received', {
             sessionId: event.sessionId,
@@ -114,6 +121,7 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
             from: event.data.from,
             fromPhone: event.data.fromPhone ?? null,
             fromLid: event.data.fromLid ?? null,
+            group: event.data.group ?? null,
             text: event.data.text,
             timestamp: event.data.timestamp,
             ...(media ? { media } : {}),

@@ -29,6 +29,7 @@ import * as hosts from './routes/hosts.js';
 import * as media from './routes/media.js';
 import * as send from './routes/send.js';
 import * as contacts from './routes/contacts.js';
+import * as groups from './routes/groups.js';
 import * as sessions from './routes/sessions.js';
 
 type Json = Record<string, unknown>;
@@ -779,6 +780,74 @@ export const OPERATIONS: Operation[] = [
     body: { schema: contacts.ReadBodySchema, required: true, example: { messageIds: ['3EB0A1B2C3D4E5F6'] } },
     ok: { 202: { description: 'queued for the worker', schema: contacts.ReadResponseSchema } },
     errors: [404, 409],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/groups',
+    operationId: 'listGroups',
+    summary: "The groups the session is in, with their members (asked of WhatsApp by the session's worker)",
+    tag: 'groups',
+    access: 'apiKey',
+    params: groups.SessionGroupsParams,
+    ok: { 200: { description: 'groups', schema: groups.GroupListResponseSchema } },
+    errors: [404, 409, 502, 504],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/groups',
+    operationId: 'createGroup',
+    summary:
+      'Create a group with a subject and members (phone numbers); the session is its admin. Numbers not on ' +
+      'WhatsApp are left out. Send to it with POST /api/send, `to` = the group JID.',
+    tag: 'groups',
+    access: 'apiKey',
+    params: groups.SessionGroupsParams,
+    body: {
+      schema: groups.GroupCreateBodySchema,
+      required: true,
+      example: { subject: 'Order 42', participants: ['15557654321', '15557654322'] },
+    },
+    ok: { 201: { description: 'the new group', schema: groups.GroupResponseSchema } },
+    errors: [404, 409, 502, 504],
+  },
+  {
+    method: 'get',
+    path: '/api/sessions/:id/groups/:jid',
+    operationId: 'getGroup',
+    summary: "A group's metadata and members; 404 for a group the session is not in",
+    tag: 'groups',
+    access: 'apiKey',
+    params: groups.GroupParams,
+    ok: { 200: { description: 'the group', schema: groups.GroupResponseSchema } },
+    errors: [404, 409, 502, 504],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/groups/:jid/participants',
+    operationId: 'updateGroupParticipants',
+    summary:
+      "Add or remove members (the session must be an admin, else 403); WhatsApp's answer per number ('200' = done)",
+    tag: 'groups',
+    access: 'apiKey',
+    params: groups.GroupParams,
+    body: {
+      schema: groups.GroupParticipantsBodySchema,
+      required: true,
+      example: { action: 'add', participants: ['15557654323'] },
+    },
+    ok: { 200: { description: 'per-number results', schema: groups.GroupParticipantsResponseSchema } },
+    errors: [403, 404, 409, 502, 504],
+  },
+  {
+    method: 'post',
+    path: '/api/sessions/:id/groups/:jid/leave',
+    operationId: 'leaveGroup',
+    summary: 'The session leaves the group',
+    tag: 'groups',
+    access: 'apiKey',
+    params: groups.GroupParams,
+    ok: { 200: { description: 'left', schema: groups.GroupLeaveResponseSchema } },
+    errors: [404, 409, 502, 504],
   },
   {
     method: 'get',

@@ -63,8 +63,10 @@ export const MessageReceivedData = z.object({
   fromPhone: z.string().nullable().optional(),
   /** the sender's LID user, null when not known */
   fromLid: z.string().nullable().optional(),
-  /** the chat's JID (`…@s.whatsapp.net` or `…@lid`): where a read receipt goes */
+  /** the chat's JID (`…@s.whatsapp.net`, `…@lid` or a group's `…@g.us`): where a read receipt goes */
   chat: z.string().min(3).max(256).optional(),
+  /** a group message: the group's JID (`from` is the member who wrote) */
+  group: z.string().min(3).max(256).optional(),
   /** the text, or a media message's caption ('' without one) */
   text: z.string(),
   timestamp: z.number().int(),

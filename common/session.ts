@@ -16,14 +16,14 @@ export const PhoneSchema = z
   .transform((s) => s.replace(/^\+/, ''));
 
 /**
- * Whom a message goes to: a phone number, or a contact's LID (`<lid>@lid`) when it wrote by LID without sharing
- * its number (the inbound webhook's `from` is always one of the two).
+ * Whom a message goes to: a phone number, a contact's LID (`<lid>@lid`) when it wrote by LID without sharing
+ * its number (the inbound webhook's `from` is always one of the two), or a group the session is in (`<id>@g.us`).
  */
 export const RecipientSchema = z
   .string()
   .regex(
-    /^(\+?[1-9][0-9]{7,14}|[1-9][0-9]{5,19}@lid)$/,
-    'must be an international number (8-15 digits) or a LID address (<digits>@lid)',
+    /^(\+?[1-9][0-9]{7,14}|[1-9][0-9]{5,19}@lid|[0-9]{6,32}(-[0-9]{6,12})?@g\.us)$/,
+    'must be an international number (8-15 digits), a LID address (<digits>@lid) or a group JID (<digits>@g.us)',
   )
   .transform((s) => s.replace(/^\+/, ''));
 

@@ -139,6 +139,28 @@ export class FakeContact {
     return proto.Message.decode(unpadRandomMax16(plaintext));
   }
 
+  /** Takes in a sender key a group member (`authorJid`) distributed, as a group member's device does. */
+  async processSenderKey(authorJid: string, groupId: string, skdm: Uint8Array): Promise<void> {
+    await this.repository.processSenderKeyDistributionMessage({
+      authorJid,
+      item: { groupId, axolotlSenderKeyDistributionMessage: skdm },
+    });
+  }
+
+  /** Decrypts a group message (`skmsg`) `authorJid` sent with its sender key. */
+  async decryptGroup(groupJid: string, authorJid: string, ciphertext: Uint8Array): Promise<proto.IMessage> {
+    const plaintext = await this.repository.decryptGroupMessage({ group: groupJid, authorJid, msg: ciphertext });
+    return proto.Message.decode(unpadRandomMax16(plaintext));
+  }
+
+  /** Encrypts a group message from this contact with its own sender key, and the distribution message for it. */
+  async encryptGroup(
+    groupJid: string,
+    message: proto.IMessage,
+  ): Promise<{ ciphertext: Uint8Array; senderKeyDistributionMessage: Uint8Array }> {
+    return this.repository.encryptGroupMessage({ group: groupJid, meId: this.jid, data: encodeWAMessage(message) });
+  }
+
   /** Encrypts a message from this contact to a companion, building a session from its uploaded bundle if needed. */
   async encryptTo(
     companionJid: string,

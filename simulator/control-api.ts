@@ -59,6 +59,18 @@ const privacyTokenBody = z.object({
     .string()
     .regex(/^(\d{6,15}(@s\.whatsapp\.net)?|\d{6,20}@lid)$/, 'from must be a phone number, user jid or LID jid'),
 });
+const groupParam = z.string().regex(/^\d{6,32}(-\d{6,12})?(@g\.us)?$/, 'group must be a group id or <id>@g.us');
+const groupCreateBody = z.object({
+  creator: phoneParam,
+  subject: z.string().min(1).max(100),
+  participants: z.array(phoneParam).min(1).max(256),
+  /** 'lid': members addressed by LID, as WhatsApp addresses most groups today */
+  addressingMode: z.enum(['pn', 'lid']).optional(),
+});
+const groupInboundBody = z.object({
+  from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
+  text: z.string().min(1).max(65_536),
+});
 const readBody = z.object({ messageId: z.string().min(1).max(128) });
 const proxyFaultBody = z.object({ kind: z.enum(['none', 'refuse', 'hang', 'wrong-credentials', 'kill']) });
 const coldOutreachBody = z.object({
@@ -192,6 +204,43 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       },
     },
     { method: 'GET', pattern: /^\/phones$/, handler: () => ({ phones: sim.phones() }) },
+    {
+      // Groups with their members and what each member received (decrypted); ?phone= narrows to one member's.
+      method: 'GET',
+      pattern: /^\/groups$/,
+      handler: (_p, _b, query) => {
+        const phone = query.get('phone');
+        return { groups: sim.groupList(phone === null ? undefined : phoneFrom(phone)) };
+      },
+    },
+    {
+      // A simulated contact creates a group (the members' connected sessions get a `w:gp2` notification).
+      method: 'POST',
+      pattern: /^\/groups$/,
+      handler: (_p, body) => {
+        const { creator, subject, participants, addressingMode } = parse(groupCreateBody, body);
+        return guard(() => sim.createGroupBy(creator, subject, participants, addressingMode));
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/groups\/([^/]+)$/,
+      handler: ([jid]) => {
+        const group = sim.group(parse(groupParam, decodeURIComponent(jid ?? ''), 'group'));
+        if (!group) throw new ApiError(404, 'not_found', `no group ${jid}`, 'group');
+        return group;
+      },
+    },
+    {
+      // A member (a simulated contact) writes into the group: delivered to the members' connected sessions.
+      method: 'POST',
+      pattern: /^\/groups\/([^/]+)\/inbound$/,
+      handler: async ([jid], body) => {
+        const group = parse(groupParam, decodeURIComponent(jid ?? ''), 'group');
+        const { from, text } = parse(groupInboundBody, body);
+        return guardAsync(() => sim.sendInboundGroup(group, from, text));
+      },
+    },
     {
       method: 'GET',
       pattern: /^\/phones\/([^/]+)\/connections$/,

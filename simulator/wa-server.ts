@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -119,8 +119,10 @@ export interface RecordedPresence {
 /** A read receipt a session sent for messages it received. */
 export interface RecordedReadReceipt {
   phone: string;
-  /** the chat's user part (the contact who wrote) */
+  /** the chat's user part (the contact who wrote; for a group, the group's id) */
   contact: string;
+  /** a group's read receipt: the member whose messages were read (user part) */
+  participant?: string;
   messageIds: string[];
   type: 'read' | 'read-self';
   at: number;
@@ -131,6 +133,62 @@ export interface RecordedLookup {
   phone: string;
   numbers: string[];
   at: number;
+}
+
+/** What one member's device got of a group message, decrypted as that device decrypts it. */
+export interface GroupReceipt {
+  /** the member's phone number */
+  participant: string;
+  /** false: the member's device could not decrypt it (no sender key) */
+  decrypted: boolean;
+  text: string;
+  /** media the message carried, fetched and checked (text is then the caption or '') */
+  media?: RecordedMedia;
+}
+
+/** A message in a group: from a session (decrypted per member) or from a simulated member (`inbound`). */
+export interface GroupMessage {
+  id: string;
+  /** the sender's phone number */
+  from: string;
+  direction: 'outbound' | 'inbound';
+  text: string;
+  at: number;
+  /** outbound: what each other member received */
+  received: GroupReceipt[];
+}
+
+export interface GroupSummary {
+  /** `<id>@g.us` */
+  jid: string;
+  subject: string;
+  /** how WhatsApp addresses the members: by phone number, or by LID (the phone number alongside) */
+  addressingMode: 'pn' | 'lid';
+  /** the creator's phone number */
+  creator: string;
+  creation: number;
+  participants: Array<{ phone: string; admin: 'superadmin' | 'admin' | null }>;
+  /** members who left or were removed, newest last */
+  formerParticipants: string[];
+  messages: GroupMessage[];
+}
+
+interface GroupState {
+  /** the id part of the jid */
+  id: string;
+  jid: string;
+  subject: string;
+  addressingMode: 'pn' | 'lid';
+  creator: string;
+  /** unix seconds */
+  creation: number;
+  subjectTime: number;
+  /** phone number → admin type, in joining order */
+  participants: Map<string, 'superadmin' | 'admin' | null>;
+  formerParticipants: string[];
+  messages: GroupMessage[];
+  /** `<member jid>|<companion device jid>`: a member's sender key was distributed to that companion */
+  senderKeysSent: Set<string>;
 }
 
 export interface ConnectionRecord {
@@ -428,6 +486,7 @@ export class WhatsAppSimulator {
   private readonly presenceLog: RecordedPresence[] = [];
   private readonly readLog: RecordedReadReceipt[] = [];
   private readonly lookupLog: RecordedLookup[] = [];
+  private readonly groups = new Map<string, GroupState>();
   /**
    * The contact registry for number checks: every number is on WhatsApp (as every number the simulator delivers
    * to has a fake device) except the ones registered here as absent.
@@ -1505,7 +1564,8 @@ export class WhatsAppSimulator {
     const more = getBinaryNodeChildren(getBinaryNodeChild(node, 'list'), 'item').map((i) => i.attrs.id ?? '');
     const messageIds = [node.attrs.id, ...more.filter(Boolean)];
     const type = node.attrs.type === 'read-self' ? 'read-self' : 'read';
-    this.readLog.push({ phone, contact, messageIds, type, at: Date.now() });
+    const participant = node.attrs.participant ? jidDecode(node.attrs.participant)?.user : undefined;
+    this.readLog.push({ phone, contact, ...(participant ? { participant } : {}), messageIds, type, at: Date.now() });
     this.events.emit('read-receipt', { phone, contact, messageIds });
   }
 
@@ -1537,6 +1597,10 @@ export class WhatsAppSimulator {
     if (node.attrs.xmlns === 'w:p' && node.attrs.type === 'get') {
       if (device && this.phoneStates.get(device.phone)?.pingsStopped) return;
       this.result(c, node);
+      return;
+    }
+    if (node.attrs.xmlns === 'w:g2') {
+      this.onGroupIq(c, node, first);
       return;
     }
     switch (key) {
@@ -1715,6 +1779,10 @@ export class WhatsAppSimulator {
     if (!device || !id || !to) return;
     const state = this.phoneStates.get(device.phone);
     if (!state) return;
+    if (jidDecode(to)?.server === 'g.us') {
+      await this.onGroupMessage(c, state, node);
+      return;
+    }
     let text: string | undefined;
     let media: RecordedMedia | undefined;
     let undecryptableBy: string | undefined;
@@ -1808,6 +1876,339 @@ export class WhatsAppSimulator {
       if (this.receipts === 'read')
         this.send(c, { tag: 'receipt', attrs: { id, from: to, type: 'read', t: unixSeconds() } });
     });
+  }
+
+  // ------------------------------------------------------------------ groups
+
+  /**
+   * `<iq xmlns="w:g2">`: create, metadata (`query`), `participating`, add/remove members, leave. Answered as WhatsApp
+   * answers them: a `<group>` node with its members; `error` 404 for a group that does not exist, 403 for one the
+   * asker is not in (or, for add/remove, not an admin of).
+   */
+  private onGroupIq(c: Connection, node: BinaryNode, first: BinaryNode | undefined): void {
+    const phone = c.device?.phone;
+    const id = node.attrs.id ?? '';
+    const to = node.attrs.to ?? '@g.us';
+    const reply = (content: BinaryNode[]): void =>
+      this.send(c, { tag: 'iq', attrs: { from: to, type: 'result', id }, content });
+    const fail = (code: string, text: string): void =>
+      this.send(c, {
+        tag: 'iq',
+        attrs: { from: to, type: 'error', id },
+        content: [{ tag: 'error', attrs: { code, text } }],
+      });
+    if (!phone || !first) return fail('400', 'bad-request');
+    const type = node.attrs.type;
+    const target = jidDecode(to);
+    if (!target?.user) {
+      // server-level: create, leave, participating
+      if (type === 'set' && first.tag === 'create') {
+        const subject = first.attrs.subject?.trim();
+        if (!subject) return fail('400', 'bad-request');
+        const group = this.createGroup(phone, subject, getBinaryNodeChildren(first, 'participant'), c);
+        return reply([groupNode(group)]);
+      }
+      if (type === 'set' && first.tag === 'leave') {
+        const left: BinaryNode[] = [];
+        for (const g of getBinaryNodeChildren(first, 'group')) {
+          const group = this.groups.get(groupJidOf(g.attrs.id ?? ''));
+          if (!group || !group.participants.has(phone)) {
+            left.push({ tag: 'group', attrs: { id: g.attrs.id ?? '', error: group ? '403' : '404' } });
+            continue;
+          }
+          this.removeMember(group, phone);
+          this.events.emit('group-left', { group: group.jid, phone });
+          const self = { tag: 'participant', attrs: memberAttrs(group, phone) };
+          this.notifyGroup(group, phone, { tag: 'leave', attrs: {}, content: [self] }, c, [phone]);
+          left.push({ tag: 'group', attrs: { id: group.jid } });
+        }
+        return reply([{ tag: 'leave', attrs: {}, content: left }]);
+      }
+      if (type === 'get' && first.tag === 'participating') {
+        const mine = [...this.groups.values()].filter((g) => g.participants.has(phone));
+        return reply([{ tag: 'groups', attrs: {}, content: mine.map(groupNode) }]);
+      }
+      reply([]);
+      return;
+    }
+    const group = this.groups.get(`${target.user}@g.us`);
+    if (!group) return fail('404', 'item-not-found');
+    if (!group.participants.has(phone)) return fail('403', 'forbidden');
+    if (type === 'get' && first.tag === 'query') return reply([groupNode(group)]);
+    if (type === 'set' && (first.tag === 'add' || first.tag === 'remove')) {
+      if (!group.participants.get(phone)) return fail('403', 'forbidden');
+      const results: BinaryNode[] = [];
+      for (const p of getBinaryNodeChildren(first, 'participant')) {
+        const jid = p.attrs.jid ?? '';
+        const member = jidDecode(pnJidOf(jid))?.user;
+        let error: string | undefined;
+        if (!member || !/^\d{5,20}$/.test(member)) error = '400';
+        else if (first.tag === 'add') {
+          if (group.participants.has(member)) error = '409';
+          else if (!this.isOnWhatsApp(member)) error = '403';
+          else group.participants.set(member, null);
+        } else if (!group.participants.has(member)) error = '404';
+        else this.removeMember(group, member);
+        results.push({ tag: 'participant', attrs: { jid, ...(error ? { error } : {}) } });
+        if (error || !member) continue;
+        this.events.emit(`group-${first.tag}`, { group: group.jid, phone: member, by: phone });
+        const who = { tag: 'participant', attrs: memberAttrs(group, member) };
+        // a removed member is told too
+        this.notifyGroup(group, phone, { tag: first.tag, attrs: {}, content: [who] }, c, [member]);
+      }
+      return reply([{ tag: first.tag, attrs: {}, content: results }]);
+    }
+    // settings the simulator does not model (subject, description, invite links…): accepted, nothing changes
+    reply([]);
+  }
+
+  private createGroup(
+    creator: string,
+    subject: string,
+    invited: BinaryNode[],
+    exclude?: Connection,
+    addressingMode: 'pn' | 'lid' = 'pn',
+  ): GroupState {
+    let id: string;
+    do id = `120363${randomInt(0, 1e12).toString().padStart(12, '0')}`;
+    while (this.groups.has(`${id}@g.us`));
+    const now = Math.floor(Date.now() / 1000);
+    const group: GroupState = {
+      id,
+      jid: `${id}@g.us`,
+      subject,
+      addressingMode,
+      creator,
+      creation: now,
+      subjectTime: now,
+      participants: new Map([[creator, 'superadmin']]),
+      formerParticipants: [],
+      messages: [],
+      senderKeysSent: new Set(),
+    };
+    for (const p of invited) {
+      const member = jidDecode(pnJidOf(p.attrs.jid ?? ''))?.user;
+      // like WhatsApp, a number that is not on WhatsApp is left out of the new group
+      if (member && /^\d{5,20}$/.test(member) && this.isOnWhatsApp(member) && !group.participants.has(member))
+        group.participants.set(member, null);
+    }
+    this.groups.set(group.jid, group);
+    this.events.emit('group-created', { group: group.jid, creator, participants: [...group.participants.keys()] });
+    this.notifyGroup(group, creator, { tag: 'create', attrs: {}, content: [groupNode(group)] }, exclude);
+    return group;
+  }
+
+  /**
+   * A simulated contact (`creator`, phone number) creates a group with these members (phone numbers, the session's
+   * among them): WhatsApp tells the members' connected sessions with a `w:gp2` notification (`<create>`).
+   */
+  createGroupBy(
+    creator: string,
+    subject: string,
+    members: string[],
+    addressingMode: 'pn' | 'lid' = 'pn',
+  ): GroupSummary {
+    const invited = members.map((m) => ({ tag: 'participant', attrs: { jid: `${m}@${SERVER_JID}` } }));
+    return groupSummary(this.createGroup(creator, subject, invited, undefined, addressingMode));
+  }
+
+  /**
+   * `<notification type="w:gp2" from=group participant=actor>` with the change (`create`, `add`, `remove`,
+   * `leave`) to the connected sessions of the members, except the connection that made the change (it has the
+   * answer to its query).
+   */
+  private notifyGroup(group: GroupState, actor: string, change: BinaryNode, exclude?: Connection, also: string[] = []) {
+    for (const member of new Set([...group.participants.keys(), ...also]))
+      for (const c of this.liveConnections(member)) {
+        if (c === exclude) continue;
+        this.send(c, {
+          tag: 'notification',
+          attrs: {
+            from: group.jid,
+            type: 'w:gp2',
+            id: stanzaId(),
+            t: unixSeconds(),
+            ...actorAttrs(group, actor),
+          },
+          content: [change],
+        });
+      }
+  }
+
+  private removeMember(group: GroupState, phone: string): void {
+    group.participants.delete(phone);
+    group.formerParticipants.push(phone);
+    // a member who comes back gets the sender keys again
+    for (const k of [...group.senderKeysSent]) if (k.startsWith(`${phone}@`)) group.senderKeysSent.delete(k);
+  }
+
+  /**
+   * A message from a session to a group: one `skmsg` (the sender key's ciphertext) plus, for the member devices that
+   * do not have the sender key yet, a per-device `pkmsg`/`msg` carrying the SenderKeyDistributionMessage. Every
+   * member's device takes in the distribution and decrypts the `skmsg` with the sender key, as a real recipient
+   * does: what each member got is recorded decrypted. Then the ack and a delivery receipt per member.
+   */
+  private async onGroupMessage(c: Connection, state: PhoneState, node: BinaryNode): Promise<void> {
+    const device = c.device!;
+    const id = node.attrs.id!;
+    const to = node.attrs.to!;
+    const at = Date.now();
+    const refusal = state.pendingRetries.has(id) ? undefined : this.coldOutreachError(state, node, at);
+    if (refusal === '479') {
+      state.rejected479++;
+      this.logger.info({ phone: device.phone, to, id, error: refusal }, 'group message refused: no privacy token');
+      this.events.emit('rejected', { phone: device.phone, to, id, error: 479 });
+      this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
+      return;
+    }
+    const group = this.groups.get(to);
+    if (!group?.participants.has(device.phone)) {
+      this.send(c, {
+        tag: 'ack',
+        attrs: { class: 'message', id, from: to, t: unixSeconds(), error: group ? '403' : '404' },
+      });
+      return;
+    }
+    // the sender key is the sending device's, under the address the group uses (LID or phone number)
+    const author = node.attrs.addressing_mode === 'lid' ? device.lid : device.jid;
+    for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
+      const enc = getBinaryNodeChild(participant, 'enc');
+      const participantJid = participant.attrs.jid;
+      const type = enc?.attrs.type;
+      if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
+      if (this.linkedDevice(participantJid)) continue;
+      try {
+        const contact = this.contact(participantJid);
+        const message = await contact.decrypt(device.jid, type, enc.content);
+        const skdm = message.senderKeyDistributionMessage;
+        if (skdm?.axolotlSenderKeyDistributionMessage)
+          await contact.processSenderKey(author, skdm.groupId ?? to, skdm.axolotlSenderKeyDistributionMessage);
+      } catch (error) {
+        this.logger.warn({ err: error, participantJid }, 'could not take in a sender key from the session');
+      }
+    }
+    const skmsg = getBinaryNodeChildren(node, 'enc').find((e) => e.attrs.type === 'skmsg')?.content;
+    const received: GroupReceipt[] = [];
+    for (const member of group.participants.keys()) {
+      if (member === device.phone) continue;
+      try {
+        if (!(skmsg instanceof Uint8Array)) throw new Error('group message without skmsg');
+        const message = await this.contact(`${member}@${SERVER_JID}`).decryptGroup(to, author, skmsg);
+        const media = this.media.open(message) ?? undefined;
+        received.push({
+          participant: member,
+          decrypted: true,
+          text: messageText(message) ?? media?.caption ?? '',
+          ...(media ? { media } : {}),
+        });
+      } catch (error) {
+        this.logger.warn({ err: error, member, group: to }, 'a group member could not decrypt a message');
+        received.push({ participant: member, decrypted: false, text: '' });
+      }
+    }
+    const first = received.find((r) => r.decrypted);
+    group.messages.push({ id, from: device.phone, direction: 'outbound', text: first?.text ?? '', at, received });
+    const recorded: RecordedMessage = {
+      id,
+      phone: device.phone,
+      to,
+      text: first?.text ?? '',
+      at,
+      sourceAddress: c.address,
+      ...(first?.media ? { media: first.media } : {}),
+    };
+    this.messageLog.push(recorded);
+    state.messagesSent++;
+    this.events.emit('message', { ...recorded });
+    this.events.emit('group-message', { group: to, id, from: device.phone, received });
+    this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds() } });
+    this.applyAntiSpam(state, to, at);
+    if (c.stage !== 'ready') return;
+    // see onMessage: a server stanza between the send and the receipts
+    this.later(PREKEY_NOTIFICATION_DELAY_MS, () => {
+      this.send(c, {
+        tag: 'notification',
+        attrs: { from: SERVER_ADDRESS, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
+        content: [{ tag: 'count', attrs: { value: String(device.bundle?.preKeys.length ?? 0) } }],
+      });
+    });
+    if (this.receipts === 'none') return;
+    this.later(PREKEY_NOTIFICATION_DELAY_MS + this.receiptDelayMs, () => {
+      for (const r of received.filter((x) => x.decrypted))
+        this.send(c, {
+          tag: 'receipt',
+          attrs: { id, from: to, participant: `${r.participant}@${SERVER_JID}`, t: unixSeconds() },
+        });
+    });
+  }
+
+  /**
+   * Member `from` (a simulated contact, phone number) writes `text` into group `groupJid`. Every simulated phone in
+   * the group with a connected session gets it as WhatsApp delivers it: `<message from=group participant=member>`
+   * with the member's sender key distribution (a `pkmsg`/`msg` for the session's device) first when that device does
+   * not have it yet, then the `skmsg`. Returns the message id and the phones it reached.
+   */
+  async sendInboundGroup(groupJid: string, from: string, text: string): Promise<{ id: string; deliveredTo: string[] }> {
+    const group = this.groups.get(groupJidOf(groupJid));
+    if (!group) throw new Error(`no group ${groupJid}`);
+    const sender = jidDecode(from.includes('@') ? from : `${from}@${SERVER_JID}`)?.user ?? from;
+    if (!group.participants.has(sender)) throw new Error(`${sender} is not a member of ${group.jid}`);
+    const fromJid = `${sender}@${SERVER_JID}`;
+    const contact = this.contact(fromJid);
+    const id = stanzaId();
+    const deliveredTo: string[] = [];
+    for (const member of group.participants.keys()) {
+      if (member === sender) continue;
+      for (const c of this.liveConnections(member)) {
+        const device = c.device;
+        if (!device?.bundle) continue;
+        // one encryption per copy: each advances the member's sender key chain, which the receiver follows
+        const { ciphertext, senderKeyDistributionMessage } = await contact.encryptGroup(group.jid, {
+          conversation: text,
+        });
+        const content: BinaryNode[] = [];
+        const sentKey = `${fromJid}|${device.jid}`;
+        if (!group.senderKeysSent.has(sentKey)) {
+          const skdm = await contact.encryptTo(device.jid, device.bundle, {
+            senderKeyDistributionMessage: {
+              groupId: group.jid,
+              axolotlSenderKeyDistributionMessage: senderKeyDistributionMessage,
+            },
+          });
+          content.push({ tag: 'enc', attrs: { v: '2', type: skdm.type }, content: skdm.ciphertext });
+          group.senderKeysSent.add(sentKey);
+        }
+        content.push({ tag: 'enc', attrs: { v: '2', type: 'skmsg' }, content: ciphertext });
+        this.send(c, {
+          tag: 'message',
+          attrs: {
+            from: group.jid,
+            type: 'text',
+            id,
+            t: unixSeconds(),
+            notify: 'Simulated contact',
+            ...actorAttrs(group, sender),
+          },
+          content,
+        });
+        if (!deliveredTo.includes(member)) deliveredTo.push(member);
+      }
+    }
+    group.messages.push({ id, from: sender, direction: 'inbound', text, at: Date.now(), received: [] });
+    this.events.emit('group-inbound', { group: group.jid, from: sender, id, text, deliveredTo });
+    return { id, deliveredTo };
+  }
+
+  /** The groups (all, or those `phone` is or was in), with their members and messages. */
+  groupList(phone?: string): GroupSummary[] {
+    return [...this.groups.values()]
+      .filter((g) => phone === undefined || g.participants.has(phone) || g.formerParticipants.includes(phone))
+      .map(groupSummary);
+  }
+
+  group(jid: string): GroupSummary | undefined {
+    const group = this.groups.get(groupJidOf(jid));
+    return group && groupSummary(group);
   }
 
   // ------------------------------------------------------------------ inbound, bans
@@ -2019,4 +2420,59 @@ function privacyTokenValid(token: Uint8Array, issuer: string, recipient: string,
   const now = Math.floor(at / 1000);
   if (t > now + 300 || now - t > PRIVACY_TOKEN_TTL_S) return false;
   return timingSafeEqual(bytes, privacyToken(issuer, recipient, t));
+}
+
+/** `<id>` or `<id>@g.us` → `<id>@g.us`. */
+function groupJidOf(id: string): string {
+  return id.endsWith('@g.us') ? id : `${id}@g.us`;
+}
+
+/** A member's address in the group: its phone number's JID, or in a LID group its LID with the number alongside. */
+function memberAttrs(g: GroupState, phone: string): Record<string, string> {
+  const pn = `${phone}@${SERVER_JID}`;
+  return g.addressingMode === 'lid' ? { jid: `${lidUserFor(phone)}@lid`, phone_number: pn } : { jid: pn };
+}
+
+/** Who acted or wrote, on a notification or message from the group (`participant`, `addressing_mode`). */
+function actorAttrs(g: GroupState, phone: string): Record<string, string> {
+  const pn = `${phone}@${SERVER_JID}`;
+  return g.addressingMode === 'lid'
+    ? { participant: `${lidUserFor(phone)}@lid`, participant_pn: pn, addressing_mode: 'lid' }
+    : { participant: pn, addressing_mode: 'pn' };
+}
+
+/** A group as WhatsApp describes it in `w:g2` answers: attributes and its members. */
+function groupNode(g: GroupState): BinaryNode {
+  const creator = memberAttrs(g, g.creator);
+  return {
+    tag: 'group',
+    attrs: {
+      id: g.id,
+      subject: g.subject,
+      s_o: creator.jid!,
+      s_t: String(g.subjectTime),
+      creator: creator.jid!,
+      ...(creator.phone_number ? { creator_pn: creator.phone_number, s_o_pn: creator.phone_number } : {}),
+      creation: String(g.creation),
+      size: String(g.participants.size),
+      ...(g.addressingMode === 'lid' ? { addressing_mode: 'lid' } : {}),
+    },
+    content: [...g.participants].map(([phone, admin]) => ({
+      tag: 'participant',
+      attrs: { ...memberAttrs(g, phone), ...(admin ? { type: admin } : {}) },
+    })),
+  };
+}
+
+function groupSummary(g: GroupState): GroupSummary {
+  return {
+    jid: g.jid,
+    subject: g.subject,
+    addressingMode: g.addressingMode,
+    creator: g.creator,
+    creation: g.creation,
+    participants: [...g.participants].map(([phone, admin]) => ({ phone, admin })),
+    formerParticipants: [...g.formerParticipants],
+    messages: g.messages.map((m) => ({ ...m, received: m.received.map((r) => ({ ...r })) })),
+  };
 }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
-import type { NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
+import type { GroupCommand, NumberCheckResult, WorkerCommand } from '../common/worker-commands.js';
 import { luaCommand } from './lua.js';
 import { execAll } from './redis.js';
 import { wakeWorker } from './worker-wake.js';
@@ -27,7 +27,9 @@ export interface CachedCheck {
 }
 
 export type CommandInput =
-  { kind: 'check'; phones: string[] } | { kind: 'read'; messages: Array<{ id: string; chat: string }> };
+  | { kind: 'check'; phones: string[] }
+  | { kind: 'read'; messages: Array<{ id: string; chat: string; participant?: string }> }
+  | Omit<GroupCommand, 'id' | 'deadline'>;
 
 export class WorkerCommandStore {
   readonly keys: RedisKeys;
@@ -137,14 +139,28 @@ export class WorkerCommandStore {
 
   // --- inbound messages (read receipts) ---
 
-  async recordInbound(sessionId: string, waMessageId: string, chat: string, ttlMs: number): Promise<void> {
+  /** `participant`: in a group, the member who wrote (a group read receipt names it). */
+  async recordInbound(
+    sessionId: string,
+    waMessageId: string,
+    chat: string,
+    ttlMs: number,
+    participant?: string,
+  ): Promise<void> {
     const key = this.keys.sessionInbound(sessionId);
-    await execAll(this.redis.multi().hset(key, waMessageId, chat).pexpire(key, ttlMs));
+    // JIDs hold no spaces: "<chat>" or "<group> <participant>"
+    const value = participant ? `${chat} ${participant}` : chat;
+    await execAll(this.redis.multi().hset(key, waMessageId, value).pexpire(key, ttlMs));
   }
 
-  /** The chat JID of each inbound message id (null when the session never received it). */
-  async inboundChats(sessionId: string, ids: string[]): Promise<Array<string | null>> {
+  /** The chat JID (and, in a group, the member) of each inbound message id (null when the session never got it). */
+  async inboundChats(sessionId: string, ids: string[]): Promise<Array<{ chat: string; participant?: string } | null>> {
     if (ids.length === 0) return [];
-    return this.redis.hmget(this.keys.sessionInbound(sessionId), ...ids);
+    const raws = await this.redis.hmget(this.keys.sessionInbound(sessionId), ...ids);
+    return raws.map((raw) => {
+      if (!raw) return null;
+      const [chat, participant] = raw.split(' ');
+      return { chat: chat!, ...(participant ? { participant } : {}) };
+    });
   }
 }

@@ -1,15 +1,17 @@
 /**
  * Worker command loop (contract: common/worker-commands.ts): while connected, claim the next due command, carry it
- * out on the socket (number check, read receipts) and post the result. Separate from the outbox loop so a check is
- * not held up behind a send that is still typing.
+ * out on the socket (number check, read receipts, group operations) and post the result. Separate from the outbox
+ * loop so a check is not held up behind a send that is still typing.
  */
 import {
   CommandClaimResponseSchema,
   type CommandResultRequest,
+  type GroupCommand,
   type WorkerCommand,
 } from '../common/worker-commands.js';
 import { ClaimLoop, type ClaimLoopOptions } from './claim-loop.js';
 import { errorText } from './connection.js';
+import { waErrorCode, type EngineSocket } from './engine.js';
 import type { Logger } from './logger.js';
 import { SignedClient, type Fencing } from './signed-post.js';
 
@@ -41,7 +43,7 @@ export class CommandClient {
 }
 
 export class CommandWorker extends ClaimLoop<WorkerCommand> {
-  readonly stats = { checks: 0, numbersChecked: 0, reads: 0, expired: 0, failed: 0 };
+  readonly stats = { checks: 0, numbersChecked: 0, reads: 0, groups: 0, expired: 0, failed: 0 };
 
   constructor(
     private readonly client: CommandClient,
@@ -80,6 +82,7 @@ export class CommandWorker extends ClaimLoop<WorkerCommand> {
         this.logger.info({ commandId: command.id, numbers: command.phones.length }, 'number check done');
         return { commandId: command.id, ok: true, result: { results } };
       }
+      if (command.kind === 'group') return await this.group(sock, command);
       await sock.readMessages(command.messages);
       this.stats.reads += command.messages.length;
       this.logger.info({ commandId: command.id, messages: command.messages.length }, 'read receipts sent');
@@ -88,7 +91,39 @@ export class CommandWorker extends ClaimLoop<WorkerCommand> {
       this.stats.failed++;
       const error = errorText(err);
       this.logger.warn({ commandId: command.id, kind: command.kind, err: error }, 'command failed');
-      return { commandId: command.id, ok: false, error };
+      const errorCode = waErrorCode(err);
+      return { commandId: command.id, ok: false, error, ...(errorCode ? { errorCode } : {}) };
+    }
+  }
+
+  private async group(sock: EngineSocket, c: GroupCommand): Promise<CommandResultRequest> {
+    const done = (result: CommandResultRequest['result']): CommandResultRequest => {
+      this.stats.groups++;
+      this.logger.info({ commandId: c.id, action: c.action }, 'group command done');
+      return { commandId: c.id, ok: true, result };
+    };
+    const need = <T>(v: T | undefined, what: string): T => {
+      if (v === undefined) throw new Error(`group ${c.action} without ${what}`);
+      return v;
+    };
+    switch (c.action) {
+      case 'list':
+        return done({ groups: await sock.groupList() });
+      case 'info':
+        return done({ group: await sock.groupInfo(need(c.jid, 'jid')) });
+      case 'create':
+        return done({ group: await sock.groupCreate(need(c.subject, 'subject'), need(c.phones, 'phones')) });
+      case 'participants':
+        return done({
+          participants: await sock.groupParticipants(
+            need(c.jid, 'jid'),
+            need(c.phones, 'phones'),
+            need(c.change, 'change'),
+          ),
+        });
+      case 'leave':
+        await sock.groupLeave(need(c.jid, 'jid'));
+        return done({});
     }
   }
 }

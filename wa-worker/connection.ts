@@ -267,6 +267,7 @@ export class Connection {
         fromPhone: m.fromPhone,
         fromLid: m.fromLid,
         chat: m.chat,
+        ...(m.group ? { group: m.group } : {}),
         text: m.text,
         timestamp: m.timestamp,
         ...(media ? { media } : {}),

@@ -24,12 +24,14 @@ import makeWASocket, {
   type AnyMessageContent,
   type AuthenticationCreds,
   type AuthenticationState,
+  type GroupMetadata,
   type SignalDataSet,
   type SignalDataTypeMap,
   type WASocket,
 } from '@whiskeysockets/baileys';
 import type { Agent } from 'node:https';
 import { MIME_TYPE_RE } from '../common/media.js';
+import type { GroupInfo, GroupParticipantResult } from '../common/worker-commands.js';
 import { decryptMediaTo, httpsGet, MediaDownloadError } from './media-download.js';
 
 export { BufferJSON, initAuthCreds };
@@ -91,8 +93,10 @@ export interface InboundText {
   fromPhone: string | null;
   /** the sender's LID user when known */
   fromLid: string | null;
-  /** the chat's JID (where a read receipt goes) */
+  /** the chat's JID (where a read receipt goes): the contact's, or the group's */
   chat: string;
+  /** a group message: the group's JID (`from` is then the member who wrote) */
+  group?: string;
   /** the text, or a media message's caption ('' without one) */
   text: string;
   timestamp: number;
@@ -253,7 +257,14 @@ export interface EngineSocket {
    */
   checkNumbers(phones: string[]): Promise<Array<{ phone: string; exists: boolean; jid?: string; lid?: string }>>;
   /** Read receipts for inbound messages (`<receipt type="read">`, or `read-self` when the account hides them). */
-  readMessages(messages: Array<{ id: string; chat: string }>): Promise<void>;
+  readMessages(messages: Array<{ id: string; chat: string; participant?: string }>): Promise<void>;
+  /** The groups the account is in (`w:g2` participating). */
+  groupList(): Promise<GroupInfo[]>;
+  /** One group's metadata and members (`w:g2` query); rejects with WhatsApp's code (404, 403…) in `errorCode`. */
+  groupInfo(jid: string): Promise<GroupInfo>;
+  groupCreate(subject: string, phones: string[]): Promise<GroupInfo>;
+  groupParticipants(jid: string, phones: string[], change: 'add' | 'remove'): Promise<GroupParticipantResult[]>;
+  groupLeave(jid: string): Promise<void>;
   /** Chat state towards one contact: `composing` (typing), `recording` (voice), `paused` (stopped typing). */
   sendChatState(jid: string, state: 'composing' | 'recording' | 'paused'): Promise<void>;
   logout(): Promise<void>;
@@ -283,6 +294,31 @@ function statusOf(status: number | null | undefined): MessageStatus | undefined 
   if (status === S.READ || status === S.PLAYED) return 'read';
   if (status === S.ERROR) return 'failed';
   return undefined;
+}
+
+/** WhatsApp's error code of a refused query (Baileys puts it in the Boom's `data`), if any. */
+export function waErrorCode(err: unknown): number | undefined {
+  const data = (err as { data?: unknown } | null)?.data;
+  return typeof data === 'number' && Number.isInteger(data) ? data : undefined;
+}
+
+function groupInfoOf(m: GroupMetadata): GroupInfo {
+  const phoneOf = (jid: string | undefined) => {
+    const d = jid ? jidDecode(jid) : undefined;
+    return d && d.server === 's.whatsapp.net' ? d.user : null;
+  };
+  return {
+    jid: m.id,
+    subject: m.subject ?? '',
+    owner: phoneOf(m.ownerPn ?? m.owner),
+    creation: Number.isFinite(m.creation) ? (m.creation ?? null) : null,
+    size: m.size ?? m.participants.length,
+    participants: m.participants.map((p) => ({
+      jid: p.id,
+      phone: phoneOf(p.phoneNumber ?? p.id),
+      admin: p.admin === 'admin' || p.admin === 'superadmin' ? p.admin : null,
+    })),
+  };
 }
 
 export function createEngineSocket(o: EngineOptions): EngineSocket {
@@ -398,8 +434,21 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
           if (text === undefined) continue;
           const id = m.key.id;
           const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
-          void addressOf(jid, m.key.remoteJidAlt ?? undefined).then((a) =>
-            handler({ waMessageId: id, ...a, chat: jid, text, timestamp, ...(media ? { media } : {}) }),
+          // in a group the sender is the member (`participant`), the chat is the group
+          const group = jid.endsWith('@g.us') ? jid : undefined;
+          if (group && !m.key.participant) continue;
+          const sender = group ? m.key.participant! : jid;
+          const alt = group ? m.key.participantAlt : m.key.remoteJidAlt;
+          void addressOf(sender, alt ?? undefined).then((a) =>
+            handler({
+              waMessageId: id,
+              ...a,
+              chat: jid,
+              ...(group ? { group } : {}),
+              text,
+              timestamp,
+              ...(media ? { media } : {}),
+            }),
           );
         }
       });
@@ -479,7 +528,39 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       });
     },
     async readMessages(messages) {
-      await sock.readMessages(messages.map((m) => ({ remoteJid: m.chat, id: m.id, fromMe: false })));
+      await sock.readMessages(
+        messages.map((m) => ({
+          remoteJid: m.chat,
+          id: m.id,
+          fromMe: false,
+          ...(m.participant ? { participant: m.participant } : {}),
+        })),
+      );
+    },
+    async groupList() {
+      return Object.values(await sock.groupFetchAllParticipating()).map(groupInfoOf);
+    },
+    async groupInfo(jid) {
+      return groupInfoOf(await sock.groupMetadata(jid));
+    },
+    async groupCreate(subject, phones) {
+      return groupInfoOf(
+        await sock.groupCreate(
+          subject,
+          phones.map((p) => `${p}@s.whatsapp.net`),
+        ),
+      );
+    },
+    async groupParticipants(jid, phones, change) {
+      const answer = await sock.groupParticipantsUpdate(
+        jid,
+        phones.map((p) => `${p}@s.whatsapp.net`),
+        change,
+      );
+      return answer.map((r) => ({ phone: jidDecode(r.jid)?.user ?? r.jid ?? '', status: r.status }));
+    },
+    async groupLeave(jid) {
+      await sock.groupLeave(jid);
     },
     async sendChatState(jid, state) {
       await sock.sendPresenceUpdate(state, jid);

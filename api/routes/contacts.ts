@@ -144,7 +144,7 @@ export function contactRoutes(ctx: ApiContext) {
         );
       const command = await commands.enqueue(
         id,
-        { kind: 'read', messages: ids.map((mid, i) => ({ id: mid, chat: chats[i]! })) },
+        { kind: 'read', messages: ids.map((mid, i) => ({ id: mid, ...chats[i]! })) },
         0,
         Date.now() + 10 * 60_000,
       );
