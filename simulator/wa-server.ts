@@ -1853,16 +1853,29 @@ export class WhatsAppSimulator {
     this.messageLog.push(recorded);
     state.messagesSent++;
     this.events.emit('message', { ...recorded });
+    if (!this.acceptSend(c, state, device, to, id, at)) return;
+    this.later(PREKEY_NOTIFICATION_DELAY_MS + this.receiptDelayMs, () => {
+      this.send(c, { tag: 'receipt', attrs: { id, from: to, t: unixSeconds() } });
+      if (this.receipts === 'read')
+        this.send(c, { tag: 'receipt', attrs: { id, from: to, type: 'read', t: unixSeconds() } });
+    });
+  }
 
+  /**
+   * After a send is recorded: the server's ack, the anti-spam count, then the pre-key count notification. Answers
+   * whether receipts follow (the connection is still up and receipts are on).
+   *
+   * Baileys 6.7.24 emits its own `messages.upsert` through a buffered function that never flushes; the next stanza it
+   * processes does. Without a stanza in between, the delivery receipt would be merged into that upsert instead of
+   * surfacing as `messages.update`. The server's pre-key count notification (real traffic; Baileys uploads more
+   * pre-keys when it is low) is that stanza; the recipient answers later. It is still a race: if the client is slow
+   * to queue its upsert (busy saving keys), the receipt status can end up inside the upsert; clients must accept both
+   * shapes.
+   */
+  private acceptSend(c: Connection, state: PhoneState, device: LinkedDevice, to: string, id: string, at: number) {
     this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds() } });
     this.applyAntiSpam(state, to, at);
-    if (c.stage !== 'ready') return;
-    // Baileys 6.7.24 emits its own `messages.upsert` through a buffered function that never flushes; the next
-    // stanza it processes does. Without a stanza in between, the delivery receipt would be merged into that
-    // upsert instead of surfacing as `messages.update`. The server's pre-key count notification (real
-    // traffic; Baileys uploads more pre-keys when it is low) is that stanza; the recipient answers later.
-    // It is still a race: if the client is slow to queue its upsert (busy saving keys), the receipt status
-    // can end up inside the upsert; clients must accept both shapes.
+    if (c.stage !== 'ready') return false;
     this.later(PREKEY_NOTIFICATION_DELAY_MS, () => {
       this.send(c, {
         tag: 'notification',
@@ -1870,12 +1883,7 @@ export class WhatsAppSimulator {
         content: [{ tag: 'count', attrs: { value: String(device.bundle?.preKeys.length ?? 0) } }],
       });
     });
-    if (this.receipts === 'none') return;
-    this.later(PREKEY_NOTIFICATION_DELAY_MS + this.receiptDelayMs, () => {
-      this.send(c, { tag: 'receipt', attrs: { id, from: to, t: unixSeconds() } });
-      if (this.receipts === 'read')
-        this.send(c, { tag: 'receipt', attrs: { id, from: to, type: 'read', t: unixSeconds() } });
-    });
+    return this.receipts !== 'none';
   }
 
   // ------------------------------------------------------------------ groups
@@ -2121,18 +2129,7 @@ export class WhatsAppSimulator {
     state.messagesSent++;
     this.events.emit('message', { ...recorded });
     this.events.emit('group-message', { group: to, id, from: device.phone, received });
-    this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds() } });
-    this.applyAntiSpam(state, to, at);
-    if (c.stage !== 'ready') return;
-    // see onMessage: a server stanza between the send and the receipts
-    this.later(PREKEY_NOTIFICATION_DELAY_MS, () => {
-      this.send(c, {
-        tag: 'notification',
-        attrs: { from: SERVER_ADDRESS, type: 'encrypt', id: stanzaId(), t: unixSeconds() },
-        content: [{ tag: 'count', attrs: { value: String(device.bundle?.preKeys.length ?? 0) } }],
-      });
-    });
-    if (this.receipts === 'none') return;
+    if (!this.acceptSend(c, state, device, to, id, at)) return;
     this.later(PREKEY_NOTIFICATION_DELAY_MS + this.receiptDelayMs, () => {
       for (const r of received.filter((x) => x.decrypted))
         this.send(c, {
