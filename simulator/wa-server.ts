@@ -222,8 +222,6 @@ export interface PhoneSummary {
   rejectedInvalidToken: number;
   /** messages the server refused with error 479 (group) */
   rejected479: number;
-  /** logins of a device that was still connected elsewhere: the older connection got 440 (`replaced`) */
-  replacedConnections: number;
   /** recipient copies a contact could not decrypt (each answered with a retry receipt, up to 3 per message) */
   decryptFailures: number;
   retryReceiptsSent: number;
@@ -294,7 +292,6 @@ interface PhoneState {
   acceptedWithToken: number;
   rejectedInvalidToken: number;
   rejected479: number;
-  replacedConnections: number;
   decryptFailures: number;
   retryReceiptsSent: number;
   resentDecrypted: number;
@@ -1087,7 +1084,6 @@ export class WhatsAppSimulator {
       messagesSent: s.messagesSent,
       rejected463: s.rejected463,
       rejected479: s.rejected479,
-      replacedConnections: s.replacedConnections,
       privacyTokensIssued: s.privacyTokensIssued,
       acceptedWithToken: s.acceptedWithToken,
       rejectedInvalidToken: s.rejectedInvalidToken,
@@ -1272,7 +1268,6 @@ export class WhatsAppSimulator {
         acceptedWithToken: 0,
         rejectedInvalidToken: 0,
         rejected479: 0,
-        replacedConnections: 0,
         decryptFailures: 0,
         retryReceiptsSent: 0,
         resentDecrypted: 0,
@@ -1427,16 +1422,6 @@ export class WhatsAppSimulator {
       if (c.stage === 'closed') return;
     }
     c.record.kind = 'login';
-    // Like WhatsApp: one connection per device. A second login replaces the first, which gets 440 (`replaced`).
-    for (const other of this.liveConnections(device.phone)) {
-      if (other.device !== device) continue;
-      state.replacedConnections++;
-      this.closeWith(other, {
-        tag: 'stream:error',
-        attrs: {},
-        content: [{ tag: 'conflict', attrs: { type: 'replaced' } }],
-      });
-    }
     c.device = device;
     c.stage = 'ready';
     this.settleLogin(c);

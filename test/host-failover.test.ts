@@ -16,7 +16,7 @@ const DEAD_AFTER_MS = 5000;
  * Losing a whole host: two orchestrators act as two Docker hosts on this machine, each with its own sessions
  * folder, the auth state in PostgreSQL. A dead host's sessions move to the live host without a QR, on their
  * sticky proxies, with the messages queued meanwhile sent once; a drain moves them back one by one. The simulator
- * answers a second login of a connected device as WhatsApp does (440 `replaced` to the first): it counts them.
+ * records when each connection logged in and closed: two logins of one phone must never overlap.
  */
 describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
   let stack: Stack;
@@ -59,14 +59,6 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
 
   const hostOf = async (id: string) => (await stack.status(id)).host as string;
   const registrations = (phone: string) => stack.sim.connections(phone).filter((c) => c.kind === 'registration').length;
-  const replaced = () =>
-    Object.fromEntries(
-      stack.sim
-        .phones()
-        .filter((p) => phones.includes(p.phone))
-        .map((p) => [p.phone, p.replacedConnections]),
-    );
-  const noneReplaced = Object.fromEntries(phones.map((p) => [p, 0]));
   /** Logins of a phone whose connection was still open when the next one logged in (a second copy running). */
   const overlaps = (since: number) =>
     phones.flatMap((phone) => {
@@ -165,7 +157,7 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
       assert.deepEqual({ host: s.host, status: s.status }, { host: 'local', status: 'connected' });
       assert.equal(received(i, `queued ${i}`), 1, `queued ${i} sent exactly once`);
     }
-    assert.deepEqual(replaced(), noneReplaced, 'never two connections of one phone');
+    assert.deepEqual(overlaps(0), [], 'never two connections of one phone');
   });
 
   it('a drain moves every session off a host one by one, with messages flowing: none lost or doubled', async () => {
@@ -227,7 +219,6 @@ describe('host failover and drain (AUTH_STORE=postgres, two hosts)', () => {
     assert.ok(texts.length >= 10, `${texts.length} messages sent during the drain`);
     for (const [i, text] of texts) await waitFor(`${text} at the simulator`, () => received(i, text) >= 1, 60_000);
     for (const [i, text] of texts) assert.equal(received(i, text), 1, `${text} sent exactly once`);
-    assert.deepEqual(replaced(), noneReplaced, 'never two connections of one phone');
     assert.deepEqual(overlaps(drainStarted), [], 'each old connection closed before its new login');
   });
 
