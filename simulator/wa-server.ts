@@ -1771,15 +1771,9 @@ export class WhatsAppSimulator {
     let text: string | undefined;
     let media: RecordedMedia | undefined;
     let undecryptableBy: string | undefined;
-    for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
-      const enc = getBinaryNodeChild(participant, 'enc');
-      const participantJid = participant.attrs.jid;
-      const type = enc?.attrs.type;
-      if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
-      // a copy for another companion of the same phone is encrypted to what that device uploaded: not for the server
-      if (this.linkedDevice(participantJid)) continue;
+    for (const { participantJid, type, content } of this.contactCopies(node)) {
       try {
-        const message = await this.contact(participantJid).decrypt(device.jid, type, enc.content);
+        const message = await this.contact(participantJid).decrypt(device.jid, type, content);
         // the recipient's own copy is the message as sent; the sender's other devices get a wrapper
         if (jidDecode(participantJid)?.user === jidDecode(to)?.user) {
           text ??= messageText(message);
@@ -1844,6 +1838,25 @@ export class WhatsAppSimulator {
       if (this.receipts === 'read')
         this.send(c, { tag: 'receipt', attrs: { id, from: to, type: 'read', t: unixSeconds() } });
     });
+  }
+
+  /**
+   * The per-device Signal copies (`pkmsg`/`msg`) of a message stanza that are for simulated contacts. A copy for
+   * another companion of the sender's own phone is encrypted to what that device uploaded: not for the server.
+   */
+  private contactCopies(
+    node: BinaryNode,
+  ): Array<{ participantJid: string; type: 'pkmsg' | 'msg'; content: Uint8Array }> {
+    const copies: Array<{ participantJid: string; type: 'pkmsg' | 'msg'; content: Uint8Array }> = [];
+    for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
+      const enc = getBinaryNodeChild(participant, 'enc');
+      const participantJid = participant.attrs.jid;
+      const type = enc?.attrs.type;
+      if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
+      if (this.linkedDevice(participantJid)) continue;
+      copies.push({ participantJid, type, content: enc.content });
+    }
+    return copies;
   }
 
   /**
@@ -2064,15 +2077,10 @@ export class WhatsAppSimulator {
     }
     // the sender key is the sending device's, under the address the group uses (LID or phone number)
     const author = node.attrs.addressing_mode === 'lid' ? device.lid : device.jid;
-    for (const participant of getBinaryNodeChildren(getBinaryNodeChild(node, 'participants'), 'to')) {
-      const enc = getBinaryNodeChild(participant, 'enc');
-      const participantJid = participant.attrs.jid;
-      const type = enc?.attrs.type;
-      if (!participantJid || !(enc?.content instanceof Uint8Array) || (type !== 'pkmsg' && type !== 'msg')) continue;
-      if (this.linkedDevice(participantJid)) continue;
+    for (const { participantJid, type, content } of this.contactCopies(node)) {
       try {
         const contact = this.contact(participantJid);
-        const message = await contact.decrypt(device.jid, type, enc.content);
+        const message = await contact.decrypt(device.jid, type, content);
         const skdm = message.senderKeyDistributionMessage;
         if (skdm?.axolotlSenderKeyDistributionMessage)
           await contact.processSenderKey(author, skdm.groupId ?? to, skdm.axolotlSenderKeyDistributionMessage);
