@@ -133,11 +133,10 @@ export function createBackupActivities(deps: ActivityDeps, session: Pick<Session
   // Per-host copies of a backup in progress, in the shared BACKUPS_DIR (assembled into one archive, then removed).
   const staging = (key: string) => path.join(backupsDir, `.staging-${key.replace(/[^A-Za-z0-9_-]/g, '_')}`);
   const liveHosts = async (): Promise<HostRef[]> => {
-    const staleMs = config.HOST_HEARTBEAT_MS * 3;
-    return (await hosts.list())
-      .filter((h) => Date.now() - h.heartbeatAt <= staleMs)
-      .map((h) => ({ hostId: h.hostId, queue: h.queue }))
-      .sort((a, b) => a.hostId.localeCompare(b.hostId));
+    // list() answers the hosts sorted by id.
+    return (await hosts.list(config.HOST_HEARTBEAT_MS * 3))
+      .filter((h) => h.alive)
+      .map((h) => ({ hostId: h.hostId, queue: h.queue }));
   };
   const archivePath = (backupId: string) => path.join(backupsDir, `${backupId}.zip`);
   const store = backupStoreFor(config);

@@ -39,7 +39,7 @@ export function createHostActivities(deps: Pick<ActivityDeps, 'config' | 'stores
       );
     },
 
-    /** A drained host takes sessions again. */
+    /** Marks a host draining (it takes no new session) or not. */
     async setHostDraining(input: { hostId: string; draining: boolean }): Promise<void> {
       await hosts.setDraining(input.hostId, input.draining);
     },

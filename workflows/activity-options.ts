@@ -6,9 +6,12 @@
 import { log, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { SessionActivities } from '../activities/session-activities.js';
 
-/** `maximumAttempts`: a session's timings may shrink it (tests that make a step fail after its retries). */
-export const quickActivities = (maximumAttempts = 10) =>
-  proxyActivities<SessionActivities>({
+/**
+ * `maximumAttempts`: a session's timings may shrink it (tests that make a step fail after its retries). `A`: the
+ * activity group (the session's by default; host placement uses the same options).
+ */
+export const quickActivities = <A extends object = SessionActivities>(maximumAttempts = 10) =>
+  proxyActivities<A>({
     startToCloseTimeout: '20s',
     retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts },
   });

@@ -16,13 +16,12 @@ import {
   defineQuery,
   defineSignal,
   getExternalWorkflowHandle,
-  proxyActivities,
   setHandler,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { HostActivities } from '../activities/host-activities.js';
-import { bestEffortAlert } from './activity-options.js';
+import { bestEffortAlert, quickActivities } from './activity-options.js';
 import { moveHostSignal, type MoveHostResult } from './session.js';
 
 export interface HostFailoverInput {
@@ -53,10 +52,7 @@ export const hostFailoverProgressQuery = defineQuery<HostFailoverProgress>('prog
 export const hostMoveResultSignal =
   defineSignal<[{ requestId: string; sessionId: string; result: MoveHostResult }]>('hostMoveResult');
 
-const hosting = proxyActivities<HostActivities>({
-  startToCloseTimeout: '20s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
-});
+const hosting = quickActivities<HostActivities>();
 
 export async function hostFailoverWorkflow(input: HostFailoverInput): Promise<HostFailoverResult> {
   const progress: HostFailoverProgress = {

@@ -8,7 +8,6 @@
 import {
   ApplicationFailure,
   ParentClosePolicy,
-  proxyActivities,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -214,10 +213,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   /** The status mirror and CONNECTED: local activities (histories recorded before run them as activities). */
   const mirror = patched('local-mirror') ? localQuickActivities(timings.quickActivityAttempts) : quick;
   const state: SessionState = input.carried ?? initialState(input);
-  const hosting = proxyActivities<HostActivities>({
-    startToCloseTimeout: '20s',
-    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
-  });
+  const hosting = quickActivities<HostActivities>();
   const hostId = () => state.hostId ?? input.hostId ?? 'local';
   const hostQueue = () => state.hostQueue ?? input.hostQueue;
   /** Container steps run on the host the session is on now. */

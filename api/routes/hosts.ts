@@ -26,10 +26,12 @@ export function hostRoutes(ctx: ApiContext) {
   const { config, temporal } = ctx;
   const { hosts } = ctx.stores;
   const list = () => hosts.list(config.HOST_DEAD_AFTER_MS);
+  /** The host, and every host as read in the same call. */
   const find = async (id: string) => {
-    const host = (await list()).find((h) => h.hostId === id);
+    const all = await list();
+    const host = all.find((h) => h.hostId === id);
     if (!host) throw new ApiError(404, 'HOST_NOT_FOUND', `host ${id} not found`);
-    return host;
+    return { host, all };
   };
 
   return async function plugin(app: FastifyInstance) {
@@ -41,14 +43,14 @@ export function hostRoutes(ctx: ApiContext) {
      */
     app.post('/api/v1/hosts/:id/drain', async (request, reply) => {
       const { id } = parseInput(HostParams, request.params, 'params');
-      const host = await find(id);
+      const { host, all } = await find(id);
       if (config.AUTH_STORE !== 'postgres')
         throw new ApiError(
           409,
           'AUTH_ON_HOST',
           "sessions keep their auth state on their host's disk (AUTH_STORE=file): they cannot move without a new QR",
         );
-      if (!(await list()).some((h) => h.alive && !h.draining && h.hostId !== id))
+      if (!all.some((h) => h.alive && !h.draining && h.hostId !== id))
         throw new ApiError(409, 'NO_OTHER_HOST', 'no other live host to move the sessions to');
       const workflowId = await startDrain(temporal, config, host.hostId);
       return reply.status(202).send({ drain: { hostId: host.hostId, sessions: host.load, workflowId } });
@@ -57,7 +59,7 @@ export function hostRoutes(ctx: ApiContext) {
     /** The host's last drain (null: never drained) and whether it is draining now. */
     app.get('/api/v1/hosts/:id/drain', async (request) => {
       const { id } = parseInput(HostParams, request.params, 'params');
-      const host = await find(id);
+      const { host } = await find(id);
       return { hostId: id, draining: host.draining, drain: await drainProgress(temporal, config, id) };
     });
 
