@@ -83,14 +83,23 @@ export interface Orchestrator {
  * The orchestrator process: a Temporal Worker hosting the workflows and activities, plus the start-up duties
  * (register the configured proxy pool, ensure the watchdog runs, reconcile workers).
  */
-export async function createOrchestrator(config: Config, logger: Logger): Promise<Orchestrator> {
+export interface OrchestratorOptions {
+  /** Starts session workers some other way than RUNNER says (bench/standin: thousands of stand-ins in one process). */
+  runner?: WorkerRunner;
+}
+
+export async function createOrchestrator(
+  config: Config,
+  logger: Logger,
+  options: OrchestratorOptions = {},
+): Promise<Orchestrator> {
   const redis = createRedis(config.REDIS_URL);
   const stores = createStores(redis, config, logger.child({ component: 'activities' }));
   const { sessions, hosts } = stores;
   const migrated = await prepareStores(stores, config);
   if (migrated) logger.info({ migrated }, 'proxy keys renamed from URL to proxy id');
 
-  const runner = createRunner(config);
+  const runner = options.runner ?? createRunner(config);
   const alerts = new Alerts(redis, logger.child({ component: 'alerts' }), {
     botToken: config.TELEGRAM_BOT_TOKEN,
     chatId: config.TELEGRAM_CHAT_ID,

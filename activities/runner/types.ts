@@ -24,7 +24,7 @@ export interface WorkerInfo {
 }
 
 export interface WorkerRunner {
-  readonly kind: 'docker' | 'process';
+  readonly kind: 'docker' | 'process' | 'standin';
   /** Starts the worker; idempotent: a worker already running with the same proxy is kept as is. */
   start(spec: WorkerSpec): Promise<WorkerInfo>;
   /** Stops it (SIGTERM, then SIGKILL after the grace period); removes the container / bookkeeping when asked. */

@@ -105,6 +105,8 @@ export interface StackOptions {
   extraEnv?: Record<string, string>;
   /** Environment of the local orchestrator only (e.g. its own REDIS_URL through a link a test can cut). */
   orchestratorEnv?: Record<string, string>;
+  /** The orchestrator's entry file (default orchestrator/main.ts; bench/standin swaps in stand-in workers). */
+  orchestratorEntry?: string;
   /** Options of the in-process WhatsApp simulator (e.g. `antiSpam`). */
   simOptions?: Parameters<typeof WhatsAppSimulator.start>[0];
 }
@@ -229,7 +231,10 @@ export class Stack {
   async startHost(hostId: string, env: Record<string, string> = {}): Promise<ChildProcess> {
     const name = hostId === 'local' ? 'orchestrator' : `orchestrator-${hostId}`;
     const before = readFileSync(this.logPath(name), { flag: 'a+' }).length;
-    const child = this.spawnService(name, 'orchestrator/main.ts', { HOST_ID: hostId, ...env });
+    const child = this.spawnService(name, this.opts.orchestratorEntry ?? 'orchestrator/main.ts', {
+      HOST_ID: hostId,
+      ...env,
+    });
     if (hostId !== 'local') this.extraHosts.push(child);
     await waitFor(
       `orchestrator ${hostId} to poll its task queues`,
