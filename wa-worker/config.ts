@@ -105,6 +105,8 @@ const EnvSchema = z.object({
   HIDDEN_MESSAGE_INTERVAL_MS: int(600_000, 100),
   RECONNECT_BASE_MS: int(1000, 10),
   RECONNECT_MAX_MS: int(60_000, 10),
+  /** A lost connection back within this long is not reported (neither DISCONNECTED nor CONNECTED); 0 reports all. */
+  DISCONNECT_GRACE_MS: int(5_000, 0, 60_000),
   PROXY_RECONNECT_MAX_MS: int(60_000, 10),
   PROXY_TIMEOUT_MS: int(20_000, 100),
   WA_CONNECT_TIMEOUT_MS: int(20_000, 100),
@@ -155,6 +157,7 @@ export interface WorkerConfig {
   hiddenMessageIntervalMs: number;
   reconnectBaseMs: number;
   reconnectMaxMs: number;
+  disconnectGraceMs: number;
   proxyReconnectMaxMs: number;
   proxyTimeoutMs: number;
   waConnectTimeoutMs: number;
@@ -243,6 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     hiddenMessageIntervalMs: e.HIDDEN_MESSAGE_INTERVAL_MS,
     reconnectBaseMs: e.RECONNECT_BASE_MS,
     reconnectMaxMs: e.RECONNECT_MAX_MS,
+    disconnectGraceMs: e.DISCONNECT_GRACE_MS,
     proxyReconnectMaxMs: e.PROXY_RECONNECT_MAX_MS,
     proxyTimeoutMs: e.PROXY_TIMEOUT_MS,
     waConnectTimeoutMs: e.WA_CONNECT_TIMEOUT_MS,

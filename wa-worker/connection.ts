@@ -10,6 +10,9 @@
  *  - QR refs exhausted before pairing → DISCONNECTED, stop (the orchestrator restarts the session);
  *  - 515 right after pairing → reconnect immediately, silently;
  *  - anything else (408, 428, 500, 515, …) → DISCONNECTED, reconnect with exponential backoff + jitter, capped.
+ *    A connection back within DISCONNECT_GRACE_MS is a blip: neither its DISCONNECTED nor the CONNECTED that ends
+ *    it is reported (the account, the jid and this process are the same), so a flaky network does not flap the
+ *    session's status or grow its workflow history. Any other close in between reports the held DISCONNECTED first.
  */
 import { createHash } from 'node:crypto';
 import { SocksProxyAgent } from 'socks-proxy-agent';
@@ -133,11 +136,14 @@ export class Connection {
   private pairingCodeGen = -1;
   private pairingTimer: NodeJS.Timeout | undefined;
   private readonly statusSent = new Map<string, Set<string>>();
+  /** A lost connection's DISCONNECTED, held for DISCONNECT_GRACE_MS; the jid last reported CONNECTED. */
+  private heldDisconnect: { timer: NodeJS.Timeout; reason: string; code: number | null } | undefined;
+  private reportedJid: string | undefined;
   /** Inbound messages are reported in the order they came, a media download holding back the ones after it. */
   private inbound: Promise<void> = Promise.resolve();
   /** media messages queued on `inbound` (a recorded one is not queued twice when the connection opens again) */
   private readonly inboundQueued = new Set<string>();
-  readonly stats = { sockets: 0, opens: 0, proxyErrors: 0 };
+  readonly stats = { sockets: 0, opens: 0, proxyErrors: 0, blips: 0 };
   /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
   version: [number, number, number];
 
@@ -191,6 +197,7 @@ export class Connection {
   /** Closes the socket WITHOUT logging out (the device stays linked) and stops reconnecting. */
   stop(): void {
     this.stopped = true;
+    this.dropHeldDisconnect();
     this.clearOpenTimer();
     this.clearPairingTimer();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -437,8 +444,17 @@ export class Connection {
     this.stats.opens++;
     const identity = this.auth.state.creds.signedIdentityKey.public;
     const fingerprint = createHash('sha256').update(identity).digest('hex');
-    this.reporter.emit('CONNECTED', { phoneNumber, jid, fingerprint });
-    this.logger.info({ phoneNumber }, 'connected');
+    const blip = this.heldDisconnect !== undefined && jid === this.reportedJid;
+    if (blip) {
+      this.dropHeldDisconnect();
+      this.stats.blips++;
+      this.logger.info({ phoneNumber }, 'connected again within the grace: not reported');
+    } else {
+      this.reportHeldDisconnect();
+      this.reporter.emit('CONNECTED', { phoneNumber, jid, fingerprint });
+      this.reportedJid = jid;
+      this.logger.info({ phoneNumber }, 'connected');
+    }
     this.hooks.onOpen?.(sock, { phoneNumber, jid });
     // media messages a previous run (or connection) received and did not report: download and report them now
     for (const m of this.hooks.inboundPending?.pending() ?? []) this.queueInbound(sock, m, true);
@@ -470,6 +486,7 @@ export class Connection {
     });
     const cfg = this.cfg;
     this.logger.warn({ code, reason, action: action.kind }, 'disconnected');
+    if (action.kind !== 'lost') this.reportHeldDisconnect();
     switch (action.kind) {
       case 'proxy':
         this.stats.proxyErrors++;
@@ -521,11 +538,30 @@ export class Connection {
         this.scheduleReconnect(0);
         return;
       case 'lost':
-        this.reporter.emit('DISCONNECTED', { reason, code, isProxyError: false });
+        if (this.heldDisconnect) {
+          // still within the grace of an earlier loss: that one is reported if this lasts
+        } else if (cfg.disconnectGraceMs > 0 && wasOpen && this.reportedJid) {
+          const timer = setTimeout(() => this.reportHeldDisconnect(), cfg.disconnectGraceMs);
+          this.heldDisconnect = { timer, reason, code };
+        } else {
+          this.reporter.emit('DISCONNECTED', { reason, code, isProxyError: false });
+        }
         this.state = 'reconnecting';
         this.scheduleReconnect(backoffDelay(this.attempt++, cfg.reconnectBaseMs, cfg.reconnectMaxMs));
         return;
     }
+  }
+
+  private reportHeldDisconnect(): void {
+    const held = this.heldDisconnect;
+    if (!held) return;
+    this.dropHeldDisconnect();
+    this.reporter.emit('DISCONNECTED', { reason: held.reason, code: held.code, isProxyError: false });
+  }
+
+  private dropHeldDisconnect(): void {
+    if (this.heldDisconnect) clearTimeout(this.heldDisconnect.timer);
+    this.heldDisconnect = undefined;
   }
 
   private scheduleReconnect(delayMs: number): void {

@@ -186,6 +186,9 @@ export class Stack {
       WORKER_ENV_WA_CONNECT_TIMEOUT_MS: '5000',
       WORKER_ENV_WA_QUERY_TIMEOUT_MS: '5000',
       WORKER_ENV_RECONNECT_BASE_MS: '200',
+      // Every lost connection reported at once, as the tests of the disconnect paths expect; test/history-growth
+      // covers the grace that hides blips.
+      WORKER_ENV_DISCONNECT_GRACE_MS: '0',
       WORKER_ENV_RECONNECT_MAX_MS: '2000',
       WORKER_ENV_PROXY_RECONNECT_MAX_MS: '2000',
       WORKER_ENV_PROXY_TIMEOUT_MS: '3000',
