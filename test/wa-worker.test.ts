@@ -68,6 +68,8 @@ function env(): Record<string, string> {
     HIDDEN_MESSAGE_INTERVAL_MS: '1500',
     RECONNECT_BASE_MS: '200',
     RECONNECT_MAX_MS: '2000',
+    // every loss reported at once (test/history-growth covers the grace)
+    DISCONNECT_GRACE_MS: '0',
     PROXY_RECONNECT_MAX_MS: '1000',
     PROXY_TIMEOUT_MS: '3000',
     WA_CONNECT_TIMEOUT_MS: '5000',
