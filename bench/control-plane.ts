@@ -30,6 +30,8 @@ const { values } = parseArgs({
     'send-rate': { type: 'string', default: '20' },
     'scan-delay-ms': { type: 'string', default: '200' },
     'watchdog-interval-ms': { type: 'string', default: '60000' },
+    /** Provisioning stops after this long; the steady state then runs with the sessions provisioned by then. */
+    'provision-minutes': { type: 'string', default: '120' },
   },
 });
 const N = Number(values.sessions);
@@ -189,6 +191,9 @@ async function atRate(rate: number, seconds: number, fn: (i: number) => Promise<
 async function main() {
   const redis = await startRedis();
   const temporal = await startTemporal();
+  const children: ChildProcess[] = [redis.child, temporal.child];
+  // Whatever ends this run, the services it started end with it.
+  process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
   process.env.REDIS_URL = redis.url;
   process.env.TEMPORAL_ADDRESS = temporal.address;
   const proxies = Array.from(
@@ -235,6 +240,7 @@ async function main() {
       stdio: 'ignore',
     }),
   );
+  children.push(...extraApis, stack.api!, stack.orchestrator!);
   for (const port of extraApiPorts) {
     await waitFor(
       `API instance on ${port}`,
@@ -271,6 +277,8 @@ async function main() {
   const sentAt = new Map<string, number>();
   const provisionMs: number[] = [];
   const errors: string[] = [];
+  let failed = 0;
+  const provisionDeadline = Date.now() + Number(values['provision-minutes']) * 60_000;
   const provisionCpu = new CpuWindow(pids);
   const t0 = Date.now();
   let nextIdx = 0;
@@ -286,7 +294,7 @@ async function main() {
     Array.from({ length: CONCURRENCY }, async () => {
       for (;;) {
         const id = ids[nextIdx++];
-        if (!id) return;
+        if (!id || Date.now() > provisionDeadline) return;
         sentAt.set(id, Date.now());
         const r = await timed(() =>
           fetch(`${stack.apiUrl}/api/sessions/provision`, {
@@ -296,12 +304,13 @@ async function main() {
           }),
         ).catch((err: unknown) => ({ ms: NaN, status: 0, err: String(err) }));
         if (r.status === 201) provisionMs.push(r.ms);
-        else if (errors.length < 20) errors.push(`${id}: ${r.status}`);
+        else if (++failed <= 20) errors.push(`${id}: ${r.status}`);
       }
     }),
   );
   const provisionedIn = (Date.now() - t0) / 1000;
-  await waitFor(`${N} sessions connected`, () => connectedAt.size >= N - errors.length, 30 * 60_000, 1000);
+  const provisioned = provisionMs.length;
+  await waitFor(`${provisioned} sessions connected`, () => connectedAt.size >= provisioned, 30 * 60_000, 1000);
   clearInterval(progress);
   const connectedIn = (Date.now() - t0) / 1000;
   const provisionCpuPct = provisionCpu.end();
@@ -318,7 +327,8 @@ async function main() {
   const loadErrors: Record<string, number> = {};
   const loadCpu = new CpuWindow(pids);
   const loadSeconds = STEADY_S - Math.min(60, STEADY_S / 3);
-  const pick = () => ids[Math.floor(Math.random() * ids.length)]!;
+  const live = [...connectedAt.keys()];
+  const pick = () => live[Math.floor(Math.random() * live.length)]!;
   await Promise.all([
     atRate(Number(values['status-rate']), loadSeconds, async () => {
       const r = await timed(() =>
@@ -365,7 +375,8 @@ async function main() {
     concurrency: CONCURRENCY,
     apiInstances: apiCount,
     standinHosts: hostsCount,
-    provisioned: provisionMs.length,
+    provisioned,
+    failedProvisions: failed,
     connected: connectedAt.size,
     errors,
     provisionSeconds: provisionedIn,
@@ -388,7 +399,7 @@ async function main() {
   const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '—');
   const lat = (s: ReturnType<typeof summary>) =>
     `p50 ${f(s.p50)} / p95 ${f(s.p95)} / p99 ${f(s.p99)} / max ${f(s.max)} ms (${s.n})`;
-  console.log(`\ncontrol plane, ${N} stand-in sessions (${os.cpus().length} CPUs, Node ${process.version})`);
+  console.log(`\ncontrol plane, ${provisioned} stand-in sessions (${os.cpus().length} CPUs, Node ${process.version})`);
   console.table({
     'provisioned (API 201)': {
       value: `${provisionMs.length} in ${f(provisionedIn)} s = ${f(result.provisionsPerSecond, 1)}/s`,
