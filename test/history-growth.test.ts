@@ -77,11 +77,19 @@ describe('workflow history per reconnect', () => {
       // Still a working session: a message goes out after the blips.
       const sent = await stack.call('POST', '/api/send', { sessionId: 'hist2', to: '4915110004002', text: 'after' });
       assert.equal(sent.status, 202);
+      let last: unknown;
       await waitFor(
         'the message sent',
-        async () => (await stack.call('GET', `/api/messages/${sent.body.messageId}`)).body?.status === 'sent',
-        30_000,
-      );
+        async () => {
+          const m = await stack.call('GET', `/api/messages/${sent.body.messageId}`);
+          last = m.body;
+          // a delivery receipt can overtake the poll
+          return ['sent', 'delivered', 'read'].includes(m.body?.status as string);
+        },
+        60_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; the message: ${JSON.stringify(last)}`);
+      });
     });
   });
 

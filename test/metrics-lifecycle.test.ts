@@ -49,6 +49,13 @@ describe('metrics moved by a real session lifecycle', () => {
       30_000,
     );
     await stack.sim.sendInbound(S.phone, '15557773002', 'hello metrics');
+    // received before the restart below stops the worker that holds it
+    await waitFor('the inbound message counted', async () => {
+      const m = await scrape();
+      return (
+        m.value('wa_messages_total', { kind: 'received' }) - m0.value('wa_messages_total', { kind: 'received' }) >= 1
+      );
+    });
 
     const r = await stack.call('POST', `/api/sessions/${S.id}/restart`);
     assert.equal(r.status, 200, JSON.stringify(r.body));

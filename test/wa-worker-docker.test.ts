@@ -124,6 +124,7 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
       'PRESENCE_INTERVAL_MS=1000',
       '-e',
       'RECONNECT_BASE_MS=200',
+      '-e',
       'DISCONNECT_GRACE_MS=0',
       '-e',
       'PROXY_RECONNECT_MAX_MS=1000',
