@@ -5,6 +5,7 @@
  * and records the plaintext's SHA-256.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -54,6 +55,26 @@ function webp(): Buffer {
   const size = Buffer.alloc(4);
   size.writeUInt32LE(body.length);
   return Buffer.concat([Buffer.from('RIFF'), size, body]);
+}
+
+/** Two seconds of a 440 Hz tone encoded by ffmpeg (the system's, as the API uses). */
+function tone(format: 'mp3' | 'wav'): Buffer {
+  return execFileSync(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:duration=2',
+      '-f',
+      format,
+      'pipe:1',
+    ],
+    { maxBuffer: 16 * 1024 * 1024 },
+  );
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -137,6 +158,7 @@ for (const kind of ['disk', 's3'] as const)
         proxies: 1,
         extraEnv: {
           ANTIBAN_COLD_GAP_MS: '300',
+          ANTIBAN_COLD_DAILY: '1000',
           ANTIBAN_IDLE_POLL_MS: '500',
           ANTIBAN_BURST_COUNT: '1000',
           RATE_LIMIT_MAX_REQUESTS: '1000',
@@ -214,6 +236,8 @@ for (const kind of ['disk', 's3'] as const)
         assert.equal(m.mimetype, e.mimetype);
         assert.equal(m.caption, e.caption);
         assert.equal(m.fileName, e.fileName);
+        // an image carries its inline preview (Baileys makes it with sharp): a JPEG of a few KB at most
+        if (e.type === 'image') assert.ok(m.thumbnailBytes && m.thumbnailBytes < 64 * 1024, `${s.to}: thumbnail`);
       }
       assert.ok(stack.sim.media.uploadsReceived >= 4, 'uploads went to the simulator media host');
       // Baileys uploads through the session's SOCKS5 proxy (its outgoing side is bound to its own address)
@@ -280,16 +304,66 @@ for (const kind of ['disk', 's3'] as const)
       assert.ok(states('15559000022').includes('recording'), `voice: ${states('15559000022').join(',')}`);
       assert.ok(!states('15559000022').includes('composing'), 'a voice note is not typed');
       assert.ok(states('15559000021').includes('composing'), `audio: ${states('15559000021').join(',')}`);
-      // a voice note must be Opus: an MP3 is refused (no conversion yet)
-      const mp3Up = await upload(stack, mp3(), 'x.mp3', 'audio/mpeg');
+    });
+
+    it('MP3 and WAV sent as voice notes are converted to Opus in OGG (ffmpeg) and arrive as voice notes', async () => {
+      const sources = [
+        { to: '15559000025', name: 'note.mp3', mime: 'audio/mpeg', bytes: tone('mp3') },
+        { to: '15559000026', name: 'note.wav', mime: 'audio/wav', bytes: tone('wav') },
+      ];
+      served.set('/files/voice.mp3', { bytes: sources[0]!.bytes, type: 'audio/mpeg' });
+      for (const src of sources) {
+        const up = await upload(stack, src.bytes, src.name, src.mime);
+        assert.equal(up.status, 201, JSON.stringify(up.body));
+        assert.notEqual(up.body.mimeType, 'audio/ogg; codecs=opus');
+        const r = await stack.call('POST', '/api/send', {
+          sessionId: S.id,
+          to: src.to,
+          type: 'voice',
+          media: { uploadId: up.body.uploadId },
+        });
+        assert.equal(r.status, 202, `${src.name}: ${JSON.stringify(r.body)}`);
+      }
+      // and a voice note by URL
+      const byUrl = await stack.call('POST', '/api/send', {
+        sessionId: S.id,
+        to: '15559000027',
+        type: 'voice',
+        media: { url: `${filesUrl}/files/voice.mp3` },
+      });
+      assert.equal(byUrl.status, 202, JSON.stringify(byUrl.body));
+      const tos = [...sources.map((x) => x.to), '15559000027'];
+      await waitFor('3 voice notes', () => tos.every((to) => received(to).length >= 1), 60_000);
+      for (const to of tos) {
+        const m = received(to)[0]!.media!;
+        assert.equal(m.verified, true, `${to}: ${m.error}`);
+        assert.equal(m.type, 'voice');
+        assert.equal(m.ptt, true);
+        assert.equal(m.mimetype, 'audio/ogg; codecs=opus');
+        const head = Buffer.from(m.head, 'hex');
+        assert.equal(head.subarray(0, 4).toString('latin1'), 'OggS', `${to}: an Ogg stream`);
+        assert.ok(head.includes(Buffer.from('OpusHead')), `${to}: Opus inside`);
+      }
+      // audio that is not audio (random bytes behind an MP3 header) cannot be converted: 422, nothing queued
+      const junk = await upload(stack, mp3(), 'x.mp3', 'audio/mpeg');
       const v = await stack.call('POST', '/api/send', {
         sessionId: S.id,
-        to: '15559000025',
+        to: '15559000028',
         type: 'voice',
-        media: { uploadId: mp3Up.body.uploadId },
+        media: { uploadId: junk.body.uploadId },
       });
-      assert.equal(v.status, 415, JSON.stringify(v.body));
-      assert.match(v.body.error.message, /not converted/);
+      assert.equal(v.status, 422, JSON.stringify(v.body));
+      assert.equal(v.body.error.code, 'MEDIA_CONVERSION_FAILED');
+      assert.equal(v.body.error.field, 'media');
+      // an image is no voice note
+      const img = await upload(stack, png(8, 8), 'x.png', 'image/png');
+      const notAudio = await stack.call('POST', '/api/send', {
+        sessionId: S.id,
+        to: '15559000028',
+        type: 'voice',
+        media: { uploadId: img.body.uploadId },
+      });
+      assert.equal(notAudio.status, 415, JSON.stringify(notAudio.body));
     });
 
     it('a URL to a private, loopback or link-local address is refused (403) and nothing is fetched', async () => {
@@ -594,6 +668,9 @@ describe('media with the Docker runner: the worker container uploads through its
       assert.equal(m.sha256, sha(x.bytes));
     }
     assert.equal(got('15559100001')[0]!.media!.caption, 'from a container');
+    // the preview is made in the container too: sharp and its libraries are in the worker image
+    const thumb = got('15559100001')[0]!.media!.thumbnailBytes;
+    assert.ok(thumb && thumb > 100 && thumb < 64 * 1024, `thumbnail of the image: ${thumb}`);
     assert.equal(got('15559100002')[0]!.media!.fileName, 'offer.pdf');
     assert.deepEqual([...new Set(stack.sim.media.uploadSources)], [stack.proxies[0]!.bindAddress]);
   });
