@@ -69,20 +69,34 @@ class DiskMediaStore implements MediaStore {
     }
   }
   async read(key: string): Promise<Readable> {
-    return createReadStream(this.fileOf(key));
+    const file = this.fileOf(key);
+    // files written before the tenant folders sit directly in MEDIA_DIR: still served until they expire
+    const legacy = path.join(this.dir, key.split('/')[1]!);
+    const found = await fs.access(file).then(
+      () => file,
+      () =>
+        fs.access(legacy).then(
+          () => legacy,
+          () => file,
+        ),
+    );
+    return createReadStream(found);
   }
   async remove(key: string) {
     await fs.rm(this.fileOf(key), { force: true });
+    await fs.rm(path.join(this.dir, key.split('/')[1]!), { force: true });
   }
   async sweep(name: RegExp, ageMs: number, now = Date.now()) {
     let removed = 0;
     const tenants = await fs.readdir(this.dir, { withFileTypes: true }).catch(() => []);
-    for (const t of tenants) {
-      if (!t.isDirectory()) continue;
-      const folder = path.join(this.dir, t.name);
+    // MEDIA_DIR itself: files written before the tenant folders
+    for (const folder of [
+      this.dir,
+      ...tenants.filter((t) => t.isDirectory()).map((t) => path.join(this.dir, t.name)),
+    ]) {
       for (const file of await fs.readdir(folder).catch(() => [] as string[])) {
-        // partial files of a write that never finished go with the same age
-        if (!name.test(file.replace(/\.\d+\.[a-f0-9]{8}\.part$/, ''))) continue;
+        // partial files of a write that never finished go with the same age (and the old `.part` names)
+        if (!name.test(file.replace(/(\.\d+\.[a-f0-9]{8}|\.\d+\.\d+)?\.part$/, ''))) continue;
         const st = await fs.stat(path.join(folder, file)).catch(() => null);
         if (st && now - st.mtimeMs > ageMs) {
           await fs.rm(path.join(folder, file), { force: true });

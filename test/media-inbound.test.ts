@@ -423,14 +423,36 @@ describe('inbound media retention: the sweep removes files past MEDIA_RETENTION_
     const fresh = store.idFor('s1', 'NEW');
     const up = 'up_' + 'a'.repeat(32);
     for (const t of ['acme', 'other']) mkdirSync(path.join(dir, t));
-    const names = [`acme/${old}`, `acme/${fresh}`, `acme/${old}.123.0badcafe.part`, `other/${up}`, 'acme/notes.txt'];
-    for (const name of names) writeFileSync(path.join(dir, name), 'x');
+    // files written before the tenant folders sit in MEDIA_DIR itself: swept by the same rule, and still read
+    const legacyOld = store.idFor('s1', 'LEGACY-OLD');
+    const legacyFresh = store.idFor('s1', 'LEGACY-NEW');
+    const names = [
+      `acme/${old}`,
+      `acme/${fresh}`,
+      `acme/${old}.123.0badcafe.part`,
+      `other/${up}`,
+      'acme/notes.txt',
+      legacyOld,
+      `${legacyOld}.123.456.part`,
+      legacyFresh,
+    ];
+    for (const name of names) writeFileSync(path.join(dir, name), name);
     const threeHoursAgo = new Date(Date.now() - 3 * 3_600_000);
-    for (const name of names.filter((n) => !n.includes(fresh)))
+    for (const name of names.filter((n) => !n.includes(fresh) && n !== legacyFresh))
       utimesSync(path.join(dir, name), threeHoursAgo, threeHoursAgo);
-    assert.equal(await store.sweep(), 2);
+    assert.equal(await store.sweep(), 4);
     const left = ['acme', 'other'].flatMap((t) => readdirSync(path.join(dir, t)).map((n) => `${t}/${n}`));
     assert.deepEqual(left.sort(), [`acme/${fresh}`, 'acme/notes.txt', `other/${up}`].sort());
+    assert.deepEqual(
+      readdirSync(dir)
+        .filter((n) => !['acme', 'other'].includes(n))
+        .sort(),
+      [legacyFresh],
+    );
+    const legacy = await store.files.read(`acme/${legacyFresh}`);
+    assert.equal(Buffer.concat(await legacy.toArray()).toString(), legacyFresh);
+    const own = await store.files.read(`acme/${fresh}`);
+    assert.equal(Buffer.concat(await own.toArray()).toString(), `acme/${fresh}`);
     assert.notEqual(old, fresh);
     assert.equal(store.idFor('s1', 'OLD'), old, 'one id per session and message');
     assert.notEqual(store.idFor('s2', 'OLD'), old);
