@@ -67,6 +67,8 @@ export async function convertToVoice(
         `${field}: converting to a voice note took longer than ${config.MEDIA_CONVERT_TIMEOUT_MS} ms`,
         field,
       );
+    // the output passed the cap: that, not ffmpeg's broken pipe, is the answer
+    if (stored.status === 'rejected' && (stored.reason as ApiError).statusCode === 413) throw stored.reason;
     if (code.status === 'rejected') throw failed(`ffmpeg did not start: ${(code.reason as Error).message}`);
     if (code.value !== 0) {
       if (stored.status === 'fulfilled') await uploads.remove(stored.value);

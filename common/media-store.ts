@@ -72,13 +72,10 @@ class DiskMediaStore implements MediaStore {
     const file = this.fileOf(key);
     // files written before the tenant folders sit directly in MEDIA_DIR: still served until they expire
     const legacy = path.join(this.dir, key.split('/')[1]!);
+    // a missing file fails here (ENOENT), before the response has started
     const found = await fs.access(file).then(
       () => file,
-      () =>
-        fs.access(legacy).then(
-          () => legacy,
-          () => file,
-        ),
+      () => fs.access(legacy).then(() => legacy),
     );
     return createReadStream(found);
   }

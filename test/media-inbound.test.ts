@@ -18,7 +18,7 @@ import { getMediaKeys } from '@whiskeysockets/baileys';
 import type { Redis } from 'ioredis';
 import { InboundMediaStore } from '../api/media-inbound.js';
 import { loadConfig } from '../common/config.js';
-import { mediaStoreFor } from '../common/media-store.js';
+import { isMissing, mediaStoreFor } from '../common/media-store.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { sessionWebhookSecret } from '../common/session.js';
 import { startControlApi, type ControlApi } from '../simulator/control-api.js';
@@ -453,6 +453,8 @@ describe('inbound media retention: the sweep removes files past MEDIA_RETENTION_
     assert.equal(Buffer.concat(await legacy.toArray()).toString(), legacyFresh);
     const own = await store.files.read(`acme/${fresh}`);
     assert.equal(Buffer.concat(await own.toArray()).toString(), `acme/${fresh}`);
+    // a missing file fails when opened, before a response could start
+    await assert.rejects(store.files.read(`acme/in_${'0'.repeat(32)}`), (err) => isMissing(err));
     assert.notEqual(old, fresh);
     assert.equal(store.idFor('s1', 'OLD'), old, 'one id per session and message');
     assert.notEqual(store.idFor('s2', 'OLD'), old);
@@ -484,6 +486,7 @@ describe('inbound media retention: the sweep removes files past MEDIA_RETENTION_
     assert.deepEqual([...(await written()).keys()].sort(), [`acme/${fresh}`, `other/${up}`].sort());
     const back = await files.read(`acme/${fresh}`);
     assert.equal(Buffer.concat(await back.toArray()).toString(), 'new');
+    await assert.rejects(files.read(`acme/in_${'0'.repeat(32)}`), (err) => isMissing(err));
     await files.remove(`acme/${fresh}`);
     await files.remove(`other/${up}`);
     assert.deepEqual([...(await written()).keys()], []);
