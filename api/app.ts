@@ -25,6 +25,7 @@ import { deviceProfileRoutes } from './routes/device-profiles.js';
 import { sendRoutes } from './routes/send.js';
 import { mediaRoutes, workerMediaRoutes } from './routes/media.js';
 import { MediaUploads } from './media-uploads.js';
+import { mediaStoreFor } from '../common/media-store.js';
 import { InboundMediaStore } from './media-inbound.js';
 import { contactRoutes } from './routes/contacts.js';
 import { groupRoutes } from './routes/groups.js';
@@ -54,8 +55,9 @@ export async function buildApi(
   const { config, stores } = ctx;
   const keys = new ApiKeys(config, stores.redis);
   const bus = stores.events;
-  const uploads = new MediaUploads(stores.redis, config);
-  const inbound = new InboundMediaStore(stores.redis, config);
+  const media = mediaStoreFor(config);
+  const uploads = new MediaUploads(stores.redis, config, media);
+  const inbound = new InboundMediaStore(stores.redis, config, media);
   // Media files outlive their Redis records only until the next sweep.
   const sweep = setInterval(() => {
     void uploads.sweep().catch(() => undefined);

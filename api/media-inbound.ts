@@ -1,19 +1,17 @@
 /**
- * Inbound media (issue 16): the files of received messages, handed over by the session's worker. One file per
- * message under MEDIA_DIR (`in_<id>`, streamed there, capped, checked against the size and SHA-256 the worker signed)
+ * Inbound media (issue 16): the files of received messages, handed over by the session's worker. One object per
+ * message in the media store (`<tenant>/in_<id>`, streamed there, capped, checked against the size and SHA-256 the worker signed)
  * plus a tenant-scoped record in Redis; both kept MEDIA_RETENTION_HOURS. Customers download a file with their key
  * (`GET /api/media/:id`) or through a signed, expiring URL: HMAC-SHA256 over media id, tenant and expiry with a server
  * key (MEDIA_URL_SECRET), so the URL itself is the credential and names no tenant.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.js';
 import type { InboundMediaMeta } from '../common/media.js';
+import { mediaKey, type MediaStore } from '../common/media-store.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { ApiError } from './errors.js';
 
@@ -46,6 +44,7 @@ export class InboundMediaStore {
   constructor(
     private readonly redis: Redis,
     private readonly config: Config,
+    readonly files: MediaStore,
   ) {
     this.keys = redisKeys(config.REDIS_KEY_PREFIX);
     const root = config.MEDIA_URL_SECRET ?? config.WEBHOOK_SECRET;
@@ -65,10 +64,6 @@ export class InboundMediaStore {
     return `in_${mac.slice(0, 32)}`;
   }
 
-  private fileOf(mediaId: string): string {
-    return path.join(this.config.MEDIA_DIR, mediaId);
-  }
-
   /**
    * Streams `source` into the file of the message `meta` describes: refuses (413) past MEDIA_MAX_BYTES or the signed
    * size, and (400) bytes whose size or SHA-256 differ from what the worker signed.
@@ -82,10 +77,7 @@ export class InboundMediaStore {
     const max = Math.min(this.config.MEDIA_MAX_BYTES, meta.size);
     if (meta.size > this.config.MEDIA_MAX_BYTES)
       throw new ApiError(413, 'MEDIA_TOO_LARGE', `body: larger than ${this.config.MEDIA_MAX_BYTES} bytes`, 'body');
-    await mkdir(this.config.MEDIA_DIR, { recursive: true, mode: 0o700 });
     const mediaId = this.idFor(sessionId, meta.waMessageId);
-    const file = this.fileOf(mediaId);
-    const partial = `${file}.${process.pid}.${Date.now()}.part`;
     const hash = createHash('sha256');
     let size = 0;
     const meter = new Transform({
@@ -98,15 +90,17 @@ export class InboundMediaStore {
         hash.update(chunk);
         done(null, chunk);
       },
+      // before the store commits: bytes that are not what the worker signed never replace a stored file
+      flush(done) {
+        if (size !== meta.size || hash.digest('hex') !== meta.sha256)
+          done(new ApiError(400, 'MEDIA_MISMATCH', 'body: size or SHA-256 differ from the signed description', 'body'));
+        else done();
+      },
     });
     try {
-      await pipeline(source, meter, createWriteStream(partial, { mode: 0o600 }));
-      if (size !== meta.size || hash.digest('hex') !== meta.sha256)
-        throw new ApiError(400, 'MEDIA_MISMATCH', 'body: size or SHA-256 differ from the signed description', 'body');
-      await rename(partial, file);
+      await this.files.write(mediaKey(tenant, mediaId), source, [meter]);
     } catch (err) {
       source.resume();
-      await rm(partial, { force: true });
       throw err;
     }
     const record: InboundMediaRecord = {
@@ -133,8 +127,8 @@ export class InboundMediaStore {
     return tenant === undefined || record.tenant === tenant ? record : null;
   }
 
-  open(mediaId: string): Readable {
-    return createReadStream(this.fileOf(mediaId));
+  open(record: InboundMediaRecord): Promise<Readable> {
+    return this.files.read(mediaKey(record.tenant, record.mediaId));
   }
 
   private signature(mediaId: string, tenant: string, expires: number): string {
@@ -171,18 +165,7 @@ export class InboundMediaStore {
   }
 
   /** Removes inbound files older than the retention (their records expired in Redis already). */
-  async sweep(now = Date.now()): Promise<number> {
-    let removed = 0;
-    const names = await readdir(this.config.MEDIA_DIR).catch(() => [] as string[]);
-    for (const name of names) {
-      if (!/^in_[a-f0-9]{32}(\..*\.part)?$/.test(name)) continue;
-      const file = path.join(this.config.MEDIA_DIR, name);
-      const st = await stat(file).catch(() => null);
-      if (st && now - st.mtimeMs > this.retentionMs) {
-        await rm(file, { force: true });
-        removed++;
-      }
-    }
-    return removed;
+  sweep(now = Date.now()): Promise<number> {
+    return this.files.sweep(/^in_[a-f0-9]{32}$/, this.retentionMs, now);
   }
 }

@@ -1,22 +1,21 @@
 /**
- * Uploaded media (issue 16): each upload is one file under MEDIA_DIR (streamed there, never whole in memory, the
- * size cap enforced while streaming) plus a tenant-scoped metadata record in Redis (TTL MEDIA_UPLOAD_TTL_MS). The
+ * Uploaded media (issue 16): each upload is one object in the media store (common/media-store.ts: MEDIA_DIR or an S3
+ * bucket; streamed there, never whole in memory, the size cap enforced while streaming) plus a tenant-scoped
+ * metadata record in Redis (TTL MEDIA_UPLOAD_TTL_MS). The
  * MIME type is sniffed from the content (file-type); a file whose content contradicts the type it claims is refused.
  * Media URLs are fetched with the customer-webhook SSRF rules (common/net-policy.ts): pinned checked addresses, no
  * redirects, the admin allow-list CLIENT_WEBHOOK_ALLOW_HOSTS.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.js';
+import { mediaKey, type MediaStore } from '../common/media-store.js';
 import { isForbiddenAddress, parseTenantUrl, pinnedLookup, UrlRefusedError } from '../common/net-policy.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { ApiError } from './errors.js';
@@ -103,27 +102,22 @@ export class MediaUploads {
   constructor(
     private readonly redis: Redis,
     private readonly config: Config,
+    readonly files: MediaStore,
   ) {
     this.keys = redisKeys(config.REDIS_KEY_PREFIX);
-  }
-
-  private fileOf(uploadId: string): string {
-    return path.join(this.config.MEDIA_DIR, uploadId);
   }
 
   /**
    * Streams `source` into a new upload: counts and hashes every chunk, keeps the first bytes for sniffing, stops
    * with 413 as soon as the cap is passed (the partial file removed).
    */
-  async store(
+  async put(
     tenant: string,
     source: Readable,
     claim: { mimeType?: string; fileName?: string; field: string },
   ): Promise<UploadRecord> {
-    await mkdir(this.config.MEDIA_DIR, { recursive: true, mode: 0o700 });
     const uploadId = `up_${randomBytes(16).toString('hex')}`;
-    const file = this.fileOf(uploadId);
-    const partial = `${file}.part`;
+    const key = mediaKey(tenant, uploadId);
     const max = this.config.MEDIA_MAX_BYTES;
     const hash = createHash('sha256');
     const head: Buffer[] = [];
@@ -148,12 +142,13 @@ export class MediaUploads {
         done(null, chunk);
       },
     });
+    let written = false;
     try {
-      await pipeline(source, meter, createWriteStream(partial, { mode: 0o600 }));
+      await this.files.write(key, source, [meter]);
+      written = true;
       if (size === 0) throw new ApiError(400, 'VALIDATION_ERROR', `${claim.field}: the file is empty`, claim.field);
       const sniffed = await fileTypeFromBuffer(Buffer.concat(head));
       const type = resolveMime(sniffed?.mime, claimedType(claim.mimeType, claim.fileName), claim.field);
-      await rename(partial, file);
       const record: UploadRecord = {
         uploadId,
         tenant,
@@ -173,8 +168,7 @@ export class MediaUploads {
       return record;
     } catch (err) {
       source.resume();
-      await rm(partial, { force: true });
-      await rm(file, { force: true });
+      if (written) await this.files.remove(key).catch(() => undefined);
       throw err;
     }
   }
@@ -187,8 +181,8 @@ export class MediaUploads {
     return tenant === undefined || record.tenant === tenant ? record : null;
   }
 
-  open(uploadId: string): Readable {
-    return createReadStream(this.fileOf(uploadId));
+  open(record: UploadRecord): Promise<Readable> {
+    return this.files.read(mediaKey(record.tenant, record.uploadId));
   }
 
   /**
@@ -253,7 +247,7 @@ export class MediaUploads {
     }
     const fileName = decodeURIComponent(url.pathname.split('/').pop() ?? '') || undefined;
     try {
-      return await this.store(tenant, res, {
+      return await this.put(tenant, res, {
         mimeType: res.headers['content-type'],
         ...(fileName ? { fileName } : {}),
         field,
@@ -263,19 +257,13 @@ export class MediaUploads {
     }
   }
 
-  /** Removes upload files older than the upload lifetime (their records expired in Redis already). */
-  async sweep(now = Date.now()): Promise<number> {
-    let removed = 0;
-    const names = await readdir(this.config.MEDIA_DIR).catch(() => [] as string[]);
-    for (const name of names) {
-      if (!/^up_[a-f0-9]{32}(\.part)?$/.test(name)) continue;
-      const file = path.join(this.config.MEDIA_DIR, name);
-      const st = await stat(file).catch(() => null);
-      if (st && now - st.mtimeMs > this.config.MEDIA_UPLOAD_TTL_MS) {
-        await rm(file, { force: true });
-        removed++;
-      }
-    }
-    return removed;
+  async remove(record: UploadRecord): Promise<void> {
+    await this.redis.del(this.keys.mediaUpload(record.uploadId));
+    await this.files.remove(mediaKey(record.tenant, record.uploadId));
+  }
+
+  /** Removes uploads older than the upload lifetime (their records expired in Redis already). */
+  sweep(now = Date.now()): Promise<number> {
+    return this.files.sweep(/^up_[a-f0-9]{32}$/, this.config.MEDIA_UPLOAD_TTL_MS, now);
   }
 }

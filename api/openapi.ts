@@ -712,7 +712,7 @@ export const OPERATIONS: Operation[] = [
         },
       },
     },
-    errors: [404, 409, 413, 415, 422, 429],
+    errors: [404, 409, 413, 415, 422, 429, 504],
   },
   {
     method: 'get',

@@ -283,8 +283,27 @@ export const configSchema = z.object({
   // --- Media (issue 16) ---
   /** Where uploaded media waits for its send (local disk; one file per upload). */
   MEDIA_DIR: z.string().min(1).default('./media'),
+  /** Where media bytes live: `disk` (MEDIA_DIR) or `s3` (the S3_* endpoint and credentials, shared with backups). */
+  MEDIA_STORE: z.enum(['disk', 's3']).default('disk'),
+  /** Bucket of media with MEDIA_STORE=s3 (unset: S3_BUCKET); created if missing. */
+  MEDIA_S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 of a-z 0-9 . -)')
+    .optional(),
+  /** Key prefix of media objects (`<prefix><tenant>/<id>`). */
+  MEDIA_S3_PREFIX: z
+    .string()
+    .default('media/')
+    .refine(
+      (s) => s === '' || /^[A-Za-z0-9!_.*'()/-]{0,200}\/$/.test(s),
+      'must be empty or end with / (safe characters)',
+    ),
   /** Largest media file accepted by POST /api/media or fetched from a URL (WhatsApp's document limit: 2 GB). */
   MEDIA_MAX_BYTES: int(100 * 1024 * 1024, 1),
+  /** Time limit of converting audio to a voice note (Opus in OGG) with ffmpeg. */
+  MEDIA_CONVERT_TIMEOUT_MS: int(60_000, 100),
+  /** The ffmpeg binary that converts voice notes (Debian `ffmpeg`). */
+  FFMPEG_PATH: z.string().min(1).default('ffmpeg'),
   /** How long an upload stays usable (and on disk) after it was made. */
   MEDIA_UPLOAD_TTL_MS: int(86_400_000, 1_000),
   /** Time limit of fetching a media URL. */
@@ -381,6 +400,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (parsed.success && parsed.data.BACKUP_STORE === 's3') {
     if (!parsed.data.S3_BUCKET) problems.push({ variable: 'S3_BUCKET', message: 'is required with BACKUP_STORE=s3' });
     if (!parsed.data.S3_ACCESS_KEY_ID !== !parsed.data.S3_SECRET_ACCESS_KEY)
+      problems.push({
+        variable: parsed.data.S3_ACCESS_KEY_ID ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID',
+        message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together',
+      });
+  }
+  if (parsed.success && parsed.data.MEDIA_STORE === 's3') {
+    if (!parsed.data.MEDIA_S3_BUCKET && !parsed.data.S3_BUCKET)
+      problems.push({ variable: 'MEDIA_S3_BUCKET', message: 'is required with MEDIA_STORE=s3 (or S3_BUCKET)' });
+    if (!parsed.data.S3_ACCESS_KEY_ID !== !parsed.data.S3_SECRET_ACCESS_KEY && parsed.data.BACKUP_STORE !== 's3')
       problems.push({
         variable: parsed.data.S3_ACCESS_KEY_ID ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID',
         message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together',

@@ -1,7 +1,7 @@
 /**
  * Media (issue 16): the types a message can carry, the descriptor that travels with a queued message (Redis,
  * outbox), the worker's signed fetch of the bytes, and inbound media the worker hands to the API. The bytes
- * themselves never go through Redis or Temporal: they stay in the API's MEDIA_DIR.
+ * themselves never go through Redis or Temporal: they stay in the API's media store (common/media-store.ts).
  *
  *   POST …/sessions/:id/media          {uploadId}   → 200 application/octet-stream (the file) | 404
  *   POST …/sessions/:id/inbound-media  the decrypted file (application/octet-stream), its description in the
@@ -19,7 +19,7 @@ export const INLINE_MIME: Record<Exclude<MediaType, 'document'>, readonly string
   image: ['image/jpeg', 'image/png'],
   video: ['video/mp4', 'video/3gpp'],
   audio: ['audio/mpeg', 'audio/mp4', 'audio/ogg', 'audio/aac', 'audio/amr'],
-  // a voice note is Opus in OGG (what the phone records); conversion of other audio is not done yet
+  // a voice note is Opus in OGG (what the phone records); the API converts other audio (api/media-convert.ts)
   voice: ['audio/ogg; codecs=opus'],
   sticker: ['image/webp'],
 };

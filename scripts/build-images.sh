@@ -42,7 +42,13 @@ build_local_base() {
   node_bin="$(readlink -f "$(command -v node)")"
   [[ "$("$node_bin" --version)" == "v$NODE_MAJOR."* ]] ||
     { log "$LOCAL_BASE needs Node $NODE_MAJOR, found $node_bin $("$node_bin" --version): run bash scripts/services.sh or pass BASE_IMAGE=node:24-bookworm-slim"; exit 1; }
-  libs="$(ldd "$node_bin" | awk '/=>/ { print $3 } !/=>/ && $1 ~ /^\// { print $1 }' | sort -u)"
+  # The system libraries node links, and those of the native addon the worker loads (sharp's libvips: libresolv).
+  libs="$(
+    for bin in "$node_bin" "$ROOT"/node_modules/@img/sharp-linux-*/lib/*.node; do
+      [[ -f "$bin" ]] || continue
+      ldd "$bin"
+    done | awk '/=>/ && $3 ~ /^\// && $3 !~ /node_modules/ { print $3 } !/=>/ && $1 ~ /^\/.*[^:]$/ { print $1 }' | sort -u
+  )"
   fingerprint="$(
     {
       echo "base-v1"

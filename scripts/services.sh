@@ -61,8 +61,10 @@ wait_for() {
 
 # Every missing Debian package in one apt-get call: Redis; Docker and docker-compose (validates
 # docker-compose.yml; the Compose v2 plugin is not packaged in Debian 12); Chromium for the dashboard's browser
-# test (test/dashboard.test.ts drives it with playwright-core).
+# test (test/dashboard.test.ts drives it with playwright-core); ffmpeg, with which the API converts voice notes to
+# Opus in OGG.
 missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

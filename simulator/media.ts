@@ -57,6 +57,12 @@ export interface RecordedMedia {
   /** every check passed (MAC, fileEncSha256, fileSha256, fileLength); otherwise `error` says which failed */
   verified: boolean;
   error?: string;
+  /** audio sent as a voice note (push to talk) */
+  ptt: boolean;
+  /** size of the inline JPEG preview (jpegThumbnail) the message carries; null: none */
+  thumbnailBytes: number | null;
+  /** the first 64 bytes of the plaintext (hex), to tell what the file is (OggS/OpusHead, JPEG, ...) */
+  head: string;
 }
 
 interface Certificate {
@@ -247,13 +253,16 @@ export class MediaServer {
       proto.Message.IAudioMessage;
     const kind = KINDS[field];
     const type: RecordedMedia['type'] = field === 'audioMessage' && m.ptt ? 'voice' : kind.type;
+    const thumb = (m as proto.Message.IImageMessage).jpegThumbnail;
     const base = {
       type,
       mimetype: m.mimetype ?? null,
       caption: m.caption ?? null,
       fileName: m.fileName ?? null,
+      ptt: Boolean(m.ptt),
+      thumbnailBytes: thumb && thumb.length > 0 ? thumb.length : null,
     };
-    const fail = (error: string): RecordedMedia => ({ ...base, size: 0, sha256: '', verified: false, error });
+    const fail = (error: string): RecordedMedia => ({ ...base, size: 0, sha256: '', head: '', verified: false, error });
     if (!m.mediaKey || !m.fileEncSha256 || !m.fileSha256) return fail('mediaKey, fileEncSha256 or fileSha256 missing');
     const token = b64url(Buffer.from(m.fileEncSha256));
     const enc = this.uploads.get(token);
@@ -275,7 +284,12 @@ export class MediaServer {
       return fail('could not decrypt');
     }
     const sha256 = createHash('sha256').update(plain).digest();
-    const recorded = { ...base, size: plain.length, sha256: sha256.toString('hex') };
+    const recorded = {
+      ...base,
+      size: plain.length,
+      sha256: sha256.toString('hex'),
+      head: plain.subarray(0, 64).toString('hex'),
+    };
     if (!sha256.equals(Buffer.from(m.fileSha256)))
       return { ...recorded, verified: false, error: 'fileSha256 mismatch' };
     if (m.fileLength !== undefined && m.fileLength !== null && Number(m.fileLength) !== plain.length)

@@ -86,6 +86,37 @@ describe('configuration schema', () => {
     }
   });
 
+  it('MEDIA_STORE=s3 needs a bucket (its own or S3_BUCKET) and credentials set together; disk stays the default', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig({ ...base, ...env });
+        return [];
+      } catch (err) {
+        assert.ok(err instanceof ConfigError);
+        return err.problems.map((p) => `${p.variable}: ${p.message}`);
+      }
+    };
+    const d = loadConfig({ ...base });
+    assert.equal(d.MEDIA_STORE, 'disk');
+    assert.equal(d.MEDIA_S3_PREFIX, 'media/');
+    assert.deepEqual(problems({ MEDIA_STORE: 's3' }), [
+      'MEDIA_S3_BUCKET: is required with MEDIA_STORE=s3 (or S3_BUCKET)',
+    ]);
+    assert.deepEqual(problems({ MEDIA_STORE: 's3', S3_BUCKET: 'shared-b', S3_ACCESS_KEY_ID: 'AKIA1' }), [
+      'S3_SECRET_ACCESS_KEY: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together',
+    ]);
+    assert.deepEqual(
+      problems({ MEDIA_STORE: 'nfs', MEDIA_S3_BUCKET: 'Bad_Bucket', MEDIA_S3_PREFIX: 'x' }).map((p) => p.split(':')[0]),
+      ['MEDIA_STORE', 'MEDIA_S3_BUCKET', 'MEDIA_S3_PREFIX'],
+    );
+    // with BACKUP_STORE=s3 too, the credentials problem is named once
+    assert.equal(
+      problems({ MEDIA_STORE: 's3', BACKUP_STORE: 's3', S3_BUCKET: 'shared-b', S3_ACCESS_KEY_ID: 'AKIA1' }).length,
+      1,
+    );
+    assert.equal(loadConfig({ ...base, MEDIA_STORE: 's3', MEDIA_S3_BUCKET: 'wa-media' }).MEDIA_S3_BUCKET, 'wa-media');
+  });
+
   it('BACKUP_STORE=s3 needs a bucket, credentials set together and a valid endpoint; local stays the default', () => {
     assert.equal(loadConfig({ ...base }).BACKUP_STORE, 'local');
     const problems = (env: Record<string, string>) => {

@@ -29,6 +29,7 @@ import { loginUrlOf } from '../common/worker-login.js';
 import { LoginGate } from './login-gate.js';
 import { WebhookReporter } from './webhooks.js';
 import { InboundMediaHandler } from './inbound-media.js';
+import { thumbnailsAvailable } from './thumbnails.js';
 import { InboundPending } from './inbound-pending.js';
 import { WorkerFence } from './fence.js';
 import { FENCED_EXIT_CODE } from '../common/worker-fence.js';
@@ -239,6 +240,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       // no '@' in the value: the log redactor would read `…:…@` as credentials
       engine: ENGINE_NAME.replace(/^@/, ''),
       engineVersion: ENGINE_VERSION,
+      thumbnails: await thumbnailsAvailable(),
     },
     'wa-worker starting',
   );

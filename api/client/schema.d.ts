@@ -3392,6 +3392,15 @@ export interface operations {
           'application/json': components['schemas']['Error'];
         };
       };
+      /** @description accepted, but the result did not come in time (ask again shortly) */
+      504: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
     };
   };
   getMessage: {

@@ -5,7 +5,7 @@
  *   POST /api/worker/sessions/:id/media {uploadId}  (signed)  → 200 the bytes (the session's tenant's uploads only)
  *   POST /api/worker/sessions/:id/inbound-media  (signed; the file as the body, described in `x-wa-media`)
  *        → 201 {mediaId}
- * The upload is streamed to MEDIA_DIR (api/media-uploads.ts); a declared Content-Length over the cap is refused
+ * The upload is streamed to the media store (api/media-uploads.ts); a declared Content-Length over the cap is refused
  * before a byte is read. Inbound files: api/media-inbound.ts.
  */
 import type { Readable } from 'node:stream';
@@ -18,6 +18,7 @@ import {
   InboundMediaMetaSchema,
   MediaFetchRequestSchema,
 } from '../../common/media.js';
+import { isMissing } from '../../common/media-store.js';
 import { isSignedUrlRequest, tenantOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, parseInput, zodToApiError } from '../errors.js';
@@ -57,7 +58,12 @@ const rfc5987 = (name: string) =>
   encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** An inbound file's bytes, with what a browser needs to save it (never to render it on the API's origin). */
-function sendFile(reply: FastifyReply, inbound: InboundMediaStore, record: InboundMediaRecord) {
+async function sendFile(reply: FastifyReply, inbound: InboundMediaStore, record: InboundMediaRecord) {
+  const body = await inbound.open(record).catch((err: unknown) => {
+    // the record outlived its bytes (removed from the store by hand): as if it had expired
+    if (isMissing(err)) throw new ApiError(404, 'MEDIA_NOT_FOUND', `media ${record.mediaId} not found`, 'id');
+    throw err;
+  });
   const name = record.fileName ?? record.mediaId;
   return reply
     .header('content-type', record.mimetype)
@@ -65,7 +71,7 @@ function sendFile(reply: FastifyReply, inbound: InboundMediaStore, record: Inbou
     .header('x-content-type-options', 'nosniff')
     .header('cache-control', 'private, no-store')
     .header('content-disposition', `attachment; filename*=UTF-8''${rfc5987(name)}`)
-    .send(inbound.open(record.mediaId));
+    .send(body);
 }
 
 export function mediaRoutes(ctx: ApiContext, uploads: MediaUploads, inbound: InboundMediaStore) {
@@ -118,7 +124,7 @@ export function mediaRoutes(ctx: ApiContext, uploads: MediaUploads, inbound: Inb
       if (!part || part.fieldname !== 'file')
         throw new ApiError(400, 'VALIDATION_ERROR', 'file: a part named "file" is required', 'file');
       const record = await uploads
-        .store(tenantOf(request.principal), part.file, {
+        .put(tenantOf(request.principal), part.file, {
           mimeType: part.mimetype,
           ...(part.filename ? { fileName: part.filename } : {}),
           field: 'file',
@@ -194,10 +200,14 @@ export function workerMediaRoutes(ctx: ApiContext, uploads: MediaUploads, inboun
       const session = await ctx.stores.sessions.get(sessionId);
       const record = session ? await uploads.get(uploadId, session.tenant) : null;
       if (!record) throw new ApiError(404, 'UPLOAD_NOT_FOUND', `upload ${uploadId} not found`, 'uploadId');
+      const body = await uploads.open(record).catch((err: unknown) => {
+        if (isMissing(err)) throw new ApiError(404, 'UPLOAD_NOT_FOUND', `upload ${uploadId} not found`, 'uploadId');
+        throw err;
+      });
       return reply
         .header('content-type', 'application/octet-stream')
         .header('content-length', String(record.size))
-        .send(uploads.open(uploadId));
+        .send(body);
     });
   };
 }

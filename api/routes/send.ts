@@ -19,6 +19,7 @@ import { reaches, requireAdmin, sessionNotFound, type Principal } from '../auth.
 import type { ApiContext } from '../context.js';
 import type { DispatchWaker } from '../dispatch-waker.js';
 import { ApiError, parseInput } from '../errors.js';
+import { convertibleToVoice, convertToVoice } from '../media-convert.js';
 import type { MediaUploads } from '../media-uploads.js';
 
 /** Where the bytes of a media message come from: an earlier POST /api/media, or a URL the API fetches. */
@@ -134,7 +135,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
   async function mediaFor(body: z.infer<typeof SendBodySchema>, tenant: string): Promise<OutboxMedia> {
     const type = body.type!;
     const source = body.media!;
-    const record =
+    let record =
       'uploadId' in source
         ? await uploads.get(source.uploadId, tenant)
         : await uploads.fromUrl(tenant, source.url, 'media.url');
@@ -145,6 +146,10 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
         `upload ${'uploadId' in source ? source.uploadId : ''} not found`,
         'media.uploadId',
       );
+    // other audio becomes a voice note here, once, before it is queued (the worker sends what it is given)
+    if (type === 'voice' && !body.mimeType && convertibleToVoice(record.mimeType)) {
+      record = await convertToVoice(uploads, config, record, 'media');
+    }
     let mimeType = record.mimeType;
     if (body.mimeType) {
       const declared = body.mimeType.toLowerCase();
@@ -158,7 +163,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
         415,
         'MEDIA_TYPE_MISMATCH',
         `media: a ${type} must be ${INLINE_MIME[type].join(' or ')}, the file is ${mimeType}` +
-          (type === 'voice' ? ' (voice notes are not converted yet: send Opus in OGG)' : ''),
+          (type === 'voice' ? ' (audio is converted; this is not audio)' : ''),
         'media',
       );
     const fileName = body.fileName ?? (type === 'document' ? (record.fileName ?? undefined) : undefined);
@@ -198,7 +203,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
         .update(
           media
             ? // the same source (upload or URL) again is the same message; the bytes of a URL are fetched each time
-              `${sessionId}\n${body.to}\nmedia:${media.type}:${'url' in body.media! ? body.media.url : media.uploadId}\n${body.caption ?? ''}\n${media.fileName ?? ''}`
+              `${sessionId}\n${body.to}\nmedia:${media.type}:${'url' in body.media! ? body.media.url : body.media!.uploadId}\n${body.caption ?? ''}\n${media.fileName ?? ''}`
             : `${sessionId}\n${body.to}\n${body.text}`,
         )
         .digest('hex');
