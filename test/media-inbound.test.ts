@@ -272,6 +272,8 @@ for (const kind of ['disk', 's3'] as const)
         const { pid } = JSON.parse(readFileSync(path.join(stack.runDir(), `${S.id}.json`), 'utf8')) as { pid: number };
         const logins = stack.sim.connections(S.phone).length;
         process.kill(pid, 'SIGKILL');
+        // The killed worker's download stays unanswered; the restarted worker's must not be held.
+        stack.sim.media.holdDownloads = false;
         await waitFor('the restarted worker logging in', () => stack.sim.connections(S.phone).length > logins, 60_000);
       } finally {
         stack.sim.media.holdDownloads = false;
