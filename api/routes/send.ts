@@ -101,7 +101,16 @@ export const SendBodySchema = documentAs(
       reaction: z
         .object({
           messageId: TargetIdSchema,
-          emoji: z.string().max(16, 'must be one emoji (at most 16 characters); empty removes the reaction'),
+          // counted in code points, as the JSON Schema's maxLength counts
+          emoji: documentAs(
+            z
+              .string()
+              .refine(
+                (e) => [...e].length <= 16,
+                'must be one emoji (at most 16 characters); empty removes the reaction',
+              ),
+            { type: 'string', maxLength: 16 },
+          ),
         })
         .strict()
         .optional(),
@@ -213,6 +222,8 @@ export const SendBodySchema = documentAs(
 /** POST /api/messages/:id/edit: the new text of one of our text messages. */
 export const EditBodySchema = z
   .object({
+    /** with a WhatsApp message id instead of ours: the session that has it */
+    sessionId: SessionIdSchema.optional(),
     text: z
       .string({ required_error: 'text is required', invalid_type_error: 'must be a string' })
       .min(1, 'must not be empty (1-4096 characters)')
@@ -501,7 +512,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
       const { id } = parseInput(ActionParams, request.params, 'params');
       const body = parseInput(EditBodySchema, request.body, 'body');
       const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'], body.idempotencyKey);
-      const { m, session, key } = await ownSent(request.principal, id, undefined, 'edit');
+      const { m, session, key } = await ownSent(request.principal, id, body.sessionId, 'edit');
       const extra: OutboxExtra = { action: { kind: 'edit', key } };
       return acceptAndQueue(request, reply, {
         tenant: session.tenant,
