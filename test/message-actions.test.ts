@@ -75,6 +75,8 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
         TENANT_API_KEYS: `acme:${TENANT_KEY},other:${OTHER_KEY}`,
         CLIENT_WEBHOOK_POLL_MS: '100',
         ANTIBAN_COLD_GAP_MS: '300',
+        // more sends than a cold number's daily cap (10): the cap itself is not under test here
+        ANTIBAN_COLD_DAILY: '200',
         ANTIBAN_IDLE_POLL_MS: '500',
         ANTIBAN_BURST_COUNT: '1000',
         RATE_LIMIT_MAX_REQUESTS: '1000',
