@@ -251,7 +251,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     const e = await stack.call('POST', `/api/messages/${theirs}/edit`, { text: 'x', sessionId: S.id }, TENANT_KEY);
     assert.equal(e.status, 403, JSON.stringify(e.body));
     const noSession = await stack.call('POST', `/api/messages/${theirs}/edit`, { text: 'x' }, TENANT_KEY);
-    assert.equal(noSession.status, 400, JSON.stringify(noSession.body));
+    assert.equal(noSession.status, 404, JSON.stringify(noSession.body));
     assert.equal(noSession.body.error.field, 'sessionId', 'a WhatsApp id needs its session');
     const unknownWa = await stack.call(
       'POST',

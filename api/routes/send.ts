@@ -475,8 +475,14 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
     async function ownSent(principal: Principal, id: string, sessionId: string | undefined, what: 'edit' | 'revoke') {
       if (!id.startsWith('msg_')) {
         // A WhatsApp id: a message the session received is someone else's; it cannot be edited or revoked.
+        // Not found rather than malformed: the id is well-formed, only the session to look it up in is missing.
         if (!sessionId)
-          throw new ApiError(400, 'VALIDATION_ERROR', 'sessionId: required with a WhatsApp message id', 'sessionId');
+          throw new ApiError(
+            404,
+            'MESSAGE_NOT_FOUND',
+            `message ${id} not found: a WhatsApp message id is looked up in the session given as sessionId`,
+            'sessionId',
+          );
         await sessionFor(principal, sessionId);
         const [inbound] = await commands.inboundChats(sessionId, [id]);
         if (!inbound) throw new ApiError(404, 'MESSAGE_NOT_FOUND', `message ${id} not found`, 'id');
