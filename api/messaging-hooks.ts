@@ -10,6 +10,7 @@ import { statusEventData } from '../state/messages.js';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import type { WebhookEnvelope } from '../common/events.js';
 import type { InboundMediaEvent } from '../common/media.js';
+import { CUSTOMER_ACTION_EVENT } from '../common/message-actions.js';
 import { replanSignal, wakeSignal } from '../workflows/dispatcher.js';
 import { REJECTED_COLD_OUTREACH } from '../common/outbox.js';
 import type { ApiContext } from './context.js';
@@ -42,8 +43,14 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
   const { config, temporal } = ctx;
   const { sessions, messages, commands, clientWebhooks: hooks } = ctx.stores;
   /** Indexes the inbound message (for POST …/read) and, with auto-read on, queues its read receipt after a delay. */
-  async function rememberInbound(sessionId: string, waMessageId: string, chat: string, participant?: string) {
-    await commands.recordInbound(sessionId, waMessageId, chat, config.MESSAGE_RETENTION_MS, participant);
+  async function rememberInbound(
+    sessionId: string,
+    waMessageId: string,
+    chat: string,
+    participant: string | undefined,
+    text: string,
+  ) {
+    await commands.recordInbound(sessionId, waMessageId, chat, config.MESSAGE_RETENTION_MS, participant, text);
     const limits = await messages.limits(sessionId);
     if (!limits.autoRead) return;
     const delay = limits.readDelayMinMs + Math.random() * (limits.readDelayMaxMs - limits.readDelayMinMs);
@@ -103,9 +110,29 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
           }
           return;
         }
-        if (event.type !== 'MESSAGE_RECEIVED' && !SESSION_EVENTS.has(event.type)) return;
+        if (event.type !== 'MESSAGE_RECEIVED' && event.type !== 'MESSAGE_ACTION' && !SESSION_EVENTS.has(event.type))
+          return;
         const session = await sessions.get(event.sessionId);
         if (!session) return;
+        if (event.type === 'MESSAGE_ACTION') {
+          const d = event.data;
+          await hooks.enqueue(session.tenant, CUSTOMER_ACTION_EVENT[d.kind], {
+            sessionId: event.sessionId,
+            messageId: d.messageId,
+            // our id when the target is a message we sent (and the worker still knows it), else its WhatsApp id
+            targetMessageId: d.targetOutboxId ?? d.targetId,
+            targetWaMessageId: d.targetId,
+            targetFromMe: d.targetFromMe,
+            from: d.from,
+            fromPhone: d.fromPhone ?? null,
+            fromLid: d.fromLid ?? null,
+            group: d.group ?? null,
+            ...(d.kind === 'reaction' ? { emoji: d.emoji ?? '' } : {}),
+            ...(d.kind === 'edit' ? { text: d.text ?? '' } : {}),
+            timestamp: d.timestamp,
+          });
+          return;
+        }
         if (event.type === 'MESSAGE_RECEIVED') {
           const { group } = event.data;
           await rememberInbound(
@@ -113,6 +140,7 @@ function createMessagingHooks(ctx: ApiContext, logger: Logger, inbound: InboundM
             event.data.messageId,
             group ?? event.data.chat ?? jidOf(event.data.from),
             group ? jidOf(event.data.from) : undefined,
+            event.data.text,
           );
           const media = event.data.media ? await customerMedia(session.tenant, event.data.media) : undefined;
           await hooks.enqueue(session.tenant, 'message.received', {

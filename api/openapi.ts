@@ -13,6 +13,7 @@ import { ProvisionBodySchema, SESSION_STATUSES } from '../common/session.js';
 import { DeviceProfileBodySchema } from '../common/device-profiles.js';
 import { LimitsOverrideSchema, TRUST_LEVELS } from '../common/anti-ban.js';
 import { OutboxMediaSchema } from '../common/media.js';
+import { OutboxExtraSchema } from '../common/message-actions.js';
 import { documentAs } from '../common/json-schema.js';
 import { CLIENT_EVENT_TYPES, ClientWebhookConfigSchema } from '../state/client-webhooks.js';
 import { LIVE_EVENT_TYPES } from '../state/events-bus.js';
@@ -148,6 +149,8 @@ const Message = z
     text: z.string(),
     /** a media message: what it sends (text is then its caption) */
     media: OutboxMediaSchema.optional(),
+    /** a reaction, location, contact, edit or revoke (`action`) and/or the message a reply quotes (`quoted`) */
+    extra: OutboxExtraSchema.optional(),
     status: z.enum(MESSAGE_STATUSES),
     plannedAt: nullable(z.number()),
     createdAt: z.number(),
@@ -686,7 +689,11 @@ export const OPERATIONS: Operation[] = [
     method: 'post',
     path: '/api/send',
     operationId: 'sendMessage',
-    summary: 'Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher',
+    summary:
+      'Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher. A text, ' +
+      'a media message, a reaction (`type: reaction`, `reaction: {messageId, emoji}`; an empty emoji removes it; ' +
+      "the chat is the message's), a location or contact card(s); `replyTo` quotes a message (our msg_… id or the " +
+      "WhatsApp id of one the session received). 404: an unknown (or another tenant's) message; 409: not sent yet.",
     tag: 'messages',
     access: 'apiKey',
     headers: [
@@ -724,6 +731,54 @@ export const OPERATIONS: Operation[] = [
     params: send.MessageIdParams,
     ok: { 200: { description: 'the message', schema: Message } },
     errors: [404],
+  },
+  {
+    method: 'post',
+    path: '/api/messages/:id/edit',
+    operationId: 'editMessage',
+    summary:
+      "Edit one of our sent text messages (queued and paced like a send; 202 with the edit's own message id). 409 " +
+      'EDIT_WINDOW_PASSED after MESSAGE_EDIT_WINDOW_MS (15 min), NOT_EDITABLE (not a text), MESSAGE_NOT_SENT; 403 ' +
+      'for a message a contact wrote (a WhatsApp id, with sessionId)',
+    tag: 'messages',
+    access: 'apiKey',
+    headers: [
+      {
+        name: 'Idempotency-Key',
+        in: 'header',
+        required: false,
+        schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
+        description: 'alternative to the body field idempotencyKey (the body wins)',
+      },
+    ],
+    params: send.ActionParams,
+    body: { schema: send.EditBodySchema, required: true, example: { text: 'delivery at 6 pm' } },
+    ok: { 202: { description: 'the edit is queued', schema: Queued } },
+    errors: [404, 409, 429],
+  },
+  {
+    method: 'post',
+    path: '/api/messages/:id/revoke',
+    operationId: 'revokeMessage',
+    summary:
+      "Delete one of our sent messages for everyone (queued and paced like a send; 202 with the revoke's own " +
+      'message id). 409 REVOKE_WINDOW_PASSED after MESSAGE_REVOKE_WINDOW_MS (2 days), MESSAGE_NOT_SENT; 403 ' +
+      'NOT_OWN_MESSAGE for a message a contact wrote (a WhatsApp id, with sessionId)',
+    tag: 'messages',
+    access: 'apiKey',
+    headers: [
+      {
+        name: 'Idempotency-Key',
+        in: 'header',
+        required: false,
+        schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
+        description: 'alternative to the body field idempotencyKey (the body wins)',
+      },
+    ],
+    params: send.ActionParams,
+    body: { schema: send.RevokeBodySchema, required: false, example: {} },
+    ok: { 202: { description: 'the revoke is queued', schema: Queued } },
+    errors: [404, 409, 429],
   },
   {
     method: 'get',

@@ -348,6 +348,10 @@ export const configSchema = z.object({
   EVENTS_MAX_STREAMS_PER_KEY: int(5, 1, 1000),
   /** How long message records and the outbox's ACK/failure records are kept. */
   MESSAGE_RETENTION_MS: int(7 * 86_400_000, 60_000),
+  /** how long after it was sent our message may still be edited (WhatsApp: 15 minutes) */
+  MESSAGE_EDIT_WINDOW_MS: int(15 * 60_000, 1_000),
+  /** how long after it was sent our message may still be deleted for everyone (WhatsApp: about 2 days) */
+  MESSAGE_REVOKE_WINDOW_MS: int(2 * 86_400_000, 1_000),
 });
 
 export type Config = z.infer<typeof configSchema> & {

@@ -8,6 +8,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { InboundMediaEventSchema } from './media.js';
+import { INBOUND_ACTION_KINDS } from './message-actions.js';
 
 export const WEBHOOK_TIMESTAMP_HEADER = 'x-wa-timestamp';
 export const WEBHOOK_SIGNATURE_HEADER = 'x-wa-signature';
@@ -30,6 +31,7 @@ export const EVENT_TYPES = [
   'CLIENT_OUTDATED',
   'MESSAGE_RECEIVED',
   'MESSAGE_STATUS',
+  'MESSAGE_ACTION',
   'PAIRING_CODE',
   'PAIRING_FAILED',
 ] as const;
@@ -81,6 +83,29 @@ export const MessageStatusData = z.object({
   reason: z.string().optional(),
 });
 
+/** A contact reacted to, edited or deleted (for everyone) a message of the chat. */
+export const MessageActionData = z.object({
+  kind: z.enum(INBOUND_ACTION_KINDS),
+  /** the WhatsApp id of the reaction / edit / revoke itself */
+  messageId: z.string().min(1),
+  /** the WhatsApp id of the message it is about */
+  targetId: z.string().min(1).max(128),
+  /** the target is a message this session sent */
+  targetFromMe: z.boolean(),
+  /** our outbox id (msg_…) of the target, when this worker sent it and still knows it */
+  targetOutboxId: z.string().min(1).max(128).optional(),
+  from: z.string().min(1),
+  fromPhone: z.string().nullable().optional(),
+  fromLid: z.string().nullable().optional(),
+  chat: z.string().min(3).max(256),
+  group: z.string().min(3).max(256).optional(),
+  /** reaction: the emoji ('' = the reaction was removed) */
+  emoji: z.string().max(64).optional(),
+  /** edit: the new text */
+  text: z.string().max(65536).optional(),
+  timestamp: z.number().int(),
+});
+
 /** The code to type on the phone (WhatsApp > Linked devices > Link with phone number) and when it stops working. */
 export const PairingCodeData = z.object({
   code: z.string().regex(/^[0-9A-Z]{8}$/),
@@ -101,6 +126,7 @@ export const EventDataSchemas = {
   CLIENT_OUTDATED: ClientOutdatedData,
   MESSAGE_RECEIVED: MessageReceivedData,
   MESSAGE_STATUS: MessageStatusData,
+  MESSAGE_ACTION: MessageActionData,
   PAIRING_CODE: PairingCodeData,
   PAIRING_FAILED: PairingFailedData,
 } as const satisfies Record<EventType, z.ZodTypeAny>;
@@ -128,6 +154,7 @@ export const WebhookEnvelopeSchema = z.discriminatedUnion('type', [
   z.object({ ...base, type: z.literal('CLIENT_OUTDATED'), data: ClientOutdatedData }),
   z.object({ ...base, type: z.literal('MESSAGE_RECEIVED'), data: MessageReceivedData }),
   z.object({ ...base, type: z.literal('MESSAGE_STATUS'), data: MessageStatusData }),
+  z.object({ ...base, type: z.literal('MESSAGE_ACTION'), data: MessageActionData }),
   z.object({ ...base, type: z.literal('PAIRING_CODE'), data: PairingCodeData }),
   z.object({ ...base, type: z.literal('PAIRING_FAILED'), data: PairingFailedData }),
 ]);

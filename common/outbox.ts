@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { OutboxMediaSchema } from './media.js';
+import { OutboxExtraSchema } from './message-actions.js';
 
 export const OutboxMessageIdSchema = z
   .string()
@@ -22,6 +23,8 @@ export const OutboxItemSchema = z.object({
   text: z.string().max(4096),
   /** a media message (issue 16): what to fetch from the API and send */
   media: OutboxMediaSchema.optional(),
+  /** a reaction, location, contact, edit or revoke, and/or the message a reply quotes */
+  extra: OutboxExtraSchema.optional(),
   /** 1 on the first delivery, +1 on each re-delivery. */
   attempt: z.number().int().positive(),
   /** Show `composing` to the recipient this long before sending; absent or 0: send at once. */

@@ -195,6 +195,75 @@ export function messageText(message: proto.IMessage): string | undefined {
   return inner.conversation ?? inner.extendedTextMessage?.text ?? undefined;
 }
 
+/**
+ * What a decrypted message is besides its text, as the recipient's phone shows it: a reaction (to which message,
+ * which emoji; '' removes it), a delete for everyone or an edit (of which message, the new text), a reply (the quoted
+ * message: id, author, text), a location, contact card(s). Absent fields: not that kind.
+ */
+export interface MessageDetails {
+  kind?: 'reaction' | 'revoke' | 'edit' | 'location' | 'contact';
+  reaction?: { targetId: string; targetFromMe: boolean; text: string };
+  revoke?: { targetId: string };
+  edit?: { targetId: string; text: string };
+  quoted?: { id: string; participant: string | null; text: string };
+  location?: { latitude: number; longitude: number; name: string | null; address: string | null };
+  contacts?: Array<{ displayName: string | null; vcard: string }>;
+}
+
+export function messageDetails(message: proto.IMessage): MessageDetails {
+  const m = message.deviceSentMessage?.message ?? message;
+  const out: MessageDetails = {};
+  if (m.reactionMessage?.key?.id) {
+    out.kind = 'reaction';
+    out.reaction = {
+      targetId: m.reactionMessage.key.id,
+      // the sender's view: fromMe = a message the sender wrote
+      targetFromMe: Boolean(m.reactionMessage.key.fromMe),
+      text: m.reactionMessage.text ?? '',
+    };
+  }
+  const p = m.protocolMessage;
+  if (p?.key?.id && p.type === proto.Message.ProtocolMessage.Type.REVOKE) {
+    out.kind = 'revoke';
+    out.revoke = { targetId: p.key.id };
+  }
+  if (p?.key?.id && p.type === proto.Message.ProtocolMessage.Type.MESSAGE_EDIT) {
+    out.kind = 'edit';
+    out.edit = { targetId: p.key.id, text: (p.editedMessage && messageText(p.editedMessage)) ?? '' };
+  }
+  const loc = m.locationMessage;
+  if (loc) {
+    out.kind = 'location';
+    out.location = {
+      latitude: loc.degreesLatitude ?? 0,
+      longitude: loc.degreesLongitude ?? 0,
+      name: loc.name || null,
+      address: loc.address || null,
+    };
+  }
+  const cards = m.contactMessage ? [m.contactMessage] : (m.contactsArrayMessage?.contacts ?? null);
+  if (cards) {
+    out.kind = 'contact';
+    out.contacts = cards.map((c) => ({ displayName: c.displayName || null, vcard: c.vcard ?? '' }));
+  }
+  const context =
+    m.extendedTextMessage?.contextInfo ??
+    m.imageMessage?.contextInfo ??
+    m.documentMessage?.contextInfo ??
+    m.videoMessage?.contextInfo ??
+    m.audioMessage?.contextInfo ??
+    m.locationMessage?.contextInfo ??
+    m.contactMessage?.contextInfo ??
+    m.contactsArrayMessage?.contextInfo;
+  if (context?.stanzaId)
+    out.quoted = {
+      id: context.stanzaId,
+      participant: context.participant || null,
+      text: (context.quotedMessage && messageText(context.quotedMessage)) ?? '',
+    };
+  return out;
+}
+
 /** `<user>` node for an `encrypt/get key` answer from a companion's uploaded bundle, handing out one pre-key. */
 export function companionBundleNode(requestedJid: string, bundle: CompanionBundle): BinaryNode {
   // like WhatsApp, each one-time pre-key is handed out once; without any left the bundle has none

@@ -71,6 +71,21 @@ const groupInboundBody = z.object({
   from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
   text: z.string().min(1).max(65_536),
 });
+/** A contact's reaction to (emoji; '' removes it), edit of (text) or delete for everyone of a message. */
+const inboundActionBody = z
+  .object({
+    from: z.string().regex(/^\d{6,15}(@s\.whatsapp\.net)?$/, 'from must be a phone number or user jid'),
+    kind: z.enum(['reaction', 'edit', 'revoke']),
+    messageId: z.string().min(1).max(128),
+    emoji: z.string().max(64).optional(),
+    text: z.string().min(1).max(65_536).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if (b.kind === 'reaction' && b.emoji === undefined)
+      ctx.addIssue({ code: 'custom', message: 'a reaction needs emoji', path: ['emoji'] });
+    if (b.kind === 'edit' && b.text === undefined)
+      ctx.addIssue({ code: 'custom', message: 'an edit needs text', path: ['text'] });
+  });
 const readBody = z.object({ messageId: z.string().min(1).max(128) });
 const proxyFaultBody = z.object({ kind: z.enum(['none', 'refuse', 'hang', 'wrong-credentials', 'kill']) });
 const coldOutreachBody = z.object({
@@ -242,6 +257,16 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
       },
     },
     {
+      // A member reacts to a group message, or edits / deletes its own.
+      method: 'POST',
+      pattern: /^\/groups\/([^/]+)\/inbound-action$/,
+      handler: async ([jid], body) => {
+        const group = parse(groupParam, decodeURIComponent(jid ?? ''), 'group');
+        const { from, ...action } = parse(inboundActionBody, body);
+        return guardAsync(() => sim.sendInboundGroupAction(group, from, action));
+      },
+    },
+    {
       method: 'GET',
       pattern: /^\/phones\/([^/]+)\/connections$/,
       handler: ([phone]) => {
@@ -278,6 +303,16 @@ export async function startControlApi(sim: WhatsAppSimulator, opts: ControlApiOp
         const number = phoneFrom(phone);
         const { from, text, revealPhone } = parse(inboundBody, body);
         return { id: await guardAsync(() => sim.sendInbound(number, from, text, { revealPhone })) };
+      },
+    },
+    {
+      // A contact reacts to a message of the chat (the session's or its own), or edits / deletes its own.
+      method: 'POST',
+      pattern: /^\/phones\/([^/]+)\/inbound-action$/,
+      handler: async ([phone], body) => {
+        const number = phoneFrom(phone);
+        const { from, ...action } = parse(inboundActionBody, body);
+        return { id: await guardAsync(() => sim.sendInboundAction(number, from, action)) };
       },
     },
     {

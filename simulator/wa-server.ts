@@ -24,7 +24,14 @@ import {
 } from '@whiskeysockets/baileys';
 import pino from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { companionBundleNode, FakeContact, messageText, type CompanionBundle } from './contacts.js';
+import {
+  companionBundleNode,
+  FakeContact,
+  messageDetails,
+  messageText,
+  type CompanionBundle,
+  type MessageDetails,
+} from './contacts.js';
 import { MediaServer, type InboundMediaInput, type RecordedMedia, type SentMedia } from './media.js';
 import { encodeFrame, FrameReader, ServerNoise } from './noise.js';
 
@@ -95,7 +102,7 @@ function versionBelow(v: ClientVersion, min: ClientVersion): boolean {
   return false;
 }
 
-export interface RecordedMessage {
+export interface RecordedMessageBase {
   id: string;
   phone: string;
   to: string;
@@ -104,6 +111,17 @@ export interface RecordedMessage {
   sourceAddress: string;
   /** media the message carried, decrypted from the upload and checked (text is then '') */
   media?: RecordedMedia;
+}
+
+/** A sent message as its recipient sees it: a reaction, delete, edit, reply, location or contact (see MessageDetails). */
+export type RecordedMessage = RecordedMessageBase & MessageDetails;
+
+/** A contact's reaction (emoji; '' removes it), edit (new text) or delete for everyone of message `messageId`. */
+export interface InboundActionInput {
+  kind: 'reaction' | 'edit' | 'revoke';
+  messageId: string;
+  emoji?: string;
+  text?: string;
 }
 
 /** A chat state a session sent to one contact (`<chatstate>`): typing indicators. */
@@ -144,6 +162,8 @@ export interface GroupReceipt {
   text: string;
   /** media the message carried, fetched and checked (text is then the caption or '') */
   media?: RecordedMedia;
+  /** a reaction, delete, edit, reply, location or contact: what the member's phone shows */
+  details?: MessageDetails;
 }
 
 /** A message in a group: from a session (decrypted per member) or from a simulated member (`inbound`). */
@@ -156,6 +176,8 @@ export interface GroupMessage {
   at: number;
   /** outbound: what each other member received */
   received: GroupReceipt[];
+  /** inbound: a reaction, delete or edit the member sent */
+  details?: MessageDetails;
 }
 
 export interface GroupSummary {
@@ -937,6 +959,74 @@ export class WhatsAppSimulator {
     this.events.emit('inbound', { phone, from: fromJid, id, text: media.caption ?? '', media: sent });
     this.grantPrivacyToken(phone, fromJid);
     return { id, media: sent };
+  }
+
+  /**
+   * The protobuf of a contact's reaction to, edit of or delete for everyone of message `messageId` in a chat with
+   * `chatJid`; the key is in the contact's view: `fromMe` when the contact wrote the target, else its author
+   * (`participant`, in a group).
+   */
+  private actionMessage(
+    action: InboundActionInput,
+    chatJid: string,
+    targetFromContact: boolean,
+    participant?: string,
+  ): proto.IMessage {
+    const key = {
+      remoteJid: chatJid,
+      fromMe: targetFromContact,
+      id: action.messageId,
+      ...(participant && !targetFromContact ? { participant } : {}),
+    };
+    const T = proto.Message.ProtocolMessage.Type;
+    if (action.kind === 'reaction')
+      return { reactionMessage: { key, text: action.emoji ?? '', senderTimestampMs: Date.now() } };
+    if (action.kind === 'revoke') return { protocolMessage: { key, type: T.REVOKE } };
+    return {
+      protocolMessage: {
+        key,
+        type: T.MESSAGE_EDIT,
+        editedMessage: { conversation: action.text ?? '' },
+        timestampMs: Date.now(),
+      },
+    };
+  }
+
+  /**
+   * Contact `from` reacts to, edits or deletes for everyone a message of its chat with the session of `phone`. A
+   * message the session sent (in the message log) is the session's; any other is the contact's own (edit and
+   * delete only touch the contact's own, as WhatsApp allows).
+   */
+  async sendInboundAction(phone: string, from: string, action: InboundActionInput): Promise<string> {
+    const connection = this.liveConnections(phone)[0];
+    if (!connection?.device) throw new Error(`phone ${phone} has no connected session`);
+    const fromJid = from.includes('@') ? from : `${from}@${SERVER_JID}`;
+    const sessions = this.messageLog.some((m) => m.phone === phone && m.id === action.messageId);
+    if (sessions && action.kind !== 'reaction') throw new Error(`a contact can only ${action.kind} its own messages`);
+    const message = this.actionMessage(action, `${phone}@${SERVER_JID}`, !sessions);
+    const id = await this.deliverFrom(connection, fromJid, message, {
+      notify: 'Simulated contact',
+      ...(action.kind === 'reaction' ? { type: 'reaction' } : {}),
+    });
+    this.events.emit('inbound-action', { phone, from: fromJid, id, ...action });
+    return id;
+  }
+
+  /** Member `from` reacts to, edits or deletes a group message (its own, or another member's for a reaction). */
+  async sendInboundGroupAction(
+    groupJid: string,
+    from: string,
+    action: InboundActionInput,
+  ): Promise<{ id: string; deliveredTo: string[] }> {
+    const group = this.groups.get(groupJidOf(groupJid));
+    if (!group) throw new Error(`no group ${groupJid}`);
+    const sender = jidDecode(from.includes('@') ? from : `${from}@${SERVER_JID}`)?.user ?? from;
+    const target = group.messages.find((m) => m.id === action.messageId);
+    if (!target) throw new Error(`no message ${action.messageId} in ${group.jid}`);
+    const own = target.from === sender;
+    if (!own && action.kind !== 'reaction') throw new Error(`a member can only ${action.kind} its own messages`);
+    const message = this.actionMessage(action, group.jid, own, `${target.from}@${SERVER_JID}`);
+    return this.sendInboundGroupMessage(group.jid, sender, message);
   }
 
   /**
@@ -1770,6 +1860,7 @@ export class WhatsAppSimulator {
     }
     let text: string | undefined;
     let media: RecordedMedia | undefined;
+    let details: MessageDetails | undefined;
     let undecryptableBy: string | undefined;
     for (const { participantJid, type, content } of this.contactCopies(node)) {
       try {
@@ -1778,6 +1869,7 @@ export class WhatsAppSimulator {
         if (jidDecode(participantJid)?.user === jidDecode(to)?.user) {
           text ??= messageText(message);
           media ??= this.media.open(message) ?? undefined;
+          details ??= messageDetails(message);
         }
       } catch (error) {
         this.logger.warn({ err: error, participantJid }, 'could not decrypt a message from the session');
@@ -1799,7 +1891,7 @@ export class WhatsAppSimulator {
       this.send(c, { tag: 'ack', attrs: { class: 'message', id, from: to, t: unixSeconds(), error: refusal } });
       return;
     }
-    if (undecryptableBy && text === undefined && media === undefined) {
+    if (undecryptableBy && text === undefined && media === undefined && details === undefined) {
       // The recipient's device cannot decrypt this copy (e.g. the sender's Signal state went back with a restored
       // backup): like WhatsApp, the server acks it and the device asks for a re-encrypted copy with a retry
       // receipt carrying a fresh key bundle. No delivery receipt until a copy decrypts.
@@ -1828,6 +1920,7 @@ export class WhatsAppSimulator {
       at,
       sourceAddress: c.address,
       ...(media ? { media } : {}),
+      ...details,
     };
     this.messageLog.push(recorded);
     state.messagesSent++;
@@ -2096,11 +2189,13 @@ export class WhatsAppSimulator {
         if (!(skmsg instanceof Uint8Array)) throw new Error('group message without skmsg');
         const message = await this.contact(`${member}@${SERVER_JID}`).decryptGroup(to, author, skmsg);
         const media = this.media.open(message) ?? undefined;
+        const details = messageDetails(message);
         received.push({
           participant: member,
           decrypted: true,
           text: messageText(message) ?? media?.caption ?? '',
           ...(media ? { media } : {}),
+          ...(Object.keys(details).length > 0 ? { details } : {}),
         });
       } catch (error) {
         this.logger.warn({ err: error, member, group: to }, 'a group member could not decrypt a message');
@@ -2117,6 +2212,7 @@ export class WhatsAppSimulator {
       at,
       sourceAddress: c.address,
       ...(first?.media ? { media: first.media } : {}),
+      ...first?.details,
     };
     this.messageLog.push(recorded);
     state.messagesSent++;
@@ -2139,6 +2235,17 @@ export class WhatsAppSimulator {
    * not have it yet, then the `skmsg`. Returns the message id and the phones it reached.
    */
   async sendInboundGroup(groupJid: string, from: string, text: string): Promise<{ id: string; deliveredTo: string[] }> {
+    return this.sendInboundGroupMessage(groupJid, from, { conversation: text });
+  }
+
+  /** Member `from` sends `message` (a text, a reaction, an edit, a delete) into the group, as sendInboundGroup. */
+  private async sendInboundGroupMessage(
+    groupJid: string,
+    from: string,
+    message: proto.IMessage,
+  ): Promise<{ id: string; deliveredTo: string[] }> {
+    const text = messageText(message) ?? '';
+    const details = messageDetails(message);
     const group = this.groups.get(groupJidOf(groupJid));
     if (!group) throw new Error(`no group ${groupJid}`);
     const sender = jidDecode(from.includes('@') ? from : `${from}@${SERVER_JID}`)?.user ?? from;
@@ -2153,9 +2260,7 @@ export class WhatsAppSimulator {
         const device = c.device;
         if (!device?.bundle) continue;
         // one encryption per copy: each advances the member's sender key chain, which the receiver follows
-        const { ciphertext, senderKeyDistributionMessage } = await contact.encryptGroup(group.jid, {
-          conversation: text,
-        });
+        const { ciphertext, senderKeyDistributionMessage } = await contact.encryptGroup(group.jid, message);
         const content: BinaryNode[] = [];
         const sentKey = `${fromJid}|${device.jid}`;
         if (!group.senderKeysSent.has(sentKey)) {
@@ -2173,7 +2278,7 @@ export class WhatsAppSimulator {
           tag: 'message',
           attrs: {
             from: group.jid,
-            type: 'text',
+            type: details.kind === 'reaction' ? 'reaction' : 'text',
             id,
             t: unixSeconds(),
             notify: 'Simulated contact',
@@ -2184,7 +2289,15 @@ export class WhatsAppSimulator {
         if (!deliveredTo.includes(member)) deliveredTo.push(member);
       }
     }
-    group.messages.push({ id, from: sender, direction: 'inbound', text, at: Date.now(), received: [] });
+    group.messages.push({
+      id,
+      from: sender,
+      direction: 'inbound',
+      text,
+      at: Date.now(),
+      received: [],
+      ...(details.kind ? { details } : {}),
+    });
     this.events.emit('group-inbound', { group: group.jid, from: sender, id, text, deliveredTo });
     return { id, deliveredTo };
   }

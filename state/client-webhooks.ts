@@ -14,7 +14,15 @@ const claimScript = luaCommand<[due: string, items: string], [limit: number, lea
   new URL('./client-webhook-claim.lua', import.meta.url),
 );
 
-export const CLIENT_EVENT_TYPES = ['message.received', 'message.status', 'session.status', 'session.burst'] as const;
+export const CLIENT_EVENT_TYPES = [
+  'message.received',
+  'message.status',
+  'message.reaction',
+  'message.edited',
+  'message.revoked',
+  'session.status',
+  'session.burst',
+] as const;
 export type ClientEventType = (typeof CLIENT_EVENT_TYPES)[number];
 
 /**

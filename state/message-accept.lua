@@ -12,6 +12,8 @@
 --       [2] the message text, apart: cjson refuses the lone UTF-16 surrogates that Node sends as U+FFFD
 --       [3] a media message's descriptor JSON (common/media.ts: type, uploadId, MIME, size, SHA-256, name), or ''
 --           (apart for the same reason: a file name is the client's text)
+--       [4] a reaction / location / contact / edit / revoke / reply descriptor JSON (common/message-actions.ts
+--           OutboxExtra), or ''
 -- Returns {kind, payload, retryAfterMs, burst, wake}: kind accepted|replay (payload = the response JSON), conflict
 -- (payload = the key's message id), limited (payload = tenant|global).
 local idemKey, tenantRate, globalRate, limitsKey, sentKey, pendingKey, messageKey, sessionsKey, stateKey, enqueuedKey =
@@ -68,6 +70,7 @@ redis.call('HSET', messageKey, 'id', mid, 'sessionId', sid, 'tenant', a.tenant, 
   'status', status, 'createdAt', now, 'updatedAt', now)
 if idem then redis.call('HSET', messageKey, 'idempotencyKey', idem) end
 if ARGV[3] ~= '' then redis.call('HSET', messageKey, 'media', ARGV[3]) end
+if ARGV[4] and ARGV[4] ~= '' then redis.call('HSET', messageKey, 'extra', ARGV[4]) end
 -- Records do not live forever: kept MESSAGE_RETENTION_MS from the last change.
 redis.call('PEXPIRE', messageKey, a.retentionMs)
 redis.call('RPUSH', pendingKey, mid)

@@ -55,12 +55,14 @@ end
 local id = redis.call('LPOP', pendingKey)
 local mk = messageKey(id)
 if redis.call('EXISTS', mk) == 0 then return done({'skipped', id, 0}) end
-local m = redis.call('HMGET', mk, 'to', 'text', 'media')
+local m = redis.call('HMGET', mk, 'to', 'text', 'media', 'extra')
 if redis.call('HEXISTS', outboxItems, id) == 0 and redis.call('HEXISTS', outboxAcked, id) == 0
   and redis.call('HEXISTS', outboxFailed, id) == 0 then
   local item = {messageId = id, to = m[1], text = m[2], enqueuedAt = now}
   -- a media message carries its descriptor JSON (never the bytes: they stay in MEDIA_DIR)
   if m[3] then item.media = m[3] end
+  -- a reaction, location, contact, edit, revoke or reply carries its descriptor JSON the same way
+  if m[4] then item.extra = m[4] end
   redis.call('HSET', outboxItems, id, cjson.encode(item))
   redis.call('RPUSH', outboxQueue, id)
 end

@@ -17,6 +17,7 @@ import type { Config } from '../common/config.js';
 import { redisKeys, type RedisKeys } from '../common/redis-keys.js';
 import { luaCommand } from './lua.js';
 import type { OutboxMedia } from '../common/media.js';
+import type { OutboxExtra } from '../common/message-actions.js';
 import type { OutboxStore } from './outbox.js';
 import { execAll } from './redis.js';
 import { wakeWorker } from './worker-wake.js';
@@ -57,7 +58,7 @@ const acceptScript = luaCommand<
     dispatchState: string,
     enqueued: string,
   ],
-  [args: AcceptArgs, text: string, media: string],
+  [args: AcceptArgs, text: string, media: string, extra: string],
   [kind: string, payload: string, retryAfterMs: number, burst: number, wake?: number]
 >(new URL('./message-accept.lua', import.meta.url));
 const stepScript = luaCommand<
@@ -101,6 +102,8 @@ export interface MessageRecord {
   text: string;
   /** a media message: what it sends (the text is its caption) */
   media?: OutboxMedia;
+  /** a reaction, location, contact, edit or revoke (`action`) and/or the message it replies to (`quoted`) */
+  extra?: OutboxExtra;
   status: MessageStatus;
   plannedAt: number | null;
   createdAt: number;
@@ -173,6 +176,7 @@ export class MessageStore {
     fingerprint: string;
     /** media descriptor (common/media.ts OutboxMedia); the text is then the caption, possibly empty */
     media?: OutboxMedia;
+    extra?: OutboxExtra;
   }): Promise<AcceptResult> {
     const c = this.config;
     const k = this.keys;
@@ -215,6 +219,7 @@ export class MessageStore {
         },
         a.text,
         a.media ? JSON.stringify(a.media) : '',
+        a.extra ? JSON.stringify(a.extra) : '',
       ],
     );
     if (kind === 'conflict') return { kind, messageId: payload };
@@ -237,6 +242,7 @@ export class MessageStore {
       to: h.to ?? '',
       text: h.text ?? '',
       ...(h.media ? { media: JSON.parse(h.media) as OutboxMedia } : {}),
+      ...(h.extra ? { extra: JSON.parse(h.extra) as OutboxExtra } : {}),
       status: (h.status ?? 'queued') as MessageStatus,
       plannedAt: num(h.plannedAt),
       createdAt: Number(h.createdAt),

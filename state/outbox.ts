@@ -18,6 +18,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { OutboxMedia } from '../common/media.js';
+import type { OutboxExtra } from '../common/message-actions.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { luaCommand } from './lua.js';
 import { wakeWorker } from './worker-wake.js';
@@ -31,6 +32,8 @@ export interface OutboxMessage {
 export interface ClaimedMessage extends OutboxMessage {
   /** a media message's descriptor (issue 16) */
   media?: OutboxMedia;
+  /** a reaction, location, contact, edit, revoke or reply */
+  extra?: OutboxExtra;
   attempt: number;
   leaseUntil: number;
 }
@@ -133,12 +136,13 @@ export class OutboxStore {
     const k = this.keys(sessionId);
     const r = await claimScript(this.redis, [k.queue, k.items, k.attempts, k.inflight], [leaseMs]);
     if (!r) return null;
-    const item = JSON.parse(r[0]) as OutboxMessage & { media?: string };
+    const item = JSON.parse(r[0]) as OutboxMessage & { media?: string; extra?: string };
     return {
       messageId: item.messageId,
       to: item.to,
       text: item.text,
       ...(item.media ? { media: JSON.parse(item.media) as OutboxMedia } : {}),
+      ...(item.extra ? { extra: JSON.parse(item.extra) as OutboxExtra } : {}),
       attempt: Number(r[1]),
       leaseUntil: Number(r[2]),
     };

@@ -146,21 +146,33 @@ export class WorkerCommandStore {
     chat: string,
     ttlMs: number,
     participant?: string,
+    text?: string,
   ): Promise<void> {
     const key = this.keys.sessionInbound(sessionId);
-    // JIDs hold no spaces: "<chat>" or "<group> <participant>"
-    const value = participant ? `${chat} ${participant}` : chat;
+    // JIDs hold no spaces: "<chat>" or "<group> <participant>", then the text (what a reply quotes) after a newline
+    const value = (participant ? `${chat} ${participant}` : chat) + (text ? `\n${text}` : '');
     await execAll(this.redis.multi().hset(key, waMessageId, value).pexpire(key, ttlMs));
   }
 
-  /** The chat JID (and, in a group, the member) of each inbound message id (null when the session never got it). */
-  async inboundChats(sessionId: string, ids: string[]): Promise<Array<{ chat: string; participant?: string } | null>> {
+  /**
+   * The chat JID (and, in a group, the member) of each inbound message id, and its text when recorded (null when
+   * the session never got it).
+   */
+  async inboundChats(
+    sessionId: string,
+    ids: string[],
+  ): Promise<Array<{ chat: string; participant?: string; text?: string } | null>> {
     if (ids.length === 0) return [];
     const raws = await this.redis.hmget(this.keys.sessionInbound(sessionId), ...ids);
     return raws.map((raw) => {
       if (!raw) return null;
-      const [chat, participant] = raw.split(' ');
-      return { chat: chat!, ...(participant ? { participant } : {}) };
+      const nl = raw.indexOf('\n');
+      const [chat, participant] = (nl < 0 ? raw : raw.slice(0, nl)).split(' ');
+      return {
+        chat: chat!,
+        ...(participant ? { participant } : {}),
+        ...(nl >= 0 ? { text: raw.slice(nl + 1) } : {}),
+      };
     });
   }
 }

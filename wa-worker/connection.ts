@@ -370,6 +370,25 @@ export class Connection {
       this.queueInbound(sock, m);
     });
 
+    sock.onInboundAction((a) => {
+      const targetOutboxId = a.targetFromMe ? this.hooks.outboxIdFor?.(a.targetId) : undefined;
+      this.reporter.emit('MESSAGE_ACTION', {
+        kind: a.kind,
+        messageId: a.waMessageId,
+        targetId: a.targetId,
+        targetFromMe: a.targetFromMe,
+        ...(targetOutboxId ? { targetOutboxId } : {}),
+        from: a.from,
+        fromPhone: a.fromPhone,
+        fromLid: a.fromLid,
+        chat: a.chat,
+        ...(a.group ? { group: a.group } : {}),
+        ...(a.emoji !== undefined ? { emoji: a.emoji } : {}),
+        ...(a.text !== undefined ? { text: a.text } : {}),
+        timestamp: a.timestamp,
+      });
+    });
+
     sock.onOwnMessageStatus((waMessageId, status) => {
       const messageId = this.hooks.outboxIdFor?.(waMessageId);
       if (!messageId) return;

@@ -31,6 +31,7 @@ import makeWASocket, {
 } from '@whiskeysockets/baileys';
 import type { Agent } from 'node:https';
 import { MIME_TYPE_RE } from '../common/media.js';
+import type { OutboxAction, OutboxQuoted, WaKey } from '../common/message-actions.js';
 import type { GroupInfo, GroupParticipantResult } from '../common/worker-commands.js';
 import { decryptMediaTo, httpsGet, MediaDownloadError } from './media-download.js';
 
@@ -102,6 +103,63 @@ export interface InboundText {
   timestamp: number;
   /** the file a media message announces (downloaded with downloadMedia) */
   media?: InboundMedia;
+}
+
+/** A contact reacted to, edited or deleted for everyone a message of a chat this session is in. */
+export interface InboundAction extends Pick<InboundText, 'from' | 'fromPhone' | 'fromLid' | 'chat' | 'group'> {
+  kind: 'reaction' | 'edit' | 'revoke';
+  /** the id of the reaction / protocol message itself */
+  waMessageId: string;
+  targetId: string;
+  targetFromMe: boolean;
+  emoji?: string;
+  text?: string;
+  timestamp: number;
+}
+
+/** Baileys' message key of a descriptor's key. */
+function baileysKey(k: WaKey) {
+  return {
+    id: k.id,
+    remoteJid: k.remoteJid,
+    fromMe: k.fromMe,
+    ...(k.participant ? { participant: k.participant } : {}),
+  };
+}
+
+/** Baileys' `quoted` option: the key and the quoted text as WhatsApp shows it in the reply. */
+function quotedOption(q: OutboxQuoted | undefined) {
+  return q ? { quoted: { key: baileysKey(q.key), message: { conversation: q.text } } } : {};
+}
+
+function actionContent(a: OutboxAction, text: string): AnyMessageContent {
+  switch (a.kind) {
+    case 'reaction':
+      return { react: { text: a.emoji, key: baileysKey(a.key) } };
+    case 'location':
+      return {
+        location: {
+          degreesLatitude: a.latitude,
+          degreesLongitude: a.longitude,
+          ...(a.name ? { name: a.name } : {}),
+          ...(a.address ? { address: a.address } : {}),
+        },
+      };
+    case 'contact':
+      return {
+        contacts: {
+          ...(a.contacts.length > 1 ? { displayName: `${a.contacts.length} contacts` } : {}),
+          contacts: a.contacts.map((c) => ({
+            ...(c.displayName ? { displayName: c.displayName } : {}),
+            vcard: c.vcard,
+          })),
+        },
+      };
+    case 'edit':
+      return { text, edit: baileysKey(a.key) };
+    case 'revoke':
+      return { delete: baileysKey(a.key) };
+  }
 }
 
 export const INBOUND_MEDIA_TYPES = ['image', 'video', 'audio', 'voice', 'document', 'sticker'] as const;
@@ -239,12 +297,28 @@ export interface EngineSocket {
    * Sends a text; resolves with the WhatsApp message id once the server acked it (or SERVER_ACK_TIMEOUT_MS passed),
    * rejects with MessageRejectedError when the server's ack carries an error (463/479 and the like).
    */
-  sendText(jid: string, text: string, opts?: { messageId?: string; ephemeralExpiration?: number }): Promise<string>;
+  sendText(
+    jid: string,
+    text: string,
+    opts?: { messageId?: string; ephemeralExpiration?: number; quoted?: OutboxQuoted },
+  ): Promise<string>;
   /**
    * Sends a media file (issue 16): Baileys encrypts it, uploads it through the session's proxy to the media host
    * `media_conn` named, and sends the message; resolves / rejects like sendText.
    */
-  sendMedia(jid: string, media: EngineMedia, opts?: { messageId?: string }): Promise<string>;
+  sendMedia(jid: string, media: EngineMedia, opts?: { messageId?: string; quoted?: OutboxQuoted }): Promise<string>;
+  /**
+   * Sends a reaction, location, contact card(s), an edit (`text` is the new text) or a revoke; resolves / rejects
+   * like sendText.
+   */
+  sendAction(
+    jid: string,
+    action: OutboxAction,
+    text: string,
+    opts?: { messageId?: string; quoted?: OutboxQuoted },
+  ): Promise<string>;
+  /** Inbound reactions, edits and revokes of contacts. */
+  onInboundAction(handler: (a: InboundAction) => void): void;
   sendPresenceAvailable(): Promise<void>;
   /**
    * Link by pairing code instead of a QR (7.x `requestPairingCode`: the `link_code_companion_reg` companion_hello
@@ -374,7 +448,7 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
   const sendUnwaited = async (
     jid: string,
     text: string,
-    opts: { messageId?: string; ephemeralExpiration?: number },
+    opts: { messageId?: string; ephemeralExpiration?: number; quoted?: OutboxQuoted },
   ): Promise<string> => {
     const msg = await sock.sendMessage(
       jid,
@@ -382,6 +456,7 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       {
         ...(opts.messageId ? { messageId: opts.messageId } : {}),
         ...(opts.ephemeralExpiration ? { ephemeralExpiration: opts.ephemeralExpiration } : {}),
+        ...quotedOption(opts.quoted),
       },
     );
     return msg?.key.id ?? opts.messageId ?? '';
@@ -468,14 +543,65 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     },
     async sendMedia(jid, media, opts = {}) {
       const send = async () => {
-        const msg = await sock.sendMessage(
-          jid,
-          mediaContent(media),
-          opts.messageId ? { messageId: opts.messageId } : {},
-        );
+        const msg = await sock.sendMessage(jid, mediaContent(media), {
+          ...(opts.messageId ? { messageId: opts.messageId } : {}),
+          ...quotedOption(opts.quoted),
+        });
         return msg?.key.id ?? opts.messageId ?? '';
       };
       return opts.messageId ? withServerAck(opts.messageId, send) : send();
+    },
+    async sendAction(jid, action, text, opts = {}) {
+      const send = async () => {
+        const msg = await sock.sendMessage(jid, actionContent(action, text), {
+          ...(opts.messageId ? { messageId: opts.messageId } : {}),
+          ...quotedOption(opts.quoted),
+        });
+        return msg?.key.id ?? opts.messageId ?? '';
+      };
+      return opts.messageId ? withServerAck(opts.messageId, send) : send();
+    },
+    onInboundAction(handler) {
+      sock.ev.on('messages.upsert', ({ messages, type }) => {
+        if (type !== 'notify') return;
+        for (const m of messages) {
+          const jid = m.key.remoteJid;
+          if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
+          const content = normalizeMessageContent(m.message);
+          const reaction = content?.reactionMessage;
+          const protocol = content?.protocolMessage;
+          const T = proto.Message.ProtocolMessage.Type;
+          let action: Pick<InboundAction, 'kind' | 'targetId' | 'targetFromMe' | 'emoji' | 'text'> | undefined;
+          // Baileys has already turned a reaction's key into our view (fromMe: a message we sent)
+          if (reaction?.key?.id)
+            action = {
+              kind: 'reaction',
+              targetId: reaction.key.id,
+              targetFromMe: Boolean(reaction.key.fromMe),
+              emoji: reaction.text ?? '',
+            };
+          else if (protocol?.key?.id && protocol.type === T.REVOKE)
+            // the key is in the sender's view: fromMe there means the sender's own message, i.e. not ours
+            action = { kind: 'revoke', targetId: protocol.key.id, targetFromMe: false };
+          else if (protocol?.key?.id && protocol.type === T.MESSAGE_EDIT)
+            action = {
+              kind: 'edit',
+              targetId: protocol.key.id,
+              targetFromMe: false,
+              text: textOf(protocol.editedMessage) ?? '',
+            };
+          if (!action) continue;
+          const id = m.key.id;
+          const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
+          const group = jid.endsWith('@g.us') ? jid : undefined;
+          if (group && !m.key.participant) continue;
+          const sender = group ? m.key.participant! : jid;
+          const alt = group ? m.key.participantAlt : m.key.remoteJidAlt;
+          void addressOf(sender, alt ?? undefined).then((a) =>
+            handler({ ...action, waMessageId: id, ...a, chat: jid, ...(group ? { group } : {}), timestamp }),
+          );
+        }
+      });
     },
     async downloadMedia(media, file, opts) {
       if (media.fileLength !== null && media.fileLength > opts.maxBytes)

@@ -241,24 +241,28 @@ export class OutboxWorker extends ClaimLoop<OutboxItem> {
     await this.ledger.record({ messageId, state: 'sending', waMessageId });
     // Before the send: a retry receipt may come as soon as the message is out (text only: a media message's
     // re-send would need its upload again).
-    if (!item.media) await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
+    if (!item.media && !item.extra) await this.sentStore?.record(waMessageId, toJid(item.to), item.text);
     let sentId: string;
     try {
       this.lastSentAt = Date.now();
+      const opts = { messageId: waMessageId, ...(item.extra?.quoted ? { quoted: item.extra.quoted } : {}) };
+      const action = item.extra?.action;
       sentId =
-        (item.media && mediaFile
-          ? await sock.sendMedia(
-              toJid(item.to),
-              {
-                type: item.media.type,
-                filePath: mediaFile,
-                mimeType: item.media.mimeType,
-                ...(item.text ? { caption: item.text } : {}),
-                ...(item.media.fileName ? { fileName: item.media.fileName } : {}),
-              },
-              { messageId: waMessageId },
-            )
-          : await sock.sendText(toJid(item.to), item.text, { messageId: waMessageId })) || waMessageId;
+        (action
+          ? await sock.sendAction(toJid(item.to), action, item.text, opts)
+          : item.media && mediaFile
+            ? await sock.sendMedia(
+                toJid(item.to),
+                {
+                  type: item.media.type,
+                  filePath: mediaFile,
+                  mimeType: item.media.mimeType,
+                  ...(item.text ? { caption: item.text } : {}),
+                  ...(item.media.fileName ? { fileName: item.media.fileName } : {}),
+                },
+                opts,
+              )
+            : await sock.sendText(toJid(item.to), item.text, opts)) || waMessageId;
     } catch (err) {
       if (err instanceof MessageRejectedError) {
         await this.onRejected(messageId, err);

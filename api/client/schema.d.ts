@@ -423,7 +423,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher */
+    /** Queue a message (idempotent with idempotencyKey / Idempotency-Key); paced by the anti-ban dispatcher. A text, a media message, a reaction (`type: reaction`, `reaction: {messageId, emoji}`; an empty emoji removes it; the chat is the message's), a location or contact card(s); `replyTo` quotes a message (our msg_… id or the WhatsApp id of one the session received). 404: an unknown (or another tenant's) message; 409: not sent yet. */
     post: operations['sendMessage'];
     delete?: never;
     options?: never;
@@ -442,6 +442,40 @@ export interface paths {
     get: operations['getMessage'];
     put?: never;
     post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/messages/{id}/edit': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Edit one of our sent text messages (queued and paced like a send; 202 with the edit's own message id). 409 EDIT_WINDOW_PASSED after MESSAGE_EDIT_WINDOW_MS (15 min), NOT_EDITABLE (not a text), MESSAGE_NOT_SENT; 403 for a message a contact wrote (a WhatsApp id, with sessionId) */
+    post: operations['editMessage'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/api/messages/{id}/revoke': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Delete one of our sent messages for everyone (queued and paced like a send; 202 with the revoke's own message id). 409 REVOKE_WINDOW_PASSED after MESSAGE_REVOKE_WINDOW_MS (2 days), MESSAGE_NOT_SENT; 403 NOT_OWN_MESSAGE for a message a contact wrote (a WhatsApp id, with sessionId) */
+    post: operations['revokeMessage'];
     delete?: never;
     options?: never;
     head?: never;
@@ -3273,10 +3307,10 @@ export interface operations {
         'application/json': {
           sessionId?: string;
           from?: string;
-          to: string;
+          to?: string;
           text?: string;
           /** @enum {string} */
-          type?: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+          type?: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker' | 'reaction' | 'location' | 'contact';
           media?:
             | {
                 uploadId: string;
@@ -3287,8 +3321,44 @@ export interface operations {
           caption?: string;
           fileName?: string;
           mimeType?: string;
+          reaction?: {
+            messageId: string;
+            emoji: string;
+          };
+          location?: {
+            latitude: number;
+            longitude: number;
+            name?: string;
+            address?: string;
+          };
+          contacts?: {
+            vcard: string;
+            displayName?: string;
+          }[];
+          replyTo?: string;
           idempotencyKey?: string;
-        } & ((unknown | unknown) & (unknown | unknown) & unknown & unknown);
+        } & ((unknown | unknown) &
+          (
+            | unknown
+            | {
+                /** @enum {unknown} */
+                type: 'image' | 'document' | 'audio' | 'voice' | 'video' | 'sticker';
+              }
+            | {
+                /** @constant */
+                type: 'reaction';
+              }
+            | {
+                /** @constant */
+                type: 'location';
+              }
+            | {
+                /** @constant */
+                type: 'contact';
+              }
+          ) &
+          unknown &
+          unknown);
       };
     };
     responses: {
@@ -3437,6 +3507,89 @@ export interface operations {
             } & {
               [key: string]: unknown;
             };
+            extra?: {
+              action?:
+                | ({
+                    /** @constant */
+                    kind: 'reaction';
+                    key: {
+                      id: string;
+                      remoteJid: string;
+                      fromMe: boolean;
+                      participant?: string;
+                    } & {
+                      [key: string]: unknown;
+                    };
+                    emoji: string;
+                  } & {
+                    [key: string]: unknown;
+                  })
+                | ({
+                    /** @constant */
+                    kind: 'location';
+                    latitude: number;
+                    longitude: number;
+                    name?: string;
+                    address?: string;
+                  } & {
+                    [key: string]: unknown;
+                  })
+                | ({
+                    /** @constant */
+                    kind: 'contact';
+                    contacts: ({
+                      displayName?: string;
+                      vcard: string;
+                    } & {
+                      [key: string]: unknown;
+                    })[];
+                  } & {
+                    [key: string]: unknown;
+                  })
+                | ({
+                    /** @constant */
+                    kind: 'edit';
+                    key: {
+                      id: string;
+                      remoteJid: string;
+                      fromMe: boolean;
+                      participant?: string;
+                    } & {
+                      [key: string]: unknown;
+                    };
+                  } & {
+                    [key: string]: unknown;
+                  })
+                | ({
+                    /** @constant */
+                    kind: 'revoke';
+                    key: {
+                      id: string;
+                      remoteJid: string;
+                      fromMe: boolean;
+                      participant?: string;
+                    } & {
+                      [key: string]: unknown;
+                    };
+                  } & {
+                    [key: string]: unknown;
+                  });
+              quoted?: {
+                key: {
+                  id: string;
+                  remoteJid: string;
+                  fromMe: boolean;
+                  participant?: string;
+                } & {
+                  [key: string]: unknown;
+                };
+                text: string;
+              } & {
+                [key: string]: unknown;
+              };
+            } & {
+              [key: string]: unknown;
+            };
             /** @enum {string} */
             status: 'queued' | 'scheduled' | 'sent' | 'delivered' | 'read' | 'failed';
             plannedAt: number | null;
@@ -3482,6 +3635,205 @@ export interface operations {
       /** @description not found (another tenant’s resource answers the same) */
       404: {
         headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  editMessage: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description alternative to the body field idempotencyKey (the body wins) */
+        'Idempotency-Key'?: string;
+      };
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        /**
+         * @example {
+         *       "text": "delivery at 6 pm"
+         *     }
+         */
+        'application/json': {
+          sessionId?: string;
+          text: string;
+          idempotencyKey?: string;
+        };
+      };
+    };
+    responses: {
+      /** @description the edit is queued */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            messageId: string;
+            sessionId: string;
+            /** @enum {string} */
+            status: 'queued' | 'scheduled';
+            plannedAt?: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description rate limited (Retry-After) */
+      429: {
+        headers: {
+          /** @description seconds to wait */
+          'Retry-After'?: number;
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+    };
+  };
+  revokeMessage: {
+    parameters: {
+      query?: never;
+      header?: {
+        /** @description alternative to the body field idempotencyKey (the body wins) */
+        'Idempotency-Key'?: string;
+      };
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: {
+      content: {
+        /** @example {} */
+        'application/json': {
+          sessionId?: string;
+          idempotencyKey?: string;
+        };
+      };
+    };
+    responses: {
+      /** @description the revoke is queued */
+      202: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            messageId: string;
+            sessionId: string;
+            /** @enum {string} */
+            status: 'queued' | 'scheduled';
+            plannedAt?: number;
+          } & {
+            [key: string]: unknown;
+          };
+        };
+      };
+      /** @description invalid input (VALIDATION_ERROR names the field) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description missing or invalid credentials */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description the key does not reach this (admin-only route, other tenant, refused destination) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description not found (another tenant’s resource answers the same) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description conflicts with the current state */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': components['schemas']['Error'];
+        };
+      };
+      /** @description rate limited (Retry-After) */
+      429: {
+        headers: {
+          /** @description seconds to wait */
+          'Retry-After'?: number;
           [name: string]: unknown;
         };
         content: {
@@ -4429,7 +4781,15 @@ export interface operations {
           'application/json': {
             tenant: string;
             url: string;
-            events: ('message.received' | 'message.status' | 'session.status' | 'session.burst')[];
+            events: (
+              | 'message.received'
+              | 'message.status'
+              | 'message.reaction'
+              | 'message.edited'
+              | 'message.revoked'
+              | 'session.status'
+              | 'session.burst'
+            )[];
             /** @constant */
             secretSet: true;
             pending?: number;
@@ -4504,11 +4864,22 @@ export interface operations {
            * @default [
            *       "message.received",
            *       "message.status",
+           *       "message.reaction",
+           *       "message.edited",
+           *       "message.revoked",
            *       "session.status",
            *       "session.burst"
            *     ]
            */
-          events?: ('message.received' | 'message.status' | 'session.status' | 'session.burst')[];
+          events?: (
+            | 'message.received'
+            | 'message.status'
+            | 'message.reaction'
+            | 'message.edited'
+            | 'message.revoked'
+            | 'session.status'
+            | 'session.burst'
+          )[];
         };
       };
     };
@@ -4522,7 +4893,15 @@ export interface operations {
           'application/json': {
             tenant: string;
             url: string;
-            events: ('message.received' | 'message.status' | 'session.status' | 'session.burst')[];
+            events: (
+              | 'message.received'
+              | 'message.status'
+              | 'message.reaction'
+              | 'message.edited'
+              | 'message.revoked'
+              | 'session.status'
+              | 'session.burst'
+            )[];
             /** @constant */
             secretSet: true;
             pending?: number;
@@ -4984,6 +5363,34 @@ export interface operations {
                 /** @enum {string} */
                 status: 'sent' | 'delivered' | 'read' | 'failed';
                 reason?: string;
+              } & {
+                [key: string]: unknown;
+              };
+            } & {
+              [key: string]: unknown;
+            })
+          | ({
+              sessionId: string;
+              timestamp: number;
+              eventId: string;
+              generation?: number;
+              /** @constant */
+              type: 'MESSAGE_ACTION';
+              data: {
+                /** @enum {string} */
+                kind: 'reaction' | 'edit' | 'revoke';
+                messageId: string;
+                targetId: string;
+                targetFromMe: boolean;
+                targetOutboxId?: string;
+                from: string;
+                fromPhone?: string | null;
+                fromLid?: string | null;
+                chat: string;
+                group?: string;
+                emoji?: string;
+                text?: string;
+                timestamp: number;
               } & {
                 [key: string]: unknown;
               };

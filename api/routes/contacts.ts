@@ -144,7 +144,13 @@ export function contactRoutes(ctx: ApiContext) {
         );
       const command = await commands.enqueue(
         id,
-        { kind: 'read', messages: ids.map((mid, i) => ({ id: mid, ...chats[i]! })) },
+        {
+          kind: 'read',
+          messages: ids.map((mid, i) => {
+            const { chat, participant } = chats[i]!;
+            return { id: mid, chat, ...(participant ? { participant } : {}) };
+          }),
+        },
         0,
         Date.now() + 10 * 60_000,
       );

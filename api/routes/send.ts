@@ -2,18 +2,30 @@
  * The send gateway (SPEC §6):
  *   POST /api/send {sessionId | from, to, text, idempotencyKey?}  → 202 {messageId, sessionId, status, plannedAt?}
  *   POST /api/send {…, type, media: {uploadId}|{url}, caption?, fileName?, mimeType?}   (a media message, issue 16)
+ *   POST /api/send {…, type: 'reaction', reaction: {messageId, emoji}} | {type: 'location', location: {…}} |
+ *        {type: 'contact', contacts: [{vcard, displayName?}]}; `replyTo` (a message id) on any but a reaction
+ *   POST /api/messages/:id/edit {text} · POST /api/messages/:id/revoke     → 202 (an edit / delete for everyone)
  *   GET  /api/messages/:id                                         → the message and its status
  *   GET|PUT /api/anti-ban/sessions/:id/limits                      → pacing (PUT: admin key only)
  * Accepting is one Lua script (idempotency replay, per-tenant + global rate limits, record, queue, plan, burst);
  * then the session's dispatcher workflow is woken. The message is durable before the 202.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LimitsOverrideSchema } from '../../common/anti-ban.js';
-import { baseMime, INLINE_MIME, MEDIA_TYPES, suits, UploadIdSchema, type OutboxMedia } from '../../common/media.js';
+import {
+  baseMime,
+  INLINE_MIME,
+  MEDIA_TYPES,
+  suits,
+  UploadIdSchema,
+  type MediaType,
+  type OutboxMedia,
+} from '../../common/media.js';
 import { replanDispatcher } from '../../workflows/dispatcher-client.js';
 import { documentAs } from '../../common/json-schema.js';
+import type { OutboxExtra, OutboxQuoted, WaKey } from '../../common/message-actions.js';
 import { PhoneSchema, RecipientSchema, SessionIdSchema } from '../../common/session.js';
 import { reaches, requireAdmin, sessionNotFound, type Principal } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -38,21 +50,47 @@ const MediaSourceSchema = z.union(
   { errorMap: () => ({ message: 'must be {uploadId} or {url}' }) },
 );
 
+/** Our message id (msg_…) or the WhatsApp id of a message the session received. */
+export const TargetIdSchema = z
+  .string()
+  .regex(/^(msg_[A-Za-z0-9]{1,64}|[A-Za-z0-9]{6,128})$/, 'must be a message id (msg_…) or a WhatsApp message id');
+
+const SEND_TYPES = [...MEDIA_TYPES, 'reaction', 'location', 'contact'] as const;
+/** The fields of each kind of send besides the common ones; a field of another kind is refused. */
+const KIND_FIELDS = ['text', 'media', 'caption', 'fileName', 'mimeType', 'reaction', 'location', 'contacts'] as const;
+const OWN_FIELDS: Record<'text' | 'media' | 'reaction' | 'location' | 'contact', readonly string[]> = {
+  text: ['text'],
+  media: ['media', 'caption', 'fileName', 'mimeType'],
+  reaction: ['reaction'],
+  location: ['location'],
+  contact: ['contacts'],
+};
+const kindOf = (type: string | undefined) =>
+  type === undefined
+    ? 'text'
+    : type === 'reaction' || type === 'location' || type === 'contact'
+      ? type
+      : ('media' as const);
+const notAny = (kind: keyof typeof OWN_FIELDS) => ({
+  not: { anyOf: KIND_FIELDS.filter((f) => !OWN_FIELDS[kind].includes(f)).map((f) => ({ required: [f] })) },
+});
+
 export const SendBodySchema = documentAs(
   z
     .object({
       sessionId: SessionIdSchema.optional(),
       /** The sending session's phone number (alternative to sessionId). */
       from: PhoneSchema.optional(),
-      to: RecipientSchema,
+      /** the chat; a reaction goes to the chat of the message it reacts to (`to` may be left out) */
+      to: RecipientSchema.optional(),
       /** A text message (absent when `type` makes it a media message). */
       text: z
         .string({ invalid_type_error: 'must be a string' })
         .min(1, 'must not be empty (1-4096 characters)')
         .max(4096, 'must be at most 4096 characters')
         .optional(),
-      /** A media message (issue 16): its kind; `media` says where the file is. */
-      type: z.enum(MEDIA_TYPES).optional(),
+      /** A media message (issue 16), a reaction, a location or contact card(s); absent: a text message. */
+      type: z.enum(SEND_TYPES).optional(),
       media: MediaSourceSchema.optional(),
       caption: z.string().min(1, 'must not be empty').max(1024, 'must be at most 1024 characters').optional(),
       fileName: z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters').optional(),
@@ -60,6 +98,51 @@ export const SendBodySchema = documentAs(
         .string()
         .regex(/^[a-z0-9.+-]+\/[a-z0-9.+-]+$/i, 'must be a MIME type such as application/pdf')
         .optional(),
+      /** type reaction: the message (ours or one the session received) and the emoji; '' removes the reaction */
+      reaction: z
+        .object({
+          messageId: TargetIdSchema,
+          // counted in code points, as the JSON Schema's maxLength counts
+          emoji: documentAs(
+            z
+              .string()
+              .refine(
+                (e) => [...e].length <= 16,
+                'must be one emoji (at most 16 characters); empty removes the reaction',
+              ),
+            { type: 'string', maxLength: 16 },
+          ),
+        })
+        .strict()
+        .optional(),
+      /** type location */
+      location: z
+        .object({
+          latitude: z.number().min(-90, 'must be -90..90').max(90, 'must be -90..90'),
+          longitude: z.number().min(-180, 'must be -180..180').max(180, 'must be -180..180'),
+          name: z.string().min(1).max(256).optional(),
+          address: z.string().min(1).max(1024).optional(),
+        })
+        .strict()
+        .optional(),
+      /** type contact: one or more vCards */
+      contacts: z
+        .array(
+          z
+            .object({
+              vcard: z
+                .string()
+                .max(8192, 'must be at most 8192 characters')
+                .regex(/^BEGIN:VCARD\r?\n[\s\S]*END:VCARD\s*$/, 'must be a vCard (BEGIN:VCARD … END:VCARD)'),
+              displayName: z.string().min(1).max(256).optional(),
+            })
+            .strict(),
+        )
+        .min(1, 'at least one contact')
+        .max(10, 'at most 10 contacts')
+        .optional(),
+      /** quote this message (ours, msg_…, or the WhatsApp id of one the session received) */
+      replyTo: TargetIdSchema.optional(),
       idempotencyKey: z
         .string()
         .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", ":" or "-"')
@@ -67,21 +150,34 @@ export const SendBodySchema = documentAs(
     })
     .strict()
     .superRefine((b, ctx) => {
-      if (b.type === undefined) {
-        if (b.text === undefined) ctx.addIssue({ code: 'custom', message: 'text is required', path: ['text'] });
-        for (const f of ['media', 'caption', 'fileName', 'mimeType'] as const)
-          if (b[f] !== undefined)
-            ctx.addIssue({ code: 'custom', message: `only with a media type (give type)`, path: [f] });
-      } else {
+      const kind = kindOf(b.type);
+      for (const f of KIND_FIELDS)
+        if (b[f] !== undefined && !OWN_FIELDS[kind].includes(f))
+          ctx.addIssue({
+            code: 'custom',
+            message: kind === 'text' ? 'only with a type that has it (give type)' : `a ${b.type} message has no ${f}`,
+            path: [f],
+          });
+      if (kind === 'text' && b.text === undefined)
+        ctx.addIssue({ code: 'custom', message: 'text is required', path: ['text'] });
+      if (kind === 'media') {
         if (b.media === undefined)
           ctx.addIssue({ code: 'custom', message: 'media is required ({uploadId} or {url})', path: ['media'] });
-        if (b.text !== undefined)
-          ctx.addIssue({ code: 'custom', message: 'a media message carries a caption, not text', path: ['text'] });
-        if (b.caption !== undefined && !['image', 'video', 'document'].includes(b.type))
+        if (b.caption !== undefined && !['image', 'video', 'document'].includes(b.type!))
           ctx.addIssue({ code: 'custom', message: `a ${b.type} has no caption`, path: ['caption'] });
         if (b.fileName !== undefined && b.type !== 'document')
           ctx.addIssue({ code: 'custom', message: 'only a document has a file name', path: ['fileName'] });
       }
+      if (kind === 'reaction' && b.reaction === undefined)
+        ctx.addIssue({ code: 'custom', message: 'reaction is required ({messageId, emoji})', path: ['reaction'] });
+      if (kind === 'reaction' && b.replyTo !== undefined)
+        ctx.addIssue({ code: 'custom', message: 'a reaction does not quote a message', path: ['replyTo'] });
+      if (kind === 'location' && b.location === undefined)
+        ctx.addIssue({ code: 'custom', message: 'location is required ({latitude, longitude})', path: ['location'] });
+      if (kind === 'contact' && b.contacts === undefined)
+        ctx.addIssue({ code: 'custom', message: 'contacts is required ([{vcard}])', path: ['contacts'] });
+      if (kind !== 'reaction' && b.to === undefined)
+        ctx.addIssue({ code: 'custom', message: 'to is required', path: ['to'] });
     })
     .refine((b) => b.sessionId !== undefined || b.from !== undefined, {
       message: 'give sessionId or from (the sending phone number)',
@@ -90,16 +186,28 @@ export const SendBodySchema = documentAs(
   {
     allOf: [
       { anyOf: [{ required: ['sessionId'] }, { required: ['from'] }] },
-      // a text message, or a media message (type + media, a caption instead of text)
+      // a text message, a media message (type + media, a caption instead of text), a reaction, a location or
+      // contact card(s)
       {
         oneOf: [
           {
-            required: ['text'],
+            required: ['text', 'to'],
+            not: { anyOf: ['type', ...KIND_FIELDS.filter((f) => f !== 'text')].map((f) => ({ required: [f] })) },
+          },
+          {
+            required: ['type', 'media', 'to'],
+            properties: { type: { enum: [...MEDIA_TYPES] } },
+            ...notAny('media'),
+          },
+          {
+            required: ['type', 'reaction'],
+            properties: { type: { const: 'reaction' } },
             not: {
-              anyOf: ['type', 'media', 'caption', 'fileName', 'mimeType'].map((f) => ({ required: [f] })),
+              anyOf: [...KIND_FIELDS.filter((f) => f !== 'reaction'), 'replyTo'].map((f) => ({ required: [f] })),
             },
           },
-          { required: ['type', 'media'], not: { required: ['text'] } },
+          { required: ['type', 'location', 'to'], properties: { type: { const: 'location' } }, ...notAny('location') },
+          { required: ['type', 'contacts', 'to'], properties: { type: { const: 'contact' } }, ...notAny('contact') },
         ],
       },
       {
@@ -111,6 +219,44 @@ export const SendBodySchema = documentAs(
   },
   'extend',
 );
+
+/** POST /api/messages/:id/edit: the new text of one of our text messages. */
+export const EditBodySchema = z
+  .object({
+    /** with a WhatsApp message id instead of ours: the session that has it */
+    sessionId: SessionIdSchema.optional(),
+    text: z
+      .string({ required_error: 'text is required', invalid_type_error: 'must be a string' })
+      .min(1, 'must not be empty (1-4096 characters)')
+      .max(4096, 'must be at most 4096 characters'),
+    idempotencyKey: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", ":" or "-"')
+      .optional(),
+  })
+  .strict();
+/** POST /api/messages/:id/revoke; a WhatsApp id (a received message) needs the session it belongs to. */
+export const RevokeBodySchema = z
+  .object({
+    sessionId: SessionIdSchema.optional(),
+    idempotencyKey: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1-128 letters, digits, "_", ".", ":" or "-"')
+      .optional(),
+  })
+  .strict();
+export const ActionParams = z.object({ id: TargetIdSchema });
+
+/** A recipient as /api/send names it, from a chat JID (`<digits>@s.whatsapp.net` → the number). */
+const toRecipient = (jid: string) => jid.replace(/@s\.whatsapp\.net$/, '');
+/** The chat JID of a recipient (a number → its phone JID; LID and group JIDs as they are). */
+export const toJid = (to: string) => (/^\d+$/.test(to) ? `${to}@s.whatsapp.net` : to);
+
+function idempotencyKeyOf(header: string | string[] | undefined, fromBody: string | undefined): string | undefined {
+  if (typeof header === 'string' && !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(header))
+    throw new ApiError(400, 'VALIDATION_ERROR', 'Idempotency-Key: must be 1-128 safe characters', 'idempotencyKey');
+  return fromBody ?? (typeof header === 'string' ? header : undefined);
+}
 
 export const MessageIdParams = z.object({ id: z.string().regex(/^msg_[A-Za-z0-9]{1,64}$/, 'not a message id') });
 export const SessionParams = z.object({ id: SessionIdSchema });
@@ -133,7 +279,7 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
    * fetched into a new upload; its content type must suit the message type.
    */
   async function mediaFor(body: z.infer<typeof SendBodySchema>, tenant: string): Promise<OutboxMedia> {
-    const type = body.type!;
+    const type = body.type as MediaType;
     const source = body.media!;
     let record =
       'uploadId' in source
@@ -177,13 +323,115 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
     };
   }
 
+  /**
+   * The message a reaction or a reply is about: one of ours (msg_…, sent by this session) or one the session received
+   * (its WhatsApp id, from the `message.received` webhook). Another tenant's message answers like a missing one.
+   */
+  async function targetOf(
+    principal: Principal,
+    sessionId: string,
+    id: string,
+    field: string,
+  ): Promise<{ key: WaKey; to: string; quoted: OutboxQuoted }> {
+    if (id.startsWith('msg_')) {
+      const m = await messages.get(id);
+      if (!m || !reaches(principal, m.tenant) || m.sessionId !== sessionId)
+        throw new ApiError(404, 'MESSAGE_NOT_FOUND', `${field}: message ${id} not found in this session`, field);
+      const kind = m.extra?.action?.kind;
+      if (kind === 'reaction' || kind === 'edit' || kind === 'revoke')
+        throw new ApiError(409, 'NOT_A_MESSAGE', `${field}: ${id} is a ${kind}, not a message`, field);
+      if (!m.waMessageId)
+        throw new ApiError(409, 'MESSAGE_NOT_SENT', `${field}: ${id} has not been sent (status ${m.status})`, field);
+      const key: WaKey = { id: m.waMessageId, remoteJid: toJid(m.to), fromMe: true };
+      return { key, to: m.to, quoted: { key, text: m.text } };
+    }
+    const [inbound] = await commands.inboundChats(sessionId, [id]);
+    if (!inbound)
+      throw new ApiError(404, 'MESSAGE_NOT_FOUND', `${field}: message ${id} not found in this session`, field);
+    const key: WaKey = {
+      id,
+      remoteJid: inbound.chat,
+      fromMe: false,
+      ...(inbound.participant ? { participant: inbound.participant } : {}),
+    };
+    return { key, to: toRecipient(inbound.chat), quoted: { key, text: inbound.text ?? '' } };
+  }
+
+  /** The common tail of every send: the atomic accept (idempotency, rate limits, pacing), then the wake. */
+  async function acceptAndQueue(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    a: {
+      tenant: string;
+      sessionId: string;
+      to: string;
+      text: string;
+      idempotencyKey: string | undefined;
+      fingerprintOf: string;
+      media?: OutboxMedia;
+      extra?: OutboxExtra;
+    },
+  ) {
+    const { sessionId } = a;
+    const fingerprint = createHash('sha256').update(`${sessionId}\n${a.to}\n${a.fingerprintOf}`).digest('hex');
+    const result = await messages.accept({
+      tenant: a.tenant,
+      sessionId,
+      messageId: `msg_${randomBytes(12).toString('hex')}`,
+      to: a.to,
+      text: a.text,
+      idempotencyKey: a.idempotencyKey,
+      fingerprint,
+      ...(a.media ? { media: a.media } : {}),
+      ...(a.extra ? { extra: a.extra } : {}),
+    });
+    if (result.kind === 'limited') {
+      const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+      throw new ApiError(
+        429,
+        'RATE_LIMITED',
+        result.scope === 'tenant'
+          ? `rate limit: at most ${config.RATE_LIMIT_MAX_REQUESTS} messages per ${config.RATE_LIMIT_WINDOW_MS / 1000} s for this tenant`
+          : `rate limit: the gateway accepts at most ${config.RATE_LIMIT_GLOBAL_MAX_REQUESTS} messages per ${config.RATE_LIMIT_WINDOW_MS / 1000} s`,
+        undefined,
+        { 'retry-after': String(seconds) },
+      );
+    }
+    if (result.kind === 'conflict') {
+      throw new ApiError(
+        409,
+        'IDEMPOTENCY_KEY_REUSED',
+        `idempotency key already used for a different message (${result.messageId})`,
+        'idempotencyKey',
+      );
+    }
+    if (result.kind === 'accepted') {
+      if (result.burst) {
+        request.log.warn({ sessionId }, 'burst of sends detected: the session is slowed down');
+        await hooks
+          .enqueue(a.tenant, 'session.burst', {
+            sessionId,
+            slowdown: config.ANTIBAN_BURST_SLOWDOWN,
+            forMs: config.ANTIBAN_BURST_PAUSE_MS,
+          })
+          .catch(() => undefined);
+      }
+      // Only an idle (or never started, or stuck) dispatcher is woken: a pacing one finds the message itself.
+      // The message is durable already; a failed wake is recovered by the next request / the orchestrator.
+      if (result.wake)
+        await waker.wake(sessionId).catch((err: unknown) => {
+          request.log.warn({ sessionId, err: String(err) }, 'could not wake the dispatcher (message kept)');
+        });
+    } else {
+      void reply.header('idempotent-replayed', 'true');
+    }
+    return reply.status(202).send(result.response);
+  }
+
   return async function plugin(app: FastifyInstance) {
     app.post('/api/send', async (request, reply) => {
       const body = parseInput(SendBodySchema, request.body, 'body');
-      const headerKey = request.headers['idempotency-key'];
-      if (typeof headerKey === 'string' && !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(headerKey))
-        throw new ApiError(400, 'VALIDATION_ERROR', 'Idempotency-Key: must be 1-128 safe characters', 'idempotencyKey');
-      const idempotencyKey = body.idempotencyKey ?? (typeof headerKey === 'string' ? headerKey : undefined);
+      const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'], body.idempotencyKey);
       let sessionId = body.sessionId;
       if (!sessionId) {
         sessionId = (await sessions.phoneOwner(body.from!)) ?? undefined;
@@ -194,70 +442,115 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
       if (body.sessionId && body.from && session.phone && session.phone !== body.from)
         throw new ApiError(409, 'FROM_MISMATCH', 'from: is not the phone number of that session', 'from');
 
-      // A number a check found not on WhatsApp (cached): refusing costs nothing, sending would burn a send.
-      if ((await commands.cached([body.to])).get(body.to)?.exists === false)
-        throw new ApiError(400, 'NOT_ON_WHATSAPP', `to: ${body.to} is not on WhatsApp (number check)`, 'to');
+      const extra: OutboxExtra = {};
+      let to = body.to;
+      if (body.type === 'reaction') {
+        const target = await targetOf(request.principal, sessionId, body.reaction!.messageId, 'reaction.messageId');
+        if (to !== undefined && toJid(to) !== target.key.remoteJid)
+          throw new ApiError(409, 'CHAT_MISMATCH', 'to: the message is in another chat', 'to');
+        to = target.to;
+        extra.action = { kind: 'reaction', key: target.key, emoji: body.reaction!.emoji };
+      }
+      if (body.type === 'location') extra.action = { kind: 'location', ...body.location! };
+      if (body.type === 'contact') extra.action = { kind: 'contact', contacts: body.contacts! };
+      if (body.replyTo) extra.quoted = (await targetOf(request.principal, sessionId, body.replyTo, 'replyTo')).quoted;
 
-      const media = body.type ? await mediaFor(body, session.tenant) : undefined;
-      const fingerprint = createHash('sha256')
-        .update(
-          media
-            ? // the same source (upload or URL) again is the same message; the bytes of a URL are fetched each time
-              `${sessionId}\n${body.to}\nmedia:${media.type}:${'url' in body.media! ? body.media.url : body.media!.uploadId}\n${body.caption ?? ''}\n${media.fileName ?? ''}`
-            : `${sessionId}\n${body.to}\n${body.text}`,
-        )
-        .digest('hex');
-      const result = await messages.accept({
+      // A number a check found not on WhatsApp (cached): refusing costs nothing, sending would burn a send.
+      if ((await commands.cached([to!])).get(to!)?.exists === false)
+        throw new ApiError(400, 'NOT_ON_WHATSAPP', `to: ${to} is not on WhatsApp (number check)`, 'to');
+
+      const media = body.type && kindOf(body.type) === 'media' ? await mediaFor(body, session.tenant) : undefined;
+      const content = media
+        ? // the same source (upload or URL) again is the same message; the bytes of a URL are fetched each time
+          `media:${media.type}:${'url' in body.media! ? body.media.url : body.media!.uploadId}\n${body.caption ?? ''}\n${media.fileName ?? ''}`
+        : (body.text ?? '');
+      return acceptAndQueue(request, reply, {
         tenant: session.tenant,
         sessionId,
-        messageId: `msg_${randomBytes(12).toString('hex')}`,
-        to: body.to,
-        text: media ? (body.caption ?? '') : body.text!,
+        to: to!,
+        text: media ? (body.caption ?? '') : (body.text ?? ''),
         idempotencyKey,
-        fingerprint,
+        fingerprintOf: `${content}${extra.action || extra.quoted ? `\n${JSON.stringify(extra)}` : ''}`,
         ...(media ? { media } : {}),
+        ...(extra.action || extra.quoted ? { extra } : {}),
       });
-      if (result.kind === 'limited') {
-        const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
-        throw new ApiError(
-          429,
-          'RATE_LIMITED',
-          result.scope === 'tenant'
-            ? `rate limit: at most ${config.RATE_LIMIT_MAX_REQUESTS} messages per ${config.RATE_LIMIT_WINDOW_MS / 1000} s for this tenant`
-            : `rate limit: the gateway accepts at most ${config.RATE_LIMIT_GLOBAL_MAX_REQUESTS} messages per ${config.RATE_LIMIT_WINDOW_MS / 1000} s`,
-          undefined,
-          { 'retry-after': String(seconds) },
-        );
+    });
+
+    /** An edit or a delete for everyone of one of our own sent messages. */
+    async function ownSent(principal: Principal, id: string, sessionId: string | undefined, what: 'edit' | 'revoke') {
+      if (!id.startsWith('msg_')) {
+        // A WhatsApp id: a message the session received is someone else's; it cannot be edited or revoked.
+        // Not found rather than malformed: the id is well-formed, only the session to look it up in is missing.
+        if (!sessionId)
+          throw new ApiError(
+            404,
+            'MESSAGE_NOT_FOUND',
+            `message ${id} not found: a WhatsApp message id is looked up in the session given as sessionId`,
+            'sessionId',
+          );
+        await sessionFor(principal, sessionId);
+        const [inbound] = await commands.inboundChats(sessionId, [id]);
+        if (!inbound) throw new ApiError(404, 'MESSAGE_NOT_FOUND', `message ${id} not found`, 'id');
+        throw new ApiError(403, 'NOT_OWN_MESSAGE', `id: ${id} was written by a contact; only our own messages`, 'id');
       }
-      if (result.kind === 'conflict') {
+      const m = await messages.get(id);
+      // Another tenant's message answers exactly like a missing one.
+      if (!m || !reaches(principal, m.tenant))
+        throw new ApiError(404, 'MESSAGE_NOT_FOUND', `message ${id} not found`, 'id');
+      if (sessionId && sessionId !== m.sessionId)
+        throw new ApiError(409, 'SESSION_MISMATCH', 'sessionId: the message was sent by another session', 'sessionId');
+      const session = await sessionFor(principal, m.sessionId);
+      const kind = m.extra?.action?.kind;
+      if (kind === 'reaction' || kind === 'edit' || kind === 'revoke')
+        throw new ApiError(409, 'NOT_EDITABLE', `id: ${id} is a ${kind}, not a message`, 'id');
+      if (what === 'edit' && (m.media || kind))
+        throw new ApiError(409, 'NOT_EDITABLE', `id: only a text message can be edited`, 'id');
+      if (!m.waMessageId || m.sentAt === null || !['sent', 'delivered', 'read'].includes(m.status))
+        throw new ApiError(409, 'MESSAGE_NOT_SENT', `id: ${id} has not been sent (status ${m.status})`, 'id');
+      const windowMs = what === 'edit' ? config.MESSAGE_EDIT_WINDOW_MS : config.MESSAGE_REVOKE_WINDOW_MS;
+      if (Date.now() - m.sentAt > windowMs)
         throw new ApiError(
           409,
-          'IDEMPOTENCY_KEY_REUSED',
-          `idempotency key already used for a different message (${result.messageId})`,
-          'idempotencyKey',
+          what === 'edit' ? 'EDIT_WINDOW_PASSED' : 'REVOKE_WINDOW_PASSED',
+          `id: a message can be ${what === 'edit' ? 'edited' : 'deleted for everyone'} within ${Math.round(windowMs / 1000)} s of sending`,
+          'id',
         );
-      }
-      if (result.kind === 'accepted') {
-        if (result.burst) {
-          request.log.warn({ sessionId }, 'burst of sends detected: the session is slowed down');
-          await hooks
-            .enqueue(session.tenant, 'session.burst', {
-              sessionId,
-              slowdown: config.ANTIBAN_BURST_SLOWDOWN,
-              forMs: config.ANTIBAN_BURST_PAUSE_MS,
-            })
-            .catch(() => undefined);
-        }
-        // Only an idle (or never started, or stuck) dispatcher is woken: a pacing one finds the message itself.
-        // The message is durable already; a failed wake is recovered by the next request / the orchestrator.
-        if (result.wake)
-          await waker.wake(sessionId).catch((err: unknown) => {
-            request.log.warn({ sessionId, err: String(err) }, 'could not wake the dispatcher (message kept)');
-          });
-      } else {
-        void reply.header('idempotent-replayed', 'true');
-      }
-      return reply.status(202).send(result.response);
+      const key: WaKey = { id: m.waMessageId, remoteJid: toJid(m.to), fromMe: true };
+      return { m, session, key };
+    }
+
+    app.post('/api/messages/:id/edit', async (request, reply) => {
+      const { id } = parseInput(ActionParams, request.params, 'params');
+      const body = parseInput(EditBodySchema, request.body, 'body');
+      const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'], body.idempotencyKey);
+      const { m, session, key } = await ownSent(request.principal, id, body.sessionId, 'edit');
+      const extra: OutboxExtra = { action: { kind: 'edit', key } };
+      return acceptAndQueue(request, reply, {
+        tenant: session.tenant,
+        sessionId: m.sessionId,
+        to: m.to,
+        text: body.text,
+        idempotencyKey,
+        fingerprintOf: `${body.text}\n${JSON.stringify(extra)}`,
+        extra,
+      });
+    });
+
+    app.post('/api/messages/:id/revoke', async (request, reply) => {
+      const { id } = parseInput(ActionParams, request.params, 'params');
+      const body = parseInput(RevokeBodySchema, request.body ?? {}, 'body');
+      const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'], body.idempotencyKey);
+      const { m, session, key } = await ownSent(request.principal, id, body.sessionId, 'revoke');
+      const extra: OutboxExtra = { action: { kind: 'revoke', key } };
+      return acceptAndQueue(request, reply, {
+        tenant: session.tenant,
+        sessionId: m.sessionId,
+        to: m.to,
+        text: '',
+        idempotencyKey,
+        fingerprintOf: JSON.stringify(extra),
+        extra,
+      });
     });
 
     app.get('/api/messages/:id', async (request) => {

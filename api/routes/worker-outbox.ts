@@ -54,12 +54,17 @@ export const workerOutboxRoutes: FastifyPluginAsync<WorkerOutboxOptions> = async
     });
     if (!claimed) return reply.code(204).send();
     // Decided at hand-off (the session's current bounds), so typing always ends a typing time after the claim.
-    const { typingMs, minGapMs } = (await opts.pacingFor?.(sessionId, claimed.text)) ?? { typingMs: 0, minGapMs: 0 };
+    const pacing = (await opts.pacingFor?.(sessionId, claimed.text)) ?? { typingMs: 0, minGapMs: 0 };
+    const { minGapMs } = pacing;
+    // Nobody types a reaction or a deletion: those go without `composing` (the gap still holds).
+    const kind = claimed.extra?.action?.kind;
+    const typingMs = kind === 'reaction' || kind === 'revoke' ? 0 : pacing.typingMs;
     const item: OutboxItem = {
       messageId: claimed.messageId,
       to: claimed.to,
       text: claimed.text,
       ...(claimed.media ? { media: claimed.media } : {}),
+      ...(claimed.extra ? { extra: claimed.extra } : {}),
       attempt: claimed.attempt,
       ...(typingMs > 0 ? { typingMs } : {}),
       ...(minGapMs > 0 ? { minGapMs } : {}),
