@@ -24,7 +24,7 @@ export function dashboardRoutes(ctx: ApiContext) {
       const rows = (await sessions.list(tenant))
         .filter((s) => !q.status || s.status === q.status)
         .filter((s) => !q.search || s.sessionId.includes(q.search) || (s.phone ?? '').includes(q.search));
-      return { sessions: rows.map((r) => sessionView(r, null, temporalLinks(config))) };
+      return { sessions: rows.map((r) => sessionView(r, temporalLinks(config))) };
     });
 
     app.get('/api/v1/dashboard/stats', async (request) => {

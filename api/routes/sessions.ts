@@ -30,8 +30,6 @@ import {
   provisionedUpdate,
   restartUpdate,
   sessionWorkflow,
-  stateQuery,
-  type PublicSessionState,
 } from '../../workflows/session.js';
 import { reaches, sessionNotFound, tenantOf, type Principal } from '../auth.js';
 import { TenantQuotas } from '../quotas.js';
@@ -46,30 +44,31 @@ const PAIRING_CODE_WAIT_MS = 25_000;
 export const FailoverBody = z.object({ reason: z.string().min(1).max(200).default('requested by operator') }).strict();
 
 /** What the API shows of a session: never the proxy credentials. */
-export function sessionView(
-  record: SessionRecord,
-  live: PublicSessionState | null,
-  temporal: { uiUrl: string; namespace: string; prefix: string },
-) {
+/**
+ * A session as the API shows it, from the Redis mirror alone: every status change is saved there before the
+ * workflow takes it, so the mirror is never behind, and a read costs no Temporal query (a query of a workflow out of
+ * the worker's cache replays its whole history: seconds per call with thousands of sessions).
+ */
+export function sessionView(record: SessionRecord, temporal: { uiUrl: string; namespace: string; prefix: string }) {
   const workflowId = workflowIdFor(temporal.prefix, record.sessionId);
   return {
     sessionId: record.sessionId,
     tenant: record.tenant,
-    status: live?.status ?? record.status,
-    phone: live?.phone ?? record.phone,
-    jid: live?.jid ?? record.jid,
-    proxy: live?.proxyEndpoint ?? (record.proxy ? proxyEndpoint(record.proxy) : null),
+    status: record.status,
+    phone: record.phone,
+    jid: record.jid,
+    proxy: record.proxy ? proxyEndpoint(record.proxy) : null,
     createdAt: record.createdAt,
-    connectedAt: live?.connectedAt ?? record.connectedAt,
+    connectedAt: record.connectedAt,
     lastPing: record.lastPing,
     lastPingAgeMs: record.lastPing ? Date.now() - record.lastPing : null,
     restarts: record.restarts,
     watchdogRestarts: record.watchdogRestarts,
     failovers: record.failovers,
-    lastError: live?.lastError ?? record.lastError,
+    lastError: record.lastError,
     host: record.host,
     /** The device/browser identity the session presents for life (null: Baileys' default, older sessions). */
-    deviceProfile: live?.deviceProfile?.id ?? record.deviceProfile ?? null,
+    deviceProfile: record.deviceProfile ?? null,
     workflowId,
     temporalUrl: `${temporal.uiUrl}/namespaces/${temporal.namespace}/workflows/${encodeURIComponent(workflowId)}`,
   };
@@ -128,14 +127,6 @@ export function sessionRoutes(ctx: ApiContext) {
     const record = await sessions.get(sessionId);
     if (!record || !reaches(principal, record.tenant)) throw sessionNotFound(sessionId);
     return record;
-  }
-
-  async function liveState(sessionId: string): Promise<PublicSessionState | null> {
-    try {
-      return await handleOf(sessionId).query(stateQuery);
-    } catch {
-      return null; // finished or unreachable: Redis still tells the last known state
-    }
   }
 
   return async function plugin(app: FastifyInstance) {
@@ -364,7 +355,7 @@ export function sessionRoutes(ctx: ApiContext) {
     app.get('/api/sessions/:id/status', async (request) => {
       const { id } = parseInput(IdParams, request.params, 'params');
       const record = await loadRecord(id, request.principal);
-      return sessionView(record, await liveState(id), temporalLinks(config));
+      return sessionView(record, temporalLinks(config));
     });
 
     app.get('/api/sessions/:id/health', async (request, reply) => {
