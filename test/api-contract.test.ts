@@ -309,9 +309,11 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         'generation = { max-examples = 3 }',
         'checks.positive_data_acceptance = { expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "415", "422", "429", "5xx"] }',
         // Inbound media: the stateful phase would fill the id from other answers (session ids): the seeded file.
-        // Edit and revoke of a message that is not sent (or past its window) are conflicts with its state (409).
+        // Edit and revoke: the seeded message (other answers' ids are 404s); not sent (or past its window), it is a
+        // conflict with its state (409).
         '[[operations]]',
         'include-operation-id-regex = "^(editMessage|revokeMessage)$"',
+        `parameters = { "path.id" = "${messageIds[who]}" }`,
         'checks.positive_data_acceptance = { expected-statuses = ["2xx", "401", "403", "404", "409", "429"] }',
         '[[operations]]',
         'include-operation-id = "getMedia"',
