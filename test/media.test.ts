@@ -267,7 +267,7 @@ for (const kind of ['disk', 's3'] as const)
       }
     });
 
-    it('audio, voice note (shows recording), video and sticker arrive decrypted and byte-identical', async () => {
+    it('audio, voice note (shows recording), video and sticker by upload and by URL arrive decrypted and byte-identical', async () => {
       const kinds = [
         { to: '15559000021', type: 'audio', bytes: mp3(), name: 'song.mp3', mime: 'audio/mpeg', want: 'audio/mpeg' },
         {
@@ -281,6 +281,8 @@ for (const kind of ['disk', 's3'] as const)
         { to: '15559000023', type: 'video', bytes: mp4(), name: 'clip.mp4', mime: 'video/mp4', want: 'video/mp4' },
         { to: '15559000024', type: 'sticker', bytes: webp(), name: 's.webp', mime: 'image/webp', want: 'image/webp' },
       ];
+      /** The same file by URL goes to a second number (…3x instead of …2x). */
+      const byUrl = (to: string) => to.replace(/2(\d)$/, '3$1');
       for (const k of kinds) {
         const up = await upload(stack, k.bytes, k.name, k.mime);
         assert.equal(up.status, 201, JSON.stringify(up.body));
@@ -291,14 +293,28 @@ for (const kind of ['disk', 's3'] as const)
           media: { uploadId: up.body.uploadId },
         });
         assert.equal(r.status, 202, `${k.type}: ${JSON.stringify(r.body)}`);
+        served.set(`/files/by-url-${k.name}`, { bytes: k.bytes, type: k.mime });
+        const u = await stack.call('POST', '/api/send', {
+          sessionId: S.id,
+          to: byUrl(k.to),
+          type: k.type,
+          media: { url: `${filesUrl}/files/by-url-${k.name}` },
+        });
+        assert.equal(u.status, 202, `${k.type} by URL: ${JSON.stringify(u.body)}`);
       }
-      await waitFor('4 more media messages', () => kinds.every((k) => received(k.to).length >= 1), 60_000);
+      await waitFor(
+        '8 more media messages',
+        () => kinds.every((k) => received(k.to).length >= 1 && received(byUrl(k.to)).length >= 1),
+        60_000,
+      );
       for (const k of kinds) {
-        const m = received(k.to)[0]!.media!;
-        assert.equal(m.verified, true, `${k.type}: ${m.error}`);
-        assert.equal(m.type, k.type);
-        assert.equal(m.sha256, sha(k.bytes), `${k.type}: byte-identical`);
-        assert.equal(m.mimetype, k.want);
+        for (const to of [k.to, byUrl(k.to)]) {
+          const m = received(to)[0]!.media!;
+          assert.equal(m.verified, true, `${k.type} to ${to}: ${m.error}`);
+          assert.equal(m.type, k.type);
+          assert.equal(m.sha256, sha(k.bytes), `${k.type} to ${to}: byte-identical`);
+          assert.equal(m.mimetype, k.want);
+        }
       }
       const states = (to: string) => stack.sim.presence(S.phone, to).map((p) => p.state);
       assert.ok(states('15559000022').includes('recording'), `voice: ${states('15559000022').join(',')}`);
