@@ -253,6 +253,14 @@ interface Operation {
 }
 
 const EXAMPLE_SESSION = 'worker_1';
+/** The header form of a queued send's idempotency key. */
+const idempotencyKeyHeader = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
+  description: 'alternative to the body field idempotencyKey (the body wins)',
+} as const;
 const retryAfter = { 'Retry-After': { description: 'seconds to wait', schema: { type: 'integer', minimum: 1 } } };
 
 export const OPERATIONS: Operation[] = [
@@ -696,15 +704,7 @@ export const OPERATIONS: Operation[] = [
       "WhatsApp id of one the session received). 404: an unknown (or another tenant's) message; 409: not sent yet.",
     tag: 'messages',
     access: 'apiKey',
-    headers: [
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
-        description: 'alternative to the body field idempotencyKey (the body wins)',
-      },
-    ],
+    headers: [idempotencyKeyHeader],
     body: {
       schema: send.SendBodySchema,
       required: true,
@@ -742,15 +742,7 @@ export const OPERATIONS: Operation[] = [
       'for a message a contact wrote (a WhatsApp id, with sessionId)',
     tag: 'messages',
     access: 'apiKey',
-    headers: [
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
-        description: 'alternative to the body field idempotencyKey (the body wins)',
-      },
-    ],
+    headers: [idempotencyKeyHeader],
     params: send.ActionParams,
     body: { schema: send.EditBodySchema, required: true, example: { text: 'delivery at 6 pm' } },
     ok: { 202: { description: 'the edit is queued', schema: Queued } },
@@ -766,15 +758,7 @@ export const OPERATIONS: Operation[] = [
       'NOT_OWN_MESSAGE for a message a contact wrote (a WhatsApp id, with sessionId)',
     tag: 'messages',
     access: 'apiKey',
-    headers: [
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', pattern: send.IDEMPOTENCY_KEY_PATTERN },
-        description: 'alternative to the body field idempotencyKey (the body wins)',
-      },
-    ],
+    headers: [idempotencyKeyHeader],
     params: send.ActionParams,
     body: { schema: send.RevokeBodySchema, required: false, example: {} },
     ok: { 202: { description: 'the revoke is queued', schema: Queued } },

@@ -1,7 +1,7 @@
 /**
  * The send gateway (SPEC §6):
  *   POST /api/send {sessionId | from, to, text, idempotencyKey?}  → 202 {messageId, sessionId, status, plannedAt?}
- *   POST /api/send {…, type, media: {uploadId}|{url}, caption?, fileName?, mimeType?}   (a media message, issue 16)
+ *   POST /api/send {…, type, media: {uploadId}|{url}, caption?, fileName?, mimeType?}   (a media message)
  *   POST /api/send {…, type: 'reaction', reaction: {messageId, emoji}} | {type: 'location', location: {…}} |
  *        {type: 'contact', contacts: [{vcard, displayName?}]}; `replyTo` (a message id) on any but a reaction
  *   POST /api/messages/:id/edit {text} · POST /api/messages/:id/revoke     → 202 (an edit / delete for everyone)
@@ -89,7 +89,7 @@ export const SendBodySchema = documentAs(
         .min(1, 'must not be empty (1-4096 characters)')
         .max(4096, 'must be at most 4096 characters')
         .optional(),
-      /** A media message (issue 16), a reaction, a location or contact card(s); absent: a text message. */
+      /** A media message, a reaction, a location or contact card(s); absent: a text message. */
       type: z.enum(SEND_TYPES).optional(),
       media: MediaSourceSchema.optional(),
       caption: z.string().min(1, 'must not be empty').max(1024, 'must be at most 1024 characters').optional(),
@@ -519,39 +519,36 @@ export function sendRoutes(ctx: ApiContext, waker: DispatchWaker, uploads: Media
       return { m, session, key };
     }
 
-    app.post('/api/messages/:id/edit', async (request, reply) => {
+    /** An edit or a revoke is queued and paced like a send, with its own message id. */
+    async function queueOwnAction(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      what: 'edit' | 'revoke',
+      body: { sessionId?: string | undefined; idempotencyKey?: string | undefined; text?: string },
+    ) {
       const { id } = parseInput(ActionParams, request.params, 'params');
-      const body = parseInput(EditBodySchema, request.body, 'body');
       const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'], body.idempotencyKey);
-      const { m, session, key } = await ownSent(request.principal, id, body.sessionId, 'edit');
-      const extra: OutboxExtra = { action: { kind: 'edit', key } };
+      const { m, session, key } = await ownSent(request.principal, id, body.sessionId, what);
+      const extra: OutboxExtra = { action: { kind: what, key } };
+      const text = body.text ?? '';
       return acceptAndQueue(request, reply, {
         tenant: session.tenant,
         sessionId: m.sessionId,
         to: m.to,
-        text: body.text,
+        text,
         idempotencyKey,
-        fingerprintOf: `${body.text}\n${JSON.stringify(extra)}`,
+        fingerprintOf: what === 'edit' ? `${text}\n${JSON.stringify(extra)}` : JSON.stringify(extra),
         extra,
       });
-    });
+    }
 
-    app.post('/api/messages/:id/revoke', async (request, reply) => {
-      const { id } = parseInput(ActionParams, request.params, 'params');
-      const body = parseInput(RevokeBodySchema, request.body ?? {}, 'body');
-      const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key'], body.idempotencyKey);
-      const { m, session, key } = await ownSent(request.principal, id, body.sessionId, 'revoke');
-      const extra: OutboxExtra = { action: { kind: 'revoke', key } };
-      return acceptAndQueue(request, reply, {
-        tenant: session.tenant,
-        sessionId: m.sessionId,
-        to: m.to,
-        text: '',
-        idempotencyKey,
-        fingerprintOf: JSON.stringify(extra),
-        extra,
-      });
-    });
+    app.post('/api/messages/:id/edit', async (request, reply) =>
+      queueOwnAction(request, reply, 'edit', parseInput(EditBodySchema, request.body, 'body')),
+    );
+
+    app.post('/api/messages/:id/revoke', async (request, reply) =>
+      queueOwnAction(request, reply, 'revoke', parseInput(RevokeBodySchema, request.body ?? {}, 'body')),
+    );
 
     app.get('/api/messages/:id', async (request) => {
       const { id } = parseInput(MessageIdParams, request.params, 'params');
