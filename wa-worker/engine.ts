@@ -27,6 +27,7 @@ import makeWASocket, {
   type GroupMetadata,
   type SignalDataSet,
   type SignalDataTypeMap,
+  type WAMessage,
   type WASocket,
 } from '@whiskeysockets/baileys';
 import type { Agent } from 'node:https';
@@ -303,7 +304,7 @@ export interface EngineSocket {
     opts?: { messageId?: string; ephemeralExpiration?: number; quoted?: OutboxQuoted },
   ): Promise<string>;
   /**
-   * Sends a media file (issue 16): Baileys encrypts it, uploads it through the session's proxy to the media host
+   * Sends a media file: Baileys encrypts it, uploads it through the session's proxy to the media host
    * `media_conn` named, and sends the message; resolves / rejects like sendText.
    */
   sendMedia(jid: string, media: EngineMedia, opts?: { messageId?: string; quoted?: OutboxQuoted }): Promise<string>;
@@ -445,6 +446,37 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     return { from: phone ?? `${primary.user}@lid`, fromPhone: phone, fromLid: primary.user };
   };
 
+  /**
+   * Each message a contact sent (not ours, no status broadcast; in a group the sender is the member), as it arrives:
+   * `pick` keeps what a handler wants from it, `emit` gets that with the chat, the sender's address and the time.
+   */
+  const onContactMessages = <T>(
+    pick: (m: WAMessage) => T | undefined,
+    emit: (
+      picked: T,
+      from: Pick<InboundText, 'waMessageId' | 'from' | 'fromPhone' | 'fromLid' | 'chat' | 'group' | 'timestamp'>,
+    ) => void,
+  ) => {
+    sock.ev.on('messages.upsert', ({ messages, type }) => {
+      if (type !== 'notify') return;
+      for (const m of messages) {
+        const jid = m.key.remoteJid;
+        if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
+        const picked = pick(m);
+        if (picked === undefined) continue;
+        const waMessageId = m.key.id;
+        const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
+        const group = jid.endsWith('@g.us') ? jid : undefined;
+        if (group && !m.key.participant) continue;
+        const sender = group ? m.key.participant! : jid;
+        const alt = group ? m.key.participantAlt : m.key.remoteJidAlt;
+        void addressOf(sender, alt ?? undefined).then((a) =>
+          emit(picked, { waMessageId, ...a, chat: jid, ...(group ? { group } : {}), timestamp }),
+        );
+      }
+    });
+  };
+
   const sendUnwaited = async (
     jid: string,
     text: string,
@@ -499,34 +531,14 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       sock.ev.on('creds.update', () => handler());
     },
     onInboundText(handler) {
-      sock.ev.on('messages.upsert', ({ messages, type }) => {
-        if (type !== 'notify') return;
-        for (const m of messages) {
-          const jid = m.key.remoteJid;
-          if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
+      onContactMessages(
+        (m) => {
           const media = mediaOf(m.message);
           const text = media ? (media.caption ?? '') : textOf(m.message);
-          if (text === undefined) continue;
-          const id = m.key.id;
-          const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
-          // in a group the sender is the member (`participant`), the chat is the group
-          const group = jid.endsWith('@g.us') ? jid : undefined;
-          if (group && !m.key.participant) continue;
-          const sender = group ? m.key.participant! : jid;
-          const alt = group ? m.key.participantAlt : m.key.remoteJidAlt;
-          void addressOf(sender, alt ?? undefined).then((a) =>
-            handler({
-              waMessageId: id,
-              ...a,
-              chat: jid,
-              ...(group ? { group } : {}),
-              text,
-              timestamp,
-              ...(media ? { media } : {}),
-            }),
-          );
-        }
-      });
+          return text === undefined ? undefined : { text, media };
+        },
+        ({ text, media }, from) => handler({ ...from, text, ...(media ? { media } : {}) }),
+      );
     },
     onOwnMessageStatus(handler) {
       sock.ev.on('messages.update', (updates) => {
@@ -562,11 +574,8 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
       return opts.messageId ? withServerAck(opts.messageId, send) : send();
     },
     onInboundAction(handler) {
-      sock.ev.on('messages.upsert', ({ messages, type }) => {
-        if (type !== 'notify') return;
-        for (const m of messages) {
-          const jid = m.key.remoteJid;
-          if (m.key.fromMe || !jid || jid === 'status@broadcast' || !m.key.id) continue;
+      onContactMessages(
+        (m) => {
           const content = normalizeMessageContent(m.message);
           const reaction = content?.reactionMessage;
           const protocol = content?.protocolMessage;
@@ -590,18 +599,10 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
               targetFromMe: false,
               text: textOf(protocol.editedMessage) ?? '',
             };
-          if (!action) continue;
-          const id = m.key.id;
-          const timestamp = m.messageTimestamp ? toNumber(m.messageTimestamp) * 1000 : Date.now();
-          const group = jid.endsWith('@g.us') ? jid : undefined;
-          if (group && !m.key.participant) continue;
-          const sender = group ? m.key.participant! : jid;
-          const alt = group ? m.key.participantAlt : m.key.remoteJidAlt;
-          void addressOf(sender, alt ?? undefined).then((a) =>
-            handler({ ...action, waMessageId: id, ...a, chat: jid, ...(group ? { group } : {}), timestamp }),
-          );
-        }
-      });
+          return action;
+        },
+        (action, from) => handler({ ...action, ...from }),
+      );
     },
     async downloadMedia(media, file, opts) {
       if (media.fileLength !== null && media.fileLength > opts.maxBytes)
