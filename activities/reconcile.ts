@@ -4,6 +4,8 @@ import type { SessionStore } from '../state/sessions.js';
 import type { SessionActivities } from './session-activities.js';
 import type { WorkerRunner } from './runner/types.js';
 
+const RECONCILE_START_CONCURRENCY = 8;
+
 /**
  * At orchestrator start: workers without a live session are removed; live sessions whose worker vanished get
  * it back (same proxy, same auth folder). Returns what it did, for the log and for tests.
@@ -35,6 +37,7 @@ export async function reconcileWorkers(deps: {
     }
   }
   const known = new Map(workers.map((w) => [w.sessionId, w]));
+  const due: Array<{ sessionId: string; proxyUrl: string }> = [];
   for (const session of records.values()) {
     if (!LIVE_STATUSES.includes(session.status) || session.status === 'failing_over' || !session.proxy) continue;
     if ((session.host ?? 'local') !== deps.hostId) continue;
@@ -42,9 +45,19 @@ export async function reconcileWorkers(deps: {
     if (worker?.running) continue;
     // Never started by its workflow yet (a provision in flight): that start is the workflow's, with its generation.
     if (!worker && (await sessions.workerGeneration(session.sessionId)) === null) continue;
-    await activities.startWorker({ sessionId: session.sessionId, proxyUrl: session.proxy });
-    started.push(session.sessionId);
+    due.push({ sessionId: session.sessionId, proxyUrl: session.proxy });
   }
+  // A few at a time: after a host reboot one by one would hold the orchestrator's start for minutes with hundreds
+  // of sessions (the login gate paces their logins anyway).
+  let next = 0;
+  const lane = async () => {
+    while (next < due.length) {
+      const start = due[next++]!;
+      await activities.startWorker(start);
+      started.push(start.sessionId);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(RECONCILE_START_CONCURRENCY, due.length) }, lane));
   if (removed.length || started.length) logger.info({ removed, started }, 'reconciled workers');
   return { removed, started };
 }

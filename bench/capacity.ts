@@ -57,7 +57,8 @@ async function fleetRestart(pids: number[]) {
   }
   const rebootAt = Date.now();
   stack.sim.resetLoginConcurrency();
-  await stack.startOrchestrator();
+  await stack.startOrchestrator(600_000);
+  const orchestratorReadySeconds = (Date.now() - rebootAt) / 1000;
   const relogged = () =>
     phones.filter((p) => stack.sim.connections(p).some((c) => c.kind === 'login' && c.at >= rebootAt)).length;
   let allLoggedInSeconds: number | null = null;
@@ -70,6 +71,7 @@ async function fleetRestart(pids: number[]) {
   const loads = (await stack.call('GET', '/api/v1/proxies')).body.proxies as Array<{ load: number }>;
   return {
     workersKilled: pids.length,
+    orchestratorReadySeconds,
     phones: phones.length,
     relogged: relogged(),
     allLoggedInSeconds,
@@ -165,8 +167,12 @@ try {
     orchestratorRssMb: memoryOf(orchestratorPid)?.rssMb,
     systemMemUsedGb: (os.totalmem() - os.freemem()) / 2 ** 30,
     errors: errors.slice(0, 10),
-    fleetRestart: values['fleet-restart'] ? await fleetRestart(pids) : null,
+    fleetRestart: null as Awaited<ReturnType<typeof fleetRestart>> | null,
   };
+  const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'results');
+  mkdirSync(out, { recursive: true });
+  const write = () => writeFileSync(path.join(out, 'capacity.json'), JSON.stringify(results, null, 2));
+  write(); // the idle results stand even if the fleet restart below fails
   console.log('\n| measurement | value |\n|---|---|');
   console.log(
     `| sessions connected at once (target ${target}) | ${connected} (still connected after ${idle} s idle: ${stillConnected}) |`,
@@ -183,10 +189,11 @@ try {
     `| API CPU while idle (PINGs, waiting claims) | ${results.apiCpuPercentIdle.toFixed(1)} % of one core (${results.apiCpuPercentPer100Sessions.toFixed(1)} % per 100 sessions; goal ≤ 2 %) |`,
   );
   console.log(`| system memory used | ${results.systemMemUsedGb.toFixed(1)} GB of ${results.machine.memGiB} GB |`);
-  if (results.fleetRestart) {
-    const f = results.fleetRestart;
+  if (values['fleet-restart']) {
+    const f = (results.fleetRestart = await fleetRestart(pids));
+    write();
     console.log(
-      `| fleet restart (kill -9 of ${f.workersKilled} workers + orchestrator): all logged in again | ${f.allLoggedInSeconds?.toFixed(1) ?? 'not all'} s (goal ≤ 120 s for 200) |`,
+      `| fleet restart (kill -9 of ${f.workersKilled} workers + orchestrator): all logged in again | ${f.allLoggedInSeconds?.toFixed(1) ?? 'not all'} s (goal ≤ 120 s for 200); orchestrator ready after ${f.orchestratorReadySeconds.toFixed(1)} s |`,
     );
     console.log(`| logins in flight at most (limit ${values['max-logins']}) | ${f.maxLoginsInFlight} |`);
     console.log(
@@ -194,9 +201,6 @@ try {
     );
   }
   if (errors.length) console.log('errors:', errors.slice(0, 5));
-  const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'results');
-  mkdirSync(out, { recursive: true });
-  writeFileSync(path.join(out, 'capacity.json'), JSON.stringify(results, null, 2));
 } finally {
   await waitFor('cleanup', async () => (await stack.stop(), true), 600_000, 1000).catch(() => undefined);
 }

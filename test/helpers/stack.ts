@@ -223,15 +223,16 @@ export class Stack {
     return path.join(this.dataDir, 'run', `${this.taskQueue}@${hostId}`);
   }
 
-  async startOrchestrator(): Promise<void> {
-    this.orchestrator = await this.startHost('local', this.opts.orchestratorEnv);
+  /** `readyTimeoutMs`: its start reconciles this host's workers first (a reboot with hundreds takes a while). */
+  async startOrchestrator(readyTimeoutMs = 60_000): Promise<void> {
+    this.orchestrator = await this.startHost('local', this.opts.orchestratorEnv, readyTimeoutMs);
   }
 
   /**
    * Starts an orchestrator acting as Docker host `hostId` (its own HOST_ID, host task queue and, when given,
    * its own SESSIONS_DIR — another machine's disk). Extra hosts are stopped by stop().
    */
-  async startHost(hostId: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+  async startHost(hostId: string, env: Record<string, string> = {}, readyTimeoutMs = 60_000): Promise<ChildProcess> {
     const name = hostId === 'local' ? 'orchestrator' : `orchestrator-${hostId}`;
     const before = readFileSync(this.logPath(name), { flag: 'a+' }).length;
     const child = this.spawnService(name, this.opts.orchestratorEntry ?? 'orchestrator/main.ts', {
@@ -245,7 +246,7 @@ export class Stack {
         if (isGone(child)) throw new Error(`orchestrator ${hostId} exited with ${child.exitCode ?? child.signalCode}`);
         return /orchestrator ready/.test(readFileSync(this.logPath(name), 'utf8').slice(before));
       },
-      60_000,
+      readyTimeoutMs,
       200,
     );
     return child;
