@@ -1,5 +1,5 @@
 /**
- * Inbound media (issue 16): the files of received messages, handed over by the session's worker. One object per
+ * Inbound media: the files of received messages, handed over by the session's worker. One object per
  * message in the media store (`<tenant>/in_<id>`, streamed there, capped, checked against the size and SHA-256 the worker signed)
  * plus a tenant-scoped record in Redis; both kept MEDIA_RETENTION_HOURS. Customers download a file with their key
  * (`GET /api/media/:id`) or through a signed, expiring URL: HMAC-SHA256 over media id, tenant and expiry with a server

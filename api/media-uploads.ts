@@ -1,5 +1,5 @@
 /**
- * Uploaded media (issue 16): each upload is one object in the media store (common/media-store.ts: MEDIA_DIR or an S3
+ * Uploaded media: each upload is one object in the media store (common/media-store.ts: MEDIA_DIR or an S3
  * bucket; streamed there, never whole in memory, the size cap enforced while streaming) plus a tenant-scoped
  * metadata record in Redis (TTL MEDIA_UPLOAD_TTL_MS). The
  * MIME type is sniffed from the content (file-type); a file whose content contradicts the type it claims is refused.

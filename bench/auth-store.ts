@@ -1,5 +1,5 @@
 /**
- * The auth store's cost, `file` vs `postgres` (issue 17):
+ * The auth store's cost, `file` vs `postgres`:
  *  1. auth writes per second for one session, through the real stores: the crash-safe folder store (temp + fsync +
  *     rename + fsync(dir), fence check) and the worker's remote store against a real API (signed calls, generation
  *     fence, one PostgreSQL transaction per batch). Two patterns: one key at a time, each awaited (a worker's

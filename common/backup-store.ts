@@ -1,5 +1,5 @@
 /**
- * Where backup archives live (issue 17 item 4): `local` keeps them in BACKUPS_DIR as before; `s3` keeps them in an
+ * Where backup archives live: `local` keeps them in BACKUPS_DIR as before; `s3` keeps them in an
  * S3-compatible bucket (AWS S3, SeaweedFS, MinIO), so a host's loss does not take its backups with it. Every
  * archive is still written and verified on local disk first; the store only moves verified archives.
  *

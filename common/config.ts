@@ -280,7 +280,7 @@ export const configSchema = z.object({
     ),
   /** Largest customer webhook response body read (the rest is discarded). */
   CLIENT_WEBHOOK_MAX_RESPONSE_BYTES: int(16_384, 0),
-  // --- Media (issue 16) ---
+  // --- Media ---
   /** Where uploaded media waits for its send (local disk; one file per upload). */
   MEDIA_DIR: z.string().min(1).default('./media'),
   /** Where media bytes live: `disk` (MEDIA_DIR) or `s3` (the S3_* endpoint and credentials, shared with backups). */

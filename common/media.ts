@@ -1,5 +1,5 @@
 /**
- * Media (issue 16): the types a message can carry, the descriptor that travels with a queued message (Redis,
+ * Media: the types a message can carry, the descriptor that travels with a queued message (Redis,
  * outbox), the worker's signed fetch of the bytes, and inbound media the worker hands to the API. The bytes
  * themselves never go through Redis or Temporal: they stay in the API's media store (common/media-store.ts).
  *

@@ -21,7 +21,7 @@ export const OutboxItemSchema = z.object({
   to: z.string().regex(/^(\d{5,20}|[^\s@]+@[a-z.]+)$/, 'must be a phone number (digits) or a JID'),
   /** the text, or a media message's caption (then possibly empty) */
   text: z.string().max(4096),
-  /** a media message (issue 16): what to fetch from the API and send */
+  /** a media message: what to fetch from the API and send */
   media: OutboxMediaSchema.optional(),
   /** a reaction, location, contact, edit or revoke, and/or the message a reply quotes */
   extra: OutboxExtraSchema.optional(),

@@ -143,7 +143,7 @@ export function redisKeys(prefix = '') {
     contactCheckRate: (sessionId: string) => `${p}ratelimit:contactcheck:${sessionId}`,
     /** HASH WhatsApp message id → chat JID: a session's inbound messages (mark-as-read; TTL MESSAGE_RETENTION_MS). */
     sessionInbound: (sessionId: string) => `${p}session:inbound:${sessionId}`,
-    // --- media (issue 16): metadata only, the bytes stay in the media store (MEDIA_DIR or a bucket) ---
+    // --- media: metadata only, the bytes stay in the media store (MEDIA_DIR or a bucket) ---
     /** HASH {tenant, mimeType, size, sha256, fileName, createdAt}: one upload (TTL MEDIA_UPLOAD_TTL_MS). */
     mediaUpload: (uploadId: string) => `${p}media:upload:${uploadId}`,
     /** STRING (JSON record {tenant, sessionId, type, mimetype, size, sha256, …}): one inbound file (TTL MEDIA_RETENTION_HOURS). */

@@ -1,5 +1,5 @@
 /**
- * WhatsApp's media path, simulated (issue 16 item 5): the `media_conn` answer names this HTTPS upload host
+ * WhatsApp's media path, simulated: the `media_conn` answer names this HTTPS upload host
  * (127.0.0.1:<port>, a self-signed certificate the workers trust through NODE_EXTRA_CA_CERTS); clients upload the
  * encrypted file there as Baileys does (`POST /mms/<type>/<fileEncSha256>?auth=…&token=…`, through their proxy).
  * When a message referencing the upload arrives, the recipient's side decrypts it exactly as WhatsApp clients do:

@@ -30,7 +30,7 @@ export interface OutboxMessage {
 }
 
 export interface ClaimedMessage extends OutboxMessage {
-  /** a media message's descriptor (issue 16) */
+  /** a media message's descriptor */
   media?: OutboxMedia;
   /** a reaction, location, contact, edit, revoke or reply */
   extra?: OutboxExtra;

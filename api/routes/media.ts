@@ -1,5 +1,5 @@
 /**
- * Media (issue 16):
+ * Media:
  *   POST /api/media  multipart/form-data, one part `file`   → 201 {uploadId, mimeType, size, sha256, fileName}
  *   GET  /api/media/:id  (tenant key, or a signed URL `?expires=&sig=` without a key) → 200 an inbound file
  *   POST /api/worker/sessions/:id/media {uploadId}  (signed)  → 200 the bytes (the session's tenant's uploads only)
