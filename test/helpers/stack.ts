@@ -240,6 +240,7 @@ export class Stack {
       ...env,
     });
     if (hostId !== 'local') this.extraHosts.push(child);
+    // Not ready in time: it must not outlive the stack that gave up on it.
     await waitFor(
       `orchestrator ${hostId} to poll its task queues`,
       async () => {
@@ -248,7 +249,10 @@ export class Stack {
       },
       readyTimeoutMs,
       200,
-    );
+    ).catch((err: unknown) => {
+      child.kill('SIGKILL');
+      throw err;
+    });
     return child;
   }
 
