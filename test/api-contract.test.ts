@@ -24,6 +24,7 @@ const DATA = process.env.WA_DATA_DIR ?? path.join(ROOT, 'data');
 const ST = path.join(DATA, 'tools', 'schemathesis', 'bin', 'st');
 const SEED = 19;
 const HOST_CAPACITY = 12;
+const PAIRING_CODE_TTL_MS = 900_000;
 
 type Doc = {
   paths: Record<
@@ -85,7 +86,11 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     stack = await new Stack({
       proxies: 2,
       maxSessionsPerProxy: 40,
+      // A seeded pairing code must outlive a whole run (~2–3 min here): an expired one ends its session, and every
+      // later POST …/pairing-code would be a 404 ("missing test data").
+      simOptions: { pairingCodeTtlMs: PAIRING_CODE_TTL_MS },
       extraEnv: {
+        WORKER_ENV_PAIRING_CODE_TTL_MS: String(PAIRING_CODE_TTL_MS),
         BACKUPS_DIR: path.join(dir, 'backups'),
         HOST_CAPACITY: String(HOST_CAPACITY),
         ONE_SESSION_PER_TENANT: 'false',
@@ -176,7 +181,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       const pair = id in phones;
       const status = await client.GET('/api/sessions/{id}/status', { params: { path: { id } } });
       if (status.response.status === 200 && status.data!.status !== 'deleted' && !pair) continue;
-      // The pairing session starts fresh with a code each run (a code lives 150 s; a run takes about 90 s), so
+      // The pairing session starts fresh with a code each run (a code lives PAIRING_CODE_TTL_MS), so
       // GET …/pairing-code finds one whatever order the run takes.
       if (pair && status.response.status === 200)
         await client.DELETE('/api/sessions/{id}', { params: { path: { id } } });
