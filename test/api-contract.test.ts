@@ -23,7 +23,7 @@ export const SCHEMATHESIS_VERSION = '4.32.5';
 const DATA = process.env.WA_DATA_DIR ?? path.join(ROOT, 'data');
 const ST = path.join(DATA, 'tools', 'schemathesis', 'bin', 'st');
 const SEED = 19;
-const HOST_CAPACITY = 12;
+const HOST_CAPACITY = 14;
 const PAIRING_CODE_TTL_MS = 900_000;
 
 type Doc = {
@@ -70,6 +70,9 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     tenant: 'seed_tenant',
     tenantSpare: 'seed_tspare',
     tenantGone: 'seed_tgone',
+    // A logout ends its session's run for good: it gets a session of its own, so restarts still find theirs.
+    adminOut: 'seed_out',
+    tenantOut: 'seed_tout',
     adminPair: 'seed_pair',
     tenantPair: 'seed_tpair',
     // GET …/pairing-code reads a code that no fuzzed POST …/pairing-code (another phone) can end.
@@ -170,11 +173,13 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
       [admin, seeded.admin],
       [admin, seeded.adminSpare],
       [admin, seeded.adminGone],
+      [admin, seeded.adminOut],
       [admin, seeded.adminPair],
       [admin, seeded.adminPairGet],
       [tenant, seeded.tenant],
       [tenant, seeded.tenantSpare],
       [tenant, seeded.tenantGone],
+      [tenant, seeded.tenantOut],
       [tenant, seeded.tenantPair],
       [tenant, seeded.tenantPairGet],
     ] as const) {
@@ -223,6 +228,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     const live = who === 'admin' ? seeded.admin : seeded.tenant;
     const spare = who === 'admin' ? seeded.adminSpare : seeded.tenantSpare;
     const gone = who === 'admin' ? seeded.adminGone : seeded.tenantGone;
+    const loggedOut = who === 'admin' ? seeded.adminOut : seeded.tenantOut;
     const pair = who === 'admin' ? seeded.adminPair : seeded.tenantPair;
     const pairGet = who === 'admin' ? seeded.adminPairGet : seeded.tenantPairGet;
     for (const [p, methods] of Object.entries(doc.paths)) {
@@ -231,7 +237,7 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         // Disruptive operations get a spare session and delete its own, so every operation still finds a session
         // (a restart of a deleted one would be a 404: "missing test data").
         // Switching to a pairing code ends a session's QRs: it gets a session of its own, so /qr still finds one.
-        const disruptive = /logout|failover|restart/.test(p);
+        const disruptive = /failover|restart/.test(p);
         // (read receipts too: a session nothing else deletes, so the run does not end on repeated 404s)
         const own = p.includes('pairing-code') || p.endsWith('/read');
         const id =
@@ -241,9 +247,11 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
               ? pair
               : method === 'delete'
                 ? gone
-                : disruptive
-                  ? spare
-                  : live;
+                : p.endsWith('/logout')
+                  ? loggedOut
+                  : disruptive
+                    ? spare
+                    : live;
         exampleId(doc, p, method, id);
       }
     }
