@@ -296,8 +296,18 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
         'include-operation-id = "provisionSession"',
         'generation = { max-examples = 2 }',
         'checks.not_a_server_error = { expected-statuses = ["2xx", "3xx", "4xx", "503"] }',
+        // The disruptive ones on their seeded sessions in every phase (a generated id is an unknown session, and
+        // with two cases a few of those make "missing test data").
         '[[operations]]',
-        'include-operation-id-regex = "^(restartSession|failoverSession|logoutSession|deleteSession|restoreBackup)$"',
+        'include-operation-id-regex = "^(restartSession|failoverSession)$"',
+        'generation = { max-examples = 2 }',
+        `parameters = { "path.id" = "${spare}" }`,
+        '[[operations]]',
+        'include-operation-id = "logoutSession"',
+        'generation = { max-examples = 2 }',
+        `parameters = { "path.id" = "${loggedOut}" }`,
+        '[[operations]]',
+        'include-operation-id-regex = "^(deleteSession|restoreBackup)$"',
         'generation = { max-examples = 2 }',
         // A backup answers when the verified archive is written: with the stateful phase restarting and deleting
         // workers on the same orchestrator it can take longer than a minute on this machine.
