@@ -154,19 +154,7 @@ class S3Store implements BackupStore {
   }
   async check() {
     if (this.bucketReady) return;
-    try {
-      // A listing rather than HeadBucket: its error has a body, so a refusal says why (SignatureDoesNotMatch, ...).
-      await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }));
-    } catch (err) {
-      const status = (err as S3ServiceException).$metadata?.httpStatusCode;
-      if (status !== 404) this.fail('access check', err);
-      try {
-        await this.s3.send(new CreateBucketCommand({ Bucket: this.bucket }));
-      } catch (created) {
-        const name = (created as Error).name;
-        if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') this.fail('bucket creation', created);
-      }
-    }
+    await ensureBucket(this.s3, this.bucket, this.prefix, (stage, err) => this.fail(stage, err));
     this.bucketReady = true;
   }
   async list(): Promise<StoredBackup[]> {
@@ -367,6 +355,32 @@ class S3Store implements BackupStore {
 }
 
 /** The S3 client of a configuration (path-style addressing: SeaweedFS and MinIO serve buckets under the path). */
+/**
+ * Makes sure `bucket` exists: a listing under `prefix` (rather than HeadBucket: its error has a body, so a refusal
+ * says why, e.g. SignatureDoesNotMatch), and on a 404 its creation (another process creating it meanwhile is fine).
+ * `fail` gets any other error with the step it came from; by default it is thrown as it is.
+ */
+export async function ensureBucket(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+  fail: (step: 'access check' | 'bucket creation', err: unknown) => never = (_step, err) => {
+    throw err;
+  },
+): Promise<void> {
+  try {
+    await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1 }));
+  } catch (err) {
+    if ((err as S3ServiceException).$metadata?.httpStatusCode !== 404) fail('access check', err);
+    try {
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    } catch (created) {
+      const name = (created as Error).name;
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') fail('bucket creation', created);
+    }
+  }
+}
+
 export function s3ClientFor(
   config: Pick<Config, 'S3_ENDPOINT' | 'S3_REGION' | 'S3_ACCESS_KEY_ID' | 'S3_SECRET_ACCESS_KEY'>,
 ): S3Client {

@@ -13,16 +13,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  CreateBucketCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  type S3Client,
-  type S3ServiceException,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { s3ClientFor } from './backup-store.js';
+import { ensureBucket, s3ClientFor } from './backup-store.js';
 import type { Config } from './config.js';
 
 export interface MediaStore {
@@ -122,19 +115,7 @@ class S3MediaStore implements MediaStore {
   }
   /** Creates the bucket when missing (once per process). */
   private ready(): Promise<void> {
-    this.bucketReady ??= (async () => {
-      try {
-        await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }));
-      } catch (err) {
-        if ((err as S3ServiceException).$metadata?.httpStatusCode !== 404) throw err;
-        try {
-          await this.s3.send(new CreateBucketCommand({ Bucket: this.bucket }));
-        } catch (created) {
-          const n = (created as Error).name;
-          if (n !== 'BucketAlreadyOwnedByYou' && n !== 'BucketAlreadyExists') throw created;
-        }
-      }
-    })().catch((err: unknown) => {
+    this.bucketReady ??= ensureBucket(this.s3, this.bucket, this.prefix).catch((err: unknown) => {
       this.bucketReady = null;
       throw err;
     });
