@@ -13,6 +13,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { verifyArchive } from '../common/backup-archive.js';
+import { s3Setting } from './helpers/media-s3.js';
 import { Stack } from './helpers/stack.js';
 
 /**
@@ -21,20 +22,10 @@ import { Stack } from './helpers/stack.js';
  * (no shared disk): every archive must go through the bucket, and a restore on either host reads it from there.
  * The bucket is checked with the S3 API directly, not through the product's code.
  */
-const env = (name: string): string => {
-  const v = process.env[name];
-  // Never skipped: without the store this suite fails and says how to get it.
-  if (!v)
-    throw new Error(
-      `${name} is not set: run scripts/services.sh (it builds and starts SeaweedFS) and load data/services.env`,
-    );
-  return v;
-};
-
 describe('backups in an S3-compatible store (real SeaweedFS), restored on the other host', () => {
-  const endpoint = env('S3_ENDPOINT');
-  const accessKeyId = env('S3_ACCESS_KEY_ID');
-  const secretAccessKey = env('S3_SECRET_ACCESS_KEY');
+  const endpoint = s3Setting('S3_ENDPOINT');
+  const accessKeyId = s3Setting('S3_ACCESS_KEY_ID');
+  const secretAccessKey = s3Setting('S3_SECRET_ACCESS_KEY');
   const bucket = 'wa-e2e-backups';
   const prefix = `run-${randomBytes(4).toString('hex')}/`;
   const s3 = new S3Client({

@@ -8,9 +8,10 @@ import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 
 export type MediaStoreKind = 'disk' | 's3';
 
-const env = (name: string): string => {
+/** A setting of the real S3 store from data/services.env. */
+export const s3Setting = (name: string): string => {
   const v = process.env[name];
-  // Never skipped: without the store the S3 half of a suite fails and says how to get it.
+  // Never skipped: without the store a suite (or its S3 half) fails and says how to get it.
   if (!v)
     throw new Error(
       `${name} is not set: run scripts/services.sh (it builds and starts SeaweedFS) and load data/services.env`,
@@ -26,9 +27,9 @@ export class MediaBucket {
   constructor() {
     this.s3 = new S3Client({
       region: process.env.S3_REGION ?? 'us-east-1',
-      endpoint: env('S3_ENDPOINT'),
+      endpoint: s3Setting('S3_ENDPOINT'),
       forcePathStyle: true,
-      credentials: { accessKeyId: env('S3_ACCESS_KEY_ID'), secretAccessKey: env('S3_SECRET_ACCESS_KEY') },
+      credentials: { accessKeyId: s3Setting('S3_ACCESS_KEY_ID'), secretAccessKey: s3Setting('S3_SECRET_ACCESS_KEY') },
     });
   }
   /** The stack env of a media store in this bucket and prefix. */
@@ -37,9 +38,9 @@ export class MediaBucket {
       MEDIA_STORE: 's3',
       MEDIA_S3_BUCKET: MEDIA_BUCKET,
       MEDIA_S3_PREFIX: this.prefix,
-      S3_ENDPOINT: env('S3_ENDPOINT'),
-      S3_ACCESS_KEY_ID: env('S3_ACCESS_KEY_ID'),
-      S3_SECRET_ACCESS_KEY: env('S3_SECRET_ACCESS_KEY'),
+      S3_ENDPOINT: s3Setting('S3_ENDPOINT'),
+      S3_ACCESS_KEY_ID: s3Setting('S3_ACCESS_KEY_ID'),
+      S3_SECRET_ACCESS_KEY: s3Setting('S3_SECRET_ACCESS_KEY'),
     };
   }
   /** Keys under this run's prefix (without it), with their sizes. */
