@@ -240,7 +240,7 @@ async function run(cfg: WorkerConfig, logger: Logger): Promise<void> {
       // no '@' in the value: the log redactor would read `…:…@` as credentials
       engine: ENGINE_NAME.replace(/^@/, ''),
       engineVersion: ENGINE_VERSION,
-      thumbnails: await thumbnailsAvailable(),
+      thumbnails: thumbnailsAvailable(),
     },
     'wa-worker starting',
   );
