@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { dispatcherWorkflowIdFor } from '../common/anti-ban.js';
 import { workflowIdFor } from '../common/session.js';
-import { stateQuery, workerEventSignal, type PublicSessionState } from '../workflows/session.js';
+import { stateQuery, workerEventSignal, type PublicSessionState } from '../workflows/session-definitions.js';
 import { FakeTelegram } from './helpers/fake-telegram.js';
 import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
 

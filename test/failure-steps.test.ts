@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { redisKeys } from '../common/redis-keys.js';
 import { workflowIdFor } from '../common/session.js';
 import { EventBus } from '../state/events-bus.js';
-import { stateQuery } from '../workflows/session.js';
+import { stateQuery } from '../workflows/session-definitions.js';
 import { RedisLink } from './helpers/redis-link.js';
 import { Stack, sleep, waitFor } from './helpers/stack.js';
 

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { workflowIdFor } from '../common/session.js';
-import { stateQuery } from '../workflows/session.js';
+import { stateQuery } from '../workflows/session-definitions.js';
 import { Stack, waitFor } from './helpers/stack.js';
 
 const CYCLES = 5;

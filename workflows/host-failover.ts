@@ -22,7 +22,7 @@ import {
 } from '@temporalio/workflow';
 import type { HostActivities } from '../activities/host-activities.js';
 import { bestEffortAlert, quickActivities } from './activity-options.js';
-import { moveHostSignal, type MoveHostResult } from './session.js';
+import { moveHostSignal, type MoveHostResult } from './session-definitions.js';
 
 export interface HostFailoverInput {
   hostId: string;

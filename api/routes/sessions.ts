@@ -29,8 +29,8 @@ import {
   pairingCodeUpdate,
   provisionedUpdate,
   restartUpdate,
-  sessionWorkflow,
-} from '../../workflows/session.js';
+} from '../../workflows/session-definitions.js';
+import { sessionWorkflow } from '../../workflows/session.js';
 import { reaches, sessionNotFound, tenantOf, type Principal } from '../auth.js';
 import { TenantQuotas } from '../quotas.js';
 import type { ApiContext } from '../context.js';

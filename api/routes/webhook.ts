@@ -2,7 +2,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { WebhookEnvelopeSchema, type WebhookEnvelope } from '../../common/events.js';
 import { workflowIdFor } from '../../common/session.js';
-import { workerEventSignal, type WorkerEvent } from '../../workflows/session.js';
+import { workerEventSignal, type WorkerEvent } from '../../workflows/session-definitions.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, zodToApiError } from '../errors.js';
 
