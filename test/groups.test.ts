@@ -7,58 +7,36 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { apiClient } from '../api/client/index.js';
-import { startControlApi, type ControlApi } from '../simulator/control-api.js';
 import type { GroupSummary } from '../simulator/wa-server.js';
-import { ClientReceiver, SECRET } from './helpers/client-receiver.js';
+import { connectedSuite, OTHER_KEY } from './helpers/connected-suite.js';
 import { png } from './helpers/media-files.js';
-import { connectedSession, terminateDispatchers } from './helpers/messaging.js';
-import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
+import { TENANT_KEY, waitFor } from './helpers/stack.js';
 
-const OTHER_KEY = 'test-other-tenant-key-0123456789ab';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('groups: create / members / send / inbound / leave through the API, worker and Baileys', () => {
-  let stack: Stack;
-  let control: ControlApi;
-  const receiver = new ClientReceiver();
   const S = { id: 'groups1', phone: '15550008401' };
+  const suite = connectedSuite({
+    session: S,
+    env: {
+      ANTIBAN_COLD_GAP_MS: '300',
+      ANTIBAN_BURST_COUNT: '1000',
+      RATE_LIMIT_MAX_REQUESTS: '1000',
+      WORKER_ENV_OUTBOX_POLL_MS: '50',
+    },
+  });
+  const { receiver } = suite;
   const [A, B, C, D] = ['15557774001', '15557774002', '15557774003', '15557774004'];
   let jid = '';
-  const api = () => apiClient(stack.apiUrl, TENANT_KEY);
-  const other = () => apiClient(stack.apiUrl, OTHER_KEY);
-  const simGroup = () => stack.sim.group(jid) as GroupSummary;
+  const api = () => apiClient(suite.stack.apiUrl, TENANT_KEY);
+  const other = () => apiClient(suite.stack.apiUrl, OTHER_KEY);
+  const simGroup = () => suite.stack.sim.group(jid) as GroupSummary;
   const members = () =>
     simGroup()
       .participants.map((p) => p.phone)
       .sort();
-
-  before(async () => {
-    await receiver.up();
-    stack = await new Stack({
-      proxies: 1,
-      extraEnv: {
-        TENANT_API_KEYS: `acme:${TENANT_KEY},other:${OTHER_KEY}`,
-        CLIENT_WEBHOOK_POLL_MS: '100',
-        ANTIBAN_COLD_GAP_MS: '300',
-        ANTIBAN_IDLE_POLL_MS: '500',
-        ANTIBAN_BURST_COUNT: '1000',
-        RATE_LIMIT_MAX_REQUESTS: '1000',
-        WORKER_ENV_OUTBOX_POLL_MS: '50',
-      },
-    }).start();
-    const put = await stack.call('PUT', '/api/v1/webhooks', { url: receiver.url, secret: SECRET }, TENANT_KEY);
-    assert.equal(put.status, 200, JSON.stringify(put.body));
-    await connectedSession(stack, S.id, S.phone, TENANT_KEY);
-    control = await startControlApi(stack.sim, { port: 0 });
-  });
-  after(async () => {
-    await control?.close();
-    if (stack) await terminateDispatchers(stack, [S.id]);
-    await stack?.stop();
-    await receiver.down().catch(() => undefined);
-  });
 
   it('creates a group with two contacts and adds a third; list and metadata show it', async () => {
     const created = await api().POST('/api/sessions/{id}/groups', {
@@ -113,20 +91,25 @@ describe('groups: create / members / send / inbound / leave through the API, wor
   });
 
   it('text and an image sent to the group reach every member, each decrypting it itself', async () => {
-    const before = (await stack.call('GET', `/api/anti-ban/sessions/${S.id}/limits`, undefined, TENANT_KEY)).body;
-    const text = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'hello group' }, TENANT_KEY);
+    const before = (await suite.stack.call('GET', `/api/anti-ban/sessions/${S.id}/limits`, undefined, TENANT_KEY)).body;
+    const text = await suite.stack.call(
+      'POST',
+      '/api/send',
+      { sessionId: S.id, to: jid, text: 'hello group' },
+      TENANT_KEY,
+    );
     assert.equal(text.status, 202, JSON.stringify(text.body));
     const image = png(160, 120);
     const form = new FormData();
     form.append('file', new Blob([image], { type: 'image/png' }), 'photo.png');
-    const up = await fetch(`${stack.apiUrl}/api/media`, {
+    const up = await fetch(`${suite.stack.apiUrl}/api/media`, {
       method: 'POST',
       headers: { 'x-api-key': TENANT_KEY },
       body: form,
     });
     const upBody = (await up.json()) as { uploadId: string };
     assert.equal(up.status, 201, JSON.stringify(upBody));
-    const img = await stack.call(
+    const img = await suite.stack.call(
       'POST',
       '/api/send',
       { sessionId: S.id, to: jid, type: 'image', caption: 'the photo', media: { uploadId: upBody.uploadId } },
@@ -149,30 +132,30 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       assert.equal(r.media?.caption, 'the photo');
     }
     // the control API shows the same
-    const shown = (await (await fetch(`${control.url}/groups/${encodeURIComponent(jid)}`)).json()) as GroupSummary;
+    const shown = (await (
+      await fetch(`${suite.control.url}/groups/${encodeURIComponent(jid)}`)
+    ).json()) as GroupSummary;
     assert.equal(shown.messages.filter((m) => m.direction === 'outbound').length, 2);
 
     for (const id of [text.body.messageId, img.body.messageId]) {
       const rec = await waitFor(`${id} sent`, async () => {
-        const r = await stack.call('GET', `/api/messages/${id}`, undefined, TENANT_KEY);
+        const r = await suite.stack.call('GET', `/api/messages/${id}`, undefined, TENANT_KEY);
         return ['sent', 'delivered', 'read'].includes(r.body.status) ? r.body : null;
       });
       assert.equal(rec.to, jid);
     }
     // counted against the session's anti-ban budget like 1:1 sends
-    const afterLimits = (await stack.call('GET', `/api/anti-ban/sessions/${S.id}/limits`, undefined, TENANT_KEY)).body;
+    const afterLimits = (await suite.stack.call('GET', `/api/anti-ban/sessions/${S.id}/limits`, undefined, TENANT_KEY))
+      .body;
     assert.equal(afterLimits.sentInWindow, before.sentInWindow + 2);
   });
 
   it("members' messages reach the customer webhook with the group and the member", async () => {
     const post = async (from: string, text: string) => {
-      const res = await fetch(`${control.url}/groups/${encodeURIComponent(jid)}/inbound`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ from, text }),
-      });
-      const body = (await res.json()) as { id: string; deliveredTo: string[] };
-      assert.equal(res.status, 200, JSON.stringify(body));
+      const body = await suite.contact<{ id: string; deliveredTo: string[] }>(
+        `/groups/${encodeURIComponent(jid)}/inbound`,
+        { from, text },
+      );
       assert.deepEqual(body.deliveredTo, [S.phone]);
       return body.id;
     };
@@ -194,10 +177,15 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       assert.equal(d.json.data.text, m.text);
     }
     // marking one read: a group read receipt names the member who wrote
-    const read = await stack.call('POST', `/api/sessions/${S.id}/read`, { messageIds: [sent[2]!.id] }, TENANT_KEY);
+    const read = await suite.stack.call(
+      'POST',
+      `/api/sessions/${S.id}/read`,
+      { messageIds: [sent[2]!.id] },
+      TENANT_KEY,
+    );
     assert.equal(read.status, 202, JSON.stringify(read.body));
     const receipt = await waitFor('the read receipt at the simulator', () =>
-      stack.sim.readReceipts(S.phone).find((r) => r.messageIds.includes(sent[2]!.id)),
+      suite.stack.sim.readReceipts(S.phone).find((r) => r.messageIds.includes(sent[2]!.id)),
     );
     assert.equal(receipt.contact, jid.replace('@g.us', ''));
     assert.equal(receipt.participant, B);
@@ -212,7 +200,7 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     assert.deepEqual(removed.data!.results, [{ phone: C, status: '200' }]);
     assert.deepEqual(members(), [S.phone, A, B].sort());
     // the next message goes to the members left (Baileys reads the members from WhatsApp before each group send)
-    const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'without C' }, TENANT_KEY);
+    const r = await suite.stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'without C' }, TENANT_KEY);
     assert.equal(r.status, 202, JSON.stringify(r.body));
     const m = await waitFor(
       'the message after the removal at the simulator',
@@ -229,7 +217,7 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       body: { action: 'add', participants: [D] },
     });
     assert.deepEqual(added.data?.results, [{ phone: D, status: '200' }]);
-    const r2 = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'welcome D' }, TENANT_KEY);
+    const r2 = await suite.stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'welcome D' }, TENANT_KEY);
     assert.equal(r2.status, 202, JSON.stringify(r2.body));
     const m2 = await waitFor(
       'the message after D joined at the simulator',
@@ -269,13 +257,13 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       assert.equal((a.error as { error: { code: string } }).error.code, 'SESSION_NOT_FOUND');
     }
     assert.deepEqual(members(), [S.phone, A, B].sort(), 'nothing changed');
-    const bad = await stack.call('GET', `/api/sessions/${S.id}/groups/not-a-group`, undefined, TENANT_KEY);
+    const bad = await suite.stack.call('GET', `/api/sessions/${S.id}/groups/not-a-group`, undefined, TENANT_KEY);
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.field, 'jid');
-    const noSubject = await stack.call('POST', `/api/sessions/${S.id}/groups`, { participants: [A] }, TENANT_KEY);
+    const noSubject = await suite.stack.call('POST', `/api/sessions/${S.id}/groups`, { participants: [A] }, TENANT_KEY);
     assert.equal(noSubject.status, 400);
     assert.equal(noSubject.body.error.field, 'subject');
-    const badAction = await stack.call(
+    const badAction = await suite.stack.call(
       'POST',
       `/api/sessions/${S.id}/groups/${jid}/participants`,
       { action: 'promote', participants: [A] },
@@ -293,23 +281,23 @@ describe('groups: create / members / send / inbound / leave through the API, wor
 
   it("a young number's group message refused with 479 ends failed with the reason; nothing reaches the members", async () => {
     const delivered = simGroup().messages.length;
-    stack.sim.coldOutreach = { youngForMs: 7 * 24 * 3_600_000 };
+    suite.stack.sim.coldOutreach = { youngForMs: 7 * 24 * 3_600_000 };
     try {
-      const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'cold' }, TENANT_KEY);
+      const r = await suite.stack.call('POST', '/api/send', { sessionId: S.id, to: jid, text: 'cold' }, TENANT_KEY);
       assert.equal(r.status, 202, JSON.stringify(r.body));
       const rec = await waitFor(
         'the refused group message failed',
         async () => {
-          const m = await stack.call('GET', `/api/messages/${r.body.messageId}`, undefined, TENANT_KEY);
+          const m = await suite.stack.call('GET', `/api/messages/${r.body.messageId}`, undefined, TENANT_KEY);
           return m.body.status === 'failed' ? m.body : null;
         },
         30_000,
       );
       assert.equal(rec.reason, 'rejected_cold_outreach');
-      assert.equal(stack.sim.phones().find((p) => p.phone === S.phone)?.rejected479, 1);
+      assert.equal(suite.stack.sim.phones().find((p) => p.phone === S.phone)?.rejected479, 1);
       assert.equal(simGroup().messages.length, delivered, 'no member got it');
     } finally {
-      stack.sim.coldOutreach = null;
+      suite.stack.sim.coldOutreach = null;
     }
   });
 
@@ -321,7 +309,7 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     const list = await api2.GET('/api/sessions/{id}/groups', { params: { path: { id: 'groups2' } } });
     assert.equal(list.response.status, 409);
     assert.equal((list.error as { error: { code: string; field: string } }).error.code, 'SESSION_NOT_CONNECTED');
-    const del = await stack.call('DELETE', '/api/sessions/groups2', undefined, OTHER_KEY);
+    const del = await suite.stack.call('DELETE', '/api/sessions/groups2', undefined, OTHER_KEY);
     assert.ok(del.status < 300, JSON.stringify(del.body));
   });
 
@@ -343,13 +331,11 @@ describe('groups: create / members / send / inbound / leave through the API, wor
   });
 
   it('a group a contact created with the session in it: listed, its metadata, messages to it', async () => {
-    const res = await fetch(`${control.url}/groups`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ creator: A, subject: 'From A', participants: [S.phone, B] }),
+    const made = await suite.contact<GroupSummary>('/groups', {
+      creator: A,
+      subject: 'From A',
+      participants: [S.phone, B],
     });
-    const made = (await res.json()) as GroupSummary;
-    assert.equal(res.status, 200, JSON.stringify(made));
     const list = await api().GET('/api/sessions/{id}/groups', { params: { path: { id: S.id } } });
     assert.equal(list.response.status, 200, JSON.stringify(list.error));
     assert.deepEqual(
@@ -370,17 +356,22 @@ describe('groups: create / members / send / inbound / leave through the API, wor
     assert.equal(add.response.status, 403, JSON.stringify(add.error));
     assert.equal((add.error as { error: { code: string } }).error.code, 'GROUP_FORBIDDEN');
     assert.deepEqual(
-      stack.sim
+      suite.stack.sim
         .group(made.jid)
         ?.participants.map((p) => p.phone)
         .sort(),
       [S.phone, A, B].sort(),
     );
-    const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: made.jid, text: 'hi A and B' }, TENANT_KEY);
+    const r = await suite.stack.call(
+      'POST',
+      '/api/send',
+      { sessionId: S.id, to: made.jid, text: 'hi A and B' },
+      TENANT_KEY,
+    );
     assert.equal(r.status, 202, JSON.stringify(r.body));
     const m = await waitFor(
       'the message to the contact-made group',
-      () => stack.sim.group(made.jid)?.messages.find((x) => x.text === 'hi A and B'),
+      () => suite.stack.sim.group(made.jid)?.messages.find((x) => x.text === 'hi A and B'),
       60_000,
     );
     assert.deepEqual(m.received.map((x) => [x.participant, x.decrypted]).sort(), [
@@ -390,13 +381,12 @@ describe('groups: create / members / send / inbound / leave through the API, wor
   });
 
   it("a LID-addressed group: members by LID with their numbers; sends decrypt, a member's message names its number", async () => {
-    const res = await fetch(`${control.url}/groups`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ creator: B, subject: 'LID group', participants: [S.phone, A], addressingMode: 'lid' }),
+    const made = await suite.contact<GroupSummary>('/groups', {
+      creator: B,
+      subject: 'LID group',
+      participants: [S.phone, A],
+      addressingMode: 'lid',
     });
-    const made = (await res.json()) as GroupSummary;
-    assert.equal(res.status, 200, JSON.stringify(made));
     const meta = await api().GET('/api/sessions/{id}/groups/{jid}', {
       params: { path: { id: S.id, jid: made.jid } },
     });
@@ -407,24 +397,26 @@ describe('groups: create / members / send / inbound / leave through the API, wor
       meta.data!.group.participants.every((p) => p.jid.endsWith('@lid')),
       JSON.stringify(meta.data!.group.participants),
     );
-    const r = await stack.call('POST', '/api/send', { sessionId: S.id, to: made.jid, text: 'hi by LID' }, TENANT_KEY);
+    const r = await suite.stack.call(
+      'POST',
+      '/api/send',
+      { sessionId: S.id, to: made.jid, text: 'hi by LID' },
+      TENANT_KEY,
+    );
     assert.equal(r.status, 202, JSON.stringify(r.body));
     const m = await waitFor(
       'the message to the LID group',
-      () => stack.sim.group(made.jid)?.messages.find((x) => x.text === 'hi by LID'),
+      () => suite.stack.sim.group(made.jid)?.messages.find((x) => x.text === 'hi by LID'),
       60_000,
     );
     assert.deepEqual(m.received.map((x) => [x.participant, x.decrypted]).sort(), [
       [A, true],
       [B, true],
     ]);
-    const post = await fetch(`${control.url}/groups/${encodeURIComponent(made.jid)}/inbound`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ from: A, text: 'A by LID' }),
+    const posted = await suite.contact(`/groups/${encodeURIComponent(made.jid)}/inbound`, {
+      from: A,
+      text: 'A by LID',
     });
-    const posted = (await post.json()) as { id: string };
-    assert.equal(post.status, 200, JSON.stringify(posted));
     const d = await waitFor(
       `message.received ${posted.id}`,
       () => receiver.of('message.received').find((x) => x.json.data.messageId === posted.id),

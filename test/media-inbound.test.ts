@@ -21,17 +21,15 @@ import { loadConfig } from '../common/config.js';
 import { isMissing, mediaStoreFor } from '../common/media-store.js';
 import { redisKeys } from '../common/redis-keys.js';
 import { sessionWebhookSecret } from '../common/session.js';
-import { startControlApi, type ControlApi } from '../simulator/control-api.js';
 import { MediaServer } from '../simulator/media.js';
 import { decryptMediaTo, MediaDownloadError } from '../wa-worker/media-download.js';
 import { SignedClient, SignedHttpError } from '../wa-worker/signed-post.js';
-import { ClientReceiver, SECRET, type Delivery } from './helpers/client-receiver.js';
+import type { Delivery } from './helpers/client-receiver.js';
+import { connectedSuite, OTHER_KEY } from './helpers/connected-suite.js';
 import { png, pdf } from './helpers/media-files.js';
-import { connectedSession, terminateDispatchers } from './helpers/messaging.js';
 import { MEDIA_BUCKET, MediaBucket, mediaStoreEnv } from './helpers/media-s3.js';
-import { API_KEY, serviceEnv, Stack, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
+import { API_KEY, serviceEnv, TENANT_KEY, WEBHOOK_SECRET, waitFor } from './helpers/stack.js';
 
-const OTHER_KEY = 'test-other-tenant-key-0123456789ab';
 const URL_TTL_MS = 15_000;
 const WORKER_MAX_BYTES = 2 * 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -52,10 +50,16 @@ interface WebhookMedia {
 for (const kind of ['disk', 's3'] as const)
   describe(`inbound media (${kind} store): contact → simulator media host → worker (through its proxy) → API → customer webhook`, () => {
     const media = mediaStoreEnv(kind);
-    let stack: Stack;
-    let control: ControlApi;
-    const receiver = new ClientReceiver();
     const S = { id: 'inmedia1', phone: '15550008301' };
+    const suite = connectedSuite({
+      session: S,
+      env: {
+        MEDIA_URL_TTL_MS: String(URL_TTL_MS),
+        WORKER_ENV_INBOUND_MEDIA_MAX_BYTES: String(WORKER_MAX_BYTES),
+        ...media.env,
+      },
+    });
+    const { receiver } = suite;
     const CONTACT = '15557773001';
     const image = png(300, 200);
     const doc = pdf(120_000);
@@ -64,41 +68,12 @@ for (const kind of ['disk', 's3'] as const)
       document: { id: '' },
     };
 
-    before(async () => {
-      await receiver.up();
-      stack = await new Stack({
-        proxies: 1,
-        extraEnv: {
-          TENANT_API_KEYS: `acme:${TENANT_KEY},other:${OTHER_KEY}`,
-          CLIENT_WEBHOOK_POLL_MS: '100',
-          MEDIA_URL_TTL_MS: String(URL_TTL_MS),
-          WORKER_ENV_INBOUND_MEDIA_MAX_BYTES: String(WORKER_MAX_BYTES),
-          ANTIBAN_IDLE_POLL_MS: '500',
-          ...media.env,
-        },
-      }).start();
-      const put = await stack.call('PUT', '/api/v1/webhooks', { url: receiver.url, secret: SECRET }, TENANT_KEY);
-      assert.equal(put.status, 200, JSON.stringify(put.body));
-      await connectedSession(stack, S.id, S.phone, TENANT_KEY);
-      control = await startControlApi(stack.sim, { port: 0 });
-    });
-    after(async () => {
-      await control?.close();
-      if (stack) await terminateDispatchers(stack, [S.id]);
-      await stack?.stop();
-      await receiver.down().catch(() => undefined);
-    });
-
     /** The simulator's control call: the contact sends a file. */
     async function contactSends(body: Record<string, unknown>) {
-      const res = await fetch(`${control.url}/phones/${S.phone}/inbound-media`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ from: CONTACT, ...body }),
-      });
-      const json = (await res.json()) as { id: string; media: { sha256: string; size: number } };
-      assert.equal(res.status, 200, JSON.stringify(json));
-      return json;
+      return suite.contact<{ id: string; media: { sha256: string; size: number } }>(
+        `/phones/${S.phone}/inbound-media`,
+        { from: CONTACT, ...body },
+      );
     }
     const delivered = (messageId: string) =>
       waitFor(
@@ -155,7 +130,7 @@ for (const kind of ['disk', 's3'] as const)
         assert.equal(m.caption, e.caption);
         assert.equal(m.fileName, e.fileName ?? null);
         assert.equal(m.error, undefined);
-        assert.ok(m.url?.startsWith(`${stack.apiUrl}/api/media/${m.id}?`), m.url ?? 'no url');
+        assert.ok(m.url?.startsWith(`${suite.stack.apiUrl}/api/media/${m.id}?`), m.url ?? 'no url');
         assert.ok(m.urlExpiresAt! > Date.now() && m.urlExpiresAt! <= Date.now() + URL_TTL_MS);
         // no key: the signature is the credential
         const got = await download(m.url!);
@@ -164,14 +139,16 @@ for (const kind of ['disk', 's3'] as const)
         assert.equal(got.headers.get('content-type'), e.mimetype);
       }
       // kept for the retention (MEDIA_RETENTION_HOURS, default 168 h): the record's TTL
-      const ttl = await stack.redis.pttl(redisKeys(stack.prefix).mediaInbound(mediaOf(sent.image.delivery!).id!));
+      const ttl = await suite.stack.redis.pttl(
+        redisKeys(suite.stack.prefix).mediaInbound(mediaOf(sent.image.delivery!).id!),
+      );
       assert.ok(ttl > 167 * 3_600_000 && ttl <= 168 * 3_600_000, `TTL ${ttl} ms`);
       // the worker fetched both blobs through the session's proxy (bound to its own address), never directly
-      assert.ok(stack.sim.media.downloadSources.length >= 2, 'the worker downloaded from the media host');
-      assert.deepEqual([...new Set(stack.sim.media.downloadSources)], [stack.proxies[0]!.bindAddress]);
+      assert.ok(suite.stack.sim.media.downloadSources.length >= 2, 'the worker downloaded from the media host');
+      assert.deepEqual([...new Set(suite.stack.sim.media.downloadSources)], [suite.stack.proxies[0]!.bindAddress]);
       // where the bytes are: under the tenant's own folder or key prefix, in the configured store only
       const ids = [mediaOf(sent.image.delivery!).id!, mediaOf(sent.document.delivery!).id!];
-      const diskDir = path.join(stack.dataDir, 'media', 'acme');
+      const diskDir = path.join(suite.stack.dataDir, 'media', 'acme');
       if (media.bucket) {
         const objects = await media.bucket.objects();
         for (const [id, bytes] of [
@@ -185,17 +162,17 @@ for (const kind of ['disk', 's3'] as const)
 
     it('GET /api/media/:id streams the file to its tenant and the admin; another tenant gets 404', async () => {
       const m = mediaOf(sent.image.delivery!);
-      const own = await download(`${stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': TENANT_KEY });
+      const own = await download(`${suite.stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': TENANT_KEY });
       assert.equal(own.status, 200);
       assert.equal(sha(own.bytes), sha(image));
-      const admin = await download(`${stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': API_KEY });
+      const admin = await download(`${suite.stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': API_KEY });
       assert.equal(admin.status, 200);
       assert.equal(sha(admin.bytes), sha(image));
-      const other = await download(`${stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': OTHER_KEY });
+      const other = await download(`${suite.stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': OTHER_KEY });
       assert.equal(other.status, 404);
       assert.equal(other.json().error.code, 'MEDIA_NOT_FOUND');
       // exactly what an id that never existed answers: nothing tells the other tenant the file exists
-      const none = await download(`${stack.apiUrl}/api/media/in_${'0'.repeat(32)}`, { 'x-api-key': OTHER_KEY });
+      const none = await download(`${suite.stack.apiUrl}/api/media/in_${'0'.repeat(32)}`, { 'x-api-key': OTHER_KEY });
       assert.equal(none.status, 404);
       assert.deepEqual(none.json(), {
         error: { ...other.json().error, message: `media in_${'0'.repeat(32)} not found` },
@@ -204,9 +181,9 @@ for (const kind of ['disk', 's3'] as const)
       const withKey = await download(m.url!, { 'x-api-key': OTHER_KEY });
       assert.equal(withKey.status, 404);
       // no key and no signature
-      const anon = await download(`${stack.apiUrl}/api/media/${m.id}`);
+      const anon = await download(`${suite.stack.apiUrl}/api/media/${m.id}`);
       assert.equal(anon.status, 401);
-      const bad = await download(`${stack.apiUrl}/api/media/not-an-id`, { 'x-api-key': TENANT_KEY });
+      const bad = await download(`${suite.stack.apiUrl}/api/media/not-an-id`, { 'x-api-key': TENANT_KEY });
       assert.equal(bad.status, 400);
       assert.equal(bad.json().error.field, 'id');
     });
@@ -242,7 +219,10 @@ for (const kind of ['disk', 's3'] as const)
       assert.equal(expired.status, 403, expired.bytes.toString());
       assert.equal(expired.json().error.code, 'MEDIA_URL_EXPIRED');
       // the tenant's key still reaches the file within the retention
-      assert.equal((await download(`${stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': TENANT_KEY })).status, 200);
+      assert.equal(
+        (await download(`${suite.stack.apiUrl}/api/media/${m.id}`, { 'x-api-key': TENANT_KEY })).status,
+        200,
+      );
     });
 
     it('a file over the worker cap is reported without a URL (too_large)', async () => {
@@ -263,20 +243,26 @@ for (const kind of ['disk', 's3'] as const)
 
     it('a worker killed while downloading: its restart downloads and reports the message', async () => {
       const photo = png(64, 48);
-      stack.sim.media.holdDownloads = true;
-      const held = stack.sim.media.downloadsHeld;
+      suite.stack.sim.media.holdDownloads = true;
+      const held = suite.stack.sim.media.downloadsHeld;
       let s: Awaited<ReturnType<typeof contactSends>>;
       try {
         s = await contactSends({ type: 'image', data: photo.toString('base64'), mimetype: 'image/png' });
-        await waitFor('the worker downloading (held)', () => stack.sim.media.downloadsHeld > held, 30_000);
-        const { pid } = JSON.parse(readFileSync(path.join(stack.runDir(), `${S.id}.json`), 'utf8')) as { pid: number };
-        const logins = stack.sim.connections(S.phone).length;
+        await waitFor('the worker downloading (held)', () => suite.stack.sim.media.downloadsHeld > held, 30_000);
+        const { pid } = JSON.parse(readFileSync(path.join(suite.stack.runDir(), `${S.id}.json`), 'utf8')) as {
+          pid: number;
+        };
+        const logins = suite.stack.sim.connections(S.phone).length;
         process.kill(pid, 'SIGKILL');
         // The killed worker's download stays unanswered; the restarted worker's must not be held.
-        stack.sim.media.holdDownloads = false;
-        await waitFor('the restarted worker logging in', () => stack.sim.connections(S.phone).length > logins, 60_000);
+        suite.stack.sim.media.holdDownloads = false;
+        await waitFor(
+          'the restarted worker logging in',
+          () => suite.stack.sim.connections(S.phone).length > logins,
+          60_000,
+        );
       } finally {
-        stack.sim.media.holdDownloads = false;
+        suite.stack.sim.media.holdDownloads = false;
       }
       assert.equal(
         receiver.of('message.received').filter((d) => d.json.data.messageId === s.id).length,
@@ -292,7 +278,7 @@ for (const kind of ['disk', 's3'] as const)
 
     it('the signed worker call: bytes that differ from the signed description are refused, a bad signature too', async () => {
       const secret = sessionWebhookSecret(WEBHOOK_SECRET, S.id);
-      const client = new SignedClient(`${stack.apiUrl}/api/worker/sessions/${S.id}`, secret, 10_000, 'test');
+      const client = new SignedClient(`${suite.stack.apiUrl}/api/worker/sessions/${S.id}`, secret, 10_000, 'test');
       const file = path.join(os.tmpdir(), `inmedia-${randomBytes(4).toString('hex')}`);
       const bytes = randomBytes(5000);
       writeFileSync(file, bytes);
@@ -319,11 +305,16 @@ for (const kind of ['disk', 's3'] as const)
         400,
       );
       assert.equal(await status(client.postFile('inbound-media', 'x-wa-media', { ...meta, size: 4000 }, file)), 413);
-      const forged = new SignedClient(`${stack.apiUrl}/api/worker/sessions/${S.id}`, 'f'.repeat(64), 10_000, 'test');
+      const forged = new SignedClient(
+        `${suite.stack.apiUrl}/api/worker/sessions/${S.id}`,
+        'f'.repeat(64),
+        10_000,
+        'test',
+      );
       assert.equal(await status(forged.postFile('inbound-media', 'x-wa-media', meta, file)), 401);
       // another session's key does not store files for this one
       const otherSession = new SignedClient(
-        `${stack.apiUrl}/api/worker/sessions/${S.id}`,
+        `${suite.stack.apiUrl}/api/worker/sessions/${S.id}`,
         sessionWebhookSecret(WEBHOOK_SECRET, 'someone-else'),
         10_000,
         'test',
@@ -496,36 +487,22 @@ describe('inbound media retention: the sweep removes files past MEDIA_RETENTION_
 });
 
 describe('inbound media with the Docker runner: the worker container downloads through its proxy', () => {
-  let stack: Stack;
-  const receiver = new ClientReceiver();
   // a fresh session id per run: a container of an earlier run (same name) may still be going away
   const S = { id: `inmediadk_${randomBytes(3).toString('hex')}`, phone: '15550008302' };
-  before(async () => {
-    await receiver.up();
-    stack = await new Stack({
-      proxies: 1,
-      runner: 'docker',
-      extraEnv: {
-        DOCKER_NETWORK: 'host',
-        // the image scripts/build-images.sh built for this checkout (IMAGE_NAME, default whatsapp-worker-image)
-        WORKER_IMAGE: `${process.env.IMAGE_NAME ?? 'whatsapp-worker-image'}:0.1.0`,
-        CLIENT_WEBHOOK_POLL_MS: '100',
-        ANTIBAN_IDLE_POLL_MS: '500',
-      },
-    }).start();
-    const put = await stack.call('PUT', '/api/v1/webhooks', { url: receiver.url, secret: SECRET }, TENANT_KEY);
-    assert.equal(put.status, 200, JSON.stringify(put.body));
-    await connectedSession(stack, S.id, S.phone, TENANT_KEY);
+  const suite = connectedSuite({
+    session: S,
+    runner: 'docker',
+    env: {
+      DOCKER_NETWORK: 'host',
+      // the image scripts/build-images.sh built for this checkout (IMAGE_NAME, default whatsapp-worker-image)
+      WORKER_IMAGE: `${process.env.IMAGE_NAME ?? 'whatsapp-worker-image'}:0.1.0`,
+    },
   });
-  after(async () => {
-    if (stack) await terminateDispatchers(stack, [S.id]);
-    await stack?.stop();
-    await receiver.down().catch(() => undefined);
-  });
+  const { receiver } = suite;
 
   it('a document arrives at the webhook and downloads byte-identical through the signed URL', async () => {
     const doc = pdf(200_000);
-    const { id } = await stack.sim.sendInboundMedia(S.phone, '15557773002', {
+    const { id } = await suite.stack.sim.sendInboundMedia(S.phone, '15557773002', {
       type: 'document',
       data: doc,
       mimetype: 'application/pdf',
@@ -542,6 +519,6 @@ describe('inbound media with the Docker runner: the worker container downloads t
     const res = await fetch(m.url!);
     assert.equal(res.status, 200);
     assert.equal(sha(Buffer.from(await res.arrayBuffer())), sha(doc));
-    assert.deepEqual([...new Set(stack.sim.media.downloadSources)], [stack.proxies[0]!.bindAddress]);
+    assert.deepEqual([...new Set(suite.stack.sim.media.downloadSources)], [suite.stack.proxies[0]!.bindAddress]);
   });
 });

@@ -7,96 +7,60 @@
  * back as customer webhooks.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startControlApi, type ControlApi } from '../simulator/control-api.js';
+import { describe, it } from 'node:test';
 import type { GroupSummary, RecordedMessage } from '../simulator/wa-server.js';
-import { ClientReceiver, SECRET } from './helpers/client-receiver.js';
-import { connectedSession, terminateDispatchers } from './helpers/messaging.js';
-import { Stack, TENANT_KEY, waitFor } from './helpers/stack.js';
+import { connectedSuite, OTHER_KEY } from './helpers/connected-suite.js';
+import { TENANT_KEY, waitFor } from './helpers/stack.js';
 
-const OTHER_KEY = 'test-other-tenant-key-0123456789ab';
 const EDIT_WINDOW_MS = 12_000;
 const VCARD_A = 'BEGIN:VCARD\nVERSION:3.0\nFN:Ana Shop\nTEL;type=CELL;waid=15557775001:+1 555 777 5001\nEND:VCARD';
 const VCARD_B = 'BEGIN:VCARD\nVERSION:3.0\nFN:Bo Desk\nTEL;type=CELL:+1 555 777 5002\nEND:VCARD';
 
 describe('message actions: react, reply, edit, revoke, location, contact', () => {
-  let stack: Stack;
-  let control: ControlApi;
-  const receiver = new ClientReceiver();
   const S = { id: 'actions1', phone: '15550008501' };
   const OTHER_SESSION = 'actions-other';
+  const suite = connectedSuite({
+    session: S,
+    env: {
+      ANTIBAN_COLD_GAP_MS: '300',
+      // more sends than a cold number's daily cap (10): the cap itself is not under test here
+      ANTIBAN_COLD_DAILY: '200',
+      ANTIBAN_BURST_COUNT: '1000',
+      RATE_LIMIT_MAX_REQUESTS: '1000',
+      WORKER_ENV_OUTBOX_POLL_MS: '50',
+      MESSAGE_EDIT_WINDOW_MS: String(EDIT_WINDOW_MS),
+      // a shared checkout's staged worker bundle may be another branch's: WORKER_COMMAND runs this one's
+      ...(process.env.WORKER_COMMAND ? { WORKER_COMMAND: process.env.WORKER_COMMAND } : {}),
+    },
+    moreSessions: [OTHER_SESSION],
+  });
+  const { receiver } = suite;
   const [A, B] = ['15557775001', '15557775002'];
   const jidOf = (p: string) => `${p}@s.whatsapp.net`;
 
   const send = async (body: Record<string, unknown>, key = TENANT_KEY) =>
-    stack.call('POST', '/api/send', { sessionId: S.id, ...body }, key);
+    suite.stack.call('POST', '/api/send', { sessionId: S.id, ...body }, key);
   /** The message record once WhatsApp has it (sent, then delivered / read). */
   const sent = (id: string) =>
     waitFor(
       `${id} sent`,
       async () => {
-        const r = await stack.call('GET', `/api/messages/${id}`, undefined, TENANT_KEY);
+        const r = await suite.stack.call('GET', `/api/messages/${id}`, undefined, TENANT_KEY);
         return ['sent', 'delivered', 'read'].includes(r.body.status) ? r.body : null;
       },
       60_000,
     );
   /** What the contact's phone got for one of our messages. */
   const atSim = (waId: string) =>
-    waitFor(`${waId} at the simulator`, () => stack.sim.messages(S.phone).find((m) => m.id === waId), 60_000);
+    waitFor(`${waId} at the simulator`, () => suite.stack.sim.messages(S.phone).find((m) => m.id === waId), 60_000);
   const inbound = async (from: string, text: string) => {
-    const res = await fetch(`${control.url}/phones/${S.phone}/inbound`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ from, text }),
-    });
-    const body = (await res.json()) as { id: string };
-    assert.equal(res.status, 200, JSON.stringify(body));
+    const body = await suite.contact(`/phones/${S.phone}/inbound`, { from, text });
     await waitFor(`message.received ${body.id}`, () =>
       receiver.of('message.received').find((d) => d.json.data.messageId === body.id),
     );
     return body.id;
   };
-  const contactAction = async (path: string, body: Record<string, unknown>) => {
-    const res = await fetch(`${control.url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    const json = (await res.json()) as { id: string };
-    assert.equal(res.status, 200, JSON.stringify(json));
-    return json.id;
-  };
-
-  before(async () => {
-    await receiver.up();
-    stack = await new Stack({
-      proxies: 1,
-      extraEnv: {
-        TENANT_API_KEYS: `acme:${TENANT_KEY},other:${OTHER_KEY}`,
-        CLIENT_WEBHOOK_POLL_MS: '100',
-        ANTIBAN_COLD_GAP_MS: '300',
-        // more sends than a cold number's daily cap (10): the cap itself is not under test here
-        ANTIBAN_COLD_DAILY: '200',
-        ANTIBAN_IDLE_POLL_MS: '500',
-        ANTIBAN_BURST_COUNT: '1000',
-        RATE_LIMIT_MAX_REQUESTS: '1000',
-        WORKER_ENV_OUTBOX_POLL_MS: '50',
-        MESSAGE_EDIT_WINDOW_MS: String(EDIT_WINDOW_MS),
-        // a shared checkout's staged worker bundle may be another branch's: WORKER_COMMAND runs this one's
-        ...(process.env.WORKER_COMMAND ? { WORKER_COMMAND: process.env.WORKER_COMMAND } : {}),
-      },
-    }).start();
-    const put = await stack.call('PUT', '/api/v1/webhooks', { url: receiver.url, secret: SECRET }, TENANT_KEY);
-    assert.equal(put.status, 200, JSON.stringify(put.body));
-    await connectedSession(stack, S.id, S.phone, TENANT_KEY);
-    control = await startControlApi(stack.sim, { port: 0 });
-  });
-  after(async () => {
-    await control?.close();
-    if (stack) await terminateDispatchers(stack, [S.id, OTHER_SESSION]);
-    await stack?.stop();
-    await receiver.down().catch(() => undefined);
-  });
+  const contactAction = async (path: string, body: Record<string, unknown>) => (await suite.contact(path, body)).id;
 
   it('replies quote our message and a received one, as WhatsApp shows them (contextInfo)', async () => {
     const first = await send({ to: A, text: 'your order is ready' });
@@ -150,7 +114,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
 
     // delivered like a text, with message.status webhooks
     await waitFor('the reaction delivered', async () => {
-      const r = await stack.call('GET', `/api/messages/${react.body.messageId}`, undefined, TENANT_KEY);
+      const r = await suite.stack.call('GET', `/api/messages/${react.body.messageId}`, undefined, TENANT_KEY);
       return ['delivered', 'read'].includes(r.body.status);
     });
     const statuses = receiver
@@ -197,14 +161,14 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
       m2.contacts?.map((c) => c.vcard),
       [VCARD_A, VCARD_B],
     );
-    const rec = await stack.call('GET', `/api/messages/${loc.body.messageId}`, undefined, TENANT_KEY);
+    const rec = await suite.stack.call('GET', `/api/messages/${loc.body.messageId}`, undefined, TENANT_KEY);
     assert.equal(rec.body.extra.action.kind, 'location', 'the record says what it sends');
   });
 
   it('edits our text within the window and refuses after it (409); deletes for everyone', async () => {
     const orig = await send({ to: A, text: 'delivery at 5 pm' });
     const rec = await sent(orig.body.messageId);
-    const edit = await stack.call(
+    const edit = await suite.stack.call(
       'POST',
       `/api/messages/${orig.body.messageId}/edit`,
       { text: 'delivery at 6 pm' },
@@ -215,14 +179,19 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     assert.equal(me.kind, 'edit');
     assert.deepEqual(me.edit, { targetId: rec.waMessageId, text: 'delivery at 6 pm' });
 
-    const revoke = await stack.call('POST', `/api/messages/${orig.body.messageId}/revoke`, undefined, TENANT_KEY);
+    const revoke = await suite.stack.call('POST', `/api/messages/${orig.body.messageId}/revoke`, undefined, TENANT_KEY);
     assert.equal(revoke.status, 202, JSON.stringify(revoke.body));
     const mv = await atSim((await sent(revoke.body.messageId)).waMessageId);
     assert.equal(mv.kind, 'revoke');
     assert.deepEqual(mv.revoke, { targetId: rec.waMessageId });
 
     // an edit or a revoke is not itself editable; a location is not a text
-    const editOfEdit = await stack.call('POST', `/api/messages/${edit.body.messageId}/edit`, { text: 'x' }, TENANT_KEY);
+    const editOfEdit = await suite.stack.call(
+      'POST',
+      `/api/messages/${edit.body.messageId}/edit`,
+      { text: 'x' },
+      TENANT_KEY,
+    );
     assert.equal(editOfEdit.status, 409, JSON.stringify(editOfEdit.body));
     assert.equal(editOfEdit.body.error.code, 'NOT_EDITABLE');
 
@@ -232,7 +201,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
       () => Date.now() > rec.sentAt + EDIT_WINDOW_MS + 200,
       EDIT_WINDOW_MS + 30_000,
     );
-    const late = await stack.call(
+    const late = await suite.stack.call(
       'POST',
       `/api/messages/${orig.body.messageId}/edit`,
       { text: 'too late' },
@@ -245,22 +214,27 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
 
   it("refuses to delete a contact's message (403); unknown ids 404; bad input names the field", async () => {
     const theirs = await inbound(A, 'please cancel');
-    const r = await stack.call('POST', `/api/messages/${theirs}/revoke`, { sessionId: S.id }, TENANT_KEY);
+    const r = await suite.stack.call('POST', `/api/messages/${theirs}/revoke`, { sessionId: S.id }, TENANT_KEY);
     assert.equal(r.status, 403, JSON.stringify(r.body));
     assert.equal(r.body.error.code, 'NOT_OWN_MESSAGE');
-    const e = await stack.call('POST', `/api/messages/${theirs}/edit`, { text: 'x', sessionId: S.id }, TENANT_KEY);
+    const e = await suite.stack.call(
+      'POST',
+      `/api/messages/${theirs}/edit`,
+      { text: 'x', sessionId: S.id },
+      TENANT_KEY,
+    );
     assert.equal(e.status, 403, JSON.stringify(e.body));
-    const noSession = await stack.call('POST', `/api/messages/${theirs}/edit`, { text: 'x' }, TENANT_KEY);
+    const noSession = await suite.stack.call('POST', `/api/messages/${theirs}/edit`, { text: 'x' }, TENANT_KEY);
     assert.equal(noSession.status, 404, JSON.stringify(noSession.body));
     assert.equal(noSession.body.error.field, 'sessionId', 'a WhatsApp id needs its session');
-    const unknownWa = await stack.call(
+    const unknownWa = await suite.stack.call(
       'POST',
       '/api/messages/ABCDEF0123456789/revoke',
       { sessionId: S.id },
       TENANT_KEY,
     );
     assert.equal(unknownWa.status, 404, JSON.stringify(unknownWa.body));
-    const unknownOurs = await stack.call('POST', '/api/messages/msg_0000000000/revoke', undefined, TENANT_KEY);
+    const unknownOurs = await suite.stack.call('POST', '/api/messages/msg_0000000000/revoke', undefined, TENANT_KEY);
     assert.equal(unknownOurs.status, 404, JSON.stringify(unknownOurs.body));
 
     const bad: Array<[Record<string, unknown>, string]> = [
@@ -276,7 +250,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
       assert.equal(res.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
       assert.equal(res.body.error.field, field, JSON.stringify(res.body));
     }
-    const noText = await stack.call('POST', '/api/messages/msg_0000000000/edit', {}, TENANT_KEY);
+    const noText = await suite.stack.call('POST', '/api/messages/msg_0000000000/edit', {}, TENANT_KEY);
     assert.equal(noText.status, 400, JSON.stringify(noText.body));
     assert.equal(noText.body.error.field, 'text');
   });
@@ -286,7 +260,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     await sent(ours.body.messageId);
     const theirs = await inbound(A, 'acme only');
     // the other tenant's own session (not linked: the refusal comes before anything is queued)
-    const prov = await stack.call('POST', '/api/sessions/provision', { sessionId: OTHER_SESSION }, OTHER_KEY);
+    const prov = await suite.stack.call('POST', '/api/sessions/provision', { sessionId: OTHER_SESSION }, OTHER_KEY);
     assert.equal(prov.status, 201, JSON.stringify(prov.body));
 
     const id = ours.body.messageId as string;
@@ -296,7 +270,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
       ['POST', `/api/messages/${id}/revoke`, undefined],
       ['POST', `/api/messages/${theirs}/revoke`, { sessionId: S.id }],
     ] as const) {
-      const r = await stack.call(method, url, body, OTHER_KEY);
+      const r = await suite.stack.call(method, url, body, OTHER_KEY);
       assert.equal(r.status, 404, `${method} ${url}: ${JSON.stringify(r.body)}`);
     }
     for (const body of [
@@ -304,12 +278,12 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
       { sessionId: OTHER_SESSION, type: 'reaction', reaction: { messageId: theirs, emoji: '👎' } },
       { sessionId: OTHER_SESSION, to: A, text: 'x', replyTo: id },
     ]) {
-      const r = await stack.call('POST', '/api/send', body, OTHER_KEY);
+      const r = await suite.stack.call('POST', '/api/send', body, OTHER_KEY);
       assert.equal(r.status, 404, `${JSON.stringify(body)}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body.error.code, 'MESSAGE_NOT_FOUND');
     }
     // and this tenant's session is not reachable with the other key at all
-    const viaSession = await stack.call(
+    const viaSession = await suite.stack.call(
       'POST',
       '/api/send',
       { sessionId: S.id, type: 'reaction', reaction: { messageId: id, emoji: '👎' } },
@@ -318,7 +292,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     assert.equal(viaSession.status, 404, JSON.stringify(viaSession.body));
     assert.equal(viaSession.body.error.code, 'SESSION_NOT_FOUND');
     // nothing of it reached WhatsApp
-    assert.equal(stack.sim.messages(S.phone).filter((m) => m.reaction?.text === '👎').length, 0);
+    assert.equal(suite.stack.sim.messages(S.phone).filter((m) => m.reaction?.text === '👎').length, 0);
   });
 
   it("a contact's reaction, edit and delete reach the customer webhook", async () => {
@@ -366,7 +340,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     assert.equal(v.json.data.targetWaMessageId, theirs);
     assert.equal(v.json.data.from, B);
     // a contact cannot edit the session's message (the simulator refuses, as WhatsApp would)
-    const res = await fetch(`${control.url}/phones/${S.phone}/inbound-action`, {
+    const res = await fetch(`${suite.control.url}/phones/${S.phone}/inbound-action`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ from: B, kind: 'edit', messageId: oursRec.waMessageId, text: 'x' }),
@@ -375,7 +349,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
   });
 
   it('in a group: we react to a member message and members see it; a member reacts to ours', async () => {
-    const created = await stack.call(
+    const created = await suite.stack.call(
       'POST',
       `/api/sessions/${S.id}/groups`,
       { subject: 'Team', participants: [A, B] },
@@ -383,16 +357,13 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     );
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const jid = created.body.group.jid as string;
-    const simGroup = () => stack.sim.group(jid) as GroupSummary;
+    const simGroup = () => suite.stack.sim.group(jid) as GroupSummary;
 
     const ours = await send({ to: jid, text: 'standup in 5' });
     const oursRec = await sent(ours.body.messageId);
-    const post = await fetch(`${control.url}/groups/${encodeURIComponent(jid)}/inbound`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ from: A, text: 'on my way' }),
-    });
-    const memberMsg = ((await post.json()) as { id: string }).id;
+    const memberMsg = (
+      await suite.contact(`/groups/${encodeURIComponent(jid)}/inbound`, { from: A, text: 'on my way' })
+    ).id;
     await waitFor('the member message at the API', () =>
       receiver.of('message.received').find((d) => d.json.data.messageId === memberMsg),
     );
@@ -419,13 +390,12 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
       assert.deepEqual(r.details?.quoted, { id: memberMsg, participant: jidOf(A), text: 'on my way' });
 
     // B reacts to our group message: the webhook names the group, B and our message
-    const act = await fetch(`${control.url}/groups/${encodeURIComponent(jid)}/inbound-action`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ from: B, kind: 'reaction', messageId: oursRec.waMessageId, emoji: '✅' }),
+    const actBody = await suite.contact(`/groups/${encodeURIComponent(jid)}/inbound-action`, {
+      from: B,
+      kind: 'reaction',
+      messageId: oursRec.waMessageId,
+      emoji: '✅',
     });
-    const actBody = (await act.json()) as { id: string };
-    assert.equal(act.status, 200, JSON.stringify(actBody));
     const d = await waitFor('the group message.reaction', () =>
       receiver.of('message.reaction').find((x) => x.json.data.messageId === actBody.id),
     );
@@ -434,7 +404,7 @@ describe('message actions: react, reply, edit, revoke, location, contact', () =>
     assert.equal(d.json.data.emoji, '✅');
     assert.equal(d.json.data.targetFromMe, true);
     assert.equal(d.json.data.targetMessageId, ours.body.messageId);
-    const simMessages: RecordedMessage[] = stack.sim.messages(S.phone);
+    const simMessages: RecordedMessage[] = suite.stack.sim.messages(S.phone);
     assert.ok(simMessages.some((x) => x.id === reactRec.waMessageId && x.kind === 'reaction'));
   });
 });
