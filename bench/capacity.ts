@@ -3,7 +3,10 @@
  * with memory per session (RSS and PSS — PSS shares the node binary's pages fairly between processes) and the
  * orchestrator's CPU while they idle. Prints a table and writes bench/results/capacity.json.
  *
- *   node --import tsx bench/capacity.ts [--sessions 200] [--concurrency 6] [--idle-seconds 30]
+ *   node --import tsx bench/capacity.ts [--sessions 200] [--concurrency 6] [--idle-seconds 30] [--phased] [--out capacity.json]
+ *
+ * `--phased`: the ramp in two timed phases, every session provisioned to its QR first, then every QR scanned to
+ * connected (the goal's "200 provisions to QR" and "200 scans to connected"), instead of one lane per session.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -22,6 +25,9 @@ const { values } = parseArgs({
     'max-logins': { type: 'string', default: '10' },
     /** Extra Node/V8 flags for every worker, e.g. "--optimize-for-size" (memory levers). */
     'worker-flags': { type: 'string', default: '' },
+    phased: { type: 'boolean', default: false },
+    /** Results file name under bench/results/. */
+    out: { type: 'string', default: 'capacity.json' },
   },
 });
 const target = Number(values.sessions);
@@ -106,24 +112,19 @@ const started = Date.now();
 let connected = 0;
 let failed = 0;
 const errors: string[] = [];
-try {
+const idOf = (i: number) => `cap${i}`;
+const phoneOf = (i: number) => `1555800${String(i).padStart(4, '0')}`;
+/** Runs `step` for sessions 0..target-1, `--concurrency` at a time; a failed session is counted, ten stop the run. */
+async function inLanes(step: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   const lane = async () => {
     while (next < target) {
       const i = next++;
-      const id = `cap${i}`;
-      const phone = `1555800${String(i).padStart(4, '0')}`;
       try {
-        const r = await stack.call('POST', '/api/sessions/provision', { sessionId: id });
-        if (r.status !== 201) throw new Error(`provision ${r.status} ${JSON.stringify(r.body)}`);
-        await stack.scan(id, phone, 120_000);
-        await stack.waitForStatus(id, 'connected', 120_000);
-        connected++;
-        if (connected % 20 === 0)
-          console.log(`${connected} connected after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+        await step(i);
       } catch (err) {
         failed++;
-        errors.push(`${id}: ${(err as Error).message.slice(0, 200)}`);
+        errors.push(`${idOf(i)}: ${(err as Error).message.slice(0, 200)}`);
         if (failed >= 10) throw new Error(`stopping: ${failed} sessions failed`, { cause: err });
       }
     }
@@ -131,6 +132,45 @@ try {
   await Promise.all(Array.from({ length: Number(values.concurrency) }, lane)).catch((err: Error) =>
     errors.push(err.message),
   );
+}
+const provision = async (i: number) => {
+  const r = await stack.call('POST', '/api/sessions/provision', { sessionId: idOf(i) });
+  if (r.status !== 201) throw new Error(`provision ${r.status} ${JSON.stringify(r.body)}`);
+};
+const connectedNow = () => {
+  connected++;
+  if (connected % 20 === 0) console.log(`${connected} connected after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+};
+/** Seconds of each phase of a `--phased` ramp. */
+const phases = { toQrSeconds: null as number | null, scanToConnectedSeconds: null as number | null };
+try {
+  if (values.phased) {
+    let withQr = 0;
+    await inLanes(async (i) => {
+      await provision(i);
+      await waitFor(
+        `a QR for ${idOf(i)}`,
+        async () => (await stack.call('GET', `/api/sessions/${idOf(i)}/qr`)).status === 200,
+        120_000,
+        100,
+      );
+      if (++withQr % 20 === 0) console.log(`${withQr} with a QR after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    });
+    phases.toQrSeconds = (Date.now() - started) / 1000;
+    const scanStart = Date.now();
+    await inLanes(async (i) => {
+      await stack.scan(idOf(i), phoneOf(i), 120_000);
+      await stack.waitForStatus(idOf(i), 'connected', 120_000);
+      connectedNow();
+    });
+    phases.scanToConnectedSeconds = (Date.now() - scanStart) / 1000;
+  } else
+    await inLanes(async (i) => {
+      await provision(i);
+      await stack.scan(idOf(i), phoneOf(i), 120_000);
+      await stack.waitForStatus(idOf(i), 'connected', 120_000);
+      connectedNow();
+    });
   const rampSeconds = (Date.now() - started) / 1000;
 
   // Idle: every session connected, pings flowing; measure memory and the orchestrator's CPU.
@@ -157,6 +197,7 @@ try {
     stillConnectedAfterIdle: stillConnected,
     failed,
     rampSeconds,
+    phases,
     workerProcesses: mems.length,
     workerRssMbAvg: avg(mems.map((m) => m.rssMb)),
     workerPssMbAvg: avg(mems.map((m) => m.pssMb)),
@@ -171,7 +212,7 @@ try {
   };
   const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'results');
   mkdirSync(out, { recursive: true });
-  const write = () => writeFileSync(path.join(out, 'capacity.json'), JSON.stringify(results, null, 2));
+  const write = () => writeFileSync(path.join(out, values.out), JSON.stringify(results, null, 2));
   write(); // the idle results stand even if the fleet restart below fails
   console.log('\n| measurement | value |\n|---|---|');
   console.log(
@@ -180,6 +221,10 @@ try {
   console.log(
     `| ramp-up time (provision + scan + connect, ${values.concurrency} at a time) | ${rampSeconds.toFixed(0)} s |`,
   );
+  if (phases.toQrSeconds !== null)
+    console.log(
+      `| ramp in phases: all ${target} provisioned to a QR / all scanned to connected (goal ≤ 120 s each for 200) | ${phases.toQrSeconds.toFixed(0)} s / ${phases.scanToConnectedSeconds?.toFixed(0) ?? '—'} s |`,
+    );
   console.log(
     `| worker memory per session: RSS / PSS | ${results.workerRssMbAvg.toFixed(1)} MB / ${results.workerPssMbAvg.toFixed(1)} MB |`,
   );
