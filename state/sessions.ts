@@ -169,6 +169,19 @@ export class SessionStore {
     return record;
   }
 
+  /**
+   * Records which worker generation the workflow was last told of a QR by; false when it already was for this one.
+   * Events without a generation (workers from before generations) are always new. The worker posts its events one
+   * at a time, so there is no race to guard against here.
+   */
+  async firstQrOfGeneration(sessionId: string, generation: number | undefined): Promise<boolean> {
+    if (generation === undefined) return true;
+    const key = this.keys.session(sessionId);
+    if ((await this.redis.hget(key, 'qrGeneration')) === String(generation)) return false;
+    await this.redis.hset(key, 'qrGeneration', generation);
+    return true;
+  }
+
   async getQr(sessionId: string): Promise<QrRecord | null> {
     const raw = await this.redis.get(this.keys.sessionQr(sessionId));
     return raw ? (JSON.parse(raw) as QrRecord) : null;

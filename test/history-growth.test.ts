@@ -128,4 +128,42 @@ describe('workflow history per reconnect', () => {
       assert.ok(perCycle <= MAX_EVENTS_PER_REPORTED_CYCLE, `${perCycle} events per cycle (${added} in ${CYCLES})`);
     });
   });
+
+  describe('QR rotations while a session waits for its scan', () => {
+    let stack: Stack;
+    before(async () => {
+      // A QR every second (Baileys: the first after WA_QR_TIMEOUT_MS, then every 20 s in production).
+      stack = await new Stack({
+        proxies: 1,
+        simOptions: { qrRefs: 30 },
+        extraEnv: { WORKER_ENV_WA_QR_TIMEOUT_MS: '1000' },
+      }).start();
+    });
+    after(async () => stack?.stop());
+
+    it('only the first QR of a worker reaches the workflow; every QR reaches GET /qr', async () => {
+      const id = 'histqr';
+      assert.equal((await stack.call('POST', '/api/sessions/provision', { sessionId: id })).status, 201);
+      await stack.waitForStatus(id, 'qr_ready', 30_000);
+      const shown = new Set<string>();
+      await waitFor(
+        'five QRs at GET /qr',
+        async () => {
+          const r = await stack.call('GET', `/api/sessions/${id}/qr`);
+          if (r.status === 200) shown.add(r.body.qr as string);
+          return shown.size >= 5;
+        },
+        30_000,
+        100,
+      );
+      const handle = stack.temporal.workflow.getHandle(workflowIdFor(`e2e-${stack.id}`, id));
+      const events = (await handle.fetchHistory()).events ?? [];
+      const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes).length;
+      console.log(`${shown.size} QRs shown; ${signals} signals, ${events.length} history events`);
+      assert.equal(signals, 1, `one signal (the first QR) while ${shown.size} QRs were shown, got ${signals}`);
+      // a scan still links it: the rotations were served, the workflow still follows
+      await stack.scan(id, '15550004003', 30_000);
+      await stack.waitForStatus(id, 'connected', 60_000);
+    });
+  });
 });

@@ -58,18 +58,29 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
         // A worker behind a dead proxy reports every retry (PROXY_ERROR + DISCONNECTED{isProxyError}, ~1/s). The
         // workflow counts the PROXY_ERROR only, and ignores both while failing over: not signalling them keeps the
         // workflow's history (and the server's lock on it) free for the failover itself.
+        // A QR rotates every 20 s until it is scanned; the workflow needs its first one per worker, or one shown
+        // after the session left qr_ready: a rotation is a workflow task for nothing, hundreds per minute when many
+        // sessions wait for a scan.
         const redundant =
           (event.type === 'DISCONNECTED' && event.data.isProxyError === true) ||
-          (event.type === 'PROXY_ERROR' && record.status === 'failing_over');
+          (event.type === 'PROXY_ERROR' && record.status === 'failing_over') ||
+          (event.type === 'QR_CODE' &&
+            !(await sessions.firstQrOfGeneration(event.sessionId, event.generation)) &&
+            record.status === 'qr_ready');
         if (SIGNALLED.has(event.type) && !redundant) {
           const signal = {
             eventId: event.eventId,
             type: event.type,
             timestamp: event.timestamp,
             ...(event.generation !== undefined ? { generation: event.generation } : {}),
-            // The pairing code is a one-time secret: it stays in Redis, never in the workflow's history.
+            // The pairing code is a one-time secret and the QR a linking token: they stay in Redis, never in the
+            // workflow's history.
             data:
-              event.type === 'PAIRING_CODE' ? { phone: event.data.phone, expiresAt: event.data.expiresAt } : event.data,
+              event.type === 'PAIRING_CODE'
+                ? { phone: event.data.phone, expiresAt: event.data.expiresAt }
+                : event.type === 'QR_CODE'
+                  ? {}
+                  : event.data,
           } as WorkerEvent;
           await temporal.workflow
             .getHandle(workflowIdFor(config.WORKFLOW_ID_PREFIX, event.sessionId))
