@@ -66,24 +66,19 @@ export class SessionLifecycle {
     return Boolean(this.state.proxyId ?? this.state.proxyUrl);
   }
 
+  /** Starts the worker as a new generation. */
   async startWorker() {
-    this.state.workerGeneration++;
-    this.state.workerStartedAt = Date.now();
-    await this.workers().startWorker({
-      sessionId: this.state.sessionId,
-      ...this.proxyRef(),
-      generation: this.state.workerGeneration,
-    });
+    await this.workers().startWorker(this.newGeneration());
   }
   /** Restarts the worker as a new generation (its events are told apart from the old one's by it). */
   async restartWorker() {
+    await this.workers().restartWorker(this.newGeneration());
+  }
+  /** Counts a worker (re)start; returns the worker's start arguments. */
+  private newGeneration() {
     this.state.workerGeneration++;
     this.state.workerStartedAt = Date.now();
-    await this.workers().restartWorker({
-      sessionId: this.state.sessionId,
-      ...this.proxyRef(),
-      generation: this.state.workerGeneration,
-    });
+    return { sessionId: this.state.sessionId, ...this.proxyRef(), generation: this.state.workerGeneration };
   }
   /** An event from a replaced worker: by generation, never by clocks (timestamps only for unstamped events). */
   fromOldWorker(event: WorkerEvent): boolean {
@@ -154,8 +149,7 @@ export class SessionLifecycle {
       state.proxyId = result.proxyId ?? null;
       state.proxyUrl = result.proxyUrl ?? null;
       state.proxyEndpoint = result.proxyEndpoint;
-      state.workerGeneration++;
-      state.workerStartedAt = Date.now();
+      this.newGeneration(); // the child started the new proxy's worker as this generation
       await this.transition('reconnecting', reason, 'failovers');
     } else {
       state.proxyId = null;
