@@ -26,7 +26,7 @@ import { WorkerFence } from '../wa-worker/fence.js';
 import { SignedClient } from '../wa-worker/signed-post.js';
 import { AUTH_SECRET, authDatabaseUrl } from '../test/helpers/auth-db.js';
 import { connectedSession, terminateDispatchers } from '../test/helpers/messaging.js';
-import { API_KEY, ROOT, Stack, waitFor, WEBHOOK_SECRET } from '../test/helpers/stack.js';
+import { API_KEY, PACING_OFF_ENV, ROOT, Stack, waitFor, WEBHOOK_SECRET } from '../test/helpers/stack.js';
 
 const WRITES = Number(process.argv[2] ?? 2000);
 const SENDS = Number(process.argv[3] ?? 60);
@@ -162,14 +162,8 @@ function stackFor(store: 'file' | 'postgres'): Stack {
       AUTH_STORE: store,
       AUTH_DATABASE_URL: authDatabaseUrl(),
       AUTH_STORE_SECRET: AUTH_SECRET,
-      // Pacing out of the way: the point is the store's share of a send.
-      ANTIBAN_COLD_GAP_MS: '10',
-      ANTIBAN_JITTER_PERCENT: '0',
-      ANTIBAN_COLD_DAILY: '100000',
-      ANTIBAN_BURST_COUNT: '100000',
-      ANTIBAN_IDLE_POLL_MS: '200',
-      RATE_LIMIT_MAX_REQUESTS: '100000',
-      WORKER_ENV_OUTBOX_POLL_MS: '50',
+      // the point is the store's share of a send
+      ...PACING_OFF_ENV,
     },
   });
 }

@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { connectedSession, terminateDispatchers } from '../test/helpers/messaging.js';
 import { png } from '../test/helpers/media-files.js';
 import { mediaStoreEnv, type MediaStoreKind } from '../test/helpers/media-s3.js';
-import { API_KEY, ROOT, Stack, waitFor } from '../test/helpers/stack.js';
+import { API_KEY, PACING_OFF_ENV, ROOT, Stack, waitFor } from '../test/helpers/stack.js';
 
 const { values: args } = parseArgs({
   options: { stores: { type: 'string', default: 'disk,s3' }, sends: { type: 'string', default: '40' } },
@@ -107,13 +107,7 @@ async function bench(store: MediaStoreKind): Promise<Row> {
   const stack = await new Stack({
     proxies: 1,
     extraEnv: {
-      ANTIBAN_COLD_GAP_MS: '10',
-      ANTIBAN_JITTER_PERCENT: '0',
-      ANTIBAN_COLD_DAILY: '100000',
-      ANTIBAN_BURST_COUNT: '100000',
-      ANTIBAN_IDLE_POLL_MS: '200',
-      RATE_LIMIT_MAX_REQUESTS: '100000',
-      WORKER_ENV_OUTBOX_POLL_MS: '50',
+      ...PACING_OFF_ENV,
       MEDIA_MAX_BYTES: String(64 * MB),
       ...media.env,
     },

@@ -22,6 +22,17 @@ export const testDataConverter = () => codecDataConverter(CODEC_KEYS);
 /** Headers of a /metrics scrape. */
 export const metricsAuth = { authorization: `Bearer ${METRICS_TOKEN}` };
 
+/** Anti-ban pacing and rate limits out of the way, for benches that measure the send path itself. */
+export const PACING_OFF_ENV = {
+  ANTIBAN_COLD_GAP_MS: '10',
+  ANTIBAN_JITTER_PERCENT: '0',
+  ANTIBAN_COLD_DAILY: '100000',
+  ANTIBAN_BURST_COUNT: '100000',
+  ANTIBAN_IDLE_POLL_MS: '200',
+  RATE_LIMIT_MAX_REQUESTS: '100000',
+  WORKER_ENV_OUTBOX_POLL_MS: '50',
+};
+
 /** A live-events URL with a fresh single-use ticket bought with `apiKey` (`query` appended, e.g. `types=qr`). */
 export async function eventsUrl(apiUrl: string, apiKey: string, query = ''): Promise<string> {
   const res = await fetch(`${apiUrl}/api/events/ticket`, { method: 'POST', headers: { 'x-api-key': apiKey } });
