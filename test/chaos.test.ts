@@ -53,6 +53,7 @@ describe('chaos: kill -9 every component in turn', () => {
   let stack: Stack;
   const qrCounts = new Map<string, string | null>();
   const texts: string[] = [];
+  const messageIds = new Map<string, string>();
 
   before(async () => {
     stack = await new Stack({
@@ -84,6 +85,7 @@ describe('chaos: kill -9 every component in turn', () => {
           idempotencyKey: `chaos-${s.id}-${i}`,
         });
         assert.equal(r.status, 202, JSON.stringify(r.body));
+        messageIds.set(text, r.body.messageId as string);
       }
     }
   });
@@ -170,12 +172,29 @@ describe('chaos: kill -9 every component in turn', () => {
   });
 
   it('after all that: every message sent exactly once, no scan, counters right', async () => {
-    await waitFor(
-      'every queued message to reach the simulator',
-      () => SESSIONS.reduce((n, s) => n + stack.sim.messages(s.phone).length, 0) >= texts.length,
-      180_000,
-      250,
-    );
+    try {
+      await waitFor(
+        'every queued message to reach the simulator',
+        () => SESSIONS.reduce((n, s) => n + stack.sim.messages(s.phone).length, 0) >= texts.length,
+        180_000,
+        250,
+      );
+    } catch (err) {
+      // Say where the missing ones are stuck (queued, paced, claimed by a worker…) and what the sessions are.
+      const arrived = new Set(SESSIONS.flatMap((s) => stack.sim.messages(s.phone).map((m) => m.text)));
+      const missing = await Promise.all(
+        texts
+          .filter((t) => !arrived.has(t))
+          .map(async (t) => {
+            const m = (await stack.call('GET', `/api/messages/${messageIds.get(t)}`)).body;
+            return `${t}: ${m.status ?? JSON.stringify(m)}${m.error ? ` (${m.error})` : ''}`;
+          }),
+      );
+      const statuses = await Promise.all(SESSIONS.map(async (s) => `${s.id} ${(await stack.status(s.id)).status}`));
+      throw new Error(`${(err as Error).message}; sessions: ${statuses.join(', ')}; missing: ${missing.join('; ')}`, {
+        cause: err,
+      });
+    }
     await waitForQuiet(
       stack,
       SESSIONS.map((x) => x.id),
