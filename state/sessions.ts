@@ -56,6 +56,8 @@ export interface QrRecord {
   qr: string;
   at: number;
   count: number;
+  /** The worker generation that showed it (absent: a worker from before generations). */
+  generation?: number;
 }
 
 /**
@@ -162,24 +164,22 @@ export class SessionStore {
     await execAll(tx);
   }
 
-  async setQr(sessionId: string, qr: string, ttlMs = 120_000, now = Date.now()): Promise<QrRecord> {
-    const count = await this.redis.hincrby(this.keys.session(sessionId), 'qrCount', 1);
-    const record: QrRecord = { qr, at: now, count };
-    await this.redis.set(this.keys.sessionQr(sessionId), JSON.stringify(record), 'PX', ttlMs);
-    return record;
-  }
-
   /**
-   * Records which worker generation the workflow was last told of a QR by; false when it already was for this one.
-   * Events without a generation (workers from before generations) are always new. The worker posts its events one
-   * at a time, so there is no race to guard against here.
+   * Stores the QR a worker shows. `firstOfGeneration`: no QR of this worker generation was stored before it (the
+   * previous one is read in the same SET), i.e. not a rotation of a QR already shown; always true without a generation.
    */
-  async firstQrOfGeneration(sessionId: string, generation: number | undefined): Promise<boolean> {
-    if (generation === undefined) return true;
-    const key = this.keys.session(sessionId);
-    if ((await this.redis.hget(key, 'qrGeneration')) === String(generation)) return false;
-    await this.redis.hset(key, 'qrGeneration', generation);
-    return true;
+  async setQr(
+    sessionId: string,
+    qr: string,
+    generation?: number,
+    ttlMs = 120_000,
+    now = Date.now(),
+  ): Promise<{ record: QrRecord; firstOfGeneration: boolean }> {
+    const count = await this.redis.hincrby(this.keys.session(sessionId), 'qrCount', 1);
+    const record: QrRecord = { qr, at: now, count, ...(generation !== undefined ? { generation } : {}) };
+    const previous = await this.redis.set(this.keys.sessionQr(sessionId), JSON.stringify(record), 'PX', ttlMs, 'GET');
+    const previousGeneration = previous ? (JSON.parse(previous) as QrRecord).generation : undefined;
+    return { record, firstOfGeneration: generation === undefined || previousGeneration !== generation };
   }
 
   async getQr(sessionId: string): Promise<QrRecord | null> {

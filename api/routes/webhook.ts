@@ -51,7 +51,8 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
 
       try {
         if (event.type === 'PING') await sessions.recordPing(event.sessionId, event.data.timestamp);
-        if (event.type === 'QR_CODE') await sessions.setQr(event.sessionId, event.data.qr);
+        const qr =
+          event.type === 'QR_CODE' ? await sessions.setQr(event.sessionId, event.data.qr, event.generation) : null;
         if (event.type === 'PAIRING_CODE')
           await sessions.setPairingCode(event.sessionId, { ...event.data, at: event.timestamp });
         if (event.type === 'PAIRING_FAILED') await sessions.clearPairingCode(event.sessionId);
@@ -64,9 +65,7 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
         const redundant =
           (event.type === 'DISCONNECTED' && event.data.isProxyError === true) ||
           (event.type === 'PROXY_ERROR' && record.status === 'failing_over') ||
-          (event.type === 'QR_CODE' &&
-            !(await sessions.firstQrOfGeneration(event.sessionId, event.generation)) &&
-            record.status === 'qr_ready');
+          (qr !== null && !qr.firstOfGeneration && record.status === 'qr_ready');
         if (SIGNALLED.has(event.type) && !redundant) {
           const signal = {
             eventId: event.eventId,
