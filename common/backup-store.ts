@@ -354,7 +354,6 @@ class S3Store implements BackupStore {
   }
 }
 
-/** The S3 client of a configuration (path-style addressing: SeaweedFS and MinIO serve buckets under the path). */
 /**
  * Makes sure `bucket` exists: a listing under `prefix` (rather than HeadBucket: its error has a body, so a refusal
  * says why, e.g. SignatureDoesNotMatch), and on a 404 its creation (another process creating it meanwhile is fine).
@@ -381,6 +380,7 @@ export async function ensureBucket(
   }
 }
 
+/** The S3 client of a configuration (path-style addressing: SeaweedFS and MinIO serve buckets under the path). */
 export function s3ClientFor(
   config: Pick<Config, 'S3_ENDPOINT' | 'S3_REGION' | 'S3_ACCESS_KEY_ID' | 'S3_SECRET_ACCESS_KEY'>,
 ): S3Client {
