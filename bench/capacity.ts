@@ -137,7 +137,9 @@ const provision = async (i: number) => {
   const r = await stack.call('POST', '/api/sessions/provision', { sessionId: idOf(i) });
   if (r.status !== 201) throw new Error(`provision ${r.status} ${JSON.stringify(r.body)}`);
 };
-const connectedNow = () => {
+const scanToConnected = async (i: number) => {
+  await stack.scan(idOf(i), phoneOf(i), 120_000);
+  await stack.waitForStatus(idOf(i), 'connected', 120_000);
   connected++;
   if (connected % 20 === 0) console.log(`${connected} connected after ${((Date.now() - started) / 1000).toFixed(0)} s`);
 };
@@ -158,18 +160,12 @@ try {
     });
     phases.toQrSeconds = (Date.now() - started) / 1000;
     const scanStart = Date.now();
-    await inLanes(async (i) => {
-      await stack.scan(idOf(i), phoneOf(i), 120_000);
-      await stack.waitForStatus(idOf(i), 'connected', 120_000);
-      connectedNow();
-    });
+    await inLanes(scanToConnected);
     phases.scanToConnectedSeconds = (Date.now() - scanStart) / 1000;
   } else
     await inLanes(async (i) => {
       await provision(i);
-      await stack.scan(idOf(i), phoneOf(i), 120_000);
-      await stack.waitForStatus(idOf(i), 'connected', 120_000);
-      connectedNow();
+      await scanToConnected(i);
     });
   const rampSeconds = (Date.now() - started) / 1000;
 
