@@ -290,14 +290,15 @@ mkdir -p "$PG_DIR/run"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR/run"
 # The folders above the cluster must be traversable by the server's user.
 [ "$(id -u)" = 0 ] && chmod 711 "$PG_DIR"
-if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PG_DIR/run"; then
-  die "the postgres system user cannot enter $PG_DIR: a folder above it is not searchable by others" \
-    "(e.g. a checkout in a 0700 mktemp -d folder); chmod o+x that folder, or put the checkout elsewhere"
-fi
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 if pg_ready; then
   say "postgresql already running on 127.0.0.1:$PG_PORT"
 else
+  # Only a server started here needs to enter the data folder (a running one is used as it is).
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PG_DIR/run"; then
+    die "the postgres system user cannot enter $PG_DIR: a folder above it is not searchable by others" \
+      "(e.g. a checkout in a 0700 mktemp -d folder); chmod o+x that folder, or put the checkout elsewhere"
+  fi
   if [ ! -s "$PG_DIR/cluster/PG_VERSION" ]; then
     say "creating a postgresql cluster in $PG_DIR/cluster"
     rm -rf "$PG_DIR/cluster.tmp"
