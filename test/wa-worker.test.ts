@@ -21,6 +21,7 @@ import { memoryNonces, signedScope } from '../api/signed.js';
 import { Socks5Proxy, WhatsAppSimulator } from '../simulator/index.js';
 import { OutboxStore } from '../state/outbox.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
+import { waitFor } from './helpers/stack.js';
 import { WorkerProcess } from './helpers/worker-process.js';
 
 const OUTAGE_MS = Number(process.env.WEBHOOK_OUTAGE_MS ?? 30_000);
@@ -177,8 +178,38 @@ describe('wa-worker (plain process)', { concurrency: 1 }, () => {
     const qr = await rx.waitFor('QR_CODE', () => true, 20_000);
     assert.equal(qr.sessionId, SESSION);
     assert.equal(rx.rejected.length, 0, 'every webhook carried a valid signature');
+    // While the QR waits for the phone, the first login's 812 pre-keys are stored ahead (the scan → open path then
+    // only uploads them): keys first, then the creds counter.
+    const stored = await waitFor(
+      'pre-keys stored ahead of the scan',
+      () => {
+        const next = (readCreds() as { nextPreKeyId?: number }).nextPreKeyId ?? 1;
+        return next > 1 ? next : null;
+      },
+      20_000,
+      20,
+    );
+    assert.equal(stored, 813, 'INITIAL_PREKEY_COUNT keys, ids 1..812');
+    const preKeyAhead = (id: number) =>
+      (
+        JSON.parse(fs.readFileSync(path.join(authDir(), `pre-key-${id}.json`), 'utf8'), BufferJSON.reviver) as {
+          public: Buffer;
+        }
+      ).public.toString('base64');
+    const probes = [400, 600, 812];
+    const aheadKeys = probes.map(preKeyAhead);
     await sim.scan(qr.data.qr, PHONE);
     const connected = await rx.waitFor('CONNECTED', () => true, 20_000);
+    // The login uploaded the keys stored ahead (none generated again over them); the server hands out the first
+    // ones as soon as the device has a session to open.
+    const uploaded = sim.exportPhone(PHONE).devices[0]!.bundle!.preKeys;
+    assert.ok(uploaded.length > 800 && uploaded.at(-1)!.id === 812, `uploaded ids up to 812 (${uploaded.length})`);
+    assert.deepEqual(
+      probes.map((id) => uploaded.find((k) => k.id === id)?.value),
+      aheadKeys,
+      'the uploaded pre-keys are the ones stored before the scan',
+    );
+    assert.deepEqual(aheadKeys, probes.map(preKeyAhead), 'and still the stored ones');
     assert.equal(connected.data.phoneNumber, PHONE);
     assert.match(connected.data.jid, new RegExp(`^${PHONE}:\\d+@s\\.whatsapp\\.net$`));
     assert.match(connected.data.fingerprint, /^[0-9a-f]{64}$/);

@@ -25,7 +25,10 @@ import type { InboundPending } from './inbound-pending.js';
 import {
   createEngineSocket,
   DEFAULT_WA_VERSION,
+  storeInitialPreKeys,
   userOf,
+  withKeyCache,
+  type AuthenticationState,
   type EngineSocket,
   type InboundMedia,
   type InboundText,
@@ -130,6 +133,8 @@ export class Connection {
   private attempt = 0;
   private justPaired = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Storing the first login's pre-keys ahead: scheduled (null), then running or done (its promise). */
+  private preKeysAhead: Promise<void> | null | undefined;
   private openTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Pairing by code: the socket generation a code was requested on, and the timer of its expiry. */
@@ -146,6 +151,7 @@ export class Connection {
   readonly stats = { sockets: 0, opens: 0, proxyErrors: 0, blips: 0 };
   /** WhatsApp Web version announced: WA_VERSION, else the one WhatsApp serves now, else the engine's default. */
   version: [number, number, number];
+  private readonly authState: AuthenticationState;
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -156,6 +162,7 @@ export class Connection {
     private readonly hooks: ConnectionHooks = {},
   ) {
     this.version = cfg.waVersion ?? DEFAULT_WA_VERSION;
+    this.authState = withKeyCache(auth.state, baileysLogger);
   }
 
   /** WA_VERSION, else the version fetched through the proxy, else the engine's default; logged with its source. */
@@ -217,17 +224,43 @@ export class Connection {
     }
   }
 
+  /**
+   * While a QR or code waits for the phone, once it reached the API: the first login's pre-keys, stored ahead (see
+   * storeInitialPreKeys) so that the scan → open path only uploads them. Once per worker.
+   */
+  private storePreKeysAhead(): void {
+    if (this.preKeysAhead !== undefined || this.auth.state.creds.me) return;
+    this.preKeysAhead = null;
+    void this.reporter.flush(this.cfg.webhookTimeoutMs).then(() => {
+      // scanned meanwhile: the login makes them, as without this
+      if (this.stopped || this.state !== 'qr' || this.auth.state.creds.me) {
+        this.preKeysAhead = undefined;
+        return;
+      }
+      this.preKeysAhead = storeInitialPreKeys(this.authState, this.auth.saveCreds).then(
+        (count) => {
+          if (count > 0) this.logger.info({ count }, 'pre-keys of the first login stored ahead');
+        },
+        (err: unknown) => this.logger.warn({ err: errorText(err) }, 'pre-keys not stored ahead: the login makes them'),
+      );
+    });
+  }
+
   private connect(): void {
     if (this.stopped) return;
+    // A login must not start while the pre-keys it would generate itself are being stored.
+    const ahead = this.preKeysAhead ?? undefined;
     const gate = this.hooks.beforeConnect;
-    if (!gate) return this.connectNow();
-    void gate().then(
-      (ok) => {
-        if (ok && !this.stopped) this.connectNow();
-        else if (ok) this.hooks.loginSettled?.();
-      },
-      (err: unknown) => this.logger.error({ err: errorText(err) }, 'connect gate failed; not connecting'),
-    );
+    if (!gate && !ahead) return this.connectNow();
+    void (ahead ?? Promise.resolve())
+      .then(() => (gate ? gate() : true))
+      .then(
+        (ok) => {
+          if (ok && !this.stopped) this.connectNow();
+          else if (ok) this.hooks.loginSettled?.();
+        },
+        (err: unknown) => this.logger.error({ err: errorText(err) }, 'connect gate failed; not connecting'),
+      );
   }
 
   /** Queues an inbound message's report; a media message is recorded durably first (see inbound-pending.ts). */
@@ -297,7 +330,7 @@ export class Connection {
       sock = createEngineSocket({
         ...(cfg.waWebSocketUrl ? { waWebSocketUrl: cfg.waWebSocketUrl } : {}),
         agent,
-        auth: this.auth.state,
+        auth: this.authState,
         logger: this.baileysLogger,
         connectTimeoutMs: cfg.waConnectTimeoutMs,
         keepAliveIntervalMs: cfg.waKeepAliveIntervalMs,
@@ -348,11 +381,13 @@ export class Connection {
             this.pairingCodeGen = gen;
             void this.requestPairingCode(sock, gen);
           }
+          this.storePreKeysAhead();
         } else if (update.qr) {
           this.clearOpenTimer();
           this.state = 'qr';
           this.reporter.emit('QR_CODE', { qr: update.qr });
           this.logger.info('QR code reported');
+          this.storePreKeysAhead();
         }
         if (update.isNewLogin) {
           this.justPaired = true;

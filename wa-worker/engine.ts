@@ -13,7 +13,9 @@ import makeWASocket, {
   jidDecode,
   jidNormalizedUser,
   DEFAULT_ORIGIN,
+  generateOrGetPreKeys,
   getMediaKeys,
+  INITIAL_PREKEY_COUNT,
   makeCacheableSignalKeyStore,
   normalizeMessageContent,
   proto,
@@ -50,6 +52,32 @@ export const ENGINE_VERSION: string = (() => {
     return 'unknown';
   }
 })();
+
+/**
+ * The auth state behind Baileys' key cache, one per worker (not per socket): what one socket wrote or read, the next
+ * one reads from memory — the first login's pre-keys stored ahead among them.
+ */
+export function withKeyCache(auth: AuthenticationState, logger: EngineOptions['logger']): AuthenticationState {
+  return { creds: auth.creds, keys: makeCacheableSignalKeyStore(auth.keys, logger) };
+}
+
+/**
+ * Stores the pre-keys a new device's first login uploads (INITIAL_PREKEY_COUNT) ahead of that login, with Baileys'
+ * own generator and counters: the login then finds them and only reads and uploads them, instead of generating and
+ * writing 812 keys between the scan and `open`. Keys first, creds after, so a crash in between only loses keys that
+ * are generated again. Returns how many were generated (0: linked already, or stored before).
+ */
+export async function storeInitialPreKeys(auth: AuthenticationState, saveCreds: () => Promise<void>): Promise<number> {
+  const { creds } = auth;
+  if (creds.me) return 0;
+  const { newPreKeys, lastPreKeyId } = generateOrGetPreKeys(creds, INITIAL_PREKEY_COUNT);
+  const generated = Object.keys(newPreKeys).length;
+  if (generated === 0) return 0;
+  await auth.keys.set({ 'pre-key': newPreKeys });
+  creds.nextPreKeyId = Math.max(lastPreKeyId + 1, creds.nextPreKeyId);
+  await saveCreds();
+  return generated;
+}
 
 /** Key types whose stored value is a protobuf object (revived from JSON on read). */
 export function reviveKey(type: string, value: unknown): unknown {
@@ -253,6 +281,7 @@ export interface ConnectionUpdate {
 export interface EngineOptions {
   waWebSocketUrl?: string;
   agent: Agent;
+  /** The worker's auth state behind its key cache (withKeyCache). */
   auth: AuthenticationState;
   logger: Parameters<typeof makeWASocket>[0]['logger'];
   connectTimeoutMs: number;
@@ -403,7 +432,7 @@ export function createEngineSocket(o: EngineOptions): EngineSocket {
     // One agent per socket: the WebSocket and the agent-based uploads go through the session's proxy.
     agent: o.agent,
     fetchAgent: o.agent,
-    auth: { creds: o.auth.creds, keys: makeCacheableSignalKeyStore(o.auth.keys, o.logger) },
+    auth: o.auth,
     logger: o.logger,
     browser: o.browser ?? Browsers.ubuntu('Chrome'),
     printQRInTerminal: false,
