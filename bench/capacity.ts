@@ -4,6 +4,7 @@
  * orchestrator's CPU while they idle. Prints a table and writes bench/results/capacity.json.
  *
  *   node --import tsx bench/capacity.ts [--sessions 200] [--concurrency 6] [--idle-seconds 30] [--phased] [--out capacity.json]
+ *     [--worker-flags "--v8-flag …"] [--worker-env "NAME=value …"]
  *
  * `--phased`: the ramp in two timed phases, every session provisioned to its QR first, then every QR scanned to
  * connected (the goal's "200 provisions to QR" and "200 scans to connected"), instead of one lane per session.
@@ -25,6 +26,8 @@ const { values } = parseArgs({
     'max-logins': { type: 'string', default: '10' },
     /** Extra Node/V8 flags for every worker, e.g. "--optimize-for-size" (memory levers). */
     'worker-flags': { type: 'string', default: '' },
+    /** Extra environment for every worker, e.g. "MALLOC_ARENA_MAX=2 UV_THREADPOOL_SIZE=2" (memory levers). */
+    'worker-env': { type: 'string', default: '' },
     phased: { type: 'boolean', default: false },
     /** Results file name under bench/results/. */
     out: { type: 'string', default: 'capacity.json' },
@@ -97,6 +100,12 @@ const stack = await new Stack({
     WORKER_ENV_WA_KEEPALIVE_INTERVAL_MS: '30000',
     WORKER_ENV_LOG_LEVEL: 'warn',
     MAX_CONCURRENT_LOGINS: String(values['max-logins']),
+    ...Object.fromEntries(
+      values['worker-env']
+        .split(' ')
+        .filter(Boolean)
+        .map((kv) => [`WORKER_ENV_${kv.slice(0, kv.indexOf('='))}`, kv.slice(kv.indexOf('=') + 1)]),
+    ),
     ...(values['worker-flags']
       ? {
           WORKER_COMMAND: JSON.stringify(
@@ -187,6 +196,7 @@ try {
   const results = {
     machine: { cpus: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     workerFlags: values['worker-flags'],
+    workerEnv: values['worker-env'],
     at: new Date().toISOString(),
     target,
     connected,

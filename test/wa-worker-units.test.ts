@@ -8,14 +8,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BufferJSON, useMultiFileAuthState } from '@whiskeysockets/baileys';
+import { BufferJSON, generateOrGetPreKeys, INITIAL_PREKEY_COUNT, useMultiFileAuthState } from '@whiskeysockets/baileys';
 import { SocksClientError } from 'socks';
 import { signWebhook, verifyWebhook, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER } from '../common/events.js';
 import { useCrashSafeAuthState, writeFileAtomic } from '../wa-worker/auth-store.js';
 import { backoffDelay, ConfigError, loadConfig } from '../wa-worker/config.js';
 import { classifyDisconnect } from '../wa-worker/connection.js';
+import { storeInitialPreKeys } from '../wa-worker/engine.js';
 import { HIDDEN_MESSAGE_EXPIRATION_S, KeepAlive, Liveness } from '../wa-worker/keep-alive.js';
 import { createLogger } from '../wa-worker/logger.js';
+import { hostCpuPressure, parseCpuPressure, PreKeysAhead } from '../wa-worker/pre-keys-ahead.js';
 import { SPOOL_FILE, WebhookReporter } from '../wa-worker/webhooks.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 import { REPO_ROOT } from './helpers/worker-process.js';
@@ -528,5 +530,120 @@ describe('keep-alive', () => {
     assert.equal(events.length, n, 'stop() stops the heartbeat');
     assert.ok(n >= 3, `pings: ${n}`);
     assert.ok(events.every((t) => t === 'PING'));
+  });
+});
+
+describe('pre-keys stored ahead of the first login', () => {
+  test('storeInitialPreKeys: the 812 keys Baileys would make at login, stored, then the creds counter; once', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-prekeys-'));
+    try {
+      const auth = await useCrashSafeAuthState(path.join(dir, 's'));
+      assert.equal(await storeInitialPreKeys(auth.state, auth.saveCreds), INITIAL_PREKEY_COUNT);
+      const creds = JSON.parse(fs.readFileSync(path.join(dir, 's', 'creds.json'), 'utf8'), BufferJSON.reviver) as {
+        nextPreKeyId: number;
+        firstUnuploadedPreKeyId: number;
+      };
+      assert.deepEqual([creds.nextPreKeyId, creds.firstUnuploadedPreKeyId], [INITIAL_PREKEY_COUNT + 1, 1]);
+      const stored = await auth.state.keys.get('pre-key', ['1', String(INITIAL_PREKEY_COUNT)]);
+      assert.equal(Object.keys(stored).length, 2);
+      // Baileys' login finds them: nothing left to generate for its first upload.
+      assert.equal(Object.keys(generateOrGetPreKeys(auth.state.creds, INITIAL_PREKEY_COUNT).newPreKeys).length, 0);
+      assert.equal(await storeInitialPreKeys(auth.state, auth.saveCreds), 0, 'not twice');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('storeInitialPreKeys: nothing for a linked device', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-prekeys-'));
+    try {
+      const auth = await useCrashSafeAuthState(path.join(dir, 's'));
+      auth.state.creds.me = { id: '15550001111:3@s.whatsapp.net' };
+      assert.equal(await storeInitialPreKeys(auth.state, auth.saveCreds), 0);
+      assert.equal(fs.readdirSync(path.join(dir, 's')).filter((f) => f.startsWith('pre-key-')).length, 0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('CPU pressure: PSI "some avg10"', () => {
+    assert.equal(
+      parseCpuPressure('some avg10=27.75 avg60=38.79 avg300=47.14 total=21762778350\nfull avg10=0.00 avg60=0.00'),
+      27.75,
+    );
+    assert.equal(parseCpuPressure('garbage'), null);
+    assert.ok(Number.isFinite(hostCpuPressure()));
+  });
+
+  const quietLogger = { info: () => {}, warn: () => {} };
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 5_000;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+
+  test('PreKeysAhead: waits while the host is busy, stores once it is not; a login can wait for the job', async () => {
+    let pressure = 80;
+    let checks = 0;
+    let stores = 0;
+    let finish: (n: number) => void = () => {};
+    const ahead = new PreKeysAhead({
+      store: () => {
+        stores++;
+        return new Promise<number>((r) => (finish = r));
+      },
+      waiting: () => true,
+      reported: () => Promise.resolve(),
+      maxCpuPressure: 20,
+      retryMs: 10,
+      pressure: () => {
+        checks++;
+        return pressure;
+      },
+      logger: quietLogger,
+    });
+    ahead.schedule();
+    await until('three pressure checks', () => checks >= 3);
+    assert.equal(stores, 0, 'nothing while the host is busy');
+    assert.equal(ahead.running, undefined);
+    pressure = 5;
+    await until('the store', () => stores === 1);
+    const job = ahead.running;
+    assert.ok(job, 'a login waits for this');
+    ahead.schedule();
+    finish(812);
+    await job;
+    assert.equal(stores, 1, 'once per worker');
+  });
+
+  test('PreKeysAhead: a scan before the host is free drops the job (the login makes the keys)', async () => {
+    let waiting = true;
+    let checks = 0;
+    let stores = 0;
+    const ahead = new PreKeysAhead({
+      store: async () => {
+        stores++;
+        return 812;
+      },
+      waiting: () => waiting,
+      reported: () => Promise.resolve(),
+      maxCpuPressure: 20,
+      retryMs: 10,
+      pressure: () => {
+        checks++;
+        return 90;
+      },
+      logger: quietLogger,
+    });
+    ahead.schedule();
+    await until('a pressure check', () => checks >= 1);
+    waiting = false;
+    const seen = checks;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(checks <= seen + 1, 'no more checks once scanned');
+    assert.equal(stores, 0);
+    assert.equal(ahead.running, undefined);
   });
 });

@@ -71,6 +71,8 @@ function env(): Record<string, string> {
     RECONNECT_MAX_MS: '2000',
     // every loss reported at once (test/history-growth covers the grace)
     DISCONNECT_GRACE_MS: '0',
+    // the pre-keys stored during the QR wait whatever the host's load (pre-keys-ahead.ts is tested on its own)
+    PREKEYS_AHEAD_MAX_CPU_PRESSURE: '100',
     PROXY_RECONNECT_MAX_MS: '1000',
     PROXY_TIMEOUT_MS: '3000',
     WA_CONNECT_TIMEOUT_MS: '5000',

@@ -107,6 +107,10 @@ const EnvSchema = z.object({
   RECONNECT_MAX_MS: int(60_000, 10),
   /** A lost connection back within this long is not reported (neither DISCONNECTED nor CONNECTED); 0 reports all. */
   DISCONNECT_GRACE_MS: int(5_000, 0, 60_000),
+  /** The first login's pre-keys are stored while the QR waits only at a host CPU pressure (PSI %) up to this; 100:
+   * always, 0: only on an idle host (see pre-keys-ahead.ts). */
+  PREKEYS_AHEAD_MAX_CPU_PRESSURE: int(50, 0, 100),
+  PREKEYS_AHEAD_RETRY_MS: int(3_000, 10),
   PROXY_RECONNECT_MAX_MS: int(60_000, 10),
   PROXY_TIMEOUT_MS: int(20_000, 100),
   WA_CONNECT_TIMEOUT_MS: int(20_000, 100),
@@ -158,6 +162,8 @@ export interface WorkerConfig {
   reconnectBaseMs: number;
   reconnectMaxMs: number;
   disconnectGraceMs: number;
+  preKeysAheadMaxCpuPressure: number;
+  preKeysAheadRetryMs: number;
   proxyReconnectMaxMs: number;
   proxyTimeoutMs: number;
   waConnectTimeoutMs: number;
@@ -247,6 +253,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     reconnectBaseMs: e.RECONNECT_BASE_MS,
     reconnectMaxMs: e.RECONNECT_MAX_MS,
     disconnectGraceMs: e.DISCONNECT_GRACE_MS,
+    preKeysAheadMaxCpuPressure: e.PREKEYS_AHEAD_MAX_CPU_PRESSURE,
+    preKeysAheadRetryMs: e.PREKEYS_AHEAD_RETRY_MS,
     proxyReconnectMaxMs: e.PROXY_RECONNECT_MAX_MS,
     proxyTimeoutMs: e.PROXY_TIMEOUT_MS,
     waConnectTimeoutMs: e.WA_CONNECT_TIMEOUT_MS,

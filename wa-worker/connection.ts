@@ -22,6 +22,7 @@ import type { CrashSafeAuthState } from './auth-store.js';
 import { backoffDelay, type WorkerConfig } from './config.js';
 import type { InboundMediaEvent } from '../common/media.js';
 import type { InboundPending } from './inbound-pending.js';
+import { PreKeysAhead } from './pre-keys-ahead.js';
 import {
   createEngineSocket,
   DEFAULT_WA_VERSION,
@@ -133,8 +134,7 @@ export class Connection {
   private attempt = 0;
   private justPaired = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  /** Storing the first login's pre-keys ahead: scheduled (null), then running or done (its promise). */
-  private preKeysAhead: Promise<void> | null | undefined;
+  private readonly preKeysAhead: PreKeysAhead;
   private openTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Pairing by code: the socket generation a code was requested on, and the timer of its expiry. */
@@ -163,6 +163,14 @@ export class Connection {
   ) {
     this.version = cfg.waVersion ?? DEFAULT_WA_VERSION;
     this.authState = withKeyCache(auth.state, baileysLogger);
+    this.preKeysAhead = new PreKeysAhead({
+      store: () => storeInitialPreKeys(this.authState, this.auth.saveCreds),
+      waiting: () => !this.stopped && this.state === 'qr' && !this.auth.state.creds.me,
+      reported: () => this.reporter.flush(cfg.webhookTimeoutMs),
+      maxCpuPressure: cfg.preKeysAheadMaxCpuPressure,
+      retryMs: cfg.preKeysAheadRetryMs,
+      logger,
+    });
   }
 
   /** WA_VERSION, else the version fetched through the proxy, else the engine's default; logged with its source. */
@@ -204,6 +212,7 @@ export class Connection {
   /** Closes the socket WITHOUT logging out (the device stays linked) and stops reconnecting. */
   stop(): void {
     this.stopped = true;
+    this.preKeysAhead.stop();
     this.dropHeldDisconnect();
     this.clearOpenTimer();
     this.clearPairingTimer();
@@ -224,32 +233,10 @@ export class Connection {
     }
   }
 
-  /**
-   * While a QR or code waits for the phone, once it reached the API: the first login's pre-keys, stored ahead (see
-   * storeInitialPreKeys) so that the scan → open path only uploads them. Once per worker.
-   */
-  private storePreKeysAhead(): void {
-    if (this.preKeysAhead !== undefined || this.auth.state.creds.me) return;
-    this.preKeysAhead = null;
-    void this.reporter.flush(this.cfg.webhookTimeoutMs).then(() => {
-      // scanned meanwhile: the login makes them, as without this
-      if (this.stopped || this.state !== 'qr' || this.auth.state.creds.me) {
-        this.preKeysAhead = undefined;
-        return;
-      }
-      this.preKeysAhead = storeInitialPreKeys(this.authState, this.auth.saveCreds).then(
-        (count) => {
-          if (count > 0) this.logger.info({ count }, 'pre-keys of the first login stored ahead');
-        },
-        (err: unknown) => this.logger.warn({ err: errorText(err) }, 'pre-keys not stored ahead: the login makes them'),
-      );
-    });
-  }
-
   private connect(): void {
     if (this.stopped) return;
     // A login must not start while the pre-keys it would generate itself are being stored.
-    const ahead = this.preKeysAhead ?? undefined;
+    const ahead = this.preKeysAhead.running;
     const gate = this.hooks.beforeConnect;
     if (!gate && !ahead) return this.connectNow();
     void (ahead ?? Promise.resolve())
@@ -381,13 +368,13 @@ export class Connection {
             this.pairingCodeGen = gen;
             void this.requestPairingCode(sock, gen);
           }
-          this.storePreKeysAhead();
+          this.preKeysAhead.schedule();
         } else if (update.qr) {
           this.clearOpenTimer();
           this.state = 'qr';
           this.reporter.emit('QR_CODE', { qr: update.qr });
           this.logger.info('QR code reported');
-          this.storePreKeysAhead();
+          this.preKeysAhead.schedule();
         }
         if (update.isNewLogin) {
           this.justPaired = true;
