@@ -16,6 +16,7 @@ import { createHostActivities } from '../activities/host-activities.js';
 import { failOverDeadHosts } from '../workflows/host-failover-client.js';
 import { ensureDispatchers } from '../workflows/dispatcher-client.js';
 import { ensureBackupSchedule } from './backup-schedule.js';
+import { WORKER_NODE_ENV, WORKER_NODE_FLAGS } from '../wa-worker/runtime-options.js';
 import { codecDataConverter } from '../common/codec.js';
 import type { Config } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
@@ -33,12 +34,8 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
  */
 export function defaultWorkerCommand(): string[] {
   const bundle = path.join(PROJECT_ROOT, 'node_modules', '.cache', 'wa-worker-image', 'app', 'main.mjs');
-  // A 1 MB young generation: a worker allocates little, and this saves ~18 MB of RSS per session. Optimizing for
-  // size: PSS per idle connected worker 85 → 64 MB (bench/capacity.ts, 30 sessions); a smaller old space or no
-  // optimizing compiler saved nothing more.
-  const v8 = ['--max-semi-space-size=1', '--optimize-for-size'];
-  if (existsSync(bundle)) return [process.execPath, ...v8, bundle];
-  return [process.execPath, ...v8, '--import', 'tsx', path.join(PROJECT_ROOT, 'wa-worker', 'main.ts')];
+  if (existsSync(bundle)) return [process.execPath, ...WORKER_NODE_FLAGS, bundle];
+  return [process.execPath, ...WORKER_NODE_FLAGS, '--import', 'tsx', path.join(PROJECT_ROOT, 'wa-worker', 'main.ts')];
 }
 
 export function createRunner(config: Config): WorkerRunner {
@@ -58,6 +55,7 @@ export function createRunner(config: Config): WorkerRunner {
     runDir: path.join(dataDir, 'run', hostQueueFor(config.TEMPORAL_TASK_QUEUE, config.HOST_ID)),
     logDir: path.join(dataDir, 'logs', 'workers'),
     command: process.env.WORKER_COMMAND ? (JSON.parse(process.env.WORKER_COMMAND) as string[]) : defaultWorkerCommand(),
+    env: WORKER_NODE_ENV,
     cwd: PROJECT_ROOT,
   });
 }

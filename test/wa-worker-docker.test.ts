@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { BufferJSON } from '@whiskeysockets/baileys';
 import { Socks5Proxy, WhatsAppSimulator } from '../simulator/index.js';
 import { buildWorkerImage, containerLogs, containerState, docker } from './helpers/worker-docker.js';
+import { WORKER_NODE_ENV, WORKER_NODE_FLAGS } from '../wa-worker/runtime-options.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
 
 const SECRET = `whsec-${randomBytes(12).toString('hex')}`;
@@ -69,10 +70,13 @@ describe('wa-worker (docker container)', { concurrency: 1 }, () => {
       User: string;
       Healthcheck?: { Test: string[] };
       Entrypoint: string[];
+      Env: string[];
       Volumes: Record<string, unknown>;
     };
     assert.equal(cfg.User, '1000:1000');
-    assert.deepEqual(cfg.Entrypoint, ['node', '--max-semi-space-size=1', '--optimize-for-size', '/app/main.mjs']);
+    // the same Node flags and environment as the process runner's workers
+    assert.deepEqual(cfg.Entrypoint, ['node', ...WORKER_NODE_FLAGS, '/app/main.mjs']);
+    for (const [name, value] of Object.entries(WORKER_NODE_ENV)) assert.ok(cfg.Env.includes(`${name}=${value}`), name);
     assert.deepEqual(cfg.Healthcheck?.Test, ['CMD', 'node', '/app/healthcheck.mjs']);
     assert.ok('/app/sessions' in cfg.Volumes);
     // The image runs the supported runtime, Node 24 LTS (the local base is a docker import of data/tools/node).

@@ -38,6 +38,8 @@ export class ProcessRunner implements WorkerRunner {
       logDir: string;
       /** Command that runs the worker, e.g. [process.execPath, '--import', 'tsx', 'wa-worker/main.ts']. */
       command: string[];
+      /** Environment every worker starts with, below its session's own (e.g. WORKER_NODE_ENV). */
+      env?: Readonly<Record<string, string>>;
       cwd: string;
       stopGraceMs?: number;
     },
@@ -144,7 +146,7 @@ export class ProcessRunner implements WorkerRunner {
     const [cmd, ...args] = this.opts.command;
     const child = spawn(cmd!, args, {
       cwd: this.opts.cwd,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...record.env },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...this.opts.env, ...record.env },
       detached: true,
       stdio: ['ignore', log, log],
     });
