@@ -7,6 +7,8 @@
  *   node --import tsx bench/lifecycle.ts [--sessions 10] [--docker-sessions 5] [--failovers 3] [--idle-seconds 60]
  *     [--scan-delay-ms 2000]
  *
+ * WORKER_COMMAND (JSON array) in the environment runs the workers with another command, e.g. other Node flags.
+ *
  * --scan-delay-ms: how long after its QR shows each phone scans it. A person needs seconds to point a phone at a QR;
  * the worker stores the first login's pre-keys in that time. 0 scans the instant the QR is readable.
  */
@@ -31,6 +33,9 @@ const pct = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
 };
 const scanDelayMs = Number(values['scan-delay-ms']);
+const workerCommand: Record<string, string> = process.env.WORKER_COMMAND
+  ? { WORKER_COMMAND: process.env.WORKER_COMMAND }
+  : {};
 const summary = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p95: pct(xs, 95), max: Math.max(...xs) });
 
 async function timeToQr(stack: Stack, sessionId: string): Promise<{ qr: string; ms: number }> {
@@ -60,7 +65,7 @@ async function lifecycleRun(runner: 'process' | 'docker', sessions: number) {
   const stack = await new Stack({
     proxies: Math.ceil(sessions / 4) + 2,
     runner,
-    extraEnv: { DOCKER_NETWORK: 'host' },
+    extraEnv: { DOCKER_NETWORK: 'host', ...workerCommand },
   }).start();
   const qrMs: number[] = [];
   const connectMs: number[] = [];
@@ -79,7 +84,7 @@ async function lifecycleRun(runner: 'process' | 'docker', sessions: number) {
 }
 
 async function failoverRun(count: number) {
-  const stack = await new Stack({ proxies: count + 2 }).start();
+  const stack = await new Stack({ proxies: count + 2, extraEnv: workerCommand }).start();
   const times: number[] = [];
   try {
     const id = `bf${stack.id}`;
@@ -148,6 +153,7 @@ const results = {
   },
   at: new Date().toISOString(),
   scanDelayMs,
+  workerCommand: process.env.WORKER_COMMAND ?? null,
   process: await lifecycleRun('process', Number(values.sessions)),
   docker:
     Number(values['docker-sessions']) > 0 ? await lifecycleRun('docker', Number(values['docker-sessions'])) : null,
