@@ -584,66 +584,58 @@ describe('pre-keys stored ahead of the first login', () => {
     }
   };
 
-  test('PreKeysAhead: waits while the host is busy, stores once it is not; a login can wait for the job', async () => {
-    let pressure = 80;
-    let checks = 0;
-    let stores = 0;
-    let finish: (n: number) => void = () => {};
+  /** A PreKeysAhead at the given host pressure, counting its pressure checks and stores. */
+  const aheadAt = (o: { pressure: () => number; waiting?: () => boolean; store?: () => Promise<number> }) => {
+    const counts = { checks: 0, stores: 0 };
     const ahead = new PreKeysAhead({
       store: () => {
-        stores++;
-        return new Promise<number>((r) => (finish = r));
+        counts.stores++;
+        return o.store ? o.store() : Promise.resolve(812);
       },
-      waiting: () => true,
+      waiting: o.waiting ?? (() => true),
       reported: () => Promise.resolve(),
       maxCpuPressure: 20,
       retryMs: 10,
       pressure: () => {
-        checks++;
-        return pressure;
+        counts.checks++;
+        return o.pressure();
       },
       logger: quietLogger,
     });
+    return { ahead, counts };
+  };
+
+  test('PreKeysAhead: waits while the host is busy, stores once it is not; a login can wait for the job', async () => {
+    let pressure = 80;
+    let finish: (n: number) => void = () => {};
+    const { ahead, counts } = aheadAt({
+      pressure: () => pressure,
+      store: () => new Promise<number>((r) => (finish = r)),
+    });
     ahead.schedule();
-    await until('three pressure checks', () => checks >= 3);
-    assert.equal(stores, 0, 'nothing while the host is busy');
+    await until('three pressure checks', () => counts.checks >= 3);
+    assert.equal(counts.stores, 0, 'nothing while the host is busy');
     assert.equal(ahead.running, undefined);
     pressure = 5;
-    await until('the store', () => stores === 1);
+    await until('the store', () => counts.stores === 1);
     const job = ahead.running;
     assert.ok(job, 'a login waits for this');
     ahead.schedule();
     finish(812);
     await job;
-    assert.equal(stores, 1, 'once per worker');
+    assert.equal(counts.stores, 1, 'once per worker');
   });
 
   test('PreKeysAhead: a scan before the host is free drops the job (the login makes the keys)', async () => {
     let waiting = true;
-    let checks = 0;
-    let stores = 0;
-    const ahead = new PreKeysAhead({
-      store: async () => {
-        stores++;
-        return 812;
-      },
-      waiting: () => waiting,
-      reported: () => Promise.resolve(),
-      maxCpuPressure: 20,
-      retryMs: 10,
-      pressure: () => {
-        checks++;
-        return 90;
-      },
-      logger: quietLogger,
-    });
+    const { ahead, counts } = aheadAt({ pressure: () => 90, waiting: () => waiting });
     ahead.schedule();
-    await until('a pressure check', () => checks >= 1);
+    await until('a pressure check', () => counts.checks >= 1);
     waiting = false;
-    const seen = checks;
+    const seen = counts.checks;
     await new Promise((r) => setTimeout(r, 100));
-    assert.ok(checks <= seen + 1, 'no more checks once scanned');
-    assert.equal(stores, 0);
+    assert.ok(counts.checks <= seen + 1, 'no more checks once scanned');
+    assert.equal(counts.stores, 0);
     assert.equal(ahead.running, undefined);
   });
 });
