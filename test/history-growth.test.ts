@@ -161,14 +161,14 @@ describe('workflow history per reconnect', () => {
       const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes).length;
       console.log(`${shown.size} QRs shown; ${signals} signals, ${events.length} history events`);
       assert.equal(signals, 1, `one signal (the first QR) while ${shown.size} QRs were shown, got ${signals}`);
-      // The provision's Redis steps ran inside its workflow tasks (markers); only the host's steps (the auth folder,
-      // the worker start) were activities.
+      // The provision's Redis steps ran inside its workflow tasks (markers); activities were only the proxy
+      // reservation (commands are taken while it is retried) and the host's steps (the auth folder, the worker).
       const activities = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
       const markers = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
       console.log(`provision to the first QR: activities ${activities.join(', ')}; ${markers.length} local activities`);
-      assert.deepEqual(activities, ['claimAuthFolder', 'startWorker']);
-      assert.ok(markers.length >= 6, `register, reserve, profile, pending, 2 inventory checks: ${markers.length}`);
-      assert.ok(events.length <= 40, `${events.length} history events to the first QR`);
+      assert.deepEqual(activities, ['claimAuthFolder', 'reserveProxy', 'startWorker']);
+      assert.ok(markers.length >= 5, `register, profile, pending, 2 inventory checks: ${markers.length}`);
+      assert.ok(events.length <= 46, `${events.length} history events to the first QR`);
       // a scan still links it: the rotations were served, the workflow still follows
       await stack.scan(id, '15550004003', 30_000);
       await stack.waitForStatus(id, 'connected', 60_000);

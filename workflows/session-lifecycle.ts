@@ -100,12 +100,12 @@ export class SessionLifecycle {
       });
   }
 
-  /** Takes a proxy slot (the sticky proxy of the phone first); `steps`: as activities or local activities. */
-  async reserve(steps: Pick<Quick, 'reserveProxy'> = this.quick) {
+  /** Takes a proxy slot (the sticky proxy of the phone first). */
+  async reserve() {
     const { state } = this;
     // By id from here on: the proxy's URL (credentials) stays out of this history.
     const byId = patched('proxy-id');
-    const r = await steps.reserveProxy({
+    const r = await this.quick.reserveProxy({
       sessionId: state.sessionId,
       phone: state.phone,
       override: this.input.proxyOverride,

@@ -194,8 +194,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
     const withDeviceProfile = patched('device-profile');
     // The provision's Redis steps inside its workflow tasks (local activities): one history event each instead of
     // an activity's three and another workflow task, so the worker starts sooner and the Temporal server does less
-    // per provision. Histories recorded before ran them as activities.
-    const steps = patched('local-provision') ? localQuickActivities(timings.quickActivityAttempts) : quick;
+    // per provision. Histories recorded before ran them as activities. The proxy reservation stays an activity: while
+    // it is retried the workflow keeps taking commands (a local activity holds its workflow task meanwhile).
+    const steps = patched('provision-local-steps') ? localQuickActivities(timings.quickActivityAttempts) : quick;
     try {
       await steps.registerSession({
         sessionId: state.sessionId,
@@ -207,7 +208,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
       // The auth folder is new or this tenant's own (keepAuth, restore): never another tenant's.
       if (patched('auth-folder-owner'))
         await session.workers().claimAuthFolder({ sessionId: state.sessionId, tenant: state.tenant });
-      await session.reserve(steps);
+      await session.reserve();
       // One device/browser identity for life, never shared with another session on this proxy.
       if (withDeviceProfile) {
         const profile = await steps.assignDeviceProfile({ sessionId: state.sessionId, ...session.proxyRef() });
