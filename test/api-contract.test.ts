@@ -89,9 +89,10 @@ describe('API contract: schemathesis against the OpenAPI document (real stack)',
     stack = await new Stack({
       proxies: 2,
       maxSessionsPerProxy: 40,
-      // A seeded pairing code must outlive a whole run (~2–3 min here): an expired one ends its session, and every
-      // later POST …/pairing-code would be a 404 ("missing test data").
-      simOptions: { pairingCodeTtlMs: PAIRING_CODE_TTL_MS },
+      // A seeded pairing code must outlive a whole run (~2–4 min here): an expired one ends its session, and every
+      // later POST …/pairing-code would be a 404 ("missing test data"). While a code waits, Baileys keeps cycling
+      // the QR refs of its socket and ends it when they run out (6 refs: ~160 s): enough refs for the code's TTL.
+      simOptions: { pairingCodeTtlMs: PAIRING_CODE_TTL_MS, qrRefs: 60 },
       extraEnv: {
         WORKER_ENV_PAIRING_CODE_TTL_MS: String(PAIRING_CODE_TTL_MS),
         BACKUPS_DIR: path.join(dir, 'backups'),
