@@ -73,6 +73,9 @@ const nackScript = luaCommand<
   [messageId: string, reason: string, permanent: '1' | '0', maxAttempts: number, retentionMs: number],
   NackResult
 >(new URL('./outbox-nack.lua', import.meta.url));
+const releaseScript = luaCommand<[queue: string, attempts: string, inflight: string], [messageId: string], 0 | 1>(
+  new URL('./outbox-release.lua', import.meta.url),
+);
 const reclaimScript = luaCommand<[queue: string, inflight: string], [], number>(
   new URL('./outbox-reclaim.lua', import.meta.url),
 );
@@ -163,6 +166,15 @@ export class OutboxStore {
       this.maxAttempts,
       this.retentionMs,
     ]);
+  }
+
+  /**
+   * Hands a claimed message back, at the head of the queue and its claim not counted: the worker hung up before
+   * the claim's answer reached it, so it never saw the message. False when it is no longer in flight.
+   */
+  async release(sessionId: string, messageId: string): Promise<boolean> {
+    const k = this.keys(sessionId);
+    return (await releaseScript(this.redis, [k.queue, k.attempts, k.inflight], [messageId])) === 1;
   }
 
   /** Puts expired leases back at the head of the queue; returns how many. (claim does this too.) */

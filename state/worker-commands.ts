@@ -44,9 +44,19 @@ export class WorkerCommandStore {
   /** Queues a command for the session's worker, due at `dueAt`, expiring at `deadline`. */
   async enqueue(sessionId: string, input: CommandInput, dueAt: number, deadline: number): Promise<WorkerCommand> {
     const command = { id: `cmd_${randomBytes(12).toString('hex')}`, deadline, ...input } as WorkerCommand;
+    await this.add(sessionId, command, dueAt);
+    return command;
+  }
+
+  /** Puts a claimed command back, due now: its worker hung up before the claim's answer reached it. */
+  async release(sessionId: string, command: WorkerCommand): Promise<void> {
+    await this.add(sessionId, command, Date.now());
+  }
+
+  private async add(sessionId: string, command: WorkerCommand, dueAt: number): Promise<void> {
     const key = this.keys.sessionCommands(sessionId);
     // The queue lives as long as its latest deadline (a session that never comes back leaves nothing behind).
-    const ttl = String(Math.max(1, deadline - Date.now()) + 60_000);
+    const ttl = String(Math.max(1, command.deadline - Date.now()) + 60_000);
     await execAll(
       this.redis
         .multi()
@@ -55,7 +65,6 @@ export class WorkerCommandStore {
         .call('PEXPIRE', key, ttl, 'GT'),
     );
     await wakeWorker(this.redis, this.keys, sessionId);
-    return command;
   }
 
   /** When the earliest queued command is due, or null. */

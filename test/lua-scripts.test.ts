@@ -200,6 +200,8 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     assert.equal(await outbox.ack('s1', 'm1', 'WA1'), 'acked');
     assert.equal(await outbox.enqueue('s1', { messageId: 'm2', to: '491700000002', text: 'x' }), true);
     await outbox.claim('s1', 1);
+    assert.equal(await outbox.release('s1', 'm2'), true);
+    await outbox.claim('s1', 1);
     assert.ok((await outbox.reclaimExpired('s1')) >= 0);
     assert.equal(await outbox.nack('s1', 'm2', 'refused', true), 'failed');
     assert.equal((await messages.setStatus('m1', 'delivered', 'WA1', null))?.previous, 'queued');
@@ -214,6 +216,8 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     const commands = new WorkerCommandStore(redis, prefix);
     const cmd = await commands.enqueue('s1', { kind: 'check', phones: ['491700000002'] }, 0, Date.now() + 60_000);
     assert.equal((await commands.claim('s1'))?.id, cmd.id);
+    await commands.release('s1', cmd);
+    assert.equal((await commands.claim('s1'))?.id, cmd.id, 'a released command is claimed again');
     assert.deepEqual(await commands.admitLookups('s1', 2, 5), { ok: true });
 
     const logins = new LoginSlots(redis, prefix);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
 import { signedRequestHeaders } from '../common/events.js';
 import { installErrorHandler } from '../api/errors.js';
@@ -223,20 +223,47 @@ describe('worker outbox routes', () => {
   });
 });
 
+/** The store of the long-poll routes, with a claim that can be held after it ran (a hang-up right then). */
+class HeldClaimStore extends OutboxStore {
+  hold: Promise<void> | undefined;
+  held = 0;
+  override async claim(sessionId: string, leaseMs?: number) {
+    const claimed = await super.claim(sessionId, leaseMs);
+    if (claimed && this.hold) {
+      this.held++;
+      await this.hold;
+    }
+    return claimed;
+  }
+}
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 describe('worker outbox long-poll (claims with waitMs)', () => {
   let app: FastifyInstance;
   let wake: WorkerWake;
   let base: string;
   // The enqueueing side is another process in production (the orchestrator): its own connection and store.
   let publisherRedis: Redis;
-  let publisher: OutboxStore;
+  let publisher: HeldClaimStore;
+  /** Requests wait here before their handler (as behind a slow signature check) while set. */
+  let beforeHandler: Promise<void> | undefined;
+  const replies: FastifyReply[] = [];
   before(async () => {
     wake = new WorkerWake(redis, prefix);
     await wake.start();
     publisherRedis = redis.duplicate();
-    publisher = new OutboxStore(publisherRedis, prefix, { leaseMs: 400, maxAttempts: 3 });
+    publisher = new HeldClaimStore(publisherRedis, prefix, { leaseMs: 400, maxAttempts: 3 });
     app = Fastify();
     installErrorHandler(app);
+    app.addHook('preHandler', async (_req, reply) => {
+      replies.push(reply);
+      if (beforeHandler) await beforeHandler;
+    });
     await app.register(
       signedScope({ secretFor: () => SECRET, claimNonce: memoryNonces() }, async (scope) => {
         await scope.register(workerOutboxRoutes, { store: publisher, wake });
@@ -303,6 +330,53 @@ describe('worker outbox long-poll (claims with waitMs)', () => {
     const res = await claim('lp4', {});
     assert.equal(res.status, 200);
     assert.equal(ClaimResponseSchema.parse(await res.json()).item.attempt, 1, 'never leased to the hung-up claim');
+  });
+
+  test('a worker that hung up before its claim began to wait claims nothing', async () => {
+    const gate = deferred();
+    beforeHandler = gate.promise;
+    const gone = new AbortController();
+    const seen = replies.length;
+    const pending = claim('lp6', { waitMs: 10_000 }, gone.signal).catch(() => null);
+    await waitUntil(() => replies.length > seen);
+    gone.abort();
+    await pending;
+    await waitUntil(() => replies[seen]!.raw.destroyed);
+    beforeHandler = undefined;
+    gate.resolve();
+    // The handler ran after the hang-up: it answers at once, no wait left behind to take the next message.
+    await waitUntil(() => replies[seen]!.raw.listenerCount('close') === 0 && wake.waiting === 0);
+    await publisher.enqueue('lp6', msg(6));
+    const res = await claim('lp6', {});
+    assert.equal(res.status, 200);
+    assert.equal(ClaimResponseSchema.parse(await res.json()).item.attempt, 1, 'never leased to the hung-up claim');
+  });
+
+  test('a worker that hangs up while its claim runs gets nothing leased: the message goes back, unclaimed', async () => {
+    await publisher.enqueue('lp7', msg(7));
+    const gate = deferred();
+    publisher.hold = gate.promise;
+    const gone = new AbortController();
+    const seen = replies.length;
+    const pending = claim('lp7', {}, gone.signal).catch(() => null);
+    await waitUntil(() => publisher.held === 1);
+    gone.abort();
+    await pending;
+    await waitUntil(() => replies[seen]!.raw.destroyed);
+    publisher.hold = undefined;
+    gate.resolve();
+    // Back in the queue at once (not after its lease): the claim that could not be answered was undone.
+    let counts = await publisher.counts('lp7');
+    for (const deadline = Date.now() + 300; counts.queued === 0 && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 10));
+      counts = await publisher.counts('lp7');
+    }
+    assert.deepEqual(counts, { queued: 1, inflight: 0, acked: 0, failed: 0 });
+    const res = await claim('lp7', {});
+    assert.equal(res.status, 200);
+    const { item } = ClaimResponseSchema.parse(await res.json());
+    assert.equal(item.messageId, 'm7');
+    assert.equal(item.attempt, 1, 'the lost claim is not counted');
   });
 
   test('waitMs is validated', async () => {

@@ -36,6 +36,7 @@ export const workerCommandRoutes: FastifyPluginAsync<WorkerCommandsOptions> = as
       waitMs: parsed.data.waitMs ?? 0,
       reply,
       claim: () => opts.store.claim(sessionId),
+      release: (c) => opts.store.release(sessionId, c),
       nextDueAt: () => opts.store.nextDueAt(sessionId),
     });
     if (!command) return reply.code(204).send();

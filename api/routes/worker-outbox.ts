@@ -50,6 +50,7 @@ export const workerOutboxRoutes: FastifyPluginAsync<WorkerOutboxOptions> = async
       waitMs,
       reply,
       claim: () => opts.store.claim(sessionId),
+      release: (m) => opts.store.release(sessionId, m.messageId),
       nextDueAt: () => opts.store.nextDueAt(sessionId),
     });
     if (!claimed) return reply.code(204).send();
