@@ -45,6 +45,11 @@ const removeScript = luaCommand<
 const recountScript = luaCommand<[sessionsAll: string, proxiesAll: string], [prefix: string], Array<string | number>>(
   new URL('./proxy-recount.lua', import.meta.url),
 );
+const freeCountScript = luaCommand<
+  [proxiesAll: string, proxiesPrivate: string],
+  [prefix: string, limit: number],
+  number
+>(new URL('./proxy-free-count.lua', import.meta.url));
 const migrateKeyScript = luaCommand<
   [oldKey: string, newKey: string, all: string, urls: string],
   [family: ProxyKeyFamily, proxyUrl: string, proxyId: string],
@@ -359,7 +364,7 @@ export class ProxyPool {
 
   /** Healthy proxies with at least one free slot: the inventory that low-inventory alerts watch. */
   async freeHealthyProxies(): Promise<number> {
-    return (await this.list()).filter((p) => !p.privateTo && p.status === 'OK' && p.load < this.limit).length;
+    return freeCountScript(this.redis, [this.keys.proxiesAll(), this.keys.proxiesPrivate()], [this.prefix, this.limit]);
   }
 }
 

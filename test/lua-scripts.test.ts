@@ -141,6 +141,7 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     });
     const pool = new ProxyPool(redis, prefix, { maxSessionsPerProxy: 4 });
     await pool.register(PROXY_A, PROXY_B);
+    assert.equal(await pool.freeHealthyProxies(), 2);
     await redis.sadd(`${prefix}sessions:all`, 's1', 's2');
     await pool.setSticky('491700000001', PROXY_B);
     assert.equal((await pool.reserve({ sessionId: 's1', phone: '491700000001' })).proxyUrl, PROXY_B);

@@ -147,6 +147,39 @@ describe('proxy pool on real Redis', () => {
     await assert.rejects(pool.reserve({ sessionId: 'e2', exclude: [p1!] }), NoProxyCapacityError);
   });
 
+  it('free inventory: healthy shared proxies below the limit, in one Redis call whatever the pool size', async () => {
+    const pool = new ProxyPool(redis, `${prefix}free:`, { maxSessionsPerProxy: 2 });
+    const [p1, p2] = await pool.register(proxy(1), proxy(2), proxy(3), proxy(4));
+    assert.equal(await pool.freeHealthyProxies(), 4);
+    await pool.reserve({ sessionId: 'f1', override: p1! });
+    assert.equal(await pool.freeHealthyProxies(), 4, 'one of two slots taken: still free');
+    await pool.reserve({ sessionId: 'f2', override: p1! });
+    assert.equal(await pool.freeHealthyProxies(), 3, 'full');
+    await pool.markBad(p2!);
+    assert.equal(await pool.freeHealthyProxies(), 2, 'BAD');
+    await pool.reserve({ sessionId: 'f3', override: 'socks5h://t:pw@10.0.0.9:1080', tenant: 't1' });
+    assert.equal(await pool.freeHealthyProxies(), 2, "a tenant's own proxy is not the shared inventory");
+    await pool.release('f2');
+    await pool.markOk(p2!);
+    assert.equal(await pool.freeHealthyProxies(), 4);
+    const listed = (await pool.list()).filter((p) => !p.privateTo && p.status === 'OK' && p.load < 2).length;
+    assert.equal(listed, 4, 'the same count as the full listing');
+    // 2,000 proxies: still one command (a round trip per proxy made each provision cost O(proxies) calls).
+    const conn = redis.duplicate();
+    let sent = 0;
+    const send = conn.sendCommand.bind(conn);
+    conn.sendCommand = (...args: Parameters<typeof send>) => {
+      sent++;
+      return send(...args);
+    };
+    const big = new ProxyPool(conn, `${prefix}free-big:`, { maxSessionsPerProxy: 4 });
+    await big.register(...Array.from({ length: 2000 }, (_, i) => `socks5h://u:p@10.1.${i >> 8}.${i & 255}:1080`));
+    sent = 0;
+    assert.equal(await big.freeHealthyProxies(), 2000);
+    conn.disconnect();
+    assert.ok(sent <= 2, `${sent} commands for one count`); // EVALSHA, and EVAL the first time on a connection
+  });
+
   it('registration is idempotent and keeps a BAD proxy BAD', async () => {
     const pool = new ProxyPool(redis, `${prefix}reg:`, { maxSessionsPerProxy: 4 });
     const [p1] = await pool.register(proxy(1));
