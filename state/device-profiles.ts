@@ -101,6 +101,14 @@ export class DeviceProfileStore {
 
   /** Active profiles no session presents. */
   async free(): Promise<number> {
-    return (await this.list()).filter((p) => !p.retired && p.sessions.length === 0).length;
+    // Counted, not listed: every provision checks it, and each profile's session set grows with the fleet.
+    const k = this.keys;
+    const [ids, retired] = await Promise.all([
+      this.redis.hkeys(k.deviceProfiles()),
+      this.redis.smembers(k.deviceProfilesRetired()),
+    ]);
+    const active = ids.filter((id) => !retired.includes(id));
+    const uses = await Promise.all(active.map((id) => this.redis.scard(k.deviceProfileSessions(id))));
+    return uses.filter((n) => n === 0).length;
   }
 }

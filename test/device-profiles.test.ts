@@ -218,10 +218,13 @@ describe('device-profile assignment (state/device-profile-assign.lua, real Redis
     const x = await store.add({ os: 'Windows', browser: 'Chrome', osVersion: '1' });
     const y = await store.add({ os: 'Mac OS', browser: 'Safari', osVersion: '2' });
     assert.ok(x && y);
+    const free = await store.free();
     await onProxy('a', P1);
     assert.equal((await store.assign('a', P1))?.id, x.id);
+    assert.equal(await store.free(), free - 1, 'x in use');
     await onProxy('b', P2);
     assert.equal((await store.assign('b', P2))?.id, y.id, 'the least used');
+    assert.equal(await store.free(), free - 2, 'y in use');
     assert.equal((await store.assign('a', P1))?.id, x.id, 'a session keeps its profile');
     await onProxy('c', P1);
     assert.equal((await store.assign('c', P1))?.id, y.id, 'x is taken on P1: y, though used as often');
@@ -231,7 +234,9 @@ describe('device-profile assignment (state/device-profile-assign.lua, real Redis
     await store.release('a');
     assert.equal((await store.assign('d', P1))?.id, x.id, 'released by a: free again');
     await store.release('d');
+    assert.equal(await store.free(), free - 1, 'x unused again');
     assert.equal(await store.retire(x.id), 'retired');
+    assert.equal(await store.free(), free - 2, 'a retired profile is not free');
     await onProxy('e', P2);
     assert.equal(await store.assign('e', P2), null, 'y is taken on P2 and x is retired');
 
