@@ -290,14 +290,15 @@ export function createSessionActivities(deps: ActivityDeps) {
       fields: Partial<Omit<SessionRecord, 'sessionId'>>;
       increment?: 'restarts' | 'watchdogRestarts' | 'failovers';
       proxyId?: string | null;
-    }): Promise<void> {
+    }): Promise<number | null> {
       const fields =
         input.proxyId === undefined
           ? input.fields
           : { ...input.fields, proxy: await urlOf({ proxyId: input.proxyId }) };
-      await sessions.update(input.sessionId, fields);
+      const mirrorSeq = await sessions.update(input.sessionId, fields);
       if (input.increment) await sessions.increment(input.sessionId, input.increment);
       await publishStatus(input.sessionId, fields, input.increment);
+      return mirrorSeq;
     },
 
     /** CONNECTED: lock the sticky binding, drop the temporary one, mark the session connected and active. */
@@ -309,7 +310,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         /** The phone claimed at provision (or by an earlier pairing): released when another phone was scanned. */
         previousPhone?: string | null;
       },
-    ): Promise<{ conflictWith: string | null }> {
+    ): Promise<{ conflictWith: string | null; mirrorSeq?: number | null }> {
       const owner = await sessions.claimPhone(input.phone, input.sessionId);
       if (owner) return { conflictWith: owner };
       if (input.previousPhone && input.previousPhone !== input.phone)
@@ -320,7 +321,7 @@ export function createSessionActivities(deps: ActivityDeps) {
       await sessions.clearQr(input.sessionId);
       await sessions.clearPairingCode(input.sessionId);
       const now = Date.now();
-      await sessions.update(input.sessionId, {
+      const mirrorSeq = await sessions.update(input.sessionId, {
         status: 'connected',
         phone: input.phone,
         jid: input.jid,
@@ -336,7 +337,7 @@ export function createSessionActivities(deps: ActivityDeps) {
         tenant: (await sessions.get(input.sessionId).catch(() => null))?.tenant ?? null,
         data: { status: 'connected', phone: input.phone, proxy: proxyEndpoint(proxyUrl) },
       });
-      return { conflictWith: null };
+      return { conflictWith: null, mirrorSeq };
     },
 
     /**

@@ -7,6 +7,26 @@ import { execAll } from './redis.js';
 const releasePhoneScript = luaCommand<[phoneSession: string], [sessionId: string], 0 | 1>(
   new URL('./session-phone-release.lua', import.meta.url),
 );
+const mirrorLossScript = luaCommand<
+  [record: string, generation: string, active: string],
+  [sessionId: string, generation: number, lastError: string, now: number],
+  number | null
+>(new URL('./session-mirror-loss.lua', import.meta.url));
+const mirrorReconnectScript = luaCommand<
+  [
+    record: string,
+    generation: string,
+    phoneSession: string,
+    phoneProxy: string,
+    slot: string,
+    temp: string,
+    qr: string,
+    pairing: string,
+    active: string,
+  ],
+  [sessionId: string, generation: number, phone: string, jid: string, now: number],
+  [proxyUrl: string, from: number] | null
+>(new URL('./session-mirror-reconnect.lua', import.meta.url));
 
 /** The session hash (SPEC §9 `session:<id>`), as the API and dashboard read it. */
 export interface SessionRecord {
@@ -107,7 +127,16 @@ export class SessionStore {
   }
 
   /** Writes fields of the session hash; `null` deletes a field. Keeps sessions:active in step with the status. */
-  async update(sessionId: string, fields: Partial<Omit<SessionRecord, 'sessionId'>>, now = Date.now()): Promise<void> {
+  /**
+   * Writes record fields (null deletes one). A status write also moves the record's status-write count
+   * (`mirrorSeq`), returned then (else null): the workflow tells by it whether a status the webhook bridge wrote
+   * came straight after its own (sessions.ts mirrorLoss / mirrorReconnect).
+   */
+  async update(
+    sessionId: string,
+    fields: Partial<Omit<SessionRecord, 'sessionId'>>,
+    now = Date.now(),
+  ): Promise<number | null> {
     const set: Record<string, string | number> = { updatedAt: now };
     const del: string[] = [];
     for (const [k, v] of Object.entries(fields)) {
@@ -118,7 +147,9 @@ export class SessionStore {
     if (del.length) tx.hdel(this.keys.session(sessionId), ...del);
     if (fields.status && WATCHED_STATUSES.includes(fields.status)) tx.sadd(this.keys.sessionsActive(), sessionId);
     else if (fields.status && !LIVE_STATUSES.includes(fields.status)) tx.srem(this.keys.sessionsActive(), sessionId);
-    await execAll(tx);
+    if (fields.status) tx.hincrby(this.keys.session(sessionId), 'mirrorSeq', 1);
+    const results = await execAll(tx);
+    return fields.status ? Number(results[results.length - 1]![1]) : null;
   }
 
   async increment(sessionId: string, field: 'restarts' | 'watchdogRestarts' | 'failovers'): Promise<number> {
@@ -237,6 +268,48 @@ export class SessionStore {
 
   async phoneOwner(phone: string): Promise<string | null> {
     return this.redis.get(this.keys.phoneSession(phone));
+  }
+
+  /**
+   * A reported connection loss of the current worker, mirrored ahead of the workflow: connected → reconnecting.
+   * Returns the status-write count it wrote on top of, or null when the record is not connected or the generation
+   * is not the current one (the workflow writes).
+   */
+  async mirrorLoss(sessionId: string, generation: number, lastError: string, now = Date.now()): Promise<number | null> {
+    const k = this.keys;
+    const keys = [k.session(sessionId), k.sessionWorkerGeneration(sessionId), k.sessionsActive()] as const;
+    return mirrorLossScript(this.redis, [...keys], [sessionId, generation, lastError, now]);
+  }
+
+  /**
+   * The current worker connected again after a reported loss, mirrored ahead of the workflow: reconnecting →
+   * connected. Returns the proxy URL it is connected through and the status-write count it wrote on top of, or
+   * null when the CONNECTED activity must write (a first link, another phone, a moved sticky proxy, an old worker).
+   */
+  async mirrorReconnect(
+    sessionId: string,
+    generation: number,
+    phone: string,
+    jid: string,
+    now = Date.now(),
+  ): Promise<{ proxyUrl: string; from: number } | null> {
+    const k = this.keys;
+    const r = await mirrorReconnectScript(
+      this.redis,
+      [
+        k.session(sessionId),
+        k.sessionWorkerGeneration(sessionId),
+        k.phoneSession(phone),
+        k.phoneProxy(phone),
+        k.sessionSlot(sessionId),
+        k.sessionTemp(sessionId),
+        k.sessionQr(sessionId),
+        k.sessionPairingCode(sessionId),
+        k.sessionsActive(),
+      ],
+      [sessionId, generation, phone, jid, now],
+    );
+    return r ? { proxyUrl: r[0], from: Number(r[1]) } : null;
   }
 
   /** Releases the phone only if `sessionId` still owns it. */

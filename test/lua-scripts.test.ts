@@ -165,6 +165,10 @@ describe('Lua scripts: every key under the prefix (a one-node Redis Cluster)', (
     assert.equal(await sessions.claimPhone('491700000001', 's1'), null);
     await sessions.releasePhone('491700000001', 's1');
     assert.equal(await sessions.phoneOwner('491700000001'), null);
+    await sessions.setWorkerGeneration('s1', 1);
+    await sessions.update('s1', { status: 'connected', phone: '491700000001', connectedAt: 1 });
+    assert.equal(typeof (await sessions.mirrorLoss('s1', 1, 'lost')), 'number');
+    assert.equal(await sessions.mirrorReconnect('s1', 1, '491700000001', 'j'), null, 'the phone is not bound to it');
 
     const hosts = new HostRegistry(redis, prefix);
     await hosts.heartbeat({ hostId: 'h1', queue: 'q@h1', capacity: 2 });

@@ -65,9 +65,14 @@ export interface SessionState {
   /** The host and its queue after a move (absent: where it was provisioned, the input's). */
   hostId?: string;
   hostQueue?: string;
+  /**
+   * The mirror's status-write count after this workflow's last status write (absent: none since this field). A
+   * write the bridge mirrored counts only when it came straight after it (see {@link WorkerEvent} `mirroredFrom`).
+   */
+  mirrorSeq?: number;
 }
 
-export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'proxyId' | 'seenEventIds'>;
+export type PublicSessionState = Omit<SessionState, 'proxyUrl' | 'proxyId' | 'seenEventIds' | 'mirrorSeq'>;
 
 export interface SessionInput {
   sessionId: string;
@@ -108,9 +113,37 @@ export type WorkerEvent = {
     timestamp: number;
     /** The worker generation that produced it (absent from workers started before generations existed). */
     generation?: number;
+    /**
+     * The webhook bridge already wrote this event's status change to the Redis mirror (a reported loss, or the
+     * reconnect after it; see {@link waitedOutLoss}), on top of the mirror's status-write count given here. When
+     * that is the count of the workflow's own last write (`SessionState.mirrorSeq`), nothing was written in
+     * between or since by the workflow, and it changes only its own state; otherwise it writes as usual.
+     */
+    mirroredFrom?: number;
     data: Partial<T extends 'PAIRING_CODE' ? Omit<EventData<T>, 'code'> : EventData<T>>;
   };
 }[SignalledEventType];
+
+/** The lastError of a connection loss the session waits out while the worker reconnects (status `reconnecting`). */
+export function connectionLostError(data: { code?: number | null; reason?: string }): string {
+  return `connection lost (${data.code ?? 'no code'}): ${String(data.reason ?? '')}`;
+}
+
+/**
+ * WhatsApp's codes the session answers with more than a reconnect: 401 logged out, 440 replaced, 406 banned, 402
+ * banned for a while, 403 locked.
+ */
+export const FINAL_DISCONNECT_CODES: readonly number[] = [401, 440, 406, 402, 403];
+
+/**
+ * A DISCONNECTED the session only waits out (the worker reconnects by itself): not a proxy error, not every QR
+ * expired, no final code. The webhook bridge mirrors these itself (connected → reconnecting); the workflow still
+ * decides every event (session-handlers.ts) and writes whatever it decides otherwise.
+ */
+export function waitedOutLoss(data: { code?: number | null; reason?: string; isProxyError?: boolean }): boolean {
+  if (data.isProxyError === true || /^qr_timeout/.test(String(data.reason ?? ''))) return false;
+  return typeof data.code !== 'number' || !FINAL_DISCONNECT_CODES.includes(data.code);
+}
 
 export const workerEventSignal = defineSignal<[WorkerEvent]>('workerEvent');
 export const watchdogAlarmSignal = defineSignal<[{ at: number }]>('watchdogAlarm');

@@ -5,7 +5,13 @@
 import { patched } from '@temporalio/workflow';
 import { WATCHED_STATUSES } from '../common/session-status.js';
 import { bestEffortAlert } from './activity-options.js';
-import { HOLDS_SLOT, TERMINAL, type SessionCommand, type WorkerEvent } from './session-definitions.js';
+import {
+  HOLDS_SLOT,
+  TERMINAL,
+  connectionLostError,
+  type SessionCommand,
+  type WorkerEvent,
+} from './session-definitions.js';
 import type { SessionLifecycle } from './session-lifecycle.js';
 import { moveHost } from './session-move-host.js';
 
@@ -42,16 +48,27 @@ export async function onEvent(session: SessionLifecycle, event: WorkerEvent) {
       const phone = String(event.data.phoneNumber);
       const jid = String(event.data.jid);
       const wasConnectedBefore = state.connectedAt !== null;
-      const { conflictWith } = await mirror.sessionConnected({
-        sessionId: state.sessionId,
-        phone,
-        jid,
-        ...session.proxyRef(),
-        previousPhone: state.phone,
-      });
-      if (conflictWith) {
-        await session.park('failed', `phone ${phone} is already bound to session ${conflictWith}`, 'session_failed');
-        return;
+      // Back after a reported loss, the bridge having written it: the same phone, so no binding to check.
+      const mirrored =
+        session.mirroredOnTop(event) &&
+        wasConnectedBefore &&
+        state.status === 'reconnecting' &&
+        phone === state.phone &&
+        patched('bridge-mirrors-reconnects');
+      if (mirrored) state.mirrorSeq = event.mirroredFrom! + 1;
+      else {
+        const { conflictWith, mirrorSeq } = await mirror.sessionConnected({
+          sessionId: state.sessionId,
+          phone,
+          jid,
+          ...session.proxyRef(),
+          previousPhone: state.phone,
+        });
+        if (typeof mirrorSeq === 'number') state.mirrorSeq = mirrorSeq;
+        if (conflictWith) {
+          await session.park('failed', `phone ${phone} is already bound to session ${conflictWith}`, 'session_failed');
+          return;
+        }
       }
       state.phone = phone;
       state.jid = jid;
@@ -131,10 +148,15 @@ export async function onEvent(session: SessionLifecycle, event: WorkerEvent) {
       if (code === 403)
         return session.park('failed', 'account locked by WhatsApp (403): open WhatsApp on the phone', 'session_failed');
       if (HOLDS_SLOT.includes(state.status) && state.status !== 'failing_over') {
-        await session.transition(
-          'reconnecting',
-          `connection lost (${code ?? 'no code'}): ${String(event.data.reason ?? '')}`,
-        );
+        const lastError = connectionLostError(event.data);
+        // The bridge wrote connected → reconnecting already (waitedOutLoss): only the workflow's own state changes.
+        if (state.status === 'connected' && session.mirroredOnTop(event) && patched('bridge-mirrors-reconnects')) {
+          state.status = 'reconnecting';
+          state.lastError = lastError;
+          state.mirrorSeq = event.mirroredFrom! + 1;
+          return;
+        }
+        await session.transition('reconnecting', lastError);
       }
       return;
     }

@@ -41,9 +41,23 @@ export class SessionLifecycle {
     return containerActivitiesOn(this.hostQueue());
   }
 
-  /** Writes mirror fields (and the counter a change moves) without a status change. */
-  save(fields: MirrorFields, increment?: Counter) {
-    return this.mirror.updateSession({ sessionId: this.state.sessionId, fields, increment });
+  /** Writes mirror fields (and the counter a change moves); a status among them counts as the workflow's write. */
+  async save(fields: MirrorFields, increment?: Counter) {
+    const seq: unknown = await this.mirror.updateSession({ sessionId: this.state.sessionId, fields, increment });
+    if (typeof seq === 'number') this.state.mirrorSeq = seq;
+  }
+
+  /**
+   * The bridge wrote this event's status straight on top of the workflow's last status write (nothing in between,
+   * by anyone): the mirror then holds what the workflow would write.
+   */
+  mirroredOnTop(event: WorkerEvent): boolean {
+    return (
+      event.mirroredFrom !== undefined &&
+      this.state.mirrorSeq !== undefined &&
+      event.mirroredFrom === this.state.mirrorSeq &&
+      !this.fromOldWorker(event)
+    );
   }
 
   /**

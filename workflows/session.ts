@@ -91,7 +91,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<PublicSessio
   let provisionFailure: { message: string; type: string } | null = null;
 
   const publicState = (): PublicSessionState => {
-    const { proxyUrl: _secret, proxyId: _id, seenEventIds: _ids, ...rest } = state;
+    const { proxyUrl: _secret, proxyId: _id, seenEventIds: _ids, mirrorSeq: _seq, ...rest } = state;
     return rest;
   };
 

@@ -2,7 +2,14 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { WebhookEnvelopeSchema, type WebhookEnvelope } from '../../common/events.js';
 import { workflowIdFor } from '../../common/session.js';
-import { workerEventSignal, type WorkerEvent } from '../../workflows/session-definitions.js';
+import { proxyEndpoint } from '../../common/proxy-url.js';
+import type { SessionRecord } from '../../state/sessions.js';
+import {
+  connectionLostError,
+  waitedOutLoss,
+  workerEventSignal,
+  type WorkerEvent,
+} from '../../workflows/session-definitions.js';
 import type { ApiContext } from '../context.js';
 import { ApiError, zodToApiError } from '../errors.js';
 
@@ -31,7 +38,44 @@ export interface WebhookHooks {
  */
 export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
   const { config, temporal } = ctx;
-  const { sessions } = ctx.stores;
+  const { sessions, events } = ctx.stores;
+
+  /**
+   * A reported loss of the current worker (connected → reconnecting) and its reconnect (→ connected) are written
+   * to the mirror here, with their live events, when the record shows the state the workflow last wrote: the
+   * workflow, told so, changes only its own state, and a phone's flaky network costs its history no activities.
+   * Anything else (or a record that moved on) the workflow writes itself. Returns the record's status-write count
+   * the status was written on top of (the workflow trusts it only when that was its own last write), or null.
+   */
+  async function mirror(event: WebhookEnvelope, record: SessionRecord): Promise<number | null> {
+    if (event.generation === undefined) return null;
+    if (event.type === 'DISCONNECTED' && record.status === 'connected' && waitedOutLoss(event.data)) {
+      const lastError = connectionLostError(event.data);
+      const from = await sessions.mirrorLoss(event.sessionId, event.generation, lastError);
+      if (from === null) return null;
+      const proxy = record.proxy ? { proxy: proxyEndpoint(record.proxy) } : {};
+      await events.publishSafe({
+        type: 'status',
+        sessionId: event.sessionId,
+        tenant: record.tenant,
+        data: { status: 'reconnecting', lastError, ...proxy },
+      });
+      return from;
+    }
+    if (event.type === 'CONNECTED' && record.status === 'reconnecting') {
+      const { phoneNumber: phone, jid } = event.data;
+      const written = await sessions.mirrorReconnect(event.sessionId, event.generation, phone, jid);
+      if (written === null) return null;
+      await events.publishSafe({
+        type: 'connected',
+        sessionId: event.sessionId,
+        tenant: record.tenant,
+        data: { status: 'connected', phone, proxy: proxyEndpoint(written.proxyUrl) },
+      });
+      return written.from;
+    }
+    return null;
+  }
   return async function plugin(app: FastifyInstance) {
     // Registered inside the signed scope (api/signed.ts): the signature is verified before this handler runs.
     app.post('/api/webhook', { config: { signed: { session: 'body', bound: false } } }, async (request, reply) => {
@@ -67,11 +111,13 @@ export function webhookRoutes(ctx: ApiContext, hooks: WebhookHooks = {}) {
           (event.type === 'PROXY_ERROR' && record.status === 'failing_over') ||
           (qr !== null && !qr.firstOfGeneration && record.status === 'qr_ready');
         if (SIGNALLED.has(event.type) && !redundant) {
+          const mirroredFrom = await mirror(event, record);
           const signal = {
             eventId: event.eventId,
             type: event.type,
             timestamp: event.timestamp,
             ...(event.generation !== undefined ? { generation: event.generation } : {}),
+            ...(mirroredFrom !== null ? { mirroredFrom } : {}),
             // The pairing code is a one-time secret and the QR a linking token: they stay in Redis, never in the
             // workflow's history.
             data:
