@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { redisKeys } from '../common/redis-keys.js';
 import { workflowIdFor } from '../common/session.js';
 import { stateQuery } from '../workflows/session-definitions.js';
+import { replayRecorded } from './helpers/replay.js';
 import { Stack, waitFor } from './helpers/stack.js';
 
 const CYCLES = 5;
@@ -154,6 +155,8 @@ describe('workflow history per reconnect', () => {
       const record = await stack.status('hist1');
       assert.equal(record.status, 'connected');
       assert.equal(record.lastError ?? null, null);
+      // The run replays with the current code (RECORD_HISTORIES=1: kept as a fixture for test/replay.test.ts).
+      assert.equal(await replayRecorded([handle.workflowId]), 1);
       // Each loss and each reconnect was published as a live event, as when the workflow wrote them.
       const counted = await eventCounts(stack);
       assert.equal((counted.status ?? 0) - (countedBefore.status ?? 0), CYCLES, 'one status event per loss');
